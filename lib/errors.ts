@@ -1,0 +1,55 @@
+/**
+ * Errors raised by blockprune carry a stable `code`, the same codes the native core uses:
+ *
+ * - `E_FILE_NOT_FOUND`  a file or directory is missing or unreadable
+ * - `E_BAD_CHECKPOINT`  a weights file is corrupt, truncated or inconsistent
+ * - `E_BAD_CONFIG`      config.json is invalid or disagrees with the weights
+ * - `E_BAD_TOKENIZER`   tokenizer.json / vocab.txt is invalid
+ * - `E_SHAPE`           a tensor's shape is not the expected one
+ * - `E_MISSING_TENSOR` / `E_UNEXPECTED_TENSOR`  checkpoint and model disagree on which tensors exist
+ * - `E_INVALID_ARG`     a bad argument (also thrown as TypeError / RangeError)
+ * - `E_DISPOSED`        the model was disposed
+ * - `E_TORCH` / `E_NATIVE`  an error inside libtorch or the addon
+ * - `E_NO_ADDON`        the native addon could not be loaded
+ */
+export type ErrorCode =
+  | 'E_FILE_NOT_FOUND'
+  | 'E_BAD_CHECKPOINT'
+  | 'E_BAD_CONFIG'
+  | 'E_BAD_TOKENIZER'
+  | 'E_SHAPE'
+  | 'E_MISSING_TENSOR'
+  | 'E_UNEXPECTED_TENSOR'
+  | 'E_INVALID_ARG'
+  | 'E_DISPOSED'
+  | 'E_TORCH'
+  | 'E_NATIVE'
+  | 'E_NO_ADDON';
+
+export class BlockpruneError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BlockpruneError';
+    this.code = code;
+  }
+}
+
+/** A TypeError with `code: 'E_INVALID_ARG'`, worded like "Expected X for NAME but received Y". */
+export function invalidArg(name: string, expected: string, received: unknown): TypeError & { code: ErrorCode } {
+  const err = new TypeError(`Expected ${expected} for ${name} but received ${describeValue(received)}`) as TypeError & {
+    code: ErrorCode;
+  };
+  err.code = 'E_INVALID_ARG';
+  return err;
+}
+
+export function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return 'an Array';
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'number') return `the number ${v}`;
+  return `a ${typeof v}`;
+}

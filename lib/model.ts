@@ -1,0 +1,212 @@
+/**
+ * BertModel: a BERT (bare, sequence classification or question answering) held by the native core.
+ * Loading, forward and saving run off the event loop and return Promises; calls on one model are queued
+ * and run one at a time, in call order.
+ */
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BlockpruneError, invalidArg } from './errors';
+import {
+  IntArray,
+  NativeForwardOptions,
+  NativeLayerInfo,
+  NativeLoadReport,
+  NativeModel,
+  TensorData,
+  native,
+} from './native';
+
+export type Task = 'bare' | 'text-classification' | 'question-answering';
+
+/** The HF config.json fields of a BERT (others are kept as they are). */
+export interface BertConfigJson {
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  hidden_act?: string;
+  hidden_dropout_prob?: number;
+  attention_probs_dropout_prob?: number;
+  max_position_embeddings?: number;
+  type_vocab_size?: number;
+  layer_norm_eps?: number;
+  initializer_range?: number;
+  pad_token_id?: number;
+  num_labels?: number;
+  id2label?: Record<string, string>;
+  label2id?: Record<string, number>;
+  pruned_heads?: Record<string, number[]>;
+  /** blockprune's per-layer FFN widths (compact models). */
+  intermediate_sizes?: number[];
+  architectures?: string[];
+  [key: string]: unknown;
+}
+
+export interface FromPretrainedOptions {
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: string;
+  /** Which head to build; 'auto' (default) follows the checkpoint. A missing head is created at random. */
+  task?: Task | 'auto';
+  /** Label count for a classification head the checkpoint lacks. */
+  numLabels?: number;
+  /** Seed for weights the checkpoint lacks. */
+  seed?: number;
+}
+
+export interface FromConfigOptions {
+  task?: Task;
+  device?: string;
+  seed?: number;
+}
+
+/** A batch of token ids, flat row-major [batchSize, seqLen]. */
+export interface ForwardBatch {
+  inputIds: IntArray;
+  attentionMask?: IntArray;
+  tokenTypeIds?: IntArray;
+  batchSize: number;
+  seqLen: number;
+  labels?: IntArray;
+  startPositions?: IntArray;
+  endPositions?: IntArray;
+}
+
+export type ForwardOptions = NativeForwardOptions;
+export type ForwardOutput = Record<string, TensorData>;
+export type LayerInfo = NativeLayerInfo;
+export type LoadReport = NativeLoadReport;
+
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'];
+
+export class BertModel {
+  /** The directory the model was loaded from, if any (tokenizer files are looked for there). */
+  readonly sourceDir: string | undefined;
+  /** What loading read, created and ignored. */
+  readonly loadReport: LoadReport | undefined;
+  #handle: NativeModel | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(handle: NativeModel, sourceDir?: string, report?: LoadReport) {
+    this.#handle = handle;
+    this.sourceDir = sourceDir;
+    this.loadReport = report;
+  }
+
+  /** Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin from `dir`. */
+  static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BertModel> {
+    if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
+    const abs = resolve(dir);
+    if (!existsSync(abs)) throw new BlockpruneError('E_FILE_NOT_FOUND', `model directory ${abs} does not exist`);
+    const { model, report } = await native().loadModel(abs, options);
+    return new BertModel(model, abs, report);
+  }
+
+  /** A model with random weights (HF's initialisation), e.g. to train from scratch or to benchmark. */
+  static async fromConfig(config: BertConfigJson, options: FromConfigOptions = {}): Promise<BertModel> {
+    if (typeof config !== 'object' || config === null) throw invalidArg('config', 'a config object', config);
+    const handle = await native().createModel(JSON.stringify(config), options);
+    return new BertModel(handle);
+  }
+
+  get disposed(): boolean {
+    return this.#handle === undefined || this.#handle.disposed;
+  }
+
+  private handle(): NativeModel {
+    if (!this.#handle || this.#handle.disposed)
+      throw new BlockpruneError('E_DISPOSED', 'this model was disposed');
+    return this.#handle;
+  }
+
+  /**
+   * Runs `fn` after every call queued before it (one native job per model at a time). A call still
+   * waiting when the model is disposed rejects with E_DISPOSED.
+   */
+  private enqueue<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
+    this.handle();
+    const step = (): Promise<T> => {
+      const h = this.#handle;
+      if (!h || h.disposed)
+        return Promise.reject(new BlockpruneError('E_DISPOSED', 'the model was disposed before this call ran'));
+      return fn(h);
+    };
+    const run = this.#queue.then(step, step);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The config as the model would save it. */
+  get config(): BertConfigJson {
+    return JSON.parse(this.handle().info().config) as BertConfigJson;
+  }
+
+  get task(): Task {
+    return this.handle().info().task;
+  }
+
+  get numParameters(): number {
+    return this.handle().info().numParameters;
+  }
+
+  /** Per-layer heads kept and FFN width. */
+  get layers(): LayerInfo[] {
+    return this.handle().info().layers;
+  }
+
+  /** [HF state-dict name, shape] of every parameter, in named_parameters() order. */
+  get parameterShapes(): Array<[string, number[]]> {
+    return this.handle().info().parameters;
+  }
+
+  get device(): string {
+    return this.handle().info().device;
+  }
+
+  /** Label names by class id (config id2label, else LABEL_i). */
+  get labels(): string[] {
+    const c = this.config;
+    const n = c.id2label ? Object.keys(c.id2label).length : (c.num_labels ?? 2);
+    return Array.from({ length: n }, (_, i) => c.id2label?.[String(i)] ?? `LABEL_${i}`);
+  }
+
+  /**
+   * One forward pass. Outputs by name: "logits" (classification), "start_logits"/"end_logits" (QA),
+   * "last_hidden_state"/"pooler_output" (bare), "loss" when labels/positions are given.
+   */
+  forward(batch: ForwardBatch, options: ForwardOptions = {}): Promise<ForwardOutput> {
+    if (typeof batch !== 'object' || batch === null) return Promise.reject(invalidArg('batch', 'an object', batch));
+    return this.enqueue((h) => h.forward(batch, options));
+  }
+
+  /** Writes config.json and model.safetensors (and copies the tokenizer files of the source directory). */
+  save(dir: string): Promise<void> {
+    if (typeof dir !== 'string') return Promise.reject(invalidArg('dir', 'a directory path string', dir));
+    const abs = resolve(dir);
+    return this.enqueue(async (h) => {
+      mkdirSync(abs, { recursive: true });
+      await h.save(abs);
+      if (this.sourceDir && this.sourceDir !== abs) {
+        for (const f of TOKENIZER_FILES) {
+          const src = join(this.sourceDir, f);
+          if (existsSync(src)) copyFileSync(src, join(abs, f));
+        }
+      }
+    });
+  }
+
+  /** Every parameter under its HF name, copied to JS. */
+  stateDict(): Record<string, TensorData> {
+    return this.handle().stateDict();
+  }
+
+  /**
+   * Frees the native model. A native job already running finishes (it holds its own reference to the
+   * weights); queued calls and later calls reject with E_DISPOSED.
+   */
+  dispose(): void {
+    const h = this.#handle;
+    this.#handle = undefined;
+    h?.dispose();
+  }
+}

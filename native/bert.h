@@ -1,0 +1,163 @@
+// BERT in libtorch, mirroring HF transformers' modeling_bert module by module. Submodules are registered
+// under HF's names, so named_parameters() yields HF state-dict keys ("bert.encoder.layer.0.attention.self.
+// query.weight") and checkpoints load with no mapping table. Every layer has its own head count and FFN
+// width, read from the config's per-layer fields and checked against the weights: compact models need that.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+
+namespace bp {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// A linear layer y = x W^T + b held as plain parameters ("weight" [out, in], "bias" [out]).
+// Mirrors torch.nn.Linear; kept our own so the pruning core can swap in masked variants.
+struct LinearImpl : torch::nn::Module {
+  LinearImpl(int64_t in, int64_t out, bool bias = true);
+  at::Tensor forward(const at::Tensor& x) const;
+  at::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+// torch.nn.LayerNorm over the last dimension.
+struct LayerNormImpl : torch::nn::Module {
+  LayerNormImpl(int64_t dim, double eps);
+  at::Tensor forward(const at::Tensor& x) const;
+  at::Tensor weight, bias;
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+// torch.nn.Embedding (a lookup table).
+struct EmbeddingImpl : torch::nn::Module {
+  EmbeddingImpl(int64_t num, int64_t dim);
+  at::Tensor forward(const at::Tensor& ids) const;
+  at::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// HF BertEmbeddings: word + position + token type, LayerNorm, dropout.
+struct BertEmbeddingsImpl : torch::nn::Module {
+  explicit BertEmbeddingsImpl(const BertConfig& c);
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids) const;
+  Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
+  LayerNorm LayerNorm_{nullptr};
+  double dropout;
+};
+TORCH_MODULE(BertEmbeddings);
+
+// HF BertSelfAttention with `heads` heads of size head_dim (heads may be 0: the layer skips attention).
+struct BertSelfAttentionImpl : torch::nn::Module {
+  BertSelfAttentionImpl(const BertConfig& c, int64_t heads);
+  Linear query{nullptr}, key{nullptr}, value{nullptr};
+  int64_t heads, head_dim;
+  double dropout;
+};
+TORCH_MODULE(BertSelfAttention);
+
+// HF BertSelfOutput: dense (heads*head_dim -> hidden), dropout, LayerNorm(x + input).
+struct BertSelfOutputImpl : torch::nn::Module {
+  BertSelfOutputImpl(const BertConfig& c, int64_t heads);
+  Linear dense{nullptr};
+  LayerNorm LayerNorm_{nullptr};
+};
+TORCH_MODULE(BertSelfOutput);
+
+// HF BertAttention: self + output.
+struct BertAttentionImpl : torch::nn::Module {
+  BertAttentionImpl(const BertConfig& c, int64_t heads);
+  BertSelfAttention self{nullptr};
+  BertSelfOutput output{nullptr};
+};
+TORCH_MODULE(BertAttention);
+
+// HF BertIntermediate: dense (hidden -> width) + activation.
+struct BertIntermediateImpl : torch::nn::Module {
+  BertIntermediateImpl(const BertConfig& c, int64_t width);
+  Linear dense{nullptr};
+};
+TORCH_MODULE(BertIntermediate);
+
+// HF BertOutput: dense (width -> hidden), dropout, LayerNorm(x + input).
+struct BertOutputImpl : torch::nn::Module {
+  BertOutputImpl(const BertConfig& c, int64_t width);
+  Linear dense{nullptr};
+  LayerNorm LayerNorm_{nullptr};
+};
+TORCH_MODULE(BertOutput);
+
+// HF BertLayer.
+struct BertLayerImpl : torch::nn::Module {
+  BertLayerImpl(const BertConfig& c, int64_t layer_index);
+  // Returns the layer output; `probs` receives the attention probabilities when non-null.
+  at::Tensor forward(const at::Tensor& h, const at::Tensor& ext_mask, at::Tensor* probs) const;
+  BertAttention attention{nullptr};
+  BertIntermediate intermediate{nullptr};
+  BertOutput output{nullptr};
+  std::string act;
+  double hidden_dropout;
+};
+TORCH_MODULE(BertLayer);
+
+struct ForwardOptions {
+  bool hidden_states = false;  // "hidden_states.{0..L}" (0 = embeddings output)
+  bool attentions = false;     // "attentions.{0..L-1}" (softmax probabilities)
+  bool extras = false;         // "last_hidden_state" and "pooler_output" for task models too
+};
+
+struct Batch {
+  at::Tensor input_ids;       // [B, S] int64
+  at::Tensor attention_mask;  // [B, S] int64 (1 = token, 0 = padding); undefined = all ones
+  at::Tensor token_type_ids;  // [B, S] int64; undefined = zeros
+  at::Tensor labels;          // [B] int64 (classification), optional
+  at::Tensor start_positions, end_positions;  // [B] int64 (question answering), optional
+};
+
+// HF BertModel (embeddings, encoder.layer.N, optional pooler) plus the task head of
+// BertForSequenceClassification ("classifier") or BertForQuestionAnswering ("qa_outputs").
+// Parameters live under "bert." as in the task models; a bare checkpoint is mapped on load/save.
+class BertImpl : public torch::nn::Module {
+ public:
+  BertImpl(BertConfig config, TaskKind kind);
+
+  // Outputs by name: "logits" | "start_logits","end_logits" | "last_hidden_state","pooler_output",
+  // plus "loss" when the batch has labels/positions, plus what `opts` asks for.
+  NamedTensors forward(const Batch& batch, const ForwardOptions& opts = {});
+
+  // HF's _init_weights: N(0, initializer_range) for linear and embedding weights, zero biases,
+  // LayerNorm (1, 0), padding row zero. Deterministic for a seed.
+  void init_weights(uint64_t seed);
+  // Re-initialises only the task head (a checkpoint without one, as HF does).
+  void init_head(uint64_t seed);
+
+  // Checks ranges and shapes of a batch; throws bp::Error E_INVALID_ARG naming the field.
+  void check_batch(const Batch& b) const;
+
+  const BertConfig& config() const { return config_; }
+  TaskKind kind() const { return kind_; }
+  bool has_pooler() const { return !pooler_dense.is_empty(); }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+  const BertLayerImpl& layer(int64_t i) const { return *layers_[static_cast<size_t>(i)]; }
+  at::Device device() const;
+
+  BertEmbeddings embeddings{nullptr};
+  std::vector<BertLayer> layers_;
+  Linear pooler_dense{nullptr};
+  Linear classifier{nullptr};
+  Linear qa_outputs{nullptr};
+
+ private:
+  BertConfig config_;
+  TaskKind kind_;
+};
+TORCH_MODULE(Bert);
+
+}  // namespace bp

@@ -1,0 +1,38 @@
+// ModelHandle: the JS object that owns one native BERT (blockprune's `NativeModel`, typed in lib/native.ts).
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+
+#include "bert.h"
+
+namespace bpn {
+
+class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // Wraps a native model into a new JS handle (main thread only).
+  static Napi::Object Wrap(Napi::Env env, bp::Bert model);
+
+  explicit ModelHandle(const Napi::CallbackInfo& info);
+  ~ModelHandle() override;
+
+  // The live model, or a JS Error E_DISPOSED.
+  bp::Bert model(Napi::Env env) const;
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
+
+  void ReportMemory(Napi::Env env, bool add);
+
+  bp::Bert model_{nullptr};
+  int64_t external_bytes_ = 0;
+};
+
+}  // namespace bpn

@@ -1,0 +1,215 @@
+#include "worker.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstring>
+#include <limits>
+
+#include "errors.h"
+
+namespace bpn {
+
+PromiseWorker::PromiseWorker(Napi::Env env, const char* name)
+    : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+void PromiseWorker::Execute() {
+  // A libuv pool thread is not an OpenMP thread libtorch set up: give it the process's thread count.
+  at::init_num_threads();
+  try {
+    Run();
+  } catch (const bp::Error& e) {
+    code_ = e.code();
+    SetError(e.what());
+  } catch (const c10::Error& e) {
+    code_ = "E_TORCH";
+    SetError(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    code_ = "E_NATIVE";
+    SetError(e.what());
+  } catch (...) {
+    code_ = "E_NATIVE";
+    SetError("unknown native error");
+  }
+}
+
+void PromiseWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  try {
+    deferred_.Resolve(guarded(env, [&] { return Result(env); }));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  }
+}
+
+void PromiseWorker::OnError(const Napi::Error& e) {
+  Napi::HandleScope scope(Env());
+  deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
+}
+
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error err = code == "E_INVALID_ARG" ? Napi::Error(env, Napi::RangeError::New(env, message).Value())
+                                            : Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  return err;
+}
+
+void throw_type_error(Napi::Env env, const std::string& message) {
+  auto err = Napi::TypeError::New(env, message);
+  err.Set("code", Napi::String::New(env, "E_INVALID_ARG"));
+  throw err;
+}
+
+void throw_range_error(Napi::Env env, const std::string& message) {
+  auto err = Napi::RangeError::New(env, message);
+  err.Set("code", Napi::String::New(env, "E_INVALID_ARG"));
+  throw err;
+}
+
+std::string describe(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsString()) return "a string";
+  if (v.IsNumber()) return "a number";
+  if (v.IsBoolean()) return "a boolean";
+  if (v.IsBigInt()) return "a bigint";
+  if (v.IsTypedArray()) {
+    switch (v.As<Napi::TypedArray>().TypedArrayType()) {
+      case napi_int8_array: return "an Int8Array";
+      case napi_uint8_array: return "a Uint8Array";
+      case napi_uint8_clamped_array: return "a Uint8ClampedArray";
+      case napi_int16_array: return "an Int16Array";
+      case napi_uint16_array: return "a Uint16Array";
+      case napi_int32_array: return "an Int32Array";
+      case napi_uint32_array: return "a Uint32Array";
+      case napi_float32_array: return "a Float32Array";
+      case napi_float64_array: return "a Float64Array";
+      case napi_bigint64_array: return "a BigInt64Array";
+      case napi_biguint64_array: return "a BigUint64Array";
+    }
+  }
+  if (v.IsArray()) return "an Array";
+  if (v.IsFunction()) return "a function";
+  if (v.IsObject()) return "an object";
+  return "an unknown value";
+}
+
+std::string get_string(const Napi::Value& v, const std::string& name) {
+  if (!v.IsString()) throw_type_error(v.Env(), "Expected a string for " + name + " but received " + describe(v));
+  return v.As<Napi::String>().Utf8Value();
+}
+
+Napi::Object get_object(const Napi::Value& v, const std::string& name) {
+  if (v.IsUndefined() || v.IsNull()) return Napi::Object::New(v.Env());
+  if (!v.IsObject() || v.IsArray())
+    throw_type_error(v.Env(), "Expected an object for " + name + " but received " + describe(v));
+  return v.As<Napi::Object>();
+}
+
+bool get_bool(const Napi::Object& o, const char* key, bool def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (!v.IsBoolean()) throw_type_error(o.Env(), std::string("Expected a boolean for ") + key + " but received " + describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+int64_t get_int(const Napi::Object& o, const char* key, int64_t def, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (!v.IsNumber()) throw_type_error(o.Env(), std::string("Expected an integer for ") + key + " but received " + describe(v));
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == static_cast<double>(static_cast<int64_t>(d))) || d < static_cast<double>(lo) || d > static_cast<double>(hi))
+    throw_range_error(o.Env(), std::string("Expected an integer in [") + std::to_string(lo) + ", " + std::to_string(hi) +
+                                   "] for " + key + " but received " + std::to_string(d));
+  return static_cast<int64_t>(d);
+}
+
+std::string get_string_opt(const Napi::Object& o, const char* key, const std::string& def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  return get_string(v, key);
+}
+
+at::Tensor int_tensor(const Napi::Value& v, const std::string& name, const std::vector<int64_t>& shape) {
+  Napi::Env env = v.Env();
+  if (!v.IsTypedArray())
+    throw_type_error(env, "Expected an Int32Array or BigInt64Array for " + name + " but received " + describe(v));
+  auto ta = v.As<Napi::TypedArray>();
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s;
+  if (static_cast<int64_t>(ta.ElementLength()) != numel)
+    throw_range_error(env, "Expected " + std::to_string(numel) + " elements (shape " + bp::shape_str(shape) + ") for " + name +
+                               " but received " + std::to_string(ta.ElementLength()));
+  at::Tensor out = at::empty(shape, at::kLong);
+  int64_t* dst = out.data_ptr<int64_t>();
+  const uint8_t* base = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  switch (ta.TypedArrayType()) {
+    case napi_int32_array: {
+      const int32_t* src = reinterpret_cast<const int32_t*>(base);
+      for (int64_t i = 0; i < numel; ++i) dst[i] = src[i];
+      break;
+    }
+    case napi_uint32_array: {
+      const uint32_t* src = reinterpret_cast<const uint32_t*>(base);
+      for (int64_t i = 0; i < numel; ++i) dst[i] = src[i];
+      break;
+    }
+    case napi_bigint64_array:
+      std::memcpy(dst, base, static_cast<size_t>(numel) * 8);
+      break;
+    case napi_float64_array: {
+      const double* src = reinterpret_cast<const double*>(base);
+      for (int64_t i = 0; i < numel; ++i) {
+        if (src[i] != static_cast<double>(static_cast<int64_t>(src[i])))
+          throw_range_error(env, "Expected integers in " + name + " but element " + std::to_string(i) + " is " + std::to_string(src[i]));
+        dst[i] = static_cast<int64_t>(src[i]);
+      }
+      break;
+    }
+    default:
+      throw_type_error(env, "Expected an Int32Array or BigInt64Array for " + name + " but received " + describe(v));
+  }
+  return out;
+}
+
+Napi::Object tensor_to_js(Napi::Env env, const at::Tensor& t_in) {
+  at::Tensor t = t_in.detach().to(at::kCPU).contiguous();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array shape = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
+  o.Set("shape", shape);
+  const size_t n = static_cast<size_t>(t.numel());
+  auto copy = [&](auto typed, size_t bytes) {
+    if (bytes) std::memcpy(typed.ArrayBuffer().Data(), t.data_ptr(), bytes);
+    return typed;
+  };
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      o.Set("data", copy(Napi::Float32Array::New(env, n), n * 4));
+      o.Set("dtype", "F32");
+      break;
+    case at::kLong:
+      o.Set("data", copy(Napi::BigInt64Array::New(env, n), n * 8));
+      o.Set("dtype", "I64");
+      break;
+    case at::kInt:
+      o.Set("data", copy(Napi::Int32Array::New(env, n), n * 4));
+      o.Set("dtype", "I32");
+      break;
+    case at::kBool:
+    case at::kByte:
+      o.Set("data", copy(Napi::Uint8Array::New(env, n), n));
+      o.Set("dtype", t.scalar_type() == at::kBool ? "BOOL" : "U8");
+      break;
+    default: {
+      at::Tensor f = t.to(at::kFloat);
+      auto arr = Napi::Float32Array::New(env, n);
+      if (n) std::memcpy(arr.ArrayBuffer().Data(), f.data_ptr(), n * 4);
+      o.Set("data", arr);
+      o.Set("dtype", "F32");
+    }
+  }
+  return o;
+}
+
+}  // namespace bpn

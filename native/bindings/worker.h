@@ -1,0 +1,72 @@
+// Async plumbing shared by every binding. The only place besides its .cc files that includes napi.h.
+//
+// Each slow call is a PromiseWorker: the JS-facing method copies everything it needs out of V8 on the
+// main thread, then Run() works on the libuv pool and never touches V8, and Result() turns the outcome into
+// JS values back on the main thread. Every C++ failure in Run() becomes a rejected Promise with an Error
+// carrying a `code` (bp::Error's code, E_TORCH for c10::Error, E_NATIVE otherwise): never an abort.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+
+#include "bert.h"
+#include "errors.h"
+
+namespace bpn {
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, const char* name);
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  // Keeps a JS object (the handle whose native state Run() uses) alive until the worker is done.
+  void Retain(const Napi::Object& obj) { retained_ = Napi::Persistent(obj); }
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+ private:
+  void Execute() final;
+  void OnOK() final;
+  void OnError(const Napi::Error& e) final;
+
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference retained_;
+  std::string code_ = "E_NATIVE";
+};
+
+// A JS Error (or TypeError/RangeError) with a `code` property.
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);
+[[noreturn]] void throw_type_error(Napi::Env env, const std::string& message);
+[[noreturn]] void throw_range_error(Napi::Env env, const std::string& message);
+
+// Runs `fn` and converts bp::Error / c10::Error / std::exception into a thrown JS Error with a code.
+template <typename F>
+auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const bp::Error& e) {
+    throw make_error(env, e.code(), e.what());
+  } catch (const c10::Error& e) {
+    throw make_error(env, "E_TORCH", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw make_error(env, "E_NATIVE", e.what());
+  }
+}
+
+// Argument readers: "Expected X for NAME but received Y".
+std::string describe(const Napi::Value& v);
+std::string get_string(const Napi::Value& v, const std::string& name);
+Napi::Object get_object(const Napi::Value& v, const std::string& name);
+bool get_bool(const Napi::Object& o, const char* key, bool def);
+int64_t get_int(const Napi::Object& o, const char* key, int64_t def, int64_t lo, int64_t hi);
+std::string get_string_opt(const Napi::Object& o, const char* key, const std::string& def);
+// Copies an Int32Array / BigInt64Array / Uint32Array / Float64Array of integers into an int64 tensor of `shape`.
+at::Tensor int_tensor(const Napi::Value& v, const std::string& name, const std::vector<int64_t>& shape);
+// Copies a tensor into {data: Float32Array | BigInt64Array | Int32Array | Uint8Array, shape: number[], dtype}.
+Napi::Object tensor_to_js(Napi::Env env, const at::Tensor& t);
+
+}  // namespace bpn

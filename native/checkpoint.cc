@@ -1,0 +1,285 @@
+#include "checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "errors.h"
+#include "safetensors.h"
+#include "torch_bin.h"
+
+namespace bp {
+namespace {
+
+bool file_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool dir_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+  return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+NamedTensors read_sharded(const std::string& dir, const std::string& index_path) {
+  std::ifstream in(index_path);
+  if (!in) throw Error("E_FILE_NOT_FOUND", "cannot read " + index_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("E_BAD_CHECKPOINT", "invalid index " + index_path + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    throw Error("E_BAD_CHECKPOINT", "invalid index " + index_path + ": no 'weight_map' object");
+  std::map<std::string, std::string> where;  // tensor -> shard
+  std::set<std::string> shards;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) throw Error("E_BAD_CHECKPOINT", "invalid index " + index_path + ": weight_map['" + it.key() + "'] is not a file name");
+    const auto shard = it.value().get<std::string>();
+    if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
+      throw Error("E_BAD_CHECKPOINT", "invalid index " + index_path + ": shard name '" + shard + "' leaves the directory");
+    where[it.key()] = shard;
+    shards.insert(shard);
+  }
+  NamedTensors out;
+  for (const auto& shard : shards) {
+    auto file = read_safetensors(join(dir, shard));
+    for (auto& [name, t] : file.tensors) {
+      auto w = where.find(name);
+      if (w == where.end() || w->second != shard)
+        throw Error("E_BAD_CHECKPOINT", "shard " + join(dir, shard) + " holds tensor '" + name + "' that " + index_path + " does not map to it");
+      out.emplace_back(name, std::move(t));
+      where.erase(w);
+    }
+  }
+  if (!where.empty())
+    throw Error("E_MISSING_TENSOR", "tensor '" + where.begin()->first + "' listed in " + index_path + " is missing from shard " +
+                                        join(dir, where.begin()->second));
+  return out;
+}
+
+}  // namespace
+
+at::Device parse_device(const std::string& device) {
+  c10::optional<at::Device> d;
+  try {
+    d = at::Device(device);
+  } catch (const c10::Error&) {
+    throw Error("E_INVALID_ARG", "Expected device 'cpu', 'cuda' or 'cuda:N' but received '" + device + "'");
+  }
+  if (d->is_cuda()) {
+    if (!at::hasCUDA())
+      throw Error("E_INVALID_ARG", "device '" + device + "' requested but this build of blockprune/libtorch has no CUDA or no GPU is visible");
+  } else if (!d->is_cpu()) {
+    throw Error("E_INVALID_ARG", "Expected device 'cpu', 'cuda' or 'cuda:N' but received '" + device + "'");
+  }
+  return *d;
+}
+
+TaskKind parse_task(const std::string& task) {
+  if (task == "bare" || task == "feature-extraction") return TaskKind::Bare;
+  if (task == "text-classification" || task == "sequence-classification") return TaskKind::SequenceClassification;
+  if (task == "question-answering") return TaskKind::QuestionAnswering;
+  throw Error("E_INVALID_ARG", "Expected task 'auto', 'bare', 'text-classification' or 'question-answering' but received '" + task + "'");
+}
+
+NamedTensors read_weights(const std::string& dir, std::string* source) {
+  if (!dir_exists(dir)) throw Error("E_FILE_NOT_FOUND", "model directory " + dir + " does not exist");
+  const auto st = join(dir, "model.safetensors");
+  const auto idx = join(dir, "model.safetensors.index.json");
+  const auto bin = join(dir, "pytorch_model.bin");
+  if (file_exists(st)) {
+    if (source) *source = st;
+    return read_safetensors(st).tensors;
+  }
+  if (file_exists(idx)) {
+    if (source) *source = idx;
+    return read_sharded(dir, idx);
+  }
+  if (file_exists(bin)) {
+    if (source) *source = bin;
+    return read_torch_zip(bin);
+  }
+  throw Error("E_FILE_NOT_FOUND", "no weights in " + dir + ": looked for model.safetensors, model.safetensors.index.json and pytorch_model.bin");
+}
+
+int64_t count_parameters(const Bert& model) {
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  return n;
+}
+
+Bert create_random(const BertConfig& config, TaskKind kind, uint64_t seed, const std::string& device) {
+  Bert m(config, kind);
+  m->init_weights(seed);
+  m->to(parse_device(device));
+  m->eval();
+  return m;
+}
+
+Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
+  const auto config_path = join(dir, "config.json");
+  if (!dir_exists(dir)) throw Error("E_FILE_NOT_FOUND", "model directory " + dir + " does not exist");
+  BertConfig config = BertConfig::from_file(config_path);
+  Loaded out;
+  NamedTensors raw = read_weights(dir, &out.report.weights_file);
+  const std::string& src = out.report.weights_file;
+
+  // A bare BertModel checkpoint has no "bert." prefix; we keep everything under "bert." internally.
+  bool prefixed = false;
+  for (const auto& [name, t] : raw)
+    if (starts_with(name, "bert.")) prefixed = true;
+  std::map<std::string, at::Tensor> tensors;
+  for (auto& [name, t] : raw) {
+    std::string key = name;
+    if (!prefixed && (starts_with(name, "embeddings.") || starts_with(name, "encoder.") || starts_with(name, "pooler.")))
+      key = "bert." + name;
+    if (!tensors.emplace(key, t).second) throw Error("E_BAD_CHECKPOINT", src + " holds tensor '" + name + "' twice");
+  }
+
+  TaskKind kind;
+  if (opts.task != "auto") {
+    kind = parse_task(opts.task);
+  } else if (tensors.count("qa_outputs.weight")) {
+    kind = TaskKind::QuestionAnswering;
+  } else if (tensors.count("classifier.weight")) {
+    kind = TaskKind::SequenceClassification;
+  } else {
+    kind = TaskKind::Bare;
+    for (const auto& a : config.architectures) {
+      if (a.find("QuestionAnswering") != std::string::npos) kind = TaskKind::QuestionAnswering;
+      if (a.find("SequenceClassification") != std::string::npos) kind = TaskKind::SequenceClassification;
+    }
+  }
+  if (opts.num_labels > 0) config.num_labels = opts.num_labels;
+
+  // Per-layer sizes come from the weights (compact models differ layer by layer) and must agree with
+  // whatever the config says about them.
+  const int64_t hd = config.head_dim();
+  std::vector<int64_t> widths;
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
+    auto q = tensors.find(p + "attention.self.query.weight");
+    if (q != tensors.end()) {
+      if (q->second.dim() != 2 || q->second.size(0) % hd != 0)
+        throw Error("E_SHAPE", src + ": tensor '" + q->first + "' has shape " + shape_str(q->second.sizes().vec()) +
+                                   ", not [heads x " + std::to_string(hd) + ", hidden]");
+      const int64_t heads = q->second.size(0) / hd;
+      if (heads != config.layer_heads(i))
+        throw Error("E_SHAPE", src + ": tensor '" + q->first + "' has " + std::to_string(heads) + " heads but " + config_path +
+                                   " implies " + std::to_string(config.layer_heads(i)) +
+                                   " for layer " + std::to_string(i) + " (num_attention_heads minus pruned_heads)");
+    }
+    auto f = tensors.find(p + "intermediate.dense.weight");
+    widths.push_back(f != tensors.end() && f->second.dim() == 2 ? f->second.size(0) : config.layer_intermediate(i));
+  }
+  if (!config.intermediate_sizes.empty()) {
+    for (int64_t i = 0; i < config.num_hidden_layers; ++i)
+      if (widths[i] != config.intermediate_sizes[i])
+        throw Error("E_SHAPE", src + ": layer " + std::to_string(i) + " FFN width is " + std::to_string(widths[i]) +
+                                   " but " + config_path + " intermediate_sizes says " + std::to_string(config.intermediate_sizes[i]));
+  } else {
+    bool uniform = true;
+    for (int64_t w : widths) uniform = uniform && w == config.intermediate_size;
+    if (!uniform) config.intermediate_sizes = widths;
+  }
+
+  Bert model(config, kind);
+  {
+    at::NoGradGuard no_grad;
+    std::set<std::string> used;
+    for (auto& item : model->named_parameters()) {
+      const std::string& name = item.key();
+      at::Tensor& param = item.value();
+      auto it = tensors.find(name);
+      const bool head = starts_with(name, "classifier.") || starts_with(name, "qa_outputs.");
+      if (it == tensors.end()) {
+        if (head) {
+          out.report.newly_initialized.push_back(name);
+          continue;
+        }
+        throw Error("E_MISSING_TENSOR", src + " lacks tensor '" + (prefixed || !starts_with(name, "bert.") ? name : name.substr(5)) +
+                                            "' that a " + architecture_name(kind) + " needs");
+      }
+      if (it->second.sizes() != param.sizes())
+        throw Error("E_SHAPE", src + ": tensor '" + it->first + "' has shape " + shape_str(it->second.sizes().vec()) +
+                                   " but the config implies " + shape_str(param.sizes().vec()));
+      if (!it->second.is_floating_point())
+        throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has integer dtype " + c10::toString(it->second.scalar_type()));
+      param.copy_(it->second.to(at::kFloat));
+      used.insert(name);
+    }
+    for (const auto& [name, t] : tensors) {
+      if (used.count(name)) continue;
+      // Known extras: the position_ids buffer, pretraining heads, a pooler a QA model does not use, or a
+      // task head of another task than the one asked for.
+      if (name == "bert.embeddings.position_ids" || starts_with(name, "cls.") ||
+          (kind == TaskKind::QuestionAnswering && starts_with(name, "bert.pooler.")) ||
+          ((starts_with(name, "classifier.") || starts_with(name, "qa_outputs.")) && opts.task != "auto")) {
+        out.report.ignored.push_back(name);
+        continue;
+      }
+      throw Error("E_UNEXPECTED_TENSOR", src + " holds unexpected tensor '" + name + "' (shape " + shape_str(t.sizes().vec()) +
+                                             ") that a " + architecture_name(kind) + " does not have");
+    }
+  }
+  if (!out.report.newly_initialized.empty()) model->init_head(opts.seed);
+  model->to(parse_device(opts.device));
+  model->eval();
+  out.model = model;
+  return out;
+}
+
+namespace {
+// The state-dict key of an internal parameter name: a bare BertModel has no "bert." prefix.
+std::string hf_key(const Bert& model, const std::string& name) {
+  return model->kind() == TaskKind::Bare && starts_with(name, "bert.") ? name.substr(5) : name;
+}
+}  // namespace
+
+NamedTensors state_dict(const Bert& model) {
+  NamedTensors out;
+  for (const auto& item : model->named_parameters())
+    out.emplace_back(hf_key(model, item.key()), item.value().detach().to(at::kCPU));
+  return out;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_shapes(const Bert& model) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (const auto& item : model->named_parameters()) out.emplace_back(hf_key(model, item.key()), item.value().sizes().vec());
+  return out;
+}
+
+void save_pretrained(const Bert& model, const std::string& dir) {
+  if (!dir_exists(dir) && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw Error("E_FILE_NOT_FOUND", "cannot create directory " + dir + ": " + std::strerror(errno));
+  write_safetensors(join(dir, "model.safetensors"), state_dict(model), {{"format", "pt"}});
+  const auto path = join(dir, "config.json"), tmp = path + ".tmp";
+  {
+    std::ofstream o(tmp);
+    o << model->config().to_json(model->kind()).dump(2) << "\n";
+    if (!o) throw Error("E_FILE_NOT_FOUND", "cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw Error("E_FILE_NOT_FOUND", "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+}
+
+}  // namespace bp

@@ -1,0 +1,52 @@
+// Loading and saving HF-layout model directories: config.json plus model.safetensors, a sharded
+// model.safetensors.index.json, or pytorch_model.bin (torch.save's zip format). Nothing is downloaded:
+// a missing file is an error naming it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bert.h"
+
+namespace bp {
+
+struct LoadOptions {
+  std::string task = "auto";  // auto | bare | text-classification | question-answering
+  int64_t num_labels = -1;    // override config's label count (classification only)
+  std::string device = "cpu";
+  uint64_t seed = 42;         // for heads the checkpoint lacks
+};
+
+struct LoadReport {
+  std::string weights_file;                 // what was read
+  std::vector<std::string> newly_initialized;  // task head created at random (checkpoint had none)
+  std::vector<std::string> ignored;         // known extra tensors (pretraining heads, position_ids buffer)
+};
+
+struct Loaded {
+  Bert model{nullptr};
+  LoadReport report;
+};
+
+// Reads the weights of a model directory (whichever format it holds) as named CPU tensors.
+NamedTensors read_weights(const std::string& dir, std::string* source);
+
+Loaded load_pretrained(const std::string& dir, const LoadOptions& opts);
+
+// Builds a model with random weights (HF init) from a config, for training from scratch and benchmarks.
+Bert create_random(const BertConfig& config, TaskKind kind, uint64_t seed, const std::string& device);
+
+// The state dict under HF names (a bare model without the "bert." prefix), as CPU tensors.
+NamedTensors state_dict(const Bert& model);
+
+// Names (as in state_dict) and shapes, without copying any data.
+std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_shapes(const Bert& model);
+
+// Writes config.json and model.safetensors into `dir` (created if needed).
+void save_pretrained(const Bert& model, const std::string& dir);
+
+at::Device parse_device(const std::string& device);
+TaskKind parse_task(const std::string& task);
+int64_t count_parameters(const Bert& model);
+
+}  // namespace bp

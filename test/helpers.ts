@@ -1,0 +1,56 @@
+/** Shared test helpers: where ../shared is, temp dirs, tensor comparisons. */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import type { TensorData } from '../lib/native';
+
+/** ../shared beside the checkout (or BLOCKPRUNE_SHARED); undefined when absent. */
+export function sharedDir(): string | undefined {
+  if (process.env.BLOCKPRUNE_SHARED) return resolve(process.env.BLOCKPRUNE_SHARED);
+  let dir = __dirname;
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'shared');
+    if (existsSync(join(candidate, 'fixtures'))) return candidate;
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+export const SHARED = sharedDir();
+export const FIXTURES = SHARED ? join(SHARED, 'fixtures') : undefined;
+export const DATA = SHARED ? join(SHARED, 'data') : undefined;
+
+/** Skips (with a message) when ../shared is not there. Returns the path otherwise. */
+export function needShared(t: ExecutionContext, sub: string): string | undefined {
+  const p = SHARED ? join(SHARED, sub) : undefined;
+  if (!p || !existsSync(p)) {
+    t.log(`skipped: ${sub} not found (set BLOCKPRUNE_SHARED to the shared/ folder)`);
+    t.pass();
+    return undefined;
+  }
+  return p;
+}
+
+export function tempDir(prefix = 'blockprune-test-'): { path: string; cleanup(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+/** Compares a tensor to its expected value, logs the max abs difference, asserts within `atol`. */
+export function expectClose(t: ExecutionContext, name: string, actual: TensorData, expected: TensorData, atol: number): void {
+  t.deepEqual(actual.shape, expected.shape, `${name} shape`);
+  const d = maxAbsDiff(actual.data as Float32Array, expected.data as Float32Array);
+  t.log(`${name}: max |diff| = ${d.toExponential(3)} (atol ${atol})`);
+  t.true(d <= atol, `${name}: max |diff| ${d} > ${atol}`);
+}
