@@ -145,9 +145,14 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
+  // Overlaps are reported before holes: an aliased range also leaves a hole where the moved tensor was.
   uint64_t cursor = 0;
   for (const auto& e : entries) {
-    if (e.begin < cursor) bad(path, "tensor '" + e.name + "' overlaps the previous tensor's bytes");
+    if (e.begin < cursor) bad(path, "tensor '" + e.name + "' overlaps the bytes of another tensor");
+    cursor = std::max(cursor, e.end);
+  }
+  cursor = 0;
+  for (const auto& e : entries) {
     if (e.begin > cursor) bad(path, "hole in the data buffer before tensor '" + e.name + "'");
     cursor = e.end;
   }
