@@ -191,7 +191,8 @@ st('pre-normalization fixes for tokenizers.js discrepancies', (t) => {
     t.deepEqual(tk.tokenize('ab\u0378c'), ['abc']);
     // per-character lowercasing in HF: final capital sigma -> σ (tokenizers.js alone: ς)
     t.deepEqual(tk.tokenize('ΟΔΟΣ'), ['ο', '##δ', '##ο', '##σ']);
-    // a special-token string formed only after dropping a control char is not special in HF
+    // a special-token string formed only after dropping a control char is not special in HF (tokenizers.js
+    // alone agrees; this guards our own control-char removal, which runs before the library's special split)
     t.deepEqual(tk.tokenize('[CL\u200bS] x'), ['[', 'cl', '##s', ']', 'x']);
     t.deepEqual(tk.tokenize('a [CLS]b'), ['a', '[CLS]', 'b']);
   }
@@ -316,6 +317,31 @@ st('tokenizeWithOffsets: exact sub-word spans', (t) => {
   t.deepEqual(d.tokens, ['ang', '##strom']);
   t.is(d.offsets[0][0], 0);
   t.is(d.offsets[d.offsets.length - 1][1], dec.length);
+});
+
+st('tokenizeWithOffsets agrees with encodeText on random mixed-script text', (t) => {
+  const tk = tok('tokenizer.json');
+  const pool = [
+    ...'abcXYZ019 .,;:!?\'"()[]-#@$%&*/\\~`',
+    ...'éÅøßÆ¡¿«»·°µ',
+    '\u0301', '\u0308', 'Σ', 'ς', 'ώ', 'Ж', 'й', '北', '京', 'タ', 'ー', '서', '울', '\u{20000}', '\u{1F355}', '\u{1F3FD}', '\uFE0F',
+    '\t', '\n', '\r', '\u0000', '\u0007', '\u00A0', '\u3000', '\u2028', '\u200B', '\u200D', '\uFEFF', '\u00AD', '\uFFFD', '\uE000', '\u0378',
+    '「', '」', '、', '。', '—', '\u2019', '\u037E', '\u1FEF', '\u0130', '\uFB01', '\uFF21',
+    '[CLS]', '[SEP]', '[cls]', '[MASK]', '##', 'playing', 'a'.repeat(60),
+  ];
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let k = 0; k < 1500; k++) {
+    let text = '';
+    const n = rnd(25);
+    for (let i = 0; i < n; i++) text += pool[rnd(pool.length)];
+    const r = tk.tokenizeWithOffsets(text);
+    t.deepEqual(r.ids, tk.encodeText(text), JSON.stringify(text));
+    for (const [a, b] of r.offsets) t.true(a >= 0 && a < b && b <= text.length, JSON.stringify(text));
+  }
 });
 
 function loadSquadQuestions(tk: BertTokenizer, n: number): Array<{ q: SquadQa; context: string; ctxLen: number }> {

@@ -7,6 +7,7 @@
 #include "checkpoint.h"
 #include "errors.h"
 #include "model_handle.h"
+#include "runtime.h"
 #include "safetensors.h"
 #include "worker.h"
 
@@ -167,6 +168,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  bp::configure_default_threads();
   exports.Set("NativeModel", ModelHandle::Define(env));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));

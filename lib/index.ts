@@ -1,0 +1,58 @@
+/**
+ * blockprune: block movement pruning for BERT-style transformers in Node.js, over a C++ libtorch core.
+ *
+ * The public API. Everything slow returns a Promise and runs off the event loop.
+ */
+export { BertModel } from './model';
+export type {
+  BertConfigJson,
+  ForwardBatch,
+  ForwardOptions,
+  ForwardOutput,
+  FromConfigOptions,
+  FromPretrainedOptions,
+  LayerInfo,
+  LoadReport,
+  Task,
+} from './model';
+export { pipeline, loadTokenizer } from './pipelines';
+export type {
+  ClassificationBatchItem,
+  ClassificationInput,
+  ClassificationResult,
+  ClassifyOptions,
+  PipelineOptions,
+  QAInput,
+  QAOptions,
+  QAResult,
+  QuestionAnsweringPipeline,
+  TextClassificationPipeline,
+} from './pipelines';
+export { BertTokenizer, TokenizerError } from './tokenizer';
+export type { BatchEncoded, BatchEncodeOptions, Encoded, EncodeOptions, QuestionContextOptions, QuestionContextWindow } from './tokenizer';
+export { BlockpruneError } from './errors';
+export type { ErrorCode } from './errors';
+export type { BuildInfo, TensorData } from './native';
+import { native, BuildInfo, TensorData } from './native';
+
+/**
+ * Threads for libtorch's intra-op pool and OpenBLAS's pool together. The default is every CPU this process
+ * may use (libtorch alone would take the physical core count, 1 on a 2-vCPU VM); OMP_NUM_THREADS overrides.
+ */
+export function setNumThreads(n: number): void {
+  native().setNumThreads(n);
+}
+
+export function getNumThreads(): number {
+  return native().getNumThreads();
+}
+
+/** libtorch version, CUDA build/availability, C++ ABI, thread settings of the loaded addon. */
+export function buildInfo(): BuildInfo {
+  return native().buildInfo();
+}
+
+/** Reads every tensor of a safetensors file (validated before any data is read). */
+export async function readSafetensors(path: string): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }> {
+  return native().readSafetensors(path);
+}

@@ -1,0 +1,136 @@
+// bench_forward: the forward pass of the same BERT as the addon, timed from plain C++ (no Node), so the
+// bench script can show what the binding costs. Also measures this machine's fp32 GEMM throughput, so
+// latencies can be read as multiples of the roofline (model FLOPs / GEMM FLOP/s).
+//
+//   bench_forward [--batch 1,8] [--seq 128] [--runs 100] [--warmup 10] [--threads N] [--gemm]
+//                 [--hidden 768 --layers 12 --heads 12 --ffn 3072 --vocab 30522]
+// Prints one JSON object per line.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "checkpoint.h"
+#include "runtime.h"
+
+namespace {
+
+std::vector<int64_t> parse_list(const char* s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
+  return out;
+}
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+void stats(const std::vector<double>& v, double* mean, double* sd) {
+  double s = 0, s2 = 0;
+  for (double x : v) s += x;
+  *mean = s / v.size();
+  for (double x : v) s2 += (x - *mean) * (x - *mean);
+  *sd = std::sqrt(s2 / std::max<size_t>(1, v.size() - 1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int64_t> batches = {1, 8};
+  int64_t seq = 128, runs = 100, warmup = 10, threads = 0;
+  int64_t hidden = 768, layers = 12, heads = 12, ffn = 3072, vocab = 30522;
+  bool gemm = false;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--batch")) batches = parse_list(next());
+    else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--runs")) runs = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--warmup")) warmup = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--hidden")) hidden = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--layers")) layers = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--heads")) heads = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--ffn")) ffn = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--vocab")) vocab = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--gemm")) gemm = true;
+    else {
+      std::fprintf(stderr, "unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (threads > 0)
+    at::set_num_threads(static_cast<int>(threads));
+  else
+    bp::configure_default_threads();  // the addon's default, so both time the same thing
+  try {
+    if (gemm) {
+      // The FFN product of one layer at each batch's row count: [B*S, hidden] x [hidden, ffn].
+      for (int64_t b : batches) {
+        const int64_t rows = b * seq;
+        auto x = at::randn({rows, hidden}), w = at::randn({ffn, hidden});
+        for (int i = 0; i < 5; ++i) at::linear(x, w);
+        std::vector<double> t;
+        for (int i = 0; i < 30; ++i) {
+          double t0 = now_ms();
+          at::linear(x, w);
+          t.push_back(now_ms() - t0);
+        }
+        double mean, sd;
+        stats(t, &mean, &sd);
+        const double gflops = 2.0 * rows * hidden * ffn / (mean * 1e6);
+        std::printf("{\"kind\":\"gemm\",\"rows\":%lld,\"k\":%lld,\"n\":%lld,\"ms\":%.4f,\"gflops\":%.2f}\n", (long long)rows,
+                    (long long)hidden, (long long)ffn, mean, gflops);
+      }
+    }
+    bp::BertConfig c;
+    c.hidden_size = hidden;
+    c.num_hidden_layers = layers;
+    c.num_attention_heads = heads;
+    c.intermediate_size = ffn;
+    c.vocab_size = vocab;
+    auto model = bp::create_random(c, bp::TaskKind::SequenceClassification, 0, "cpu");
+    for (int64_t b : batches) {
+      bp::Batch batch;
+      batch.input_ids = at::randint(1, vocab, {b, seq}, at::kLong);
+      batch.attention_mask = at::ones({b, seq}, at::kLong);
+      batch.token_type_ids = at::zeros({b, seq}, at::kLong);
+      std::vector<double> t;
+      for (int64_t i = 0; i < warmup + runs; ++i) {
+        double t0 = now_ms();
+        {
+          c10::InferenceMode guard;
+          auto out = model->forward(batch);
+          // The addon copies outputs to CPU/contiguous; do the same so both time the same work.
+          for (auto& [name, v] : out) v = v.contiguous();
+        }
+        if (i >= warmup) t.push_back(now_ms() - t0);
+      }
+      double mean, sd;
+      stats(t, &mean, &sd);
+      std::printf("{\"kind\":\"forward\",\"batch\":%lld,\"seq\":%lld,\"runs\":%lld,\"mean_ms\":%.3f,\"std_ms\":%.3f,\"threads\":%d}\n",
+                  (long long)b, (long long)seq, (long long)runs, mean, sd, at::get_num_threads());
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_forward: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
