@@ -179,6 +179,14 @@ export class BertModel {
     return this.enqueue((h) => h.forward(batch, options));
   }
 
+  /**
+   * Benchmark helper: runs `runs` forwards (after `warmup`) in one native loop, without returning to JS in
+   * between, and resolves with each one's milliseconds. `npm run bench` compares it with per-call forwards.
+   */
+  timeForward(batch: ForwardBatch, options: { runs?: number; warmup?: number } = {}): Promise<Float64Array> {
+    return this.enqueue((h) => h.timeForward(batch, options));
+  }
+
   /** Writes config.json and model.safetensors (and copies the tokenizer files of the source directory). */
   save(dir: string): Promise<void> {
     if (typeof dir !== 'string') return Promise.reject(invalidArg('dir', 'a directory path string', dir));

@@ -66,6 +66,8 @@ export interface NativeLoadReport {
 
 export interface NativeModel {
   forward(inputs: NativeForwardInputs, options?: NativeForwardOptions): Promise<Record<string, TensorData>>;
+  /** Diagnostic for the bench: times `runs` forwards in one native loop (ms each, after `warmup`). */
+  timeForward(inputs: NativeForwardInputs, options?: { runs?: number; warmup?: number }): Promise<Float64Array>;
   save(dir: string): Promise<void>;
   info(): NativeModelInfo;
   stateDict(): Record<string, TensorData>;

@@ -145,6 +145,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   if (!(d >= 1 && d <= 1024 && d == static_cast<int>(d))) throw_range_error(env, "Expected a positive integer for n but received " + std::to_string(d));
   const int n = static_cast<int>(d);
   guarded(env, [&] { at::set_num_threads(n); });
+  g_thread_settings_generation.fetch_add(1);
   if (auto f = reinterpret_cast<OpenblasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
   return env.Undefined();
 }

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <chrono>
+
 #include "checkpoint.h"
 #include "errors.h"
 #include "worker.h"
@@ -40,6 +42,37 @@ class ForwardWorker : public PromiseWorker {
   bp::NamedTensors out_;
 };
 
+// Times `runs` forwards inside one worker (after `warmup`): the bench compares this in-process native loop
+// with per-call forwards from JS, which separates the binding's per-call cost from process effects.
+class TimeForwardWorker : public PromiseWorker {
+ public:
+  TimeForwardWorker(Napi::Env env, bp::Bert model, bp::Batch batch, int64_t runs, int64_t warmup)
+      : PromiseWorker(env, "blockprune.timeForward"), model_(std::move(model)), batch_(std::move(batch)), runs_(runs), warmup_(warmup) {}
+
+ protected:
+  void Run() override {
+    c10::InferenceMode guard(!model_->is_training());
+    for (int64_t i = 0; i < warmup_ + runs_; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto out = model_->forward(batch_);
+      for (auto& [name, t] : out) t = t.contiguous();
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (i >= warmup_) times_.push_back(ms);
+    }
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Float64Array a = Napi::Float64Array::New(env, times_.size());
+    for (size_t i = 0; i < times_.size(); ++i) a[i] = times_[i];
+    return a;
+  }
+
+ private:
+  bp::Bert model_;
+  bp::Batch batch_;
+  int64_t runs_, warmup_;
+  std::vector<double> times_;
+};
+
 class SaveWorker : public PromiseWorker {
  public:
   SaveWorker(Napi::Env env, bp::Bert model, std::string dir)
@@ -60,6 +93,7 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
   Napi::Function ctor = DefineClass(env, "NativeModel",
                                     {
                                         InstanceMethod<&ModelHandle::Forward>("forward"),
+                                        InstanceMethod<&ModelHandle::TimeForward>("timeForward"),
                                         InstanceMethod<&ModelHandle::Save>("save"),
                                         InstanceMethod<&ModelHandle::Info>("info"),
                                         InstanceMethod<&ModelHandle::StateDict>("stateDict"),
@@ -109,11 +143,8 @@ bp::Bert ModelHandle::model(Napi::Env env) const {
   return model_;
 }
 
-Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bp::Bert m = model(env);
-  Napi::Object in = get_object(info[0], "inputs");
-  Napi::Object o = get_object(info[1], "options");
+bp::Batch ModelHandle::ReadBatch(Napi::Env env, const bp::Bert& m, const Napi::Value& value) {
+  Napi::Object in = get_object(value, "inputs");
   const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
   const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
   if (B < 0) throw_type_error(env, "Expected an integer for inputs.batchSize but received " + describe(in.Get("batchSize")));
@@ -121,26 +152,42 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   // Copy every input out of V8 now: the worker must never read JS memory.
   bp::Batch b;
   b.input_ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
-  auto opt2d = [&](const char* key, at::Tensor& dst) {
+  auto opt = [&](const char* key, at::Tensor& dst, std::vector<int64_t> shape) {
     Napi::Value v = in.Get(key);
-    if (!v.IsUndefined() && !v.IsNull()) dst = int_tensor(v, std::string("inputs.") + key, {B, S});
+    if (!v.IsUndefined() && !v.IsNull()) dst = int_tensor(v, std::string("inputs.") + key, shape);
   };
-  auto opt1d = [&](const char* key, at::Tensor& dst) {
-    Napi::Value v = in.Get(key);
-    if (!v.IsUndefined() && !v.IsNull()) dst = int_tensor(v, std::string("inputs.") + key, {B});
-  };
-  opt2d("attentionMask", b.attention_mask);
-  opt2d("tokenTypeIds", b.token_type_ids);
-  opt1d("labels", b.labels);
-  opt1d("startPositions", b.start_positions);
-  opt1d("endPositions", b.end_positions);
+  opt("attentionMask", b.attention_mask, {B, S});
+  opt("tokenTypeIds", b.token_type_ids, {B, S});
+  opt("labels", b.labels, {B});
+  opt("startPositions", b.start_positions, {B});
+  opt("endPositions", b.end_positions, {B});
+  // Range checks (token id < vocab ...) are cheap: fail synchronously with a RangeError, like sharp.
+  guarded(env, [&] { m->check_batch(b); });
+  return b;
+}
+
+Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  bp::Batch b = ReadBatch(env, m, info[0]);
+  Napi::Object o = get_object(info[1], "options");
   bp::ForwardOptions fo;
   fo.hidden_states = get_bool(o, "hiddenStates", false);
   fo.attentions = get_bool(o, "attentions", false);
   fo.extras = get_bool(o, "extras", false);
-  // Range checks (token id < vocab ...) are cheap: fail synchronously with a RangeError, like sharp.
-  guarded(env, [&] { m->check_batch(b); });
   auto* w = new ForwardWorker(env, m, std::move(b), fo);
+  w->Retain(info.This().As<Napi::Object>());
+  auto p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value ModelHandle::TimeForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  bp::Batch b = ReadBatch(env, m, info[0]);
+  Napi::Object o = get_object(info[1], "options");
+  auto* w = new TimeForwardWorker(env, m, std::move(b), get_int(o, "runs", 10, 1, 1 << 20), get_int(o, "warmup", 0, 0, 1 << 20));
   w->Retain(info.This().As<Napi::Object>());
   auto p = w->Promise();
   w->Queue();

@@ -22,7 +22,10 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   bp::Bert model(Napi::Env env) const;
 
  private:
+  // Reads and checks a batch object ({inputIds, attentionMask?, ..., batchSize, seqLen}) into tensors.
+  static bp::Batch ReadBatch(Napi::Env env, const bp::Bert& m, const Napi::Value& value);
   Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value TimeForward(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);

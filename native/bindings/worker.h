@@ -8,12 +8,16 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <string>
 
 #include "bert.h"
 #include "errors.h"
 
 namespace bpn {
+
+// Bumped by setNumThreads so that each pool thread re-reads the thread settings before its next job.
+extern std::atomic<int> g_thread_settings_generation;
 
 class PromiseWorker : public Napi::AsyncWorker {
  public:
