@@ -6,8 +6,13 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
+import { PlanGeometry, PruningConfig } from './pruning';
 import {
   IntArray,
+  NativeCompactReport,
+  NativeGradients,
+  NativeLossOptions,
+  NativeRegularization,
   NativeForwardOptions,
   NativeLayerInfo,
   NativeLoadReport,
@@ -73,6 +78,21 @@ export interface ForwardBatch {
 }
 
 export type ForwardOptions = NativeForwardOptions;
+export type LossOptions = NativeLossOptions;
+export type Gradients = NativeGradients;
+export type RegularizationInfo = NativeRegularization;
+export type CompactReport = NativeCompactReport;
+
+export interface PatchReport {
+  /** Linears that got masks, by HF name. */
+  modules: string[];
+  /** Number of masked linears. */
+  patched: number;
+  /** Learnable scores added. */
+  scoreParameters: number;
+  /** What the config cannot do on this model (e.g. it prunes nothing structured). */
+  warnings: string[];
+}
 export type ForwardOutput = Record<string, TensorData>;
 export type LayerInfo = NativeLayerInfo;
 export type LoadReport = NativeLoadReport;
@@ -201,6 +221,101 @@ export class BertModel {
         }
       }
     });
+  }
+
+  /** The geometry a pruning plan is made for. */
+  geometry(): PlanGeometry {
+    const c = this.config;
+    return {
+      hiddenSize: c.hidden_size,
+      headDim: c.hidden_size / c.num_attention_heads,
+      layers: this.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
+    };
+  }
+
+  get patched(): boolean {
+    return this.handle().info().patched;
+  }
+
+  /** The mask threshold in force (patched models). */
+  get threshold(): number | undefined {
+    return this.handle().info().threshold;
+  }
+
+  /**
+   * Replaces the q, k, v, attention-output, intermediate and output linears of every layer (6 per layer:
+   * 72 in bert-base) with masked linears whose mask comes from learnable scores, as the config says.
+   * Embeddings, pooler and classifier stay dense. Undone by compile() (masks baked into the weights).
+   */
+  patch(config: PruningConfig): Promise<PatchReport> {
+    if (!(config instanceof PruningConfig)) return Promise.reject(invalidArg('config', 'a PruningConfig', config));
+    return this.enqueue(async (h) => {
+      const plan = config.plan(this.geometry());
+      const r = h.patch(JSON.stringify(plan));
+      const warnings = [...config.warnings];
+      if (r.modules.length === 0) warnings.push('no linear layer was patched: every method is disabled');
+      return { modules: r.modules, patched: r.modules.length, scoreParameters: r.scoreParameters, warnings };
+    });
+  }
+
+  /** Sets the mask threshold (the schedule's value; evaluation uses the final one). */
+  setThreshold(threshold: number): Promise<void> {
+    return this.enqueue(async (h) => h.setThreshold(threshold));
+  }
+
+  /** Bakes the masks (at the current threshold) into the weights and removes the scores. */
+  compile(): Promise<void> {
+    return this.enqueue((h) => h.compile());
+  }
+
+  /**
+   * A new, smaller dense model ('dense': heads and empty FFN units removed; 'heads': heads only) that gives
+   * the same outputs as this (masked) model. This model is left as it is.
+   */
+  compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: BertModel; report: CompactReport }> {
+    return this.enqueue(async (h) => {
+      const { model, report } = await h.compact(mode);
+      return { model: new BertModel(model, this.sourceDir), report };
+    });
+  }
+
+  /**
+   * Writes a checkpoint plain HF tools load with identical outputs: FFN widths zero-padded back to
+   * intermediate_size (per-layer widths are not expressible in HF's config), heads via pruned_heads.
+   */
+  exportFilled(dir: string): Promise<void> {
+    if (typeof dir !== 'string') return Promise.reject(invalidArg('dir', 'a directory path string', dir));
+    return this.enqueue(async (h) => {
+      const padded = new BertModel(await h.padFfn(), this.sourceDir);
+      try {
+        await padded.save(dir);
+      } finally {
+        padded.dispose();
+      }
+    });
+  }
+
+  /**
+   * The 0/1 mask of every encoder linear, expanded to its weight's shape ("mask.<name>"), and the bias
+   * masks ("bias_mask.<name>"): from the scores at the current threshold when patched, else weight != 0.
+   */
+  masks(): Promise<Record<string, TensorData>> {
+    return this.enqueue((h) => h.masks());
+  }
+
+  /** The regularization term of the scores by group, and each group's density at the current threshold. */
+  regularization(options: LossOptions = {}): Promise<RegularizationInfo> {
+    return this.enqueue(async (h) => h.regularization(options));
+  }
+
+  /** Loss (task + lambda x regularization) and every parameter's gradient, from one train-mode backward. */
+  gradients(batch: ForwardBatch, options: LossOptions = {}): Promise<Gradients> {
+    return this.enqueue((h) => h.gradients(batch, options));
+  }
+
+  /** Loads tensors from a safetensors file into the parameters of the same names (mask scores too). */
+  loadState(path: string, options: { strict?: boolean } = {}): Promise<string[]> {
+    return this.enqueue((h) => h.loadState(resolve(path), options));
   }
 
   /** Every parameter under its HF name, copied to JS. */

@@ -56,6 +56,39 @@ export interface NativeModelInfo {
   layers: NativeLayerInfo[];
   /** [HF state-dict name, shape] in named_parameters() order. */
   parameters: Array<[string, number[]]>;
+  patched: boolean;
+  threshold?: number;
+  /** The patch plan (JSON text) while patched. */
+  pruningPlan?: string;
+}
+
+export interface NativeRegularization {
+  loss: number;
+  groups: Record<string, { loss: number; density: number; tensors: number }>;
+}
+
+export interface NativeLossOptions {
+  regularization?: 'disabled' | 'l1' | 'l0';
+  lambda?: number;
+  attentionLambda?: number;
+  denseLambda?: number;
+}
+
+export interface NativeGradients {
+  loss: number;
+  taskLoss: number;
+  reguLoss: number;
+  regularization: NativeRegularization;
+  outputs: Record<string, TensorData>;
+  grads: Record<string, TensorData>;
+}
+
+export interface NativeCompactReport {
+  parametersBefore: number;
+  parametersAfter: number;
+  removedHeads: number[][];
+  heads: number[];
+  ffnWidths: number[];
 }
 
 export interface NativeLoadReport {
@@ -71,6 +104,15 @@ export interface NativeModel {
   save(dir: string): Promise<void>;
   info(): NativeModelInfo;
   stateDict(): Record<string, TensorData>;
+  patch(planJson: string): { modules: string[]; scoreParameters: number };
+  setThreshold(t: number): void;
+  compile(): Promise<void>;
+  compact(mode?: 'dense' | 'heads'): Promise<{ model: NativeModel; report: NativeCompactReport }>;
+  padFfn(): Promise<NativeModel>;
+  masks(): Promise<Record<string, TensorData>>;
+  regularization(options?: NativeLossOptions): NativeRegularization;
+  gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
+  loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
   dispose(): void;
   readonly disposed: boolean;
 }

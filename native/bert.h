@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config.h"
+#include "masks.h"
 
 namespace bp {
 
@@ -20,10 +21,12 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 // A linear layer y = x W^T + b held as plain parameters ("weight" [out, in], "bias" [out]).
 // Mirrors torch.nn.Linear; kept our own so the pruning core can swap in masked variants.
+// When patched (pruning), `mask` holds the scores and method: the layer computes with W * M.
 struct LinearImpl : torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   at::Tensor forward(const at::Tensor& x) const;
   at::Tensor weight, bias;
+  std::shared_ptr<MaskState> mask;
 };
 TORCH_MODULE(Linear);
 
@@ -142,6 +145,11 @@ class BertImpl : public torch::nn::Module {
   void check_batch(const Batch& b) const;
 
   const BertConfig& config() const { return config_; }
+  BertConfig& mutable_config() { return config_; }
+  // Pruning: the schedule's current threshold, shared by every masked linear; null until patched.
+  std::shared_ptr<PruningState> pruning_state;
+  // The patch plan (JSON) when patched, saved in config.json so a patched checkpoint reloads as patched.
+  nlohmann::json pruning_plan;
   TaskKind kind() const { return kind_; }
   bool has_pooler() const { return !pooler_dense.is_empty(); }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "patch.h"
 #include "safetensors.h"
 #include "torch_bin.h"
 
@@ -203,6 +204,8 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
   }
 
   Bert model(config, kind);
+  // A checkpoint saved while patched carries its plan: patch again so the scores load by name.
+  if (config.raw.contains("pruning_plan") && config.raw["pruning_plan"].is_object()) patch_model(model, config.raw["pruning_plan"]);
   {
     at::NoGradGuard no_grad;
     std::set<std::string> used;
@@ -275,7 +278,12 @@ void save_pretrained(const Bert& model, const std::string& dir) {
   const auto path = join(dir, "config.json"), tmp = path + ".tmp";
   {
     std::ofstream o(tmp);
-    o << model->config().to_json(model->kind()).dump(2) << "\n";
+    auto j = model->config().to_json(model->kind());
+    if (is_patched(model)) {
+      j["pruning_plan"] = model->pruning_plan;
+      j["pruning_plan"]["threshold"] = model->pruning_state->threshold;
+    }
+    o << j.dump(2) << "\n";
     if (!o) throw Error("E_FILE_NOT_FOUND", "cannot write " + tmp);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)

@@ -184,6 +184,7 @@ BertConfig BertConfig::from_file(const std::string& path) {
 
 nlohmann::json BertConfig::to_json(TaskKind kind) const {
   nlohmann::json j = raw;
+  j.erase("pruning_plan");  // written by save_pretrained only while the model is patched
   j["model_type"] = "bert";
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;

@@ -4,8 +4,13 @@
 #include <c10/core/InferenceMode.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "checkpoint.h"
+#include "compact.h"
+#include "patch.h"
+#include "safetensors.h"
+#include "training.h"
 #include "errors.h"
 #include "worker.h"
 
@@ -95,6 +100,15 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                         InstanceMethod<&ModelHandle::Forward>("forward"),
                                         InstanceMethod<&ModelHandle::TimeForward>("timeForward"),
                                         InstanceMethod<&ModelHandle::Save>("save"),
+                                        InstanceMethod<&ModelHandle::Patch>("patch"),
+                                        InstanceMethod<&ModelHandle::SetThreshold>("setThreshold"),
+                                        InstanceMethod<&ModelHandle::Compile>("compile"),
+                                        InstanceMethod<&ModelHandle::Compact>("compact"),
+                                        InstanceMethod<&ModelHandle::PadFfn>("padFfn"),
+                                        InstanceMethod<&ModelHandle::Masks>("masks"),
+                                        InstanceMethod<&ModelHandle::Regularization>("regularization"),
+                                        InstanceMethod<&ModelHandle::Gradients>("gradients"),
+                                        InstanceMethod<&ModelHandle::LoadState>("loadState"),
                                         InstanceMethod<&ModelHandle::Info>("info"),
                                         InstanceMethod<&ModelHandle::StateDict>("stateDict"),
                                         InstanceMethod<&ModelHandle::Dispose>("dispose"),
@@ -228,6 +242,11 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
       layers.Set(static_cast<uint32_t>(i), l);
     }
     o.Set("layers", layers);
+    o.Set("patched", Napi::Boolean::New(env, bp::is_patched(m)));
+    if (bp::is_patched(m)) {
+      o.Set("threshold", Napi::Number::New(env, m->pruning_state->threshold));
+      o.Set("pruningPlan", m->pruning_plan.dump());
+    }
     // Names (HF state-dict keys) and shapes, in named_parameters() order: what reports print.
     const auto named = bp::state_dict_shapes(m);
     Napi::Array params = Napi::Array::New(env, named.size());
@@ -253,6 +272,215 @@ Napi::Value ModelHandle::StateDict(const Napi::CallbackInfo& info) {
     for (const auto& [name, t] : bp::state_dict(m)) o.Set(name, tensor_to_js(env, t));
     return o;
   });
+}
+
+namespace {
+
+bp::LossOptions read_loss_options(const Napi::Object& o) {
+  bp::LossOptions lo;
+  lo.regularization = get_string_opt(o, "regularization", "disabled");
+  if (lo.regularization != "disabled" && lo.regularization != "l1" && lo.regularization != "l0")
+    throw_range_error(o.Env(), "Expected 'disabled', 'l1' or 'l0' for regularization but received '" + lo.regularization + "'");
+  auto num = [&](const char* key, double def) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return def;
+    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+      throw_type_error(o.Env(), std::string("Expected a finite number for ") + key + " but received " + describe(v));
+    return v.As<Napi::Number>().DoubleValue();
+  };
+  lo.lambda = num("lambda", 0);
+  lo.attention_lambda = num("attentionLambda", 1);
+  lo.dense_lambda = num("denseLambda", 1);
+  return lo;
+}
+
+Napi::Object regularization_to_js(Napi::Env env, const bp::RegularizationResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", Napi::Number::New(env, r.loss.defined() ? r.loss.item<double>() : 0.0));
+  Napi::Object groups = Napi::Object::New(env);
+  for (const auto& g : r.groups) {
+    Napi::Object gj = Napi::Object::New(env);
+    gj.Set("loss", g.loss);
+    gj.Set("density", g.density);
+    gj.Set("tensors", Napi::Number::New(env, static_cast<double>(g.tensors)));
+    groups.Set(g.name, gj);
+  }
+  o.Set("groups", groups);
+  return o;
+}
+
+}  // namespace
+
+Napi::Value ModelHandle::Patch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  const std::string plan_text = get_string(info[0], "plan");
+  return guarded(env, [&]() -> Napi::Value {
+    nlohmann::json plan;
+    try {
+      plan = nlohmann::json::parse(plan_text);
+    } catch (const nlohmann::json::exception& e) {
+      throw bp::Error("E_INVALID_ARG", std::string("pruning plan is not valid JSON (") + e.what() + ")");
+    }
+    auto report = bp::patch_model(m, plan);
+    ReportMemory(env, false);
+    ReportMemory(env, true);
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array mods = Napi::Array::New(env, report.modules.size());
+    for (size_t i = 0; i < report.modules.size(); ++i) mods.Set(static_cast<uint32_t>(i), report.modules[i]);
+    o.Set("modules", mods);
+    o.Set("scoreParameters", Napi::Number::New(env, static_cast<double>(report.score_parameters)));
+    return o;
+  });
+}
+
+Napi::Value ModelHandle::SetThreshold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  if (!info[0].IsNumber() || !std::isfinite(info[0].As<Napi::Number>().DoubleValue()))
+    throw_type_error(env, "Expected a finite number for threshold but received " + describe(info[0]));
+  guarded(env, [&] { bp::set_threshold(m, info[0].As<Napi::Number>().DoubleValue()); });
+  return env.Undefined();
+}
+
+Napi::Value ModelHandle::Compile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  if (!bp::is_patched(m)) throw make_error(env, "E_INVALID_ARG", "the model is not patched: nothing to compile");
+  return queue_lambda(env, info.This().As<Napi::Object>(), "blockprune.compile", [m]() mutable { bp::compile_model(m); },
+                      [](Napi::Env e) { return e.Undefined(); });
+}
+
+Napi::Value ModelHandle::Compact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  const std::string mode = info[0].IsUndefined() ? "dense" : get_string(info[0], "mode");
+  if (mode != "dense" && mode != "heads")
+    throw_range_error(env, "Expected 'dense' or 'heads' for mode but received '" + mode + "'");
+  auto result = std::make_shared<std::pair<bp::Bert, bp::CompactReport>>(bp::Bert(nullptr), bp::CompactReport());
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.compact",
+      [m, mode, result]() { result->first = bp::compact_model(m, mode, &result->second); },
+      [result](Napi::Env e) -> Napi::Value {
+        const auto& r = result->second;
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("model", ModelHandle::Wrap(e, result->first));
+        Napi::Object rep = Napi::Object::New(e);
+        rep.Set("parametersBefore", Napi::Number::New(e, static_cast<double>(r.parameters_before)));
+        rep.Set("parametersAfter", Napi::Number::New(e, static_cast<double>(r.parameters_after)));
+        Napi::Array removed = Napi::Array::New(e, r.removed_heads.size());
+        for (size_t i = 0; i < r.removed_heads.size(); ++i) {
+          Napi::Array a = Napi::Array::New(e, r.removed_heads[i].size());
+          for (size_t k = 0; k < r.removed_heads[i].size(); ++k)
+            a.Set(static_cast<uint32_t>(k), Napi::Number::New(e, static_cast<double>(r.removed_heads[i][k])));
+          removed.Set(static_cast<uint32_t>(i), a);
+        }
+        rep.Set("removedHeads", removed);
+        Napi::Array heads = Napi::Array::New(e, r.heads.size()), widths = Napi::Array::New(e, r.ffn_widths.size());
+        for (size_t i = 0; i < r.heads.size(); ++i) heads.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>(r.heads[i])));
+        for (size_t i = 0; i < r.ffn_widths.size(); ++i)
+          widths.Set(static_cast<uint32_t>(i), Napi::Number::New(e, static_cast<double>(r.ffn_widths[i])));
+        rep.Set("heads", heads);
+        rep.Set("ffnWidths", widths);
+        o.Set("report", rep);
+        return o;
+      });
+}
+
+Napi::Value ModelHandle::PadFfn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  auto result = std::make_shared<bp::Bert>(nullptr);
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.padFfn", [m, result]() { *result = bp::pad_ffn_to_config(m); },
+      [result](Napi::Env e) -> Napi::Value { return ModelHandle::Wrap(e, *result); });
+}
+
+Napi::Value ModelHandle::Masks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  auto result = std::make_shared<bp::NamedTensors>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.masks",
+      [m, result]() {
+        *result = bp::current_masks(m);
+        // 0/1 as bytes: a bert-base set of masks is 85 MB as floats, 21 MB as bytes.
+        for (auto& [name, t] : *result) t = t.ne(0).to(at::kCPU);
+      },
+      [result](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *result); });
+}
+
+Napi::Value ModelHandle::Regularization(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  bp::LossOptions lo = read_loss_options(get_object(info[0], "options"));
+  if (lo.regularization == "disabled") lo.regularization = "l1";
+  return guarded(env, [&]() -> Napi::Value {
+    at::NoGradGuard no_grad;
+    return regularization_to_js(env, bp::regularization(m, lo.regularization, lo.attention_lambda, lo.dense_lambda));
+  });
+}
+
+Napi::Value ModelHandle::Gradients(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  bp::Batch b = ReadBatch(env, m, info[0]);
+  bp::LossOptions lo = read_loss_options(get_object(info[1], "options"));
+  struct Out {
+    bp::NamedTensors grads;
+    bp::LossResult r;
+  };
+  auto out = std::make_shared<Out>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.gradients",
+      [m, b, lo, out]() mutable {
+        out->grads = bp::compute_gradients(m, b, lo, &out->r);
+        for (auto& [n, t] : out->r.outputs) t = t.detach().to(at::kCPU).contiguous();
+      },
+      [out](Napi::Env e) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("loss", Napi::Number::New(e, out->r.loss.item<double>()));
+        o.Set("taskLoss", Napi::Number::New(e, out->r.task_loss.item<double>()));
+        o.Set("reguLoss", Napi::Number::New(e, out->r.regu_loss.item<double>()));
+        o.Set("regularization", regularization_to_js(e, out->r.regu));
+        o.Set("outputs", tensors_to_js(e, out->r.outputs));
+        o.Set("grads", tensors_to_js(e, out->grads));
+        return o;
+      });
+}
+
+Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  const std::string path = get_string(info[0], "path");
+  const bool strict = get_bool(get_object(info[1], "options"), "strict", true);
+  auto loaded = std::make_shared<std::vector<std::string>>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.loadState",
+      [m, path, strict, loaded]() {
+        auto file = bp::read_safetensors(path);
+        auto params = m->named_parameters();
+        const bool bare = m->kind() == bp::TaskKind::Bare;
+        at::NoGradGuard no_grad;
+        for (auto& [name, t] : file.tensors) {
+          const std::string key = bare && name.rfind("bert.", 0) != 0 ? "bert." + name : name;
+          auto* p = params.find(key);
+          if (!p) {
+            if (strict) throw bp::Error("E_UNEXPECTED_TENSOR", path + " holds tensor '" + name + "' that this model does not have");
+            continue;
+          }
+          if (p->sizes() != t.sizes())
+            throw bp::Error("E_SHAPE", path + ": tensor '" + name + "' has shape " + bp::shape_str(t.sizes().vec()) +
+                                           " but the model's is " + bp::shape_str(p->sizes().vec()));
+          p->copy_(t.to(p->scalar_type()));
+          loaded->push_back(name);
+        }
+      },
+      [loaded](Napi::Env e) -> Napi::Value {
+        Napi::Array a = Napi::Array::New(e, loaded->size());
+        for (size_t i = 0; i < loaded->size(); ++i) a.Set(static_cast<uint32_t>(i), (*loaded)[i]);
+        return a;
+      });
 }
 
 Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {

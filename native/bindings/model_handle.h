@@ -27,6 +27,15 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value TimeForward(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);
+  Napi::Value Patch(const Napi::CallbackInfo& info);
+  Napi::Value SetThreshold(const Napi::CallbackInfo& info);
+  Napi::Value Compile(const Napi::CallbackInfo& info);
+  Napi::Value Compact(const Napi::CallbackInfo& info);
+  Napi::Value PadFfn(const Napi::CallbackInfo& info);
+  Napi::Value Masks(const Napi::CallbackInfo& info);
+  Napi::Value Regularization(const Napi::CallbackInfo& info);
+  Napi::Value Gradients(const Napi::CallbackInfo& info);
+  Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

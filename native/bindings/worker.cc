@@ -56,6 +56,21 @@ void PromiseWorker::OnError(const Napi::Error& e) {
   deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
 }
 
+Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* name, std::function<void()> run,
+                           std::function<Napi::Value(Napi::Env)> result) {
+  auto* w = new LambdaWorker(env, name, std::move(run), std::move(result));
+  if (!self.IsEmpty()) w->Retain(self);
+  auto p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object tensors_to_js(Napi::Env env, const bp::NamedTensors& tensors) {
+  Napi::Object o = Napi::Object::New(env);
+  for (const auto& [name, t] : tensors) o.Set(name, tensor_to_js(env, t));
+  return o;
+}
+
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
   Napi::Error err = code == "E_INVALID_ARG" ? Napi::Error(env, Napi::RangeError::New(env, message).Value())
                                             : Napi::Error::New(env, message);

@@ -9,6 +9,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "bert.h"
@@ -39,6 +40,28 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::ObjectReference retained_;
   std::string code_ = "E_NATIVE";
 };
+
+// A worker from two lambdas: `run` on the pool (no V8), `result` on the main thread.
+class LambdaWorker : public PromiseWorker {
+ public:
+  LambdaWorker(Napi::Env env, const char* name, std::function<void()> run, std::function<Napi::Value(Napi::Env)> result)
+      : PromiseWorker(env, name), run_(std::move(run)), result_(std::move(result)) {}
+
+ protected:
+  void Run() override { run_(); }
+  Napi::Value Result(Napi::Env env) override { return result_(env); }
+
+ private:
+  std::function<void()> run_;
+  std::function<Napi::Value(Napi::Env)> result_;
+};
+
+// Queues a LambdaWorker that keeps `self` alive, and returns its Promise.
+Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* name, std::function<void()> run,
+                           std::function<Napi::Value(Napi::Env)> result);
+
+// Named tensors as a JS object {name: {data, shape, dtype}}.
+Napi::Object tensors_to_js(Napi::Env env, const bp::NamedTensors& tensors);
 
 // A JS Error (or TypeError/RangeError) with a `code` property.
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);

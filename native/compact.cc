@@ -1,0 +1,166 @@
+#include "compact.h"
+
+#include <c10/core/GradMode.h>
+
+#include "checkpoint.h"
+#include "errors.h"
+#include "patch.h"
+
+namespace bp {
+namespace {
+
+// A deep copy through the state dict (the model may be patched: compile the copy, never the original).
+Bert clone_model(const Bert& model) {
+  Bert copy(model->config(), model->kind());
+  at::NoGradGuard no_grad;
+  if (is_patched(model)) {
+    Bert& mutable_copy = copy;
+    patch_model(mutable_copy, model->pruning_plan);
+  }
+  auto src = model->named_parameters();
+  for (auto& item : copy->named_parameters()) item.value().copy_(src[item.key()]);
+  if (model->pruning_state) copy->pruning_state->threshold = model->pruning_state->threshold;
+  copy->to(model->device());
+  copy->eval();
+  return copy;
+}
+
+std::string layer_prefix(int64_t i) { return "bert.encoder.layer." + std::to_string(i) + "."; }
+
+}  // namespace
+
+Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport* report) {
+  if (mode != "dense" && mode != "heads")
+    throw Error("E_INVALID_ARG", "Expected compaction mode 'dense' or 'heads' but received '" + mode + "'");
+  at::NoGradGuard no_grad;
+  Bert model = clone_model(model_in);
+  if (is_patched(model)) compile_model(model);
+  const BertConfig& c = model->config();
+  const int64_t hd = c.head_dim();
+  auto params = model->named_parameters();
+  auto P = [&](const std::string& name) -> at::Tensor& {
+    auto* t = params.find(name);
+    if (!t) throw Error("E_NATIVE", "compact: no parameter " + name);
+    return *t;
+  };
+
+  BertConfig nc = c;
+  nc.intermediate_sizes.clear();
+  std::vector<at::Tensor> keep_heads_idx, keep_ffn_idx;
+  CompactReport rep;
+  rep.parameters_before = count_parameters(model_in);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const auto p = layer_prefix(i);
+    // FFN cross-zeroing.
+    auto& wi = P(p + "intermediate.dense.weight");
+    auto& wo = P(p + "output.dense.weight");
+    auto dead_rows = wi.abs().sum(1).eq(0);
+    auto dead_cols = wo.abs().sum(0).eq(0);
+    wi.index_put_({dead_cols}, 0.0);
+    wo.index_put_({at::indexing::Slice(), dead_rows}, 0.0);
+
+    // Heads alive in q, k and v.
+    const auto kept = c.kept_heads(i);
+    const int64_t h = static_cast<int64_t>(kept.size());
+    std::vector<int64_t> alive;
+    if (h > 0) {
+      auto any = [&](const std::string& n) { return P(p + n).view({h, hd, -1}).ne(0).flatten(1).any(1); };
+      auto alive_mask = (any("attention.self.query.weight") & any("attention.self.key.weight") &
+                         any("attention.self.value.weight")).to(at::kCPU);
+      for (int64_t k = 0; k < h; ++k)
+        if (alive_mask[k].item<bool>()) alive.push_back(k);
+      if (alive.empty()) alive.push_back(0);
+    }
+    std::vector<int64_t> removed;
+    for (int64_t k = 0, a = 0; k < h; ++k) {
+      if (a < static_cast<int64_t>(alive.size()) && alive[a] == k) {
+        ++a;
+      } else {
+        removed.push_back(kept[k]);
+        nc.pruned_heads[i].insert(kept[k]);
+      }
+    }
+    rep.removed_heads.push_back(removed);
+    rep.heads.push_back(static_cast<int64_t>(alive.size()));
+    std::vector<int64_t> rows;
+    for (int64_t k : alive)
+      for (int64_t d = 0; d < hd; ++d) rows.push_back(k * hd + d);
+    keep_heads_idx.push_back(at::tensor(rows, at::kLong).to(wi.device()));
+
+    // FFN units kept.
+    at::Tensor units;
+    if (mode == "dense") {
+      units = wi.abs().sum(1).ne(0).nonzero().flatten();
+      if (units.numel() == 0) units = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(wi.device()));
+    } else {
+      units = at::arange(wi.size(0), at::TensorOptions().dtype(at::kLong).device(wi.device()));
+    }
+    keep_ffn_idx.push_back(units);
+    nc.intermediate_sizes.push_back(units.numel());
+    rep.ffn_widths.push_back(units.numel());
+  }
+  bool uniform = true;
+  for (int64_t w : nc.intermediate_sizes) uniform = uniform && w == nc.intermediate_size;
+  if (uniform) nc.intermediate_sizes.clear();
+  nc.validate("compacted configuration");
+
+  Bert out(nc, model->kind());
+  out->to(model->device());
+  for (auto& item : out->named_parameters()) {
+    const std::string& name = item.key();
+    at::Tensor src = P(name);
+    // Which slice of the source this parameter is.
+    const auto pos = name.find(".encoder.layer.");
+    if (pos != std::string::npos) {
+      const int64_t i = std::stoll(name.substr(pos + 15));
+      const auto rest = name.substr(name.find('.', pos + 15) + 1);
+      const auto& heads = keep_heads_idx[i];
+      const auto& units = keep_ffn_idx[i];
+      if (rest == "attention.self.query.weight" || rest == "attention.self.key.weight" ||
+          rest == "attention.self.value.weight" || rest == "attention.self.query.bias" ||
+          rest == "attention.self.key.bias" || rest == "attention.self.value.bias")
+        src = src.index_select(0, heads);
+      else if (rest == "attention.output.dense.weight")
+        src = src.index_select(1, heads);
+      else if (rest == "intermediate.dense.weight" || rest == "intermediate.dense.bias")
+        src = src.index_select(0, units);
+      else if (rest == "output.dense.weight")
+        src = src.index_select(1, units);
+    }
+    if (src.sizes() != item.value().sizes())
+      throw Error("E_SHAPE", "compact: " + name + " slice " + shape_str(src.sizes().vec()) + " vs " + shape_str(item.value().sizes().vec()));
+    item.value().copy_(src);
+  }
+  out->eval();
+  rep.parameters_after = count_parameters(out);
+  if (report) *report = rep;
+  return out;
+}
+
+Bert pad_ffn_to_config(const Bert& model) {
+  if (is_patched(model)) throw Error("E_INVALID_ARG", "compile or compact the model before exporting it");
+  at::NoGradGuard no_grad;
+  BertConfig nc = model->config();
+  const int64_t full = nc.intermediate_size;
+  for (int64_t i = 0; i < nc.num_hidden_layers; ++i)
+    if (nc.layer_intermediate(i) > full)
+      throw Error("E_INVALID_ARG", "layer " + std::to_string(i) + " FFN width exceeds intermediate_size " + std::to_string(full));
+  nc.intermediate_sizes.clear();
+  Bert out(nc, model->kind());
+  out->to(model->device());
+  auto src = model->named_parameters();
+  for (auto& item : out->named_parameters()) {
+    at::Tensor s = src[item.key()];
+    at::Tensor& d = item.value();
+    d.zero_();
+    // FFN tensors are padded with zeros: zero rows/bias give gelu(0) = 0 into zero output columns.
+    if (s.dim() == 2)
+      d.slice(0, 0, s.size(0)).slice(1, 0, s.size(1)).copy_(s);
+    else
+      d.slice(0, 0, s.size(0)).copy_(s);
+  }
+  out->eval();
+  return out;
+}
+
+}  // namespace bp

@@ -1,0 +1,50 @@
+// Patching a BERT for pruning: each planned Linear gets mask scores (registered under nn_pruning's names,
+// "<linear>.mask_module.context_modules.0.mask_scores", so its score checkpoints load as they are) and
+// computes with W * M from then on. compile() bakes the masks into the weights and removes the scores.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "bert.h"
+
+namespace bp {
+
+struct PatchReport {
+  std::vector<std::string> modules;  // patched linears, in plan order
+  int64_t score_parameters = 0;      // learnable scores added
+};
+
+// Applies a plan: {"modules": [{"module", "method", "layout", "blockRows", "blockCols", "biasMask",
+// "minElements", "group", "shareWith", "init"}...]}. Throws E_INVALID_ARG naming the module for a block
+// shape that does not divide the weight, an unknown module, or a model already patched.
+PatchReport patch_model(Bert& model, const nlohmann::json& plan);
+
+bool is_patched(const Bert& model);
+void set_threshold(Bert& model, double threshold);
+
+// Bakes W * M (at the current threshold, eval mode) and the bias mask into plain weights, drops the scores.
+void compile_model(Bert& model);
+
+// The 0/1 mask of every patched linear at the current threshold (eval mode), expanded to the weight's
+// shape, plus "bias_mask.<linear>" [out]. For an unpatched model: weight != 0 of the encoder's linears.
+NamedTensors current_masks(const Bert& model);
+
+struct RegularizationResult {
+  at::Tensor loss;  // sum over groups of (group sum / group count) * group lambda / number of groups
+  struct Group {
+    std::string name;
+    double loss = 0;      // this group's term
+    double density = 0;   // fraction of its weights kept at the current threshold
+    int64_t tensors = 0;  // score tensors counted (a shared 1d_alt vector counts once)
+  };
+  std::vector<Group> groups;
+};
+
+// kind "l1" | "l0"; lambdas per group ("attention", "dense").
+RegularizationResult regularization(const Bert& model, const std::string& kind, double attention_lambda,
+                                    double dense_lambda);
+
+}  // namespace bp
