@@ -123,8 +123,10 @@ NamedTensors read_weights(const std::string& dir, std::string* source) {
 }
 
 int64_t count_parameters(const Bert& model) {
+  // Mask scores are training state, not part of the model users deploy: not counted.
   int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
+  for (const auto& item : model->named_parameters())
+    if (item.key().find("mask_scores") == std::string::npos) n += item.value().numel();
   return n;
 }
 

@@ -4,7 +4,11 @@
  * plain C++ program native/tools/bench_forward linked to the same libtorch, plus the machine's GEMM
  * throughput to express each time as a multiple of the roofline (model FLOPs / GEMM FLOP/s).
  *
- *   npm run bench -- [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--rounds 4] [--json out.json]
+ *   npm run bench -- [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128]
+ *                    [--rounds 4] [--no-cpp] [--json out.json]
+ *
+ * "compact" is bert-base with 4 heads and FFN 552 in every layer (what block pruning leaves of it): the
+ * speed-up dense / compact is printed for each batch shape.
  *
  * The VM drifts 15-25% over minutes, so the three are measured in alternating rounds (runs/rounds each):
  * per-call forwards from JS, the same forward looped inside the addon (model.timeForward: no JS between
@@ -18,6 +22,8 @@ import { buildInfo, getNumThreads } from '../lib/index';
 import { packageRoot } from '../lib/native';
 
 interface Args {
+  models: string[];
+  noCpp: boolean;
   runs: number;
   warmup: number;
   batches: number[];
@@ -27,7 +33,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { runs: 100, warmup: 10, batches: [1, 8], seq: 128, rounds: 4 };
+  const a: Args = { models: ['dense', 'compact'], noCpp: false, runs: 100, warmup: 10, batches: [1, 8], seq: 128, rounds: 4 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -44,11 +50,17 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--batches') {
       a.batches = String(v).split(',').map(Number);
       i++;
+    } else if (k === '--models') {
+      a.models = String(v).split(',');
+      if (!a.models.every((m) => m === 'dense' || m === 'compact')) throw new Error('--models takes dense,compact');
+      i++;
+    } else if (k === '--no-cpp') {
+      a.noCpp = true;
     } else if (k === '--json') {
       a.json = v;
       i++;
     } else if (k === '--help' || k === '-h') {
-      console.log('npm run bench -- [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--rounds 4] [--json out.json]');
+      console.log('npm run bench -- [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--rounds 4] [--no-cpp] [--json out.json]');
       process.exit(0);
     } else throw new Error(`unknown argument ${k} (see --help)`);
   }
@@ -93,72 +105,112 @@ function runCpp(exe: string, args: string[]): Array<Record<string, number | stri
     .map((l) => JSON.parse(l));
 }
 
+interface BenchModel {
+  name: 'dense' | 'compact';
+  config: BertConfigJson;
+  cppArgs: string[];
+}
+
+/** The compact geometry of the reference's speed figures: 4 heads and FFN 552 in every layer. */
+export function compactConfig(heads = 4, ffn = 552): BertConfigJson {
+  const c = BERT_BASE;
+  return {
+    ...c,
+    pruned_heads: Object.fromEntries(
+      Array.from({ length: c.num_hidden_layers }, (_, i) => [String(i), Array.from({ length: c.num_attention_heads - heads }, (_, k) => heads + k)]),
+    ),
+    intermediate_sizes: Array(c.num_hidden_layers).fill(ffn),
+  };
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const exe = join(packageRoot(), 'build', 'bench_forward');
-  const haveCpp = existsSync(exe);
+  const haveExe = existsSync(exe);
+  const haveCpp = haveExe && !args.noCpp;
   const info = buildInfo();
   console.log(`blockprune bench: libtorch ${info.torchVersion}, CUDA ${info.cuda ? 'on' : 'off'}, threads ${getNumThreads()} (OpenBLAS ${info.openblasThreads})`);
-  console.log(`bert-base geometry, random weights, seq ${args.seq}; ${args.warmup} warm-ups, ${args.runs} runs in ${args.rounds} alternating rounds\n`);
+  console.log(
+    `bert-base geometry, random weights, seq ${args.seq}; models: ${args.models.join(', ')} (compact = 4 heads, FFN 552 per layer); ` +
+      `${args.warmup} warm-ups, ${args.runs} runs in ${args.rounds} alternating rounds\n`,
+  );
 
-  const gemm = haveCpp ? runCpp(exe, ['--gemm', '--batch', args.batches.join(','), '--seq', String(args.seq), '--runs', '1', '--warmup', '0']) : [];
+  const gemm = haveExe ? runCpp(exe, ['--gemm', '--batch', args.batches.join(','), '--seq', String(args.seq), '--runs', '1', '--warmup', '0', '--layers', '1']) : [];
   const gflopsAt = new Map<number, number>();
   for (const g of gemm.filter((x) => x.kind === 'gemm')) gflopsAt.set(Number(g.rows), Number(g.gflops));
 
-  const model = await BertModel.fromConfig(BERT_BASE, { task: 'text-classification', seed: 0 });
-  const layers = model.layers.map((l) => ({ heads: l.heads, ffn: l.intermediateSize }));
+  const specs: BenchModel[] = [];
+  if (args.models.includes('dense')) specs.push({ name: 'dense', config: BERT_BASE, cppArgs: [] });
+  if (args.models.includes('compact')) specs.push({ name: 'compact', config: compactConfig(), cppArgs: ['--kept-heads', '4', '--kept-ffn', '552'] });
+  const models = await Promise.all(specs.map((s) => BertModel.fromConfig(s.config, { task: 'text-classification', seed: 0 })));
   const results: Array<Record<string, unknown>> = [];
   for (const batch of args.batches) {
     const n = batch * args.seq;
     const ids = new Int32Array(n).map((_, i) => 1000 + ((i * 7919) % 20000));
     const input = { inputIds: ids, attentionMask: new Int32Array(n).fill(1), tokenTypeIds: new Int32Array(n), batchSize: batch, seqLen: args.seq };
-    for (let i = 0; i < args.warmup; i++) await model.forward(input);
-    const nodeTimes: number[] = [];
-    const loopTimes: number[] = [];
-    const cppMeans: Array<{ mean: number; runs: number }> = [];
     const per = Math.max(1, Math.round(args.runs / args.rounds));
+    const node: number[][] = specs.map(() => []);
+    const loop: number[][] = specs.map(() => []);
+    const cpp: Array<Array<{ mean: number; runs: number }>> = specs.map(() => []);
+    for (const m of models) for (let i = 0; i < args.warmup; i++) await m.forward(input);
     for (let r = 0; r < args.rounds; r++) {
-      for (let i = 0; i < per; i++) {
-        const t0 = performance.now();
-        await model.forward(input);
-        nodeTimes.push(performance.now() - t0);
-      }
-      loopTimes.push(...(await model.timeForward(input, { runs: per })));
-      if (haveCpp) {
-        const out = runCpp(exe, ['--batch', String(batch), '--seq', String(args.seq), '--runs', String(per), '--warmup', String(Math.min(args.warmup, 3))]);
-        const f = out.find((x) => x.kind === 'forward')!;
-        cppMeans.push({ mean: Number(f.mean_ms), runs: per });
+      for (let k = 0; k < specs.length; k++) {
+        for (let i = 0; i < per; i++) {
+          const t0 = performance.now();
+          await models[k].forward(input);
+          node[k].push(performance.now() - t0);
+        }
+        loop[k].push(...(await models[k].timeForward(input, { runs: per })));
+        if (haveCpp) {
+          const out = runCpp(exe, ['--batch', String(batch), '--seq', String(args.seq), '--runs', String(per), '--warmup', String(Math.min(args.warmup, 3)), ...specs[k].cppArgs]);
+          const f = out.find((x) => x.kind === 'forward')!;
+          cpp[k].push({ mean: Number(f.mean_ms), runs: per });
+        }
       }
     }
-    const node = stats(nodeTimes);
-    const loop = stats(loopTimes);
-    const cppMean = cppMeans.length ? cppMeans.reduce((a, b) => a + b.mean * b.runs, 0) / cppMeans.reduce((a, b) => a + b.runs, 0) : NaN;
-    const flops = forwardFlops({ hidden: 768, layers, headDim: 64 }, batch, args.seq);
     const gf = gflopsAt.get(n);
-    const rooflineMs = gf ? flops / (gf * 1e6) : NaN;
-    const row = {
-      batch,
-      seq: args.seq,
-      node_mean_ms: node.mean,
-      node_std_ms: node.std,
-      native_loop_mean_ms: loop.mean,
-      cpp_mean_ms: cppMean,
-      binding_overhead_pct: ((node.mean / cppMean) - 1) * 100,
-      per_call_overhead_pct: ((node.mean / loop.mean) - 1) * 100,
-      gflop: flops / 1e9,
-      gemm_gflops: gf,
-      roofline_ms: rooflineMs,
-      x_roofline: node.mean / rooflineMs,
-    };
-    results.push(row);
-    console.log(
-      `${batch}x${args.seq}: node ${node.mean.toFixed(1)} ± ${node.std.toFixed(1)} ms | C++ program ${cppMean.toFixed(1)} ms ` +
-        `(binding overhead ${row.binding_overhead_pct.toFixed(2)}%) | native loop in the addon ${loop.mean.toFixed(1)} ms ` +
-        `(per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)\n      ${row.gflop.toFixed(2)} GFLOP, GEMM ${gf?.toFixed(0)} GFLOP/s -> ` +
-        `roofline ${rooflineMs.toFixed(1)} ms, ${row.x_roofline.toFixed(2)}x roofline`,
-    );
+    const means: number[] = [];
+    for (let k = 0; k < specs.length; k++) {
+      const nd = stats(node[k]);
+      const lp = stats(loop[k]);
+      means.push(nd.mean);
+      const cppMean = cpp[k].length ? cpp[k].reduce((a, b) => a + b.mean * b.runs, 0) / cpp[k].reduce((a, b) => a + b.runs, 0) : NaN;
+      const layers = models[k].layers.map((l) => ({ heads: l.heads, ffn: l.intermediateSize }));
+      const flops = forwardFlops({ hidden: 768, layers, headDim: 64 }, batch, args.seq);
+      const rooflineMs = gf ? flops / (gf * 1e6) : NaN;
+      const row = {
+        model: specs[k].name,
+        batch,
+        seq: args.seq,
+        node_mean_ms: nd.mean,
+        node_std_ms: nd.std,
+        native_loop_mean_ms: lp.mean,
+        cpp_mean_ms: cppMean,
+        binding_overhead_pct: (nd.mean / cppMean - 1) * 100,
+        per_call_overhead_pct: (nd.mean / lp.mean - 1) * 100,
+        gflop: flops / 1e9,
+        gemm_gflops: gf,
+        roofline_ms: rooflineMs,
+        x_roofline: nd.mean / rooflineMs,
+      };
+      results.push(row);
+      const cppPart = haveCpp ? ` | C++ program ${cppMean.toFixed(1)} ms (binding overhead ${row.binding_overhead_pct.toFixed(2)}%)` : '';
+      const roofPart = gf
+        ? `GEMM ${gf.toFixed(0)} GFLOP/s -> roofline ${rooflineMs.toFixed(1)} ms, ${row.x_roofline.toFixed(2)}x roofline`
+        : 'no GEMM figure (build/bench_forward missing)';
+      console.log(
+        `${specs[k].name.padEnd(7)} ${batch}x${args.seq}: node ${nd.mean.toFixed(1)} ± ${nd.std.toFixed(1)} ms${cppPart} | ` +
+          `native loop in the addon ${lp.mean.toFixed(1)} ms (per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)\n` +
+          `        ${row.gflop.toFixed(2)} GFLOP, ${roofPart}`,
+      );
+    }
+    if (specs.length === 2) {
+      const speedup = means[0] / means[1];
+      results.push({ batch, seq: args.seq, compact_speedup: speedup });
+      console.log(`  => compact speed-up at ${batch}x${args.seq}: ${speedup.toFixed(2)}x (dense ${means[0].toFixed(1)} ms / compact ${means[1].toFixed(1)} ms)\n`);
+    }
   }
-  model.dispose();
+  for (const m of models) m.dispose();
   if (args.json) {
     mkdirSync(dirname(args.json), { recursive: true });
     writeFileSync(args.json, JSON.stringify({ build: info, threads: getNumThreads(), results }, null, 2));

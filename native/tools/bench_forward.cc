@@ -4,6 +4,7 @@
 //
 //   bench_forward [--batch 1,8] [--seq 128] [--runs 100] [--warmup 10] [--threads N] [--gemm]
 //                 [--hidden 768 --layers 12 --heads 12 --ffn 3072 --vocab 30522]
+//                 [--kept-heads 4 --kept-ffn 552]   (a compact model: heads and FFN width kept per layer)
 // Prints one JSON object per line.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 8};
   int64_t seq = 128, runs = 100, warmup = 10, threads = 0;
   int64_t hidden = 768, layers = 12, heads = 12, ffn = 3072, vocab = 30522;
+  int64_t kept_heads = -1, kept_ffn = -1;  // a compact geometry: heads and FFN width kept in every layer
   bool gemm = false;
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* {
@@ -70,6 +72,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--ffn")) ffn = std::atoll(next());
     else if (!std::strcmp(argv[i], "--vocab")) vocab = std::atoll(next());
     else if (!std::strcmp(argv[i], "--gemm")) gemm = true;
+    else if (!std::strcmp(argv[i], "--kept-heads")) kept_heads = std::atoll(next());
+    else if (!std::strcmp(argv[i], "--kept-ffn")) kept_ffn = std::atoll(next());
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;
@@ -105,6 +109,9 @@ int main(int argc, char** argv) {
     c.num_attention_heads = heads;
     c.intermediate_size = ffn;
     c.vocab_size = vocab;
+    for (int64_t l = 0; l < layers && kept_heads >= 0; ++l)
+      for (int64_t h = kept_heads; h < heads; ++h) c.pruned_heads[l].insert(h);
+    if (kept_ffn > 0) c.intermediate_sizes.assign(static_cast<size_t>(layers), kept_ffn);
     auto model = bp::create_random(c, bp::TaskKind::SequenceClassification, 0, "cpu");
     for (int64_t b : batches) {
       bp::Batch batch;
