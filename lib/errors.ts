@@ -9,6 +9,8 @@
  * - `E_MISSING_TENSOR` / `E_UNEXPECTED_TENSOR`  checkpoint and model disagree on which tensors exist
  * - `E_INVALID_ARG`     a bad argument (also thrown as TypeError / RangeError)
  * - `E_DISPOSED`        the model was disposed
+ * - `E_NUMERIC`         a loss became NaN or infinite (no step was taken)
+ * - `E_BAD_DATA`        a dataset file has a bad row (the message names file and line)
  * - `E_TORCH` / `E_NATIVE`  an error inside libtorch or the addon
  * - `E_NO_ADDON`        the native addon could not be loaded
  */
@@ -22,6 +24,8 @@ export type ErrorCode =
   | 'E_UNEXPECTED_TENSOR'
   | 'E_INVALID_ARG'
   | 'E_DISPOSED'
+  | 'E_NUMERIC'
+  | 'E_BAD_DATA'
   | 'E_TORCH'
   | 'E_NATIVE'
   | 'E_NO_ADDON';

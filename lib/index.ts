@@ -43,6 +43,11 @@ export function setNumThreads(n: number): void {
   native().setNumThreads(n);
 }
 
+/** Seeds libtorch's global generator (dropout masks, heads created at random). */
+export function manualSeed(seed: number): void {
+  native().manualSeed(seed);
+}
+
 export function getNumThreads(): number {
   return native().getNumThreads();
 }

@@ -13,6 +13,8 @@ import {
   NativeGradients,
   NativeLossOptions,
   NativeRegularization,
+  NativeTrainStepOptions,
+  NativeTrainStepResult,
   NativeForwardOptions,
   NativeLayerInfo,
   NativeLoadReport,
@@ -82,6 +84,8 @@ export type LossOptions = NativeLossOptions;
 export type Gradients = NativeGradients;
 export type RegularizationInfo = NativeRegularization;
 export type CompactReport = NativeCompactReport;
+export type TrainStepOptions = NativeTrainStepOptions;
+export type TrainStepResult = NativeTrainStepResult;
 
 export interface PatchReport {
   /** Linears that got masks, by HF name. */
@@ -316,6 +320,39 @@ export class BertModel {
   /** Loads tensors from a safetensors file into the parameters of the same names (mask scores too). */
   loadState(path: string, options: { strict?: boolean } = {}): Promise<string[]> {
     return this.enqueue((h) => h.loadState(resolve(path), options));
+  }
+
+  /**
+   * One optimisation step in C++: train-mode forward, loss (task loss, plus lambda x regularization of the
+   * scores, plus distillation from `teacher` when given), backward, gradient clipping, AdamW with the
+   * reference's parameter groups. Resolves with the loss terms (before the update) and the gradient norm.
+   */
+  trainStep(batch: ForwardBatch, options: TrainStepOptions = {}, teacher?: BertModel): Promise<TrainStepResult> {
+    const t = teacher ? teacher.handle() : undefined;
+    return this.enqueue((h) => h.trainStep(batch, options, t));
+  }
+
+  /** Writes the optimizer state and the RNG state (optimizer.safetensors, rng.safetensors) into `dir`. */
+  saveTrainingState(dir: string): Promise<void> {
+    return this.enqueue((h) => h.saveTraining(resolve(dir)));
+  }
+
+  /** Restores what saveTrainingState wrote. */
+  loadTrainingState(dir: string): Promise<void> {
+    return this.enqueue((h) => h.loadTraining(resolve(dir)));
+  }
+
+  /**
+   * The "filled" stage's start: zeros inside the encoder's linear weights become small noise
+   * (v += [v == 0] * (randn * std(v) * 0.01 + mean(v))). Resolves with the number of weights filled.
+   */
+  fillZeros(seed = 0): Promise<number> {
+    return this.enqueue((h) => h.fillZeros(seed));
+  }
+
+  /** Forgets the optimizer's moments (a new training stage). */
+  resetOptimizer(): Promise<void> {
+    return this.enqueue(async (h) => h.resetOptimizer());
   }
 
   /** Every parameter under its HF name, copied to JS. */

@@ -37,6 +37,8 @@ export interface NativeForwardOptions {
   attentions?: boolean;
   /** Adds "last_hidden_state" and "pooler_output" to task models' outputs. */
   extras?: boolean;
+  /** Run in training mode (dropout on). Default false: forwards are evaluations. */
+  training?: boolean;
 }
 
 export interface NativeLayerInfo {
@@ -83,6 +85,33 @@ export interface NativeGradients {
   grads: Record<string, TensorData>;
 }
 
+export interface NativeTrainStepOptions extends NativeLossOptions {
+  lr?: number;
+  maskLr?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Multiplies both learning rates (warm-up / decay). */
+  lrScale?: number;
+  /** Gradient clipping (global L2 norm); <= 0 disables. Default 1. */
+  maxGradNorm?: number;
+  /** Mask threshold for this step (patched models). */
+  threshold?: number;
+  alphaCe?: number;
+  alphaTeacher?: number;
+  temperature?: number;
+}
+
+export interface NativeTrainStepResult {
+  loss: number;
+  taskLoss: number;
+  reguLoss: number;
+  distilLoss: number;
+  gradNorm: number;
+  regularization: NativeRegularization;
+}
+
 export interface NativeCompactReport {
   parametersBefore: number;
   parametersAfter: number;
@@ -113,6 +142,11 @@ export interface NativeModel {
   regularization(options?: NativeLossOptions): NativeRegularization;
   gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
+  trainStep(inputs: NativeForwardInputs, options: NativeTrainStepOptions, teacher?: NativeModel): Promise<NativeTrainStepResult>;
+  saveTraining(dir: string): Promise<void>;
+  loadTraining(dir: string): Promise<void>;
+  resetOptimizer(): void;
+  fillZeros(seed?: number): Promise<number>;
   dispose(): void;
   readonly disposed: boolean;
 }
@@ -138,6 +172,8 @@ export interface NativeBinding {
   createModel(configJson: string, options?: { task?: string; device?: string; seed?: number }): Promise<NativeModel>;
   readSafetensors(path: string): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   setNumThreads(n: number): void;
+  /** Seeds libtorch's global generator (dropout, random init of missing heads). */
+  manualSeed(seed: number): void;
   getNumThreads(): number;
   buildInfo(): BuildInfo;
 }

@@ -30,9 +30,11 @@ at::Tensor LayerNormImpl::forward(const at::Tensor& x) const {
   return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
-EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim) { weight = register_parameter("weight", at::empty({num, dim})); }
+EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, int64_t padding_idx_) : padding_idx(padding_idx_) {
+  weight = register_parameter("weight", at::empty({num, dim}));
+}
 
-at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
+at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids, padding_idx); }
 
 namespace {
 
@@ -52,7 +54,7 @@ at::Tensor activation(const at::Tensor& x, const std::string& act) {
 }  // namespace
 
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) : dropout(c.hidden_dropout_prob) {
-  word_embeddings = register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size));
+  word_embeddings = register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size, c.pad_token_id));
   position_embeddings = register_module("position_embeddings", Embedding(c.max_position_embeddings, c.hidden_size));
   token_type_embeddings = register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size));
   LayerNorm_ = register_module("LayerNorm", LayerNorm(c.hidden_size, c.layer_norm_eps));

@@ -40,10 +40,12 @@ struct LayerNormImpl : torch::nn::Module {
 TORCH_MODULE(LayerNorm);
 
 // torch.nn.Embedding (a lookup table).
+// padding_idx (HF: pad_token_id for word embeddings) gets no gradient, as in torch.nn.Embedding.
 struct EmbeddingImpl : torch::nn::Module {
-  EmbeddingImpl(int64_t num, int64_t dim);
+  EmbeddingImpl(int64_t num, int64_t dim, int64_t padding_idx = -1);
   at::Tensor forward(const at::Tensor& ids) const;
   at::Tensor weight;
+  int64_t padding_idx;
 };
 TORCH_MODULE(Embedding);
 

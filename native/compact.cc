@@ -1,5 +1,6 @@
 #include "compact.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
 #include "checkpoint.h"
@@ -135,6 +136,25 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
   rep.parameters_after = count_parameters(out);
   if (report) *report = rep;
   return out;
+}
+
+int64_t fill_zeros(Bert& model, uint64_t seed) {
+  if (is_patched(model)) throw Error("E_INVALID_ARG", "compile or compact the model before filling it");
+  at::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  int64_t filled = 0;
+  for (const auto& item : model->named_modules("", false)) {
+    if (item.key().rfind("bert.encoder.", 0) != 0) continue;
+    auto* lin = item.value()->as<LinearImpl>();
+    if (!lin || lin->weight.numel() == 0) continue;
+    at::Tensor& v = lin->weight;
+    auto zero = v.eq(0).to(v.scalar_type());
+    const double sd = v.std().item<double>(), mean = v.mean().item<double>();
+    auto noise = at::randn(v.sizes(), gen, v.options().device(at::kCPU)).to(v.device()) * (sd * 0.01) + mean;
+    filled += zero.sum().item<int64_t>();
+    v.add_(zero * noise);
+  }
+  return filled;
 }
 
 Bert pad_ffn_to_config(const Bert& model) {

@@ -31,4 +31,9 @@ Bert compact_model(const Bert& model, const std::string& mode, CompactReport* re
 // the same outputs), heads via config.pruned_heads.
 Bert pad_ffn_to_config(const Bert& model);
 
+// The "filled" stage (reference): in every encoder linear weight, zeros become small noise,
+// v += [v == 0] * (randn * std(v) * 0.01 + mean(v)), so the compact model can train them again.
+// Returns how many weights were filled.
+int64_t fill_zeros(Bert& model, uint64_t seed);
+
 }  // namespace bp

@@ -5,6 +5,9 @@
 #include "checkpoint.h"
 #include "errors.h"
 
+#include <cmath>
+#include <map>
+
 namespace bp {
 
 LossResult compute_loss(Bert& model, const Batch& batch, const LossOptions& opts) {
@@ -48,6 +51,59 @@ NamedTensors compute_gradients(Bert& model, const Batch& batch, const LossOption
   model->eval();
   if (result) *result = r;
   return grads;
+}
+
+at::Tensor distillation_loss(const NamedTensors& student, const NamedTensors& teacher, double temperature) {
+  std::map<std::string, at::Tensor> t(teacher.begin(), teacher.end());
+  at::Tensor total;
+  int64_t n = 0;
+  for (const auto& [name, s] : student) {
+    if (name != "logits" && name != "start_logits" && name != "end_logits") continue;
+    auto it = t.find(name);
+    if (it == t.end()) throw Error("E_INVALID_ARG", "the teacher has no '" + name + "' output: it must be a model of the same task");
+    if (it->second.sizes() != s.sizes())
+      throw Error("E_SHAPE", "teacher " + name + " " + shape_str(it->second.sizes().vec()) + " vs student " + shape_str(s.sizes().vec()));
+    auto log_p = at::log_softmax(s / temperature, -1);
+    auto q = at::softmax(it->second.to(s.device()) / temperature, -1);
+    auto kl = at::kl_div(log_p, q, at::Reduction::Sum) / static_cast<double>(s.size(0)) * (temperature * temperature);
+    total = total.defined() ? total + kl : kl;
+    ++n;
+  }
+  if (n == 0) throw Error("E_INVALID_ARG", "distillation needs logits outputs");
+  return total / static_cast<double>(n);
+}
+
+TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch& batch, const TrainStepOptions& opts, Bert* teacher) {
+  if (opts.set_threshold && is_patched(model)) set_threshold(model, opts.threshold);
+  model->train();
+  for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+  LossResult r = compute_loss(model, batch, opts.loss);
+  TrainStepResult out;
+  at::Tensor loss = r.loss;
+  if (teacher) {
+    NamedTensors teacher_out;
+    {
+      at::NoGradGuard no_grad;
+      (*teacher)->eval();
+      teacher_out = (*teacher)->forward(batch);
+    }
+    auto kd = distillation_loss(r.outputs, teacher_out, opts.distil.temperature);
+    loss = opts.distil.alpha_teacher * kd + opts.distil.alpha_ce * r.task_loss;
+    if (r.regu_loss.defined() && opts.loss.regularization != "disabled") loss = loss + opts.loss.lambda * r.regu_loss;
+    out.distil_loss = kd.item<double>();
+  }
+  const double loss_value = loss.item<double>();
+  if (!std::isfinite(loss_value))
+    throw Error("E_NUMERIC", "the loss is " + std::to_string(loss_value) + ": no step taken (lower the learning rate?)");
+  loss.backward();
+  out.grad_norm = clip_grad_norm(model, opts.max_grad_norm);
+  optimizer.step(model, opts.adam, opts.lr_scale);
+  for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+  out.loss = loss_value;
+  out.task_loss = r.task_loss.item<double>();
+  out.regu_loss = r.regu_loss.defined() ? r.regu_loss.item<double>() : 0.0;
+  out.regu = r.regu;
+  return out;
 }
 
 }  // namespace bp

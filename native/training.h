@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bert.h"
+#include "optimizer.h"
 #include "patch.h"
 
 namespace bp {
@@ -28,5 +29,33 @@ LossResult compute_loss(Bert& model, const Batch& batch, const LossOptions& opts
 // Train-mode forward and backward from zeroed gradients; returns every parameter's gradient under its
 // state-dict name (zeros where none flowed). The model is left in eval mode, its gradients cleared.
 NamedTensors compute_gradients(Bert& model, const Batch& batch, const LossOptions& opts, LossResult* result);
+
+struct DistilOptions {
+  double alpha_ce = 0.5, alpha_teacher = 0.5, temperature = 2.0;
+};
+
+struct TrainStepOptions {
+  LossOptions loss;
+  AdamWOptions adam;
+  double lr_scale = 1.0;       // warm-up / decay factor for this step
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  bool set_threshold = false;  // patched models: the schedule's threshold for this step
+  double threshold = 0;
+  DistilOptions distil;
+};
+
+struct TrainStepResult {
+  double loss = 0, task_loss = 0, regu_loss = 0, distil_loss = 0, grad_norm = 0;
+  RegularizationResult regu;
+};
+
+// Knowledge distillation (reference): KL(log_softmax(s/T) || softmax(t/T)), batchmean, times T^2,
+// averaged over the logit outputs (start/end for QA, logits for classification).
+at::Tensor distillation_loss(const NamedTensors& student, const NamedTensors& teacher, double temperature);
+
+// One optimisation step: train-mode forward, loss = CE (+ lambda x regularization), or with a teacher
+// alpha_teacher x KD + alpha_ce x CE (+ lambda x regularization); backward; clip; AdamW. The model is
+// left in train mode.
+TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch& batch, const TrainStepOptions& opts, Bert* teacher);
 
 }  // namespace bp

@@ -11,6 +11,9 @@
 #include "patch.h"
 #include "safetensors.h"
 #include "training.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <mutex>
 #include "errors.h"
 #include "worker.h"
 
@@ -23,13 +26,15 @@ struct AddonData {
 
 class ForwardWorker : public PromiseWorker {
  public:
-  ForwardWorker(Napi::Env env, bp::Bert model, bp::Batch batch, bp::ForwardOptions opts)
-      : PromiseWorker(env, "blockprune.forward"), model_(std::move(model)), batch_(std::move(batch)), opts_(opts) {}
+  ForwardWorker(Napi::Env env, bp::Bert model, bp::Batch batch, bp::ForwardOptions opts, bool training)
+      : PromiseWorker(env, "blockprune.forward"), model_(std::move(model)), batch_(std::move(batch)), opts_(opts), training_(training) {}
 
  protected:
   void Run() override {
-    // Eval forwards need no autograd record at all: inference mode skips version counters and views.
-    c10::InferenceMode guard(!model_->is_training());
+    // A forward is an evaluation (dropout off) unless asked otherwise; it then needs no autograd record
+    // at all: inference mode skips version counters and views.
+    model_->train(training_);
+    c10::InferenceMode guard(!training_);
     out_ = model_->forward(batch_, opts_);
     // Move results to CPU here, off the main thread.
     for (auto& [name, t] : out_) t = t.detach().to(at::kCPU).contiguous();
@@ -44,6 +49,7 @@ class ForwardWorker : public PromiseWorker {
   bp::Bert model_;
   bp::Batch batch_;
   bp::ForwardOptions opts_;
+  bool training_;
   bp::NamedTensors out_;
 };
 
@@ -56,7 +62,8 @@ class TimeForwardWorker : public PromiseWorker {
 
  protected:
   void Run() override {
-    c10::InferenceMode guard(!model_->is_training());
+    model_->eval();
+    c10::InferenceMode guard;
     for (int64_t i = 0; i < warmup_ + runs_; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       auto out = model_->forward(batch_);
@@ -109,6 +116,11 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                         InstanceMethod<&ModelHandle::Regularization>("regularization"),
                                         InstanceMethod<&ModelHandle::Gradients>("gradients"),
                                         InstanceMethod<&ModelHandle::LoadState>("loadState"),
+                                        InstanceMethod<&ModelHandle::TrainStep>("trainStep"),
+                                        InstanceMethod<&ModelHandle::SaveTraining>("saveTraining"),
+                                        InstanceMethod<&ModelHandle::LoadTraining>("loadTraining"),
+                                        InstanceMethod<&ModelHandle::ResetOptimizer>("resetOptimizer"),
+                                        InstanceMethod<&ModelHandle::FillZeros>("fillZeros"),
                                         InstanceMethod<&ModelHandle::Info>("info"),
                                         InstanceMethod<&ModelHandle::StateDict>("stateDict"),
                                         InstanceMethod<&ModelHandle::Dispose>("dispose"),
@@ -189,7 +201,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   fo.hidden_states = get_bool(o, "hiddenStates", false);
   fo.attentions = get_bool(o, "attentions", false);
   fo.extras = get_bool(o, "extras", false);
-  auto* w = new ForwardWorker(env, m, std::move(b), fo);
+  auto* w = new ForwardWorker(env, m, std::move(b), fo, get_bool(o, "training", false));
   w->Retain(info.This().As<Napi::Object>());
   auto p = w->Promise();
   w->Queue();
@@ -481,6 +493,126 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
         for (size_t i = 0; i < loaded->size(); ++i) a.Set(static_cast<uint32_t>(i), (*loaded)[i]);
         return a;
       });
+}
+
+Napi::Value ModelHandle::TrainStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  bp::Batch b = ReadBatch(env, m, info[0]);
+  Napi::Object o = get_object(info[1], "options");
+  bp::TrainStepOptions so;
+  so.loss = read_loss_options(o);
+  auto num = [&](const char* key, double def, double lo, double hi) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return def;
+    if (!v.IsNumber()) throw_type_error(env, std::string("Expected a number for ") + key + " but received " + describe(v));
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= lo && d <= hi))
+      throw_range_error(env, std::string("Expected ") + key + " in [" + std::to_string(lo) + ", " + std::to_string(hi) + "] but received " + std::to_string(d));
+    return d;
+  };
+  so.adam.lr = num("lr", 5e-5, 0, 10);
+  so.adam.mask_lr = num("maskLr", 1e-2, 0, 100);
+  so.adam.weight_decay = num("weightDecay", 0, 0, 10);
+  so.adam.beta1 = num("beta1", 0.9, 0, 1);
+  so.adam.beta2 = num("beta2", 0.999, 0, 1);
+  so.adam.eps = num("eps", 1e-8, 0, 1);
+  so.lr_scale = num("lrScale", 1, 0, 1e6);
+  so.max_grad_norm = num("maxGradNorm", 1.0, -1, 1e12);
+  so.distil.alpha_ce = num("alphaCe", 0.5, 0, 1e6);
+  so.distil.alpha_teacher = num("alphaTeacher", 0.5, 0, 1e6);
+  so.distil.temperature = num("temperature", 2.0, 1e-6, 1e6);
+  if (!o.Get("threshold").IsUndefined()) {
+    so.set_threshold = true;
+    so.threshold = num("threshold", 0, -1e9, 1e9);
+  }
+  bp::Bert teacher(nullptr);
+  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsObject() || !info[2].As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->model_ctor.Value()))
+      throw_type_error(env, "Expected a NativeModel for teacher but received " + describe(info[2]));
+    teacher = ModelHandle::Unwrap(info[2].As<Napi::Object>())->model(env);
+    if (teacher.get() == m.get()) throw_range_error(env, "the teacher must be another model than the student");
+  }
+  auto opt = optimizer_;
+  auto result = std::make_shared<bp::TrainStepResult>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.trainStep",
+      [m, opt, b, so, teacher, result]() mutable {
+        bp::Bert* t = teacher.is_empty() ? nullptr : &teacher;
+        *result = bp::train_step(m, *opt, b, so, t);
+      },
+      [result](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        r.Set("loss", result->loss);
+        r.Set("taskLoss", result->task_loss);
+        r.Set("reguLoss", result->regu_loss);
+        r.Set("distilLoss", result->distil_loss);
+        r.Set("gradNorm", result->grad_norm);
+        r.Set("regularization", regularization_to_js(e, result->regu));
+        return r;
+      });
+}
+
+Napi::Value ModelHandle::SaveTraining(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  const std::string dir = get_string(info[0], "dir");
+  auto opt = optimizer_;
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.saveTraining",
+      [dir, opt]() {
+        bp::write_safetensors(dir + "/optimizer.safetensors", opt->state(), {{"format", "blockprune-adamw"}});
+        // The default CPU generator drives dropout: saving it makes a resumed run draw the same masks.
+        auto gen = at::detail::getDefaultCPUGenerator();
+        at::Tensor rng;
+        {
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          rng = gen.get_state();
+        }
+        bp::write_safetensors(dir + "/rng.safetensors", {{"cpu", rng}}, {});
+      },
+      [](Napi::Env e) { return e.Undefined(); });
+}
+
+Napi::Value ModelHandle::LoadTraining(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  const std::string dir = get_string(info[0], "dir");
+  auto opt = optimizer_;
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.loadTraining",
+      [m, dir, opt]() {
+        const auto path = dir + "/optimizer.safetensors";
+        auto file = bp::read_safetensors(path);
+        opt->load_state(file.tensors, m, path);
+        auto rng = bp::read_safetensors(dir + "/rng.safetensors");
+        if (rng.tensors.size() != 1 || rng.tensors[0].first != "cpu")
+          throw bp::Error("E_BAD_CHECKPOINT", dir + "/rng.safetensors: expected one tensor 'cpu'");
+        auto gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        try {
+          gen.set_state(rng.tensors[0].second);
+        } catch (const c10::Error& e) {
+          throw bp::Error("E_BAD_CHECKPOINT", dir + "/rng.safetensors: not a generator state (" + e.what_without_backtrace() + ")");
+        }
+      },
+      [](Napi::Env e) { return e.Undefined(); });
+}
+
+Napi::Value ModelHandle::FillZeros(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = model(env);
+  const uint64_t seed = info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()) : 0;
+  auto count = std::make_shared<int64_t>(0);
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.fillZeros", [m, seed, count]() mutable { *count = bp::fill_zeros(m, seed); },
+      [count](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, static_cast<double>(*count)); });
+}
+
+Napi::Value ModelHandle::ResetOptimizer(const Napi::CallbackInfo& info) {
+  model(info.Env());
+  optimizer_->reset();
+  return info.Env().Undefined();
 }
 
 Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {

@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "bert.h"
+#include "optimizer.h"
 
 namespace bpn {
 
@@ -36,6 +37,11 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Regularization(const Napi::CallbackInfo& info);
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  Napi::Value SaveTraining(const Napi::CallbackInfo& info);
+  Napi::Value LoadTraining(const Napi::CallbackInfo& info);
+  Napi::Value ResetOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value FillZeros(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
@@ -44,6 +50,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   void ReportMemory(Napi::Env env, bool add);
 
   bp::Bert model_{nullptr};
+  // Optimizer state of the sparse trainer (AdamW moments), created by the first train step.
+  std::shared_ptr<bp::AdamW> optimizer_ = std::make_shared<bp::AdamW>();
   int64_t external_bytes_ = 0;
 };
 

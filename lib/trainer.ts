@@ -1,0 +1,369 @@
+/**
+ * SparseTrainer: fine-pruning as the reference does it (weights and mask scores trained together, cubic
+ * threshold schedule, L1 on scores, optional distillation from a dense teacher, evaluation each epoch),
+ * with checkpoints that work: model + scores + optimizer + RNG + schedule position, written atomically, and
+ * resumable to the same result. Each step's arithmetic is one native call (BertModel.trainStep).
+ *
+ * Dropout draws from libtorch's process-wide generator, seeded at the start and saved in checkpoints: a run
+ * is reproducible when it is the only training in its process at a time.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BlockpruneError, invalidArg } from './errors';
+import { BertModel, ForwardBatch, TrainStepResult } from './model';
+import { native } from './native';
+import { PruningConfig } from './pruning';
+
+/** What the trainer needs of a training set: a size and deterministic batches per (seed, epoch). */
+export interface TrainData {
+  readonly length: number;
+  batches(batchSize: number, options: { shuffle?: boolean; seed?: number; epoch?: number; dropLast?: boolean }): Iterable<ForwardBatch>;
+}
+
+export type Metrics = Record<string, number>;
+
+export interface DistillationOptions {
+  teacher: BertModel;
+  alphaCe?: number;
+  alphaTeacher?: number;
+  temperature?: number;
+}
+
+export interface FilledOptions {
+  /** Epochs of the filled stage (compact, zeros filled with noise, no masks, distillation when a teacher is given). */
+  epochs: number;
+  learningRate?: number;
+}
+
+export interface SparseTrainerOptions {
+  model: BertModel;
+  /** Fine-pruning config; omit for plain (dense) fine-tuning. */
+  pruning?: PruningConfig;
+  train: TrainData;
+  /** Called after each epoch with the model in eval mode at the final threshold. */
+  evaluate?: (model: BertModel) => Promise<Metrics>;
+  epochs?: number;
+  /** Stop after this many optimizer steps (overrides epochs for the schedule's length). */
+  maxSteps?: number;
+  batchSize?: number;
+  learningRate?: number;
+  weightDecay?: number;
+  /** Linear warm-up of the learning rate, and the unit of the pruning schedule's warm-ups. */
+  warmupSteps?: number;
+  maxGradNorm?: number;
+  distillation?: DistillationOptions;
+  seed?: number;
+  /** Checkpoints go to outputDir/checkpoint-<step>; the last `keepCheckpoints` are kept. */
+  outputDir?: string;
+  /** Also checkpoint every N steps (epoch ends always checkpoint when outputDir is set). */
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  /** Resume from a checkpoint directory, or `true` for the latest one in outputDir. */
+  resume?: string | boolean;
+  /** JSON lines log file. */
+  logFile?: string;
+  /** Log every N steps (default 10). */
+  logEvery?: number;
+  /** Progress line on stderr when it is a terminal (default: process.stderr.isTTY). */
+  progress?: boolean;
+  /** Extra stage after pruning: see FilledOptions. */
+  filled?: FilledOptions;
+  /** Write a checkpoint and stop on SIGINT (default true). */
+  handleSigint?: boolean;
+  onLog?: (entry: LogEntry) => void;
+}
+
+export interface LogEntry {
+  type: 'step' | 'eval' | 'checkpoint' | 'stage';
+  step: number;
+  epoch: number;
+  [key: string]: unknown;
+}
+
+export interface TrainResult {
+  /** The trained model (the compact filled model when `filled` was asked for). */
+  model: BertModel;
+  steps: number;
+  epochs: number;
+  interrupted: boolean;
+  history: Metrics[];
+  lastCheckpoint?: string;
+}
+
+interface TrainerState {
+  format: 'blockprune-trainer-1';
+  step: number;
+  epoch: number;
+  batchInEpoch: number;
+  totalSteps: number;
+  seed: number;
+  history: Metrics[];
+  pruning?: Record<string, unknown>;
+}
+
+const STATE_FILE = 'trainer_state.json';
+const REQUIRED_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'rng.safetensors', STATE_FILE];
+
+/** HF get_linear_schedule_with_warmup: 0 -> 1 over warmup steps, then linearly to 0 at the last step. */
+export function linearSchedule(step: number, totalSteps: number, warmupSteps: number): number {
+  if (step < warmupSteps) return step / Math.max(1, warmupSteps);
+  return Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
+}
+
+/** Checks a checkpoint directory; throws E_BAD_CHECKPOINT naming what is missing or broken. */
+export function readCheckpointState(dir: string): TrainerState {
+  for (const f of REQUIRED_FILES)
+    if (!existsSync(join(dir, f))) throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir} is incomplete: ${f} is missing`);
+  let state: TrainerState;
+  try {
+    state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8'));
+  } catch (e) {
+    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${STATE_FILE} is not valid JSON (${(e as Error).message})`);
+  }
+  if (state?.format !== 'blockprune-trainer-1' || !Number.isInteger(state.step) || !Number.isInteger(state.epoch) || !Number.isInteger(state.batchInEpoch))
+    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${STATE_FILE} is not a blockprune trainer state`);
+  return state;
+}
+
+/** The newest complete checkpoint in outputDir (partial ones are skipped), or undefined. */
+export function latestCheckpoint(outputDir: string): string | undefined {
+  if (!existsSync(outputDir)) return undefined;
+  const dirs = readdirSync(outputDir)
+    .map((d) => /^checkpoint-(\d+)$/.exec(d))
+    .filter((m): m is RegExpExecArray => !!m)
+    .sort((a, b) => Number(b[1]) - Number(a[1]));
+  for (const m of dirs) {
+    try {
+      readCheckpointState(join(outputDir, m[0]));
+      return join(outputDir, m[0]);
+    } catch {
+      /* a partial or corrupt checkpoint: try the previous one */
+    }
+  }
+  return undefined;
+}
+
+export class SparseTrainer {
+  readonly options: SparseTrainerOptions;
+  private model: BertModel;
+  private stopRequested = false;
+
+  constructor(options: SparseTrainerOptions) {
+    if (!options || !(options.model instanceof BertModel)) throw invalidArg('options.model', 'a BertModel', options?.model);
+    if (!options.train || typeof options.train.batches !== 'function') throw invalidArg('options.train', 'a dataset with batches()', options.train);
+    if (options.pruning !== undefined && !(options.pruning instanceof PruningConfig)) throw invalidArg('options.pruning', 'a PruningConfig', options.pruning);
+    const posInt = (name: string, v: number | undefined) => {
+      if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(`options.${name}`, 'a non-negative integer', v);
+    };
+    posInt('epochs', options.epochs);
+    posInt('maxSteps', options.maxSteps);
+    posInt('batchSize', options.batchSize);
+    posInt('warmupSteps', options.warmupSteps);
+    posInt('checkpointEvery', options.checkpointEvery);
+    if (options.resume && !options.outputDir && typeof options.resume !== 'string')
+      throw new BlockpruneError('E_INVALID_ARG', 'resume: true needs outputDir (or give the checkpoint directory)');
+    if (options.distillation && !(options.distillation.teacher instanceof BertModel))
+      throw invalidArg('options.distillation.teacher', 'a BertModel', options.distillation.teacher);
+    if (options.epochs === 0 && !options.maxSteps) throw new BlockpruneError('E_INVALID_ARG', 'nothing to train: epochs is 0 and maxSteps is not set');
+    if (options.train.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'the training set is empty');
+    this.options = options;
+    this.model = options.model;
+  }
+
+  /** Asks the loop to write a checkpoint and stop after the current step (what Ctrl-C does). */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  private log(entry: LogEntry): void {
+    if (this.options.logFile) appendFileSync(this.options.logFile, JSON.stringify(entry) + '\n');
+    this.options.onLog?.(entry);
+  }
+
+  async train(): Promise<TrainResult> {
+    const o = this.options;
+    const batchSize = o.batchSize ?? 32;
+    const stepsPerEpoch = Math.ceil(o.train.length / batchSize);
+    const epochs = o.epochs ?? 3;
+    const totalSteps = o.maxSteps ?? epochs * stepsPerEpoch;
+    const seed = o.seed ?? 42;
+    const warmup = o.warmupSteps ?? 0;
+    const lr = o.learningRate ?? 5e-5;
+    const pruning = o.pruning;
+    const keep = Math.max(1, o.keepCheckpoints ?? 2);
+    if (o.logFile) mkdirSync(resolve(o.logFile, '..'), { recursive: true });
+
+    let step = 0;
+    let epoch = 0;
+    let batchInEpoch = 0;
+    let history: Metrics[] = [];
+    let lastCheckpoint: string | undefined;
+
+    // Resume: the checkpoint's model (patched again from its saved plan), optimizer, RNG and position.
+    const resumeDir = typeof o.resume === 'string' ? resolve(o.resume) : o.resume && o.outputDir ? latestCheckpoint(resolve(o.outputDir)) : undefined;
+    if (o.resume && !resumeDir) throw new BlockpruneError('E_BAD_CHECKPOINT', `no complete checkpoint in ${o.outputDir}`);
+    if (resumeDir) {
+      const state = readCheckpointState(resumeDir);
+      if (state.totalSteps !== totalSteps)
+        throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${resumeDir} was made for ${state.totalSteps} steps, this run has ${totalSteps}: use the same epochs, batch size and data`);
+      // The checkpoint's model replaces the one given (which is left as it was): use result.model.
+      const loaded = await BertModel.fromPretrained(resumeDir, { device: this.model.device });
+      await loaded.loadTrainingState(resumeDir);
+      this.model = loaded;
+      ({ step, epoch, batchInEpoch, history } = state);
+      lastCheckpoint = resumeDir;
+      this.log({ type: 'stage', step, epoch, resumedFrom: resumeDir });
+    } else {
+      native().manualSeed(seed);
+      if (pruning && !this.model.patched) await this.model.patch(pruning);
+    }
+
+    const onSigint = () => {
+      if (this.stopRequested) process.exit(130);
+      this.stopRequested = true;
+      process.stderr.write('\nblockprune: stopping after this step, writing a checkpoint (Ctrl-C again to quit now)\n');
+    };
+    const handleSigint = o.handleSigint ?? true;
+    if (handleSigint) process.on('SIGINT', onSigint);
+    const progress = o.progress ?? !!process.stderr.isTTY;
+    const started = Date.now();
+    let interrupted = false;
+    try {
+      const po = pruning?.options;
+      const teacher = o.distillation?.teacher;
+      while (step < totalSteps && !interrupted) {
+        let i = 0;
+        for (const batch of o.train.batches(batchSize, { shuffle: true, seed, epoch })) {
+          if (i++ < batchInEpoch) continue; // resuming inside an epoch: same order, skip what was done
+          const sched = pruning ? pruning.schedule(step, totalSteps, warmup) : undefined;
+          const r: TrainStepResult = await this.model.trainStep(
+            batch,
+            {
+              lr,
+              maskLr: po?.maskScoresLearningRate ?? 1e-2,
+              weightDecay: o.weightDecay ?? 0,
+              lrScale: linearSchedule(step, totalSteps, warmup),
+              maxGradNorm: o.maxGradNorm ?? 1.0,
+              threshold: sched?.threshold,
+              regularization: po?.regularization ?? 'disabled',
+              lambda: sched?.lambda ?? 0,
+              attentionLambda: po?.attentionLambda ?? 1,
+              denseLambda: po?.denseLambda ?? 1,
+              alphaCe: o.distillation?.alphaCe ?? 0.5,
+              alphaTeacher: o.distillation?.alphaTeacher ?? 0.5,
+              temperature: o.distillation?.temperature ?? 2,
+            },
+            teacher,
+          );
+          step++;
+          batchInEpoch++;
+          if (step % (o.logEvery ?? 10) === 0 || step === totalSteps) {
+            const groups = r.regularization.groups;
+            const entry: LogEntry = {
+              type: 'step',
+              step,
+              epoch,
+              loss: r.loss,
+              ce: r.taskLoss,
+              distil: r.distilLoss,
+              regu: r.reguLoss,
+              threshold: sched?.threshold,
+              lambda: sched?.lambda,
+              lr: lr * linearSchedule(step - 1, totalSteps, warmup),
+              gradNorm: r.gradNorm,
+              density: Object.fromEntries(Object.entries(groups).map(([k, g]) => [k, g.density])),
+              elapsedSec: (Date.now() - started) / 1000,
+            };
+            this.log(entry);
+            if (progress) {
+              const d = Object.entries(groups).map(([k, g]) => `${k} ${(100 * g.density).toFixed(1)}%`).join(' ');
+              process.stderr.write(`\r[${step}/${totalSteps}] epoch ${epoch} loss ${r.loss.toFixed(4)}${sched ? ` t ${sched.threshold.toFixed(4)}` : ''} ${d}   `);
+            }
+          }
+          if (o.outputDir && o.checkpointEvery && step % o.checkpointEvery === 0 && batchInEpoch < stepsPerEpoch)
+            lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
+          if (this.stopRequested) {
+            interrupted = true;
+            break;
+          }
+          if (step >= totalSteps) break;
+        }
+        if (interrupted) break;
+        if (progress) process.stderr.write('\n');
+        const metrics = await this.evaluateNow(epoch, step);
+        if (metrics) history.push({ epoch, step, ...metrics });
+        epoch++;
+        batchInEpoch = 0;
+        if (o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
+      }
+      if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
+    } finally {
+      if (handleSigint) process.removeListener('SIGINT', onSigint);
+    }
+    if (pruning && !interrupted) await this.model.setThreshold(pruning.options.finalThreshold);
+    let model = this.model;
+    if (o.filled && !interrupted) model = await this.filledStage(o.filled, history, step, epoch);
+    return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint };
+  }
+
+  private async evaluateNow(epoch: number, step: number): Promise<Metrics | undefined> {
+    if (!this.options.evaluate) return undefined;
+    const pruning = this.options.pruning;
+    // Evaluation uses the final threshold, as the reference does.
+    if (pruning && this.model.patched) await this.model.setThreshold(pruning.options.finalThreshold);
+    const metrics = await this.options.evaluate(this.model);
+    const entry: LogEntry = { type: 'eval', step, epoch, ...metrics };
+    if (this.model.patched) {
+      const reg = await this.model.regularization({ regularization: 'l1' });
+      entry.density = Object.fromEntries(Object.entries(reg.groups).map(([k, g]) => [k, g.density]));
+    }
+    this.log(entry);
+    return metrics;
+  }
+
+  /** Writes checkpoint-<step> atomically: into a .tmp directory, then renamed; old ones pruned after. */
+  private async checkpoint(state: Omit<TrainerState, 'format' | 'pruning'>, keep: number): Promise<string> {
+    const out = resolve(this.options.outputDir!);
+    mkdirSync(out, { recursive: true });
+    const final = join(out, `checkpoint-${state.step}`);
+    const tmp = `${final}.tmp`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    await this.model.save(tmp);
+    await this.model.saveTrainingState(tmp);
+    const full: TrainerState = { format: 'blockprune-trainer-1', ...state, pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined };
+    writeFileSync(join(tmp, STATE_FILE), JSON.stringify(full, null, 2));
+    rmSync(final, { recursive: true, force: true });
+    renameSync(tmp, final);
+    // Only now that the new one is complete do older ones go.
+    const old = readdirSync(out)
+      .map((d) => /^checkpoint-(\d+)$/.exec(d))
+      .filter((m): m is RegExpExecArray => !!m)
+      .sort((a, b) => Number(b[1]) - Number(a[1]))
+      .slice(keep);
+    for (const m of old) rmSync(join(out, m[0]), { recursive: true, force: true });
+    this.log({ type: 'checkpoint', step: state.step, epoch: state.epoch, dir: final });
+    return final;
+  }
+
+  /** Compact, fill zeros with small noise, fine-tune without masks (with distillation if a teacher is set). */
+  private async filledStage(f: FilledOptions, history: Metrics[], step: number, epoch: number): Promise<BertModel> {
+    const { model: compact, report } = await this.model.compact('dense');
+    const filled = await compact.fillZeros(this.options.seed ?? 42);
+    this.log({ type: 'stage', step, epoch, stage: 'filled', parameters: report.parametersAfter, filled });
+    const stage = new SparseTrainer({
+      ...this.options,
+      model: compact,
+      pruning: undefined,
+      epochs: f.epochs,
+      maxSteps: undefined,
+      learningRate: f.learningRate ?? this.options.learningRate,
+      filled: undefined,
+      resume: undefined,
+      outputDir: this.options.outputDir ? join(this.options.outputDir, 'filled') : undefined,
+    });
+    const r = await stage.train();
+    for (const h of r.history) history.push({ stage: 1, ...h });
+    return r.model;
+  }
+}
