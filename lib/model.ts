@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
 import { PlanGeometry, PruningConfig } from './pruning';
 import {
-  IntArray,
+  NativeForwardInputs,
   NativeCompactReport,
   NativeGradients,
   NativeLossOptions,
@@ -67,17 +67,8 @@ export interface FromConfigOptions {
   seed?: number;
 }
 
-/** A batch of token ids, flat row-major [batchSize, seqLen]. */
-export interface ForwardBatch {
-  inputIds: IntArray;
-  attentionMask?: IntArray;
-  tokenTypeIds?: IntArray;
-  batchSize: number;
-  seqLen: number;
-  labels?: IntArray;
-  startPositions?: IntArray;
-  endPositions?: IntArray;
-}
+/** A batch of token ids, flat row-major [batchSize, seqLen] (labels/positions add a loss). */
+export type ForwardBatch = NativeForwardInputs;
 
 export type ForwardOptions = NativeForwardOptions;
 export type LossOptions = NativeLossOptions;

@@ -38,16 +38,7 @@ std::string join(const std::string& dir, const std::string& name) {
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 NamedTensors read_sharded(const std::string& dir, const std::string& index_path) {
-  std::ifstream in(index_path);
-  if (!in) throw Error("E_FILE_NOT_FOUND", "cannot read " + index_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("E_BAD_CHECKPOINT", "invalid index " + index_path + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json j = read_json_file(index_path, "E_BAD_CHECKPOINT", "index");
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw Error("E_BAD_CHECKPOINT", "invalid index " + index_path + ": no 'weight_map' object");
   std::map<std::string, std::string> where;  // tensor -> shard

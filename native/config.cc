@@ -168,18 +168,20 @@ void BertConfig::validate(const std::string& source) const {
   }
 }
 
-BertConfig BertConfig::from_file(const std::string& path) {
+nlohmann::json read_json_file(const std::string& path, const char* bad_code, const std::string& what) {
   std::ifstream in(path);
-  if (!in) throw Error("E_FILE_NOT_FOUND", "missing config file " + path);
+  if (!in) throw Error("E_FILE_NOT_FOUND", "missing " + what + " file " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::exception& e) {
-    throw Error("E_BAD_CONFIG", "invalid config " + path + ": not valid JSON (" + e.what() + ")");
+    throw Error(bad_code, "invalid " + what + " " + path + ": not valid JSON (" + e.what() + ")");
   }
-  return from_json(j, path);
+}
+
+BertConfig BertConfig::from_file(const std::string& path) {
+  return from_json(read_json_file(path, "E_BAD_CONFIG", "config"), path);
 }
 
 nlohmann::json BertConfig::to_json(TaskKind kind) const {

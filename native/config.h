@@ -15,6 +15,10 @@ namespace bp {
 
 enum class TaskKind { Bare, SequenceClassification, QuestionAnswering };
 
+// Reads and parses a JSON file: E_FILE_NOT_FOUND if it cannot be read, `bad_code` (naming `what` and the
+// path) if it is not valid JSON.
+nlohmann::json read_json_file(const std::string& path, const char* bad_code, const std::string& what);
+
 const char* task_name(TaskKind k);            // "bare" | "text-classification" | "question-answering"
 const char* architecture_name(TaskKind k);    // "BertModel" | "BertForSequenceClassification" | ...
 

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import type { TensorData } from '../lib/native';
+import { native, TensorData } from '../lib/native';
 
 /** ../shared beside the checkout (or BLOCKPRUNE_SHARED); undefined when absent. */
 export function sharedDir(): string | undefined {
@@ -53,4 +53,22 @@ export function expectClose(t: ExecutionContext, name: string, actual: TensorDat
   const d = maxAbsDiff(actual.data as Float32Array, expected.data as Float32Array);
   t.log(`${name}: max |diff| = ${d.toExponential(3)} (atol ${atol})`);
   t.true(d <= atol, `${name}: max |diff| ${d} > ${atol}`);
+}
+
+/** Every tensor of a safetensors file (fixtures). */
+export async function readTensors(path: string): Promise<Record<string, TensorData>> {
+  return (await native().readSafetensors(path)).tensors;
+}
+
+/** The batch of a fixture's io.safetensors (int64 inputs as stored), with its labels when asked. */
+export function fixtureBatch(io: Record<string, TensorData>, withLabels = true) {
+  const [batchSize, seqLen] = io.input_ids.shape;
+  return {
+    inputIds: io.input_ids.data as BigInt64Array,
+    attentionMask: io.attention_mask.data as BigInt64Array,
+    tokenTypeIds: io.token_type_ids.data as BigInt64Array,
+    batchSize,
+    seqLen,
+    labels: withLabels && io.labels ? (io.labels.data as BigInt64Array) : undefined,
+  };
 }

@@ -7,27 +7,12 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../lib/model';
-import { native, TensorData } from '../lib/native';
 import { PruningConfig } from '../lib/pruning';
-import { expectClose, maxAbsDiff, needShared } from './helpers';
+import { expectClose, fixtureBatch, maxAbsDiff, needShared, readTensors } from './helpers';
 
 type Variant = 'hybrid' | 'topk' | 'threshold';
 
-async function tensors(path: string): Promise<Record<string, TensorData>> {
-  return (await native().readSafetensors(path)).tensors;
-}
 
-function batch(io: Record<string, TensorData>, withLabels = false) {
-  const [batchSize, seqLen] = io.input_ids.shape;
-  return {
-    inputIds: io.input_ids.data as BigInt64Array,
-    attentionMask: io.attention_mask.data as BigInt64Array,
-    tokenTypeIds: io.token_type_ids.data as BigInt64Array,
-    batchSize,
-    seqLen,
-    labels: withLabels ? (io.labels.data as BigInt64Array) : undefined,
-  };
-}
 
 async function patched(root: string, variant: Variant): Promise<{ model: BertModel; config: PruningConfig }> {
   const config = PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, variant, 'sparse_args.json'), 'utf8')));
@@ -63,7 +48,7 @@ for (const variant of ['hybrid', 'topk', 'threshold'] as const) {
     const { model, config } = await patched(root, variant);
     const meta = variant === 'hybrid' ? JSON.parse(readFileSync(join(root, 'hybrid', 'steps.json'), 'utf8')).schedule_args : JSON.parse(readFileSync(join(root, variant, 'meta.json'), 'utf8')).schedule_args;
     for (const which of ['final', 'step30', 'step55']) {
-      const expected = await tensors(join(root, variant, `masks_${which}.safetensors`));
+      const expected = await readTensors(join(root, variant, `masks_${which}.safetensors`));
       const step = which === 'final' ? 0 : Number(which.slice(4));
       const th = config.schedule(step, meta.total_steps, meta.warmup_steps, which !== 'final').threshold;
       await model.setThreshold(th);
@@ -81,9 +66,9 @@ for (const variant of ['hybrid', 'topk', 'threshold'] as const) {
       t.is(mismatches, 0);
     }
     await model.setThreshold(config.options.finalThreshold);
-    const io = await tensors(join(root, 'io.safetensors'));
-    const out = await model.forward(batch(io, true));
-    const expected = await tensors(join(root, variant, 'outputs.safetensors'));
+    const io = await readTensors(join(root, 'io.safetensors'));
+    const out = await model.forward(fixtureBatch(io, true));
+    const expected = await readTensors(join(root, variant, 'outputs.safetensors'));
     expectClose(t, `${variant} masked_logits`, out.logits, expected.masked_logits, 1e-5);
     if (expected.masked_loss) expectClose(t, `${variant} masked_loss`, out.loss, expected.masked_loss, 1e-6);
     model.dispose();
@@ -99,9 +84,9 @@ test('hybrid step 55: CE, L1 regularization, loss and every gradient (straight-t
   const a = steps.schedule_args;
   const sched = config.schedule(55, a.total_steps, a.warmup_steps);
   await model.setThreshold(sched.threshold);
-  const io = await tensors(join(root, 'io.safetensors'));
+  const io = await readTensors(join(root, 'io.safetensors'));
   const o = config.options;
-  const g = await model.gradients(batch(io, true), {
+  const g = await model.gradients(fixtureBatch(io, true), {
     regularization: o.regularization,
     lambda: sched.lambda,
     attentionLambda: o.attentionLambda,
@@ -112,7 +97,7 @@ test('hybrid step 55: CE, L1 regularization, loss and every gradient (straight-t
   t.true(Math.abs(g.reguLoss - r.regu_loss) < 1e-6);
   t.true(Math.abs(g.loss - r.loss) < 1e-5);
   t.true(Math.abs(g.regularization.groups.attention.loss - r.info.attention.regu_loss) < 1e-6);
-  const expected = await tensors(join(root, 'hybrid', 'grads_step55.safetensors'));
+  const expected = await readTensors(join(root, 'hybrid', 'grads_step55.safetensors'));
   let worst = 0;
   let worstScores = 0;
   let n = 0;
@@ -131,7 +116,7 @@ test('hybrid step 55: CE, L1 regularization, loss and every gradient (straight-t
   t.log(`${n} gradients: max |diff| weights ${worst.toExponential(2)}, mask scores ${worstScores.toExponential(2)}`);
   t.true(worst < 1e-6 && worstScores < 1e-6);
   // The step leaves the model as it was (eval mode, no gradients kept): outputs unchanged.
-  const grads2 = await model.gradients(batch(io, true), { regularization: 'l1', lambda: sched.lambda, attentionLambda: 1, denseLambda: 0.25 });
+  const grads2 = await model.gradients(fixtureBatch(io, true), { regularization: 'l1', lambda: sched.lambda, attentionLambda: 1, denseLambda: 0.25 });
   t.is(grads2.loss, g.loss);
   model.dispose();
 });
@@ -141,10 +126,10 @@ test('hybrid: compile and compact give nn_pruning\'s heads, widths, parameter co
   if (!root) return;
   const { model } = await patched(root, 'hybrid');
   await model.setThreshold(0.1);
-  const io = await tensors(join(root, 'io.safetensors'));
-  const expected = await tensors(join(root, 'hybrid', 'outputs.safetensors'));
+  const io = await readTensors(join(root, 'io.safetensors'));
+  const expected = await readTensors(join(root, 'hybrid', 'outputs.safetensors'));
   const ref = JSON.parse(readFileSync(join(root, 'hybrid', 'compact.json'), 'utf8'));
-  const masked = await model.forward(batch(io));
+  const masked = await model.forward(fixtureBatch(io, false));
 
   const { model: small, report } = await model.compact('dense');
   t.log(`compact: ${report.parametersBefore} -> ${report.parametersAfter} parameters; heads ${report.heads}; FFN ${report.ffnWidths}`);
@@ -160,7 +145,7 @@ test('hybrid: compile and compact give nn_pruning\'s heads, widths, parameter co
     t.deepEqual(shapes[p + 'intermediate.dense.weight'], l.intermediate_dense);
     t.deepEqual(shapes[p + 'output.dense.weight'], l.output_dense);
   }
-  const out = await small.forward(batch(io, true));
+  const out = await small.forward(fixtureBatch(io, true));
   expectClose(t, 'compact_logits', out.logits, expected.compact_logits, 1e-5);
   expectClose(t, 'compact vs our masked', out.logits, masked.logits, 1e-5);
   expectClose(t, 'compact_loss', out.loss, expected.compact_loss, 1e-6);
@@ -172,7 +157,7 @@ test('hybrid: compile and compact give nn_pruning\'s heads, widths, parameter co
   await model.compile();
   t.false(model.patched);
   t.is(model.numParameters, ref.param_counts.dense);
-  const compiled = await model.forward(batch(io));
+  const compiled = await model.forward(fixtureBatch(io, false));
   expectClose(t, 'compiled_logits', compiled.logits, expected.compiled_logits, 1e-5);
   for (const m of [model, small, headsOnly]) m.dispose();
 });
@@ -182,9 +167,9 @@ test("nn_pruning's own compact checkpoint (intermediate_size 128, widths 115/112
   if (!root) return;
   const m = await BertModel.fromPretrained(join(root, 'hybrid', 'compact'));
   t.deepEqual(m.layers.map((l) => [l.heads, l.intermediateSize]), [[3, 115], [3, 112]]);
-  const io = await tensors(join(root, 'io.safetensors'));
-  const expected = await tensors(join(root, 'hybrid', 'outputs.safetensors'));
-  expectClose(t, 'nn_pruning compact checkpoint logits', (await m.forward(batch(io))).logits, expected.compact_logits, 1e-5);
+  const io = await readTensors(join(root, 'io.safetensors'));
+  const expected = await readTensors(join(root, 'hybrid', 'outputs.safetensors'));
+  expectClose(t, 'nn_pruning compact checkpoint logits', (await m.forward(fixtureBatch(io, false))).logits, expected.compact_logits, 1e-5);
   m.dispose();
 });
 
@@ -194,7 +179,7 @@ test('quirk: a head dead only in its key rows is removed by compaction, as nn_pr
   const quirk = JSON.parse(readFileSync(join(root, 'hybrid', 'quirk_key_only_head.json'), 'utf8'));
   const { model } = await patched(root, 'hybrid');
   // The same scores plus the key block rows of layer 0, head 2 set to -8 (16x16 blocks: head 2 = block row 2).
-  const sd = await tensors(join(root, 'hybrid', 'mask_scores.safetensors'));
+  const sd = await readTensors(join(root, 'hybrid', 'mask_scores.safetensors'));
   const keyName = 'bert.encoder.layer.0.attention.self.key.mask_module.context_modules.0.mask_scores';
   const k = sd[keyName];
   const data = new Float32Array(k.data as Float32Array);
@@ -213,13 +198,13 @@ test('quirk: a head dead only in its key rows is removed by compaction, as nn_pr
     tmp.cleanup();
   }
   await model.setThreshold(0.1);
-  const io = await tensors(join(root, 'io.safetensors'));
-  const expected = await tensors(join(root, 'hybrid', 'quirk_key_only_head.safetensors'));
-  const masked = await model.forward(batch(io));
+  const io = await readTensors(join(root, 'io.safetensors'));
+  const expected = await readTensors(join(root, 'hybrid', 'quirk_key_only_head.safetensors'));
+  const masked = await model.forward(fixtureBatch(io, false));
   expectClose(t, 'quirk masked_logits', masked.logits, expected.masked_logits, 1e-5);
   const { model: small } = await model.compact('dense');
   t.deepEqual(small.config.pruned_heads, quirk.config_pruned_heads);
-  const out = await small.forward(batch(io));
+  const out = await small.forward(fixtureBatch(io, false));
   expectClose(t, 'quirk compact_logits', out.logits, expected.compact_logits, 1e-5);
   const d = maxAbsDiff(out.logits.data as Float32Array, masked.logits.data as Float32Array);
   t.log(`compact vs masked differ by ${d.toFixed(4)} (reference ${quirk.max_abs_diff_masked_vs_optimized.toFixed(4)})`);
