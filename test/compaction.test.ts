@@ -213,3 +213,21 @@ test('errors: a compact checkpoint whose per-layer fields are missing or wrong',
     tmp.cleanup();
   }
 });
+
+test('a layer with every head pruned skips attention: it loads, runs, and saves/reloads bit for bit', async (t) => {
+  const tmp = tempDir();
+  try {
+    const m = await BertModel.fromConfig({ ...TINY, pruned_heads: { '0': [0, 1, 2, 3] } }, { seed: 4 });
+    t.deepEqual(m.layers.map((l) => l.heads), [0, 4]);
+    t.deepEqual(Object.fromEntries(m.parameterShapes)['bert.encoder.layer.0.attention.self.query.weight'], [0, 64]);
+    const a = await m.forward(batch());
+    t.true(Array.from(a.logits.data as Float32Array).every(Number.isFinite));
+    await m.save(tmp.path);
+    const r = await BertModel.fromPretrained(tmp.path);
+    t.is(maxAbsDiff((await r.forward(batch())).logits.data as Float32Array, a.logits.data as Float32Array), 0);
+    m.dispose();
+    r.dispose();
+  } finally {
+    tmp.cleanup();
+  }
+});
