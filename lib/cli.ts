@@ -8,6 +8,7 @@
  *   blockprune train [--task spam|sst2|boolq|rte] [--data DIR] [--output DIR] [--preset hybrid --lambda 20 ...]
  *   blockprune report <model-dir> [--json] [--images DIR]   parameters, per-layer shapes, densities, mask pictures
  *   blockprune compact <model-dir> <out-dir> [--mode dense|heads] [--export-filled DIR]
+ *   blockprune export <model-dir> --onnx <file.onnx> [--opset 17]
  *   blockprune bench [bench options]                  forward latency, Node vs C++, vs the GEMM roofline
  *
  * Each command takes --help.
@@ -19,6 +20,7 @@ import { BertModel } from './model';
 import { pipeline } from './pipelines';
 import { buildReport, formatReport, writeMaskImages } from './report';
 import { JOB_TASKS, JobTask, runFinePruneJob } from './job';
+import { exportOnnx } from './onnx';
 import { normalizePruningOptions, PruningConfig } from './pruning';
 
 const USAGE = `Usage: blockprune <command> [options]
@@ -29,6 +31,7 @@ Commands:
   predict <model-dir>    classify a text (--text, --pair) or answer a question (--question, --context)
   report <model-dir>     parameters before/after, per-layer shapes and densities, mask pictures (--images DIR)
   compact <dir> <out>    drop pruned heads and empty FFN units: a smaller dense model with the same outputs
+  export <dir> --onnx F  write an ONNX graph (dynamic batch and sequence) for onnxruntime / transformers.js
   bench                  forward latency of a bert-base-sized model (see: blockprune bench --help)
 
 Options common to all commands: --device cpu|cuda|cuda:N, --help`;
@@ -87,7 +90,31 @@ Output:
   --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
   --latency-runs N (30)`;
 
+HELP.export = `Usage: blockprune export <model-dir> --onnx <file.onnx> [--opset 14..17] [--extras]
+
+Writes the model as an ONNX graph with dynamic batch and sequence axes: inputs input_ids, attention_mask,
+token_type_ids (int64) -> logits | start_logits, end_logits | last_hidden_state, pooler_output. Dense and
+compact models (per-layer heads and FFN widths) export; a patched checkpoint is compiled first. Runs in
+onnxruntime (onnxruntime-node, transformers.js) with the same outputs (within 1e-5).`;
+
 class UsageError extends Error {}
+
+async function cmdExport(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { onnx: { type: 'string' }, opset: { type: 'string' }, extras: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) return void console.log(HELP.export);
+  if (positionals.length !== 1) throw new UsageError('export needs exactly one <model-dir>');
+  if (!values.onnx) throw new UsageError('export needs --onnx <file.onnx>');
+  const opset = intArg(values, 'opset');
+  const model = await BertModel.fromPretrained(positionals[0]);
+  if (model.patched) await model.compile();
+  const r = await exportOnnx(model, values.onnx, { opset, extras: values.extras });
+  console.log(`wrote ${r.path}: opset ${r.opset}, ${r.nodes} nodes, ${r.initializers} initializers, ${(r.bytes / 1e6).toFixed(1)} MB; inputs ${r.inputs.join(', ')} -> ${r.outputs.join(', ')}`);
+  model.dispose();
+}
 
 function num(values: Record<string, unknown>, key: string): number | undefined {
   const v = values[key];
@@ -337,6 +364,8 @@ async function main(argv: string[]): Promise<void> {
       return cmdTrain(rest);
     case 'report':
       return cmdReport(rest);
+    case 'export':
+      return cmdExport(rest);
     case 'compact':
       return cmdCompact(rest);
     case 'bench': {

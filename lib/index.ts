@@ -75,3 +75,5 @@ export * from './metrics';
 export { buildWordPieceVocab, writeVocab } from './vocab';
 export { runFinePruneJob, evaluateClassifier, loadTaskData, JOB_TASKS } from './job';
 export type { FinePruneJobOptions, JobResult, JobTask } from './job';
+export { exportOnnx } from './onnx';
+export type { OnnxExportOptions, OnnxExportReport } from './onnx';

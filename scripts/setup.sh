@@ -23,6 +23,9 @@ if ! readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null | grep -q op
   echo "setup: warning: libblas.so.3 is not OpenBLAS ($(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo missing))" >&2
 fi
 
+# onnxruntime-node (a dev dependency, for ONNX export tests) would otherwise try to download a CUDA add-on
+# from a host this machine cannot reach; its CPU binaries ship inside the npm package.
+export ONNXRUNTIME_NODE_INSTALL=skip
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   BLOCKPRUNE_SKIP_BUILD=1 npm ci --no-audit --no-fund --loglevel=error

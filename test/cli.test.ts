@@ -51,6 +51,10 @@ test.serial('train (small) writes dense, pruned, compact, masks and a report; re
     t.is(comp.code, 0, comp.err);
     t.regex(comp.out, /max \|output difference\| on a random batch: 0\.00e\+0/);
 
+    const exp = cli(['export', join(out, 'pruned'), '--onnx', join(tmp.path, 'model.onnx')]);
+    t.is(exp.code, 0, exp.err);
+    t.regex(exp.out, /wrote .*model\.onnx: opset 17/);
+
     const pred = cli(['predict', join(out, 'compact'), '--text', 'Congratulations! You won a FREE prize, click here now']);
     t.is(pred.code, 0, pred.err);
     const p = JSON.parse(pred.out);
@@ -83,7 +87,7 @@ test('bad combinations are usage errors (exit 2), bad files are coded errors (ex
   t.regex(r.err, /\[E_FILE_NOT_FOUND\]/);
   r = cli(['frobnicate']);
   t.is(r.code, 2);
-  for (const cmd of ['train', 'report', 'compact', 'predict', 'info']) {
+  for (const cmd of ['train', 'report', 'compact', 'predict', 'info', 'export']) {
     const h = cli([cmd, '--help']);
     t.is(h.code, 0);
     t.regex(h.out, /Usage: blockprune/);
