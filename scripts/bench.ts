@@ -15,14 +15,18 @@
  * runs), and the separate C++ program. Only ratios from this one run are printed.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { exportOnnx } from '../lib/onnx';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { buildInfo, getNumThreads } from '../lib/index';
 import { packageRoot } from '../lib/native';
 
 interface Args {
   models: string[];
+  shapes?: Array<[number, number]>;
+  vsOrt: boolean;
   noCpp: boolean;
   runs: number;
   warmup: number;
@@ -33,7 +37,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { models: ['dense', 'compact'], noCpp: false, runs: 100, warmup: 10, batches: [1, 8], seq: 128, rounds: 4 };
+  const a: Args = { models: ['dense', 'compact'], vsOrt: false, noCpp: false, runs: 100, warmup: 10, batches: [1, 8], seq: 128, rounds: 4 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -54,13 +58,24 @@ function parseArgs(argv: string[]): Args {
       a.models = String(v).split(',');
       if (!a.models.every((m) => m === 'dense' || m === 'compact')) throw new Error('--models takes dense,compact');
       i++;
+    } else if (k === '--shapes') {
+      a.shapes = String(v)
+        .split(',')
+        .map((x) => {
+          const m = /^(\d+)x(\d+)$/.exec(x);
+          if (!m) throw new Error(`--shapes takes BxS,BxS (e.g. 1x79,1x128,8x128), got ${x}`);
+          return [Number(m[1]), Number(m[2])] as [number, number];
+        });
+      i++;
+    } else if (k === '--vs-onnxruntime') {
+      a.vsOrt = true;
     } else if (k === '--no-cpp') {
       a.noCpp = true;
     } else if (k === '--json') {
       a.json = v;
       i++;
     } else if (k === '--help' || k === '-h') {
-      console.log('npm run bench -- [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--rounds 4] [--no-cpp] [--json out.json]');
+      console.log('npm run bench -- [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--shapes 1x79,1x128,8x128] [--vs-onnxruntime] [--rounds 4] [--no-cpp] [--json out.json]');
       process.exit(0);
     } else throw new Error(`unknown argument ${k} (see --help)`);
   }
@@ -135,19 +150,48 @@ async function main(): Promise<void> {
       `${args.warmup} warm-ups, ${args.runs} runs in ${args.rounds} alternating rounds\n`,
   );
 
-  const gemm = haveExe ? runCpp(exe, ['--gemm', '--batch', args.batches.join(','), '--seq', String(args.seq), '--runs', '1', '--warmup', '0', '--layers', '1']) : [];
+  const shapes: Array<[number, number]> = args.shapes ?? args.batches.map((b) => [b, args.seq] as [number, number]);
   const gflopsAt = new Map<number, number>();
-  for (const g of gemm.filter((x) => x.kind === 'gemm')) gflopsAt.set(Number(g.rows), Number(g.gflops));
+  if (haveExe)
+    for (const [b, sq] of shapes) {
+      if (gflopsAt.has(b * sq)) continue;
+      const g = runCpp(exe, ['--gemm', '--batch', String(b), '--seq', String(sq), '--runs', '1', '--warmup', '0', '--layers', '1']).find((x) => x.kind === 'gemm');
+      if (g) gflopsAt.set(Number(g.rows), Number(g.gflops));
+    }
 
   const specs: BenchModel[] = [];
   if (args.models.includes('dense')) specs.push({ name: 'dense', config: BERT_BASE, cppArgs: [] });
   if (args.models.includes('compact')) specs.push({ name: 'compact', config: compactConfig(), cppArgs: ['--kept-heads', '4', '--kept-ffn', '552'] });
   const models = await Promise.all(specs.map((s) => BertModel.fromConfig(s.config, { task: 'text-classification', seed: 0 })));
+  // onnxruntime on the same weights, exported by exportOnnx (onnxruntime-node is a dev dependency).
+  const sessions: Array<{ run(feeds: Record<string, unknown>): Promise<unknown> }> = [];
+  let ort: any;
+  if (args.vsOrt) {
+    ort = require('onnxruntime-node');
+    const dir = mkdtempSync(join(tmpdir(), 'blockprune-bench-'));
+    for (let k = 0; k < specs.length; k++) {
+      const file = join(dir, `${specs[k].name}.onnx`);
+      await exportOnnx(models[k], file);
+      sessions.push(await ort.InferenceSession.create(file, { intraOpNumThreads: getNumThreads(), interOpNumThreads: 1, graphOptimizationLevel: 'all' }));
+    }
+    rmSync(dir, { recursive: true, force: true });
+    console.log(`onnxruntime-node ${require('onnxruntime-node/package.json').version}: the same weights exported with exportOnnx, ${getNumThreads()} intra-op threads\n`);
+  }
   const results: Array<Record<string, unknown>> = [];
-  for (const batch of args.batches) {
+  for (const [batch, seq] of shapes) {
+    args.seq = seq;
     const n = batch * args.seq;
     const ids = new Int32Array(n).map((_, i) => 1000 + ((i * 7919) % 20000));
     const input = { inputIds: ids, attentionMask: new Int32Array(n).fill(1), tokenTypeIds: new Int32Array(n), batchSize: batch, seqLen: args.seq };
+    const feeds = args.vsOrt
+      ? {
+          input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [batch, seq]),
+          attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [batch, seq]),
+          token_type_ids: new ort.Tensor('int64', new BigInt64Array(n), [batch, seq]),
+        }
+      : {};
+    const ortTimes: number[][] = specs.map(() => []);
+    if (args.vsOrt) for (const s of sessions) for (let i = 0; i < args.warmup; i++) await s.run(feeds);
     const per = Math.max(1, Math.round(args.runs / args.rounds));
     const node: number[][] = specs.map(() => []);
     const loop: number[][] = specs.map(() => []);
@@ -161,6 +205,12 @@ async function main(): Promise<void> {
           node[k].push(performance.now() - t0);
         }
         loop[k].push(...(await models[k].timeForward(input, { runs: per })));
+        if (args.vsOrt)
+          for (let i = 0; i < per; i++) {
+            const t0 = performance.now();
+            await sessions[k].run(feeds);
+            ortTimes[k].push(performance.now() - t0);
+          }
         if (haveCpp) {
           const out = runCpp(exe, ['--batch', String(batch), '--seq', String(args.seq), '--runs', String(per), '--warmup', String(Math.min(args.warmup, 3)), ...specs[k].cppArgs]);
           const f = out.find((x) => x.kind === 'forward')!;
@@ -194,20 +244,27 @@ async function main(): Promise<void> {
         x_roofline: nd.mean / rooflineMs,
       };
       results.push(row);
+      const ortPart = args.vsOrt ? (() => {
+        const o = stats(ortTimes[k]);
+        (row as Record<string, unknown>).ort_mean_ms = o.mean;
+        (row as Record<string, unknown>).ort_std_ms = o.std;
+        (row as Record<string, unknown>).vs_ort = nd.mean / o.mean;
+        return ` | onnxruntime ${o.mean.toFixed(1)} ± ${o.std.toFixed(1)} ms (ours / ort ${(nd.mean / o.mean).toFixed(2)}, ort ${(o.mean / rooflineMs).toFixed(2)}x roofline)`;
+      })() : '';
       const cppPart = haveCpp ? ` | C++ program ${cppMean.toFixed(1)} ms (binding overhead ${row.binding_overhead_pct.toFixed(2)}%)` : '';
       const roofPart = gf
         ? `GEMM ${gf.toFixed(0)} GFLOP/s -> roofline ${rooflineMs.toFixed(1)} ms, ${row.x_roofline.toFixed(2)}x roofline`
         : 'no GEMM figure (build/bench_forward missing)';
       console.log(
         `${specs[k].name.padEnd(7)} ${batch}x${args.seq}: node ${nd.mean.toFixed(1)} ± ${nd.std.toFixed(1)} ms${cppPart} | ` +
-          `native loop in the addon ${lp.mean.toFixed(1)} ms (per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)\n` +
+          `native loop in the addon ${lp.mean.toFixed(1)} ms (per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)${ortPart}\n` +
           `        ${row.gflop.toFixed(2)} GFLOP, ${roofPart}`,
       );
     }
     if (specs.length === 2) {
       const speedup = means[0] / means[1];
       results.push({ batch, seq: args.seq, compact_speedup: speedup });
-      console.log(`  => compact speed-up at ${batch}x${args.seq}: ${speedup.toFixed(2)}x (dense ${means[0].toFixed(1)} ms / compact ${means[1].toFixed(1)} ms)\n`);
+      console.log(`  => compact speed-up at ${batch}x${seq}: ${speedup.toFixed(2)}x (dense ${means[0].toFixed(1)} ms / compact ${means[1].toFixed(1)} ms)\n`);
     }
   }
   for (const m of models) m.dispose();
