@@ -51,9 +51,24 @@ const char* mask_layout_name(MaskLayout l) {
 
 namespace {
 
-// The hard (0/1) decision of the threshold and topK binarizers; no autograd.
-at::Tensor hard_mask(const at::Tensor& s, MaskMethod method, double t, double min_elements) {
+// The hard (0/1) decision of the threshold and topK binarizers; no autograd. `rep` > 1: `s` is a vector
+// that stands for a matrix in which each of its values appears `rep` times (1d_alt: a unit's score over a
+// whole row or column); the threshold rules then count matrix elements exactly as on the expanded matrix.
+at::Tensor hard_mask(const at::Tensor& s, MaskMethod method, double t, double min_elements, int64_t rep = 1) {
   at::NoGradGuard no_grad;
+  if (rep > 1) {
+    const int64_t n = s.numel() * rep;
+    auto mask = (method == MaskMethod::SigmoiedThreshold ? at::sigmoid(s) : s).gt(t).to(s.scalar_type());
+    const int64_t nb_min = static_cast<int64_t>(min_elements * static_cast<double>(n)) + 1;
+    if (mask.sum().item<double>() * static_cast<double>(rep) < static_cast<double>(nb_min)) {
+      // The k-th smallest of the expanded matrix is the vector's value at sorted index (k - 1) / rep.
+      const int64_t k = std::max<int64_t>(n - nb_min, 1);
+      auto sorted = std::get<0>(s.flatten().sort());
+      auto kth = sorted[(k - 1) / rep];
+      mask = s.gt(kth).to(s.scalar_type());
+    }
+    return mask;
+  }
   const int64_t n = s.numel();
   if (method == MaskMethod::TopK) {
     auto flat = s.flatten();
@@ -77,14 +92,21 @@ at::Tensor hard_mask(const at::Tensor& s, MaskMethod method, double t, double mi
 
 struct StraightThrough : public torch::autograd::Function<StraightThrough> {
   static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& scores, int64_t method, double t,
-                            double min_elements) {
-    return hard_mask(scores, static_cast<MaskMethod>(method), t, min_elements);
+                            double min_elements, int64_t rep) {
+    return hard_mask(scores, static_cast<MaskMethod>(method), t, min_elements, rep);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
                                                  torch::autograd::variable_list grad) {
-    return {grad[0], at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+bool is_threshold(MaskMethod m) { return m == MaskMethod::Threshold || m == MaskMethod::SigmoiedThreshold; }
+
+// A vector's mask standing for `rep` copies of each value (threshold methods), straight-through.
+at::Tensor binarize_vector(const at::Tensor& scores, MaskMethod method, double t, double min_elements, int64_t rep) {
+  return StraightThrough::apply(scores, static_cast<int64_t>(method), t, min_elements, rep);
+}
 
 constexpr double kL0Left = -0.1, kL0Right = 1.1, kL0Beta = 2.0 / 3.0;
 
@@ -95,7 +117,7 @@ at::Tensor binarize(const at::Tensor& scores, MaskMethod method, double t, doubl
     case MaskMethod::TopK:
     case MaskMethod::Threshold:
     case MaskMethod::SigmoiedThreshold:
-      return StraightThrough::apply(scores, static_cast<int64_t>(method), t, min_elements);
+      return StraightThrough::apply(scores, static_cast<int64_t>(method), t, min_elements, int64_t{1});
     case MaskMethod::L0: {
       at::Tensor s;
       if (training) {
@@ -111,35 +133,105 @@ at::Tensor binarize(const at::Tensor& scores, MaskMethod method, double t, doubl
   }
 }
 
-at::Tensor compute_mask(const MaskState& m, const at::Tensor& weight, bool training) {
+FactoredMask compute_factored_mask(const MaskState& m, const at::Tensor& weight, bool training) {
   const double t = m.state ? m.state->threshold : 1.0;
   const int64_t out = weight.size(0), in = weight.size(1);
-  if (m.method == MaskMethod::Magnitude) return hard_mask(weight.detach().abs(), MaskMethod::TopK, t, 0.0);
-  switch (m.layout) {
-    case MaskLayout::Block: {
-      auto small = binarize(m.scores, m.method, t, m.min_elements, training);
-      if (m.block_rows == 1 && m.block_cols == 1) return small;
-      return small.repeat_interleave(m.block_rows, 0).repeat_interleave(m.block_cols, 1);
-    }
-    // The vector is expanded to the full matrix *before* binarizing, as the reference does, so the
-    // minimum-kept rule and topK count matrix elements.
-    case MaskLayout::Rows:
-      return binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training);
-    case MaskLayout::Cols:
-      return binarize(m.scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
-    case MaskLayout::RowsCols:
-      return binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training) *
-             binarize(m.col_scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
+  FactoredMask f;
+  if (m.method == MaskMethod::Magnitude) {
+    f.full = hard_mask(weight.detach().abs(), MaskMethod::TopK, t, 0.0);
+    return f;
   }
-  return at::Tensor();
+  // Vectors stand for the full matrix: the reference binarizes the expanded matrix, so the minimum-kept
+  // rule and topK count matrix elements. Threshold methods get the same answer from the vector itself
+  // (binarize_vector); topK (ties across copies) and l0 (noise per element) binarize the expanded matrix.
+  auto rows_of = [&](const at::Tensor& s) {
+    return is_threshold(m.method) ? binarize_vector(s, m.method, t, m.min_elements, in) : at::Tensor();
+  };
+  auto cols_of = [&](const at::Tensor& s) {
+    return is_threshold(m.method) ? binarize_vector(s, m.method, t, m.min_elements, out) : at::Tensor();
+  };
+  switch (m.layout) {
+    case MaskLayout::Block:
+      f.block = binarize(m.scores, m.method, t, m.min_elements, training);
+      f.block_rows = m.block_rows;
+      f.block_cols = m.block_cols;
+      return f;
+    case MaskLayout::Rows:
+      f.rows = rows_of(m.scores);
+      if (!f.rows.defined()) f.full = binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training);
+      return f;
+    case MaskLayout::Cols:
+      f.cols = cols_of(m.scores);
+      if (!f.cols.defined()) f.full = binarize(m.scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
+      return f;
+    case MaskLayout::RowsCols:
+      f.rows = rows_of(m.scores);
+      f.cols = cols_of(m.col_scores);
+      if (!f.rows.defined()) {
+        f.rows = at::Tensor();
+        f.cols = at::Tensor();
+        f.full = binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training) *
+                 binarize(m.col_scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
+      }
+      return f;
+  }
+  return f;
+}
+
+at::Tensor FactoredMask::apply(const at::Tensor& w) const {
+  if (full.defined()) return w * full;
+  if (block.defined()) {
+    if (block_rows == 1 && block_cols == 1) return w * block;
+    const int64_t R = block.size(0), C = block.size(1);
+    return (w.view({R, block_rows, C, block_cols}) * block.view({R, 1, C, 1})).view(w.sizes());
+  }
+  at::Tensor r = w;
+  if (rows.defined()) r = r * rows.unsqueeze(1);
+  if (cols.defined()) r = r * cols.unsqueeze(0);
+  return r;
+}
+
+at::Tensor FactoredMask::expand(int64_t out, int64_t in) const {
+  if (full.defined()) return full;
+  if (block.defined()) {
+    if (block_rows == 1 && block_cols == 1) return block;
+    return block.repeat_interleave(block_rows, 0).repeat_interleave(block_cols, 1);
+  }
+  at::Tensor r = at::ones({out, in}, (rows.defined() ? rows : cols).options());
+  if (rows.defined()) r = r * rows.unsqueeze(1);
+  if (cols.defined()) r = r * cols.unsqueeze(0);
+  return r;
+}
+
+at::Tensor FactoredMask::row_any(int64_t out, int64_t in) const {
+  at::NoGradGuard no_grad;
+  if (full.defined()) return full.ne(0).any(1);
+  if (block.defined()) return block.ne(0).any(1).repeat_interleave(block_rows);
+  at::Tensor r = rows.defined() ? rows.ne(0) : at::ones({out}, cols.options().dtype(at::kBool));
+  if (cols.defined()) r = r & cols.ne(0).any();
+  (void)in;
+  return r;
+}
+
+double FactoredMask::kept(int64_t out, int64_t in) const {
+  at::NoGradGuard no_grad;
+  if (full.defined()) return full.ne(0).sum().item<double>();
+  if (block.defined()) return block.ne(0).sum().item<double>() * static_cast<double>(block_rows * block_cols);
+  const double r = rows.defined() ? rows.ne(0).sum().item<double>() : static_cast<double>(out);
+  const double c = cols.defined() ? cols.ne(0).sum().item<double>() : static_cast<double>(in);
+  return r * c;
+}
+
+at::Tensor compute_mask(const MaskState& m, const at::Tensor& weight, bool training) {
+  return compute_factored_mask(m, weight, training).expand(weight.size(0), weight.size(1));
 }
 
 at::Tensor masked_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const MaskState& m,
                          bool training) {
-  auto mask = compute_mask(m, weight, training);
+  auto f = compute_factored_mask(m, weight, training);
   at::Tensor b = bias;
-  if (bias.defined() && m.bias_mask) b = bias * mask.detach().ne(0).any(1).to(bias.scalar_type());
-  return at::linear(x, weight * mask, b);
+  if (bias.defined() && m.bias_mask) b = bias * f.row_any(weight.size(0), weight.size(1)).to(bias.scalar_type());
+  return at::linear(x, f.apply(weight), b);
 }
 
 at::Tensor score_regularization(const at::Tensor& scores, const std::string& kind) {

@@ -52,6 +52,20 @@ struct MaskState {
 //                       M = clamp(s * (r - l) + l, 0, 1), l = -0.1, r = 1.1, beta = 2/3
 at::Tensor binarize(const at::Tensor& scores, MaskMethod method, double t, double min_elements, bool training);
 
+// A mask kept in its small form, so that a masked weight costs one broadcast multiply and never a
+// full-size mask tensor (forward or backward): a block grid [out/rows, in/cols], a row factor [out], a
+// column factor [in], or (unstructured, topK/l0 on vectors, magnitude) a full [out, in] mask.
+struct FactoredMask {
+  at::Tensor full, block, rows, cols;
+  int64_t block_rows = 1, block_cols = 1;
+  at::Tensor apply(const at::Tensor& weight) const;  // weight * M, differentiable in both
+  at::Tensor expand(int64_t out, int64_t in) const;  // M itself, [out, in]
+  at::Tensor row_any(int64_t out, int64_t in) const;  // [out]: 1 where row i of M has a non-zero
+  double kept(int64_t out, int64_t in) const;         // non-zeros of M
+};
+
+FactoredMask compute_factored_mask(const MaskState& m, const at::Tensor& weight, bool training);
+
 // The mask of a weight [out, in] (same shape), differentiable w.r.t. the scores as above.
 at::Tensor compute_mask(const MaskState& m, const at::Tensor& weight, bool training);
 

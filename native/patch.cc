@@ -203,9 +203,9 @@ RegularizationResult regularization(const Bert& model, const std::string& kind, 
     auto& g = groups[lin->mask->group];
     {
       at::NoGradGuard no_grad;
-      auto m = compute_mask(*lin->mask, lin->weight, false);
-      g.kept += m.ne(0).sum().item<double>();
-      g.total += static_cast<double>(m.numel());
+      const int64_t out = lin->weight.size(0), in = lin->weight.size(1);
+      g.kept += compute_factored_mask(*lin->mask, lin->weight, false).kept(out, in);
+      g.total += static_cast<double>(out * in);
     }
     // Shared score tensors (1d_alt, joint) count once, under the linear that owns them.
     if (!lin->mask->owns_scores || lin->mask->method == MaskMethod::Magnitude) continue;
