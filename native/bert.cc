@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "errors.h"
@@ -77,6 +79,31 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c, int64_t heads_
   value = register_module("value", Linear(c.hidden_size, all));
 }
 
+namespace {
+std::atomic<bool> g_fused_qkv{true};
+}  // namespace
+
+void set_fused_qkv(bool on) { g_fused_qkv = on; }
+
+at::Tensor BertSelfAttentionImpl::fused_qkv(const at::Tensor& h) const {
+  if (!g_fused_qkv || query->mask || key->mask || value->mask || !query->bias.defined()) return at::Tensor();
+  std::vector<int64_t> versions;
+  for (const Linear* l : {&query, &key, &value}) {
+    versions.push_back((*l)->weight._version());
+    versions.push_back((*l)->bias._version());
+    versions.push_back(reinterpret_cast<int64_t>((*l)->weight.data_ptr()));
+  }
+  if (!fused_weight_.defined() || versions != fused_versions_ || fused_weight_.device() != h.device()) {
+    at::NoGradGuard no_grad;
+    // Built outside inference mode so the cache is a normal tensor, usable by any later call.
+    c10::InferenceMode off(false);
+    fused_weight_ = at::cat({query->weight, key->weight, value->weight}, 0).detach();
+    fused_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).detach();
+    fused_versions_ = versions;
+  }
+  return at::linear(h, fused_weight_, fused_bias_);
+}
+
 BertSelfOutputImpl::BertSelfOutputImpl(const BertConfig& c, int64_t heads) {
   dense = register_module("dense", Linear(heads * c.head_dim(), c.hidden_size));
   LayerNorm_ = register_module("LayerNorm", LayerNorm(c.hidden_size, c.layer_norm_eps));
@@ -111,9 +138,19 @@ at::Tensor BertLayerImpl::forward(const at::Tensor& h, const at::Tensor& ext_mas
     const int64_t B = h.size(0), S = h.size(1);
     // [B, S, H*D] -> [B, H, S, D]
     auto split = [&](const at::Tensor& x) { return x.view({B, S, sa.heads, sa.head_dim}).transpose(1, 2); };
-    auto q = split(sa.query->forward(h));
-    auto k = split(sa.key->forward(h));
-    auto v = split(sa.value->forward(h));
+    at::Tensor q, k, v;
+    at::Tensor qkv = (!train && !at::GradMode::is_enabled()) ? sa.fused_qkv(h) : at::Tensor();
+    if (qkv.defined()) {
+      // [B, S, 3, H, D] -> three [B, H, S, D] views, no copies.
+      auto parts = qkv.view({B, S, 3, sa.heads, sa.head_dim}).permute({2, 0, 3, 1, 4});
+      q = parts[0];
+      k = parts[1];
+      v = parts[2];
+    } else {
+      q = split(sa.query->forward(h));
+      k = split(sa.key->forward(h));
+      v = split(sa.value->forward(h));
+    }
     // HF: scores = q k^T / sqrt(d) + mask; softmax; dropout; p v.
     auto scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(sa.head_dim));
     scores = scores + ext_mask;

@@ -19,6 +19,9 @@ namespace bp {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
+// Inference uses one fused q/k/v product per layer (default on); off only to measure what it brings.
+void set_fused_qkv(bool on);
+
 // A linear layer y = x W^T + b held as plain parameters ("weight" [out, in], "bias" [out]).
 // Mirrors torch.nn.Linear; kept our own so the pruning core can swap in masked variants.
 // When patched (pruning), `mask` holds the scores and method: the layer computes with W * M.
@@ -62,9 +65,17 @@ TORCH_MODULE(BertEmbeddings);
 // HF BertSelfAttention with `heads` heads of size head_dim (heads may be 0: the layer skips attention).
 struct BertSelfAttentionImpl : torch::nn::Module {
   BertSelfAttentionImpl(const BertConfig& c, int64_t heads);
+  // Inference: q, k and v in one product [B*S, H] x [H, 3*heads*D] with the weights concatenated once and
+  // cached; the cache is rebuilt when any of the six tensors changes (their version counters move on every
+  // in-place update: training steps, loadState). Returns an undefined tensor when masks are patched in.
+  at::Tensor fused_qkv(const at::Tensor& h) const;
   Linear query{nullptr}, key{nullptr}, value{nullptr};
   int64_t heads, head_dim;
   double dropout;
+
+ private:
+  mutable at::Tensor fused_weight_, fused_bias_;
+  mutable std::vector<int64_t> fused_versions_;
 };
 TORCH_MODULE(BertSelfAttention);
 

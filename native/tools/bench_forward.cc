@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   int64_t hidden = 768, layers = 12, heads = 12, ffn = 3072, vocab = 30522;
   int64_t kept_heads = -1, kept_ffn = -1;  // a compact geometry: heads and FFN width kept in every layer
   bool gemm = false;
+  bool ab_fused = false;  // alternate rounds with and without the fused q/k/v product
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* {
       if (i + 1 >= argc) {
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--ffn")) ffn = std::atoll(next());
     else if (!std::strcmp(argv[i], "--vocab")) vocab = std::atoll(next());
     else if (!std::strcmp(argv[i], "--gemm")) gemm = true;
+    else if (!std::strcmp(argv[i], "--ab-fused-qkv")) ab_fused = true;
     else if (!std::strcmp(argv[i], "--kept-heads")) kept_heads = std::atoll(next());
     else if (!std::strcmp(argv[i], "--kept-ffn")) kept_ffn = std::atoll(next());
     else {
@@ -118,8 +120,10 @@ int main(int argc, char** argv) {
       batch.input_ids = at::randint(1, vocab, {b, seq}, at::kLong);
       batch.attention_mask = at::ones({b, seq}, at::kLong);
       batch.token_type_ids = at::zeros({b, seq}, at::kLong);
-      std::vector<double> t;
-      for (int64_t i = 0; i < warmup + runs; ++i) {
+      std::vector<double> t, t_off;
+      for (int64_t i = 0; i < warmup + runs * (ab_fused ? 2 : 1); ++i) {
+        const bool off = ab_fused && i >= warmup && ((i - warmup) / 5) % 2 == 1;  // rounds of 5
+        bp::set_fused_qkv(!off);
         double t0 = now_ms();
         {
           c10::InferenceMode guard;
@@ -127,10 +131,17 @@ int main(int argc, char** argv) {
           // The addon copies outputs to CPU/contiguous; do the same so both time the same work.
           for (auto& [name, v] : out) v = v.contiguous();
         }
-        if (i >= warmup) t.push_back(now_ms() - t0);
+        if (i >= warmup) (off ? t_off : t).push_back(now_ms() - t0);
       }
+      bp::set_fused_qkv(true);
       double mean, sd;
       stats(t, &mean, &sd);
+      if (ab_fused) {
+        double m2, s2;
+        stats(t_off, &m2, &s2);
+        std::printf("{\"kind\":\"ab_fused_qkv\",\"batch\":%lld,\"fused_ms\":%.3f,\"unfused_ms\":%.3f,\"ratio\":%.3f}\n",
+                    (long long)b, mean, m2, m2 / mean);
+      }
       std::printf("{\"kind\":\"forward\",\"batch\":%lld,\"seq\":%lld,\"runs\":%lld,\"mean_ms\":%.3f,\"std_ms\":%.3f,\"threads\":%d}\n",
                   (long long)b, (long long)seq, (long long)runs, mean, sd, at::get_num_threads());
       std::fflush(stdout);
