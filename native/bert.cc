@@ -97,8 +97,11 @@ at::Tensor BertSelfAttentionImpl::fused_qkv(const at::Tensor& h) const {
     at::NoGradGuard no_grad;
     // Built outside inference mode so the cache is a normal tensor, usable by any later call.
     c10::InferenceMode off(false);
-    fused_weight_ = at::cat({query->weight, key->weight, value->weight}, 0).detach();
-    fused_bias_ = at::cat({query->bias, key->bias, value->bias}, 0).detach();
+    const double root = std::sqrt(static_cast<double>(head_dim));
+    fused_scaled_ = root == std::exp2(std::round(std::log2(root)));  // exact: scaling by a power of two
+    const double qs = fused_scaled_ ? 1.0 / root : 1.0;
+    fused_weight_ = at::cat({query->weight * qs, key->weight, value->weight}, 0).detach();
+    fused_bias_ = at::cat({query->bias * qs, key->bias, value->bias}, 0).detach();
     fused_versions_ = versions;
   }
   return at::linear(h, fused_weight_, fused_bias_);
@@ -152,8 +155,15 @@ at::Tensor BertLayerImpl::forward(const at::Tensor& h, const at::Tensor& ext_mas
       v = split(sa.value->forward(h));
     }
     // HF: scores = q k^T / sqrt(d) + mask; softmax; dropout; p v.
-    auto scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(sa.head_dim));
-    scores = scores + ext_mask;
+    at::Tensor scores;
+    if (qkv.defined()) {
+      scores = at::matmul(q, k.transpose(-1, -2));
+      if (!sa.fused_scaled()) scores.div_(std::sqrt(static_cast<double>(sa.head_dim)));
+      scores.add_(ext_mask);
+    } else {
+      scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(sa.head_dim));
+      scores = scores + ext_mask;
+    }
     auto p = at::softmax(scores, -1);
     if (probs) *probs = p;
     p = bp::dropout(p, sa.dropout, train);

@@ -68,7 +68,10 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   // Inference: q, k and v in one product [B*S, H] x [H, 3*heads*D] with the weights concatenated once and
   // cached; the cache is rebuilt when any of the six tensors changes (their version counters move on every
   // in-place update: training steps, loadState). Returns an undefined tensor when masks are patched in.
+  // When the head size is a power of 4, 1/sqrt(head_dim) is a power of two and is folded into the cached
+  // query weights exactly (fused_scaled() is then true and the scores need no division).
   at::Tensor fused_qkv(const at::Tensor& h) const;
+  bool fused_scaled() const { return fused_scaled_; }
   Linear query{nullptr}, key{nullptr}, value{nullptr};
   int64_t heads, head_dim;
   double dropout;
@@ -76,6 +79,7 @@ struct BertSelfAttentionImpl : torch::nn::Module {
  private:
   mutable at::Tensor fused_weight_, fused_bias_;
   mutable std::vector<int64_t> fused_versions_;
+  mutable bool fused_scaled_ = false;
 };
 TORCH_MODULE(BertSelfAttention);
 
