@@ -220,6 +220,11 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
                                    " but the config implies " + shape_str(param.sizes().vec()));
       if (!it->second.is_floating_point())
         throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has integer dtype " + c10::toString(it->second.scalar_type()));
+      // A NaN or infinite weight would only show up later as NaN outputs: refuse it here, by name.
+      if (!at::isfinite(it->second).all().item<bool>()) {
+        const int64_t bad = it->second.numel() - at::isfinite(it->second).sum().item<int64_t>();
+        throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' holds " + std::to_string(bad) + " NaN or infinite value(s)");
+      }
       param.copy_(it->second.to(at::kFloat));
       used.insert(name);
     }

@@ -127,6 +127,19 @@ const cases: Array<[string, string, (dir: string, ts: Record<string, RawTensor>,
     },
     [Q, 'heads'],
   ],
+  [
+    'NaN in a weight',
+    'E_BAD_CHECKPOINT',
+    (dir, ts) => {
+      const w = ts['bert.encoder.layer.1.intermediate.dense.weight'];
+      const f = new Float32Array(w.bytes.buffer.slice(w.bytes.byteOffset, w.bytes.byteOffset + w.bytes.byteLength));
+      f[5] = Number.NaN;
+      f[9] = Number.POSITIVE_INFINITY;
+      ts['bert.encoder.layer.1.intermediate.dense.weight'] = { ...w, bytes: Buffer.from(f.buffer) };
+      writeSafetensors(join(dir, 'model.safetensors'), ts);
+    },
+    ['bert.encoder.layer.1.intermediate.dense.weight', '2 NaN or infinite'],
+  ],
   ['config.json is not JSON', 'E_BAD_CONFIG', (dir) => writeFileSync(join(dir, 'config.json'), '{"hidden_size": 32,'), ['config.json', 'JSON']],
   [
     'config field of the wrong type',
