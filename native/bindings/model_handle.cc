@@ -484,6 +484,8 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
           if (p->sizes() != t.sizes())
             throw bp::Error("E_SHAPE", path + ": tensor '" + name + "' has shape " + bp::shape_str(t.sizes().vec()) +
                                            " but the model's is " + bp::shape_str(p->sizes().vec()));
+          if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
+            throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' holds NaN or infinite values");
           p->copy_(t.to(p->scalar_type()));
           loaded->push_back(name);
         }
