@@ -211,3 +211,33 @@ test('bad options: unknown task, bad device, no CUDA in this build', async (t) =
     t.regex(err.message, /CUDA/);
   }
 });
+
+test('loadState: a file with a bad tensor changes nothing (all checked before any copy)', async (t) => {
+  const src = needShared(t, 'fixtures/bert-tiny-cls');
+  if (!src) return;
+  const tmp = tempDir();
+  try {
+    const m = await BertModel.fromPretrained(src);
+    const before = m.stateDict();
+    const sd = before;
+    // A valid tensor first (changed values), then one of the wrong shape.
+    const good = new Float32Array(sd['bert.pooler.dense.bias'].data as Float32Array).map((x) => x + 1);
+    const badShape = new Float32Array(10);
+    const header = JSON.stringify({
+      'bert.pooler.dense.bias': { dtype: 'F32', shape: [32], data_offsets: [0, 128] },
+      'classifier.bias': { dtype: 'F32', shape: [10], data_offsets: [128, 168] },
+    });
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
+    const file = join(tmp.path, 'bad.safetensors');
+    writeFileSync(file, Buffer.concat([len, Buffer.from(header), Buffer.from(good.buffer), Buffer.from(badShape.buffer)]));
+    const err: any = await t.throwsAsync(m.loadState(file));
+    t.is(err.code, 'E_SHAPE');
+    t.regex(err.message, /classifier\.bias/);
+    const after = m.stateDict();
+    t.is(maxAbsDiff(after['bert.pooler.dense.bias'].data as Float32Array, before['bert.pooler.dense.bias'].data as Float32Array), 0, 'unchanged');
+    m.dispose();
+  } finally {
+    tmp.cleanup();
+  }
+});

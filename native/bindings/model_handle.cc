@@ -474,6 +474,8 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
         auto params = m->named_parameters();
         const bool bare = m->kind() == bp::TaskKind::Bare;
         at::NoGradGuard no_grad;
+        // Check every tensor before copying any: a bad file leaves the model as it was.
+        std::vector<std::pair<at::Tensor*, const at::Tensor*>> plan;
         for (auto& [name, t] : file.tensors) {
           const std::string key = bare && name.rfind("bert.", 0) != 0 ? "bert." + name : name;
           auto* p = params.find(key);
@@ -486,9 +488,10 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
                                            " but the model's is " + bp::shape_str(p->sizes().vec()));
           if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
             throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' holds NaN or infinite values");
-          p->copy_(t.to(p->scalar_type()));
+          plan.emplace_back(p, &t);
           loaded->push_back(name);
         }
+        for (auto& [p, t] : plan) p->copy_(t->to(p->scalar_type()));
       },
       [loaded](Napi::Env e) -> Napi::Value {
         Napi::Array a = Napi::Array::New(e, loaded->size());
