@@ -77,6 +77,7 @@ Data and model:
   --tokenizer DIR              tokenizer.json or vocab.txt (default: the model's, else built from the data)
   --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
   --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
+  --skip-invalid               skip bad data rows (counted, reasons shown) instead of stopping at the first
 Training:
   --dense-epochs N (3)  --dense-lr X (5e-4)  --epochs N: fine-pruning epochs (4)  --lr X (2e-4)
   --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)  --resume
@@ -150,7 +151,7 @@ async function cmdTrain(argv: string[]): Promise<void> {
       'filled-epochs': str, resume: { type: 'boolean' }, preset: str, lambda: str, 'final-threshold': str,
       'initial-threshold': str, 'mask-lr': str, 'dense-lambda': str, 'attention-lambda': str, 'attention-block': str,
       'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
-      'latency-runs': str, help: { type: 'boolean', short: 'h' },
+      'latency-runs': str, 'skip-invalid': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return void console.log(HELP.train);
@@ -215,6 +216,7 @@ async function cmdTrain(argv: string[]): Promise<void> {
     alphaTeacher: pick(num(values, 'alpha-teacher'), 'alphaTeacher'),
     temperature: pick(num(values, 'temperature'), 'temperature'),
     latencyRuns: pick(intArg(values, 'latency-runs'), 'latencyRuns'),
+    skipInvalid: values['skip-invalid'] ?? (fileOpts.skipInvalid as boolean | undefined),
   });
 }
 

