@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { PruningConfig } from '../lib/pruning';
-import { maxAbsDiff, needShared, tempDir } from './helpers';
+import { maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from './helpers';
 
 const TINY: BertConfigJson = {
   vocab_size: 512,
@@ -38,21 +38,14 @@ async function randomScores(m: BertModel, seed: number, dir: string): Promise<vo
     x = (x * 48271) % 2147483647;
     return x / 2147483647;
   };
-  const header: Record<string, unknown> = {};
-  const parts: Buffer[] = [];
-  let off = 0;
+  const tensors: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n).map(() => Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd()) * 2);
-    header[name] = { dtype: 'F32', shape, data_offsets: [off, off + data.byteLength] };
-    parts.push(Buffer.from(data.buffer));
-    off += data.byteLength;
+    tensors[name] = { dtype: 'F32', shape, data };
   }
-  const h = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
   const file = join(dir, 'scores.safetensors');
-  writeFileSync(file, Buffer.concat([len, h, ...parts]));
+  writeSafetensorsFile(file, tensors);
   await m.loadState(file);
 }
 

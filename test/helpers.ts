@@ -1,5 +1,5 @@
 /** Shared test helpers: where ../shared is, temp dirs, tensor comparisons. */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -71,4 +71,21 @@ export function fixtureBatch(io: Record<string, TensorData>, withLabels = true) 
     seqLen,
     labels: withLabels && io.labels ? (io.labels.data as BigInt64Array) : undefined,
   };
+}
+
+/** Writes a safetensors file (keys in the given order, offsets packed) for tests that craft weights. */
+export function writeSafetensorsFile(path: string, tensors: Record<string, { dtype: string; shape: number[]; data: ArrayBufferView }>): void {
+  const header: Record<string, unknown> = {};
+  const parts: Buffer[] = [];
+  let off = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes.length] };
+    parts.push(bytes);
+    off += bytes.length;
+  }
+  const h = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  writeFileSync(path, Buffer.concat([len, h, ...parts]));
 }

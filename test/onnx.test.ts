@@ -5,14 +5,13 @@
  * file, the opset 14 (decomposed LayerNorm) variant, and the refusal of a patched model.
  */
 import test, { ExecutionContext } from 'ava';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BertConfigJson, BertModel, Task } from '../lib/model';
 import { native, TensorData } from '../lib/native';
 import { exportOnnx, OnnxExportOptions } from '../lib/onnx';
 import { PruningConfig } from '../lib/pruning';
-import { FIXTURES, maxAbsDiff, needShared, tempDir } from './helpers';
+import { FIXTURES, maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from './helpers';
 
 const ATOL = 1e-4;
 // The machine is small and shared: one thread for each runtime.
@@ -254,9 +253,7 @@ function compactConfig(extra: Partial<BertConfigJson> = {}): BertConfigJson {
  */
 async function randomizeWeights(model: BertModel, seed: number, dir: string): Promise<void> {
   const r = rng(seed);
-  const header: Record<string, unknown> = {};
-  const parts: Buffer[] = [];
-  let off = 0;
+  const tensors: Record<string, { dtype: string; shape: number[]; data: Float32Array }> = {};
   for (const [name, shape] of model.parameterShapes) {
     const n = shape.reduce((a, b) => a * b, 1);
     const fanIn = shape.length === 2 ? Math.max(1, shape[1]) : 1;
@@ -268,15 +265,10 @@ async function randomizeWeights(model: BertModel, seed: number, dir: string): Pr
           ? () => (1.2 * r.normal()) / Math.sqrt(fanIn)
           : () => 0.3 * r.normal();
     const data = Float32Array.from({ length: n }, gen);
-    header[name] = { dtype: 'F32', shape, data_offsets: [off, off + data.byteLength] };
-    parts.push(Buffer.from(data.buffer));
-    off += data.byteLength;
+    tensors[name] = { dtype: 'F32', shape, data };
   }
-  const h = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
   const file = join(dir, `random-${seed}.safetensors`);
-  writeFileSync(file, Buffer.concat([len, h, ...parts]));
+  writeSafetensorsFile(file, tensors);
   await model.loadState(file);
 }
 
