@@ -1227,6 +1227,13 @@ function numBatchesOf(n: number, batchSize: number, dropLast: boolean): number {
   return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
 
+/** The dataset indices of each batch, in the (seeded) order of `opts`. */
+function* batchRows(n: number, batchSize: number, opts: BatchOptions): Generator<Int32Array> {
+  const order = batchOrder(n, batchSize, opts);
+  const count = numBatchesOf(n, batchSize, opts.dropLast ?? false);
+  for (let k = 0; k < count; k++) yield order.slice(k * batchSize, Math.min(n, (k + 1) * batchSize));
+}
+
 /** Packs rows (id slices of a store) into padded row-major Int32Arrays. */
 function packRows(
   store: IdStore,
@@ -1352,10 +1359,7 @@ export class ClassificationDataset {
    * the same for the same pair, different across epochs, each example exactly once per epoch.
    */
   *batches(batchSize: number, opts: BatchOptions = {}): Generator<ClassificationBatch> {
-    const order = batchOrder(this.length, batchSize, opts);
-    const count = numBatchesOf(this.length, batchSize, opts.dropLast ?? false);
-    for (let k = 0; k < count; k++) {
-      const rows = order.slice(k * batchSize, Math.min(this.length, (k + 1) * batchSize));
+    for (const rows of batchRows(this.length, batchSize, opts)) {
       const packed = packRows(this.ids, this.starts, rows, this.typeStart, this.padId);
       const labels = new Int32Array(rows.length);
       for (let r = 0; r < rows.length; r++) labels[r] = this.labels[rows[r]];
@@ -1620,10 +1624,7 @@ export class QADataset {
 
   /** Batches of windows padded to their longest, with start/end positions (see the class comment). */
   *batches(batchSize: number, opts: BatchOptions = {}): Generator<QABatch> {
-    const order = batchOrder(this.length, batchSize, opts);
-    const count = numBatchesOf(this.length, batchSize, opts.dropLast ?? false);
-    for (let k = 0; k < count; k++) {
-      const rows = order.slice(k * batchSize, Math.min(this.length, (k + 1) * batchSize));
+    for (const rows of batchRows(this.length, batchSize, opts)) {
       const packed = packRows(this.ids, this.starts, rows, this.contextStart, this.padId);
       const startPositions = new Int32Array(rows.length);
       const endPositions = new Int32Array(rows.length);

@@ -5,27 +5,23 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { BertModel } from '../lib/model';
-import { native, TensorData } from '../lib/native';
-import { expectClose, needShared } from './helpers';
+import type { TensorData } from '../lib/native';
+import { expectClose, fixtureBatch, needShared, readTensors } from './helpers';
 
 const ATOL = 1e-5; // fixture README: forward outputs atol 1e-5
 const LOSS_ATOL = 1e-6;
 
 async function io(dir: string): Promise<Record<string, TensorData>> {
-  return (await native().readSafetensors(join(dir, 'io.safetensors'))).tensors;
+  return readTensors(join(dir, 'io.safetensors'));
 }
 
+/** The fixture batch, with the QA positions (in range, or the out-of-range set) when asked. */
 function batchOf(t: Record<string, TensorData>, positions?: 'in' | 'oob') {
-  const [batchSize, seqLen] = t.input_ids.shape;
+  const suffix = positions === 'oob' ? '_oob' : '';
   return {
-    inputIds: t.input_ids.data as BigInt64Array,
-    attentionMask: t.attention_mask.data as BigInt64Array,
-    tokenTypeIds: t.token_type_ids.data as BigInt64Array,
-    batchSize,
-    seqLen,
-    labels: t.labels?.data as BigInt64Array | undefined,
-    startPositions: positions ? (t[positions === 'oob' ? 'start_positions_oob' : 'start_positions'].data as BigInt64Array) : undefined,
-    endPositions: positions ? (t[positions === 'oob' ? 'end_positions_oob' : 'end_positions'].data as BigInt64Array) : undefined,
+    ...fixtureBatch(t),
+    startPositions: positions ? (t[`start_positions${suffix}`].data as BigInt64Array) : undefined,
+    endPositions: positions ? (t[`end_positions${suffix}`].data as BigInt64Array) : undefined,
   };
 }
 
