@@ -177,6 +177,11 @@ export function normalizePruningOptions(json: Record<string, unknown>): Partial<
   return out as Partial<PruningOptions>;
 }
 
+/** What the movement-pruning presets share: sigmoid scores cut at 0 -> 0.1 under L1 at lambda. */
+function movementSchedule(lambda: number): Partial<PruningOptions> {
+  return { initialThreshold: 0, finalThreshold: 0.1, regularization: 'l1', regularizationFinalLambda: lambda };
+}
+
 export class PruningConfig {
   readonly options: Readonly<PruningOptions>;
   /** Why this config might not do what one expects (it never throws for these). */
@@ -248,10 +253,7 @@ export class PruningConfig {
       attentionBlockRows: 32,
       attentionBlockCols: 32,
       attentionOutputWithDense: false,
-      initialThreshold: 0,
-      finalThreshold: 0.1,
-      regularization: 'l1',
-      regularizationFinalLambda: lambda,
+      ...movementSchedule(lambda),
       ...overrides,
     });
   }
@@ -266,10 +268,7 @@ export class PruningConfig {
       denseBlockRows: rows,
       denseBlockCols: cols,
       attentionOutputWithDense: true,
-      initialThreshold: 0,
-      finalThreshold: 0.1,
-      regularization: 'l1',
-      regularizationFinalLambda: lambda,
+      ...movementSchedule(lambda),
       ...overrides,
     });
   }
@@ -282,10 +281,7 @@ export class PruningConfig {
       attentionBlockRows: 'head',
       attentionBlockCols: 'full',
       attentionOutputWithDense: true,
-      initialThreshold: 0,
-      finalThreshold: 0.1,
-      regularization: 'l1',
-      regularizationFinalLambda: lambda,
+      ...movementSchedule(lambda),
       ...overrides,
     });
   }
@@ -295,10 +291,7 @@ export class PruningConfig {
     return new PruningConfig({
       densePruningMethod: 'sigmoied_threshold',
       attentionPruningMethod: 'sigmoied_threshold',
-      initialThreshold: 0,
-      finalThreshold: 0.1,
-      regularization: 'l1',
-      regularizationFinalLambda: lambda,
+      ...movementSchedule(lambda),
       ...overrides,
     });
   }

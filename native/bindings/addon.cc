@@ -95,10 +95,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     if (opts.task != "auto") bp::parse_task(opts.task);
     bp::parse_device(opts.device);
   });
-  auto* w = new LoadWorker(env, std::move(dir), std::move(opts));
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return queue_worker(new LoadWorker(env, std::move(dir), std::move(opts)), Napi::Object());
 }
 
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
@@ -121,17 +118,11 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     kind = bp::parse_task(task);
     bp::parse_device(device);
   });
-  auto* w = new CreateWorker(env, std::move(config), kind, seed, std::move(device));
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return queue_worker(new CreateWorker(env, std::move(config), kind, seed, std::move(device)), Napi::Object());
 }
 
 Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
-  auto* w = new ReadSafetensorsWorker(info.Env(), get_string(info[0], "path"));
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return queue_worker(new ReadSafetensorsWorker(info.Env(), get_string(info[0], "path")), Napi::Object());
 }
 
 // OpenBLAS keeps its own thread pool beside libtorch's OpenMP one; set both so they do not fight.

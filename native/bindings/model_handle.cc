@@ -85,20 +85,6 @@ class TimeForwardWorker : public PromiseWorker {
   std::vector<double> times_;
 };
 
-class SaveWorker : public PromiseWorker {
- public:
-  SaveWorker(Napi::Env env, bp::Bert model, std::string dir)
-      : PromiseWorker(env, "blockprune.save"), model_(std::move(model)), dir_(std::move(dir)) {}
-
- protected:
-  void Run() override { bp::save_pretrained(model_, dir_); }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
-
- private:
-  bp::Bert model_;
-  std::string dir_;
-};
-
 }  // namespace
 
 Napi::Function ModelHandle::Define(Napi::Env env) {
@@ -201,11 +187,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   fo.hidden_states = get_bool(o, "hiddenStates", false);
   fo.attentions = get_bool(o, "attentions", false);
   fo.extras = get_bool(o, "extras", false);
-  auto* w = new ForwardWorker(env, m, std::move(b), fo, get_bool(o, "training", false));
-  w->Retain(info.This().As<Napi::Object>());
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return queue_worker(new ForwardWorker(env, m, std::move(b), fo, get_bool(o, "training", false)), info.This().As<Napi::Object>());
 }
 
 Napi::Value ModelHandle::TimeForward(const Napi::CallbackInfo& info) {
@@ -213,21 +195,16 @@ Napi::Value ModelHandle::TimeForward(const Napi::CallbackInfo& info) {
   bp::Bert m = model(env);
   bp::Batch b = ReadBatch(env, m, info[0]);
   Napi::Object o = get_object(info[1], "options");
-  auto* w = new TimeForwardWorker(env, m, std::move(b), get_int(o, "runs", 10, 1, 1 << 20), get_int(o, "warmup", 0, 0, 1 << 20));
-  w->Retain(info.This().As<Napi::Object>());
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return queue_worker(new TimeForwardWorker(env, m, std::move(b), get_int(o, "runs", 10, 1, 1 << 20), get_int(o, "warmup", 0, 0, 1 << 20)),
+                      info.This().As<Napi::Object>());
 }
 
 Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bp::Bert m = model(env);
-  auto* w = new SaveWorker(env, m, get_string(info[0], "dir"));
-  w->Retain(info.This().As<Napi::Object>());
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  const std::string dir = get_string(info[0], "dir");
+  return queue_lambda(env, info.This().As<Napi::Object>(), "blockprune.save", [m, dir]() { bp::save_pretrained(m, dir); },
+                      [](Napi::Env e) { return e.Undefined(); });
 }
 
 Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {

@@ -56,13 +56,16 @@ void PromiseWorker::OnError(const Napi::Error& e) {
   deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
 }
 
+Napi::Promise queue_worker(PromiseWorker* worker, const Napi::Object& self) {
+  if (!self.IsEmpty()) worker->Retain(self);
+  auto p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
 Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* name, std::function<void()> run,
                            std::function<Napi::Value(Napi::Env)> result) {
-  auto* w = new LambdaWorker(env, name, std::move(run), std::move(result));
-  if (!self.IsEmpty()) w->Retain(self);
-  auto p = w->Promise();
-  w->Queue();
-  return p;
+  return queue_worker(new LambdaWorker(env, name, std::move(run), std::move(result)), self);
 }
 
 Napi::Object tensors_to_js(Napi::Env env, const bp::NamedTensors& tensors) {

@@ -56,6 +56,10 @@ class LambdaWorker : public PromiseWorker {
   std::function<Napi::Value(Napi::Env)> result_;
 };
 
+// Queues a worker (keeping `self`, the handle whose state it uses, alive while it runs; `self` may be empty)
+// and returns its Promise.
+Napi::Promise queue_worker(PromiseWorker* worker, const Napi::Object& self);
+
 // Queues a LambdaWorker that keeps `self` alive, and returns its Promise.
 Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* name, std::function<void()> run,
                            std::function<Napi::Value(Napi::Env)> result);
