@@ -165,6 +165,10 @@ export interface BuildInfo {
   cxx11Abi: boolean;
   parallel: string;
   openblasThreads: number;
+  /** The CPU inference kernels this CPU gets: "avx512", "avx2" or "none" (libtorch's ops only). */
+  cpuKernels: string;
+  /** Whether inference uses them now (setFastKernels, BLOCKPRUNE_FAST_KERNELS=0). */
+  fastKernels: boolean;
 }
 
 export interface NativeBinding {
@@ -172,6 +176,7 @@ export interface NativeBinding {
   createModel(configJson: string, options?: { task?: string; device?: string; seed?: number }): Promise<NativeModel>;
   readSafetensors(path: string): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   setNumThreads(n: number): void;
+  setFastKernels(on: boolean): void;
   /** Seeds libtorch's global generator (dropout, random init of missing heads). */
   manualSeed(seed: number): void;
   getNumThreads(): number;

@@ -132,8 +132,66 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c, int64_t i) : act(c.hidden_act)
   output = register_module("output", BertOutput(c, c.layer_intermediate(i)));
 }
 
+at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ext_mask) const {
+  const auto& sa = *attention->self;
+  const auto& so = *attention->output;
+  const Linear* linears[] = {&sa.query, &sa.key, &sa.value, &so.dense, &intermediate->dense, &output->dense};
+  const int kact = act == "gelu" ? fast::kActGelu : act == "relu" ? fast::kActRelu : -1;
+  if (kact < 0 || sa.heads == 0 || intermediate->dense->weight.size(0) == 0 || !h.device().is_cpu() ||
+      h.scalar_type() != at::kFloat || ext_mask.scalar_type() != at::kFloat)
+    return at::Tensor();
+  std::vector<int64_t> versions;
+  for (const Linear* l : linears) {
+    const auto& w = (*l)->weight;
+    const auto& b = (*l)->bias;
+    if ((*l)->mask || !b.defined() || w.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat)
+      return at::Tensor();
+    versions.insert(versions.end(), {w._version(), b._version(), reinterpret_cast<int64_t>(w.data_ptr()),
+                                     reinterpret_cast<int64_t>(b.data_ptr())});
+  }
+  for (const LayerNorm* ln : {&so.LayerNorm_, &output->LayerNorm_})
+    if ((*ln)->weight.scalar_type() != at::kFloat || !(*ln)->weight.is_contiguous() || !(*ln)->bias.is_contiguous())
+      return at::Tensor();
+  if (versions != packed_.versions) {
+    auto pack = [](const at::Tensor& w, const at::Tensor& b) {
+      auto wc = w.contiguous(), bc = b.contiguous();
+      return fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
+    };
+    // 1/sqrt(head_dim) folded into the query rows, so the scores need no division.
+    const double qs = 1.0 / std::sqrt(static_cast<double>(sa.head_dim));
+    packed_.qkv = pack(at::cat({sa.query->weight * qs, sa.key->weight, sa.value->weight}, 0),
+                       at::cat({sa.query->bias * qs, sa.key->bias, sa.value->bias}, 0));
+    packed_.attn_out = pack(so.dense->weight, so.dense->bias);
+    packed_.inter = pack(intermediate->dense->weight, intermediate->dense->bias);
+    packed_.out = pack(output->dense->weight, output->dense->bias);
+    packed_.versions = versions;
+  }
+  const int64_t B = h.size(0), S = h.size(1), hidden = h.size(2), rows = B * S;
+  auto x = h.contiguous();
+  auto mask = ext_mask.contiguous();
+  auto qkv = at::empty({rows, packed_.qkv.n()}, x.options());
+  packed_.qkv.forward(x.data_ptr<float>(), rows, qkv.data_ptr<float>(), fast::kActNone, nullptr);
+  auto ctx = at::empty({rows, sa.heads * sa.head_dim}, x.options());
+  fast::attention(qkv.data_ptr<float>(), B, S, sa.heads, sa.head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
+  auto a = at::empty({B, S, hidden}, x.options());
+  packed_.attn_out.forward(ctx.data_ptr<float>(), rows, a.data_ptr<float>(), fast::kActNone, x.data_ptr<float>());
+  fast::layer_norm(a.data_ptr<float>(), rows, hidden, so.LayerNorm_->weight.data_ptr<float>(),
+                   so.LayerNorm_->bias.data_ptr<float>(), static_cast<float>(so.LayerNorm_->eps));
+  auto inter = at::empty({rows, packed_.inter.n()}, x.options());
+  packed_.inter.forward(a.data_ptr<float>(), rows, inter.data_ptr<float>(), kact, nullptr);
+  auto o = at::empty({B, S, hidden}, x.options());
+  packed_.out.forward(inter.data_ptr<float>(), rows, o.data_ptr<float>(), fast::kActNone, a.data_ptr<float>());
+  fast::layer_norm(o.data_ptr<float>(), rows, hidden, output->LayerNorm_->weight.data_ptr<float>(),
+                   output->LayerNorm_->bias.data_ptr<float>(), static_cast<float>(output->LayerNorm_->eps));
+  return o;
+}
+
 at::Tensor BertLayerImpl::forward(const at::Tensor& h, const at::Tensor& ext_mask, at::Tensor* probs) const {
   const bool train = is_training();
+  if (!train && !probs && !at::GradMode::is_enabled() && fast::enabled()) {
+    auto out = forward_fast(h, ext_mask);
+    if (out.defined()) return out;
+  }
   const auto& sa = *attention->self;
   const auto& so = *attention->output;
   at::Tensor attn_dense;

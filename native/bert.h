@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config.h"
+#include "fast_cpu.h"
 #include "masks.h"
 
 namespace bp {
@@ -124,6 +125,17 @@ struct BertLayerImpl : torch::nn::Module {
   BertOutput output{nullptr};
   std::string act;
   double hidden_dropout;
+
+ private:
+  // The CPU inference path (fast_cpu.h): returns an undefined tensor when it does not apply (training, grad,
+  // masks patched in, attention maps asked for, a layer without heads or FFN units, not fp32 on CPU).
+  at::Tensor forward_fast(const at::Tensor& h, const at::Tensor& ext_mask) const;
+  // Weights packed for it, rebuilt when any of the twelve tensors changes (version counters and storage).
+  struct Packed {
+    fast::PackedLinear qkv, attn_out, inter, out;
+    std::vector<int64_t> versions;
+  };
+  mutable Packed packed_;
 };
 TORCH_MODULE(BertLayer);
 

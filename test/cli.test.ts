@@ -49,7 +49,10 @@ test.serial('train (small) writes dense, pruned, compact, masks and a report; re
 
     const comp = cli(['compact', join(out, 'pruned'), join(tmp.path, 'c2'), '--export-filled', join(tmp.path, 'hf')]);
     t.is(comp.code, 0, comp.err);
-    t.regex(comp.out, /max \|output difference\| on a random batch: 0\.00e\+0/);
+    // The pruned model (masks, libtorch's ops) against the compact one (CPU kernels): float rounding only.
+    const diff = /max \|output difference\| on a random batch: (\S+)/.exec(comp.out);
+    t.truthy(diff, comp.out);
+    t.true(Number(diff![1]) < 1e-5, comp.out);
 
     const exp = cli(['export', join(out, 'pruned'), '--onnx', join(tmp.path, 'model.onnx')]);
     t.is(exp.code, 0, exp.err);

@@ -67,7 +67,8 @@ for (const [name, config] of [
       // Scores at their init: threshold methods keep everything at t = 0, so outputs are unchanged.
       if (config.options.initialThreshold === 0 && !name.startsWith('l0')) {
         await m.setThreshold(0);
-        if (name !== 'magnitude') t.is(maxAbsDiff((await m.forward(batch())).logits.data as Float32Array, dense.logits.data as Float32Array), 0);
+        // A patched model runs on libtorch's ops, the dense one on the CPU kernels: equal within float rounding.
+        if (name !== 'magnitude') t.true(maxAbsDiff((await m.forward(batch())).logits.data as Float32Array, dense.logits.data as Float32Array) < 1e-6);
       }
       if (r.scoreParameters > 0) await randomScores(m, 7, tmp.path);
       await m.setThreshold(config.options.finalThreshold);

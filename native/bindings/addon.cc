@@ -6,6 +6,7 @@
 
 #include "checkpoint.h"
 #include "errors.h"
+#include "fast_cpu.h"
 #include "model_handle.h"
 #include "runtime.h"
 #include "safetensors.h"
@@ -151,6 +152,14 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The CPU inference kernels (fast_cpu.h): on by default where the CPU has them; off = libtorch's ops only.
+Napi::Value SetFastKernels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) throw_type_error(env, "Expected a boolean for on but received " + describe(info[0]));
+  bp::fast::set_enabled(info[0].As<Napi::Boolean>().Value());
+  return env.Undefined();
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
 }
@@ -166,6 +175,8 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   int blas = -1;
   if (auto f = reinterpret_cast<OpenblasGetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) blas = f();
   o.Set("openblasThreads", Napi::Number::New(env, blas));
+  o.Set("cpuKernels", bp::fast::isa());
+  o.Set("fastKernels", Napi::Boolean::New(env, bp::fast::enabled()));
   return o;
 }
 
@@ -177,6 +188,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("setFastKernels", Napi::Function::New(env, SetFastKernels, "setFastKernels"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   return exports;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "checkpoint.h"
+#include "fast_cpu.h"
 #include "runtime.h"
 
 namespace {
@@ -53,7 +54,9 @@ int main(int argc, char** argv) {
   int64_t hidden = 768, layers = 12, heads = 12, ffn = 3072, vocab = 30522;
   int64_t kept_heads = -1, kept_ffn = -1;  // a compact geometry: heads and FFN width kept in every layer
   bool gemm = false;
-  bool ab_fused = false;  // alternate rounds with and without the fused q/k/v product
+  // --ab-fused-qkv / --ab-fast: alternate rounds of 5 with and without the fused q/k/v product (libtorch path)
+  // or the fast CPU kernels (fast_cpu.h), and print both means: an A/B in one run, immune to the VM's drift.
+  std::string ab;
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* {
       if (i + 1 >= argc) {
@@ -73,7 +76,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--ffn")) ffn = std::atoll(next());
     else if (!std::strcmp(argv[i], "--vocab")) vocab = std::atoll(next());
     else if (!std::strcmp(argv[i], "--gemm")) gemm = true;
-    else if (!std::strcmp(argv[i], "--ab-fused-qkv")) ab_fused = true;
+    else if (!std::strcmp(argv[i], "--ab-fused-qkv")) ab = "fused_qkv";
+    else if (!std::strcmp(argv[i], "--ab-fast")) ab = "fast";
     else if (!std::strcmp(argv[i], "--kept-heads")) kept_heads = std::atoll(next());
     else if (!std::strcmp(argv[i], "--kept-ffn")) kept_ffn = std::atoll(next());
     else {
@@ -121,9 +125,15 @@ int main(int argc, char** argv) {
       batch.attention_mask = at::ones({b, seq}, at::kLong);
       batch.token_type_ids = at::zeros({b, seq}, at::kLong);
       std::vector<double> t, t_off;
-      for (int64_t i = 0; i < warmup + runs * (ab_fused ? 2 : 1); ++i) {
-        const bool off = ab_fused && i >= warmup && ((i - warmup) / 5) % 2 == 1;  // rounds of 5
-        bp::set_fused_qkv(!off);
+      const bool ab_on = !ab.empty();
+      auto toggle = [&](bool on) {
+        if (ab == "fused_qkv") bp::set_fused_qkv(on);
+        if (ab == "fast") bp::fast::set_enabled(on);
+      };
+      if (ab == "fused_qkv") bp::fast::set_enabled(false);  // the fused product only matters on the libtorch path
+      for (int64_t i = 0; i < warmup + runs * (ab_on ? 2 : 1); ++i) {
+        const bool off = ab_on && i >= warmup && ((i - warmup) / 5) % 2 == 1;  // rounds of 5
+        toggle(!off);
         double t0 = now_ms();
         {
           c10::InferenceMode guard;
@@ -134,16 +144,19 @@ int main(int argc, char** argv) {
         if (i >= warmup) (off ? t_off : t).push_back(now_ms() - t0);
       }
       bp::set_fused_qkv(true);
+      bp::fast::set_enabled(true);
       double mean, sd;
       stats(t, &mean, &sd);
-      if (ab_fused) {
+      if (ab_on) {
         double m2, s2;
         stats(t_off, &m2, &s2);
-        std::printf("{\"kind\":\"ab_fused_qkv\",\"batch\":%lld,\"fused_ms\":%.3f,\"unfused_ms\":%.3f,\"ratio\":%.3f}\n",
-                    (long long)b, mean, m2, m2 / mean);
+        std::printf("{\"kind\":\"ab_%s\",\"batch\":%lld,\"on_ms\":%.3f,\"off_ms\":%.3f,\"ratio\":%.3f}\n",
+                    ab.c_str(), (long long)b, mean, m2, m2 / mean);
       }
-      std::printf("{\"kind\":\"forward\",\"batch\":%lld,\"seq\":%lld,\"runs\":%lld,\"mean_ms\":%.3f,\"std_ms\":%.3f,\"threads\":%d}\n",
-                  (long long)b, (long long)seq, (long long)runs, mean, sd, at::get_num_threads());
+      std::printf("{\"kind\":\"forward\",\"batch\":%lld,\"seq\":%lld,\"runs\":%lld,\"mean_ms\":%.3f,\"std_ms\":%.3f,\"threads\":%d,"
+                  "\"kernels\":\"%s\"}\n",
+                  (long long)b, (long long)seq, (long long)runs, mean, sd, at::get_num_threads(),
+                  bp::fast::enabled() ? bp::fast::isa() : "libtorch");
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {
