@@ -32,7 +32,8 @@ export { BertTokenizer, TokenizerError } from './tokenizer';
 export type { BatchEncoded, BatchEncodeOptions, Encoded, EncodeOptions, QuestionContextOptions, QuestionContextWindow } from './tokenizer';
 export { BlockpruneError } from './errors';
 export type { ErrorCode } from './errors';
-export type { BuildInfo, TensorData } from './native';
+export type { AddonSource, BuildInfo, TensorData } from './native';
+export { addonSource } from './native';
 import { native, BuildInfo, TensorData } from './native';
 
 /**
@@ -87,3 +88,5 @@ export { runFinePruneJob, evaluateClassifier, loadTaskData, JOB_TASKS } from './
 export type { FinePruneJobOptions, JobResult, JobTask } from './job';
 export { exportOnnx } from './onnx';
 export type { OnnxExportOptions, OnnxExportReport } from './onnx';
+export { createInferenceServer, DynamicBatcher, HttpError } from './server';
+export type { BatcherStats, BatchingOptions, DynamicBatcherOptions, InferenceServer, InferenceServerOptions, InferenceServerStats, RouteStats } from './server';

@@ -2,7 +2,7 @@
  * The contract between TypeScript and the C++ addon: every native function and object, typed here and
  * nowhere else. The addon itself lives in native/bindings/; this module finds and loads it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BlockpruneError } from './errors';
 
@@ -201,34 +201,150 @@ export function packageRoot(): string {
 }
 
 let binding: NativeBinding | undefined;
+let loaded: AddonSource | undefined;
+
+/** Where the loaded addon came from. */
+export interface AddonSource {
+  path: string;
+  /** env: BLOCKPRUNE_ADDON; build: built from source here (build/Release); prebuild: shipped in the package. */
+  kind: 'env' | 'build' | 'prebuild';
+  /** For prebuilds: the manifest's tags. */
+  variant?: 'cpu' | 'cuda';
+  torchVersion?: string;
+}
+
+interface PrebuildEntry {
+  file: string;
+  variant: 'cpu' | 'cuda';
+  torchVersion: string;
+  cxx11Abi: boolean;
+  napi: number;
+  needed: string[];
+  runpath: string[];
+}
+
+/** Whether an NVIDIA GPU is visible to this process (driver loaded, not hidden by CUDA_VISIBLE_DEVICES). */
+function gpuVisible(): boolean {
+  const cvd = process.env.CUDA_VISIBLE_DEVICES;
+  if (cvd !== undefined && (cvd.trim() === '' || cvd.trim() === '-1')) return false;
+  return existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidiactl');
+}
+
+/** Folders the dynamic loader searches, roughly as ld.so does: LD_LIBRARY_PATH, the RUNPATH, ld.so.conf, defaults. */
+function librarySearchPath(runpath: string[]): string[] {
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...runpath];
+  if (process.env.LIBTORCH) dirs.push(join(process.env.LIBTORCH, 'lib'));
+  try {
+    for (const f of readdirSync('/etc/ld.so.conf.d'))
+      for (const line of readFileSync(join('/etc/ld.so.conf.d', f), 'utf8').split('\n'))
+        if (line.startsWith('/')) dirs.push(line.trim());
+  } catch {
+    /* no ld.so.conf.d */
+  }
+  dirs.push('/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib', `/usr/lib/${process.arch === 'x64' ? 'x86_64' : 'aarch64'}-linux-gnu`, `/lib/${process.arch === 'x64' ? 'x86_64' : 'aarch64'}-linux-gnu`);
+  return dirs;
+}
 
 /**
- * Loads the addon once. Thread pools: libtorch's OpenMP pool and OpenBLAS's pthreads share the cores, and
- * OpenMP threads that spin while OpenBLAS works made forwards ~3x slower on 2 cores (measured). libgomp
- * reads OMP_WAIT_POLICY when it is loaded, which is when the addon loads: so it is set here, before that,
- * unless the user chose a value.
+ * The prebuilt addons of this platform that fit, best first: CUDA before CPU when a GPU is visible (unless
+ * BLOCKPRUNE_VARIANT=cpu|cuda says which), each checked against the libraries present: a prebuild whose
+ * libtorch (e.g. libtorch_cpu.so.1.13) is not found is reported, not loaded.
+ */
+function prebuildCandidates(dir: string, failures: string[]): Array<{ path: string; entry: PrebuildEntry }> {
+  const manifestPath = join(dir, 'manifest.json');
+  if (!existsSync(manifestPath)) {
+    failures.push(`${dir}: no prebuilt addon for ${process.platform}-${process.arch}`);
+    return [];
+  }
+  let entries: PrebuildEntry[];
+  try {
+    entries = (JSON.parse(readFileSync(manifestPath, 'utf8')) as { prebuilds: PrebuildEntry[] }).prebuilds;
+  } catch (e) {
+    failures.push(`${manifestPath}: unreadable (${(e as Error).message})`);
+    return [];
+  }
+  const want = process.env.BLOCKPRUNE_VARIANT;
+  const order = want === 'cpu' || want === 'cuda' ? [want] : gpuVisible() ? ['cuda', 'cpu'] : ['cpu', 'cuda'];
+  const out: Array<{ path: string; entry: PrebuildEntry }> = [];
+  for (const variant of order)
+    for (const entry of entries.filter((e) => e.variant === variant)) {
+      const path = join(dir, entry.file);
+      const tag = `${entry.file} (${entry.variant}, libtorch ${entry.torchVersion})`;
+      if (entry.napi > Number(process.versions.napi ?? 0)) {
+        failures.push(`${tag}: needs Node-API ${entry.napi}, this Node has ${process.versions.napi}`);
+        continue;
+      }
+      if (entry.variant === 'cuda' && !gpuVisible() && want !== 'cuda') {
+        failures.push(`${tag}: skipped, no GPU visible`);
+        continue;
+      }
+      const search = librarySearchPath(entry.runpath ?? []);
+      const missing = (entry.needed ?? []).filter((lib) => !search.some((d) => existsSync(join(d, lib))));
+      if (missing.length) {
+        failures.push(`${tag}: needs ${missing.join(', ')}, not found in ${[...new Set(search)].slice(0, 6).join(':')}...`);
+        continue;
+      }
+      out.push({ path, entry });
+    }
+  if (entries.length === 0) failures.push(`${manifestPath}: lists no prebuilds`);
+  return out;
+}
+
+/** Where the addon was loaded from (undefined before the first native call). */
+export function addonSource(): AddonSource | undefined {
+  return loaded;
+}
+
+/**
+ * Loads the addon once: BLOCKPRUNE_ADDON if set, then a build from source (build/Release), then the
+ * prebuilt addons that fit (prebuilds/<platform>-<arch>/manifest.json). When none loads, one error lists
+ * every attempt and the fixes.
+ *
+ * Thread pools: libtorch's OpenMP pool and OpenBLAS's pthreads share the cores, and OpenMP threads that spin
+ * while OpenBLAS works made forwards ~3x slower on 2 cores (measured). libgomp reads OMP_WAIT_POLICY when it
+ * is loaded, which is when the addon loads: so it is set here, before that, unless the user chose a value.
  */
 export function native(): NativeBinding {
   if (binding) return binding;
   if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
   const root = packageRoot();
-  const candidates = [
-    process.env.BLOCKPRUNE_ADDON,
-    join(root, 'build', 'Release', 'blockprune.node'),
-    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'blockprune.node'),
-  ].filter((p): p is string => !!p);
   const failures: string[] = [];
-  for (const path of candidates) {
-    if (!existsSync(path)) {
-      failures.push(`${path}: not found`);
-      continue;
-    }
+  const candidates: Array<{ path: string; source: AddonSource; check?: (b: NativeBinding) => string | undefined }> = [];
+  if (process.env.BLOCKPRUNE_ADDON) candidates.push({ path: process.env.BLOCKPRUNE_ADDON, source: { path: process.env.BLOCKPRUNE_ADDON, kind: 'env' } });
+  const build = join(root, 'build', 'Release', 'blockprune.node');
+  candidates.push({ path: build, source: { path: build, kind: 'build' } });
+  const pending: string[] = [];
+  for (const c of candidates) {
+    if (!existsSync(c.path)) pending.push(`${c.path}: not found`);
+  }
+  const prebuildDir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  const prebuilt = prebuildCandidates(prebuildDir, pending);
+  for (const { path, entry } of prebuilt)
+    candidates.push({
+      path,
+      source: { path, kind: 'prebuild', variant: entry.variant, torchVersion: entry.torchVersion },
+      // The libtorch it loaded against must be the one it was built for.
+      check: (b) => {
+        const v = b.buildInfo().torchVersion;
+        return v === entry.torchVersion ? undefined : `built for libtorch ${entry.torchVersion} but reports ${v}`;
+      },
+    });
+  failures.push(...pending);
+  for (const c of candidates) {
+    if (!existsSync(c.path)) continue;
     try {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      binding = require(path) as NativeBinding;
+      const b = require(c.path) as NativeBinding;
+      const bad = c.check?.(b);
+      if (bad) {
+        failures.push(`${c.path}: ${bad}`);
+        continue;
+      }
+      binding = b;
+      loaded = c.source;
       return binding;
     } catch (e) {
-      failures.push(`${path}: ${(e as Error).message}`);
+      failures.push(`${c.path}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   throw new BlockpruneError(
@@ -239,6 +355,6 @@ export function native(): NativeBinding {
       '  - install libtorch and OpenBLAS: apt-get install libtorch-dev libopenblas0-pthread nlohmann-json3-dev\n' +
       '  - or point the build at a libtorch: LIBTORCH=<root>, Torch_DIR=<cmake dir>, or LIBTORCH_USE_PYTORCH=1\n' +
       '  - if libtorch is outside the loader path: LD_LIBRARY_PATH=<libtorch>/lib\n' +
-      '  - rebuild the addon: npm run build:native',
+      '  - rebuild the addon from source: npm rebuild blockprune (or npm run build:native in a checkout)',
   );
 }

@@ -131,7 +131,7 @@ class Pool {
     workers_.clear();
   }
 
-  static constexpr std::chrono::microseconds kSpin{300};
+  static constexpr std::chrono::microseconds kSpin{1000};
   std::mutex busy_;
   std::vector<std::thread> workers_;
   std::mutex m_;
