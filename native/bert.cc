@@ -5,6 +5,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 
 #include "errors.h"
@@ -167,22 +168,39 @@ at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ex
     packed_.versions = versions;
   }
   const int64_t B = h.size(0), S = h.size(1), hidden = h.size(2), rows = B * S;
+  // Each stage timed when profiling (bench_forward --profile), for the README's "where the time goes".
+  auto stage = [](const char* name, const auto& fn) {
+    if (!fast::profiling()) return fn();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    fast::profile_add(name, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  };
   auto x = h.contiguous();
   auto mask = ext_mask.contiguous();
   auto qkv = at::empty({rows, packed_.qkv.n()}, x.options());
-  packed_.qkv.forward(x.data_ptr<float>(), rows, qkv.data_ptr<float>(), fast::kActNone, nullptr);
   auto ctx = at::empty({rows, sa.heads * sa.head_dim}, x.options());
-  fast::attention(qkv.data_ptr<float>(), B, S, sa.heads, sa.head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
   auto a = at::empty({B, S, hidden}, x.options());
-  packed_.attn_out.forward(ctx.data_ptr<float>(), rows, a.data_ptr<float>(), fast::kActNone, x.data_ptr<float>());
-  fast::layer_norm(a.data_ptr<float>(), rows, hidden, so.LayerNorm_->weight.data_ptr<float>(),
-                   so.LayerNorm_->bias.data_ptr<float>(), static_cast<float>(so.LayerNorm_->eps));
   auto inter = at::empty({rows, packed_.inter.n()}, x.options());
-  packed_.inter.forward(a.data_ptr<float>(), rows, inter.data_ptr<float>(), kact, nullptr);
   auto o = at::empty({B, S, hidden}, x.options());
-  packed_.out.forward(inter.data_ptr<float>(), rows, o.data_ptr<float>(), fast::kActNone, a.data_ptr<float>());
-  fast::layer_norm(o.data_ptr<float>(), rows, hidden, output->LayerNorm_->weight.data_ptr<float>(),
-                   output->LayerNorm_->bias.data_ptr<float>(), static_cast<float>(output->LayerNorm_->eps));
+  stage("qkv product", [&] { packed_.qkv.forward(x.data_ptr<float>(), rows, qkv.data_ptr<float>(), fast::kActNone, nullptr); });
+  stage("attention (scores, softmax, context)", [&] {
+    fast::attention(qkv.data_ptr<float>(), B, S, sa.heads, sa.head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
+  });
+  stage("attention output product + residual", [&] {
+    packed_.attn_out.forward(ctx.data_ptr<float>(), rows, a.data_ptr<float>(), fast::kActNone, x.data_ptr<float>());
+  });
+  stage("LayerNorm", [&] {
+    fast::layer_norm(a.data_ptr<float>(), rows, hidden, so.LayerNorm_->weight.data_ptr<float>(),
+                     so.LayerNorm_->bias.data_ptr<float>(), static_cast<float>(so.LayerNorm_->eps));
+  });
+  stage("FFN in product + GELU", [&] { packed_.inter.forward(a.data_ptr<float>(), rows, inter.data_ptr<float>(), kact, nullptr); });
+  stage("FFN out product + residual", [&] {
+    packed_.out.forward(inter.data_ptr<float>(), rows, o.data_ptr<float>(), fast::kActNone, a.data_ptr<float>());
+  });
+  stage("LayerNorm", [&] {
+    fast::layer_norm(o.data_ptr<float>(), rows, hidden, output->LayerNorm_->weight.data_ptr<float>(),
+                     output->LayerNorm_->bias.data_ptr<float>(), static_cast<float>(output->LayerNorm_->eps));
+  });
   return o;
 }
 

@@ -202,4 +202,28 @@ void attention(const float* qkv, int64_t batch, int64_t seq, int64_t heads, int6
   });
 }
 
+namespace {
+std::atomic<bool> g_profiling{false};
+std::mutex g_profile_mutex;
+std::vector<std::pair<std::string, double>> g_profile;
+}  // namespace
+
+void set_profiling(bool on) { g_profiling.store(on, std::memory_order_relaxed); }
+bool profiling() { return g_profiling.load(std::memory_order_relaxed); }
+
+void profile_add(const char* stage, double ms) {
+  std::lock_guard<std::mutex> lk(g_profile_mutex);
+  for (auto& [name, total] : g_profile)
+    if (name == stage) {
+      total += ms;
+      return;
+    }
+  g_profile.emplace_back(stage, ms);
+}
+
+std::vector<std::pair<std::string, double>> profile_take() {
+  std::lock_guard<std::mutex> lk(g_profile_mutex);
+  return std::exchange(g_profile, {});
+}
+
 }  // namespace bp::fast

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "fast/kernels.h"
@@ -47,5 +49,13 @@ void layer_norm(float* x, int64_t rows, int64_t n, const float* gamma, const flo
 // ctx [B*S, H*D] = softmax(q k^T + mask_add[b]) v for each sequence b and head; mask_add is [B, S].
 void attention(const float* qkv, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, const float* mask_add,
                float* ctx);
+
+// Wall time per stage of the layers' fast path, summed over calls (bench_forward --profile). Off by default;
+// when off a stage costs one relaxed atomic load.
+void set_profiling(bool on);
+bool profiling();
+void profile_add(const char* stage, double ms);
+// The sums so far in first-seen order, then cleared.
+std::vector<std::pair<std::string, double>> profile_take();
 
 }  // namespace bp::fast

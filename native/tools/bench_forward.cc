@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   // --ab-fused-qkv / --ab-fast: alternate rounds of 5 with and without the fused q/k/v product (libtorch path)
   // or the fast CPU kernels (fast_cpu.h), and print both means: an A/B in one run, immune to the VM's drift.
   std::string ab;
+  bool profile = false;  // then: per-stage times of the fast path over 20 more forwards
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* {
       if (i + 1 >= argc) {
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--gemm")) gemm = true;
     else if (!std::strcmp(argv[i], "--ab-fused-qkv")) ab = "fused_qkv";
     else if (!std::strcmp(argv[i], "--ab-fast")) ab = "fast";
+    else if (!std::strcmp(argv[i], "--profile")) profile = true;
     else if (!std::strcmp(argv[i], "--kept-heads")) kept_heads = std::atoll(next());
     else if (!std::strcmp(argv[i], "--kept-ffn")) kept_ffn = std::atoll(next());
     else {
@@ -165,6 +167,28 @@ int main(int argc, char** argv) {
         stats(t_off, &m2, &s2);
         std::printf("{\"kind\":\"ab_%s\",\"batch\":%lld,\"on_ms\":%.3f,\"off_ms\":%.3f,\"ratio\":%.3f}\n",
                     ab.c_str(), (long long)b, mean, m2, m2 / mean);
+      }
+      if (profile && bp::fast::enabled()) {
+        const int n = 20;
+        bp::fast::profile_take();
+        bp::fast::set_profiling(true);
+        double total = 0;
+        for (int i = 0; i < n; ++i) {
+          double t0 = now_ms();
+          c10::InferenceMode guard;
+          auto out = model->forward(batch);
+          for (auto& [name, v] : out) v = v.contiguous();
+          total += now_ms() - t0;
+        }
+        bp::fast::set_profiling(false);
+        double staged = 0;
+        for (const auto& [name, ms] : bp::fast::profile_take()) {
+          staged += ms;
+          std::printf("{\"kind\":\"profile\",\"batch\":%lld,\"stage\":\"%s\",\"ms\":%.3f,\"share\":%.3f}\n", (long long)b,
+                      name.c_str(), ms / n, ms / total);
+        }
+        std::printf("{\"kind\":\"profile\",\"batch\":%lld,\"stage\":\"rest (embeddings, pooler, head, allocation)\",\"ms\":%.3f,\"share\":%.3f}\n",
+                    (long long)b, (total - staged) / n, (total - staged) / total);
       }
       std::printf("{\"kind\":\"forward\",\"batch\":%lld,\"seq\":%lld,\"runs\":%lld,\"mean_ms\":%.3f,\"std_ms\":%.3f,\"threads\":%d,"
                   "\"kernels\":\"%s\"}\n",
