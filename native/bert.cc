@@ -133,26 +133,24 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c, int64_t i) : act(c.hidden_act)
   output = register_module("output", BertOutput(c, c.layer_intermediate(i)));
 }
 
-at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ext_mask) const {
+bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
   const auto& sa = *attention->self;
   const auto& so = *attention->output;
   const Linear* linears[] = {&sa.query, &sa.key, &sa.value, &so.dense, &intermediate->dense, &output->dense};
-  const int kact = act == "gelu" ? fast::kActGelu : act == "relu" ? fast::kActRelu : -1;
-  if (kact < 0 || sa.heads == 0 || intermediate->dense->weight.size(0) == 0 || !h.device().is_cpu() ||
-      h.scalar_type() != at::kFloat || ext_mask.scalar_type() != at::kFloat)
-    return at::Tensor();
+  if (fast_act() < 0 || sa.heads == 0 || intermediate->dense->weight.size(0) == 0 || !h.device().is_cpu() ||
+      h.scalar_type() != at::kFloat)
+    return false;
   std::vector<int64_t> versions;
   for (const Linear* l : linears) {
     const auto& w = (*l)->weight;
     const auto& b = (*l)->bias;
-    if ((*l)->mask || !b.defined() || w.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat)
-      return at::Tensor();
+    if ((*l)->mask || !b.defined() || w.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat) return false;
     versions.insert(versions.end(), {w._version(), b._version(), reinterpret_cast<int64_t>(w.data_ptr()),
                                      reinterpret_cast<int64_t>(b.data_ptr())});
   }
   for (const LayerNorm* ln : {&so.LayerNorm_, &output->LayerNorm_})
     if ((*ln)->weight.scalar_type() != at::kFloat || !(*ln)->weight.is_contiguous() || !(*ln)->bias.is_contiguous())
-      return at::Tensor();
+      return false;
   if (versions != packed_.versions) {
     auto pack = [](const at::Tensor& w, const at::Tensor& b) {
       auto wc = w.contiguous(), bc = b.contiguous();
@@ -167,7 +165,22 @@ at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ex
     packed_.out = pack(output->dense->weight, output->dense->bias);
     packed_.versions = versions;
   }
-  const int64_t B = h.size(0), S = h.size(1), hidden = h.size(2), rows = B * S;
+  return true;
+}
+
+int BertLayerImpl::fast_act() const {
+  return act == "gelu" ? fast::kActGelu : act == "relu" ? fast::kActRelu : -1;
+}
+
+at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ext_mask, const Varlen* varlen) const {
+  if (!prepare_fast(h) || (ext_mask.defined() && ext_mask.scalar_type() != at::kFloat)) return at::Tensor();
+  const auto& sa = *attention->self;
+  const auto& so = *attention->output;
+  const int kact = fast_act();
+  // Padded: h is [B, S, hidden] and ext_mask [B, 1, 1, S]. Packed (varlen): h is [T, hidden], the real tokens
+  // of every sequence one after the other, and each sequence attends within its own rows.
+  const int64_t hidden = h.size(-1), rows = h.numel() / hidden;
+  const int64_t B = varlen ? 0 : h.size(0), S = varlen ? 0 : h.size(1);
   // Each stage timed when profiling (bench_forward --profile), for the README's "where the time goes".
   auto stage = [](const char* name, const auto& fn) {
     if (!fast::profiling()) return fn();
@@ -176,15 +189,19 @@ at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ex
     fast::profile_add(name, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   };
   auto x = h.contiguous();
-  auto mask = ext_mask.contiguous();
+  auto mask = varlen ? at::Tensor() : ext_mask.contiguous();
   auto qkv = at::empty({rows, packed_.qkv.n()}, x.options());
   auto ctx = at::empty({rows, sa.heads * sa.head_dim}, x.options());
-  auto a = at::empty({B, S, hidden}, x.options());
+  auto a = at::empty(h.sizes(), x.options());
   auto inter = at::empty({rows, packed_.inter.n()}, x.options());
-  auto o = at::empty({B, S, hidden}, x.options());
+  auto o = at::empty(h.sizes(), x.options());
   stage("qkv product", [&] { packed_.qkv.forward(x.data_ptr<float>(), rows, qkv.data_ptr<float>(), fast::kActNone, nullptr); });
   stage("attention (scores, softmax, context)", [&] {
-    fast::attention(qkv.data_ptr<float>(), B, S, sa.heads, sa.head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
+    if (varlen)
+      fast::attention_varlen(qkv.data_ptr<float>(), varlen->offsets.data(), varlen->lengths.data(),
+                             static_cast<int64_t>(varlen->lengths.size()), sa.heads, sa.head_dim, ctx.data_ptr<float>());
+    else
+      fast::attention(qkv.data_ptr<float>(), B, S, sa.heads, sa.head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
   });
   stage("attention output product + residual", [&] {
     packed_.attn_out.forward(ctx.data_ptr<float>(), rows, a.data_ptr<float>(), fast::kActNone, x.data_ptr<float>());
@@ -349,6 +366,34 @@ void BertImpl::check_batch(const Batch& b) const {
     throw Error("E_INVALID_ARG", "start_positions and end_positions must be given together");
 }
 
+bool BertImpl::packable(const at::Tensor& h, const at::Tensor& mask, const ForwardOptions& opts,
+                        BertLayerImpl::Varlen* varlen) const {
+  if (kind_ != TaskKind::SequenceClassification || opts.hidden_states || opts.attentions || opts.extras ||
+      is_training() || at::GradMode::is_enabled() || !fast::enabled() || !h.device().is_cpu())
+    return false;
+  // Every row a run of 1s then 0s (padding at the end), at least one token, and some padding somewhere.
+  auto m = mask.to(at::kLong).contiguous();
+  const int64_t B = m.size(0), S = m.size(1);
+  const int64_t* p = m.data_ptr<int64_t>();
+  bool padded = false;
+  int64_t total = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t len = 0;
+    while (len < S && p[b * S + len] != 0) ++len;
+    for (int64_t i = len; i < S; ++i)
+      if (p[b * S + i] != 0) return false;
+    if (len == 0) return false;
+    padded = padded || len < S;
+    varlen->offsets.push_back(total);
+    varlen->lengths.push_back(len);
+    total += len;
+  }
+  if (!padded) return false;
+  for (const auto& layer : layers_)
+    if (!layer->prepare_fast(h)) return false;
+  return true;
+}
+
 NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
   check_batch(batch);
   const auto dev = device();
@@ -362,11 +407,27 @@ NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
   auto ext = (1.0 - mask.to(at::kFloat)).mul(-10000.0).view({ids.size(0), 1, 1, ids.size(1)});
   auto h = embeddings->forward(ids, types);
   if (opts.hidden_states) out.emplace_back("hidden_states.0", h);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    at::Tensor probs;
-    h = layers_[i]->forward(h, ext, opts.attentions ? &probs : nullptr);
-    if (opts.hidden_states) out.emplace_back("hidden_states." + std::to_string(i + 1), h);
-    if (opts.attentions) out.emplace_back("attentions." + std::to_string(i), probs);
+  BertLayerImpl::Varlen varlen;
+  if (packable(h, mask, opts, &varlen)) {
+    // Classification of padded sequences on the CPU kernels: only the real tokens go through the layers,
+    // packed one sequence after another, each attending within itself. Their values are what the padded
+    // computation gives (a masked score adds -10000: its weight is exactly 0 in float); padding rows, which
+    // no output of a classifier reads, are left at 0.
+    const int64_t B = h.size(0), S = h.size(1), hidden = h.size(2);
+    std::vector<int64_t> rows;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < varlen.lengths[static_cast<size_t>(b)]; ++i) rows.push_back(b * S + i);
+    auto idx = at::tensor(rows, at::kLong);
+    auto hp = h.reshape({B * S, hidden}).index_select(0, idx);
+    for (auto& layer : layers_) hp = layer->forward_fast(hp, at::Tensor(), &varlen);
+    h = at::zeros({B * S, hidden}, h.options()).index_copy_(0, idx, hp).view({B, S, hidden});
+  } else {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      at::Tensor probs;
+      h = layers_[i]->forward(h, ext, opts.attentions ? &probs : nullptr);
+      if (opts.hidden_states) out.emplace_back("hidden_states." + std::to_string(i + 1), h);
+      if (opts.attentions) out.emplace_back("attentions." + std::to_string(i), probs);
+    }
   }
   at::Tensor pooled;
   if (has_pooler() && (kind_ != TaskKind::QuestionAnswering))

@@ -126,10 +126,19 @@ struct BertLayerImpl : torch::nn::Module {
   std::string act;
   double hidden_dropout;
 
+  // Sequences packed without padding: sequence i is rows [offsets[i], offsets[i] + lengths[i]).
+  struct Varlen {
+    std::vector<int64_t> offsets, lengths;
+  };
+  // The CPU inference path (fast_cpu.h): returns an undefined tensor when it does not apply (masks patched
+  // in, a layer without heads or FFN units, an activation it lacks, not fp32 on CPU). With `varlen`, h is
+  // [T, hidden] packed sequences and ext_mask is unused. The caller checks eval mode and grad.
+  at::Tensor forward_fast(const at::Tensor& h, const at::Tensor& ext_mask, const Varlen* varlen = nullptr) const;
+  // Whether the fast path applies to this layer for h; packs (or re-packs) the weights when it does.
+  bool prepare_fast(const at::Tensor& h) const;
+
  private:
-  // The CPU inference path (fast_cpu.h): returns an undefined tensor when it does not apply (training, grad,
-  // masks patched in, attention maps asked for, a layer without heads or FFN units, not fp32 on CPU).
-  at::Tensor forward_fast(const at::Tensor& h, const at::Tensor& ext_mask) const;
+  int fast_act() const;
   // Weights packed for it, rebuilt when any of the twelve tensors changes (version counters and storage).
   struct Packed {
     fast::PackedLinear qkv, attn_out, inter, out;
@@ -187,6 +196,9 @@ class BertImpl : public torch::nn::Module {
 
   BertEmbeddings embeddings{nullptr};
   std::vector<BertLayer> layers_;
+  // Whether forward() may run the layers on packed sequences (varlen); fills `varlen` when so.
+  bool packable(const at::Tensor& h, const at::Tensor& mask, const ForwardOptions& opts,
+                BertLayerImpl::Varlen* varlen) const;
   Linear pooler_dense{nullptr};
   Linear classifier{nullptr};
   Linear qa_outputs{nullptr};

@@ -202,6 +202,26 @@ void attention(const float* qkv, int64_t batch, int64_t seq, int64_t heads, int6
   });
 }
 
+void attention_varlen(const float* qkv, const int64_t* offsets, const int64_t* lengths, int64_t sequences, int64_t heads,
+                      int64_t head_dim, float* ctx) {
+  const KernelTable* t = kernels();
+  const int64_t width = heads * head_dim, ld = 3 * width;
+  int64_t longest = 1;
+  for (int64_t i = 0; i < sequences; ++i) longest = std::max(longest, lengths[i]);
+  const int64_t scratch = t->attention_scratch(longest, head_dim);
+  pool().run(sequences * heads, 1, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<float> buf;
+    if (static_cast<int64_t>(buf.size()) < scratch) buf.resize(static_cast<size_t>(scratch));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / heads, h = i % heads;
+      if (lengths[b] == 0) continue;
+      const float* q = qkv + offsets[b] * ld + h * head_dim;
+      t->attention_head(q, q + width, q + 2 * width, ld, lengths[b], head_dim, nullptr,
+                        ctx + offsets[b] * width + h * head_dim, width, buf.data());
+    }
+  });
+}
+
 namespace {
 std::atomic<bool> g_profiling{false};
 std::mutex g_profile_mutex;

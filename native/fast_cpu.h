@@ -50,6 +50,11 @@ void layer_norm(float* x, int64_t rows, int64_t n, const float* gamma, const flo
 void attention(const float* qkv, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, const float* mask_add,
                float* ctx);
 
+// The same over packed sequences (no padding): sequence i is rows [offsets[i], offsets[i] + lengths[i]) of
+// qkv [T, 3*H*D] and ctx [T, H*D], and attends only within them.
+void attention_varlen(const float* qkv, const int64_t* offsets, const int64_t* lengths, int64_t sequences, int64_t heads,
+                      int64_t head_dim, float* ctx);
+
 // Wall time per stage of the layers' fast path, summed over calls (bench_forward --profile). Off by default;
 // when off a stage costs one relaxed atomic load.
 void set_profiling(bool on);
