@@ -1,0 +1,809 @@
+/**
+ * An HTTP inference service on node:http, with dynamic batching:
+ *
+ *   const classify = await pipeline('text-classification', dir, { batchSize: 32 });
+ *   const service = createInferenceServer({ classify, batching: { maxBatch: 32, windowMs: 5 } });
+ *   await service.listen(8080, '127.0.0.1');
+ *   // POST /classify {"text": "..."} | {"text": "...", "textPair": "..."} | {"inputs": [...]}  (optional "topK")
+ *   // POST /qa       {"question": "...", "context": "..."}
+ *   // GET  /health   model info, limits, batching statistics, memory
+ *   await service.close();  // queued and in-flight requests get 503; the pipelines are disposed
+ *
+ * Concurrent requests that arrive within `windowMs` of the first one share one batch; at most `maxBatch`
+ * items go in a batch, and one batch runs at a time, so requests that arrive while the model is busy gather
+ * into the next one. A classification batch is one forward: on CPU the model packs the sequences and never
+ * computes padding (BertModel.forward). Where padding does cost (a GPU model, a patched one), `maxPadding`
+ * (a fraction of the real tokens) sorts a batch by length and cuts it into as few forwards as keep the padding
+ * under it. Question answering merges the context windows of every request of a batch into shared forwards.
+ *
+ * Every bad request is answered with a status (400, 404, 405, 413, 503) and `{ "error": code, "message" }`;
+ * nothing a client sends can throw out of the request handler.
+ */
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { BlockpruneError } from './errors';
+import type { BertModel } from './model';
+import type {
+  ClassificationBatchItem,
+  ClassificationResult,
+  QAInput,
+  QAResult,
+  QuestionAnsweringPipeline,
+  TextClassificationPipeline,
+} from './pipelines';
+import type { BertTokenizer, QuestionContextWindow } from './tokenizer';
+
+// ---------------------------------------------------------------------------------------------------------
+// DynamicBatcher
+// ---------------------------------------------------------------------------------------------------------
+
+export interface DynamicBatcherOptions {
+  /** Most items per batch (default 32). A batch starts at once when this many are waiting. */
+  maxBatch?: number;
+  /** How long the first waiting item waits for company before its batch starts (default 5 ms). */
+  windowMs?: number;
+  /** Batches running at the same time (default 1: later items gather while the model is busy). */
+  maxConcurrent?: number;
+}
+
+export interface BatcherStats {
+  /** Calls of the batch function. */
+  batches: number;
+  /** Items that went through them. */
+  items: number;
+  /** Batches whose function threw (every caller of such a batch got the error). */
+  failedBatches: number;
+  /** items / batches (0 before the first batch). */
+  meanBatchSize: number;
+  maxBatchSize: number;
+  /** Items waiting now. */
+  pending: number;
+  /** Batches running now. */
+  running: number;
+}
+
+interface Waiting<I, O> {
+  input: I;
+  since: number;
+  resolve(value: O): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Queues items and runs them in batches: a batch starts when `maxBatch` items wait, or when the oldest has
+ * waited `windowMs`, and (with maxConcurrent 1) not before the previous batch has finished. The batch
+ * function is called once per batch with the inputs in arrival order and must resolve with one output per
+ * input, in the same order; each caller gets its own output. If it throws or returns the wrong number of
+ * outputs, every caller of that batch is rejected with the error.
+ */
+export class DynamicBatcher<I, O> {
+  readonly maxBatch: number;
+  readonly windowMs: number;
+  readonly maxConcurrent: number;
+  readonly #run: (inputs: I[]) => Promise<ArrayLike<O>>;
+  #queue: Array<Waiting<I, O>> = [];
+  #timer: NodeJS.Timeout | undefined;
+  #running = 0;
+  #closed: unknown = undefined;
+  #isClosed = false;
+  #batches = 0;
+  #items = 0;
+  #failed = 0;
+  #maxSeen = 0;
+
+  constructor(run: (inputs: I[]) => Promise<ArrayLike<O>>, options: DynamicBatcherOptions = {}) {
+    if (typeof run !== 'function') throw new TypeError('Expected a batch function for run');
+    this.#run = run;
+    this.maxBatch = positiveInt('maxBatch', options.maxBatch, 32);
+    this.windowMs = nonNegative('windowMs', options.windowMs, 5);
+    this.maxConcurrent = positiveInt('maxConcurrent', options.maxConcurrent, 1);
+  }
+
+  /** Queues one item; resolves with its own output. Rejects at once after close(). */
+  submit(input: I): Promise<O> {
+    if (this.#isClosed) return Promise.reject(this.#closed);
+    return new Promise<O>((resolve, reject) => {
+      this.#queue.push({ input, since: performance.now(), resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Starts a batch with what is waiting now, without waiting for the window (when a slot is free). */
+  flush(): void {
+    if (this.#queue.length > 0 && this.#running < this.maxConcurrent) this.#dispatch();
+  }
+
+  /**
+   * Refuses new items and rejects every waiting one with `reason`. Batches already running finish and
+   * their callers get their outputs (or the batch's error).
+   */
+  close(reason: unknown = new Error('the batcher was closed')): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    this.#closed = reason;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const waiting = this.#queue;
+    this.#queue = [];
+    for (const w of waiting) w.reject(reason);
+  }
+
+  get closed(): boolean {
+    return this.#isClosed;
+  }
+
+  stats(): BatcherStats {
+    return {
+      batches: this.#batches,
+      items: this.#items,
+      failedBatches: this.#failed,
+      meanBatchSize: this.#batches ? this.#items / this.#batches : 0,
+      maxBatchSize: this.#maxSeen,
+      pending: this.#queue.length,
+      running: this.#running,
+    };
+  }
+
+  #schedule(): void {
+    if (this.#isClosed || this.#queue.length === 0 || this.#running >= this.maxConcurrent) return;
+    if (this.#queue.length >= this.maxBatch) return this.#dispatch();
+    const wait = this.windowMs - (performance.now() - this.#queue[0].since);
+    if (wait <= 0) return this.#dispatch();
+    if (!this.#timer)
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#schedule();
+      }, Math.ceil(wait));
+  }
+
+  #dispatch(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#queue.splice(0, this.maxBatch);
+    this.#running++;
+    this.#batches++;
+    this.#items += batch.length;
+    this.#maxSeen = Math.max(this.#maxSeen, batch.length);
+    const settle = (outputs: ArrayLike<O> | undefined, err: unknown, failed: boolean) => {
+      this.#running--;
+      if (!failed && (!outputs || outputs.length !== batch.length)) {
+        failed = true;
+        err = new Error(`the batch function returned ${outputs ? outputs.length : 'no'} outputs for ${batch.length} inputs`);
+      }
+      if (failed) {
+        this.#failed++;
+        for (const w of batch) w.reject(err);
+      } else batch.forEach((w, i) => w.resolve((outputs as ArrayLike<O>)[i]));
+      this.#schedule();
+    };
+    let p: Promise<ArrayLike<O>>;
+    try {
+      p = Promise.resolve(this.#run(batch.map((w) => w.input)));
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (out) => settle(out, undefined, false),
+      (e) => settle(undefined, e, true),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------------------------------------
+
+export interface BatchingOptions {
+  /** Most requests (classification: inputs) per batch; default 32. */
+  maxBatch?: number;
+  /** Batching window in milliseconds; default 5. */
+  windowMs?: number;
+}
+
+export interface InferenceServerOptions {
+  /** Serves POST /classify. Give it batchSize >= maxBatch so that each pipeline call is one forward. */
+  classify?: TextClassificationPipeline;
+  /** Serves POST /qa. */
+  qa?: QuestionAnsweringPipeline;
+  /** Dynamic batching (default { maxBatch: 32, windowMs: 5 }); false: every request runs on its own. */
+  batching?: BatchingOptions | false;
+  /** Longest text, text pair, question or context in characters (default 20,000); longer: 413. */
+  maxTextChars?: number;
+  /** Largest request body in bytes (default 1 MiB); larger: 413. */
+  maxBodyBytes?: number;
+  /** Most items in one /classify "inputs" array (default 256); more: 413. */
+  maxInputs?: number;
+  /**
+   * Padding a classification forward may carry, as a fraction of its real tokens (or 16 tokens when that is
+   * more), before a batch is split by length into several forwards. Default Infinity: one forward per batch
+   * (up to the pipeline's batchSize), right for CPU models, which skip padding; 0.25 suits GPU models.
+   */
+  maxPadding?: number;
+  /** close() disposes the pipelines (default true). */
+  disposeOnClose?: boolean;
+  /** How long close() waits for requests in flight before cutting connections (default 30,000 ms). */
+  closeTimeoutMs?: number;
+}
+
+export interface RouteStats extends BatcherStats {
+  /** Requests answered 200 on this route. */
+  ok: number;
+  /**
+   * Model forward passes: classification, pipeline calls (a batch split by length; one forward each when
+   * the pipeline's batchSize >= maxBatch); question answering, forwards over the windows of a batch.
+   */
+  forwards: number;
+}
+
+export interface InferenceServerStats {
+  uptimeS: number;
+  /** Requests received, of every route. */
+  requests: number;
+  /** Responses sent, by status. */
+  responses: Record<string, number>;
+  /** Requests being handled now. */
+  inFlight: number;
+  classify?: RouteStats;
+  qa?: RouteStats;
+}
+
+export interface InferenceServer {
+  readonly server: Server;
+  /** Starts listening (port 0: any free port); resolves with the address. */
+  listen(port?: number, host?: string): Promise<{ port: number; host: string; url: string }>;
+  /**
+   * Stops the service: no new connections; requests waiting for a batch and new requests on open
+   * connections get 503; the pipelines are disposed (a forward already running finishes, later ones
+   * reject, and their requests get 503); resolves once every response is sent and the server is closed.
+   */
+  close(): Promise<void>;
+  stats(): InferenceServerStats;
+  readonly closing: boolean;
+}
+
+/** An error that becomes an HTTP response: `status` and `{ error: code, message }`. */
+export class HttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'HttpError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+interface ClassifyItem {
+  input: ClassificationBatchItem;
+  topK: number | undefined;
+}
+
+interface QAItem {
+  context: string;
+  windows: QuestionContextWindow[];
+}
+
+interface ModelInfo {
+  task: string;
+  architecture?: string;
+  labels?: string[];
+  numParameters: number;
+  device: string;
+  layers: Array<{ heads: number; intermediateSize: number }>;
+  maxLength: number;
+}
+
+export function createInferenceServer(options: InferenceServerOptions): InferenceServer {
+  if (typeof options !== 'object' || options === null) throw new TypeError('Expected an options object for options');
+  const { classify, qa } = options;
+  if (!classify && !qa) throw new TypeError('Expected a classify and/or qa pipeline in options');
+  if (classify && (typeof classify !== 'function' || classify.task !== 'text-classification'))
+    throw new TypeError("Expected a 'text-classification' pipeline for options.classify");
+  if (qa && (typeof qa !== 'function' || qa.task !== 'question-answering'))
+    throw new TypeError("Expected a 'question-answering' pipeline for options.qa");
+  const b = options.batching;
+  if (b !== undefined && b !== false && (typeof b !== 'object' || b === null))
+    throw new TypeError('Expected { maxBatch, windowMs } or false for options.batching');
+  const batching =
+    b === false
+      ? false
+      : { maxBatch: positiveInt('batching.maxBatch', b?.maxBatch, 32), windowMs: nonNegative('batching.windowMs', b?.windowMs, 5) };
+  const maxTextChars = positiveInt('maxTextChars', options.maxTextChars, 20_000);
+  const maxBodyBytes = positiveInt('maxBodyBytes', options.maxBodyBytes, 1 << 20);
+  const maxInputs = positiveInt('maxInputs', options.maxInputs, 256);
+  const closeTimeoutMs = nonNegative('closeTimeoutMs', options.closeTimeoutMs, 30_000);
+  const disposeOnClose = options.disposeOnClose !== false;
+  const maxWindows = batching ? batching.maxBatch : 32;
+  const maxPadding = options.maxPadding === undefined || options.maxPadding === Infinity ? Infinity : nonNegative('maxPadding', options.maxPadding, Infinity);
+
+  // Read once: a disposed model can no longer answer these.
+  const info = (m: BertModel, labels: boolean): ModelInfo => {
+    const c = m.config;
+    return {
+      task: m.task,
+      architecture: c.architectures?.[0],
+      labels: labels ? m.labels : undefined,
+      numParameters: m.numParameters,
+      device: m.device,
+      layers: m.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
+      maxLength: Math.min(512, c.max_position_embeddings ?? 512),
+    };
+  };
+  const classifyInfo = classify ? info(classify.model, true) : undefined;
+  const qaInfo = qa ? info(qa.model, false) : undefined;
+  const numLabels = classifyInfo?.labels?.length ?? 0;
+
+  const counters = { requests: 0, responses: {} as Record<string, number>, classifyOk: 0, qaOk: 0, classifyForwards: 0, qaForwards: 0 };
+  const unbatched = { classify: newUnbatched(), qa: newUnbatched() };
+  const started = performance.now();
+
+  // Classification: a pipeline call per group of similar lengths, every label ranked so that each item
+  // takes its own topK.
+  const runClassify = async (items: ClassifyItem[]): Promise<Array<ClassificationResult | ClassificationResult[]>> => {
+    const pipe = classify as TextClassificationPipeline;
+    const maxLength = classifyInfo?.maxLength ?? 512;
+    const groups = splitByLength(items.map((x) => Math.min(maxLength, approxTokens(x.input))), maxPadding);
+    counters.classifyForwards += groups.length;
+    const out: Array<ClassificationResult | ClassificationResult[]> = new Array(items.length);
+    await Promise.all(
+      groups.map(async (g) => {
+        const ranked = (await pipe(
+          g.map((i) => items[i].input),
+          { topK: numLabels },
+        )) as ClassificationResult[][];
+        g.forEach((i, k) => (out[i] = items[i].topK === undefined ? ranked[k][0] : ranked[k].slice(0, items[i].topK)));
+      }),
+    );
+    return out;
+  };
+  const runQA = async (items: QAItem[]): Promise<QAResult[]> => {
+    const pipe = qa as QuestionAnsweringPipeline;
+    return answerBatch(pipe.model, items, maxWindows, () => counters.qaForwards++);
+  };
+  const classifyBatcher = classify && batching ? new DynamicBatcher(runClassify, batching) : undefined;
+  const qaBatcher = qa && batching ? new DynamicBatcher(runQA, batching) : undefined;
+
+  let closing = false;
+  let closePromise: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+
+  const server = createServer({ keepAlive: true }, (req, res) => {
+    counters.requests++;
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    inFlight.add(finished);
+    res.once('close', () => {
+      inFlight.delete(finished);
+      done();
+    });
+    handle(req, res).catch((e) => sendError(res, e));
+  });
+  server.keepAliveTimeout = 5000;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Malformed HTTP (bad request line, headers too large, timeouts): answer if the socket still can.
+    if (!socket.writable || (socket as unknown as { _httpMessage?: unknown })._httpMessage) return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const body = JSON.stringify({ error: status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'timeout', message: `malformed HTTP request (${err.code ?? err.message})` });
+    counters.responses[status] = (counters.responses[status] ?? 0) + 1;
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : status === 431 ? 'Request Header Fields Too Large' : 'Request Timeout'}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+
+  const routes: Record<string, { method: string; run(req: IncomingMessage): Promise<unknown> }> = {
+    '/classify': { method: 'POST', run: (req) => handleClassify(req) },
+    '/qa': { method: 'POST', run: (req) => handleQA(req) },
+    '/health': { method: 'GET', run: async () => health() },
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = Object.prototype.hasOwnProperty.call(routes, path) ? routes[path] : undefined;
+    if (!route) throw new HttpError(404, 'not_found', `no route ${truncate(path, 100)}: the routes are POST /classify, POST /qa and GET /health`);
+    if (req.method !== route.method && !(route.method === 'GET' && req.method === 'HEAD')) {
+      res.setHeader('Allow', route.method === 'GET' ? 'GET, HEAD' : route.method);
+      throw new HttpError(405, 'method_not_allowed', `${path} takes ${route.method}, not ${truncate(String(req.method), 20)}`);
+    }
+    if (closing && path !== '/health') throw new HttpError(503, 'unavailable', 'the service is shutting down');
+    send(res, 200, await route.run(req));
+  }
+
+  async function handleClassify(req: IncomingMessage): Promise<unknown> {
+    if (!classify) throw new HttpError(404, 'not_found', 'this service has no text-classification model (POST /qa instead)');
+    const body = await readJson(req, maxBodyBytes);
+    const topK = body.topK === undefined ? undefined : optionalTopK(body.topK, numLabels);
+    const hasText = body.text !== undefined;
+    const hasInputs = body.inputs !== undefined;
+    if (hasText === hasInputs)
+      throw new HttpError(400, 'invalid_request', 'the body must have either "text" (with an optional "textPair") or "inputs", not both');
+    let items: ClassificationBatchItem[];
+    if (hasText) {
+      items = [classificationItem(body, 'body', maxTextChars)];
+    } else {
+      if (!Array.isArray(body.inputs) || body.inputs.length === 0)
+        throw new HttpError(400, 'invalid_request', `"inputs" must be a non-empty array, not ${describe(body.inputs)}`);
+      if (body.inputs.length > maxInputs)
+        throw new HttpError(413, 'too_many_inputs', `"inputs" has ${body.inputs.length} items; the limit is ${maxInputs}`);
+      items = body.inputs.map((x: unknown, i: number) => classificationItem(x, `inputs[${i}]`, maxTextChars));
+    }
+    const batch = items.map((input) => ({ input, topK }));
+    let results: Array<ClassificationResult | ClassificationResult[]>;
+    if (classifyBatcher) results = await Promise.all(batch.map((x) => classifyBatcher.submit(x)));
+    else results = await unbatched.classify.run(batch, runClassify);
+    counters.classifyOk++;
+    return hasText ? results[0] : results;
+  }
+
+  async function handleQA(req: IncomingMessage): Promise<unknown> {
+    if (!qa || !qaInfo) throw new HttpError(404, 'not_found', 'this service has no question-answering model (POST /classify instead)');
+    const body = await readJson(req, maxBodyBytes);
+    for (const k of ['question', 'context'] as const) {
+      if (typeof body[k] !== 'string' || body[k].trim() === '')
+        throw new HttpError(400, 'invalid_request', `"${k}" must be a non-empty string, not ${typeof body[k] === 'string' ? 'a blank one' : describe(body[k])}`);
+      if (body[k].length > maxTextChars)
+        throw new HttpError(413, 'text_too_long', `"${k}" has ${body[k].length} characters; the limit is ${maxTextChars}`);
+    }
+    const input: QAInput = { question: body.question, context: body.context };
+    let windows: QuestionContextWindow[];
+    try {
+      windows = encodeQA(qa.tokenizer, input, qaInfo.maxLength);
+    } catch (e) {
+      // E.g. a question so long that no context fits in a window.
+      if ((e as { code?: unknown }).code === 'E_INVALID_ARG') throw new HttpError(400, 'invalid_request', (e as Error).message);
+      throw e;
+    }
+    const item = { context: input.context, windows };
+    const result = qaBatcher ? await qaBatcher.submit(item) : (await unbatched.qa.run([item], runQA))[0];
+    counters.qaOk++;
+    return result;
+  }
+
+  function health(): unknown {
+    const m = process.memoryUsage();
+    return {
+      status: closing ? 'closing' : 'ok',
+      models: {
+        ...(classify && classifyInfo ? { classify: { ...classifyInfo, disposed: classify.model.disposed } } : {}),
+        ...(qa && qaInfo ? { qa: { ...qaInfo, disposed: qa.model.disposed } } : {}),
+      },
+      batching: batching ? { maxBatch: batching.maxBatch, windowMs: batching.windowMs } : false,
+      limits: { maxTextChars, maxBodyBytes, maxInputs },
+      stats: stats(),
+      memory: { rss: m.rss, heapUsed: m.heapUsed, external: m.external },
+      pid: process.pid,
+    };
+  }
+
+  function stats(): InferenceServerStats {
+    const route = (b: DynamicBatcher<any, any> | undefined, u: Unbatched, ok: number, forwards: number): RouteStats => ({
+      ...(b ? b.stats() : u.stats()),
+      ok,
+      forwards,
+    });
+    return {
+      uptimeS: (performance.now() - started) / 1000,
+      requests: counters.requests,
+      responses: { ...counters.responses },
+      inFlight: inFlight.size,
+      ...(classify ? { classify: route(classifyBatcher, unbatched.classify, counters.classifyOk, counters.classifyForwards) } : {}),
+      ...(qa ? { qa: route(qaBatcher, unbatched.qa, counters.qaOk, counters.qaForwards) } : {}),
+    };
+  }
+
+  function send(res: ServerResponse, status: number, payload: unknown): void {
+    if (res.headersSent || res.destroyed || res.writableEnded) return;
+    const body = JSON.stringify(payload);
+    counters.responses[status] = (counters.responses[status] ?? 0) + 1;
+    res.statusCode = status;
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Content-Length', Buffer.byteLength(body));
+    if (closing) res.setHeader('Connection', 'close');
+    res.end(res.req?.method === 'HEAD' ? undefined : body);
+  }
+
+  function sendError(res: ServerResponse, e: unknown): void {
+    if (e instanceof ClientGone) return;
+    const h = toHttpError(e);
+    try {
+      send(res, h.status, { error: h.code, message: h.message });
+    } catch {
+      res.destroy();
+    }
+  }
+
+  async function listen(port = 8080, host = '127.0.0.1'): Promise<{ port: number; host: string; url: string }> {
+    if (closing) throw new HttpError(503, 'unavailable', 'the service was closed');
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    const a = server.address() as AddressInfo;
+    const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return { port: a.port, host: a.address, url: `http://${h}:${a.port}` };
+  }
+
+  function close(): Promise<void> {
+    if (closePromise) return closePromise;
+    closing = true;
+    closePromise = (async () => {
+      const reason = new HttpError(503, 'unavailable', 'the service is shutting down; the request was not run');
+      classifyBatcher?.close(reason);
+      qaBatcher?.close(reason);
+      const serverClosed = server.listening ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+      if (disposeOnClose) {
+        classify?.dispose();
+        qa?.dispose();
+      }
+      // Requests in flight finish (a forward already running completes; the rest answer 503).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...inFlight]),
+        new Promise<void>((r) => (timer = setTimeout(r, closeTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+      server.closeIdleConnections();
+      const cut = setTimeout(() => server.closeAllConnections(), Math.min(closeTimeoutMs, 1000));
+      await serverClosed;
+      clearTimeout(cut);
+    })();
+    return closePromise;
+  }
+
+  return {
+    server,
+    listen,
+    close,
+    stats,
+    get closing() {
+      return closing;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------------------
+
+class ClientGone extends Error {}
+
+/** Reads the body (at most `limit` bytes: 413 past it) and parses it as a JSON object (400 otherwise). */
+function readJson(req: IncomingMessage, limit: number): Promise<Record<string, any>> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit)
+    // Node reads and drops the rest of the body after the response, so the connection stays usable.
+    return Promise.reject(new HttpError(413, 'body_too_large', `the body is ${declared} bytes; the limit is ${limit}`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (err: unknown, value?: Record<string, any>) => {
+      if (settled) return;
+      settled = true;
+      req.off('data', onData);
+      if (err) reject(err);
+      else resolve(value as Record<string, any>);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return finish(new HttpError(413, 'body_too_large', `the body is over ${limit} bytes`));
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('error', () => finish(new ClientGone()));
+    req.once('close', () => {
+      if (!req.complete) finish(new ClientGone());
+    });
+    req.once('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return finish(new HttpError(400, 'invalid_json', 'the body is empty: send a JSON object'));
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (e) {
+        return finish(new HttpError(400, 'invalid_json', `the body is not valid JSON: ${(e as Error).message}`));
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        return finish(new HttpError(400, 'invalid_request', `the body must be a JSON object, not ${describe(value)}`));
+      finish(undefined, value as Record<string, any>);
+    });
+  });
+}
+
+function classificationItem(x: unknown, where: string, maxChars: number): ClassificationBatchItem {
+  const check = (s: unknown, name: string): string => {
+    if (typeof s !== 'string') throw new HttpError(400, 'invalid_request', `${name} must be a string, not ${describe(s)}`);
+    if (s.length > maxChars) throw new HttpError(413, 'text_too_long', `${name} has ${s.length} characters; the limit is ${maxChars}`);
+    return s;
+  };
+  if (typeof x === 'string') return check(x, where);
+  if (Array.isArray(x)) {
+    if (x.length !== 2) throw new HttpError(400, 'invalid_request', `${where} must be a string, a [text, textPair] pair or { text, textPair }`);
+    return [check(x[0], `${where}[0]`), check(x[1], `${where}[1]`)];
+  }
+  if (typeof x === 'object' && x !== null) {
+    const o = x as Record<string, unknown>;
+    const text = check(o.text, where === 'body' ? '"text"' : `${where}.text`);
+    if (o.textPair === undefined) return text;
+    return [text, check(o.textPair, where === 'body' ? '"textPair"' : `${where}.textPair`)];
+  }
+  throw new HttpError(400, 'invalid_request', `${where} must be a string, a [text, textPair] pair or { text, textPair }, not ${describe(x)}`);
+}
+
+function optionalTopK(v: unknown, numLabels: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new HttpError(400, 'invalid_request', `"topK" must be a positive integer, not ${describe(v)}`);
+  return Math.min(v, numLabels);
+}
+
+function toHttpError(e: unknown): HttpError {
+  if (e instanceof HttpError) return e;
+  const code = (e as { code?: unknown })?.code;
+  const message = e instanceof Error ? e.message : String(e);
+  if (code === 'E_DISPOSED') return new HttpError(503, 'unavailable', `the model is no longer available (${message}); the service is shutting down`);
+  if (code === 'E_INVALID_ARG' || e instanceof TypeError || e instanceof RangeError) return new HttpError(400, 'invalid_request', message);
+  return new HttpError(500, 'internal', message);
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'missing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `a string`;
+  return `a ${typeof v}`;
+}
+
+function truncate(s: string, n: number): string {
+  return s.length > n ? s.slice(0, n) + '…' : s;
+}
+
+function positiveInt(name: string, v: number | undefined, def: number): number {
+  if (v === undefined) return def;
+  if (!Number.isInteger(v) || v < 1) throw new BlockpruneError('E_INVALID_ARG', `Expected a positive integer for ${name} but received ${String(v)}`);
+  return v;
+}
+
+function nonNegative(name: string, v: number | undefined, def: number): number {
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw new BlockpruneError('E_INVALID_ARG', `Expected a non-negative number for ${name} but received ${String(v)}`);
+  return v;
+}
+
+/** Tokens of a classification input, roughly (about 4 characters a token, plus [CLS] and [SEP]s). */
+function approxTokens(x: ClassificationBatchItem): number {
+  const chars = (s: unknown) => (typeof s === 'string' ? s.length : 0);
+  if (typeof x === 'string') return 2 + Math.ceil(x.length / 4);
+  if (Array.isArray(x)) return 3 + Math.ceil((chars(x[0]) + chars(x[1])) / 4);
+  return 3 + Math.ceil((chars(x.text) + chars(x.textPair)) / 4);
+}
+
+/**
+ * Indices grouped for forwards: sorted by length, a group grows while its padding (rows x longest - real
+ * tokens) stays within maxPadding x its real tokens, or 16 tokens.
+ */
+export function splitByLength(lengths: number[], maxPadding: number): number[][] {
+  const order = lengths.map((_, i) => i);
+  if (maxPadding === Infinity || lengths.length <= 1) return lengths.length ? [order] : [];
+  order.sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const groups: number[][] = [];
+  let cur: number[] = [];
+  let sum = 0;
+  for (const i of order) {
+    const l = lengths[i];
+    const padded = (cur.length + 1) * l;
+    if (cur.length > 0 && padded - (sum + l) > Math.max(maxPadding * (sum + l), 16)) {
+      groups.push(cur);
+      cur = [];
+      sum = 0;
+    }
+    cur.push(i);
+    sum += l;
+  }
+  if (cur.length) groups.push(cur);
+  return groups;
+}
+
+/** Without batching: every request is its own batch, counted the same way as batches are. */
+interface Unbatched {
+  run<I, O>(items: I[], fn: (items: I[]) => Promise<O[]>): Promise<O[]>;
+  stats(): BatcherStats;
+}
+
+function newUnbatched(): Unbatched {
+  let batches = 0;
+  let items = 0;
+  let failed = 0;
+  let maxSeen = 0;
+  let running = 0;
+  return {
+    async run(xs, fn) {
+      batches++;
+      items += xs.length;
+      maxSeen = Math.max(maxSeen, xs.length);
+      running++;
+      try {
+        return await fn(xs);
+      } catch (e) {
+        failed++;
+        throw e;
+      } finally {
+        running--;
+      }
+    },
+    stats: () => ({ batches, items, failedBatches: failed, meanBatchSize: batches ? items / batches : 0, maxBatchSize: maxSeen, pending: 0, running }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Question answering over several requests at once
+// ---------------------------------------------------------------------------------------------------------
+
+/** The question-answering pipeline's default windowing (HF's: 384 tokens, stride 128, question 64). */
+function encodeQA(tokenizer: BertTokenizer, input: QAInput, maxLength: number): QuestionContextWindow[] {
+  const maxSeq = Math.min(384, maxLength);
+  return tokenizer.encodeQuestionContext(input.question, input.context, {
+    maxLength: maxSeq,
+    docStride: Math.min(128, Math.floor(maxSeq / 3)),
+    maxQuestionLength: 64,
+  });
+}
+
+/**
+ * The pipeline's answer() with its default options (top 1, answers of at most 15 tokens, no empty answer),
+ * except that the windows of every item share forwards of up to `maxWindows` rows.
+ */
+async function answerBatch(model: BertModel, items: QAItem[], maxWindows: number, onForward: () => void): Promise<QAResult[]> {
+  const maxAnswer = 15;
+  const all = items.flatMap((it, i) => it.windows.map((w) => ({ item: i, w })));
+  const best: Array<QAResult | undefined> = items.map(() => undefined);
+  for (let w0 = 0; w0 < all.length; w0 += maxWindows) {
+    const chunk = all.slice(w0, w0 + maxWindows);
+    const seqLen = Math.max(...chunk.map((c) => c.w.inputIds.length));
+    const B = chunk.length;
+    const ids = new Int32Array(B * seqLen);
+    const mask = new Int32Array(B * seqLen);
+    const types = new Int32Array(B * seqLen);
+    chunk.forEach(({ w }, r) => {
+      ids.set(w.inputIds, r * seqLen);
+      mask.set(w.attentionMask, r * seqLen);
+      types.set(w.tokenTypeIds, r * seqLen);
+    });
+    onForward();
+    const out = await model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: types, batchSize: B, seqLen });
+    const startAll = out.start_logits.data as Float32Array;
+    const endAll = out.end_logits.data as Float32Array;
+    chunk.forEach(({ item, w }, r) => {
+      const masked = (logits: Float32Array) =>
+        Array.from(logits.subarray(r * seqLen, (r + 1) * seqLen), (v, i) => (i >= w.contextStart && i < w.contextEnd ? v : -10000));
+      const ps = softmax(masked(startAll));
+      const pe = softmax(masked(endAll));
+      const context = items[item].context;
+      for (let s = w.contextStart; s < w.contextEnd; s++) {
+        for (let e = s; e < Math.min(w.contextEnd, s + maxAnswer); e++) {
+          const score = ps[s] * pe[e];
+          const a = w.offsets[s];
+          const b = w.offsets[e];
+          if (!a || !b) continue;
+          // Strictly greater: the first of equal scores wins, as the pipeline's stable sort does.
+          const cur = best[item];
+          if (!cur || score > cur.score) best[item] = { answer: context.slice(a[0], b[1]), score, start: a[0], end: b[1] };
+        }
+      }
+    });
+  }
+  return best.map((b) => b ?? { answer: '', score: 0, start: 0, end: 0 });
+}
+
+function softmax(row: number[]): number[] {
+  let max = -Infinity;
+  for (const v of row) max = Math.max(max, v);
+  const e = row.map((v) => Math.exp(v - max));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}

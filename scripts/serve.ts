@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+/**
+ * The inference service from the command line:
+ *
+ *   node dist/scripts/serve.js --model DIR [--task text-classification|question-answering] [--port 8080]
+ *        [--host 127.0.0.1] [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR]
+ *        [--max-text-chars 20000] [--max-body-bytes 1048576] [--threads N]
+ *
+ * Without --task the task follows config.json's architectures (…ForQuestionAnswering: question-answering,
+ * else text-classification). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0
+ * picks a free port; scripts/load.ts reads that line). SIGINT / SIGTERM close it: requests in flight are
+ * answered (503 when their model call had not started), then the process exits.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setNumThreads } from '../lib/index';
+import { pipeline } from '../lib/pipelines';
+import { createInferenceServer, InferenceServerOptions } from '../lib/server';
+
+type ServeTask = 'text-classification' | 'question-answering';
+
+interface ServeArgs {
+  model: string;
+  task?: ServeTask;
+  port: number;
+  host: string;
+  batching: boolean;
+  maxBatch: number;
+  windowMs: number;
+  tokenizer?: string;
+  maxTextChars?: number;
+  maxBodyBytes?: number;
+  threads?: number;
+}
+
+const USAGE =
+  'usage: node dist/scripts/serve.js --model DIR [--task text-classification|question-answering] [--port 8080] [--host 127.0.0.1]\n' +
+  '       [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR] [--max-text-chars N] [--max-body-bytes N] [--threads N]';
+
+function parseArgs(argv: string[]): ServeArgs {
+  const a: Partial<ServeArgs> = { port: 8080, host: '127.0.0.1', batching: true, maxBatch: 32, windowMs: 5 };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
+      return v;
+    };
+    const int = (min: number): number => {
+      const v = value();
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min) throw new Error(`${k} expects an integer >= ${min}, got ${v}`);
+      return n;
+    };
+    if (k === '--model') a.model = value();
+    else if (k === '--task') {
+      const t = value();
+      if (t !== 'text-classification' && t !== 'question-answering') throw new Error(`--task takes text-classification or question-answering, got ${t}`);
+      a.task = t;
+    } else if (k === '--port') a.port = int(0);
+    else if (k === '--host') a.host = value();
+    else if (k === '--no-batching') a.batching = false;
+    else if (k === '--max-batch') a.maxBatch = int(1);
+    else if (k === '--window-ms') {
+      const v = value();
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new Error(`--window-ms expects a number >= 0, got ${v}`);
+      a.windowMs = n;
+    } else if (k === '--tokenizer') a.tokenizer = value();
+    else if (k === '--max-text-chars') a.maxTextChars = int(1);
+    else if (k === '--max-body-bytes') a.maxBodyBytes = int(1);
+    else if (k === '--threads') a.threads = int(1);
+    else if (k === '--help' || k === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${k}\n${USAGE}`);
+  }
+  if (!a.model) throw new Error(`--model is required\n${USAGE}`);
+  return a as ServeArgs;
+}
+
+/** question-answering when config.json names a …ForQuestionAnswering architecture, else text-classification. */
+function taskOf(dir: string): ServeTask {
+  const p = join(dir, 'config.json');
+  if (!existsSync(p)) return 'text-classification';
+  try {
+    const c = JSON.parse(readFileSync(p, 'utf8'));
+    return Array.isArray(c.architectures) && c.architectures.some((x: unknown) => String(x).endsWith('ForQuestionAnswering'))
+      ? 'question-answering'
+      : 'text-classification';
+  } catch {
+    return 'text-classification';
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.threads) setNumThreads(args.threads);
+  const task = args.task ?? taskOf(args.model);
+  // The pipeline's batchSize is the batch limit, so that one batch is one forward pass.
+  const popts = { tokenizer: args.tokenizer, batchSize: args.maxBatch };
+  const options: InferenceServerOptions = {
+    batching: args.batching ? { maxBatch: args.maxBatch, windowMs: args.windowMs } : false,
+    maxTextChars: args.maxTextChars,
+    maxBodyBytes: args.maxBodyBytes,
+  };
+  if (task === 'question-answering') options.qa = await pipeline('question-answering', args.model, popts);
+  else options.classify = await pipeline('text-classification', args.model, popts);
+  const service = createInferenceServer(options);
+  const { url } = await service.listen(args.port, args.host);
+  const b = args.batching ? `batching: up to ${args.maxBatch} per batch, ${args.windowMs} ms window` : 'no batching';
+  console.log(`blockprune serve: ${task} model ${args.model} (${b})`);
+  console.log(`listening on ${url}`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: closing`);
+    service.close().then(
+      () => process.exit(0),
+      (e) => {
+        console.error(e);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
