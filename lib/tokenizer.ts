@@ -174,6 +174,18 @@ function readJsonFile(file: string): unknown {
   }
 }
 
+function isTokenId(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+}
+
+function describeJson(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 60) + '…' : s;
+}
+
+/** Text that goes through every stage (specials, non-ASCII, CJK, punctuation, a long word) at load time. */
+const PROBE_TEXT = 'Hello, [CLS] wörld! 中文 Ünïcödé … 😀 tokenization';
+
 function isPositiveInt(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n > 0;
 }
@@ -347,7 +359,20 @@ export class BertTokenizer {
     if (model.type !== undefined && model.type !== 'WordPiece') {
       throw new TokenizerError('E_BAD_TOKENIZER', `${source}: model type ${String(model.type)} is not WordPiece`);
     }
+    // Ids must be token ids (HF's tokenizers reads them as u32): a string, fraction or negative id would
+    // otherwise load and surface later as a wrong input id.
+    for (const [tok, id] of Object.entries(model.vocab as Record<string, unknown>)) {
+      if (!isTokenId(id)) {
+        throw new TokenizerError('E_BAD_TOKENIZER', `${source}: model.vocab[${JSON.stringify(tok.slice(0, 40))}] is ${describeJson(id)}, not a token id (an integer in [0, 2^32))`);
+      }
+    }
     if (!Array.isArray(tj.added_tokens)) tj.added_tokens = [];
+    (tj.added_tokens as unknown[]).forEach((t, i) => {
+      const entry = t as Record<string, unknown> | null;
+      if (!entry || typeof entry !== 'object' || typeof entry.content !== 'string' || !isTokenId(entry.id)) {
+        throw new TokenizerError('E_BAD_TOKENIZER', `${source}: added_tokens[${i}] is ${describeJson(t)}, not {id: <token id>, content: <string>, ...}`);
+      }
+    });
     for (const k of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) if (!(k in tj)) tj[k] = null;
     try {
       this.tk = new Tokenizer(tj, config);
@@ -394,6 +419,17 @@ export class BertTokenizer {
     raw.sort((a, b) => b.length - a.length);
     this.specialSet = new Set(raw);
     this.specialRe = raw.length ? new RegExp(raw.map(escapeRegExp).join('|'), 'g') : null;
+
+    // A tokenizer that loads must encode: run the code paths once on a probe text, so that a file the library
+    // accepts but cannot use (e.g. a post_processor of the wrong shape, an added token too long for a
+    // RegExp) fails here, with its name and a code, instead of with a TypeError at the first encode().
+    try {
+      this.encode(PROBE_TEXT, PROBE_TEXT);
+      this.tokenizeWithOffsets(PROBE_TEXT);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new TokenizerError('E_BAD_TOKENIZER', `${source}: this tokenizer cannot encode text: ${msg.length > 200 ? msg.slice(0, 200) + '…' : msg}`);
+    }
   }
 
   /**

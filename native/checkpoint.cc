@@ -68,6 +68,46 @@ NamedTensors read_sharded(const std::string& dir, const std::string& index_path)
   return out;
 }
 
+// The tensors whose shapes come from config fields alone must be in the checkpoint, with those shapes,
+// before the model is built: building allocates and randomly initialises (writes) every parameter, so a
+// config asking for 1000 layers of width 2^26 or 2^26 positions used to fill tens of GiB before the first
+// shape check. It must fail here, with a coded error naming the tensor and the config fields.
+void check_config_against_weights(const BertConfig& config, TaskKind kind, const std::map<std::string, at::Tensor>& tensors,
+                                  bool prefixed, const std::string& src, const std::string& config_path) {
+  auto hf = [&](const std::string& name) { return prefixed || !starts_with(name, "bert.") ? name : name.substr(5); };
+  auto need = [&](const std::string& name) -> const at::Tensor& {
+    auto it = tensors.find(name);
+    if (it == tensors.end())
+      throw Error("E_MISSING_TENSOR", src + " lacks tensor '" + hf(name) + "' that a " + architecture_name(kind) + " needs");
+    return it->second;
+  };
+  auto expect = [&](const std::string& name, const std::vector<int64_t>& shape, const std::string& fields) {
+    const auto got = need(name).sizes().vec();
+    if (got != shape)
+      throw Error("E_SHAPE", src + ": tensor '" + hf(name) + "' has shape " + shape_str(got) + " but " + config_path +
+                                 " implies " + shape_str(shape) + " (" + fields + ")");
+  };
+  const std::string e = "bert.embeddings.";
+  expect(e + "word_embeddings.weight", {config.vocab_size, config.hidden_size}, "vocab_size x hidden_size");
+  expect(e + "position_embeddings.weight", {config.max_position_embeddings, config.hidden_size}, "max_position_embeddings x hidden_size");
+  expect(e + "token_type_embeddings.weight", {config.type_vocab_size, config.hidden_size}, "type_vocab_size x hidden_size");
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
+    need(p + "attention.self.query.weight");
+    const auto& f = need(p + "intermediate.dense.weight");
+    if (f.dim() != 2 || f.size(1) != config.hidden_size)
+      throw Error("E_SHAPE", src + ": tensor '" + hf(p + "intermediate.dense.weight") + "' has shape " + shape_str(f.sizes().vec()) +
+                                 ", not [width, " + std::to_string(config.hidden_size) + "] (hidden_size in " + config_path + ")");
+  }
+  if (kind == TaskKind::SequenceClassification && tensors.count("classifier.weight")) {
+    const auto got = tensors.at("classifier.weight").sizes().vec();
+    const std::vector<int64_t> shape{config.num_labels, config.hidden_size};
+    if (got != shape)
+      throw Error("E_SHAPE", src + ": tensor 'classifier.weight' has shape " + shape_str(got) + " but the config implies " +
+                                 shape_str(shape) + " (num_labels x hidden_size)");
+  }
+}
+
 }  // namespace
 
 at::Device parse_device(const std::string& device) {
@@ -164,6 +204,7 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
     }
   }
   if (opts.num_labels > 0) config.num_labels = opts.num_labels;
+  check_config_against_weights(config, kind, tensors, prefixed, src, config_path);
 
   // Per-layer sizes come from the weights (compact models differ layer by layer) and must agree with
   // whatever the config says about them.
@@ -198,7 +239,14 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
 
   Bert model(config, kind);
   // A checkpoint saved while patched carries its plan: patch again so the scores load by name.
-  if (config.raw.contains("pruning_plan") && config.raw["pruning_plan"].is_object()) patch_model(model, config.raw["pruning_plan"]);
+  if (config.raw.contains("pruning_plan") && config.raw["pruning_plan"].is_object()) {
+    // The plan comes from the file: its faults are the config's (E_BAD_CONFIG naming it), not an argument's.
+    try {
+      patch_model(model, config.raw["pruning_plan"]);
+    } catch (const Error& e) {
+      throw Error("E_BAD_CONFIG", "invalid config " + config_path + ": its pruning_plan cannot be applied (" + e.what() + ")");
+    }
+  }
   {
     at::NoGradGuard no_grad;
     std::set<std::string> used;

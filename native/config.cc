@@ -138,12 +138,27 @@ void BertConfig::validate(const std::string& source) const {
   positive("max_position_embeddings", max_position_embeddings);
   positive("type_vocab_size", type_vocab_size);
   positive("num_labels", num_labels);
-  if (num_hidden_layers > 1000 || hidden_size > (1 << 16) || vocab_size > (1 << 24))
-    bad(source, "sizes are implausibly large");
+  // Caps on what no BERT needs. num_labels matters most: a head missing from a checkpoint is created (and
+  // initialised, i.e. written) at num_labels x hidden_size, so 2^27 labels would fill 16 GiB.
+  auto at_most = [&](const char* name, int64_t v, int64_t cap) {
+    if (v > cap)
+      bad(source, std::string("field '") + name + "' is " + std::to_string(v) + ", implausibly large (at most " +
+                      std::to_string(cap) + ")");
+  };
+  at_most("num_hidden_layers", num_hidden_layers, 1000);
+  at_most("hidden_size", hidden_size, int64_t{1} << 16);
+  at_most("vocab_size", vocab_size, int64_t{1} << 24);
+  at_most("num_labels", num_labels, int64_t{1} << 20);
+  if (num_labels * hidden_size > (int64_t{1} << 30))
+    bad(source, "num_labels " + std::to_string(num_labels) + " x hidden_size " + std::to_string(hidden_size) +
+                    " makes a classifier of more than 2^30 weights");
   if (hidden_size % num_attention_heads != 0)
     bad(source, "hidden_size " + std::to_string(hidden_size) + " is not a multiple of num_attention_heads " +
                     std::to_string(num_attention_heads));
   if (!(layer_norm_eps > 0)) bad(source, "field 'layer_norm_eps' must be positive");
+  // Weights are drawn from N(0, initializer_range) when a model (or a missing head) is built.
+  if (!(initializer_range >= 0 && initializer_range <= 1e6))
+    bad(source, "field 'initializer_range' must be a standard deviation in [0, 1e6], got " + nlohmann::json(initializer_range).dump());
   if (!(hidden_dropout_prob >= 0 && hidden_dropout_prob < 1) ||
       !(attention_probs_dropout_prob >= 0 && attention_probs_dropout_prob < 1))
     bad(source, "dropout probabilities must be in [0, 1)");
@@ -173,8 +188,17 @@ nlohmann::json read_json_file(const std::string& path, const char* bad_code, con
   if (!in) throw Error("E_FILE_NOT_FOUND", "missing " + what + " file " + path);
   std::stringstream ss;
   ss << in.rdbuf();
+  // Nesting is capped while parsing: copying, comparing and dumping a json recurse once per level, so a
+  // file of 100k nested brackets (which parses fine) would overflow the worker thread's stack later, when
+  // the config is copied. No HF config or index nests more than a few levels.
+  constexpr int kMaxDepth = 64;
+  const auto limit_depth = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxDepth)
+      throw Error(bad_code, "invalid " + what + " " + path + ": nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    return true;
+  };
   try {
-    return nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(ss.str(), limit_depth);
   } catch (const nlohmann::json::exception& e) {
     throw Error(bad_code, "invalid " + what + " " + path + ": not valid JSON (" + e.what() + ")");
   }
