@@ -163,7 +163,7 @@ test('DynamicBatcher: window, maxBatch, per-caller results, errors, close', asyn
       if (xs.includes(-1)) throw new Error('boom');
       return xs.map((x) => x * 10);
     },
-    { maxBatch: 4, windowMs: 20 },
+    { maxBatch: 4, windowMs: 20, idleStart: false },
   );
   const out = await Promise.all([1, 2, 3, 4, 5, 6].map((x) => b.submit(x)));
   t.deepEqual(out, [10, 20, 30, 40, 50, 60]);
@@ -171,14 +171,23 @@ test('DynamicBatcher: window, maxBatch, per-caller results, errors, close', asyn
   const failed = await Promise.allSettled([b.submit(7), b.submit(-1)]);
   t.deepEqual(failed.map((r) => r.status), ['rejected', 'rejected'], 'a failed batch rejects each of its callers');
   t.is((failed[0] as PromiseRejectedResult).reason.message, 'boom');
-  const bad = new DynamicBatcher<number, number>(async () => [1], { maxBatch: 8, windowMs: 5 });
+  const bad = new DynamicBatcher<number, number>(async () => [1], { maxBatch: 8, windowMs: 5, idleStart: false });
   const wrong = await Promise.allSettled([bad.submit(1), bad.submit(2)]);
   t.true(wrong.some((r) => r.status === 'rejected'), 'a wrong number of outputs is an error');
-  const slow = new DynamicBatcher<number, number>(async (xs) => xs, { maxBatch: 8, windowMs: 10_000 });
+  const slow = new DynamicBatcher<number, number>(async (xs) => xs, { maxBatch: 8, windowMs: 10_000, idleStart: false });
   const waiting = slow.submit(1);
   slow.close(new Error('closed'));
   await t.throwsAsync(waiting, { message: 'closed' });
   await t.throwsAsync(slow.submit(2), { message: 'closed' });
+  // idleStart (the default): a lone item that finds the batcher idle runs at once, however long the window;
+  // those arriving meanwhile gather behind it, and under load the window applies again.
+  const eagerCalls: number[][] = [];
+  const eager = new DynamicBatcher<number, number>(async (xs) => (eagerCalls.push(xs), xs), { maxBatch: 4, windowMs: 10_000 });
+  const t0 = Date.now();
+  t.is(await eager.submit(1), 1);
+  t.true(Date.now() - t0 < 1000, 'no window for a lone request');
+  await Promise.all([2, 3, 4, 5, 6].map((x) => eager.submit(x)));
+  t.deepEqual(eagerCalls, [[1], [2], [3, 4, 5, 6]]);
   const s = b.stats();
   t.is(s.batches, 3);
   t.is(s.items, 8);
@@ -349,7 +358,7 @@ test('close() with requests in flight answers them 503; a disposed model answers
   if (!f) return;
   try {
     // Requests waiting for a batch (a long window) when the service closes.
-    const a = await start({ classify: f.classify, qa: f.qa, batching: { maxBatch: 32, windowMs: 10_000 }, disposeOnClose: false });
+    const a = await start({ classify: f.classify, qa: f.qa, batching: { maxBatch: 32, windowMs: 10_000, idleStart: false }, disposeOnClose: false });
     const waiting = [
       ...SENTENCES.slice(0, 5).map((text) => call(a.port, 'POST', '/classify', { text })),
       call(a.port, 'POST', '/qa', { question: QUESTIONS[0], context: CONTEXT }),
