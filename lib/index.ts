@@ -15,7 +15,7 @@ export type {
   LoadReport,
   Task,
 } from './model';
-export { pipeline, loadTokenizer } from './pipelines';
+export { pipeline, loadTokenizer, answerWindows } from './pipelines';
 export type {
   ClassificationBatchItem,
   ClassificationInput,

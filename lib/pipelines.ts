@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
 import { BertModel, FromPretrainedOptions } from './model';
-import { BertTokenizer } from './tokenizer';
+import { BertTokenizer, QuestionContextWindow } from './tokenizer';
 
 export interface PipelineOptions {
   device?: string;
@@ -200,8 +200,6 @@ async function answer(
   batchSize: number,
   maxLength: number,
 ): Promise<QAResult | QAResult[]> {
-  const topK = positiveInt('topK', opts.topK, 1);
-  const maxAnswer = positiveInt('maxAnswerLength', opts.maxAnswerLength, 15);
   const maxSeq = Math.min(positiveInt('maxSeqLength', opts.maxSeqLength, 384), maxLength);
   const stride = positiveInt('docStride', opts.docStride, Math.min(128, Math.floor(maxSeq / 3)));
   const windows = tokenizer.encodeQuestionContext(input.question, input.context, {
@@ -209,24 +207,45 @@ async function answer(
     docStride: stride,
     maxQuestionLength: positiveInt('maxQuestionLength', opts.maxQuestionLength, 64),
   });
-  const candidates: QAResult[] = [];
-  let nullScore = 0;
-  for (let w0 = 0; w0 < windows.length; w0 += batchSize) {
-    const chunk = windows.slice(w0, w0 + batchSize);
-    const seqLen = Math.max(...chunk.map((w) => w.inputIds.length));
+  return (await answerWindows(model, [{ context: input.context, windows }], opts, batchSize))[0];
+}
+
+/**
+ * Answers several questions from their context windows (tokenizer.encodeQuestionContext), the windows of
+ * all of them sharing forward passes of up to `batchSize` windows: HF's scoring (softmax over the context
+ * positions, spans up to maxAnswerLength tokens, the same span from overlapping windows counted once, the
+ * empty answer from [CLS] with handleImpossibleAnswer). One result per question (an array when topK > 1).
+ * The service (lib/server.ts) batches requests through it. `onForward` is called before each forward.
+ */
+export async function answerWindows(
+  model: BertModel,
+  items: ReadonlyArray<{ context: string; windows: readonly QuestionContextWindow[] }>,
+  opts: QAOptions,
+  batchSize: number,
+  onForward?: () => void,
+): Promise<Array<QAResult | QAResult[]>> {
+  const topK = positiveInt('topK', opts.topK, 1);
+  const maxAnswer = positiveInt('maxAnswerLength', opts.maxAnswerLength, 15);
+  const candidates: QAResult[][] = items.map(() => []);
+  const nullScore: number[] = items.map(() => 0);
+  const all = items.flatMap((it, item) => it.windows.map((w) => ({ item, w })));
+  for (let w0 = 0; w0 < all.length; w0 += batchSize) {
+    const chunk = all.slice(w0, w0 + batchSize);
+    const seqLen = Math.max(...chunk.map(({ w }) => w.inputIds.length));
     const B = chunk.length;
     const ids = new Int32Array(B * seqLen);
     const mask = new Int32Array(B * seqLen);
     const types = new Int32Array(B * seqLen);
-    chunk.forEach((w, r) => {
+    chunk.forEach(({ w }, r) => {
       ids.set(w.inputIds, r * seqLen);
       mask.set(w.attentionMask, r * seqLen);
       types.set(w.tokenTypeIds, r * seqLen);
     });
+    onForward?.();
     const out = await model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: types, batchSize: B, seqLen });
     const startAll = out.start_logits.data as Float32Array;
     const endAll = out.end_logits.data as Float32Array;
-    chunk.forEach((w, r) => {
+    chunk.forEach(({ item, w }, r) => {
       // Mask everything but the context (and [CLS] for the empty answer), as HF's p_mask does.
       const masked = (logits: Float32Array) =>
         Array.from(logits.subarray(r * seqLen, (r + 1) * seqLen), (v, i) =>
@@ -234,32 +253,35 @@ async function answer(
         );
       const ps = softmax(masked(startAll));
       const pe = softmax(masked(endAll));
-      if (opts.handleImpossibleAnswer) nullScore = Math.max(nullScore, ps[0] * pe[0]);
+      if (opts.handleImpossibleAnswer) nullScore[item] = Math.max(nullScore[item], ps[0] * pe[0]);
+      const context = items[item].context;
       for (let s = w.contextStart; s < w.contextEnd; s++) {
         for (let e = s; e < Math.min(w.contextEnd, s + maxAnswer); e++) {
           const score = ps[s] * pe[e];
           const a = w.offsets[s];
           const b = w.offsets[e];
           if (!a || !b) continue;
-          candidates.push({ answer: input.context.slice(a[0], b[1]), score, start: a[0], end: b[1] });
+          candidates[item].push({ answer: context.slice(a[0], b[1]), score, start: a[0], end: b[1] });
         }
       }
     });
   }
-  candidates.sort((x, y) => y.score - x.score);
-  // The same span found in two overlapping windows counts once.
-  const seen = new Set<string>();
-  const best: QAResult[] = [];
-  if (opts.handleImpossibleAnswer) best.push({ answer: '', score: nullScore, start: 0, end: 0 });
-  for (const c of candidates) {
-    const key = `${c.start}:${c.end}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    best.push(c);
-    if (best.length >= topK + (opts.handleImpossibleAnswer ? 1 : 0)) break;
-  }
-  best.sort((x, y) => y.score - x.score);
-  const top = best.slice(0, topK);
-  if (top.length === 0) return topK === 1 ? { answer: '', score: 0, start: 0, end: 0 } : [];
-  return topK === 1 ? top[0] : top;
+  return candidates.map((found, item) => {
+    found.sort((x, y) => y.score - x.score);
+    // The same span found in two overlapping windows counts once.
+    const seen = new Set<string>();
+    const best: QAResult[] = [];
+    if (opts.handleImpossibleAnswer) best.push({ answer: '', score: nullScore[item], start: 0, end: 0 });
+    for (const c of found) {
+      const key = `${c.start}:${c.end}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      best.push(c);
+      if (best.length >= topK + (opts.handleImpossibleAnswer ? 1 : 0)) break;
+    }
+    best.sort((x, y) => y.score - x.score);
+    const top = best.slice(0, topK);
+    if (top.length === 0) return topK === 1 ? { answer: '', score: 0, start: 0, end: 0 } : [];
+    return topK === 1 ? top[0] : top;
+  });
 }

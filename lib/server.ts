@@ -32,6 +32,7 @@ import type {
   QuestionAnsweringPipeline,
   TextClassificationPipeline,
 } from './pipelines';
+import { answerWindows } from './pipelines';
 import type { BertTokenizer, QuestionContextWindow } from './tokenizer';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -377,7 +378,8 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   };
   const runQA = async (items: QAItem[]): Promise<QAResult[]> => {
     const pipe = qa as QuestionAnsweringPipeline;
-    return answerBatch(pipe.model, items, maxWindows, () => counters.qaForwards++);
+    // The pipeline's own scoring (defaults: top 1, answers up to 15 tokens), the windows of every request sharing forwards.
+    return (await answerWindows(pipe.model, items, {}, maxWindows, () => counters.qaForwards++)) as QAResult[];
   };
   const classifyBatcher = classify && batching ? new DynamicBatcher(runClassify, batching) : undefined;
   const qaBatcher = qa && batching ? new DynamicBatcher(runQA, batching) : undefined;
@@ -770,58 +772,4 @@ function encodeQA(tokenizer: BertTokenizer, input: QAInput, maxLength: number): 
     docStride: Math.min(128, Math.floor(maxSeq / 3)),
     maxQuestionLength: 64,
   });
-}
-
-/**
- * The pipeline's answer() with its default options (top 1, answers of at most 15 tokens, no empty answer),
- * except that the windows of every item share forwards of up to `maxWindows` rows.
- */
-async function answerBatch(model: BertModel, items: QAItem[], maxWindows: number, onForward: () => void): Promise<QAResult[]> {
-  const maxAnswer = 15;
-  const all = items.flatMap((it, i) => it.windows.map((w) => ({ item: i, w })));
-  const best: Array<QAResult | undefined> = items.map(() => undefined);
-  for (let w0 = 0; w0 < all.length; w0 += maxWindows) {
-    const chunk = all.slice(w0, w0 + maxWindows);
-    const seqLen = Math.max(...chunk.map((c) => c.w.inputIds.length));
-    const B = chunk.length;
-    const ids = new Int32Array(B * seqLen);
-    const mask = new Int32Array(B * seqLen);
-    const types = new Int32Array(B * seqLen);
-    chunk.forEach(({ w }, r) => {
-      ids.set(w.inputIds, r * seqLen);
-      mask.set(w.attentionMask, r * seqLen);
-      types.set(w.tokenTypeIds, r * seqLen);
-    });
-    onForward();
-    const out = await model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: types, batchSize: B, seqLen });
-    const startAll = out.start_logits.data as Float32Array;
-    const endAll = out.end_logits.data as Float32Array;
-    chunk.forEach(({ item, w }, r) => {
-      const masked = (logits: Float32Array) =>
-        Array.from(logits.subarray(r * seqLen, (r + 1) * seqLen), (v, i) => (i >= w.contextStart && i < w.contextEnd ? v : -10000));
-      const ps = softmax(masked(startAll));
-      const pe = softmax(masked(endAll));
-      const context = items[item].context;
-      for (let s = w.contextStart; s < w.contextEnd; s++) {
-        for (let e = s; e < Math.min(w.contextEnd, s + maxAnswer); e++) {
-          const score = ps[s] * pe[e];
-          const a = w.offsets[s];
-          const b = w.offsets[e];
-          if (!a || !b) continue;
-          // Strictly greater: the first of equal scores wins, as the pipeline's stable sort does.
-          const cur = best[item];
-          if (!cur || score > cur.score) best[item] = { answer: context.slice(a[0], b[1]), score, start: a[0], end: b[1] };
-        }
-      }
-    });
-  }
-  return best.map((b) => b ?? { answer: '', score: 0, start: 0, end: 0 });
-}
-
-function softmax(row: number[]): number[] {
-  let max = -Infinity;
-  for (const v of row) max = Math.max(max, v);
-  const e = row.map((v) => Math.exp(v - max));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
 }
