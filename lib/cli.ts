@@ -33,6 +33,7 @@ Commands:
   compact <dir> <out>    drop pruned heads and empty FFN units: a smaller dense model with the same outputs
   export <dir> --onnx F  write an ONNX graph (dynamic batch and sequence) for onnxruntime / transformers.js
   bench                  forward latency of a bert-base-sized model (see: blockprune bench --help)
+  serve --model DIR      HTTP service: POST /classify, POST /qa, GET /health, dynamic batching (serve --help)
 
 Options common to all commands: --device cpu|cuda|cuda:N, --help`;
 
@@ -373,6 +374,11 @@ async function main(argv: string[]): Promise<void> {
     case 'bench': {
       process.argv = [process.argv[0], 'bench', ...rest];
       await import('../scripts/bench');
+      return;
+    }
+    case 'serve': {
+      process.argv = [process.argv[0], 'serve', ...rest];
+      await import('../scripts/serve');
       return;
     }
     case undefined:

@@ -117,3 +117,43 @@ test('bad combinations are usage errors (exit 2), bad files are coded errors (ex
     t.regex(h.out, /Usage: blockprune/);
   }
 });
+
+test.serial('serve: the service from the CLI answers /classify and /health, and SIGTERM stops it cleanly', async (t) => {
+  const { BertModel } = await import('../lib/model');
+  const { writeVocab } = await import('../lib/vocab');
+  const tmp = tempDir();
+  try {
+    const m = await BertModel.fromConfig({ vocab_size: 64, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 }, { task: 'text-classification', seed: 1 });
+    await m.save(tmp.path);
+    m.dispose();
+    // A tiny WordPiece vocabulary: the specials and the letters, so any lowercase text encodes.
+    writeVocab(tmp.path, ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...'abcdefghijklmnopqrstuvwxyz'.split(''), ...'abcdefghijklmnopqrstuvwxyz'.split('').map((c) => `##${c}`)]);
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [CLI, 'serve', '--model', tmp.path, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "listening" line: ${out}`)), 60_000);
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+    });
+    const res = await fetch(`${url}/classify`, { method: 'POST', body: JSON.stringify({ text: 'a fine film' }), headers: { 'content-type': 'application/json' } });
+    t.is(res.status, 200);
+    const body = (await res.json()) as { label: string; score: number };
+    t.regex(body.label, /^LABEL_[01]$/);
+    const bad = await fetch(`${url}/classify`, { method: 'POST', body: '{not json' });
+    t.is(bad.status, 400);
+    t.is((await fetch(`${url}/health`)).status, 200);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    t.is(await exited, 0);
+  } finally {
+    tmp.cleanup();
+  }
+});
