@@ -313,13 +313,8 @@ export function native(): NativeBinding {
   if (process.env.BLOCKPRUNE_ADDON) candidates.push({ path: process.env.BLOCKPRUNE_ADDON, source: { path: process.env.BLOCKPRUNE_ADDON, kind: 'env' } });
   const build = join(root, 'build', 'Release', 'blockprune.node');
   candidates.push({ path: build, source: { path: build, kind: 'build' } });
-  const pending: string[] = [];
-  for (const c of candidates) {
-    if (!existsSync(c.path)) pending.push(`${c.path}: not found`);
-  }
   const prebuildDir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  const prebuilt = prebuildCandidates(prebuildDir, pending);
-  for (const { path, entry } of prebuilt)
+  for (const { path, entry } of prebuildCandidates(prebuildDir, failures))
     candidates.push({
       path,
       source: { path, kind: 'prebuild', variant: entry.variant, torchVersion: entry.torchVersion },
@@ -329,9 +324,11 @@ export function native(): NativeBinding {
         return v === entry.torchVersion ? undefined : `built for libtorch ${entry.torchVersion} but reports ${v}`;
       },
     });
-  failures.push(...pending);
   for (const c of candidates) {
-    if (!existsSync(c.path)) continue;
+    if (!existsSync(c.path)) {
+      failures.push(`${c.path}: not found`);
+      continue;
+    }
     try {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       const b = require(c.path) as NativeBinding;

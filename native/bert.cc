@@ -173,7 +173,6 @@ int BertLayerImpl::fast_act() const {
 }
 
 at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ext_mask, const Varlen* varlen) const {
-  if (!prepare_fast(h) || (ext_mask.defined() && ext_mask.scalar_type() != at::kFloat)) return at::Tensor();
   const auto& sa = *attention->self;
   const auto& so = *attention->output;
   const int kact = fast_act();
@@ -223,10 +222,9 @@ at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ex
 
 at::Tensor BertLayerImpl::forward(const at::Tensor& h, const at::Tensor& ext_mask, at::Tensor* probs) const {
   const bool train = is_training();
-  if (!train && !probs && !at::GradMode::is_enabled() && fast::enabled()) {
-    auto out = forward_fast(h, ext_mask);
-    if (out.defined()) return out;
-  }
+  if (!train && !probs && !at::GradMode::is_enabled() && fast::enabled() && ext_mask.scalar_type() == at::kFloat &&
+      prepare_fast(h))
+    return forward_fast(h, ext_mask);
   const auto& sa = *attention->self;
   const auto& so = *attention->output;
   at::Tensor attn_dense;

@@ -130,12 +130,12 @@ struct BertLayerImpl : torch::nn::Module {
   struct Varlen {
     std::vector<int64_t> offsets, lengths;
   };
-  // The CPU inference path (fast_cpu.h): returns an undefined tensor when it does not apply (masks patched
-  // in, a layer without heads or FFN units, an activation it lacks, not fp32 on CPU). With `varlen`, h is
-  // [T, hidden] packed sequences and ext_mask is unused. The caller checks eval mode and grad.
-  at::Tensor forward_fast(const at::Tensor& h, const at::Tensor& ext_mask, const Varlen* varlen = nullptr) const;
-  // Whether the fast path applies to this layer for h; packs (or re-packs) the weights when it does.
+  // Whether the CPU inference path (fast_cpu.h) applies to this layer for h (no masks patched in, heads and
+  // FFN units left, an activation it has, fp32 on CPU); packs (or re-packs) the weights when it does.
   bool prepare_fast(const at::Tensor& h) const;
+  // That path, once prepare_fast(h) said yes; the caller checks eval mode and grad. With `varlen`, h is
+  // [T, hidden] packed sequences and ext_mask is unused; without, ext_mask is fp32 [B, 1, 1, S].
+  at::Tensor forward_fast(const at::Tensor& h, const at::Tensor& ext_mask, const Varlen* varlen = nullptr) const;
 
  private:
   int fast_act() const;

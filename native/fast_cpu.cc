@@ -185,41 +185,42 @@ void layer_norm(float* x, int64_t rows, int64_t n, const float* gamma, const flo
   pool().run(rows, chunk_for(rows), [&](int64_t r0, int64_t r1) { t->layer_norm(x + r0 * n, r1 - r0, n, gamma, beta, eps); });
 }
 
-void attention(const float* qkv, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, const float* mask_add,
-               float* ctx) {
-  const KernelTable* t = kernels();
-  const int64_t width = heads * head_dim, ld = 3 * width;
-  const int64_t scratch = t->attention_scratch(seq, head_dim);
-  pool().run(batch * heads, 1, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<float> buf;
-    if (static_cast<int64_t>(buf.size()) < scratch) buf.resize(static_cast<size_t>(scratch));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / heads, h = i % heads;
-      const float* q = qkv + b * seq * ld + h * head_dim;
-      t->attention_head(q, q + width, q + 2 * width, ld, seq, head_dim, mask_add ? mask_add + b * seq : nullptr,
-                        ctx + b * seq * width + h * head_dim, width, buf.data());
-    }
-  });
-}
+namespace {
 
-void attention_varlen(const float* qkv, const int64_t* offsets, const int64_t* lengths, int64_t sequences, int64_t heads,
-                      int64_t head_dim, float* ctx) {
+// Every (sequence, head) of packed or padded sequences: sequence i is rows [offsets[i], offsets[i] + lengths[i])
+// of qkv and ctx; mask_add, when given, holds a row of `lengths[i]` additive scores per sequence.
+void attention_heads(const float* qkv, const int64_t* offsets, const int64_t* lengths, int64_t sequences, int64_t heads,
+                     int64_t head_dim, const float* mask_add, float* ctx) {
   const KernelTable* t = kernels();
   const int64_t width = heads * head_dim, ld = 3 * width;
-  int64_t longest = 1;
-  for (int64_t i = 0; i < sequences; ++i) longest = std::max(longest, lengths[i]);
+  const int64_t longest = sequences ? std::max<int64_t>(1, *std::max_element(lengths, lengths + sequences)) : 1;
   const int64_t scratch = t->attention_scratch(longest, head_dim);
   pool().run(sequences * heads, 1, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> buf;
     if (static_cast<int64_t>(buf.size()) < scratch) buf.resize(static_cast<size_t>(scratch));
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / heads, h = i % heads;
+      const int64_t b = i / heads, h = i % heads, row = offsets[b];
       if (lengths[b] == 0) continue;
-      const float* q = qkv + offsets[b] * ld + h * head_dim;
-      t->attention_head(q, q + width, q + 2 * width, ld, lengths[b], head_dim, nullptr,
-                        ctx + offsets[b] * width + h * head_dim, width, buf.data());
+      const float* q = qkv + row * ld + h * head_dim;
+      t->attention_head(q, q + width, q + 2 * width, ld, lengths[b], head_dim, mask_add ? mask_add + row : nullptr,
+                        ctx + row * width + h * head_dim, width, buf.data());
     }
   });
+}
+
+}  // namespace
+
+void attention(const float* qkv, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, const float* mask_add,
+               float* ctx) {
+  std::vector<int64_t> offsets(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) offsets[static_cast<size_t>(b)] = b * seq;
+  const std::vector<int64_t> lengths(static_cast<size_t>(batch), seq);
+  attention_heads(qkv, offsets.data(), lengths.data(), batch, heads, head_dim, mask_add, ctx);
+}
+
+void attention_varlen(const float* qkv, const int64_t* offsets, const int64_t* lengths, int64_t sequences, int64_t heads,
+                      int64_t head_dim, float* ctx) {
+  attention_heads(qkv, offsets, lengths, sequences, heads, head_dim, nullptr, ctx);
 }
 
 namespace {

@@ -22,6 +22,7 @@ import { exportOnnx } from '../lib/onnx';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { buildInfo, getNumThreads } from '../lib/index';
 import { packageRoot } from '../lib/native';
+import { BERT_BASE, compactConfig } from './common';
 
 interface Args {
   models: string[];
@@ -82,15 +83,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-export const BERT_BASE: BertConfigJson = {
-  vocab_size: 30522,
-  hidden_size: 768,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  intermediate_size: 3072,
-  max_position_embeddings: 512,
-  type_vocab_size: 2,
-};
 
 /** Multiply-adds x 2 of one forward: every linear layer plus the two attention products, per layer. */
 export function forwardFlops(c: { hidden: number; layers: Array<{ heads: number; ffn: number }>; headDim: number }, batch: number, seq: number): number {
@@ -126,17 +118,6 @@ interface BenchModel {
   cppArgs: string[];
 }
 
-/** The compact geometry of the reference's speed figures: 4 heads and FFN 552 in every layer. */
-export function compactConfig(heads = 4, ffn = 552): BertConfigJson {
-  const c = BERT_BASE;
-  return {
-    ...c,
-    pruned_heads: Object.fromEntries(
-      Array.from({ length: c.num_hidden_layers }, (_, i) => [String(i), Array.from({ length: c.num_attention_heads - heads }, (_, k) => heads + k)]),
-    ),
-    intermediate_sizes: Array(c.num_hidden_layers).fill(ffn),
-  };
-}
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));

@@ -29,9 +29,10 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BertConfigJson, BertModel } from '../lib/model';
+import { BERT_BASE, compactConfig, sharedDir } from './common';
 
 type ModelName = 'dense' | 'compact';
 type Mode = 'unbatched' | 'batched';
@@ -119,14 +120,9 @@ function parseArgs(argv: string[]): LoadArgs {
 // Models and sentences
 // ---------------------------------------------------------------------------------------------------------
 
-const BERT_BASE: BertConfigJson = {
-  vocab_size: 30522,
-  hidden_size: 768,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  intermediate_size: 3072,
-  max_position_embeddings: 512,
-  type_vocab_size: 2,
+// bert-base (scripts/common.ts) as a binary classifier without dropout; compact: 4 heads, FFN 552 per layer.
+const DENSE: BertConfigJson = {
+  ...BERT_BASE,
   hidden_dropout_prob: 0,
   attention_probs_dropout_prob: 0,
   num_labels: 2,
@@ -134,29 +130,8 @@ const BERT_BASE: BertConfigJson = {
   label2id: { NEGATIVE: 0, POSITIVE: 1 },
 };
 
-/** bert-base with 4 heads (heads 4..11 pruned) and FFN 552 in every layer. */
-function compactConfig(): BertConfigJson {
-  const L = BERT_BASE.num_hidden_layers;
-  return {
-    ...BERT_BASE,
-    pruned_heads: Object.fromEntries(Array.from({ length: L }, (_, i) => [String(i), [4, 5, 6, 7, 8, 9, 10, 11]])),
-    intermediate_sizes: Array(L).fill(552),
-  };
-}
-
-function sharedDir(): string | undefined {
-  if (process.env.BLOCKPRUNE_SHARED) return resolve(process.env.BLOCKPRUNE_SHARED);
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'shared');
-    if (existsSync(join(candidate, 'data')) || existsSync(join(candidate, 'fixtures'))) return candidate;
-    dir = dirname(dir);
-  }
-  return undefined;
-}
-
 async function buildModel(name: ModelName, dir: string, tokenizerDir: string): Promise<{ params: number }> {
-  const model = await BertModel.fromConfig(name === 'dense' ? BERT_BASE : compactConfig(), { task: 'text-classification', seed: 0 });
+  const model = await BertModel.fromConfig(name === 'dense' ? DENSE : compactConfig(4, 552, DENSE), { task: 'text-classification', seed: 0 });
   try {
     await model.save(dir);
     const params = model.numParameters;

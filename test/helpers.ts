@@ -1,23 +1,13 @@
 /** Shared test helpers: where ../shared is, temp dirs, tensor comparisons. */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { native, TensorData } from '../lib/native';
+import { sharedDir } from '../scripts/common';
 
-/** ../shared beside the checkout (or BLOCKPRUNE_SHARED); undefined when absent. */
-export function sharedDir(): string | undefined {
-  if (process.env.BLOCKPRUNE_SHARED) return resolve(process.env.BLOCKPRUNE_SHARED);
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'shared');
-    if (existsSync(join(candidate, 'fixtures'))) return candidate;
-    dir = dirname(dir);
-  }
-  return undefined;
-}
-
-export const SHARED = sharedDir();
+/** ../shared beside the checkout (or BLOCKPRUNE_SHARED), recognised by its fixtures/; undefined when absent. */
+export const SHARED = sharedDir(['fixtures']);
 export const FIXTURES = SHARED ? join(SHARED, 'fixtures') : undefined;
 export const DATA = SHARED ? join(SHARED, 'data') : undefined;
 
