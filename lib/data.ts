@@ -1177,6 +1177,12 @@ export interface BatchOptions {
   epoch?: number;
   /** Drop the last, smaller batch. Default false. */
   dropLast?: boolean;
+  /**
+   * Data-parallel: yield only this rank's rows of each global batch (positions rank, rank + W, ... within it;
+   * the union over ranks is the global batch). Every rank gets the same number of batches; a rank with no rows
+   * in a short last batch gets one with batchSize 0.
+   */
+  shard?: { rank: number; worldSize: number };
 }
 
 export interface ClassificationBatch extends ForwardBatch {
@@ -1231,7 +1237,16 @@ function numBatchesOf(n: number, batchSize: number, dropLast: boolean): number {
 function* batchRows(n: number, batchSize: number, opts: BatchOptions): Generator<Int32Array> {
   const order = batchOrder(n, batchSize, opts);
   const count = numBatchesOf(n, batchSize, opts.dropLast ?? false);
-  for (let k = 0; k < count; k++) yield order.slice(k * batchSize, Math.min(n, (k + 1) * batchSize));
+  const shard = opts.shard;
+  if (shard !== undefined) {
+    checkPositiveInt(shard?.worldSize, 'opts.shard.worldSize');
+    if (!Number.isInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.worldSize)
+      throw invalidArg('opts.shard.rank', `an integer in [0, ${shard.worldSize - 1}]`, shard.rank);
+  }
+  for (let k = 0; k < count; k++) {
+    const rows = order.slice(k * batchSize, Math.min(n, (k + 1) * batchSize));
+    yield shard ? rows.filter((_, j) => j % shard.worldSize === shard.rank) : rows;
+  }
 }
 
 /** Packs rows (id slices of a store) into padded row-major Int32Arrays. */
@@ -1280,6 +1295,8 @@ export interface ClassificationDatasetOptions {
  * Token ids are stored in one flat Uint16Array (Int32Array for vocabularies over 65,536) with per-row offsets.
  */
 export class ClassificationDataset {
+  /** batches() honours BatchOptions.shard (the trainer then reads only this rank's rows). */
+  readonly shardable = true;
   readonly length: number;
   readonly maxLength: number;
   /** Gold label of each example. */
@@ -1452,6 +1469,8 @@ export class QALogitCollector {
  * Context token offsets are stored once per distinct context (questions of a paragraph share them).
  */
 export class QADataset {
+  /** batches() honours BatchOptions.shard (the trainer then reads only this rank's rows). */
+  readonly shardable = true;
   readonly examples: readonly QAExample[];
   /** Number of features (windows). */
   readonly length: number;

@@ -13,6 +13,8 @@
  * - `E_BAD_DATA`        a dataset file has a bad row (the message names file and line)
  * - `E_TORCH` / `E_NATIVE`  an error inside libtorch or the addon
  * - `E_NO_ADDON`        the native addon could not be loaded
+ * - `E_DISTRIBUTED`     data-parallel training failed: a rendezvous timed out, a rank died or disagrees
+ * - `E_UNSUPPORTED`     this build lacks the feature (no Gloo, no NCCL)
  */
 export type ErrorCode =
   | 'E_FILE_NOT_FOUND'
@@ -28,7 +30,9 @@ export type ErrorCode =
   | 'E_BAD_DATA'
   | 'E_TORCH'
   | 'E_NATIVE'
-  | 'E_NO_ADDON';
+  | 'E_NO_ADDON'
+  | 'E_DISTRIBUTED'
+  | 'E_UNSUPPORTED';
 
 export class BlockpruneError extends Error {
   readonly code: ErrorCode;

@@ -3,6 +3,7 @@
  * Loading, forward and saving run off the event loop and return Promises; calls on one model are queued
  * and run one at a time, in call order.
  */
+import type { ProcessGroup } from './distributed';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
@@ -318,19 +319,40 @@ export class BertModel {
    * scores, plus distillation from `teacher` when given), backward, gradient clipping, AdamW with the
    * reference's parameter groups. Resolves with the loss terms (before the update) and the gradient norm.
    */
-  trainStep(batch: ForwardBatch, options: TrainStepOptions = {}, teacher?: BertModel): Promise<TrainStepResult> {
+  trainStep(batch: ForwardBatch, options?: TrainStepOptions, teacher?: BertModel): Promise<TrainStepResult>;
+  /**
+   * Data-parallel: `batch` is this rank's part of the global batch (null when it has none this step). The
+   * gradients are averaged over the global batch across `dist.group` before clipping and AdamW, so every rank
+   * takes the same step; the result's losses are the global batch's, and `stop` is true when any rank passed
+   * `stop: true`.
+   */
+  trainStep(batch: ForwardBatch | null, options: TrainStepOptions, teacher: BertModel | undefined, dist: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult>;
+  trainStep(batch: ForwardBatch | null, options: TrainStepOptions = {}, teacher?: BertModel, dist?: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult> {
     const t = teacher ? teacher.handle() : undefined;
-    return this.enqueue((h) => h.trainStep(batch, options, t));
+    if (!dist && (typeof batch !== 'object' || batch === null)) return Promise.reject(invalidArg('batch', 'an object', batch));
+    const g = dist ? dist.group.handle() : undefined;
+    return this.enqueue((h) => h.trainStep(batch, options, t, g, dist?.stop ?? false));
   }
 
-  /** Writes the optimizer state and the RNG state (optimizer.safetensors, rng.safetensors) into `dir`. */
-  saveTrainingState(dir: string): Promise<void> {
-    return this.enqueue((h) => h.saveTraining(resolve(dir)));
+  /**
+   * Data-parallel start (ProcessGroup.syncModel): checks that every rank of `group` holds a model of the same
+   * structure, then copies rank 0's parameters and buffers into this one. Every rank must call it.
+   */
+  syncAcross(group: ProcessGroup): Promise<void> {
+    return this.enqueue((h) => group.handle().syncModel(h));
   }
 
-  /** Restores what saveTrainingState wrote. */
-  loadTrainingState(dir: string): Promise<void> {
-    return this.enqueue((h) => h.loadTraining(resolve(dir)));
+  /**
+   * Writes the optimizer state and the RNG state (optimizer.safetensors, rng.safetensors) into `dir`. In a
+   * data-parallel run, rank 0 passes every rank's generator state (`rngStates`, in rank order).
+   */
+  saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void> {
+    return this.enqueue((h) => h.saveTraining(resolve(dir), rngStates));
+  }
+
+  /** Restores what saveTrainingState wrote (`rank`: whose generator state to take, default 0). */
+  loadTrainingState(dir: string, rank = 0): Promise<void> {
+    return this.enqueue((h) => h.loadTraining(resolve(dir), rank));
   }
 
   /**

@@ -109,7 +109,42 @@ export interface NativeTrainStepResult {
   reguLoss: number;
   distilLoss: number;
   gradNorm: number;
+  /** Rows of the batch (data-parallel: of the global batch, summed over ranks). */
+  examples: number;
+  /** Data-parallel: some rank voted to stop after this step. */
+  stop: boolean;
   regularization: NativeRegularization;
+}
+
+export interface NativeProcessGroupOptions {
+  backend?: 'gloo' | 'nccl';
+  rank: number;
+  worldSize: number;
+  masterAddr?: string;
+  masterPort?: number;
+  timeoutMs?: number;
+  bucketBytes?: number;
+  /** Gloo's network interface (GLOO_SOCKET_IFNAME). */
+  interface?: string;
+}
+
+/** A c10d process group (TCPStore rendezvous + Gloo or NCCL); lib/distributed.ts wraps it. */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  /** Elementwise sum over ranks. */
+  allreduce(values: Float64Array): Promise<Float64Array>;
+  /** Every rank's bytes, in rank order (lengths may differ). */
+  allgatherBytes(bytes: Uint8Array): Promise<Uint8Array[]>;
+  barrier(): Promise<void>;
+  storeSet(key: string, value: string): Promise<void>;
+  /** Waits for a key in rank 0's store (fails at once if the store goes away). */
+  storeWait(key: string, timeoutMs: number): Promise<string>;
+  /** Checks every rank's model has the same structure, then copies rank 0's weights and buffers to all. */
+  syncModel(model: NativeModel): Promise<void>;
+  /** Barrier, then closes the group. */
+  shutdown(): Promise<void>;
 }
 
 export interface NativeCompactReport {
@@ -142,9 +177,17 @@ export interface NativeModel {
   regularization(options?: NativeLossOptions): NativeRegularization;
   gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
-  trainStep(inputs: NativeForwardInputs, options: NativeTrainStepOptions, teacher?: NativeModel): Promise<NativeTrainStepResult>;
-  saveTraining(dir: string): Promise<void>;
-  loadTraining(dir: string): Promise<void>;
+  /** With `group`, `inputs` is this rank's part of the global batch, or null when it has no rows this step. */
+  trainStep(
+    inputs: NativeForwardInputs | null,
+    options: NativeTrainStepOptions,
+    teacher?: NativeModel,
+    group?: NativeProcessGroup,
+    stopVote?: boolean,
+  ): Promise<NativeTrainStepResult>;
+  /** `rngStates[r]` (r >= 1): other ranks' generator states, saved beside this process's. */
+  saveTraining(dir: string, rngStates?: Uint8Array[]): Promise<void>;
+  loadTraining(dir: string, rank?: number): Promise<void>;
   resetOptimizer(): void;
   fillZeros(seed?: number): Promise<number>;
   dispose(): void;
@@ -169,6 +212,8 @@ export interface BuildInfo {
   cpuKernels: string;
   /** Whether inference uses them now (setFastKernels, BLOCKPRUNE_FAST_KERNELS=0). */
   fastKernels: boolean;
+  /** Data-parallel backends this build has: "gloo" (c10d with Gloo), "nccl" (CUDA builds with NCCL). */
+  distributedBackends: string[];
 }
 
 export interface NativeBinding {
@@ -181,6 +226,9 @@ export interface NativeBinding {
   manualSeed(seed: number): void;
   getNumThreads(): number;
   buildInfo(): BuildInfo;
+  initProcessGroup(options: NativeProcessGroupOptions): Promise<NativeProcessGroup>;
+  /** This process's CPU generator state (dropout), as saved in checkpoints. */
+  rngState(): Uint8Array;
 }
 
 /** The package root (where package.json of blockprune is), from dist/lib or lib. */

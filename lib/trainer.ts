@@ -6,10 +6,18 @@
  *
  * Dropout draws from libtorch's process-wide generator, seeded at the start and saved in checkpoints: a run
  * is reproducible when it is the only training in its process at a time.
+ *
+ * Data-parallel (`distributed`: a ProcessGroup): each rank reads its own rows of every global batch, the
+ * gradients of weights and mask scores are averaged over the global batch (bucketed all-reduce) before the
+ * step, so every rank applies the same update and schedules run on the global step. Only rank 0 writes logs
+ * and checkpoints (with every rank's generator state) and runs `evaluate`; the others wait for its metrics.
+ * A Ctrl-C on any rank makes all of them checkpoint and stop at the same step. Resume needs the same world
+ * size and a checkpoint directory every rank can read.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
+import { ProcessGroup, shardBatch } from './distributed';
 import { BertModel, ForwardBatch, TrainStepResult } from './model';
 import { native } from './native';
 import { PruningConfig } from './pruning';
@@ -17,7 +25,15 @@ import { PruningConfig } from './pruning';
 /** What the trainer needs of a training set: a size and deterministic batches per (seed, epoch). */
 export interface TrainData {
   readonly length: number;
-  batches(batchSize: number, options: { shuffle?: boolean; seed?: number; epoch?: number; dropLast?: boolean }): Iterable<ForwardBatch>;
+  /**
+   * True when batches() honours `shard` (yields only that rank's rows of each global batch, the same number of
+   * batches on every rank). Otherwise a data-parallel trainer takes its rows from each global batch itself.
+   */
+  readonly shardable?: boolean;
+  batches(
+    batchSize: number,
+    options: { shuffle?: boolean; seed?: number; epoch?: number; dropLast?: boolean; shard?: { rank: number; worldSize: number } },
+  ): Iterable<ForwardBatch>;
 }
 
 export type Metrics = Record<string, number>;
@@ -71,6 +87,13 @@ export interface SparseTrainerOptions {
   /** Write a checkpoint and stop on SIGINT (default true). */
   handleSigint?: boolean;
   onLog?: (entry: LogEntry) => void;
+  /**
+   * Data-parallel training over this process group: `batchSize` is the global batch (split over the ranks),
+   * and every rank must run the same trainer options. See the file comment.
+   */
+  distributed?: ProcessGroup;
+  /** Data-parallel: how long the other ranks wait for rank 0's evaluation (default 6 hours). */
+  evaluationTimeoutMs?: number;
 }
 
 export interface LogEntry {
@@ -88,6 +111,8 @@ export interface TrainResult {
   interrupted: boolean;
   history: Metrics[];
   lastCheckpoint?: string;
+  /** Processes that trained together (1 unless distributed). */
+  worldSize: number;
 }
 
 interface TrainerState {
@@ -99,6 +124,8 @@ interface TrainerState {
   seed: number;
   history: Metrics[];
   pruning?: Record<string, unknown>;
+  /** Ranks of the run that wrote it (absent: 1). */
+  worldSize?: number;
 }
 
 const STATE_FILE = 'trainer_state.json';
@@ -166,6 +193,8 @@ export class SparseTrainer {
       throw invalidArg('options.distillation.teacher', 'a BertModel', options.distillation.teacher);
     if (options.epochs === 0 && !options.maxSteps) throw new BlockpruneError('E_INVALID_ARG', 'nothing to train: epochs is 0 and maxSteps is not set');
     if (options.train.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'the training set is empty');
+    if (options.distributed !== undefined && !(options.distributed instanceof ProcessGroup))
+      throw invalidArg('options.distributed', 'a ProcessGroup', options.distributed);
     this.options = options;
     this.model = options.model;
   }
@@ -175,7 +204,13 @@ export class SparseTrainer {
     this.stopRequested = true;
   }
 
+  private get rank(): number {
+    return this.options.distributed?.rank ?? 0;
+  }
+
+  /** Logs are rank 0's (the others' entries would repeat its global figures). */
   private log(entry: LogEntry): void {
+    if (this.rank !== 0) return;
     if (this.options.logFile) appendFileSync(this.options.logFile, JSON.stringify(entry) + '\n');
     this.options.onLog?.(entry);
   }
@@ -191,7 +226,18 @@ export class SparseTrainer {
     const lr = o.learningRate ?? 5e-5;
     const pruning = o.pruning;
     const keep = Math.max(1, o.keepCheckpoints ?? 2);
-    if (o.logFile) mkdirSync(resolve(o.logFile, '..'), { recursive: true });
+    const group = o.distributed;
+    const worldSize = group?.worldSize ?? 1;
+    if (o.logFile && this.rank === 0) mkdirSync(resolve(o.logFile, '..'), { recursive: true });
+    if (group) {
+      // Every rank must run the same schedule on the same data: compare what decides it before any step.
+      const plan = { length: o.train.length, batchSize, totalSteps, seed, epochs, warmup, lr, pruning: pruning?.options ?? null, teacher: !!o.distillation };
+      const plans = await group.allgatherJson(plan);
+      plans.forEach((p, r) => {
+        if (JSON.stringify(p) !== JSON.stringify(plans[0]))
+          throw new BlockpruneError('E_DISTRIBUTED', `rank ${r} runs another plan than rank 0: ${JSON.stringify(p)} vs ${JSON.stringify(plans[0])} (same data, batch size, epochs and options on every rank)`);
+      });
+    }
 
     let step = 0;
     let epoch = 0;
@@ -204,11 +250,13 @@ export class SparseTrainer {
     if (o.resume && !resumeDir) throw new BlockpruneError('E_BAD_CHECKPOINT', `no complete checkpoint in ${o.outputDir}`);
     if (resumeDir) {
       const state = readCheckpointState(resumeDir);
+      if ((state.worldSize ?? 1) !== worldSize)
+        throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${resumeDir} was made by ${state.worldSize ?? 1} process(es), this run has ${worldSize}: resume with the same world size`);
       if (state.totalSteps !== totalSteps)
         throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${resumeDir} was made for ${state.totalSteps} steps, this run has ${totalSteps}: use the same epochs, batch size and data`);
       // The checkpoint's model replaces the one given (which is left as it was): use result.model.
       const loaded = await BertModel.fromPretrained(resumeDir, { device: this.model.device });
-      await loaded.loadTrainingState(resumeDir);
+      await loaded.loadTrainingState(resumeDir, this.rank);
       this.model = loaded;
       ({ step, epoch, batchInEpoch, history } = state);
       lastCheckpoint = resumeDir;
@@ -216,6 +264,11 @@ export class SparseTrainer {
     } else {
       native().manualSeed(seed);
       if (pruning && !this.model.patched) await this.model.patch(pruning);
+    }
+    if (group) {
+      // Same weights, scores and (distillation) teacher on every rank before the first step.
+      await group.syncModel(this.model);
+      if (o.distillation) await group.syncModel(o.distillation.teacher);
     }
 
     const onSigint = () => {
@@ -231,14 +284,16 @@ export class SparseTrainer {
     try {
       const po = pruning?.options;
       const teacher = o.distillation?.teacher;
+      const ownShards = !!group && o.train.shardable === true;
+      const shard = group ? { rank: group.rank, worldSize } : undefined;
       while (step < totalSteps && !interrupted) {
         let i = 0;
-        for (const batch of o.train.batches(batchSize, { shuffle: true, seed, epoch })) {
+        for (const global of o.train.batches(batchSize, { shuffle: true, seed, epoch, shard: ownShards ? shard : undefined })) {
           if (i++ < batchInEpoch) continue; // resuming inside an epoch: same order, skip what was done
+          // A data-parallel rank's rows (none, in a short last batch, is fine: it still joins the all-reduce).
+          const batch = !group ? global : ownShards ? (global.batchSize > 0 ? global : null) : shardBatch(global, group.rank, worldSize);
           const sched = pruning ? pruning.schedule(step, totalSteps, warmup) : undefined;
-          const r: TrainStepResult = await this.model.trainStep(
-            batch,
-            {
+          const stepOptions = {
               lr,
               maskLr: po?.maskScoresLearningRate ?? 1e-2,
               weightDecay: o.weightDecay ?? 0,
@@ -252,9 +307,10 @@ export class SparseTrainer {
               alphaCe: o.distillation?.alphaCe ?? 0.5,
               alphaTeacher: o.distillation?.alphaTeacher ?? 0.5,
               temperature: o.distillation?.temperature ?? 2,
-            },
-            teacher,
-          );
+            };
+          const r: TrainStepResult = group
+            ? await this.model.trainStep(batch, stepOptions, teacher, { group, stop: this.stopRequested })
+            : await this.model.trainStep(batch as ForwardBatch, stepOptions, teacher);
           step++;
           batchInEpoch++;
           if (step % (o.logEvery ?? 10) === 0 || step === totalSteps) {
@@ -282,7 +338,8 @@ export class SparseTrainer {
           }
           if (o.outputDir && o.checkpointEvery && step % o.checkpointEvery === 0 && batchInEpoch < stepsPerEpoch)
             lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
-          if (this.stopRequested) {
+          // Data-parallel: stop when any rank asked (the vote rode on this step's all-reduce), all at this step.
+          if (group ? r.stop : this.stopRequested) {
             interrupted = true;
             break;
           }
@@ -303,7 +360,7 @@ export class SparseTrainer {
     if (pruning && !interrupted) await this.model.setThreshold(pruning.options.finalThreshold);
     let model = this.model;
     if (o.filled && !interrupted) model = await this.filledStage(o.filled, history, step, epoch);
-    return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint };
+    return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint, worldSize };
   }
 
   private async evaluateNow(epoch: number, step: number): Promise<Metrics | undefined> {
@@ -311,7 +368,13 @@ export class SparseTrainer {
     const pruning = this.options.pruning;
     // Evaluation uses the final threshold, as the reference does.
     if (pruning && this.model.patched) await this.model.setThreshold(pruning.options.finalThreshold);
+    const group = this.options.distributed;
+    if (group && !group.isMain) {
+      // Rank 0 evaluates; the others take its figures (and notice at once if it dies meanwhile).
+      return group.shareFromMain<Metrics>('eval', undefined, this.options.evaluationTimeoutMs ?? 6 * 3600_000);
+    }
     const metrics = await this.options.evaluate(this.model);
+    if (group) await group.shareFromMain('eval', metrics, 0);
     const entry: LogEntry = { type: 'eval', step, epoch, ...metrics };
     if (this.model.patched) {
       const reg = await this.model.regularization({ regularization: 'l1' });
@@ -322,16 +385,25 @@ export class SparseTrainer {
   }
 
   /** Writes checkpoint-<step> atomically: into a .tmp directory, then renamed; old ones pruned after. */
-  private async checkpoint(state: Omit<TrainerState, 'format' | 'pruning'>, keep: number): Promise<string> {
+  private async checkpoint(state: Omit<TrainerState, 'format' | 'pruning' | 'worldSize'>, keep: number): Promise<string> {
     const out = resolve(this.options.outputDir!);
-    mkdirSync(out, { recursive: true });
+    const group = this.options.distributed;
     const final = join(out, `checkpoint-${state.step}`);
+    // Every rank's dropout generator goes into rank 0's checkpoint (a collective: all ranks come here).
+    const rngStates = group ? await group.allgather(native().rngState()) : undefined;
+    if (group && !group.isMain) return final;
+    mkdirSync(out, { recursive: true });
     const tmp = `${final}.tmp`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     await this.model.save(tmp);
-    await this.model.saveTrainingState(tmp);
-    const full: TrainerState = { format: 'blockprune-trainer-1', ...state, pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined };
+    await this.model.saveTrainingState(tmp, rngStates);
+    const full: TrainerState = {
+      format: 'blockprune-trainer-1',
+      ...state,
+      pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined,
+      worldSize: group?.worldSize ?? 1,
+    };
     writeFileSync(join(tmp, STATE_FILE), JSON.stringify(full, null, 2));
     rmSync(final, { recursive: true, force: true });
     renameSync(tmp, final);

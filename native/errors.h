@@ -30,6 +30,8 @@ class Error : public std::runtime_error {
 //   E_INVALID_ARG      a bad argument (wrong type, wrong length, out-of-range id)
 //   E_DISPOSED         the handle was disposed
 //   E_TORCH            an error raised inside libtorch
+//   E_DISTRIBUTED      a data-parallel rendezvous or collective failed (a rank died, timed out, or disagrees)
+//   E_UNSUPPORTED      this build lacks the feature (e.g. no c10d/Gloo, no NCCL)
 inline std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) {

@@ -73,37 +73,110 @@ at::Tensor distillation_loss(const NamedTensors& student, const NamedTensors& te
   return total / static_cast<double>(n);
 }
 
-TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch& batch, const TrainStepOptions& opts, Bert* teacher) {
+TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, const TrainStepOptions& opts, Bert* teacher) {
+  ProcessGroup* group = opts.group.get();
+  if (!batch && !group) throw Error("E_INVALID_ARG", "a train step needs a batch");
   if (opts.set_threshold && is_patched(model)) set_threshold(model, opts.threshold);
   model->train();
   for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
-  LossResult r = compute_loss(model, batch, opts.loss);
   TrainStepResult out;
-  at::Tensor loss = r.loss;
-  if (teacher) {
-    NamedTensors teacher_out;
-    {
-      at::NoGradGuard no_grad;
-      (*teacher)->eval();
-      teacher_out = (*teacher)->forward(batch);
+  double loss_value = 0;
+  const int64_t rows = batch ? batch->input_ids.size(0) : 0;
+  if (batch) {
+    LossResult r = compute_loss(model, *batch, opts.loss);
+    at::Tensor loss = r.loss;
+    if (teacher) {
+      NamedTensors teacher_out;
+      {
+        at::NoGradGuard no_grad;
+        (*teacher)->eval();
+        teacher_out = (*teacher)->forward(*batch);
+      }
+      auto kd = distillation_loss(r.outputs, teacher_out, opts.distil.temperature);
+      loss = opts.distil.alpha_teacher * kd + opts.distil.alpha_ce * r.task_loss;
+      if (r.regu_loss.defined() && opts.loss.regularization != "disabled") loss = loss + opts.loss.lambda * r.regu_loss;
+      out.distil_loss = kd.item<double>();
     }
-    auto kd = distillation_loss(r.outputs, teacher_out, opts.distil.temperature);
-    loss = opts.distil.alpha_teacher * kd + opts.distil.alpha_ce * r.task_loss;
-    if (r.regu_loss.defined() && opts.loss.regularization != "disabled") loss = loss + opts.loss.lambda * r.regu_loss;
-    out.distil_loss = kd.item<double>();
+    loss_value = loss.item<double>();
+    // Alone, a bad loss stops here; in a group every rank must reach the all-reduce, and the check runs on the
+    // global loss after it (so that all ranks fail at the same step).
+    if (!group && !std::isfinite(loss_value))
+      throw Error("E_NUMERIC", "the loss is " + std::to_string(loss_value) + ": no step taken (lower the learning rate?)");
+    loss.backward();
+    out.task_loss = r.task_loss.item<double>();
+    out.regu_loss = r.regu_loss.defined() ? r.regu_loss.item<double>() : 0.0;
+    out.regu = r.regu;
+  } else if (opts.loss.regularization != "disabled" && is_patched(model)) {
+    at::NoGradGuard no_grad;
+    out.regu = regularization(model, opts.loss.regularization, opts.loss.attention_lambda, opts.loss.dense_lambda);
+    out.regu_loss = out.regu.loss.item<double>();
   }
-  const double loss_value = loss.item<double>();
-  if (!std::isfinite(loss_value))
-    throw Error("E_NUMERIC", "the loss is " + std::to_string(loss_value) + ": no step taken (lower the learning rate?)");
-  loss.backward();
+  out.examples = rows;
+  if (group) {
+    std::vector<at::Tensor> tensors;
+    const double w = static_cast<double>(rows);
+    for (auto& p : model->parameters()) {
+      if (!p.requires_grad()) continue;
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      p.mutable_grad().mul_(w);
+      tensors.push_back(p.grad());
+    }
+    const auto dev = tensors.empty() ? at::Device(at::kCPU) : tensors[0].device();
+    at::Tensor scalars = at::tensor({w, loss_value * w, out.task_loss * w, out.regu_loss * w, out.distil_loss * w, opts.stop_vote ? 1.0 : 0.0},
+                                    at::TensorOptions().dtype(at::kDouble))
+                             .to(dev);
+    tensors.push_back(scalars);
+    group->allreduce_sum(tensors, "gradient all-reduce");
+    scalars = scalars.cpu();
+    const double* s = scalars.data_ptr<double>();
+    const double n = s[0];
+    if (!(n > 0)) throw Error("E_DISTRIBUTED", "no rank had rows in this step's batch");
+    for (size_t i = 0; i + 1 < tensors.size(); ++i) tensors[i].div_(n);
+    loss_value = s[1] / n;
+    out.task_loss = s[2] / n;
+    out.regu_loss = s[3] / n;
+    out.distil_loss = s[4] / n;
+    out.stop = s[5] > 0;
+    out.examples = static_cast<int64_t>(n);
+    if (!std::isfinite(loss_value)) {
+      for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+      throw Error("E_NUMERIC", "the loss over the global batch is " + std::to_string(loss_value) + ": no step taken on any rank (lower the learning rate?)");
+    }
+  }
   out.grad_norm = clip_grad_norm(model, opts.max_grad_norm);
   optimizer.step(model, opts.adam, opts.lr_scale);
   for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
   out.loss = loss_value;
-  out.task_loss = r.task_loss.item<double>();
-  out.regu_loss = r.regu_loss.defined() ? r.regu_loss.item<double>() : 0.0;
-  out.regu = r.regu;
   return out;
+}
+
+void sync_model(Bert& model, ProcessGroup& group) {
+  // Fingerprint: count, total size and a hash of every name and shape; compared across ranks first, so that
+  // different models fail with a message instead of a collective on mismatched sizes.
+  const auto sd = state_dict(model);
+  std::vector<at::Tensor> tensors;
+  uint64_t h = 1469598103934665603ull;
+  int64_t numel = 0;
+  auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  for (const auto& [name, t] : sd) {
+    for (char c : name) mix(static_cast<uint8_t>(c));
+    for (auto d : t.sizes()) mix(static_cast<uint64_t>(d));
+    numel += t.numel();
+  }
+  for (auto& p : model->parameters()) tensors.push_back(p);
+  for (auto& b : model->buffers()) tensors.push_back(b);
+  at::Tensor fp = at::tensor({static_cast<int64_t>(sd.size()), numel, static_cast<int64_t>(h >> 1)}, at::TensorOptions().dtype(at::kLong));
+  if (!tensors.empty()) fp = fp.to(tensors[0].device());
+  auto all = group.allgather(fp, "model check");
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (!at::equal(all[r].cpu(), all[0].cpu())) {
+      auto a = all[0].cpu(), b = all[r].cpu();
+      throw Error("E_DISTRIBUTED", "rank " + std::to_string(r) + "'s model differs from rank 0's (" + std::to_string(b[0].item<int64_t>()) + " tensors, " +
+                                       std::to_string(b[1].item<int64_t>()) + " values vs " + std::to_string(a[0].item<int64_t>()) + ", " +
+                                       std::to_string(a[1].item<int64_t>()) + "): start every rank from the same checkpoint, task and pruning config");
+    }
+  }
+  group.broadcast(tensors, 0, "model broadcast");
 }
 
 }  // namespace bp

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bert.h"
+#include "distributed.h"
 #include "optimizer.h"
 #include "patch.h"
 
@@ -42,11 +43,17 @@ struct TrainStepOptions {
   bool set_threshold = false;  // patched models: the schedule's threshold for this step
   double threshold = 0;
   DistilOptions distil;
+  // Data-parallel: this rank's part of the global batch (possibly empty) joins the others' (see train_step).
+  std::shared_ptr<ProcessGroup> group;
+  bool stop_vote = false;  // this rank asks every rank to stop after this step
 };
 
 struct TrainStepResult {
+  // With a group: averages over the global batch (every rank gets the same values).
   double loss = 0, task_loss = 0, regu_loss = 0, distil_loss = 0, grad_norm = 0;
   RegularizationResult regu;
+  int64_t examples = 0;  // rows in the (global) batch
+  bool stop = false;     // some rank voted to stop
 };
 
 // Knowledge distillation (reference): KL(log_softmax(s/T) || softmax(t/T)), batchmean, times T^2,
@@ -56,6 +63,16 @@ at::Tensor distillation_loss(const NamedTensors& student, const NamedTensors& te
 // One optimisation step: train-mode forward, loss = CE (+ lambda x regularization), or with a teacher
 // alpha_teacher x KD + alpha_ce x CE (+ lambda x regularization); backward; clip; AdamW. The model is
 // left in train mode.
-TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch& batch, const TrainStepOptions& opts, Bert* teacher);
+//
+// With opts.group (data-parallel), `batch` is this rank's part of the global batch and may be null (a rank
+// with no rows in a short last batch). Each rank's gradients are weighted by its row count; one bucketed
+// all-reduce sums them together with the rank's loss terms and stop vote, and dividing by the global row count
+// gives exactly the gradient of the mean loss over the global batch. Every rank then holds the same gradient,
+// clips and steps identically, and a non-finite global loss fails on every rank at the same step.
+TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, const TrainStepOptions& opts, Bert* teacher);
+
+// Data-parallel start: checks that every rank holds a model of the same structure (names and shapes), then
+// copies rank 0's parameters and buffers to every rank.
+void sync_model(Bert& model, ProcessGroup& group);
 
 }  // namespace bp

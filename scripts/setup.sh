@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libtorch-dev libopenblas0-pthread nlohmann-json3-dev cmake ninja-build g++ make)
+pkgs=(libtorch-dev libopenblas0-pthread libgloo-dev nlohmann-json3-dev cmake ninja-build g++ make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

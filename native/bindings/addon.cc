@@ -2,11 +2,17 @@
 #include <napi.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
+
+#include <cstring>
+#include <mutex>
 
 #include "checkpoint.h"
 #include "errors.h"
+#include "distributed.h"
 #include "fast_cpu.h"
+#include "group_handle.h"
 #include "model_handle.h"
 #include "runtime.h"
 #include "safetensors.h"
@@ -160,6 +166,18 @@ Napi::Value SetFastKernels(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value RngState(const Napi::CallbackInfo& info) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  at::Tensor state;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state = gen.get_state();
+  }
+  auto out = Napi::Uint8Array::New(info.Env(), state.numel());
+  std::memcpy(out.Data(), state.data_ptr<uint8_t>(), state.numel());
+  return out;
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
 }
@@ -177,6 +195,10 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("openblasThreads", Napi::Number::New(env, blas));
   o.Set("cpuKernels", bp::fast::isa());
   o.Set("fastKernels", Napi::Boolean::New(env, bp::fast::enabled()));
+  Napi::Array backends = Napi::Array::New(env);
+  if (bp::distributed_available()) backends.Set(backends.Length(), "gloo");
+  if (bp::nccl_available()) backends.Set(backends.Length(), "nccl");
+  o.Set("distributedBackends", backends);
   return o;
 }
 
@@ -191,6 +213,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setFastKernels", Napi::Function::New(env, SetFastKernels, "setFastKernels"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("rngState", Napi::Function::New(env, RngState, "rngState"));
+  exports.Set("NativeProcessGroup", GroupHandle::Define(env));
+  exports.Set("initProcessGroup", Napi::Function::New(env, InitProcessGroup, "initProcessGroup"));
   return exports;
 }
 

@@ -5,12 +5,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "checkpoint.h"
 #include "compact.h"
 #include "patch.h"
 #include "safetensors.h"
 #include "training.h"
+#include "group_handle.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <mutex>
@@ -19,10 +21,6 @@
 
 namespace bpn {
 namespace {
-
-struct AddonData {
-  Napi::FunctionReference model_ctor;
-};
 
 class ForwardWorker : public PromiseWorker {
  public:
@@ -112,19 +110,12 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                         InstanceMethod<&ModelHandle::Dispose>("dispose"),
                                         InstanceAccessor<&ModelHandle::IsDisposed>("disposed"),
                                     });
-  auto* data = env.GetInstanceData<AddonData>();
-  if (!data) {
-    data = new AddonData();
-    env.SetInstanceData(data);
-  }
-  data->model_ctor = Napi::Persistent(ctor);
+  addon_data(env).model_ctor = Napi::Persistent(ctor);
   return ctor;
 }
 
 Napi::Object ModelHandle::Wrap(Napi::Env env, bp::Bert model) {
-  auto* data = env.GetInstanceData<AddonData>();
-  Napi::Object obj = data->model_ctor.New({Napi::External<bp::Bert>::New(env, &model)});
-  return obj;
+  return addon_data(env).model_ctor.New({Napi::External<bp::Bert>::New(env, &model)});
 }
 
 ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {
@@ -480,7 +471,12 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bp::Bert m = model(env);
-  bp::Batch b = ReadBatch(env, m, info[0]);
+  // info[3]: a process group (data-parallel); then info[0] may be null (this rank has no rows this step).
+  std::shared_ptr<bp::ProcessGroup> group;
+  if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) group = GroupHandle::From(env, info[3], "group");
+  auto b = std::make_shared<bp::Batch>();
+  const bool has_batch = !(group && info[0].IsNull());
+  if (has_batch) *b = ReadBatch(env, m, info[0]);
   Napi::Object o = get_object(info[1], "options");
   bp::TrainStepOptions so;
   so.loss = read_loss_options(o);
@@ -510,18 +506,20 @@ Napi::Value ModelHandle::TrainStep(const Napi::CallbackInfo& info) {
   }
   bp::Bert teacher(nullptr);
   if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
-    if (!info[2].IsObject() || !info[2].As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->model_ctor.Value()))
+    if (!info[2].IsObject() || !info[2].As<Napi::Object>().InstanceOf(addon_data(env).model_ctor.Value()))
       throw_type_error(env, "Expected a NativeModel for teacher but received " + describe(info[2]));
     teacher = ModelHandle::Unwrap(info[2].As<Napi::Object>())->model(env);
     if (teacher.get() == m.get()) throw_range_error(env, "the teacher must be another model than the student");
   }
+  so.group = group;
+  so.stop_vote = info.Length() > 4 && info[4].ToBoolean().Value();
   auto opt = optimizer_;
   auto result = std::make_shared<bp::TrainStepResult>();
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.trainStep",
-      [m, opt, b, so, teacher, result]() mutable {
+      [m, opt, b, has_batch, so, teacher, result]() mutable {
         bp::Bert* t = teacher.is_empty() ? nullptr : &teacher;
-        *result = bp::train_step(m, *opt, b, so, t);
+        *result = bp::train_step(m, *opt, has_batch ? b.get() : nullptr, so, t);
       },
       [result](Napi::Env e) -> Napi::Value {
         Napi::Object r = Napi::Object::New(e);
@@ -530,6 +528,8 @@ Napi::Value ModelHandle::TrainStep(const Napi::CallbackInfo& info) {
         r.Set("reguLoss", result->regu_loss);
         r.Set("distilLoss", result->distil_loss);
         r.Set("gradNorm", result->grad_norm);
+        r.Set("examples", Napi::Number::New(e, static_cast<double>(result->examples)));
+        r.Set("stop", Napi::Boolean::New(e, result->stop));
         r.Set("regularization", regularization_to_js(e, result->regu));
         return r;
       });
@@ -539,10 +539,25 @@ Napi::Value ModelHandle::SaveTraining(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bp::Bert m = model(env);
   const std::string dir = get_string(info[0], "dir");
+  // info[1]: the other ranks' generator states (data-parallel runs), saved as "cpu.rank<r>".
+  bp::NamedTensors others;
+  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+    if (!info[1].IsArray()) throw_type_error(env, "Expected an array of Uint8Array for rngStates but received " + describe(info[1]));
+    auto a = info[1].As<Napi::Array>();
+    for (uint32_t r = 1; r < a.Length(); ++r) {
+      Napi::Value v = a.Get(r);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throw_type_error(env, "Expected a Uint8Array for rngStates[" + std::to_string(r) + "] but received " + describe(v));
+      auto u = v.As<Napi::Uint8Array>();
+      auto t = at::empty({static_cast<int64_t>(u.ElementLength())}, at::kByte);
+      if (u.ElementLength()) std::memcpy(t.data_ptr<uint8_t>(), u.Data(), u.ElementLength());
+      others.emplace_back("cpu.rank" + std::to_string(r), t);
+    }
+  }
   auto opt = optimizer_;
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.saveTraining",
-      [dir, opt]() {
+      [dir, opt, others]() {
         bp::write_safetensors(dir + "/optimizer.safetensors", opt->state(), {{"format", "blockprune-adamw"}});
         // The default CPU generator drives dropout: saving it makes a resumed run draw the same masks.
         auto gen = at::detail::getDefaultCPUGenerator();
@@ -551,7 +566,9 @@ Napi::Value ModelHandle::SaveTraining(const Napi::CallbackInfo& info) {
           std::lock_guard<std::mutex> lock(gen.mutex());
           rng = gen.get_state();
         }
-        bp::write_safetensors(dir + "/rng.safetensors", {{"cpu", rng}}, {});
+        bp::NamedTensors all{{"cpu", rng}};
+        all.insert(all.end(), others.begin(), others.end());
+        bp::write_safetensors(dir + "/rng.safetensors", all, {});
       },
       [](Napi::Env e) { return e.Undefined(); });
 }
@@ -560,20 +577,25 @@ Napi::Value ModelHandle::LoadTraining(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bp::Bert m = model(env);
   const std::string dir = get_string(info[0], "dir");
+  // info[1]: this process's rank in a data-parallel run (its generator state is "cpu.rank<r>", rank 0's "cpu").
+  const int64_t rank = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
   auto opt = optimizer_;
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.loadTraining",
-      [m, dir, opt]() {
+      [m, dir, opt, rank]() {
         const auto path = dir + "/optimizer.safetensors";
         auto file = bp::read_safetensors(path);
         opt->load_state(file.tensors, m, path);
         auto rng = bp::read_safetensors(dir + "/rng.safetensors");
-        if (rng.tensors.size() != 1 || rng.tensors[0].first != "cpu")
-          throw bp::Error("E_BAD_CHECKPOINT", dir + "/rng.safetensors: expected one tensor 'cpu'");
+        const std::string want = rank == 0 ? "cpu" : "cpu.rank" + std::to_string(rank);
+        const at::Tensor* state = nullptr;
+        for (const auto& [name, t] : rng.tensors)
+          if (name == want) state = &t;
+        if (!state) throw bp::Error("E_BAD_CHECKPOINT", dir + "/rng.safetensors: no generator state '" + want + "' (was the checkpoint made with another world size?)");
         auto gen = at::detail::getDefaultCPUGenerator();
         std::lock_guard<std::mutex> lock(gen.mutex());
         try {
-          gen.set_state(rng.tensors[0].second);
+          gen.set_state(*state);
         } catch (const c10::Error& e) {
           throw bp::Error("E_BAD_CHECKPOINT", dir + "/rng.safetensors: not a generator state (" + e.what_without_backtrace() + ")");
         }

@@ -9,6 +9,16 @@
 
 namespace bpn {
 
+AddonData& addon_data(Napi::Env env) {
+  auto* data = env.GetInstanceData<AddonData>();
+  if (!data) {
+    data = new AddonData();
+    env.SetInstanceData(data);
+  }
+  return *data;
+}
+
+
 PromiseWorker::PromiseWorker(Napi::Env env, const char* name)
     : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
 

@@ -17,6 +17,13 @@
 
 namespace bpn {
 
+// Per-environment data: the constructors of the wrapped classes (for instance checks and wrapping).
+struct AddonData {
+  Napi::FunctionReference model_ctor;
+  Napi::FunctionReference group_ctor;
+};
+AddonData& addon_data(Napi::Env env);
+
 // Bumped by setNumThreads so that each pool thread re-reads the thread settings before its next job.
 extern std::atomic<int> g_thread_settings_generation;
 

@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
       so.max_grad_norm = 0;
       double worst = 0;
       for (int s = 0; s < 3; ++s) {
-        auto r = bp::train_step(m, opt, batch_of(io), so, nullptr);
+        const bp::Batch b = batch_of(io);
+        auto r = bp::train_step(m, opt, &b, so, nullptr);
         worst = std::max(worst, std::abs(r.loss - ref[s].get<double>()));
       }
       const bool ok = worst <= 1e-4;
@@ -137,10 +138,10 @@ int main(int argc, char** argv) {
           so.loss.regularization = "l1";
           so.loss.lambda = 10;
         }
-        for (int s = 0; s < 2; ++s) bp::train_step(model, opt, b, so, nullptr);
+        for (int s = 0; s < 2; ++s) bp::train_step(model, opt, &b, so, nullptr);
         // train_step reads the loss back (.item()), so each step ends synchronised with the device.
         const double t0 = now_ms();
-        for (int s = 0; s < steps; ++s) bp::train_step(model, opt, b, so, nullptr);
+        for (int s = 0; s < steps; ++s) bp::train_step(model, opt, &b, so, nullptr);
         const double ms = (now_ms() - t0) / steps;
         std::printf("bert-base train step 8x128 on %s, %s: %.1f ms, %.2f samples/s\n", device.c_str(), patched ? "patched (hybrid)" : "plain", ms, 8000.0 / ms);
       }

@@ -1,0 +1,260 @@
+#include "distributed.h"
+
+#include <chrono>
+#include <thread>
+
+#include "errors.h"
+
+#if BP_WITH_C10D
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if BP_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#endif
+
+namespace bp {
+
+bool distributed_available() { return BP_WITH_C10D != 0; }
+bool nccl_available() {
+#if BP_WITH_C10D && BP_WITH_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+std::string cause_of(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+#if BP_WITH_C10D
+
+struct ProcessGroup::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+};
+
+ProcessGroup::ProcessGroup(const DistOptions& opts) : opts_(opts), impl_(std::make_unique<Impl>()) {
+  if (opts.world_size < 1) throw Error("E_INVALID_ARG", "world size must be at least 1, got " + std::to_string(opts.world_size));
+  if (opts.rank < 0 || opts.rank >= opts.world_size)
+    throw Error("E_INVALID_ARG", "rank must be in [0, " + std::to_string(opts.world_size - 1) + "], got " + std::to_string(opts.rank));
+  if (opts.master_port < 1 || opts.master_port > 65535)
+    throw Error("E_INVALID_ARG", "master port must be in [1, 65535], got " + std::to_string(opts.master_port));
+  if (opts.timeout_ms < 1) throw Error("E_INVALID_ARG", "timeout must be positive");
+  if (opts.bucket_bytes < 1024) throw Error("E_INVALID_ARG", "bucket size must be at least 1 KiB");
+  if (opts.backend != "gloo" && opts.backend != "nccl")
+    throw Error("E_INVALID_ARG", "backend must be 'gloo' or 'nccl', got '" + opts.backend + "'");
+  if (opts.backend == "nccl" && !nccl_available())
+    throw Error("E_UNSUPPORTED", "this blockprune build has no NCCL (it needs a CUDA libtorch with NCCL): use backend 'gloo'");
+  const auto timeout = std::chrono::milliseconds(opts.timeout_ms);
+  const std::string where = opts.master_addr + ":" + std::to_string(opts.master_port);
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(opts.master_port);
+    so.isServer = opts.rank == 0;
+    so.numWorkers = static_cast<size_t>(opts.world_size);
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(opts.master_addr, so);
+  } catch (const std::exception& e) {
+    broken_ = true;
+    throw Error("E_DISTRIBUTED", "rank " + std::to_string(opts.rank) + " of " + std::to_string(opts.world_size) + ": rendezvous at " + where +
+                                     " failed within " + std::to_string(opts.timeout_ms / 1000.0).substr(0, 5) + " s (" + cause_of(e) +
+                                     "). Check that every rank was started with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE, that rank 0 is running, and that the port is free and reachable.");
+  }
+  try {
+    if (opts.backend == "gloo") {
+      auto go = c10d::ProcessGroupGloo::Options::create(timeout);
+      if (!opts.interface.empty())
+        go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(opts.interface));
+      else if (is_loopback(opts.master_addr))
+        go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else
+        go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      go->threads = 2;
+      impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, opts.rank, opts.world_size, go);
+    } else {
+#if BP_WITH_NCCL
+      auto no = c10d::ProcessGroupNCCL::Options::create();
+      no->timeout = timeout;
+      impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, opts.rank, opts.world_size, no);
+#endif
+    }
+  } catch (const std::exception& e) {
+    broken_ = true;
+    throw Error("E_DISTRIBUTED", "rank " + std::to_string(opts.rank) + " of " + std::to_string(opts.world_size) + ": joining the " + opts.backend +
+                                     " process group via " + where + " failed (" + cause_of(e) + "): not every rank joined within " +
+                                     std::to_string(opts.timeout_ms / 1000.0).substr(0, 5) + " s. Start all " + std::to_string(opts.world_size) +
+                                     " ranks with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE.");
+  }
+}
+
+ProcessGroup::~ProcessGroup() = default;
+
+void ProcessGroup::fail(const std::string& op, const std::string& cause) {
+  broken_ = true;
+  throw Error("E_DISTRIBUTED", "rank " + std::to_string(opts_.rank) + " of " + std::to_string(opts_.world_size) + ": " + op + " failed: " + cause +
+                                   " (another rank died, stopped, or did not answer within " + std::to_string(opts_.timeout_ms / 1000) + " s)");
+}
+
+template <typename F>
+void ProcessGroup::guarded(const char* op, F&& f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) throw Error("E_DISTRIBUTED", std::string(op) + ": the process group was shut down");
+  if (broken_) throw Error("E_DISTRIBUTED", std::string(op) + ": the process group is broken by an earlier failure");
+  try {
+    f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail(op, cause_of(e));
+  }
+}
+
+namespace {
+
+// Runs `launch` over flat buckets of `tensors` (grouped by dtype and device, in order, at most `bucket_bytes`
+// each), waits for all of them, then copies the buckets back into the tensors.
+template <typename Launch>
+void over_buckets(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes, Launch&& launch) {
+  struct Bucket {
+    std::vector<at::Tensor> members;
+    at::Tensor flat;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::vector<Bucket> buckets;
+  std::vector<bool> used(tensors.size(), false);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (used[i]) continue;
+    Bucket b;
+    int64_t bytes = 0;
+    for (size_t j = i; j < tensors.size(); ++j) {
+      if (used[j] || tensors[j].scalar_type() != tensors[i].scalar_type() || tensors[j].device() != tensors[i].device()) continue;
+      const int64_t nb = tensors[j].numel() * static_cast<int64_t>(tensors[j].element_size());
+      if (!b.members.empty() && bytes + nb > bucket_bytes) break;
+      b.members.push_back(tensors[j]);
+      bytes += nb;
+      used[j] = true;
+    }
+    std::vector<at::Tensor> flat;
+    flat.reserve(b.members.size());
+    for (const auto& t : b.members) flat.push_back(t.reshape({-1}));
+    b.flat = at::cat(flat);
+    buckets.push_back(std::move(b));
+  }
+  for (auto& b : buckets) {
+    std::vector<at::Tensor> v{b.flat};
+    b.work = launch(v);
+  }
+  for (auto& b : buckets) b.work->wait();
+  for (auto& b : buckets) {
+    int64_t off = 0;
+    for (auto& t : b.members) {
+      t.copy_(b.flat.narrow(0, off, t.numel()).view(t.sizes()));
+      off += t.numel();
+    }
+  }
+}
+
+}  // namespace
+
+void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>& tensors, const char* what) {
+  guarded(what, [&] {
+    at::NoGradGuard no_grad;
+    over_buckets(tensors, opts_.bucket_bytes, [&](std::vector<at::Tensor>& v) { return impl_->pg->allreduce(v, c10d::AllreduceOptions{}); });
+  });
+}
+
+void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root, const char* what) {
+  guarded(what, [&] {
+    at::NoGradGuard no_grad;
+    c10d::BroadcastOptions bo;
+    bo.rootRank = root;
+    over_buckets(tensors, opts_.bucket_bytes, [&](std::vector<at::Tensor>& v) { return impl_->pg->broadcast(v, bo); });
+  });
+}
+
+std::vector<at::Tensor> ProcessGroup::allgather(const at::Tensor& t, const char* what) {
+  std::vector<std::vector<at::Tensor>> out(1);
+  guarded(what, [&] {
+    for (int r = 0; r < opts_.world_size; ++r) out[0].push_back(at::empty_like(t));
+    std::vector<at::Tensor> in{t.contiguous()};
+    impl_->pg->allgather(out, in)->wait();
+  });
+  return out[0];
+}
+
+void ProcessGroup::barrier(const char* what) {
+  guarded(what, [&] { impl_->pg->barrier()->wait(); });
+}
+
+void ProcessGroup::store_set(const std::string& key, const std::string& value) {
+  guarded("store set", [&] { impl_->store->set(key, std::vector<uint8_t>(value.begin(), value.end())); });
+}
+
+std::string ProcessGroup::store_wait(const std::string& key, int64_t timeout_ms) {
+  std::string value;
+  guarded("waiting for rank 0", [&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    // check() is a round trip to rank 0's store: a dead rank 0 fails it at once.
+    while (!impl_->store->check({key})) {
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error("'" + key + "' did not arrive within " + std::to_string(timeout_ms / 1000) + " s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    auto v = impl_->store->get(key);
+    value.assign(v.begin(), v.end());
+  });
+  return value;
+}
+
+void ProcessGroup::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+  }
+  std::string err;
+  if (!broken_) {
+    try {
+      barrier("shutdown barrier");
+    } catch (const Error& e) {
+      err = e.what();
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  impl_->pg.reset();
+  impl_->store.reset();
+  if (!err.empty()) throw Error("E_DISTRIBUTED", err);
+}
+
+#else  // no c10d in this libtorch
+
+struct ProcessGroup::Impl {};
+
+ProcessGroup::ProcessGroup(const DistOptions& opts) : opts_(opts) {
+  throw Error("E_UNSUPPORTED", "this blockprune build has no distributed support (its libtorch lacks c10d/Gloo, or the gloo headers were missing at build time: apt-get install libgloo-dev and rebuild)");
+}
+ProcessGroup::~ProcessGroup() = default;
+void ProcessGroup::fail(const std::string& op, const std::string& cause) { throw Error("E_DISTRIBUTED", op + ": " + cause); }
+void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>&, const char*) {}
+void ProcessGroup::broadcast(const std::vector<at::Tensor>&, int, const char*) {}
+std::vector<at::Tensor> ProcessGroup::allgather(const at::Tensor& t, const char*) { return {t}; }
+void ProcessGroup::barrier(const char*) {}
+void ProcessGroup::store_set(const std::string&, const std::string&) {}
+std::string ProcessGroup::store_wait(const std::string&, int64_t) { return {}; }
+void ProcessGroup::shutdown() {}
+
+#endif
+
+}  // namespace bp

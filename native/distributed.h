@@ -1,0 +1,84 @@
+// Data-parallel training over libtorch's own distributed engine (c10d): a TCPStore for the rendezvous
+// (hosted by rank 0, as torch.distributed's env:// init does), ProcessGroupGloo on CPU and ProcessGroupNCCL on
+// CUDA builds that have it. This file is the only one that includes c10d headers.
+//
+// Failure model: every collective runs with the group's timeout; Gloo also notices a dead peer at once (its
+// socket closes). Any failure is thrown as bp::Error E_DISTRIBUTED naming the rank, the operation and the
+// cause, and leaves the group broken: every later call fails at once instead of waiting on peers that will
+// never answer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace bp {
+
+struct DistOptions {
+  std::string backend = "gloo";  // "gloo" | "nccl"
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  // Rendezvous and every collective: an operation not done in this time fails on every rank.
+  int64_t timeout_ms = 300000;
+  // Gradients are summed in flat buckets of at most this many bytes (torch DDP's default is 25 MiB).
+  int64_t bucket_bytes = 25 << 20;
+  // Gloo: the network interface to use (torch's GLOO_SOCKET_IFNAME); empty = loopback for a loopback master
+  // address, else the interface the host name resolves to.
+  std::string interface;
+};
+
+// True when this build has c10d with Gloo (the addon reports it in buildInfo()).
+bool distributed_available();
+bool nccl_available();
+
+class ProcessGroup {
+ public:
+  // Rendezvous: blocks until all world_size ranks have joined (or the timeout passes).
+  explicit ProcessGroup(const DistOptions& opts);
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const { return opts_.rank; }
+  int world_size() const { return opts_.world_size; }
+  const DistOptions& options() const { return opts_; }
+  bool broken() const { return broken_; }
+
+  // Sums the tensors elementwise across ranks, in place. Tensors of one dtype and device are packed into flat
+  // buckets of at most bucket_bytes; all buckets are in flight at once. Every rank must pass the same shapes
+  // in the same order.
+  void allreduce_sum(const std::vector<at::Tensor>& tensors, const char* what);
+  // Copies root's tensors into every rank's (same shapes on every rank), in place.
+  void broadcast(const std::vector<at::Tensor>& tensors, int root, const char* what);
+  // Every rank's copy of `t` (same shape and dtype on every rank), in rank order.
+  std::vector<at::Tensor> allgather(const at::Tensor& t, const char* what);
+  void barrier(const char* what);
+
+  // The rendezvous store: rank 0 publishes, the others wait. store_wait polls in slices of at most 1 s so that
+  // a store that goes away (rank 0 died) is noticed at once, and gives up after timeout_ms.
+  void store_set(const std::string& key, const std::string& value);
+  std::string store_wait(const std::string& key, int64_t timeout_ms);
+
+  // Ends the group (after a barrier when it is healthy, so that rank 0's store outlives the others' last use).
+  void shutdown();
+
+ private:
+  struct Impl;
+  [[noreturn]] void fail(const std::string& op, const std::string& cause);
+  template <typename F>
+  void guarded(const char* op, F&& f);
+
+  DistOptions opts_;
+  std::unique_ptr<Impl> impl_;
+  bool broken_ = false;
+  bool closed_ = false;
+  std::mutex mu_;  // one operation at a time, in program order
+};
+
+}  // namespace bp
