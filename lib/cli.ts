@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { BertModel } from './model';
 import { pipeline } from './pipelines';
 import { buildReport, formatReport, writeMaskImages } from './report';
+import { DistributedBackend, launch, ProcessGroup } from './distributed';
 import { JOB_TASKS, JobTask, runFinePruneJob } from './job';
 import { exportOnnx } from './onnx';
 import { normalizePruningOptions, PruningConfig } from './pruning';
@@ -90,7 +91,14 @@ Pruning (the reference's arguments):
   --config FILE   a JSON file with any of these (camelCase or the reference's snake_case pruning fields)
 Output:
   --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
-  --latency-runs N (30)`;
+  --latency-runs N (30)
+Data-parallel (c10d: Gloo on CPU, NCCL on CUDA builds; --batch-size is the global batch):
+  --nproc N                    start N ranks on this machine and wait for them (torchrun --nproc-per-node)
+  --nnodes M --node-rank K     with --nproc: M machines, this is machine K (needs --master-addr/--master-port)
+  --rank R --world-size W      run one rank (default: RANK, WORLD_SIZE from the environment, as torchrun sets)
+  --master-addr A --master-port P   rank 0's address (MASTER_ADDR, MASTER_PORT; default 127.0.0.1:29500)
+  --dist-backend gloo|nccl (gloo)  --dist-timeout S (300): a rank that dies or hangs ends all within S s
+  Rank 0 alone logs, checkpoints, evaluates and reports; --resume needs the same world size.`;
 
 HELP.export = `Usage: blockprune export <model-dir> --onnx <file.onnx> [--opset 14..17] [--extras]
 
@@ -153,6 +161,8 @@ async function cmdTrain(argv: string[]): Promise<void> {
       'initial-threshold': str, 'mask-lr': str, 'dense-lambda': str, 'attention-lambda': str, 'attention-block': str,
       'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
       'latency-runs': str, 'skip-invalid': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
+      'dist-backend': str, 'dist-timeout': str,
     },
   });
   if (values.help) return void console.log(HELP.train);
@@ -190,35 +200,94 @@ async function cmdTrain(argv: string[]): Promise<void> {
   if (values.model && Object.keys(modelConfig).length) throw new UsageError('--hidden/--layers/--heads/--ffn describe a random model: not with --model');
   if (values.teacher && values.teacher !== 'none' && !existsSync(values.teacher)) throw new UsageError(`--teacher ${values.teacher} does not exist`);
   const pick = <T>(cli: T | undefined, key: string): T | undefined => (cli !== undefined ? cli : (fileOpts[key] as T | undefined));
-  await runFinePruneJob({
-    task,
-    data: pick(values.data, 'data'),
-    output: values.output ?? (fileOpts.output as string) ?? join('out', task),
-    model: pick(values.model, 'model'),
-    tokenizer: pick(values.tokenizer, 'tokenizer'),
-    modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined,
-    maxLength: pick(intArg(values, 'max-length'), 'maxLength'),
-    limit: pick(intArg(values, 'limit'), 'limit'),
-    evalLimit: pick(intArg(values, 'eval-limit'), 'evalLimit'),
-    denseEpochs: pick(intArg(values, 'dense-epochs'), 'denseEpochs'),
-    denseLearningRate: pick(num(values, 'dense-lr'), 'denseLearningRate'),
-    pruneEpochs: pick(intArg(values, 'epochs'), 'pruneEpochs'),
-    learningRate: pick(num(values, 'lr'), 'learningRate'),
-    batchSize: pick(intArg(values, 'batch-size'), 'batchSize'),
-    warmupSteps: pick(intArg(values, 'warmup-steps'), 'warmupSteps'),
-    seed: pick(intArg(values, 'seed'), 'seed'),
-    filledEpochs: pick(intArg(values, 'filled-epochs'), 'filledEpochs'),
-    resume: values.resume ?? (fileOpts.resume as boolean | undefined),
-    preset: pick(values.preset, 'preset'),
-    lambda: pick(num(values, 'lambda'), 'lambda'),
-    pruning: given,
-    teacher: pick(values.teacher, 'teacher'),
-    alphaCe: pick(num(values, 'alpha-ce'), 'alphaCe'),
-    alphaTeacher: pick(num(values, 'alpha-teacher'), 'alphaTeacher'),
-    temperature: pick(num(values, 'temperature'), 'temperature'),
-    latencyRuns: pick(intArg(values, 'latency-runs'), 'latencyRuns'),
-    skipInvalid: values['skip-invalid'] ?? (fileOpts.skipInvalid as boolean | undefined),
-  });
+
+  // Data-parallel: --nproc starts the ranks on this machine (as torchrun does) and waits for them; a rank (or a
+  // process started by hand or by torchrun) joins the group that --rank/--world-size or the environment name.
+  const nproc = intArg(values, 'nproc');
+  if (nproc !== undefined && nproc < 1) throw new UsageError('--nproc expects at least 1');
+  const nnodes = intArg(values, 'nnodes') ?? 1;
+  const masterPort = intArg(values, 'master-port');
+  if (masterPort !== undefined && (masterPort < 1 || masterPort > 65535)) throw new UsageError('--master-port expects a port in 1..65535');
+  const backend = values['dist-backend'] as DistributedBackend | undefined;
+  if (backend !== undefined && backend !== 'gloo' && backend !== 'nccl') throw new UsageError('--dist-backend must be gloo or nccl');
+  const distTimeout = num(values, 'dist-timeout');
+  if (distTimeout !== undefined && !(distTimeout > 0)) throw new UsageError('--dist-timeout expects seconds > 0');
+  if (nproc !== undefined && (nproc > 1 || nnodes > 1)) {
+    if (values.rank !== undefined || values['world-size'] !== undefined) throw new UsageError('--nproc starts the ranks itself: not with --rank/--world-size');
+    if (process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined) throw new UsageError('--nproc inside a rank (RANK and WORLD_SIZE are set)');
+    const args: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i];
+      if (['--nproc', '--nnodes', '--node-rank'].includes(a)) i++;
+      else if (!/^--(nproc|nnodes|node-rank)=/.test(a)) args.push(a);
+    }
+    const r = await launch({
+      nproc,
+      nnodes,
+      nodeRank: intArg(values, 'node-rank'),
+      masterAddr: values['master-addr'],
+      masterPort,
+      script: process.argv[1],
+      args: ['train', ...args],
+    });
+    if (r.code !== 0) {
+      const e = r.exits.find((x) => x.rank === r.firstFailure)!;
+      console.error(`blockprune: rank ${r.firstFailure} failed first (${e.signal ?? `exit code ${e.code}`}); every rank has stopped`);
+      process.exit(r.code);
+    }
+    return;
+  }
+  const env = ProcessGroup.optionsFromEnv();
+  const worldSize = intArg(values, 'world-size') ?? env?.worldSize ?? 1;
+  const rank = intArg(values, 'rank') ?? env?.rank ?? 0;
+  if (worldSize < 1) throw new UsageError('--world-size expects at least 1');
+  if (rank >= worldSize) throw new UsageError(`--rank must be below the world size ${worldSize}`);
+  const group =
+    worldSize > 1
+      ? await ProcessGroup.init({
+          ...env,
+          rank,
+          worldSize,
+          masterAddr: values['master-addr'] ?? env?.masterAddr,
+          masterPort: masterPort ?? env?.masterPort,
+          backend,
+          timeoutMs: distTimeout !== undefined ? distTimeout * 1000 : undefined,
+        })
+      : undefined;
+  try {
+    await runFinePruneJob({
+      task,
+      data: pick(values.data, 'data'),
+      output: values.output ?? (fileOpts.output as string) ?? join('out', task),
+      model: pick(values.model, 'model'),
+      tokenizer: pick(values.tokenizer, 'tokenizer'),
+      modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined,
+      maxLength: pick(intArg(values, 'max-length'), 'maxLength'),
+      limit: pick(intArg(values, 'limit'), 'limit'),
+      evalLimit: pick(intArg(values, 'eval-limit'), 'evalLimit'),
+      denseEpochs: pick(intArg(values, 'dense-epochs'), 'denseEpochs'),
+      denseLearningRate: pick(num(values, 'dense-lr'), 'denseLearningRate'),
+      pruneEpochs: pick(intArg(values, 'epochs'), 'pruneEpochs'),
+      learningRate: pick(num(values, 'lr'), 'learningRate'),
+      batchSize: pick(intArg(values, 'batch-size'), 'batchSize'),
+      warmupSteps: pick(intArg(values, 'warmup-steps'), 'warmupSteps'),
+      seed: pick(intArg(values, 'seed'), 'seed'),
+      filledEpochs: pick(intArg(values, 'filled-epochs'), 'filledEpochs'),
+      resume: values.resume ?? (fileOpts.resume as boolean | undefined),
+      preset: pick(values.preset, 'preset'),
+      lambda: pick(num(values, 'lambda'), 'lambda'),
+      pruning: given,
+      teacher: pick(values.teacher, 'teacher'),
+      alphaCe: pick(num(values, 'alpha-ce'), 'alphaCe'),
+      alphaTeacher: pick(num(values, 'alpha-teacher'), 'alphaTeacher'),
+      temperature: pick(num(values, 'temperature'), 'temperature'),
+      latencyRuns: pick(intArg(values, 'latency-runs'), 'latencyRuns'),
+      skipInvalid: values['skip-invalid'] ?? (fileOpts.skipInvalid as boolean | undefined),
+      distributed: group,
+    });
+  } finally {
+    await group?.destroy().catch(() => {});
+  }
 }
 
 async function cmdReport(argv: string[]): Promise<void> {

@@ -213,6 +213,10 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 export interface LaunchOptions {
   /** Processes to start on this machine. */
   nproc: number;
+  /** Machines taking part (each runs launch() with the same nproc); default 1. */
+  nnodes?: number;
+  /** This machine's index among them (global rank = nodeRank x nproc + local rank); default 0. */
+  nodeRank?: number;
   /** The Node script each rank runs, and its arguments. */
   script: string;
   args?: string[];
@@ -244,6 +248,12 @@ export interface LaunchResult {
  */
 export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   if (!Number.isInteger(o.nproc) || o.nproc < 1) throw invalidArg('nproc', 'an integer >= 1', o.nproc);
+  const nnodes = o.nnodes ?? 1;
+  const nodeRank = o.nodeRank ?? 0;
+  if (!Number.isInteger(nnodes) || nnodes < 1) throw invalidArg('nnodes', 'an integer >= 1', o.nnodes);
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) throw invalidArg('nodeRank', `an integer in [0, ${nnodes - 1}]`, o.nodeRank);
+  if (nnodes > 1 && (o.masterAddr === undefined || o.masterPort === undefined))
+    throw new BlockpruneError('E_INVALID_ARG', 'several machines need masterAddr and masterPort (where node 0 will listen)');
   const masterAddr = o.masterAddr ?? '127.0.0.1';
   const masterPort = o.masterPort ?? (await freePort(masterAddr));
   const base = o.env ?? process.env;
@@ -273,13 +283,14 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const done = Array.from({ length: o.nproc }, (_, rank) => {
+    const done = Array.from({ length: o.nproc }, (_, local) => {
+      const rank = nodeRank * o.nproc + local;
       const child = spawn(process.execPath, [o.script, ...(o.args ?? [])], {
         env: {
           ...base,
           RANK: String(rank),
-          LOCAL_RANK: String(rank),
-          WORLD_SIZE: String(o.nproc),
+          LOCAL_RANK: String(local),
+          WORLD_SIZE: String(nnodes * o.nproc),
           LOCAL_WORLD_SIZE: String(o.nproc),
           MASTER_ADDR: masterAddr,
           MASTER_PORT: String(masterPort),

@@ -3,7 +3,8 @@
  * dense model (or start from a checkpoint), fine-prune it with a preset, compact it, and report accuracy,
  * parameters, the per-layer table, latency dense vs compact, and mask pictures.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   ClassificationDataset,
@@ -14,6 +15,7 @@ import {
   permutation,
   TASK_LABELS,
 } from './data';
+import type { ProcessGroup } from './distributed';
 import { BlockpruneError } from './errors';
 import { BertConfigJson, BertModel } from './model';
 import { accuracy as accuracyOf, argmax, f1Binary } from './metrics';
@@ -64,6 +66,13 @@ export interface FinePruneJobOptions {
   latencyRuns?: number;
   resume?: boolean;
   log?: (line: string) => void;
+  /**
+   * Data-parallel: every rank runs the job with the same options and this group; the batch size is global.
+   * Rank 0 logs, checkpoints, evaluates and, after training, compacts, reports and benchmarks alone; the
+   * other ranks resolve with null once training is done (they work in a temporary folder of their own).
+   * The job destroys the group when training ends (after a barrier), before rank 0's compaction.
+   */
+  distributed?: ProcessGroup;
 }
 
 export interface JobResult {
@@ -188,10 +197,31 @@ async function latency(model: BertModel, batch: number, seq: number, vocab: numb
   return Array.from(t).reduce((a, b) => a + b, 0) / t.length;
 }
 
-export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult> {
-  const log = o.log ?? ((l: string) => console.log(l));
+export async function runFinePruneJob(o: FinePruneJobOptions & { distributed: ProcessGroup }): Promise<JobResult | null>;
+export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult>;
+export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult | null> {
+  const group = o.distributed;
+  const main = !group || group.isMain;
+  const log = main ? (o.log ?? ((l: string) => console.log(l))) : () => {};
   const out = resolve(o.output);
-  mkdirSync(out, { recursive: true });
+  // Rank 0 writes the output folder; the other ranks save their intermediate models in a folder of their own.
+  const work = main ? out : mkdtempSync(join(tmpdir(), `blockprune-rank${group!.rank}-`));
+  try {
+    return await fineprune(o, group, main, log, out, work);
+  } finally {
+    if (!main) rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function fineprune(
+  o: FinePruneJobOptions,
+  group: ProcessGroup | undefined,
+  main: boolean,
+  log: (line: string) => void,
+  out: string,
+  work: string,
+): Promise<JobResult | null> {
+  if (main) mkdirSync(out, { recursive: true });
   const seed = o.seed ?? 42;
   const maxLength = o.maxLength ?? 128;
   const batchSize = o.batchSize ?? 32;
@@ -205,7 +235,7 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   // Tokenizer: given, the model's own, or a WordPiece vocabulary built from the training text.
   let tokDir = o.tokenizer ?? (o.model && (existsSync(join(o.model, 'tokenizer.json')) || existsSync(join(o.model, 'vocab.txt'))) ? o.model : undefined);
   if (!tokDir) {
-    tokDir = join(out, 'tokenizer');
+    tokDir = join(work, 'tokenizer');
     const vocab = buildWordPieceVocab(data.train.flatMap((e) => (e.textPair ? [e.text, e.textPair] : [e.text])), { size: 8000 });
     writeVocab(tokDir, vocab);
     log(`[${elapsed()}] built a ${vocab.length}-token WordPiece vocabulary from the training text (${tokDir}/vocab.txt)`);
@@ -240,7 +270,7 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   }
   const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 3);
   if (denseEpochs > 0) {
-    log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}, lr ${o.denseLearningRate ?? 5e-4}`);
+    log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}${group ? ` (${group.worldSize} processes)` : ''}, lr ${o.denseLearningRate ?? 5e-4}`);
     const r = await new SparseTrainer({
       model: dense,
       train: trainSet,
@@ -253,21 +283,22 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
       logFile,
       outputDir: join(out, 'checkpoints', 'dense'),
       keepCheckpoints: 1,
+      distributed: group,
       onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
     }).train();
     dense = r.model;
     if (r.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; a checkpoint is in ${r.lastCheckpoint}`);
     denseMetrics = r.history[r.history.length - 1];
-  } else {
+  } else if (main) {
     denseMetrics = await evaluate(dense);
   }
-  await dense.save(join(out, 'dense'));
-  if (!existsSync(join(out, 'dense', 'vocab.txt')) && !existsSync(join(out, 'dense', 'tokenizer.json'))) writeVocabFrom(tokDir, join(out, 'dense'));
-  log(`[${elapsed()}] dense: accuracy ${denseMetrics.accuracy.toFixed(2)}% (saved to ${join(out, 'dense')})`);
+  await dense.save(join(work, 'dense'));
+  if (!existsSync(join(work, 'dense', 'vocab.txt')) && !existsSync(join(work, 'dense', 'tokenizer.json'))) writeVocabFrom(tokDir, join(work, 'dense'));
+  if (denseMetrics) log(`[${elapsed()}] dense: accuracy ${denseMetrics.accuracy.toFixed(2)}% (saved to ${join(out, 'dense')})`);
 
   // Fine-pruning: a copy of the dense model, patched; the dense model is the teacher unless told otherwise.
-  const student = await BertModel.fromPretrained(join(out, 'dense'));
-  const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? join(out, 'dense'));
+  const student = await BertModel.fromPretrained(join(work, 'dense'));
+  const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? join(work, 'dense'));
   const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir) : undefined;
   const pruning = PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? 20, o.pruning ?? {});
   for (const w of pruning.warnings) log(`  warning: ${w}`);
@@ -289,6 +320,7 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
     logFile,
     outputDir: join(out, 'checkpoints', 'prune'),
     resume: o.resume ? true : undefined,
+    distributed: group,
     onLog: (e) => {
       if (e.type === 'eval') {
         const d = e.density as Record<string, number> | undefined;
@@ -298,6 +330,14 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   }).train();
   if (pr.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; resume with --resume (checkpoint ${pr.lastCheckpoint})`);
   const pruned = pr.model;
+  // No collective follows: release the group now, so that the other ranks need not wait for rank 0's report.
+  if (group) await group.destroy();
+  if (!main) {
+    // Training is over: rank 0 alone compacts, evaluates, reports and benchmarks.
+    for (const m of new Set([dense, student, pruned, teacher].filter((x): x is BertModel => !!x))) m.dispose();
+    return null;
+  }
+  const denseScore = denseMetrics as Metrics; // rank 0 (or a single process) always evaluated the dense model
   const prunedMetrics = pr.history.filter((h) => h.stage === undefined).pop() ?? (await evaluate(pruned));
 
   // Masks, then the compact model.
@@ -334,7 +374,7 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
     lat.push({ batch: b, seq: maxLength, denseMs: d, compactMs: c, speedup: d / c });
   }
   const result: JobResult = {
-    dense: denseMetrics,
+    dense: denseScore,
     pruned: prunedMetrics,
     compact: compactMetrics,
     parameters: { dense: denseParams, compact: compact.numParameters, reduction: denseParams / compact.numParameters },
@@ -350,7 +390,7 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
     [
       '',
       `Summary (${o.task}, ${elapsed()}):`,
-      `  accuracy: dense ${denseMetrics.accuracy.toFixed(2)}% -> pruned ${prunedMetrics.accuracy.toFixed(2)}% -> compact ${compactMetrics.accuracy.toFixed(2)}%`,
+      `  accuracy: dense ${denseScore.accuracy.toFixed(2)}% -> pruned ${prunedMetrics.accuracy.toFixed(2)}% -> compact ${compactMetrics.accuracy.toFixed(2)}%`,
       `  density of the encoder's linear weights: ${Object.entries(density).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ') || 'n/a'}`,
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.config.num_attention_heads}; FFN widths ${result.ffn.join(' ')} of ${dense.config.intermediate_size}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,

@@ -280,3 +280,40 @@ test('ProcessGroup options from torchrun variables, and bad ones', async (t) => 
   await g.destroy();
   await t.throwsAsync(g.allreduce([1]), { code: 'E_DISPOSED' });
 });
+
+test.serial('CLI: blockprune train --nproc 2 fine-prunes with two ranks; rank 0 alone writes and reports', async (t) => {
+  if (!gloo) return void t.pass('skipped: this build has no Gloo');
+  if (!needShared(t, 'data/sst2')) return;
+  const dir = tempDir();
+  const cli = join(__dirname, '..', 'lib', 'cli.js');
+  const exec = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((res) => {
+      const c = spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      c.stdout!.on('data', (d) => (stdout += d));
+      c.stderr!.on('data', (d) => (stderr += d));
+      c.on('close', (code) => res({ code: code ?? -1, stdout, stderr }));
+    });
+  try {
+    const out = join(dir.path, 'out');
+    const common = ['--task', 'sst2', '--data', DATA!, '--limit', '120', '--eval-limit', '60', '--dense-epochs', '1', '--epochs', '2'];
+    const r = await exec(['train', ...common, '--batch-size', '16', '--latency-runs', '2', '--output', out, '--nproc', '2']);
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout.match(/^Summary \(sst2/gm)?.length, 1, 'one summary, from rank 0');
+    t.regex(r.stdout, /dense training: 1 epochs, batch 16 \(2 processes\)/);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    t.true(report.parameters.dense > 0);
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+    t.true(steps.length > 0);
+    // One rank started by hand with nobody else: a clear error within the timeout.
+    const port = await freePort();
+    const lone = await exec(['train', ...common, '--output', join(dir.path, 'lone'), '--rank', '1', '--world-size', '2', '--master-port', String(port), '--dist-timeout', '2']);
+    t.is(lone.code, 1);
+    t.regex(lone.stderr, /\[E_DISTRIBUTED\] rank 1 of 2: rendezvous at 127\.0\.0\.1:\d+ failed/);
+    const usage = await exec(['train', '--nproc', '2', '--rank', '0']);
+    t.is(usage.code, 2);
+  } finally {
+    dir.cleanup();
+  }
+});

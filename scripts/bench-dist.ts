@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+/**
+ * Data-parallel scaling of fine-pruning through the Node trainer: the same steps (random BERT patched with the
+ * hybrid preset, global batch B x S, L1 on the scores) in 1 process and in N processes joined by c10d/Gloo
+ * (started with launch(), as `blockprune train --nproc N` does), in one run. Prints samples/s of each and
+ * the ratio. On CPU the single process gets every core and each rank cores / N threads.
+ *
+ *   node dist/scripts/bench-dist.js [--nproc 2] [--geometry small|base] [--batch 16] [--seq 128] [--steps 8] [--warmup 2] [--rounds 3]
+ *
+ * The VM drifts: the 1- and N-process runs alternate for `rounds` rounds and each figure is the mean.
+ *
+ * GPU machines have no Node: scripts/gpu-distributed.sh runs the native twin (build/dist_bench) with NCCL.
+ */
+import { cpus } from 'node:os';
+import { ProcessGroup, launch } from '../lib/distributed';
+import { BertConfigJson, BertModel, ForwardBatch } from '../lib/model';
+import { PruningConfig } from '../lib/pruning';
+import { SparseTrainer, TrainData } from '../lib/trainer';
+
+const GEOMETRIES: Record<string, BertConfigJson> = {
+  small: { vocab_size: 30522, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024, max_position_embeddings: 512 },
+  base: { vocab_size: 30522, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 512 },
+};
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : def;
+}
+
+/** Fixed-shape random batches (the same on every rank for a given epoch): what a step costs, not the data. */
+class RandomTokens implements TrainData {
+  constructor(
+    readonly length: number,
+    private readonly seq: number,
+  ) {}
+  *batches(batchSize: number, o: { epoch?: number }): Iterable<ForwardBatch> {
+    let s = 12345 + (o.epoch ?? 0);
+    const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+    for (let b = 0; b < this.length; b += batchSize) {
+      const n = Math.min(batchSize, this.length - b);
+      const inputIds = Int32Array.from({ length: n * this.seq }, () => 1000 + Math.floor(next() * 19000));
+      yield { inputIds, attentionMask: new Int32Array(n * this.seq).fill(1), batchSize: n, seqLen: this.seq, labels: Int32Array.from({ length: n }, () => (next() < 0.5 ? 0 : 1)) };
+    }
+  }
+}
+
+async function worker(): Promise<void> {
+  const geometry = arg('geometry', 'small');
+  const batch = Number(arg('batch', '16'));
+  const seq = Number(arg('seq', '128'));
+  const steps = Number(arg('steps', '8'));
+  const warmup = Number(arg('warmup', '2'));
+  const opts = ProcessGroup.optionsFromEnv();
+  const group = opts && opts.worldSize > 1 ? await ProcessGroup.init(opts) : undefined;
+  const config = { ...GEOMETRIES[geometry], hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+  const model = await BertModel.fromConfig(config, { seed: 1 });
+  const times: number[] = [];
+  let last = 0;
+  const r = await new SparseTrainer({
+    model,
+    pruning: PruningConfig.hybrid(1),
+    train: new RandomTokens(batch * (steps + warmup), seq),
+    epochs: 1,
+    batchSize: batch,
+    learningRate: 1e-4,
+    logEvery: 1,
+    handleSigint: false,
+    distributed: group,
+    onLog: (e) => {
+      if (e.type !== 'step') return;
+      const t = e.elapsedSec as number;
+      times.push(t - last);
+      last = t;
+    },
+  }).train();
+  if ((group?.rank ?? 0) === 0) {
+    const timed = times.slice(warmup);
+    const sec = timed.reduce((a, b) => a + b, 0);
+    console.log(JSON.stringify({ samplesPerSec: (batch * timed.length) / sec, msPerStep: (1000 * sec) / timed.length, steps: r.steps, world: r.worldSize }));
+  }
+  await group?.destroy();
+  model.dispose();
+}
+
+async function main(): Promise<void> {
+  if (process.env.BENCH_DIST_WORKER) return worker();
+  const nproc = Number(arg('nproc', '2'));
+  const cores = cpus().length;
+  const rounds = Number(arg('rounds', '3'));
+  const forward = process.argv.slice(2).filter((a, i, all) => !['--nproc', '--rounds'].includes(a) && !['--nproc', '--rounds'].includes(all[i - 1]));
+  console.log(
+    `data-parallel fine-pruning (Node trainer, Gloo): ${arg('geometry', 'small')} geometry, global batch ${arg('batch', '16')} x ${arg('seq', '128')}, ` +
+      `${arg('steps', '8')} timed steps after ${arg('warmup', '2')}, hybrid-patched, ${cores} cores`,
+  );
+  const runOnce = async (n: number) => {
+    let line = '';
+    const r = await launch({
+      nproc: n,
+      script: __filename,
+      args: forward,
+      env: { ...process.env, BENCH_DIST_WORKER: '1', OMP_NUM_THREADS: String(Math.max(1, Math.floor(cores / n))) },
+      onLine: (rank, stream, l) => {
+        if (stream === 'stdout' && l.startsWith('{')) line = l;
+        else if (stream === 'stderr') process.stderr.write(`[rank ${rank}] ${l}\n`);
+      },
+    });
+    if (r.code !== 0 || !line) throw new Error(`the ${n}-process run failed (exit ${r.code})`);
+    return JSON.parse(line) as { samplesPerSec: number; msPerStep: number };
+  };
+  const ones: number[] = [];
+  const manys: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    ones.push((await runOnce(1)).samplesPerSec);
+    manys.push((await runOnce(nproc)).samplesPerSec);
+    console.log(`  round ${r + 1}: 1 process ${ones[r].toFixed(2)}, ${nproc} processes ${manys[r].toFixed(2)} samples/s`);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const one = mean(ones);
+  const many = mean(manys);
+  console.log(`1 process  (${cores} threads): ${one.toFixed(2)} samples/s (mean of ${rounds})`);
+  console.log(`${nproc} processes (${Math.max(1, Math.floor(cores / nproc))} threads each): ${many.toFixed(2)} samples/s`);
+  console.log(`scaling 1 -> ${nproc} processes: ${(many / one).toFixed(2)}x`);
+}
+
+main().catch((e) => {
+  console.error(`bench-dist: ${(e as Error).message}`);
+  process.exit(1);
+});
