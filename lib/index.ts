@@ -78,6 +78,8 @@ export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, 
 export type { CompactReport, Gradients, LossOptions, PatchReport, RegularizationInfo, TrainStepOptions, TrainStepResult } from './model';
 export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState } from './trainer';
 export type { DistillationOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions, TrainData, TrainResult } from './trainer';
+export { ProcessGroup, launch, freePort, shardBatch } from './distributed';
+export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './distributed';
 export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS } from './report';
 export type { LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report';
 export { encodePng } from './png';

@@ -29,6 +29,8 @@ interface Spec {
   /** This rank exits (code 3) right after this step. */
   dieAtStep?: number;
   dieRank?: number;
+  /** This rank blocks forever (alive, silent) right after this step. */
+  hangAtStep?: number;
   /** This rank asks to stop after this step (as Ctrl-C does). */
   stopAtStep?: number;
   stopRank?: number;
@@ -101,7 +103,8 @@ async function main(): Promise<void> {
   // Test hooks on this rank's own step count (onLog runs on rank 0 only).
   const dies = spec.dieAtStep !== undefined && rank === (spec.dieRank ?? 1);
   const stops = spec.stopAtStep !== undefined && rank === (spec.stopRank ?? 1);
-  if (dies || stops) {
+  const hangs = spec.hangAtStep !== undefined && rank === 1;
+  if (dies || stops || hangs) {
     const orig = model.trainStep.bind(model) as (...a: unknown[]) => Promise<unknown>;
     let steps = 0;
     (model as unknown as { trainStep: unknown }).trainStep = async (...a: unknown[]) => {
@@ -109,6 +112,7 @@ async function main(): Promise<void> {
       if (stops && steps === spec.stopAtStep) trainer.stop();
       const r = await orig(...a);
       if (dies && steps === spec.dieAtStep) process.exit(3);
+      if (hangs && steps === spec.hangAtStep) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
       return r;
     };
   }

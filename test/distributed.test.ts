@@ -143,6 +143,32 @@ test.serial('a rank that dies ends the other with E_DISTRIBUTED within seconds; 
   }
 });
 
+test.serial('a rank that hangs ends the other with E_DISTRIBUTED after the timeout', async (t) => {
+  if (!gloo) return void t.pass('skipped: this build has no Gloo');
+  if (!needShared(t, 'data/sst2')) return;
+  const dir = tempDir();
+  try {
+    const lines: string[] = [];
+    const started = Date.now();
+    const r = await launch({
+      nproc: 2,
+      script: WORKER,
+      env: { ...process.env, OMP_NUM_THREADS: '1', DIST_TEST: JSON.stringify({ ...base(dir.path), hangAtStep: 3, timeoutMs: 3000 }) },
+      graceMs: 500,
+      onLine: (rank, stream, l) => lines.push(`[${rank}] ${l}`),
+    });
+    const ms = Date.now() - started;
+    const err = lines.find((l) => l.startsWith('[0] dist-worker error')) ?? '';
+    t.log(`${err} (${ms} ms in all)`);
+    t.is(r.firstFailure, 0);
+    t.regex(err, /E_DISTRIBUTED: rank 0 of 2: gradient all-reduce failed: .*(Timed out|timeout)/i);
+    t.is(r.exits[1].signal, 'SIGTERM');
+    t.true(ms < 30_000);
+  } finally {
+    dir.cleanup();
+  }
+});
+
 test.serial('a rendezvous that times out fails with a message that says what to check', async (t) => {
   if (!gloo) return void t.pass('skipped: this build has no Gloo');
   if (!needShared(t, 'data/sst2')) return;
@@ -297,7 +323,7 @@ test.serial('CLI: blockprune train --nproc 2 fine-prunes with two ranks; rank 0 
     });
   try {
     const out = join(dir.path, 'out');
-    const common = ['--task', 'sst2', '--data', DATA!, '--limit', '120', '--eval-limit', '60', '--dense-epochs', '1', '--epochs', '2'];
+    const common = ['--task', 'sst2', '--data', DATA!, '--limit', '120', '--eval-limit', '60', '--dense-epochs', '1', '--epochs', '2', '--filled-epochs', '1'];
     const r = await exec(['train', ...common, '--batch-size', '16', '--latency-runs', '2', '--output', out, '--nproc', '2']);
     t.is(r.code, 0, r.stderr);
     t.is(r.stdout.match(/^Summary \(sst2/gm)?.length, 1, 'one summary, from rank 0');
