@@ -285,9 +285,12 @@ async function cmdTrain(argv: string[]): Promise<void> {
       skipInvalid: values['skip-invalid'] ?? (fileOpts.skipInvalid as boolean | undefined),
       distributed: group,
     });
-  } finally {
-    await group?.destroy().catch(() => {});
+  } catch (e) {
+    // Without a barrier: the other ranks learn of this one's failure from its closed connections at once.
+    await group?.abort();
+    throw e;
   }
+  await group?.destroy();
 }
 
 async function cmdReport(argv: string[]): Promise<void> {

@@ -143,8 +143,8 @@ export interface NativeProcessGroup {
   storeWait(key: string, timeoutMs: number): Promise<string>;
   /** Checks every rank's model has the same structure, then copies rank 0's weights and buffers to all. */
   syncModel(model: NativeModel): Promise<void>;
-  /** Barrier, then closes the group. */
-  shutdown(): Promise<void>;
+  /** Closes the group; with `barrier` (default) once every rank got here. */
+  shutdown(barrier?: boolean): Promise<void>;
 }
 
 export interface NativeCompactReport {

@@ -216,6 +216,17 @@ export class SparseTrainer {
   }
 
   async train(): Promise<TrainResult> {
+    try {
+      return await this.run();
+    } catch (e) {
+      // A failure on this rank (its data, its evaluation, a collective): close the group at once so that the
+      // other ranks fail now rather than after the timeout, or hours later for one waiting on an evaluation.
+      await this.options.distributed?.abort();
+      throw e;
+    }
+  }
+
+  private async run(): Promise<TrainResult> {
     const o = this.options;
     const batchSize = o.batchSize ?? 32;
     const stepsPerEpoch = Math.ceil(o.train.length / batchSize);

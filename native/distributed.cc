@@ -218,13 +218,13 @@ std::string ProcessGroup::store_wait(const std::string& key, int64_t timeout_ms)
   return value;
 }
 
-void ProcessGroup::shutdown() {
+void ProcessGroup::shutdown(bool wait_for_all) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
   }
   std::string err;
-  if (!broken_) {
+  if (wait_for_all && !broken_) {
     try {
       barrier("shutdown barrier");
     } catch (const Error& e) {
@@ -253,7 +253,7 @@ std::vector<at::Tensor> ProcessGroup::allgather(const at::Tensor& t, const char*
 void ProcessGroup::barrier(const char*) {}
 void ProcessGroup::store_set(const std::string&, const std::string&) {}
 std::string ProcessGroup::store_wait(const std::string&, int64_t) { return {}; }
-void ProcessGroup::shutdown() {}
+void ProcessGroup::shutdown(bool) {}
 
 #endif
 

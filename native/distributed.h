@@ -65,8 +65,10 @@ class ProcessGroup {
   void store_set(const std::string& key, const std::string& value);
   std::string store_wait(const std::string& key, int64_t timeout_ms);
 
-  // Ends the group (after a barrier when it is healthy, so that rank 0's store outlives the others' last use).
-  void shutdown();
+  // Ends the group. With `wait_for_all` (and a healthy group), after a barrier: every rank got here, so rank
+  // 0's store outlives the others' last use. Without it (after an error on this rank), at once: this rank's
+  // sockets close, so the others' pending or next operation fails within moments, not after the timeout.
+  void shutdown(bool wait_for_all = true);
 
  private:
   struct Impl;

@@ -35,6 +35,10 @@ interface Spec {
   stopAtStep?: number;
   stopRank?: number;
   timeoutMs?: number;
+  /** Rank 0's evaluation throws (at the first epoch end). */
+  evalThrows?: boolean;
+  /** After an error, stay alive this long before exiting (like a service that catches it). */
+  lingerMs?: number;
 }
 
 class Toy implements TrainData {
@@ -91,6 +95,7 @@ async function main(): Promise<void> {
     distributed: group,
     distillation: teacher ? { teacher } : undefined,
     evaluate: async (m) => {
+      if (spec.evalThrows) throw new Error('evaluation failed on purpose');
       let loss = 0;
       for (const b of dataset.batches(32)) loss += ((await m.forward(b)).logits.data as Float32Array)[0];
       return { probe: loss };
@@ -131,5 +136,6 @@ async function main(): Promise<void> {
 
 main().catch((e) => {
   process.stderr.write(`dist-worker error ${(e as { code?: string }).code ?? ''}: ${(e as Error).message}\n`);
-  process.exit(1);
+  const spec = JSON.parse(process.env.DIST_TEST ?? '{}') as Spec;
+  setTimeout(() => process.exit(1), spec.lingerMs ?? 0);
 });

@@ -169,6 +169,32 @@ test.serial('a rank that hangs ends the other with E_DISTRIBUTED after the timeo
   }
 });
 
+test.serial('an error on rank 0 (its evaluation) ends rank 1 at once, though rank 0 stays alive', async (t) => {
+  if (!gloo) return void t.pass('skipped: this build has no Gloo');
+  if (!needShared(t, 'data/sst2')) return;
+  const dir = tempDir();
+  try {
+    const lines: Array<{ line: string; at: number }> = [];
+    const started = Date.now();
+    const r = await launch({
+      nproc: 2,
+      script: WORKER,
+      env: { ...process.env, OMP_NUM_THREADS: '1', DIST_TEST: JSON.stringify({ ...base(dir.path), evalThrows: true, lingerMs: 8000 }) },
+      onLine: (rank, stream, line) => lines.push({ line: `[${rank}] ${line}`, at: Date.now() - started }),
+    });
+    const e0 = lines.find((l) => l.line.startsWith('[0] dist-worker error'));
+    const e1 = lines.find((l) => l.line.startsWith('[1] dist-worker error'));
+    t.log(`${e0?.line} at ${e0?.at} ms; ${e1?.line} at ${e1?.at} ms`);
+    t.regex(e0?.line ?? '', /evaluation failed on purpose/);
+    t.regex(e1?.line ?? '', /E_DISTRIBUTED: rank 1 of 2: waiting for rank 0 failed/);
+    // Rank 1 learns of it from rank 0's closed connections, not from rank 0's exit 8 s later.
+    t.true(e1!.at - e0!.at < 4000);
+    t.is(r.firstFailure, 1);
+  } finally {
+    dir.cleanup();
+  }
+});
+
 test.serial('a rendezvous that times out fails with a message that says what to check', async (t) => {
   if (!gloo) return void t.pass('skipped: this build has no Gloo');
   if (!needShared(t, 'data/sst2')) return;

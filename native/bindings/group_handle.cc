@@ -144,12 +144,13 @@ Napi::Value GroupHandle::SyncModel(const Napi::CallbackInfo& info) {
 
 Napi::Value GroupHandle::Shutdown(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  const bool barrier = info.Length() == 0 || info[0].IsUndefined() || info[0].ToBoolean().Value();
   auto g = group_;
   group_.reset();
   if (!g) return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.shutdown", []() {}, [](Napi::Env e) { return e.Undefined(); });
   return queue_lambda(
-      env, info.This().As<Napi::Object>(), "blockprune.shutdown", [g]() { g->shutdown(); }, [](Napi::Env e) { return e.Undefined(); });
+      env, info.This().As<Napi::Object>(), "blockprune.shutdown", [g, barrier]() { g->shutdown(barrier); }, [](Napi::Env e) { return e.Undefined(); });
 }
 
 Napi::Value InitProcessGroup(const Napi::CallbackInfo& info) {
