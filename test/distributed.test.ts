@@ -9,7 +9,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ClassificationDataset } from '../lib/data';
+import { ClassificationDataset, loadSquad, QADataset } from '../lib/data';
 import { freePort, launch, ProcessGroup, shardBatch } from '../lib/distributed';
 import { native } from '../lib/native';
 import { BertModel } from '../lib/model';
@@ -303,7 +303,18 @@ test('shards: the ranks of a global batch partition it (dataset and generic spli
       }
     });
   }
-  // The last global batch has 3 rows: with 3 ranks... and 4: rank 3 gets an empty batch.
+  // QA windows shard the same way.
+  const squad = join(DATA!, 'squad', 'dev-v2.0-first5articles.json');
+  const { examples: qa } = await loadSquad(squad, { limit: 12 });
+  const qds = new QADataset(qa, tok, { maxLength: 96, docStride: 32 });
+  const qGlobal = [...qds.batches(5, { shuffle: true, seed: 1 })];
+  const qParts = [0, 1].map((r) => [...qds.batches(5, { shuffle: true, seed: 1, shard: { rank: r, worldSize: 2 } })]);
+  qGlobal.forEach((g, k) => {
+    const union = [...qParts[0][k].featureIndices, ...qParts[1][k].featureIndices].sort((x, y) => x - y);
+    t.deepEqual(union, Array.from(g.featureIndices).sort((x, y) => x - y));
+    t.deepEqual(Array.from(shardBatch(g, 1, 2)!.startPositions), Array.from(qParts[1][k].startPositions));
+  });
+  // The last global batch has 3 rows: with 4 ranks, rank 3 gets an empty batch.
   const last = [...ds.batches(4, { shard: { rank: 3, worldSize: 4 } })].pop()!;
   t.is(last.batchSize, 0);
   t.throws(() => [...ds.batches(4, { shard: { rank: 2, worldSize: 2 } })], { code: 'E_INVALID_ARG' });

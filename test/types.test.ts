@@ -48,7 +48,15 @@ async function main(): Promise<void> {
     if (e instanceof BlockpruneError) { const code: bp.ErrorCode = e.code; void code; }
   }
   const trainer: typeof SparseTrainer = SparseTrainer;
-  void [label, span, logits, patch, params, text, onnx, kernels, src, trainer, classify.task, qa.task];
+  const env: bp.DistributedOptions | undefined = bp.ProcessGroup.optionsFromEnv();
+  const group: bp.ProcessGroup = await bp.ProcessGroup.init(env ?? { rank: 0, worldSize: 1, backend: 'gloo', timeoutMs: 60_000 });
+  const sums: Float64Array = await group.allreduce([1, 2]);
+  const ranked: bp.TrainResult = await new SparseTrainer({ model, train: { length: 0, batches: () => [] }, distributed: group }).train();
+  const worldSize: number = ranked.worldSize;
+  await group.destroy();
+  const launched: bp.LaunchResult = await bp.launch({ nproc: 2, script: 'train.js', args: ['--epochs', '1'] });
+  const firstFailure: number | undefined = launched.firstFailure;
+  void [label, span, logits, patch, params, text, onnx, kernels, src, trainer, classify.task, qa.task, sums, worldSize, firstFailure];
 
   // Misuses the types must reject:
   // @ts-expect-error an unknown task
@@ -61,6 +69,10 @@ async function main(): Promise<void> {
   bp.setFastKernels(1);
   // @ts-expect-error compact() returns { model, report }, not a model
   (await model.compact('dense')).forward;
+  // @ts-expect-error the backend is 'gloo' or 'nccl'
+  await bp.ProcessGroup.init({ rank: 0, worldSize: 2, backend: 'mpi' });
+  // @ts-expect-error a distributed train step needs { group }
+  await model.trainStep(null, {}, undefined, {});
 }
 void main;
 `;
