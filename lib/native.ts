@@ -113,6 +113,8 @@ export interface NativeTrainStepResult {
   examples: number;
   /** Data-parallel: some rank voted to stop after this step. */
   stop: boolean;
+  /** Data-parallel: ms this rank waited for the all-reduce after its backward (what overlapping did not hide). */
+  syncMs: number;
   regularization: NativeRegularization;
 }
 

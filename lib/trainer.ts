@@ -338,6 +338,7 @@ export class SparseTrainer {
               lambda: sched?.lambda,
               lr: lr * linearSchedule(step - 1, totalSteps, warmup),
               gradNorm: r.gradNorm,
+              ...(group ? { syncMs: r.syncMs } : {}),
               density: Object.fromEntries(Object.entries(groups).map(([k, g]) => [k, g.density])),
               elapsedSec: (Date.now() - started) / 1000,
             };

@@ -198,6 +198,30 @@ void ProcessGroup::barrier(const char* what) {
   guarded(what, [&] { impl_->pg->barrier()->wait(); });
 }
 
+struct ProcessGroup::Pending {
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+std::shared_ptr<ProcessGroup::Pending> ProcessGroup::allreduce_start(const at::Tensor& flat, const char* what) {
+  auto p = std::make_shared<Pending>();
+  guarded(what, [&] {
+    std::vector<at::Tensor> v{flat};
+    p->work = impl_->pg->allreduce(v, c10d::AllreduceOptions{});
+  });
+  return p;
+}
+
+void ProcessGroup::wait(const std::shared_ptr<Pending>& pending, const char* what) {
+  // Not under the lock: other buckets may start meanwhile. A failure still breaks the group.
+  if (broken_) throw Error("E_DISTRIBUTED", std::string(what) + ": the process group is broken by an earlier failure");
+  try {
+    pending->work->wait();
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail(what, cause_of(e));
+  }
+}
+
 void ProcessGroup::store_set(const std::string& key, const std::string& value) {
   guarded("store set", [&] { impl_->store->set(key, std::vector<uint8_t>(value.begin(), value.end())); });
 }
@@ -238,6 +262,87 @@ void ProcessGroup::shutdown(bool wait_for_all) {
   if (!err.empty()) throw Error("E_DISTRIBUTED", err);
 }
 
+GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, double weight)
+    : group_(group), params_(params), weight_(weight), where_(params.size()), seen_(params.size(), false) {
+  const int64_t cap = group.options().bucket_bytes;
+  std::vector<bool> placed(params_.size(), false);
+  // Reverse order; a bucket holds one dtype and device.
+  for (size_t k = params_.size(); k-- > 0;) {
+    if (placed[k]) continue;
+    Bucket b;
+    int64_t bytes = 0, numel = 0;
+    for (size_t j = k + 1; j-- > 0;) {
+      if (placed[j] || params_[j].scalar_type() != params_[k].scalar_type() || params_[j].device() != params_[k].device()) continue;
+      const int64_t nb = params_[j].numel() * static_cast<int64_t>(params_[j].element_size());
+      if (!b.members.empty() && bytes + nb > cap) break;
+      where_[j] = {buckets_.size(), numel};
+      b.members.push_back(j);
+      b.offsets.push_back(numel);
+      numel += params_[j].numel();
+      bytes += nb;
+      placed[j] = true;
+    }
+    b.flat = at::zeros({numel}, params_[k].options().requires_grad(false));
+    b.pending = static_cast<int64_t>(b.members.size());
+    buckets_.push_back(std::move(b));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+}
+
+void GradientReducer::attach() {
+  for (size_t i = 0; i < params_.size(); ++i)
+    hooks_.push_back(params_[i].register_hook([this, i](const at::Tensor& grad) { on_grad(i, grad); }));
+}
+
+void GradientReducer::on_grad(size_t i, const at::Tensor& grad) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (seen_[i] || finishing_) return;
+  seen_[i] = true;
+  auto& b = buckets_[where_[i].first];
+  at::NoGradGuard no_grad;
+  b.flat.narrow(0, where_[i].second, params_[i].numel()).copy_(grad.reshape({-1})).mul_(weight_);
+  if (--b.pending == 0) start_ready();
+}
+
+void GradientReducer::start_ready() {
+  while (next_ < buckets_.size() && buckets_[next_].pending == 0) {
+    buckets_[next_].work = group_.allreduce_start(buckets_[next_].flat, "gradient all-reduce");
+    ++next_;
+    if (!finishing_) ++started_early_;
+  }
+}
+
+void GradientReducer::finish() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+    hooks_.clear();
+    finishing_ = true;
+    // Gradients that no hook saw (hooks off, or a gradient accumulated without one) come from .grad; a
+    // parameter without any gradient (or a rank without rows) contributes zeros.
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (seen_[i] || !params_[i].grad().defined()) continue;
+      buckets_[where_[i].first].flat.narrow(0, where_[i].second, params_[i].numel()).copy_(params_[i].grad().reshape({-1})).mul_(weight_);
+    }
+    for (auto& b : buckets_) b.pending = 0;
+    start_ready();
+  }
+  for (auto& b : buckets_) group_.wait(b.work, "gradient all-reduce");
+}
+
+void GradientReducer::write_grads(double scale) {
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& b = buckets_[where_[i].first];
+    auto g = b.flat.narrow(0, where_[i].second, params_[i].numel()).view(params_[i].sizes()).mul(scale);
+    params_[i].mutable_grad() = g;
+  }
+}
+
 #else  // no c10d in this libtorch
 
 struct ProcessGroup::Impl {};
@@ -254,6 +359,16 @@ void ProcessGroup::barrier(const char*) {}
 void ProcessGroup::store_set(const std::string&, const std::string&) {}
 std::string ProcessGroup::store_wait(const std::string&, int64_t) { return {}; }
 void ProcessGroup::shutdown(bool) {}
+struct ProcessGroup::Pending {};
+std::shared_ptr<ProcessGroup::Pending> ProcessGroup::allreduce_start(const at::Tensor&, const char*) { return nullptr; }
+void ProcessGroup::wait(const std::shared_ptr<Pending>&, const char*) {}
+GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>&, double) : group_(group), weight_(0) {}
+GradientReducer::~GradientReducer() = default;
+void GradientReducer::attach() {}
+void GradientReducer::finish() {}
+void GradientReducer::write_grads(double) {}
+void GradientReducer::on_grad(size_t, const at::Tensor&) {}
+void GradientReducer::start_ready() {}
 
 #endif
 

@@ -60,6 +60,12 @@ class ProcessGroup {
   std::vector<at::Tensor> allgather(const at::Tensor& t, const char* what);
   void barrier(const char* what);
 
+  // Starts summing `flat` across ranks in place and returns at once; wait() completes it. Every rank must
+  // start the same operations in the same order.
+  struct Pending;
+  std::shared_ptr<Pending> allreduce_start(const at::Tensor& flat, const char* what);
+  void wait(const std::shared_ptr<Pending>& pending, const char* what);
+
   // The rendezvous store: rank 0 publishes, the others wait. store_wait polls in slices of at most 1 s so that
   // a store that goes away (rank 0 died) is noticed at once, and gives up after timeout_ms.
   void store_set(const std::string& key, const std::string& value);
@@ -81,6 +87,53 @@ class ProcessGroup {
   bool broken_ = false;
   bool closed_ = false;
   std::mutex mu_;  // one operation at a time, in program order
+};
+
+// Data-parallel gradients the way torch DDP reduces them: parameters are grouped, in reverse order (the order
+// backward produces their gradients), into flat buckets of at most bucket_bytes. A hook on each parameter
+// copies its gradient times `weight` into its bucket as backward produces it, and a bucket whose gradients are
+// all in starts its all-reduce at once, while backward goes on. Buckets start strictly in index order, so
+// every rank issues the same collectives in the same order, whatever its batch (an empty one included).
+class GradientReducer {
+ public:
+  GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, double weight);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  // Hooks every parameter (call before backward).
+  void attach();
+  // After backward, or instead of it: removes the hooks, starts the buckets not started yet (a parameter
+  // without a gradient counts as zeros) and waits for all of them.
+  void finish();
+  // Writes each parameter's summed gradient times `scale` into its .grad.
+  void write_grads(double scale);
+  int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
+  // Buckets that had started before finish() (overlapped with backward).
+  int64_t started_early() const { return started_early_; }
+
+ private:
+  struct Bucket {
+    std::vector<size_t> members;  // indices into params_
+    std::vector<int64_t> offsets;
+    at::Tensor flat;
+    int64_t pending = 0;
+    std::shared_ptr<ProcessGroup::Pending> work;
+  };
+  void on_grad(size_t param, const at::Tensor& grad);
+  void start_ready();
+
+  ProcessGroup& group_;
+  std::vector<at::Tensor> params_;
+  double weight_;
+  std::vector<Bucket> buckets_;
+  std::vector<std::pair<size_t, int64_t>> where_;  // param -> (bucket, offset)
+  std::vector<bool> seen_;
+  std::vector<unsigned> hooks_;
+  size_t next_ = 0;  // the next bucket to start
+  int64_t started_early_ = 0;
+  bool finishing_ = false;
+  std::mutex mu_;
 };
 
 }  // namespace bp

@@ -5,7 +5,10 @@
 #include "checkpoint.h"
 #include "errors.h"
 
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 #include <map>
 
 namespace bp {
@@ -82,6 +85,15 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
   TrainStepResult out;
   double loss_value = 0;
   const int64_t rows = batch ? batch->input_ids.size(0) : 0;
+  // Data-parallel: gradients (times this rank's row count) go into buckets whose all-reduce starts while
+  // backward still runs (BLOCKPRUNE_DDP_OVERLAP=0: all after backward, for comparison).
+  std::unique_ptr<GradientReducer> reducer;
+  if (group) {
+    std::vector<at::Tensor> params;
+    for (auto& p : model->parameters())
+      if (p.requires_grad()) params.push_back(p);
+    reducer = std::make_unique<GradientReducer>(*group, params, static_cast<double>(rows));
+  }
   if (batch) {
     LossResult r = compute_loss(model, *batch, opts.loss);
     at::Tensor loss = r.loss;
@@ -102,6 +114,10 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
     // global loss after it (so that all ranks fail at the same step).
     if (!group && !std::isfinite(loss_value))
       throw Error("E_NUMERIC", "the loss is " + std::to_string(loss_value) + ": no step taken (lower the learning rate?)");
+    if (reducer) {
+      const char* overlap = std::getenv("BLOCKPRUNE_DDP_OVERLAP");
+      if (!(overlap && std::string(overlap) == "0")) reducer->attach();
+    }
     loss.backward();
     out.task_loss = r.task_loss.item<double>();
     out.regu_loss = r.regu_loss.defined() ? r.regu_loss.item<double>() : 0.0;
@@ -113,25 +129,20 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
   }
   out.examples = rows;
   if (group) {
-    std::vector<at::Tensor> tensors;
+    const auto sync_start = std::chrono::steady_clock::now();
+    reducer->finish();
     const double w = static_cast<double>(rows);
-    for (auto& p : model->parameters()) {
-      if (!p.requires_grad()) continue;
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-      p.mutable_grad().mul_(w);
-      tensors.push_back(p.grad());
-    }
-    const auto dev = tensors.empty() ? at::Device(at::kCPU) : tensors[0].device();
+    const auto dev = model->parameters().empty() ? at::Device(at::kCPU) : model->parameters()[0].device();
     at::Tensor scalars = at::tensor({w, loss_value * w, out.task_loss * w, out.regu_loss * w, out.distil_loss * w, opts.stop_vote ? 1.0 : 0.0},
                                     at::TensorOptions().dtype(at::kDouble))
                              .to(dev);
-    tensors.push_back(scalars);
-    group->allreduce_sum(tensors, "gradient all-reduce");
+    group->allreduce_sum({scalars}, "loss all-reduce");
     scalars = scalars.cpu();
     const double* s = scalars.data_ptr<double>();
     const double n = s[0];
     if (!(n > 0)) throw Error("E_DISTRIBUTED", "no rank had rows in this step's batch");
-    for (size_t i = 0; i + 1 < tensors.size(); ++i) tensors[i].div_(n);
+    reducer->write_grads(1.0 / n);
+    out.sync_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sync_start).count();
     loss_value = s[1] / n;
     out.task_loss = s[2] / n;
     out.regu_loss = s[3] / n;

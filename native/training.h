@@ -53,6 +53,7 @@ struct TrainStepResult {
   double loss = 0, task_loss = 0, regu_loss = 0, distil_loss = 0, grad_norm = 0;
   RegularizationResult regu;
   int64_t examples = 0;  // rows in the (global) batch
+  double sync_ms = 0;    // data-parallel: time spent waiting for the all-reduce after this rank's backward
   bool stop = false;     // some rank voted to stop
 };
 

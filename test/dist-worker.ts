@@ -37,7 +37,7 @@ interface Spec {
   timeoutMs?: number;
   /** Rank 0's evaluation throws (at the first epoch end). */
   evalThrows?: boolean;
-  /** After an error, stay alive this long before exiting (like a service that catches it). */
+  /** After an error, rank 0 stays alive this long before exiting (like a service that catches it). */
   lingerMs?: number;
 }
 
@@ -54,7 +54,8 @@ class Toy implements TrainData {
 async function main(): Promise<void> {
   const spec = JSON.parse(process.env.DIST_TEST ?? '{}') as Spec;
   const opts = ProcessGroup.optionsFromEnv();
-  const group = opts ? await ProcessGroup.init({ ...opts, timeoutMs: spec.timeoutMs ?? 60_000 }) : undefined;
+  const bucketMb = process.env.BLOCKPRUNE_TEST_BUCKET_MB ? Number(process.env.BLOCKPRUNE_TEST_BUCKET_MB) : undefined;
+  const group = opts ? await ProcessGroup.init({ ...opts, timeoutMs: spec.timeoutMs ?? 60_000, bucketMb }) : undefined;
   const rank = group?.rank ?? 0;
   const tokenizer = BertTokenizer.fromDir(join(spec.data, 'bert-base-uncased'));
   const { examples } = await loadGlue('sst2', join(spec.data, 'sst2', 'dev.tsv'), { limit: spec.examples });
@@ -137,5 +138,5 @@ async function main(): Promise<void> {
 main().catch((e) => {
   process.stderr.write(`dist-worker error ${(e as { code?: string }).code ?? ''}: ${(e as Error).message}\n`);
   const spec = JSON.parse(process.env.DIST_TEST ?? '{}') as Spec;
-  setTimeout(() => process.exit(1), spec.lingerMs ?? 0);
+  setTimeout(() => process.exit(1), process.env.RANK === '0' ? (spec.lingerMs ?? 0) : 0);
 });

@@ -530,6 +530,7 @@ Napi::Value ModelHandle::TrainStep(const Napi::CallbackInfo& info) {
         r.Set("gradNorm", result->grad_norm);
         r.Set("examples", Napi::Number::New(e, static_cast<double>(result->examples)));
         r.Set("stop", Napi::Boolean::New(e, result->stop));
+        r.Set("syncMs", result->sync_ms);
         r.Set("regularization", regularization_to_js(e, result->regu));
         return r;
       });

@@ -115,15 +115,20 @@ int run_rank(const Args& a) {
   std::vector<double> losses;
   for (int s = 0; s < a.warmup; ++s) losses.push_back(bp::train_step(model, opt, &b, so, nullptr).loss);
   if (group) group->barrier("timing start");
+  double sync_ms = 0;
   const double t0 = now_ms();
-  for (int s = 0; s < a.steps; ++s) losses.push_back(bp::train_step(model, opt, &b, so, nullptr).loss);
+  for (int s = 0; s < a.steps; ++s) {
+    auto r = bp::train_step(model, opt, &b, so, nullptr);
+    losses.push_back(r.loss);
+    sync_ms += r.sync_ms;
+  }
   const double ms = now_ms() - t0;  // train_step reads the loss back: each step ends synchronised
   double checksum = 0;
   for (auto& p : model->parameters()) checksum += p.detach().to(at::kDouble).abs().sum().template item<double>();
   if (group) group->shutdown();
   if (rank == 0 && !a.result.empty()) {
     nlohmann::json j = {{"samples_per_s", 1000.0 * a.batch * a.steps / ms}, {"ms_per_step", ms / a.steps}, {"losses", losses},
-                        {"checksum", checksum}, {"threads", at::get_num_threads()}, {"world", world}, {"device", device}};
+                        {"checksum", checksum}, {"sync_ms", sync_ms / a.steps}, {"threads", at::get_num_threads()}, {"world", world}, {"device", device}};
     std::ofstream(a.result) << j.dump();
   }
   return 0;
@@ -225,7 +230,8 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < l1.size() && i < ln.size(); ++i) worst = std::max(worst, std::abs(l1[i].get<double>() - ln[i].get<double>()));
     const double s1 = one["samples_per_s"], sn = many["samples_per_s"];
     std::printf("1 process  (%d threads): %8.2f samples/s (%.1f ms/step)\n", one["threads"].get<int>(), s1, one["ms_per_step"].get<double>());
-    std::printf("%d processes (%d threads each): %8.2f samples/s (%.1f ms/step)\n", a.nproc, many["threads"].get<int>(), sn, many["ms_per_step"].get<double>());
+    std::printf("%d processes (%d threads each): %8.2f samples/s (%.1f ms/step, of which %.1f ms waiting for the all-reduce after backward)\n",
+                a.nproc, many["threads"].get<int>(), sn, many["ms_per_step"].get<double>(), many["sync_ms"].get<double>());
     std::printf("scaling 1 -> %d processes: %.2fx; max |loss diff| over %zu steps %.3g; weight checksum %.9g vs %.9g\n", a.nproc, sn / s1, l1.size(),
                 worst, one["checksum"].get<double>(), many["checksum"].get<double>());
   } catch (const std::exception& e) {
