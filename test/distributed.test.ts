@@ -5,7 +5,7 @@
  * same step, and resume with the same world size reproduces the uninterrupted run. Each rank is a child
  * process running test/dist-worker.ts.
  */
-import test from 'ava';
+import test, { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,186 +75,153 @@ function maskDiffs(a: Record<string, number[]>, b: Record<string, number[]>): nu
 // 41 examples in global batches of 8: the last batch has one row, so rank 1 has none at that step.
 const base = (out: string) => ({ data: DATA, out, examples: 41, batchSize: 8, epochs: 2 });
 
+/** A serial test that needs Gloo and SST-2 (skipped with a message otherwise), given temp folders it removes. */
+function distTest(title: string, dirs: number, fn: (t: ExecutionContext, ...dirs: string[]) => Promise<void>): void {
+  test.serial(title, async (t) => {
+    if (!gloo) return void t.pass('skipped: this build has no Gloo');
+    if (!needShared(t, 'data/sst2')) return;
+    const made = Array.from({ length: dirs }, () => tempDir());
+    try {
+      await fn(t, ...made.map((d) => d.path));
+    } finally {
+      made.forEach((d) => d.cleanup());
+    }
+  });
+}
+
+/** Two worker ranks through launch(): every output line with its time since the start (ms). */
+async function launchWorkers(spec: Record<string, unknown>, graceMs?: number) {
+  const lines: Array<{ line: string; at: number }> = [];
+  const started = Date.now();
+  const r = await launch({
+    nproc: 2,
+    script: WORKER,
+    env: { ...process.env, OMP_NUM_THREADS: '1', DIST_TEST: JSON.stringify(spec) },
+    graceMs,
+    onLine: (rank, _stream, line) => lines.push({ line: `[${rank}] ${line}`, at: Date.now() - started }),
+  });
+  const error = (rank: number) => lines.find((l) => l.line.startsWith(`[${rank}] dist-worker error`));
+  return { ...r, ms: Date.now() - started, error };
+}
+
 for (const variant of [
   { name: 'SST-2, the dataset shards itself', extra: {}, env: {} },
   { name: 'a dataset that cannot shard (the trainer splits batches), with distillation', extra: { toy: true, distil: true }, env: {} },
   // Gradients read from .grad after backward instead of from the hooks that start buckets early.
   { name: 'all-reduce after backward (no overlap), 1 KiB buckets', extra: {}, env: { BLOCKPRUNE_DDP_OVERLAP: '0', BLOCKPRUNE_TEST_BUCKET_MB: '0.001' } },
 ]) {
-  test.serial(`2 Gloo processes match 1 process with the same global batch: ${variant.name}`, async (t) => {
-    if (!gloo) return void t.pass('skipped: this build has no Gloo');
-    if (!needShared(t, 'data/sst2')) return;
-    const one = tempDir();
-    const two = tempDir();
-    try {
-      const a = await run({ ...base(one.path), ...variant.extra }, 0);
-      t.deepEqual(a.codes, [0], a.stderr.join('\n'));
-      const b = await run({ ...base(two.path), ...variant.extra }, 2, undefined, variant.env);
-      t.deepEqual(b.codes, [0, 0], b.stderr.join('\n'));
-      const r1 = result(one.path);
-      const r20 = result(two.path, 0);
-      const r21 = result(two.path, 1);
-      t.is(r1.steps, 12);
-      t.is(r20.steps, 12);
-      t.is(r20.worldSize, 2);
-      let lossDiff = 0;
-      r1.losses.forEach((l, i) => (lossDiff = Math.max(lossDiff, Math.abs(l - r20.losses[i]) / Math.max(1e-6, Math.abs(l)))));
-      const w = maxDiff(r1.weights, r20.weights);
-      t.log(`losses 1 proc: ${r1.losses.map((x) => x.toFixed(4)).join(' ')}`);
-      t.log(`max relative loss diff ${lossDiff.toExponential(2)}, max |weight diff| ${w.toExponential(2)}, mask diffs ${maskDiffs(r1.masks, r20.masks)}`);
-      t.is(r20.losses.length, 12);
-      t.true(lossDiff <= 1e-5);
-      t.true(w <= 1e-5);
-      t.is(maskDiffs(r1.masks, r20.masks), 0);
-      t.true(Object.keys(r1.masks).length > 0, 'the model was patched');
-      // The ranks hold the very same model (same all-reduced gradient, same step), and both have the evaluations.
-      t.is(maxDiff(r20.weights, r21.weights), 0);
-      t.is(maskDiffs(r20.masks, r21.masks), 0);
-      t.deepEqual(r21.history, r20.history);
-      t.is(r20.history.length, 2);
-      // Rank 0 alone wrote the log: one line per step.
-      const steps = readFileSync(join(two.path, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
-      t.is(steps.length, 12);
-    } finally {
-      one.cleanup();
-      two.cleanup();
-    }
+  distTest(`2 Gloo processes match 1 process with the same global batch: ${variant.name}`, 2, async (t, one, two) => {
+    const a = await run({ ...base(one), ...variant.extra }, 0);
+    t.deepEqual(a.codes, [0], a.stderr.join('\n'));
+    const b = await run({ ...base(two), ...variant.extra }, 2, undefined, variant.env);
+    t.deepEqual(b.codes, [0, 0], b.stderr.join('\n'));
+    const r1 = result(one);
+    const r20 = result(two, 0);
+    const r21 = result(two, 1);
+    t.is(r1.steps, 12);
+    t.is(r20.steps, 12);
+    t.is(r20.worldSize, 2);
+    let lossDiff = 0;
+    r1.losses.forEach((l, i) => (lossDiff = Math.max(lossDiff, Math.abs(l - r20.losses[i]) / Math.max(1e-6, Math.abs(l)))));
+    const w = maxDiff(r1.weights, r20.weights);
+    t.log(`losses 1 proc: ${r1.losses.map((x) => x.toFixed(4)).join(' ')}`);
+    t.log(`max relative loss diff ${lossDiff.toExponential(2)}, max |weight diff| ${w.toExponential(2)}, mask diffs ${maskDiffs(r1.masks, r20.masks)}`);
+    t.is(r20.losses.length, 12);
+    t.true(lossDiff <= 1e-5);
+    t.true(w <= 1e-5);
+    t.is(maskDiffs(r1.masks, r20.masks), 0);
+    t.true(Object.keys(r1.masks).length > 0, 'the model was patched');
+    // The ranks hold the very same model (same all-reduced gradient, same step), and both have the evaluations.
+    t.is(maxDiff(r20.weights, r21.weights), 0);
+    t.is(maskDiffs(r20.masks, r21.masks), 0);
+    t.deepEqual(r21.history, r20.history);
+    t.is(r20.history.length, 2);
+    // Rank 0 alone wrote the log: one line per step.
+    const steps = readFileSync(join(two, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+    t.is(steps.length, 12);
   });
 }
 
-test.serial('a rank that dies ends the other with E_DISTRIBUTED within seconds; the last checkpoint stays intact', async (t) => {
-  if (!gloo) return void t.pass('skipped: this build has no Gloo');
-  if (!needShared(t, 'data/sst2')) return;
-  const dir = tempDir();
-  try {
-    const r = await run({ ...base(dir.path), checkpointEvery: 2, dieAtStep: 5, dieRank: 1 }, 2);
-    t.log(`rank 0: ${r.stderr[0].trim().split('\n').pop()} (${r.ms} ms)`);
-    t.is(r.codes[1], 3);
-    t.is(r.codes[0], 1);
-    t.regex(r.stderr[0], /E_DISTRIBUTED: rank 0 of 2: gradient all-reduce failed/);
-    t.true(r.ms < 30_000);
-    const last = latestCheckpoint(join(dir.path, 'checkpoints'));
-    t.truthy(last);
-    t.is(readCheckpointState(last!).step, 4);
-    t.is(readCheckpointState(last!).worldSize, 2);
-    const m = await BertModel.fromPretrained(last!);
-    t.true(m.patched);
-    m.dispose();
-  } finally {
-    dir.cleanup();
-  }
+distTest('a rank that dies ends the other with E_DISTRIBUTED within seconds; the last checkpoint stays intact', 1, async (t, dir) => {
+  const r = await run({ ...base(dir), checkpointEvery: 2, dieAtStep: 5, dieRank: 1 }, 2);
+  t.log(`rank 0: ${r.stderr[0].trim().split('\n').pop()} (${r.ms} ms)`);
+  t.is(r.codes[1], 3);
+  t.is(r.codes[0], 1);
+  t.regex(r.stderr[0], /E_DISTRIBUTED: rank 0 of 2: gradient all-reduce failed/);
+  t.true(r.ms < 30_000);
+  const last = latestCheckpoint(join(dir, 'checkpoints'));
+  t.truthy(last);
+  t.is(readCheckpointState(last!).step, 4);
+  t.is(readCheckpointState(last!).worldSize, 2);
+  const m = await BertModel.fromPretrained(last!);
+  t.true(m.patched);
+  m.dispose();
 });
 
-test.serial('a rank that hangs ends the other with E_DISTRIBUTED after the timeout', async (t) => {
-  if (!gloo) return void t.pass('skipped: this build has no Gloo');
-  if (!needShared(t, 'data/sst2')) return;
-  const dir = tempDir();
-  try {
-    const lines: string[] = [];
-    const started = Date.now();
-    const r = await launch({
-      nproc: 2,
-      script: WORKER,
-      env: { ...process.env, OMP_NUM_THREADS: '1', DIST_TEST: JSON.stringify({ ...base(dir.path), hangAtStep: 3, timeoutMs: 3000 }) },
-      graceMs: 500,
-      onLine: (rank, stream, l) => lines.push(`[${rank}] ${l}`),
-    });
-    const ms = Date.now() - started;
-    const err = lines.find((l) => l.startsWith('[0] dist-worker error')) ?? '';
-    t.log(`${err} (${ms} ms in all)`);
-    t.is(r.firstFailure, 0);
-    t.regex(err, /E_DISTRIBUTED: rank 0 of 2: gradient all-reduce failed: .*(Timed out|timeout)/i);
-    t.is(r.exits[1].signal, 'SIGTERM');
-    t.true(ms < 30_000);
-  } finally {
-    dir.cleanup();
-  }
+distTest('a rank that hangs ends the other with E_DISTRIBUTED after the timeout', 1, async (t, dir) => {
+  const r = await launchWorkers({ ...base(dir), hangAtStep: 3, timeoutMs: 3000 }, 500);
+  const err = r.error(0)?.line ?? '';
+  t.log(`${err} (${r.ms} ms in all)`);
+  t.is(r.firstFailure, 0);
+  t.regex(err, /E_DISTRIBUTED: rank 0 of 2: gradient all-reduce failed: .*(Timed out|timeout)/i);
+  t.is(r.exits[1].signal, 'SIGTERM');
+  t.true(r.ms < 30_000);
 });
 
-test.serial('an error on rank 0 (its evaluation) ends rank 1 at once, though rank 0 stays alive', async (t) => {
-  if (!gloo) return void t.pass('skipped: this build has no Gloo');
-  if (!needShared(t, 'data/sst2')) return;
-  const dir = tempDir();
-  try {
-    const lines: Array<{ line: string; at: number }> = [];
-    const started = Date.now();
-    const r = await launch({
-      nproc: 2,
-      script: WORKER,
-      env: { ...process.env, OMP_NUM_THREADS: '1', DIST_TEST: JSON.stringify({ ...base(dir.path), evalThrows: true, lingerMs: 8000 }) },
-      onLine: (rank, stream, line) => lines.push({ line: `[${rank}] ${line}`, at: Date.now() - started }),
-    });
-    const e0 = lines.find((l) => l.line.startsWith('[0] dist-worker error'));
-    const e1 = lines.find((l) => l.line.startsWith('[1] dist-worker error'));
-    t.log(`${e0?.line} at ${e0?.at} ms; ${e1?.line} at ${e1?.at} ms`);
-    t.regex(e0?.line ?? '', /evaluation failed on purpose/);
-    t.regex(e1?.line ?? '', /E_DISTRIBUTED: rank 1 of 2: waiting for rank 0 failed/);
-    // Rank 1 learns of it from rank 0's closed connections, not from rank 0's exit 8 s later.
-    t.true(e1!.at - e0!.at < 4000);
-    t.is(r.firstFailure, 1);
-  } finally {
-    dir.cleanup();
-  }
+distTest('an error on rank 0 (its evaluation) ends rank 1 at once, though rank 0 stays alive', 1, async (t, dir) => {
+  const r = await launchWorkers({ ...base(dir), evalThrows: true, lingerMs: 8000 });
+  const e0 = r.error(0);
+  const e1 = r.error(1);
+  t.log(`${e0?.line} at ${e0?.at} ms; ${e1?.line} at ${e1?.at} ms`);
+  t.regex(e0?.line ?? '', /evaluation failed on purpose/);
+  t.regex(e1?.line ?? '', /E_DISTRIBUTED: rank 1 of 2: waiting for rank 0 failed/);
+  // Rank 1 learns of it from rank 0's closed connections, not from rank 0's exit 8 s later.
+  t.true(e1!.at - e0!.at < 4000);
+  t.is(r.firstFailure, 1);
 });
 
-test.serial('a rendezvous that times out fails with a message that says what to check', async (t) => {
-  if (!gloo) return void t.pass('skipped: this build has no Gloo');
-  if (!needShared(t, 'data/sst2')) return;
-  const dir = tempDir();
-  try {
-    // Rank 1 alone: nobody listens at MASTER_ADDR:MASTER_PORT.
-    const a = await run({ ...base(dir.path), timeoutMs: 2000 }, 2, [1]);
-    t.log(`${a.stderr[0].trim().split('\n').pop()} (${a.ms} ms)`);
-    t.deepEqual(a.codes, [1]);
-    t.regex(a.stderr[0], /E_DISTRIBUTED: rank 1 of 2: rendezvous at 127\.0\.0\.1:\d+ failed within 2\.000 s/);
-    t.true(a.ms < 20_000);
-    // Rank 0 alone: the others never join.
-    const b = await run({ ...base(dir.path), timeoutMs: 2000 }, 2, [0]);
-    t.log(`${b.stderr[0].trim().split('\n').pop()} (${b.ms} ms)`);
-    t.deepEqual(b.codes, [1]);
-    t.regex(b.stderr[0], /E_DISTRIBUTED: rank 0 of 2: .*(not every rank joined|rendezvous)/);
-    t.true(b.ms < 20_000);
-  } finally {
-    dir.cleanup();
-  }
+distTest('a rendezvous that times out fails with a message that says what to check', 1, async (t, dir) => {
+  // Rank 1 alone: nobody listens at MASTER_ADDR:MASTER_PORT.
+  const a = await run({ ...base(dir), timeoutMs: 2000 }, 2, [1]);
+  t.log(`${a.stderr[0].trim().split('\n').pop()} (${a.ms} ms)`);
+  t.deepEqual(a.codes, [1]);
+  t.regex(a.stderr[0], /E_DISTRIBUTED: rank 1 of 2: rendezvous at 127\.0\.0\.1:\d+ failed within 2\.000 s/);
+  t.true(a.ms < 20_000);
+  // Rank 0 alone: the others never join.
+  const b = await run({ ...base(dir), timeoutMs: 2000 }, 2, [0]);
+  t.log(`${b.stderr[0].trim().split('\n').pop()} (${b.ms} ms)`);
+  t.deepEqual(b.codes, [1]);
+  t.regex(b.stderr[0], /E_DISTRIBUTED: rank 0 of 2: .*(not every rank joined|rendezvous)/);
+  t.true(b.ms < 20_000);
 });
 
-test.serial('a stop on one rank stops both at the same step; resume with the same world size gives the uninterrupted result', async (t) => {
-  if (!gloo) return void t.pass('skipped: this build has no Gloo');
-  if (!needShared(t, 'data/sst2')) return;
-  const full = tempDir();
-  const cut = tempDir();
-  try {
-    // Dropout on: the resumed ranks must restore their own generator states.
-    const a = await run({ ...base(full.path), dropout: 0.1 }, 2);
-    t.deepEqual(a.codes, [0, 0], a.stderr.join('\n'));
-    const b = await run({ ...base(cut.path), dropout: 0.1, stopAtStep: 3, stopRank: 1 }, 2);
-    t.deepEqual(b.codes, [0, 0], b.stderr.join('\n'));
-    const s0 = result(cut.path, 0);
-    const s1 = result(cut.path, 1);
-    t.true(s0.interrupted && s1.interrupted);
-    t.is(s0.steps, s1.steps);
-    t.true(s0.steps < 12);
-    const ckpt = latestCheckpoint(join(cut.path, 'checkpoints'))!;
-    t.is(readCheckpointState(ckpt).step, s0.steps);
-    // A different world size is refused, naming both.
-    const wrong = await run({ ...base(cut.path), dropout: 0.1, resume: true }, 0);
-    t.deepEqual(wrong.codes, [1]);
-    t.regex(wrong.stderr[0], /E_BAD_CHECKPOINT: .*made by 2 process\(es\), this run has 1/);
-    const c = await run({ ...base(cut.path), dropout: 0.1, resume: true }, 2);
-    t.deepEqual(c.codes, [0, 0], c.stderr.join('\n'));
-    const done = result(cut.path, 0);
-    const ref = result(full.path, 0);
-    t.is(done.steps, 12);
-    const d = maxDiff(ref.weights, done.weights);
-    t.log(`stopped at step ${s0.steps}, resumed: max |weight diff| vs uninterrupted ${d}`);
-    t.true(d <= 1e-6);
-    t.is(maskDiffs(ref.masks, done.masks), 0);
-    t.is(maxDiff(done.weights, result(cut.path, 1).weights), 0);
-  } finally {
-    full.cleanup();
-    cut.cleanup();
-  }
+distTest('a stop on one rank stops both at the same step; resume with the same world size gives the uninterrupted result', 2, async (t, full, cut) => {
+  // Dropout on: the resumed ranks must restore their own generator states.
+  const a = await run({ ...base(full), dropout: 0.1 }, 2);
+  t.deepEqual(a.codes, [0, 0], a.stderr.join('\n'));
+  const b = await run({ ...base(cut), dropout: 0.1, stopAtStep: 3, stopRank: 1 }, 2);
+  t.deepEqual(b.codes, [0, 0], b.stderr.join('\n'));
+  const s0 = result(cut, 0);
+  const s1 = result(cut, 1);
+  t.true(s0.interrupted && s1.interrupted);
+  t.is(s0.steps, s1.steps);
+  t.true(s0.steps < 12);
+  const ckpt = latestCheckpoint(join(cut, 'checkpoints'))!;
+  t.is(readCheckpointState(ckpt).step, s0.steps);
+  // A different world size is refused, naming both.
+  const wrong = await run({ ...base(cut), dropout: 0.1, resume: true }, 0);
+  t.deepEqual(wrong.codes, [1]);
+  t.regex(wrong.stderr[0], /E_BAD_CHECKPOINT: .*made by 2 process\(es\), this run has 1/);
+  const c = await run({ ...base(cut), dropout: 0.1, resume: true }, 2);
+  t.deepEqual(c.codes, [0, 0], c.stderr.join('\n'));
+  const done = result(cut, 0);
+  const ref = result(full, 0);
+  t.is(done.steps, 12);
+  const d = maxDiff(ref.weights, done.weights);
+  t.log(`stopped at step ${s0.steps}, resumed: max |weight diff| vs uninterrupted ${d}`);
+  t.true(d <= 1e-6);
+  t.is(maskDiffs(ref.masks, done.masks), 0);
+  t.is(maxDiff(done.weights, result(cut, 1).weights), 0);
 });
 
 test.serial('launch() runs N ranks with torchrun variables and stops the rest when one fails', async (t) => {

@@ -23,6 +23,7 @@
 #include "checkpoint.h"
 #include "fast_cpu.h"
 #include "runtime.h"
+#include "tool_common.h"
 
 namespace {
 
@@ -32,11 +33,6 @@ std::vector<int64_t> parse_list(const char* s) {
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
   return out;
-}
-
-double now_ms() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
 void stats(const std::vector<double>& v, double* mean, double* sd) {
@@ -103,9 +99,9 @@ int main(int argc, char** argv) {
           for (int i = 0; i < 5; ++i) f();
           std::vector<double> t;
           for (int i = 0; i < 30; ++i) {
-            double t0 = now_ms();
+            double t0 = tools::now_ms();
             f();
-            t.push_back(now_ms() - t0);
+            t.push_back(tools::now_ms() - t0);
           }
           double mean, sd;
           stats(t, &mean, &sd);
@@ -149,14 +145,14 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < warmup + runs * (ab_on ? 2 : 1); ++i) {
         const bool off = ab_on && i >= warmup && ((i - warmup) / 5) % 2 == 1;  // rounds of 5
         toggle(!off);
-        double t0 = now_ms();
+        double t0 = tools::now_ms();
         {
           c10::InferenceMode guard;
           auto out = model->forward(batch);
           // The addon copies outputs to CPU/contiguous; do the same so both time the same work.
           for (auto& [name, v] : out) v = v.contiguous();
         }
-        if (i >= warmup) (off ? t_off : t).push_back(now_ms() - t0);
+        if (i >= warmup) (off ? t_off : t).push_back(tools::now_ms() - t0);
       }
       bp::set_fused_qkv(true);
       bp::fast::set_enabled(true);
@@ -174,11 +170,11 @@ int main(int argc, char** argv) {
         bp::fast::set_profiling(true);
         double total = 0;
         for (int i = 0; i < n; ++i) {
-          double t0 = now_ms();
+          double t0 = tools::now_ms();
           c10::InferenceMode guard;
           auto out = model->forward(batch);
           for (auto& [name, v] : out) v = v.contiguous();
-          total += now_ms() - t0;
+          total += tools::now_ms() - t0;
         }
         bp::fast::set_profiling(false);
         double staged = 0;

@@ -30,6 +30,7 @@
 #include "distributed.h"
 #include "patch.h"
 #include "runtime.h"
+#include "tool_common.h"
 #include "training.h"
 
 extern char** environ;
@@ -40,23 +41,6 @@ struct Args {
   int nproc = 2, batch = 16, seq = 128, steps = 10, warmup = 2;
   std::string backend = "gloo", device = "cpu", geometry = "small", result;
 };
-
-double now_ms() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
-}
-
-nlohmann::json hybrid_plan(const bp::BertConfig& c) {
-  nlohmann::json mods = nlohmann::json::array();
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
-    for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"})
-      mods.push_back({{"module", p + m}, {"method", "sigmoied_threshold"}, {"layout", "block"}, {"blockRows", 32}, {"blockCols", 32}, {"group", "attention"}});
-    mods.push_back({{"module", p + "intermediate.dense"}, {"method", "sigmoied_threshold"}, {"layout", "rows"}, {"group", "dense"}});
-    mods.push_back({{"module", p + "output.dense"}, {"method", "sigmoied_threshold"}, {"layout", "cols"}, {"group", "dense"}, {"shareWith", p + "intermediate.dense"}});
-  }
-  return {{"threshold", 0.05}, {"modules", mods}};
-}
 
 int env_int(const char* name, int def) {
   const char* v = std::getenv(name);
@@ -89,7 +73,7 @@ int run_rank(const Args& a) {
   c.hidden_dropout_prob = 0;
   c.attention_probs_dropout_prob = 0;
   auto model = bp::create_random(c, bp::TaskKind::SequenceClassification, 1, device);
-  bp::patch_model(model, hybrid_plan(c));
+  bp::patch_model(model, tools::hybrid_plan(c));
   if (group) bp::sync_model(model, *group);
   // The global batch, the same in every process; rank r takes rows r, r + W, ...
   at::manual_seed(123);
@@ -116,13 +100,13 @@ int run_rank(const Args& a) {
   for (int s = 0; s < a.warmup; ++s) losses.push_back(bp::train_step(model, opt, &b, so, nullptr).loss);
   if (group) group->barrier("timing start");
   double sync_ms = 0;
-  const double t0 = now_ms();
+  const double t0 = tools::now_ms();
   for (int s = 0; s < a.steps; ++s) {
     auto r = bp::train_step(model, opt, &b, so, nullptr);
     losses.push_back(r.loss);
     sync_ms += r.sync_ms;
   }
-  const double ms = now_ms() - t0;  // train_step reads the loss back: each step ends synchronised
+  const double ms = tools::now_ms() - t0;  // train_step reads the loss back: each step ends synchronised
   double checksum = 0;
   for (auto& p : model->parameters()) checksum += p.detach().to(at::kDouble).abs().sum().template item<double>();
   if (group) group->shutdown();

@@ -21,14 +21,10 @@
 #include "patch.h"
 #include "runtime.h"
 #include "safetensors.h"
+#include "tool_common.h"
 #include "training.h"
 
 namespace {
-
-double now_ms() {
-  using namespace std::chrono;
-  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
-}
 
 std::map<std::string, at::Tensor> load(const std::string& path) {
   auto f = bp::read_safetensors(path);
@@ -45,18 +41,6 @@ bp::Batch batch_of(std::map<std::string, at::Tensor>& io) {
 }
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a.to(at::kCPU) - b.to(at::kCPU)).abs().max().item<double>(); }
-
-nlohmann::json hybrid_plan(const bp::BertConfig& c) {
-  nlohmann::json mods = nlohmann::json::array();
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
-    for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"})
-      mods.push_back({{"module", p + m}, {"method", "sigmoied_threshold"}, {"layout", "block"}, {"blockRows", 32}, {"blockCols", 32}, {"group", "attention"}});
-    mods.push_back({{"module", p + "intermediate.dense"}, {"method", "sigmoied_threshold"}, {"layout", "rows"}, {"group", "dense"}});
-    mods.push_back({{"module", p + "output.dense"}, {"method", "sigmoied_threshold"}, {"layout", "cols"}, {"group", "dense"}, {"shareWith", p + "intermediate.dense"}});
-  }
-  return {{"threshold", 0.05}, {"modules", mods}};
-}
 
 }  // namespace
 
@@ -125,7 +109,7 @@ int main(int argc, char** argv) {
       bp::BertConfig c;  // bert-base geometry
       for (bool patched : {false, true}) {
         auto model = bp::create_random(c, bp::TaskKind::SequenceClassification, 1, device);
-        if (patched) bp::patch_model(model, hybrid_plan(c));
+        if (patched) bp::patch_model(model, tools::hybrid_plan(c));
         bp::Batch b;
         b.input_ids = at::randint(1000, 20000, {8, 128}, at::kLong);
         b.attention_mask = at::ones({8, 128}, at::kLong);
@@ -140,9 +124,9 @@ int main(int argc, char** argv) {
         }
         for (int s = 0; s < 2; ++s) bp::train_step(model, opt, &b, so, nullptr);
         // train_step reads the loss back (.item()), so each step ends synchronised with the device.
-        const double t0 = now_ms();
+        const double t0 = tools::now_ms();
         for (int s = 0; s < steps; ++s) bp::train_step(model, opt, &b, so, nullptr);
-        const double ms = (now_ms() - t0) / steps;
+        const double ms = (tools::now_ms() - t0) / steps;
         std::printf("bert-base train step 8x128 on %s, %s: %.1f ms, %.2f samples/s\n", device.c_str(), patched ? "patched (hybrid)" : "plain", ms, 8000.0 / ms);
       }
     }
