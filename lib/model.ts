@@ -3,9 +3,9 @@
  * Loading, forward and saving run off the event loop and return Promises; calls on one model are queued
  * and run one at a time, in call order.
  */
-import type { ProcessGroup } from './distributed';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { ProcessGroup } from './distributed';
 import { BlockpruneError, invalidArg } from './errors';
 import { PlanGeometry, PruningConfig } from './pruning';
 import {

@@ -16,8 +16,8 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BlockpruneError, invalidArg } from './errors';
 import { ProcessGroup, shardBatch } from './distributed';
+import { BlockpruneError, invalidArg } from './errors';
 import { BertModel, ForwardBatch, TrainStepResult } from './model';
 import { native } from './native';
 import { PruningConfig } from './pruning';
@@ -305,20 +305,20 @@ export class SparseTrainer {
           const batch = !group ? global : ownShards ? (global.batchSize > 0 ? global : null) : shardBatch(global, group.rank, worldSize);
           const sched = pruning ? pruning.schedule(step, totalSteps, warmup) : undefined;
           const stepOptions = {
-              lr,
-              maskLr: po?.maskScoresLearningRate ?? 1e-2,
-              weightDecay: o.weightDecay ?? 0,
-              lrScale: linearSchedule(step, totalSteps, warmup),
-              maxGradNorm: o.maxGradNorm ?? 1.0,
-              threshold: sched?.threshold,
-              regularization: po?.regularization ?? 'disabled',
-              lambda: sched?.lambda ?? 0,
-              attentionLambda: po?.attentionLambda ?? 1,
-              denseLambda: po?.denseLambda ?? 1,
-              alphaCe: o.distillation?.alphaCe ?? 0.5,
-              alphaTeacher: o.distillation?.alphaTeacher ?? 0.5,
-              temperature: o.distillation?.temperature ?? 2,
-            };
+            lr,
+            maskLr: po?.maskScoresLearningRate ?? 1e-2,
+            weightDecay: o.weightDecay ?? 0,
+            lrScale: linearSchedule(step, totalSteps, warmup),
+            maxGradNorm: o.maxGradNorm ?? 1.0,
+            threshold: sched?.threshold,
+            regularization: po?.regularization ?? 'disabled',
+            lambda: sched?.lambda ?? 0,
+            attentionLambda: po?.attentionLambda ?? 1,
+            denseLambda: po?.denseLambda ?? 1,
+            alphaCe: o.distillation?.alphaCe ?? 0.5,
+            alphaTeacher: o.distillation?.alphaTeacher ?? 0.5,
+            temperature: o.distillation?.temperature ?? 2,
+          };
           const r: TrainStepResult = group
             ? await this.model.trainStep(batch, stepOptions, teacher, { group, stop: this.stopRequested })
             : await this.model.trainStep(batch as ForwardBatch, stepOptions, teacher);
