@@ -6,6 +6,7 @@
 #include "errors.h"
 
 #if BP_WITH_C10D
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if BP_WITH_NCCL
@@ -39,9 +40,16 @@ bool is_loopback(const std::string& host) {
 
 #if BP_WITH_C10D
 
+// torch 1.x: the Gloo and NCCL classes are ProcessGroups; torch 2 made them Backends (same collectives).
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveBackend = c10d::Backend;
+#else
+using CollectiveBackend = c10d::ProcessGroup;
+#endif
+
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  c10::intrusive_ptr<CollectiveBackend> pg;
 };
 
 ProcessGroup::ProcessGroup(const DistOptions& opts) : opts_(opts), impl_(std::make_unique<Impl>()) {
