@@ -13,19 +13,10 @@
  */
 import { cpus } from 'node:os';
 import { ProcessGroup, launch } from '../lib/distributed';
-import { BertConfigJson, BertModel, ForwardBatch } from '../lib/model';
+import { BertModel, ForwardBatch } from '../lib/model';
 import { PruningConfig } from '../lib/pruning';
 import { SparseTrainer, TrainData } from '../lib/trainer';
-
-const GEOMETRIES: Record<string, BertConfigJson> = {
-  small: { vocab_size: 30522, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024, max_position_embeddings: 512 },
-  base: { vocab_size: 30522, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 512 },
-};
-
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : def;
-}
+import { argValue, TRAIN_GEOMETRIES } from './common';
 
 /** Fixed-shape random batches (the same on every rank for a given epoch): what a step costs, not the data. */
 class RandomTokens implements TrainData {
@@ -45,14 +36,14 @@ class RandomTokens implements TrainData {
 }
 
 async function worker(): Promise<void> {
-  const geometry = arg('geometry', 'small');
-  const batch = Number(arg('batch', '16'));
-  const seq = Number(arg('seq', '128'));
-  const steps = Number(arg('steps', '8'));
-  const warmup = Number(arg('warmup', '2'));
+  const geometry = argValue('geometry', 'small');
+  const batch = Number(argValue('batch', '16'));
+  const seq = Number(argValue('seq', '128'));
+  const steps = Number(argValue('steps', '8'));
+  const warmup = Number(argValue('warmup', '2'));
   const opts = ProcessGroup.optionsFromEnv();
   const group = opts && opts.worldSize > 1 ? await ProcessGroup.init(opts) : undefined;
-  const config = { ...GEOMETRIES[geometry], hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+  const config = { ...TRAIN_GEOMETRIES[geometry], hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
   const model = await BertModel.fromConfig(config, { seed: 1 });
   const times: number[] = [];
   let last = 0;
@@ -84,13 +75,13 @@ async function worker(): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.env.BENCH_DIST_WORKER) return worker();
-  const nproc = Number(arg('nproc', '2'));
+  const nproc = Number(argValue('nproc', '2'));
   const cores = cpus().length;
-  const rounds = Number(arg('rounds', '3'));
+  const rounds = Number(argValue('rounds', '3'));
   const forward = process.argv.slice(2).filter((a, i, all) => !['--nproc', '--rounds'].includes(a) && !['--nproc', '--rounds'].includes(all[i - 1]));
   console.log(
-    `data-parallel fine-pruning (Node trainer, Gloo): ${arg('geometry', 'small')} geometry, global batch ${arg('batch', '16')} x ${arg('seq', '128')}, ` +
-      `${arg('steps', '8')} timed steps after ${arg('warmup', '2')}, hybrid-patched, ${cores} cores`,
+    `data-parallel fine-pruning (Node trainer, Gloo): ${argValue('geometry', 'small')} geometry, global batch ${argValue('batch', '16')} x ${argValue('seq', '128')}, ` +
+      `${argValue('steps', '8')} timed steps after ${argValue('warmup', '2')}, hybrid-patched, ${cores} cores`,
   );
   const runOnce = async (n: number) => {
     let line = '';

@@ -8,32 +8,24 @@
  * Reference (nn_pruning, PyTorch 1.13 on this machine): bert-base 1.12 samples/s patched (1.60 plain);
  * hidden 256 / 4 layers 17.0 patched (22.4 plain).
  */
-import { BertConfigJson, BertModel } from '../lib/model';
+import { BertModel } from '../lib/model';
 import { getNumThreads } from '../lib/index';
 import { PruningConfig } from '../lib/pruning';
+import { argValue, TRAIN_GEOMETRIES } from './common';
 
-const GEOMETRIES: Record<string, BertConfigJson> = {
-  small: { vocab_size: 30522, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024, max_position_embeddings: 512 },
-  base: { vocab_size: 30522, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 512 },
-};
 const REFERENCE: Record<string, { patched: number; plain: number }> = { small: { patched: 17.0, plain: 22.4 }, base: { patched: 1.12, plain: 1.6 } };
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : def;
-}
-
 async function main(): Promise<void> {
-  const which = arg('geometry', 'both');
-  const steps = Number(arg('steps', '10'));
-  const warmup = Number(arg('warmup', '2'));
-  const rounds = Number(arg('rounds', '2'));
-  const device = arg('device', 'cpu');
+  const which = argValue('geometry', 'both');
+  const steps = Number(argValue('steps', '10'));
+  const warmup = Number(argValue('warmup', '2'));
+  const rounds = Number(argValue('rounds', '2'));
+  const device = argValue('device', 'cpu');
   const B = 8;
   const S = 128;
   console.log(`training-step throughput on ${device}, batch ${B} x ${S}, threads ${getNumThreads()}; ${warmup} warm-up steps, ${steps} timed steps per model in ${rounds} alternating rounds`);
   for (const g of which === 'both' ? ['small', 'base'] : [which]) {
-    const config = GEOMETRIES[g];
+    const config = TRAIN_GEOMETRIES[g];
     if (!config) throw new Error(`unknown geometry ${g}`);
     const plain = await BertModel.fromConfig(config, { seed: 1, device });
     const patched = await BertModel.fromConfig(config, { seed: 1, device });

@@ -38,3 +38,70 @@ export function sharedDir(marks: readonly string[] = ['data', 'fixtures']): stri
   }
   return undefined;
 }
+
+/** The training benchmarks' geometries: hidden 256 / 4 layers, and bert-base. */
+export const TRAIN_GEOMETRIES: Record<string, BertConfigJson> = {
+  small: { ...BERT_BASE, hidden_size: 256, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 1024 },
+  base: BERT_BASE,
+};
+
+/** `--name value` from process.argv, or `def`. */
+export function argValue(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : def;
+}
+
+/**
+ * Reads a `--flag [value]` command line one flag at a time; errors name the flag (and end with the usage
+ * where the value is missing or the flag unknown).
+ */
+export class FlagReader {
+  private i = -1;
+  constructor(
+    private readonly argv: readonly string[],
+    private readonly usage: string,
+  ) {}
+
+  /** The next flag, or undefined at the end. */
+  next(): string | undefined {
+    return this.argv[++this.i];
+  }
+
+  private get flag(): string {
+    return this.argv[this.i];
+  }
+
+  /** The current flag's value. */
+  value(): string {
+    const flag = this.flag;
+    const v = this.argv[++this.i];
+    if (v === undefined) throw new Error(`${flag} needs a value\n${this.usage}`);
+    return v;
+  }
+
+  /** The current flag's value as a number >= min (an integer unless `integer` is false). */
+  num(min: number, integer = true): number {
+    const flag = this.flag;
+    const v = this.value();
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) throw new Error(`${flag} expects ${integer ? 'an integer' : 'a number'} >= ${min}, got ${v}`);
+    return n;
+  }
+
+  /** The current flag's value as a comma-separated list of `allowed` words. */
+  list<T extends string>(allowed: readonly T[]): T[] {
+    const flag = this.flag;
+    const xs = this.value().split(',');
+    for (const x of xs) if (!allowed.includes(x as T)) throw new Error(`${flag} takes ${allowed.join(',')}, got ${x}`);
+    return xs as T[];
+  }
+
+  /** The error for a flag nobody handled (`--help` prints the usage and exits instead). */
+  unknown(): Error {
+    if (this.flag === '--help' || this.flag === '-h') {
+      console.log(this.usage);
+      process.exit(0);
+    }
+    return new Error(`unknown argument ${this.flag}\n${this.usage}`);
+  }
+}

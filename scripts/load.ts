@@ -32,7 +32,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BertConfigJson, BertModel } from '../lib/model';
-import { BERT_BASE, compactConfig, sharedDir } from './common';
+import { BERT_BASE, compactConfig, FlagReader, sharedDir } from './common';
 
 type ModelName = 'dense' | 'compact';
 type Mode = 'unbatched' | 'batched';
@@ -74,44 +74,25 @@ function parseArgs(argv: string[]): LoadArgs {
     leakRequests: 10_000,
     leakClients: 8,
   };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
-      return v;
-    };
-    const num = (min: number, integer = true): number => {
-      const v = value();
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) throw new Error(`${k} expects ${integer ? 'an integer' : 'a number'} >= ${min}, got ${v}`);
-      return n;
-    };
-    const list = <T extends string>(allowed: readonly T[]): T[] => {
-      const xs = value().split(',');
-      for (const x of xs) if (!allowed.includes(x as T)) throw new Error(`${k} takes ${allowed.join(',')}, got ${x}`);
-      return xs as T[];
-    };
-    if (k === '--duration') a.duration = num(0.1, false);
-    else if (k === '--warmup') a.warmup = num(0, false);
-    else if (k === '--models') a.models = list(['dense', 'compact'] as const);
-    else if (k === '--modes') a.modes = list(['unbatched', 'batched'] as const);
+  const f = new FlagReader(argv, USAGE);
+  for (let k = f.next(); k !== undefined; k = f.next()) {
+    if (k === '--duration') a.duration = f.num(0.1, false);
+    else if (k === '--warmup') a.warmup = f.num(0, false);
+    else if (k === '--models') a.models = f.list(['dense', 'compact'] as const);
+    else if (k === '--modes') a.modes = f.list(['unbatched', 'batched'] as const);
     else if (k === '--clients') {
-      a.clients = value().split(',').map(Number);
+      a.clients = f.value().split(',').map(Number);
       if (!a.clients.every((c) => Number.isInteger(c) && c >= 1)) throw new Error('--clients takes positive integers, e.g. 1,8,32');
-    } else if (k === '--max-requests') a.maxRequests = num(1);
-    else if (k === '--max-batch') a.maxBatch = num(1);
-    else if (k === '--window-ms') a.windowMs = num(0, false);
-    else if (k === '--threads') a.threads = num(1);
-    else if (k === '--json') a.json = value();
+    } else if (k === '--max-requests') a.maxRequests = f.num(1);
+    else if (k === '--max-batch') a.maxBatch = f.num(1);
+    else if (k === '--window-ms') a.windowMs = f.num(0, false);
+    else if (k === '--threads') a.threads = f.num(1);
+    else if (k === '--json') a.json = f.value();
     else if (k === '--keep') a.keep = true;
     else if (k === '--leak') a.leak = true;
-    else if (k === '--leak-requests') a.leakRequests = num(1);
-    else if (k === '--leak-clients') a.leakClients = num(1);
-    else if (k === '--help' || k === '-h') {
-      console.log(USAGE);
-      process.exit(0);
-    } else throw new Error(`unknown argument ${k}\n${USAGE}`);
+    else if (k === '--leak-requests') a.leakRequests = f.num(1);
+    else if (k === '--leak-clients') a.leakClients = f.num(1);
+    else throw f.unknown();
   }
   return a;
 }

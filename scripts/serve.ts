@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { setNumThreads } from '../lib/index';
 import { pipeline } from '../lib/pipelines';
 import { createInferenceServer, InferenceServerOptions } from '../lib/server';
+import { FlagReader } from './common';
 
 type ServeTask = 'text-classification' | 'question-answering';
 
@@ -39,41 +40,23 @@ const USAGE =
 
 function parseArgs(argv: string[]): ServeArgs {
   const a: Partial<ServeArgs> = { port: 8080, host: '127.0.0.1', batching: true, maxBatch: 32, windowMs: 5 };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${k} needs a value\n${USAGE}`);
-      return v;
-    };
-    const int = (min: number): number => {
-      const v = value();
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min) throw new Error(`${k} expects an integer >= ${min}, got ${v}`);
-      return n;
-    };
-    if (k === '--model') a.model = value();
+  const f = new FlagReader(argv, USAGE);
+  for (let k = f.next(); k !== undefined; k = f.next()) {
+    if (k === '--model') a.model = f.value();
     else if (k === '--task') {
-      const t = value();
+      const t = f.value();
       if (t !== 'text-classification' && t !== 'question-answering') throw new Error(`--task takes text-classification or question-answering, got ${t}`);
       a.task = t;
-    } else if (k === '--port') a.port = int(0);
-    else if (k === '--host') a.host = value();
+    } else if (k === '--port') a.port = f.num(0);
+    else if (k === '--host') a.host = f.value();
     else if (k === '--no-batching') a.batching = false;
-    else if (k === '--max-batch') a.maxBatch = int(1);
-    else if (k === '--window-ms') {
-      const v = value();
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) throw new Error(`--window-ms expects a number >= 0, got ${v}`);
-      a.windowMs = n;
-    } else if (k === '--tokenizer') a.tokenizer = value();
-    else if (k === '--max-text-chars') a.maxTextChars = int(1);
-    else if (k === '--max-body-bytes') a.maxBodyBytes = int(1);
-    else if (k === '--threads') a.threads = int(1);
-    else if (k === '--help' || k === '-h') {
-      console.log(USAGE);
-      process.exit(0);
-    } else throw new Error(`unknown argument ${k}\n${USAGE}`);
+    else if (k === '--max-batch') a.maxBatch = f.num(1);
+    else if (k === '--window-ms') a.windowMs = f.num(0, false);
+    else if (k === '--tokenizer') a.tokenizer = f.value();
+    else if (k === '--max-text-chars') a.maxTextChars = f.num(1);
+    else if (k === '--max-body-bytes') a.maxBodyBytes = f.num(1);
+    else if (k === '--threads') a.threads = f.num(1);
+    else throw f.unknown();
   }
   if (!a.model) throw new Error(`--model is required\n${USAGE}`);
   return a as ServeArgs;
