@@ -131,34 +131,48 @@ void ProcessGroup::guarded(const char* op, F&& f) {
 
 namespace {
 
-// Runs `launch` over flat buckets of `tensors` (grouped by dtype and device, in order, at most `bucket_bytes`
-// each), waits for all of them, then copies the buckets back into the tensors.
+// Groups `tensors` into buckets of one dtype and device and at most `bucket_bytes` (a larger tensor is a bucket
+// of its own), visiting them in order or in reverse; each bucket lists its members' indices in that order.
+std::vector<std::vector<size_t>> bucket_plan(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes, bool reverse) {
+  const size_t n = tensors.size();
+  auto at_pos = [&](size_t k) { return reverse ? n - 1 - k : k; };
+  std::vector<std::vector<size_t>> plan;
+  std::vector<bool> used(n, false);
+  for (size_t k = 0; k < n; ++k) {
+    const size_t first = at_pos(k);
+    if (used[first]) continue;
+    std::vector<size_t> members;
+    int64_t bytes = 0;
+    for (size_t m = k; m < n; ++m) {
+      const size_t j = at_pos(m);
+      const auto& t = tensors[j];
+      if (used[j] || t.scalar_type() != tensors[first].scalar_type() || t.device() != tensors[first].device()) continue;
+      const int64_t nb = t.numel() * static_cast<int64_t>(t.element_size());
+      if (!members.empty() && bytes + nb > bucket_bytes) break;
+      members.push_back(j);
+      bytes += nb;
+      used[j] = true;
+    }
+    plan.push_back(std::move(members));
+  }
+  return plan;
+}
+
+// Runs `launch` over flat copies of `tensors`' buckets (bucket_plan, in order), all in flight at once, waits
+// for all of them, then copies the buckets back into the tensors.
 template <typename Launch>
 void over_buckets(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes, Launch&& launch) {
   struct Bucket {
-    std::vector<at::Tensor> members;
+    std::vector<size_t> members;
     at::Tensor flat;
     c10::intrusive_ptr<c10d::Work> work;
   };
   std::vector<Bucket> buckets;
-  std::vector<bool> used(tensors.size(), false);
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (used[i]) continue;
-    Bucket b;
-    int64_t bytes = 0;
-    for (size_t j = i; j < tensors.size(); ++j) {
-      if (used[j] || tensors[j].scalar_type() != tensors[i].scalar_type() || tensors[j].device() != tensors[i].device()) continue;
-      const int64_t nb = tensors[j].numel() * static_cast<int64_t>(tensors[j].element_size());
-      if (!b.members.empty() && bytes + nb > bucket_bytes) break;
-      b.members.push_back(tensors[j]);
-      bytes += nb;
-      used[j] = true;
-    }
+  for (auto& members : bucket_plan(tensors, bucket_bytes, false)) {
     std::vector<at::Tensor> flat;
-    flat.reserve(b.members.size());
-    for (const auto& t : b.members) flat.push_back(t.reshape({-1}));
-    b.flat = at::cat(flat);
-    buckets.push_back(std::move(b));
+    flat.reserve(members.size());
+    for (size_t j : members) flat.push_back(tensors[j].reshape({-1}));
+    buckets.push_back({std::move(members), at::cat(flat), {}});
   }
   for (auto& b : buckets) {
     std::vector<at::Tensor> v{b.flat};
@@ -167,7 +181,8 @@ void over_buckets(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes, 
   for (auto& b : buckets) b.work->wait();
   for (auto& b : buckets) {
     int64_t off = 0;
-    for (auto& t : b.members) {
+    for (size_t j : b.members) {
+      const auto& t = tensors[j];
       t.copy_(b.flat.narrow(0, off, t.numel()).view(t.sizes()));
       off += t.numel();
     }
@@ -272,26 +287,16 @@ void ProcessGroup::shutdown(bool wait_for_all) {
 
 GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, double weight)
     : group_(group), params_(params), weight_(weight), where_(params.size()), seen_(params.size(), false) {
-  const int64_t cap = group.options().bucket_bytes;
-  std::vector<bool> placed(params_.size(), false);
-  // Reverse order; a bucket holds one dtype and device.
-  for (size_t k = params_.size(); k-- > 0;) {
-    if (placed[k]) continue;
-    Bucket b;
-    int64_t bytes = 0, numel = 0;
-    for (size_t j = k + 1; j-- > 0;) {
-      if (placed[j] || params_[j].scalar_type() != params_[k].scalar_type() || params_[j].device() != params_[k].device()) continue;
-      const int64_t nb = params_[j].numel() * static_cast<int64_t>(params_[j].element_size());
-      if (!b.members.empty() && bytes + nb > cap) break;
+  // Reverse order: the order backward produces the gradients in.
+  for (const auto& members : bucket_plan(params_, group.options().bucket_bytes, true)) {
+    int64_t numel = 0;
+    for (size_t j : members) {
       where_[j] = {buckets_.size(), numel};
-      b.members.push_back(j);
-      b.offsets.push_back(numel);
       numel += params_[j].numel();
-      bytes += nb;
-      placed[j] = true;
     }
-    b.flat = at::zeros({numel}, params_[k].options().requires_grad(false));
-    b.pending = static_cast<int64_t>(b.members.size());
+    Bucket b;
+    b.flat = at::zeros({numel}, params_[members[0]].options().requires_grad(false));
+    b.pending = static_cast<int64_t>(members.size());
     buckets_.push_back(std::move(b));
   }
 }

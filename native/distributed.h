@@ -114,9 +114,7 @@ class GradientReducer {
 
  private:
   struct Bucket {
-    std::vector<size_t> members;  // indices into params_
-    std::vector<int64_t> offsets;
-    at::Tensor flat;
+    at::Tensor flat;  // the members' gradients (where_ says where each one is), times weight
     int64_t pending = 0;
     std::shared_ptr<ProcessGroup::Pending> work;
   };
