@@ -12,7 +12,7 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { cpus } from 'node:os';
+import { constants as osConstants, cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { BlockpruneError, invalidArg } from './errors';
 import type { BertModel, ForwardBatch } from './model';
@@ -339,7 +339,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   let code = 0;
   if (firstFailure !== undefined) {
     const e = exits.find((x) => x.rank === firstFailure)!;
-    code = e.code ?? 128 + (e.signal === 'SIGKILL' ? 9 : e.signal === 'SIGTERM' ? 15 : e.signal === 'SIGINT' ? 2 : 1);
+    code = e.code ?? 128 + (e.signal ? osConstants.signals[e.signal] : 1);
     if (code === 0) code = 1;
   }
   return { code, exits, firstFailure };
