@@ -143,13 +143,10 @@ FactoredMask compute_factored_mask(const MaskState& m, const at::Tensor& weight,
   }
   // Vectors stand for the full matrix: the reference binarizes the expanded matrix, so the minimum-kept
   // rule and topK count matrix elements. Threshold methods get the same answer from the vector itself
-  // (binarize_vector); topK (ties across copies) and l0 (noise per element) binarize the expanded matrix.
-  auto rows_of = [&](const at::Tensor& s) {
-    return is_threshold(m.method) ? binarize_vector(s, m.method, t, m.min_elements, in) : at::Tensor();
-  };
-  auto cols_of = [&](const at::Tensor& s) {
-    return is_threshold(m.method) ? binarize_vector(s, m.method, t, m.min_elements, out) : at::Tensor();
-  };
+  // (binarize_vector, each value standing for a row of `in` or a column of `out` elements); topK (ties across
+  // copies) and l0 (noise per element) binarize the expanded matrix.
+  const bool from_vector = is_threshold(m.method);
+  auto rows_full = [&] { return binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training); };
   switch (m.layout) {
     case MaskLayout::Block:
       f.block = binarize(m.scores, m.method, t, m.min_elements, training);
@@ -157,21 +154,19 @@ FactoredMask compute_factored_mask(const MaskState& m, const at::Tensor& weight,
       f.block_cols = m.block_cols;
       return f;
     case MaskLayout::Rows:
-      f.rows = rows_of(m.scores);
-      if (!f.rows.defined()) f.full = binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training);
+      if (from_vector) f.rows = binarize_vector(m.scores, m.method, t, m.min_elements, in);
+      else f.full = rows_full();
       return f;
     case MaskLayout::Cols:
-      f.cols = cols_of(m.scores);
-      if (!f.cols.defined()) f.full = binarize(m.scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
+      if (from_vector) f.cols = binarize_vector(m.scores, m.method, t, m.min_elements, out);
+      else f.full = binarize(m.scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
       return f;
     case MaskLayout::RowsCols:
-      f.rows = rows_of(m.scores);
-      f.cols = cols_of(m.col_scores);
-      if (!f.rows.defined()) {
-        f.rows = at::Tensor();
-        f.cols = at::Tensor();
-        f.full = binarize(m.scores.unsqueeze(1).expand({out, in}), m.method, t, m.min_elements, training) *
-                 binarize(m.col_scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
+      if (from_vector) {
+        f.rows = binarize_vector(m.scores, m.method, t, m.min_elements, in);
+        f.cols = binarize_vector(m.col_scores, m.method, t, m.min_elements, out);
+      } else {
+        f.full = rows_full() * binarize(m.col_scores.unsqueeze(0).expand({out, in}), m.method, t, m.min_elements, training);
       }
       return f;
   }
