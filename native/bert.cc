@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <initializer_list>
+#include <vector>
 
 #include "errors.h"
 
@@ -82,18 +84,25 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c, int64_t heads_
 
 namespace {
 std::atomic<bool> g_fused_qkv{true};
+
+// What a cache built from these layers' weights depends on: each weight's and bias's version counter (moved
+// by every in-place update: training steps, loadState) and storage address (moved by reassignment).
+std::vector<int64_t> weights_key(std::initializer_list<const Linear*> linears) {
+  std::vector<int64_t> key;
+  for (const Linear* l : linears) {
+    const auto& w = (*l)->weight;
+    const auto& b = (*l)->bias;
+    key.insert(key.end(), {w._version(), b._version(), reinterpret_cast<int64_t>(w.data_ptr()), reinterpret_cast<int64_t>(b.data_ptr())});
+  }
+  return key;
+}
 }  // namespace
 
 void set_fused_qkv(bool on) { g_fused_qkv = on; }
 
 at::Tensor BertSelfAttentionImpl::fused_qkv(const at::Tensor& h) const {
   if (!g_fused_qkv || query->mask || key->mask || value->mask || !query->bias.defined()) return at::Tensor();
-  std::vector<int64_t> versions;
-  for (const Linear* l : {&query, &key, &value}) {
-    versions.push_back((*l)->weight._version());
-    versions.push_back((*l)->bias._version());
-    versions.push_back(reinterpret_cast<int64_t>((*l)->weight.data_ptr()));
-  }
+  const auto versions = weights_key({&query, &key, &value});
   if (!fused_weight_.defined() || versions != fused_versions_ || fused_weight_.device() != h.device()) {
     at::NoGradGuard no_grad;
     // Built outside inference mode so the cache is a normal tensor, usable by any later call.
@@ -136,21 +145,19 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c, int64_t i) : act(c.hidden_act)
 bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
   const auto& sa = *attention->self;
   const auto& so = *attention->output;
-  const Linear* linears[] = {&sa.query, &sa.key, &sa.value, &so.dense, &intermediate->dense, &output->dense};
+  const std::initializer_list<const Linear*> linears = {&sa.query, &sa.key, &sa.value, &so.dense, &intermediate->dense, &output->dense};
   if (fast_act() < 0 || sa.heads == 0 || intermediate->dense->weight.size(0) == 0 || !h.device().is_cpu() ||
       h.scalar_type() != at::kFloat)
     return false;
-  std::vector<int64_t> versions;
   for (const Linear* l : linears) {
     const auto& w = (*l)->weight;
     const auto& b = (*l)->bias;
     if ((*l)->mask || !b.defined() || w.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat) return false;
-    versions.insert(versions.end(), {w._version(), b._version(), reinterpret_cast<int64_t>(w.data_ptr()),
-                                     reinterpret_cast<int64_t>(b.data_ptr())});
   }
   for (const LayerNorm* ln : {&so.LayerNorm_, &output->LayerNorm_})
     if ((*ln)->weight.scalar_type() != at::kFloat || !(*ln)->weight.is_contiguous() || !(*ln)->bias.is_contiguous())
       return false;
+  const auto versions = weights_key(linears);
   if (versions != packed_.versions) {
     auto pack = [](const at::Tensor& w, const at::Tensor& b) {
       auto wc = w.contiguous(), bc = b.contiguous();
