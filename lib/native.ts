@@ -399,7 +399,7 @@ export function native(): NativeBinding {
     'blockprune: the native addon could not be loaded. Tried:\n' +
       failures.map((f) => `  - ${f}`).join('\n') +
       '\nPossible fixes:\n' +
-      '  - install libtorch and OpenBLAS: apt-get install libtorch-dev libopenblas0-pthread nlohmann-json3-dev\n' +
+      '  - install libtorch and OpenBLAS: apt-get install libtorch-dev libopenblas0-pthread libgloo-dev nlohmann-json3-dev\n' +
       '  - or point the build at a libtorch: LIBTORCH=<root>, Torch_DIR=<cmake dir>, or LIBTORCH_USE_PYTORCH=1\n' +
       '  - if libtorch is outside the loader path: LD_LIBRARY_PATH=<libtorch>/lib\n' +
       '  - rebuild the addon from source: npm rebuild blockprune (or npm run build:native in a checkout)',

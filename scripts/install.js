@@ -58,7 +58,7 @@ if (r.status === 0 && after.ok) {
 }
 console.error(
   `blockprune: the build from source ${r.status === 0 ? 'finished but the addon does not load' : 'failed'}.\n${after.line}\n` +
-    'Fixes: apt-get install libtorch-dev libopenblas0-pthread nlohmann-json3-dev cmake g++ (Debian/Ubuntu); ' +
+    'Fixes: apt-get install libtorch-dev libopenblas0-pthread libgloo-dev nlohmann-json3-dev cmake g++ (Debian/Ubuntu); ' +
     'or LIBTORCH=<unpacked libtorch> / Torch_DIR=<dir with TorchConfig.cmake> / LIBTORCH_USE_PYTORCH=1; ' +
     'then npm rebuild blockprune.',
 );
