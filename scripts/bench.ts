@@ -83,7 +83,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-
 /** Multiply-adds x 2 of one forward: every linear layer plus the two attention products, per layer. */
 export function forwardFlops(c: { hidden: number; layers: Array<{ heads: number; ffn: number }>; headDim: number }, batch: number, seq: number): number {
   const T = batch * seq;
@@ -117,7 +116,6 @@ interface BenchModel {
   config: BertConfigJson;
   cppArgs: string[];
 }
-
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));

@@ -18,7 +18,6 @@ AddonData& addon_data(Napi::Env env) {
   return *data;
 }
 
-
 PromiseWorker::PromiseWorker(Napi::Env env, const char* name)
     : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
 
