@@ -207,6 +207,14 @@ void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root, c
   });
 }
 
+GradientReducer& ProcessGroup::gradient_reducer(const std::vector<at::Tensor>& params) {
+  if (!reducer_ || !reducer_->serves(params)) {
+    reducer_.reset();
+    reducer_ = std::make_unique<GradientReducer>(*this, params);
+  }
+  return *reducer_;
+}
+
 std::vector<at::Tensor> ProcessGroup::allgather(const at::Tensor& t, const char* what) {
   std::vector<std::vector<at::Tensor>> out(1);
   guarded(what, [&] {
@@ -280,13 +288,14 @@ void ProcessGroup::shutdown(bool wait_for_all) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
+  reducer_.reset();
   impl_->pg.reset();
   impl_->store.reset();
   if (!err.empty()) throw Error("E_DISTRIBUTED", err);
 }
 
-GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, double weight)
-    : group_(group), params_(params), weight_(weight), where_(params.size()), seen_(params.size(), false) {
+GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params)
+    : group_(group), params_(params), where_(params.size()), seen_(params.size(), false) {
   // Reverse order: the order backward produces the gradients in.
   for (const auto& members : bucket_plan(params_, group.options().bucket_bytes, true)) {
     int64_t numel = 0;
@@ -295,14 +304,37 @@ GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tens
       numel += params_[j].numel();
     }
     Bucket b;
-    b.flat = at::zeros({numel}, params_[members[0]].options().requires_grad(false));
-    b.pending = static_cast<int64_t>(members.size());
+    b.flat = at::empty({numel}, params_[members[0]].options().requires_grad(false));
+    b.members = static_cast<int64_t>(members.size());
     buckets_.push_back(std::move(b));
   }
 }
 
-GradientReducer::~GradientReducer() {
+GradientReducer::~GradientReducer() { detach(); }
+
+bool GradientReducer::serves(const std::vector<at::Tensor>& params) const {
+  if (params.size() != params_.size()) return false;
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!params[i].is_same(params_[i]) || params[i].sizes() != params_[i].sizes()) return false;
+  return true;
+}
+
+void GradientReducer::detach() {
   for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+  hooks_.clear();
+}
+
+void GradientReducer::begin(double weight) {
+  std::lock_guard<std::mutex> lock(mu_);
+  detach();  // left by a step that failed in backward
+  weight_ = weight;
+  std::fill(seen_.begin(), seen_.end(), false);
+  for (auto& b : buckets_) {
+    b.pending = b.members;
+    b.work.reset();
+  }
+  next_ = 0;
+  finishing_ = false;
 }
 
 void GradientReducer::attach() {
@@ -324,22 +356,22 @@ void GradientReducer::start_ready() {
   while (next_ < buckets_.size() && buckets_[next_].pending == 0) {
     buckets_[next_].work = group_.allreduce_start(buckets_[next_].flat, "gradient all-reduce");
     ++next_;
-    if (!finishing_) ++started_early_;
   }
 }
 
 void GradientReducer::finish() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
-    hooks_.clear();
+    detach();
     finishing_ = true;
     // Gradients that no hook saw (hooks off, or a gradient accumulated without one) come from .grad; a
     // parameter without any gradient (or a rank without rows) contributes zeros.
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < params_.size(); ++i) {
-      if (seen_[i] || !params_[i].grad().defined()) continue;
-      buckets_[where_[i].first].flat.narrow(0, where_[i].second, params_[i].numel()).copy_(params_[i].grad().reshape({-1})).mul_(weight_);
+      if (seen_[i]) continue;
+      auto slice = buckets_[where_[i].first].flat.narrow(0, where_[i].second, params_[i].numel());
+      if (params_[i].grad().defined()) slice.copy_(params_[i].grad().reshape({-1})).mul_(weight_);
+      else slice.zero_();
     }
     for (auto& b : buckets_) b.pending = 0;
     start_ready();
@@ -375,13 +407,17 @@ void ProcessGroup::shutdown(bool) {}
 struct ProcessGroup::Pending {};
 std::shared_ptr<ProcessGroup::Pending> ProcessGroup::allreduce_start(const at::Tensor&, const char*) { return nullptr; }
 void ProcessGroup::wait(const std::shared_ptr<Pending>&, const char*) {}
-GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>&, double) : group_(group), weight_(0) {}
+GradientReducer& ProcessGroup::gradient_reducer(const std::vector<at::Tensor>&) { throw Error("E_UNSUPPORTED", "no distributed support"); }
+GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>&) : group_(group) {}
 GradientReducer::~GradientReducer() = default;
+bool GradientReducer::serves(const std::vector<at::Tensor>&) const { return false; }
+void GradientReducer::begin(double) {}
 void GradientReducer::attach() {}
 void GradientReducer::finish() {}
 void GradientReducer::write_grads(double) {}
 void GradientReducer::on_grad(size_t, const at::Tensor&) {}
 void GradientReducer::start_ready() {}
+void GradientReducer::detach() {}
 
 #endif
 

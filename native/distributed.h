@@ -37,6 +37,8 @@ struct DistOptions {
 bool distributed_available();
 bool nccl_available();
 
+class GradientReducer;
+
 class ProcessGroup {
  public:
   // Rendezvous: blocks until all world_size ranks have joined (or the timeout passes).
@@ -66,6 +68,10 @@ class ProcessGroup {
   std::shared_ptr<Pending> allreduce_start(const at::Tensor& flat, const char* what);
   void wait(const std::shared_ptr<Pending>& pending, const char* what);
 
+  // The gradient reducer for these parameters, kept across steps so its buckets are allocated once (a new
+  // one when the parameters change: another model, or the same one patched or compacted).
+  GradientReducer& gradient_reducer(const std::vector<at::Tensor>& params);
+
   // The rendezvous store: rank 0 publishes, the others wait. store_wait polls in slices of at most 1 s so that
   // a store that goes away (rank 0 died) is noticed at once, and gives up after timeout_ms.
   void store_set(const std::string& key, const std::string& value);
@@ -84,6 +90,7 @@ class ProcessGroup {
 
   DistOptions opts_;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<GradientReducer> reducer_;
   bool broken_ = false;
   bool closed_ = false;
   std::mutex mu_;  // one operation at a time, in program order
@@ -96,11 +103,16 @@ class ProcessGroup {
 // every rank issues the same collectives in the same order, whatever its batch (an empty one included).
 class GradientReducer {
  public:
-  GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, double weight);
+  // Plans the buckets and allocates them once; a ProcessGroup keeps one across steps (gradient_reducer()).
+  GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
+  // Whether it was made for exactly these parameters (the same tensors in the same order).
+  bool serves(const std::vector<at::Tensor>& params) const;
+  // Starts a step whose gradients count `weight` times (this rank's rows).
+  void begin(double weight);
   // Hooks every parameter (call before backward).
   void attach();
   // After backward, or instead of it: removes the hooks, starts the buckets not started yet (a parameter
@@ -108,28 +120,26 @@ class GradientReducer {
   void finish();
   // Writes each parameter's summed gradient times `scale` into its .grad.
   void write_grads(double scale);
-  int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
-  // Buckets that had started before finish() (overlapped with backward).
-  int64_t started_early() const { return started_early_; }
 
  private:
   struct Bucket {
     at::Tensor flat;  // the members' gradients (where_ says where each one is), times weight
+    int64_t members = 0;
     int64_t pending = 0;
     std::shared_ptr<ProcessGroup::Pending> work;
   };
   void on_grad(size_t param, const at::Tensor& grad);
   void start_ready();
+  void detach();
 
   ProcessGroup& group_;
   std::vector<at::Tensor> params_;
-  double weight_;
+  double weight_ = 0;
   std::vector<Bucket> buckets_;
   std::vector<std::pair<size_t, int64_t>> where_;  // param -> (bucket, offset)
   std::vector<bool> seen_;
   std::vector<unsigned> hooks_;
   size_t next_ = 0;  // the next bucket to start
-  int64_t started_early_ = 0;
   bool finishing_ = false;
   std::mutex mu_;
 };

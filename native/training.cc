@@ -87,12 +87,13 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
   const int64_t rows = batch ? batch->input_ids.size(0) : 0;
   // Data-parallel: gradients (times this rank's row count) go into buckets whose all-reduce starts while
   // backward still runs (BLOCKPRUNE_DDP_OVERLAP=0: all after backward, for comparison).
-  std::unique_ptr<GradientReducer> reducer;
+  GradientReducer* reducer = nullptr;
+  std::vector<at::Tensor> params;
   if (group) {
-    std::vector<at::Tensor> params;
     for (auto& p : model->parameters())
       if (p.requires_grad()) params.push_back(p);
-    reducer = std::make_unique<GradientReducer>(*group, params, static_cast<double>(rows));
+    reducer = &group->gradient_reducer(params);
+    reducer->begin(static_cast<double>(rows));
   }
   if (batch) {
     LossResult r = compute_loss(model, *batch, opts.loss);
@@ -132,7 +133,7 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
     const auto sync_start = std::chrono::steady_clock::now();
     reducer->finish();
     const double w = static_cast<double>(rows);
-    const auto dev = model->parameters().empty() ? at::Device(at::kCPU) : model->parameters()[0].device();
+    const auto dev = params.empty() ? at::Device(at::kCPU) : params[0].device();
     at::Tensor scalars = at::tensor({w, loss_value * w, out.task_loss * w, out.regu_loss * w, out.distil_loss * w, opts.stop_vote ? 1.0 : 0.0},
                                     at::TensorOptions().dtype(at::kDouble))
                              .to(dev);
