@@ -15,6 +15,13 @@
  * - `E_NO_ADDON`        the native addon could not be loaded
  * - `E_DISTRIBUTED`     data-parallel training failed: a rendezvous timed out, a rank died or disagrees
  * - `E_UNSUPPORTED`     this build lacks the feature (no Gloo, no NCCL)
+ * - `E_NO_SPACE`        the disk (or quota) is full: nothing was replaced, the previous files are intact
+ * - `E_WRITE_FAILED`    a file could not be written for another reason (permissions, read-only file system,
+ *                       a path that is a file where a directory is needed); the message names path and cause
+ * - `E_BUSY`            a native call is running on this model; a synchronous read of its weights refuses
+ *                       rather than read them while another thread changes them (await the call first)
+ * - `E_RESUME_MISMATCH` a checkpoint was made by another run (seed, batch size, data, pruning plan, model,
+ *                       world size differ); the message names the field
  */
 export type ErrorCode =
   | 'E_FILE_NOT_FOUND'
@@ -32,7 +39,11 @@ export type ErrorCode =
   | 'E_NATIVE'
   | 'E_NO_ADDON'
   | 'E_DISTRIBUTED'
-  | 'E_UNSUPPORTED';
+  | 'E_UNSUPPORTED'
+  | 'E_NO_SPACE'
+  | 'E_WRITE_FAILED'
+  | 'E_BUSY'
+  | 'E_RESUME_MISMATCH';
 
 export class BlockpruneError extends Error {
   readonly code: ErrorCode;
