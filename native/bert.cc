@@ -399,6 +399,29 @@ bool BertImpl::packable(const at::Tensor& h, const at::Tensor& mask, const Forwa
   return true;
 }
 
+at::Tensor BertImpl::head_forward(const Linear& head, const at::Tensor& x, size_t slot) const {
+  const auto& w = head->weight;
+  const auto& b = head->bias;
+  if (is_training() || at::GradMode::is_enabled() || !fast::enabled() || !x.device().is_cpu() ||
+      x.scalar_type() != at::kFloat || head->mask || !b.defined() || w.scalar_type() != at::kFloat ||
+      b.scalar_type() != at::kFloat)
+    return head->forward(x);
+  auto& cache = head_packed_[slot];
+  const auto versions = weights_key({&head});
+  if (versions != cache.versions) {
+    auto wc = w.contiguous(), bc = b.contiguous();
+    cache.linear = fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
+    cache.versions = versions;
+  }
+  const int64_t k = x.size(-1), m = x.numel() / k;
+  auto xc = x.contiguous();
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  auto y = at::empty(shape, x.options());
+  cache.linear.forward(xc.data_ptr<float>(), m, y.data_ptr<float>(), fast::kActNone, nullptr);
+  return y;
+}
+
 NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
   check_batch(batch);
   const auto dev = device();
@@ -436,13 +459,13 @@ NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
   }
   at::Tensor pooled;
   if (has_pooler() && (kind_ != TaskKind::QuestionAnswering))
-    pooled = at::tanh(pooler_dense->forward(h.select(1, 0)));
+    pooled = at::tanh(head_forward(pooler_dense, h.select(1, 0), 0));
   if (kind_ == TaskKind::Bare || opts.extras) {
     out.emplace_back("last_hidden_state", h);
     if (pooled.defined()) out.emplace_back("pooler_output", pooled);
   }
   if (kind_ == TaskKind::SequenceClassification) {
-    auto logits = classifier->forward(bp::dropout(pooled, config_.hidden_dropout_prob, train));
+    auto logits = head_forward(classifier, bp::dropout(pooled, config_.hidden_dropout_prob, train), 1);
     out.emplace_back("logits", logits);
     if (batch.labels.defined()) {
       auto labels = batch.labels.to(dev);
@@ -451,7 +474,7 @@ NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
                                    : at::cross_entropy_loss(logits, labels));
     }
   } else if (kind_ == TaskKind::QuestionAnswering) {
-    auto logits = qa_outputs->forward(h);
+    auto logits = head_forward(qa_outputs, h, 2);
     auto start = logits.select(-1, 0).contiguous(), end = logits.select(-1, 1).contiguous();
     out.emplace_back("start_logits", start);
     out.emplace_back("end_logits", end);

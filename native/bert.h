@@ -204,6 +204,17 @@ class BertImpl : public torch::nn::Module {
   Linear qa_outputs{nullptr};
 
  private:
+  // A head linear (pooler, classifier, QA) of x [..., K]: on the CPU kernels when the layers may use them
+  // (eval, no grad, fp32 CPU), else libtorch's. Why: the heads were the only BLAS calls left in inference,
+  // and one OpenBLAS call wakes its threads, which then busy-wait (~0.1 s with OPENBLAS_CORETYPE=Haswell)
+  // against the kernels' pool on a 2-core machine: p90 latency 4x the median (README, Performance).
+  at::Tensor head_forward(const Linear& head, const at::Tensor& x, size_t slot) const;
+  struct HeadPacked {
+    fast::PackedLinear linear;
+    std::vector<int64_t> versions;
+  };
+  mutable HeadPacked head_packed_[3];  // pooler, classifier, qa_outputs
+
   BertConfig config_;
   TaskKind kind_;
 };

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "fast/kernels.h"
+#include "runtime.h"
 
 namespace bp::fast {
 namespace {
@@ -53,12 +54,20 @@ std::atomic<bool>& switch_on() {
 // spin (with pause and yield) for a short while after a job, so the back-to-back calls of a forward pass find
 // them awake, then sleep on a condition variable: an idle process costs nothing. One job at a time; a
 // caller that finds the pool busy (two models running at once) does its job alone on its own thread.
+// Threads the pool uses: libtorch's setting (OMP_NUM_THREADS, setNumThreads), never more than the CPUs this
+// process may run on. Why the cap: the caller waits for every worker to check in, so one worker more than
+// there are cores (OMP_NUM_THREADS=8 on 2 vCPUs) makes each call wait for a time slice (tens of ms).
+int pool_threads() {
+  static const int cpus = available_cpus();
+  return std::max(1, std::min(at::get_num_threads(), cpus));
+}
+
 class Pool {
  public:
   ~Pool() { stop(); }
 
   void run(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
-    const int threads = std::max(1, at::get_num_threads());
+    const int threads = pool_threads();
     std::unique_lock<std::mutex> job(busy_, std::try_to_lock);
     if (!job.owns_lock() || threads == 1 || n <= chunk) {
       fn(0, n);
@@ -153,7 +162,7 @@ Pool& pool() {
 // Chunks of about a quarter of a thread's share: enough to even out a late worker, few enough to keep a
 // thread on consecutive tiles (one packed panel).
 int64_t chunk_for(int64_t n) {
-  const int64_t threads = std::max(1, at::get_num_threads());
+  const int64_t threads = pool_threads();
   return std::max<int64_t>(1, n / (threads * 4));
 }
 
