@@ -53,6 +53,7 @@ test('stress: getters and jobs at once, a teacher, syncModel, dispose in flight:
   let rounds = 0;
   let stateDicts = 0;
   let busy = 0;
+  let calls = 0;
   for (const [model, phases] of Object.entries(summary)) {
     t.deepEqual(Object.keys(phases), ['getters', 'native', 'teacher', 'sync', 'dispose'], model);
     for (const [phase, r] of Object.entries(phases)) {
@@ -65,14 +66,17 @@ test('stress: getters and jobs at once, a teacher, syncModel, dispose in flight:
       t.deepEqual(r.problems, [], `${model} ${phase}`);
       if (phase !== 'dispose') t.true(r.getterRounds > 0, `${model} ${phase}: the getters ran`);
       else t.true(r.disposedErrors > 0, `${model} dispose: E_DISPOSED seen`);
-      for (const [name, outcomes] of Object.entries(r.jobs)) okByJob[name] = (okByJob[name] ?? 0) + (outcomes.ok ?? 0);
+      for (const [name, outcomes] of Object.entries(r.jobs)) {
+        okByJob[name] = (okByJob[name] ?? 0) + (outcomes.ok ?? 0);
+        calls += Object.values(outcomes).reduce((a, b) => a + b, 0);
+      }
       for (const name of Object.keys(r.jobs).filter((n) => n.startsWith('after.'))) t.false('ok' in r.jobs[name], `${model}: ${name} succeeded after dispose()`);
       rounds += r.getterRounds;
       stateDicts += r.stateDicts;
       busy += r.busy;
     }
   }
-  t.log(`in all: ${rounds} getter rounds, ${stateDicts} stateDict reads, ${busy} refused with E_BUSY; exit code 0, no signal`);
+  t.log(`in all: ${rounds} getter rounds, ${calls} calls, ${stateDicts} stateDict reads, ${busy} refused with E_BUSY; exit code 0, no signal`);
   // Every job kind really ran (succeeded at least once somewhere), and both stateDict outcomes happened. Not
   // the calls made after dispose(), nor those queued behind the first when it came (they reject by design).
   const never = Object.entries(okByJob).filter(([name, n]) => n === 0 && !/^(after|inflight)\./.test(name)).map(([name]) => name);
