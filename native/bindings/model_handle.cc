@@ -528,9 +528,10 @@ Napi::Value ModelHandle::TrainStep(const Napi::CallbackInfo& info) {
   so.stop_vote = info.Length() > 4 && info[4].ToBoolean().Value();
   auto opt = optimizer_;
   auto result = std::make_shared<bp::TrainStepResult>();
-  // Described again after the step: it may set the threshold.
+  // Described again only when the step sets the threshold (about 0.6 ms for a patched bert-base): otherwise
+  // it changes weights alone.
   return Queue(
-      info, "blockprune.trainStep", After::Describe,
+      info, "blockprune.trainStep", so.set_threshold ? After::Describe : After::Keep,
       [m, opt, b, has_batch, so, teacher, result]() mutable {
         bp::Bert* t = teacher.is_empty() ? nullptr : &teacher;
         *result = bp::train_step(m, *opt, has_batch ? b.get() : nullptr, so, t);
