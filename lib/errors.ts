@@ -19,7 +19,8 @@
  * - `E_WRITE_FAILED`    a file could not be written for another reason (permissions, read-only file system,
  *                       a path that is a file where a directory is needed); the message names path and cause
  * - `E_BUSY`            a native call is running on this model; a synchronous read of its weights refuses
- *                       rather than read them while another thread changes them (await the call first)
+ *                       rather than read them while another thread changes them (await the call first, or
+ *                       use the queued readStateDict())
  * - `E_RESUME_MISMATCH` a checkpoint was made by another run (seed, batch size, data, pruning plan, model,
  *                       world size differ); the message names the field
  */

@@ -1,12 +1,18 @@
 /**
  * BertModel: a BERT (bare, sequence classification or question answering) held by the native core.
  * Loading, forward and saving run off the event loop and return Promises; calls on one model are queued
- * and run one at a time, in call order.
+ * and run one at a time, in call order. Every async method reports every error by rejecting (never a
+ * synchronous throw); getters and stateDict() throw.
+ *
+ * Safety does not rest on the queue (a model used as another's teacher, or a second object on one native
+ * handle, bypass it): the native core locks a model for each job that uses it, and the getters read a
+ * description the last job published, never the model itself (see ModelCell in native/bindings/worker.h).
  */
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ProcessGroup } from './distributed';
 import { BlockpruneError, invalidArg } from './errors';
+import * as validate from './validate';
 import { PlanGeometry, PruningConfig } from './pruning';
 import {
   NativeForwardInputs,
@@ -136,11 +142,11 @@ export class BertModel {
   }
 
   /**
-   * Runs `fn` after every call queued before it (one native job per model at a time). A call still
-   * waiting when the model is disposed rejects with E_DISPOSED.
+   * Runs `fn` after every call queued before it (one native job per model at a time). A call on a disposed
+   * model, or still waiting when the model is disposed, rejects with E_DISPOSED; so does anything `fn` throws.
    */
   private enqueue<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
-    this.handle();
+    if (this.disposed) return Promise.reject(new BlockpruneError('E_DISPOSED', 'this model was disposed'));
     const step = (): Promise<T> => {
       const h = this.#handle;
       if (!h || h.disposed)
@@ -190,8 +196,8 @@ export class BertModel {
    * One forward pass. Outputs by name: "logits" (classification), "start_logits"/"end_logits" (QA),
    * "last_hidden_state"/"pooler_output" (bare), "loss" when labels/positions are given.
    */
-  forward(batch: ForwardBatch, options: ForwardOptions = {}): Promise<ForwardOutput> {
-    if (typeof batch !== 'object' || batch === null) return Promise.reject(invalidArg('batch', 'an object', batch));
+  async forward(batch: ForwardBatch, options: ForwardOptions = {}): Promise<ForwardOutput> {
+    if (typeof batch !== 'object' || batch === null) throw invalidArg('batch', 'an object', batch);
     return this.enqueue((h) => h.forward(batch, options));
   }
 
@@ -199,13 +205,13 @@ export class BertModel {
    * Benchmark helper: runs `runs` forwards (after `warmup`) in one native loop, without returning to JS in
    * between, and resolves with each one's milliseconds. `npm run bench` compares it with per-call forwards.
    */
-  timeForward(batch: ForwardBatch, options: { runs?: number; warmup?: number } = {}): Promise<Float64Array> {
+  async timeForward(batch: ForwardBatch, options: { runs?: number; warmup?: number } = {}): Promise<Float64Array> {
     return this.enqueue((h) => h.timeForward(batch, options));
   }
 
   /** Writes config.json and model.safetensors (and copies the tokenizer files of the source directory). */
-  save(dir: string): Promise<void> {
-    if (typeof dir !== 'string') return Promise.reject(invalidArg('dir', 'a directory path string', dir));
+  async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
     const abs = resolve(dir);
     return this.enqueue(async (h) => {
       mkdirSync(abs, { recursive: true });
@@ -243,11 +249,11 @@ export class BertModel {
    * 72 in bert-base) with masked linears whose mask comes from learnable scores, as the config says.
    * Embeddings, pooler and classifier stay dense. Undone by compile() (masks baked into the weights).
    */
-  patch(config: PruningConfig): Promise<PatchReport> {
-    if (!(config instanceof PruningConfig)) return Promise.reject(invalidArg('config', 'a PruningConfig', config));
+  async patch(config: PruningConfig): Promise<PatchReport> {
+    if (!(config instanceof PruningConfig)) throw invalidArg('config', 'a PruningConfig', config);
     return this.enqueue(async (h) => {
       const plan = config.plan(this.geometry());
-      const r = h.patch(JSON.stringify(plan));
+      const r = await h.patch(JSON.stringify(plan));
       const warnings = [...config.warnings];
       if (r.modules.length === 0) warnings.push('no linear layer was patched: every method is disabled');
       return { modules: r.modules, patched: r.modules.length, scoreParameters: r.scoreParameters, warnings };
@@ -255,12 +261,12 @@ export class BertModel {
   }
 
   /** Sets the mask threshold (the schedule's value; evaluation uses the final one). */
-  setThreshold(threshold: number): Promise<void> {
-    return this.enqueue(async (h) => h.setThreshold(threshold));
+  async setThreshold(threshold: number): Promise<void> {
+    return this.enqueue((h) => h.setThreshold(threshold));
   }
 
   /** Bakes the masks (at the current threshold) into the weights and removes the scores. */
-  compile(): Promise<void> {
+  async compile(): Promise<void> {
     return this.enqueue((h) => h.compile());
   }
 
@@ -268,7 +274,7 @@ export class BertModel {
    * A new, smaller dense model ('dense': heads and empty FFN units removed; 'heads': heads only) that gives
    * the same outputs as this (masked) model. This model is left as it is.
    */
-  compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: BertModel; report: CompactReport }> {
+  async compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: BertModel; report: CompactReport }> {
     return this.enqueue(async (h) => {
       const { model, report } = await h.compact(mode);
       return { model: new BertModel(model, this.sourceDir), report };
@@ -279,8 +285,8 @@ export class BertModel {
    * Writes a checkpoint plain HF tools load with identical outputs: FFN widths zero-padded back to
    * intermediate_size (per-layer widths are not expressible in HF's config), heads via pruned_heads.
    */
-  exportFilled(dir: string): Promise<void> {
-    if (typeof dir !== 'string') return Promise.reject(invalidArg('dir', 'a directory path string', dir));
+  async exportFilled(dir: string): Promise<void> {
+    if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
     return this.enqueue(async (h) => {
       const padded = new BertModel(await h.padFfn(), this.sourceDir);
       try {
@@ -295,23 +301,24 @@ export class BertModel {
    * The 0/1 mask of every encoder linear, expanded to its weight's shape ("mask.<name>"), and the bias
    * masks ("bias_mask.<name>"): from the scores at the current threshold when patched, else weight != 0.
    */
-  masks(): Promise<Record<string, TensorData>> {
+  async masks(): Promise<Record<string, TensorData>> {
     return this.enqueue((h) => h.masks());
   }
 
   /** The regularization term of the scores by group, and each group's density at the current threshold. */
-  regularization(options: LossOptions = {}): Promise<RegularizationInfo> {
-    return this.enqueue(async (h) => h.regularization(options));
+  async regularization(options: LossOptions = {}): Promise<RegularizationInfo> {
+    return this.enqueue((h) => h.regularization(options));
   }
 
   /** Loss (task + lambda x regularization) and every parameter's gradient, from one train-mode backward. */
-  gradients(batch: ForwardBatch, options: LossOptions = {}): Promise<Gradients> {
+  async gradients(batch: ForwardBatch, options: LossOptions = {}): Promise<Gradients> {
     return this.enqueue((h) => h.gradients(batch, options));
   }
 
   /** Loads tensors from a safetensors file into the parameters of the same names (mask scores too). */
-  loadState(path: string, options: { strict?: boolean } = {}): Promise<string[]> {
-    return this.enqueue((h) => h.loadState(resolve(path), options));
+  async loadState(path: string, options: { strict?: boolean } = {}): Promise<string[]> {
+    const abs = resolve(validate.string('path', path, { nonEmpty: true }));
+    return this.enqueue((h) => h.loadState(abs, options));
   }
 
   /**
@@ -327,9 +334,9 @@ export class BertModel {
    * `stop: true`.
    */
   trainStep(batch: ForwardBatch | null, options: TrainStepOptions, teacher: BertModel | undefined, dist: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult>;
-  trainStep(batch: ForwardBatch | null, options: TrainStepOptions = {}, teacher?: BertModel, dist?: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult> {
+  async trainStep(batch: ForwardBatch | null, options: TrainStepOptions = {}, teacher?: BertModel, dist?: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult> {
     const t = teacher ? teacher.handle() : undefined;
-    if (!dist && (typeof batch !== 'object' || batch === null)) return Promise.reject(invalidArg('batch', 'an object', batch));
+    if (!dist && (typeof batch !== 'object' || batch === null)) throw invalidArg('batch', 'an object', batch);
     const g = dist ? dist.group.handle() : undefined;
     return this.enqueue((h) => h.trainStep(batch, options, t, g, dist?.stop ?? false));
   }
@@ -338,7 +345,7 @@ export class BertModel {
    * Data-parallel start (ProcessGroup.syncModel): checks that every rank of `group` holds a model of the same
    * structure, then copies rank 0's parameters and buffers into this one. Every rank must call it.
    */
-  syncAcross(group: ProcessGroup): Promise<void> {
+  async syncAcross(group: ProcessGroup): Promise<void> {
     return this.enqueue((h) => group.handle().syncModel(h));
   }
 
@@ -346,31 +353,41 @@ export class BertModel {
    * Writes the optimizer state and the RNG state (optimizer.safetensors, rng.safetensors) into `dir`. In a
    * data-parallel run, rank 0 passes every rank's generator state (`rngStates`, in rank order).
    */
-  saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void> {
-    return this.enqueue((h) => h.saveTraining(resolve(dir), rngStates));
+  async saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void> {
+    const abs = resolve(validate.string('dir', dir, { nonEmpty: true }));
+    return this.enqueue((h) => h.saveTraining(abs, rngStates));
   }
 
   /** Restores what saveTrainingState wrote (`rank`: whose generator state to take, default 0). */
-  loadTrainingState(dir: string, rank = 0): Promise<void> {
-    return this.enqueue((h) => h.loadTraining(resolve(dir), rank));
+  async loadTrainingState(dir: string, rank = 0): Promise<void> {
+    const abs = resolve(validate.string('dir', dir, { nonEmpty: true }));
+    return this.enqueue((h) => h.loadTraining(abs, rank));
   }
 
   /**
    * The "filled" stage's start: zeros inside the encoder's linear weights become small noise
    * (v += [v == 0] * (randn * std(v) * 0.01 + mean(v))). Resolves with the number of weights filled.
    */
-  fillZeros(seed = 0): Promise<number> {
+  async fillZeros(seed = 0): Promise<number> {
     return this.enqueue((h) => h.fillZeros(seed));
   }
 
   /** Forgets the optimizer's moments (a new training stage). */
-  resetOptimizer(): Promise<void> {
-    return this.enqueue(async (h) => h.resetOptimizer());
+  async resetOptimizer(): Promise<void> {
+    return this.enqueue((h) => h.resetOptimizer());
   }
 
-  /** Every parameter under its HF name, copied to JS. */
+  /**
+   * Every parameter under its HF name, copied to JS, now. Throws E_BUSY while a native call runs on this
+   * model (as itself, as another model's teacher): await it first, or use readStateDict().
+   */
   stateDict(): Record<string, TensorData> {
     return this.handle().stateDict();
+  }
+
+  /** Every parameter under its HF name, copied to JS once the calls queued before this one are done. */
+  async readStateDict(): Promise<Record<string, TensorData>> {
+    return this.enqueue((h) => h.readStateDict());
   }
 
   /**

@@ -54,7 +54,6 @@ export interface NativeModelInfo {
   config: string;
   numParameters: number;
   device: string;
-  training: boolean;
   layers: NativeLayerInfo[];
   /** [HF state-dict name, shape] in named_parameters() order. */
   parameters: Array<[string, number[]]>;
@@ -163,20 +162,28 @@ export interface NativeLoadReport {
   ignored: string[];
 }
 
+/**
+ * One native model. Every method that returns a Promise is a job on the libuv pool that holds the model's
+ * lock for its whole run; info() and the getters built on it read the description the last job published
+ * (never the model); stateDict() throws E_BUSY while a job uses the model.
+ */
 export interface NativeModel {
   forward(inputs: NativeForwardInputs, options?: NativeForwardOptions): Promise<Record<string, TensorData>>;
   /** Diagnostic for the bench: times `runs` forwards in one native loop (ms each, after `warmup`). */
   timeForward(inputs: NativeForwardInputs, options?: { runs?: number; warmup?: number }): Promise<Float64Array>;
   save(dir: string): Promise<void>;
   info(): NativeModelInfo;
+  /** Synchronous: E_BUSY while a job uses the model. */
   stateDict(): Record<string, TensorData>;
-  patch(planJson: string): { modules: string[]; scoreParameters: number };
-  setThreshold(t: number): void;
+  /** The same, as a job: waits for the jobs before it, never E_BUSY. */
+  readStateDict(): Promise<Record<string, TensorData>>;
+  patch(planJson: string): Promise<{ modules: string[]; scoreParameters: number }>;
+  setThreshold(t: number): Promise<void>;
   compile(): Promise<void>;
   compact(mode?: 'dense' | 'heads'): Promise<{ model: NativeModel; report: NativeCompactReport }>;
   padFfn(): Promise<NativeModel>;
   masks(): Promise<Record<string, TensorData>>;
-  regularization(options?: NativeLossOptions): NativeRegularization;
+  regularization(options?: NativeLossOptions): Promise<NativeRegularization>;
   gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
   /** With `group`, `inputs` is this rank's part of the global batch, or null when it has no rows this step. */
@@ -190,7 +197,7 @@ export interface NativeModel {
   /** `rngStates[r]` (r >= 1): other ranks' generator states, saved beside this process's. */
   saveTraining(dir: string, rngStates?: Uint8Array[]): Promise<void>;
   loadTraining(dir: string, rank?: number): Promise<void>;
-  resetOptimizer(): void;
+  resetOptimizer(): Promise<void>;
   fillZeros(seed?: number): Promise<number>;
   dispose(): void;
   readonly disposed: boolean;

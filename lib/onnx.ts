@@ -316,16 +316,23 @@ function packageVersion(): string {
  * sequence] (question-answering), "last_hidden_state" [batch, sequence, hidden] and "pooler_output"
  * [batch, hidden] (bare, or any task with `extras`). batch and sequence are dynamic (sequence up to
  * max_position_embeddings). A patched model (masks not yet baked in) is refused: compile() or compact()
- * it first. Call it when no other call on the model is pending (the weights are read at once).
+ * it first. The weights are read through the model's queue (readStateDict), after the calls made before
+ * this one, so an export never meets E_BUSY; the config and layers are read in the same tick, so they
+ * describe those weights.
  */
 export async function exportOnnx(model: BertModel, path: string, options: OnnxExportOptions = {}): Promise<OnnxExportReport> {
-  if (typeof model !== 'object' || model === null || typeof (model as BertModel).stateDict !== 'function')
+  if (typeof model !== 'object' || model === null || typeof (model as BertModel).readStateDict !== 'function')
     throw invalidArg('model', 'a BertModel', model);
   if (typeof path !== 'string' || path === '') throw invalidArg('path', 'a file path string', path);
   if (typeof options !== 'object' || options === null) throw invalidArg('options', 'an options object', options);
   const opset = options.opset ?? MAX_OPSET;
   if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET)
     throw invalidArg('options.opset', `an integer from ${MIN_OPSET} to ${MAX_OPSET}`, opset);
+  if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null || Object.values(options.metadata).some((v) => typeof v !== 'string')))
+    throw invalidArg('options.metadata', 'an object of string values', options.metadata);
+
+  // No await between this read and the getters below: they describe these weights.
+  const sd = await model.readStateDict();
   if (model.patched)
     throw new BlockpruneError(
       'E_INVALID_ARG',
@@ -345,10 +352,6 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
   if (posType !== undefined && posType !== 'absolute')
     throw new BlockpruneError('E_BAD_CONFIG', `ONNX export supports position_embedding_type "absolute" only, not "${String(posType)}"`);
   const extras = task === 'bare' || options.extras === true;
-  if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null || Object.values(options.metadata).some((v) => typeof v !== 'string')))
-    throw invalidArg('options.metadata', 'an object of string values', options.metadata);
-
-  const sd = model.stateDict();
   const prefix = 'bert.embeddings.word_embeddings.weight' in sd ? 'bert.' : '';
   const w = new Weights(sd, prefix);
   const head = new Weights(sd, '');

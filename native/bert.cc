@@ -363,6 +363,17 @@ void BertImpl::check_batch(const Batch& b) const {
       throw Error("E_INVALID_ARG", std::string("Expected ") + name + " of shape [" + std::to_string(B) +
                                        "] but received " + shape_str(t.sizes().vec()));
   };
+  // Labels of another task would be ignored by the loss: a training run would learn nothing, silently.
+  auto refuse = [&](const at::Tensor& t, const char* field, const char* for_task) {
+    if (t.defined())
+      throw Error("E_INVALID_ARG", std::string(field) + " are labels of a " + for_task + " model, but this model is " +
+                                       task_name(kind_) + ": remove them, or load the model with task '" + for_task + "'");
+  };
+  if (kind_ != TaskKind::SequenceClassification) refuse(b.labels, "labels", "text-classification");
+  if (kind_ != TaskKind::QuestionAnswering) {
+    refuse(b.start_positions, "startPositions (start_positions)", "question-answering");
+    refuse(b.end_positions, "endPositions (end_positions)", "question-answering");
+  }
   per_row(b.labels, "labels");
   per_row(b.start_positions, "start_positions");
   per_row(b.end_positions, "end_positions");

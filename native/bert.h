@@ -179,11 +179,13 @@ class BertImpl : public torch::nn::Module {
   // Re-initialises only the task head (a checkpoint without one, as HF does).
   void init_head(uint64_t seed);
 
-  // Checks ranges and shapes of a batch; throws bp::Error E_INVALID_ARG naming the field.
+  // Checks ranges and shapes of a batch, and that its labels are this task's; throws bp::Error E_INVALID_ARG
+  // naming the field. Reads only the config and the task.
   void check_batch(const Batch& b) const;
 
+  // The config and the task never change after construction (compaction builds a new model): the binding
+  // checks batches against them on the main thread while a job may be running.
   const BertConfig& config() const { return config_; }
-  BertConfig& mutable_config() { return config_; }
   // Pruning: the schedule's current threshold, shared by every masked linear; null until patched.
   std::shared_ptr<PruningState> pruning_state;
   // The patch plan (JSON) when patched, saved in config.json so a patched checkpoint reloads as patched.
@@ -215,8 +217,8 @@ class BertImpl : public torch::nn::Module {
   };
   mutable HeadPacked head_packed_[3];  // pooler, classifier, qa_outputs
 
-  BertConfig config_;
-  TaskKind kind_;
+  const BertConfig config_;
+  const TaskKind kind_;
 };
 TORCH_MODULE(Bert);
 

@@ -161,6 +161,26 @@ int64_t count_parameters(const Bert& model) {
   return n;
 }
 
+ModelInfo describe_model(const Bert& model) {
+  ModelInfo info;
+  const auto& c = model->config();
+  info.kind = model->kind();
+  info.config_json = c.to_json(model->kind()).dump();
+  info.num_parameters = count_parameters(model);
+  info.device = model->device().str();
+  for (int64_t i = 0; i < model->num_layers(); ++i)
+    info.layers.push_back({c.kept_heads(i), model->layer(i).intermediate->dense->weight.size(0)});
+  info.patched = is_patched(model);
+  if (info.patched) {
+    info.threshold = model->pruning_state->threshold;
+    info.pruning_plan = model->pruning_plan.dump();
+  }
+  info.parameters = state_dict_shapes(model);
+  for (const auto& p : model->parameters())
+    if (p.is_cpu()) info.cpu_bytes += p.numel() * p.element_size();
+  return info;
+}
+
 Bert create_random(const BertConfig& config, TaskKind kind, uint64_t seed, const std::string& device) {
   Bert m(config, kind);
   m->init_weights(seed);

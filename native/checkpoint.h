@@ -49,4 +49,24 @@ at::Device parse_device(const std::string& device);
 TaskKind parse_task(const std::string& task);
 int64_t count_parameters(const Bert& model);
 
+// Everything a model's getters report, read in one go. The binding takes it while it holds the model's lock
+// and serves the getters from it, so a getter never reads a model that another thread may be changing.
+struct ModelInfo {
+  TaskKind kind = TaskKind::Bare;
+  std::string config_json;  // config.json as the model would save it
+  int64_t num_parameters = 0;
+  std::string device;
+  struct Layer {
+    std::vector<int64_t> kept_heads;
+    int64_t intermediate_size = 0;
+  };
+  std::vector<Layer> layers;
+  bool patched = false;
+  double threshold = 0;      // while patched
+  std::string pruning_plan;  // JSON text, while patched
+  std::vector<std::pair<std::string, std::vector<int64_t>>> parameters;  // as state_dict_shapes
+  int64_t cpu_bytes = 0;     // parameters held in CPU memory
+};
+ModelInfo describe_model(const Bert& model);
+
 }  // namespace bp

@@ -134,12 +134,12 @@ Napi::Value GroupHandle::StoreWait(const Napi::CallbackInfo& info) {
 Napi::Value GroupHandle::SyncModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto g = From(env, info.This(), "this");
-  if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(addon_data(env).model_ctor.Value()))
-    throw_type_error(env, "Expected a NativeModel for model but received " + describe(info[0]));
-  bp::Bert m = ModelHandle::Unwrap(info[0].As<Napi::Object>())->model(env);
-  auto self = info.This().As<Napi::Object>();
+  auto c = ModelHandle::CellOf(env, info[0], "model");
+  bp::Bert m = c->model;
+  // Holds the model's lock like the model's own jobs: it copies rank 0's weights into it.
   return queue_lambda(
-      env, self, "blockprune.syncModel", [g, m]() mutable { bp::sync_model(m, *g); }, [](Napi::Env e) { return e.Undefined(); });
+      env, info.This().As<Napi::Object>(), "blockprune.syncModel", [g, m]() mutable { bp::sync_model(m, *g); },
+      [](Napi::Env e) { return e.Undefined(); }, {{c, After::Keep}});
 }
 
 Napi::Value GroupHandle::Shutdown(const Napi::CallbackInfo& info) {

@@ -7,6 +7,7 @@
 
 #include "bert.h"
 #include "optimizer.h"
+#include "worker.h"
 
 namespace bpn {
 
@@ -19,8 +20,10 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   explicit ModelHandle(const Napi::CallbackInfo& info);
   ~ModelHandle() override;
 
-  // The live model, or a JS Error E_DISPOSED.
-  bp::Bert model(Napi::Env env) const;
+  // The live model's cell (see ModelCell in worker.h), or a thrown E_DISPOSED.
+  const std::shared_ptr<ModelCell>& cell(Napi::Env env) const;
+  // The cell of the model behind a JS value that must be a NativeModel (TypeError naming `what` otherwise).
+  static std::shared_ptr<ModelCell> CellOf(Napi::Env env, const Napi::Value& value, const char* what);
 
  private:
   // Reads and checks a batch object ({inputIds, attentionMask?, ..., batchSize, seqLen}) into tensors.
@@ -44,15 +47,18 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value FillZeros(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
+  Napi::Value ReadStateDict(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 
-  void ReportMemory(Napi::Env env, bool add);
+  // Queues a job that uses this model (and `others`), keeping this handle alive while it runs.
+  Napi::Promise Queue(const Napi::CallbackInfo& info, const char* name, After after, std::function<void()> run,
+                      std::function<Napi::Value(Napi::Env)> result, std::vector<ModelUse> others = {});
 
-  bp::Bert model_{nullptr};
-  // Optimizer state of the sparse trainer (AdamW moments), created by the first train step.
+  std::shared_ptr<ModelCell> cell_;  // null once disposed
+  // Optimizer state of the sparse trainer (AdamW moments), created by the first train step. Used only by jobs
+  // that hold this model's lock.
   std::shared_ptr<bp::AdamW> optimizer_ = std::make_shared<bp::AdamW>();
-  int64_t external_bytes_ = 0;
 };
 
 }  // namespace bpn

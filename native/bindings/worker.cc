@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -18,8 +19,47 @@ AddonData& addon_data(Napi::Env env) {
   return *data;
 }
 
+ModelCell::ModelCell(Napi::Env env, bp::Bert m) : model(std::move(m)) {
+  // A new model is not shared with any thread yet: it may be described here, on the main thread.
+  Publish(env, std::make_shared<const bp::ModelInfo>(bp::describe_model(model)), 0);
+}
+
+void ModelCell::Publish(Napi::Env env, std::shared_ptr<const bp::ModelInfo> next, uint64_t version) {
+  // Jobs complete on the main thread in any order: an older description never replaces a newer one.
+  if (info && version <= info_version) return;
+  info = std::move(next);
+  info_version = version;
+  if (released_) return;
+  const int64_t delta = info->cpu_bytes - reported_bytes_;
+  if (delta) Napi::MemoryManagement::AdjustExternalMemory(env, delta);
+  reported_bytes_ = info->cpu_bytes;
+}
+
+void ModelCell::Release(Napi::Env env) {
+  if (released_) return;
+  released_ = true;
+  if (reported_bytes_) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
+  reported_bytes_ = 0;
+}
+
 PromiseWorker::PromiseWorker(Napi::Env env, const char* name)
     : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+void PromiseWorker::Use(std::vector<ModelUse> uses) {
+  for (auto& u : uses) {
+    ++u.cell->jobs;
+    uses_.push_back({std::move(u), nullptr, 0});
+  }
+}
+
+void PromiseWorker::Finish() {
+  Napi::Env env = Env();
+  for (auto& t : uses_) {
+    --t.use.cell->jobs;
+    if (t.info) t.use.cell->Publish(env, std::move(t.info), t.version);
+  }
+  uses_.clear();
+}
 
 std::atomic<int> g_thread_settings_generation{0};
 
@@ -33,6 +73,15 @@ void PromiseWorker::Execute() {
     at::init_num_threads();
     seen_generation = gen;
   }
+  // Every model this job uses is locked for the whole job, in address order: two jobs that share two models
+  // (a train step with a teacher, the teacher's own step with the student as its teacher) take the locks in
+  // the same order and cannot deadlock.
+  std::vector<std::mutex*> order;
+  for (const auto& t : uses_) order.push_back(&t.use.cell->mutex);
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  std::vector<std::unique_lock<std::mutex>> locks;
+  for (auto* m : order) locks.emplace_back(*m);
   try {
     Run();
   } catch (const bp::Error& e) {
@@ -48,11 +97,22 @@ void PromiseWorker::Execute() {
     code_ = "E_NATIVE";
     SetError("unknown native error");
   }
+  // Described after a failure too: a job may fail after changing the model.
+  for (auto& t : uses_) {
+    if (t.use.after != After::Describe) continue;
+    try {
+      t.info = std::make_shared<const bp::ModelInfo>(bp::describe_model(t.use.cell->model));
+      t.version = ++t.use.cell->descriptions;
+    } catch (...) {
+      t.info = nullptr;  // the description in place stays
+    }
+  }
 }
 
 void PromiseWorker::OnOK() {
   Napi::Env env = Env();
   Napi::HandleScope scope(env);
+  Finish();
   try {
     deferred_.Resolve(guarded(env, [&] { return Result(env); }));
   } catch (const Napi::Error& e) {
@@ -62,19 +122,21 @@ void PromiseWorker::OnOK() {
 
 void PromiseWorker::OnError(const Napi::Error& e) {
   Napi::HandleScope scope(Env());
+  Finish();
   deferred_.Reject(make_error(Env(), code_, e.Message()).Value());
 }
 
-Napi::Promise queue_worker(PromiseWorker* worker, const Napi::Object& self) {
+Napi::Promise queue_worker(PromiseWorker* worker, const Napi::Object& self, std::vector<ModelUse> models) {
   if (!self.IsEmpty()) worker->Retain(self);
+  worker->Use(std::move(models));
   auto p = worker->Promise();
   worker->Queue();
   return p;
 }
 
 Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* name, std::function<void()> run,
-                           std::function<Napi::Value(Napi::Env)> result) {
-  return queue_worker(new LambdaWorker(env, name, std::move(run), std::move(result)), self);
+                           std::function<Napi::Value(Napi::Env)> result, std::vector<ModelUse> models) {
+  return queue_worker(new LambdaWorker(env, name, std::move(run), std::move(result)), self, std::move(models));
 }
 
 Napi::Object tensors_to_js(Napi::Env env, const bp::NamedTensors& tensors) {
@@ -176,10 +238,16 @@ at::Tensor int_tensor(const Napi::Value& v, const std::string& name, const std::
   if (static_cast<int64_t>(ta.ElementLength()) != numel)
     throw_range_error(env, "Expected " + std::to_string(numel) + " elements (shape " + bp::shape_str(shape) + ") for " + name +
                                " but received " + std::to_string(ta.ElementLength()));
+  // The element pointer straight from Node-API: Napi::TypedArray::ArrayBuffer() fails ("Invalid argument") on
+  // a SharedArrayBuffer. Copied once here; the copy is what gets checked and used.
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, nullptr, &data, nullptr, nullptr) != napi_ok)
+    throw_type_error(env, "Expected an Int32Array or BigInt64Array for " + name + " but received " + describe(v));
   at::Tensor out = at::empty(shape, at::kLong);
   int64_t* dst = out.data_ptr<int64_t>();
-  const uint8_t* base = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  switch (ta.TypedArrayType()) {
+  const uint8_t* base = static_cast<const uint8_t*>(data);
+  switch (type) {
     case napi_int32_array: {
       const int32_t* src = reinterpret_cast<const int32_t*>(base);
       for (int64_t i = 0; i < numel; ++i) dst[i] = src[i];
