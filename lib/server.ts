@@ -7,7 +7,7 @@
  *   // POST /classify {"text": "..."} | {"text": "...", "textPair": "..."} | {"inputs": [...]}  (optional "topK")
  *   // POST /qa       {"question": "...", "context": "..."}
  *   // GET  /health   model info, limits, batching statistics, memory
- *   await service.close();  // queued and in-flight requests get 503; the pipelines are disposed
+ *   await service.close();  // running model work gets closeGraceMs, the rest 503; the pipelines are disposed
  *
  * Concurrent requests that arrive within `windowMs` of the first one share one batch; at most `maxBatch`
  * items go in a batch, and one batch runs at a time, so requests that arrive while the model is busy gather
@@ -20,6 +20,7 @@
  * nothing a client sends can throw out of the request handler.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { BlockpruneError } from './errors';
@@ -298,9 +299,11 @@ export interface InferenceServer {
   /** Starts listening (port 0: any free port); resolves with the address. */
   listen(port?: number, host?: string): Promise<{ port: number; host: string; url: string }>;
   /**
-   * Stops the service: no new connections; requests waiting for a batch and new requests on open
-   * connections get 503; the pipelines are disposed (a forward already running finishes, later ones
-   * reject, and their requests get 503); resolves once every response is sent and the server is closed.
+   * Stops the service: no new connections, idle keep-alive connections closed; requests still sending their
+   * body, waiting for a batch, or new on an open connection get 503 at once; model work already running
+   * has `closeGraceMs` to finish. Then the pipelines are disposed (a forward still running finishes, later
+   * ones reject), every request not yet answered gets 503 and every connection is cut. Resolves once the
+   * server is closed: within the grace plus about 250 ms.
    */
   close(): Promise<void>;
   stats(): InferenceServerStats;
@@ -420,8 +423,10 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   let closePromise: Promise<void> | undefined;
   // Every request not yet answered, with a promise of its response's end.
   const inFlight = new Map<ServerResponse, Promise<void>>();
-  // Aborted by close(): requests still reading their body stop and get 503 (see readJson).
+  // Aborted by close(): requests still reading their body stop and get 503 (see readJson). One listener a
+  // request reading its body: no "possible leak" warning past 10.
   const bodies = new AbortController();
+  setMaxListeners(0, bodies.signal);
 
   const server = createServer(
     {
@@ -771,14 +776,9 @@ function nonNegative(name: string, v: number | undefined, def: number): number {
  */
 function turnTaker(): <T>(job: () => T) => Promise<T> {
   let tail: Promise<unknown> = Promise.resolve();
+  const nextTurn = () => new Promise<void>((r) => setImmediate(r));
   return <T>(job: () => T): Promise<T> => {
-    const run = tail.then(() => new Promise<T>((resolve, reject) => setImmediate(() => {
-      try {
-        resolve(job());
-      } catch (e) {
-        reject(e);
-      }
-    })));
+    const run = tail.then(nextTurn).then(job);
     tail = run.catch(() => undefined);
     return run;
   };
