@@ -418,7 +418,7 @@ serial('16 concurrent maximum-size QA requests: answers equal the pipeline, peak
     // windows (~45 of 384 tokens as JS arrays, ~96 B a token with its offsets: ~1.7 MB a request), so 3 MiB
     // a request with V8's overhead; once: one request's tokens being made (~1 MB), one forward of 8 windows
     // (hidden 64: ~20 MB of activations and attention scores), the young generation V8 grows under load
-    // (up to 32 MiB) and allocator slack: 64 MiB. Measured: +66-79 MiB. Before the spans were kept as a
+    // (up to 32 MiB) and allocator slack: 64 MiB. Measured: +66-83 MiB. Before the spans were kept as a
     // top-k, every span of every window was an object (5,500 a window, 700 windows): +253 MiB.
     const bound = 64 + 3 * N;
     const h = [...health].sort((a, b) => a - b);
