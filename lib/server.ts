@@ -7,7 +7,7 @@
  *   // POST /classify {"text": "..."} | {"text": "...", "textPair": "..."} | {"inputs": [...]}  (optional "topK")
  *   // POST /qa       {"question": "...", "context": "..."}
  *   // GET  /health   model info, limits, batching statistics, memory
- *   await service.close();  // queued and in-flight requests get 503; the pipelines are disposed
+ *   await service.close();  // running model work gets closeGraceMs, the rest 503; the pipelines are disposed
  *
  * Concurrent requests that arrive within `windowMs` of the first one share one batch; at most `maxBatch`
  * items go in a batch, and one batch runs at a time, so requests that arrive while the model is busy gather
@@ -20,9 +20,11 @@
  * nothing a client sends can throw out of the request handler.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { BlockpruneError } from './errors';
+import * as check from './validate';
 import type { BertModel } from './model';
 import type {
   ClassificationBatchItem,
@@ -227,9 +229,22 @@ export interface InferenceServerOptions {
   qa?: QuestionAnsweringPipeline;
   /** Dynamic batching (default { maxBatch: 32, windowMs: 5 }); false: every request runs on its own. */
   batching?: BatchingOptions | false;
-  /** Longest text, text pair, question or context in characters (default 20,000); longer: 413. */
+  /** Longest text, text pair, question or context in characters (default 20,000); longer: 413 text_too_long. */
   maxTextChars?: number;
-  /** Largest request body in bytes (default 1 MiB); larger: 413. */
+  /**
+   * Longest question-answering context in tokens (default 8,192, about 36,000 characters of English text, so
+   * maxTextChars binds first there); longer: 413 context_too_long. Characters alone do not bound the work:
+   * 20,000 characters of CJK or symbols are 20,000 tokens, 83 windows instead of 18.
+   */
+  maxContextTokens?: number;
+  /**
+   * Question-answering context windows per forward pass (default 8), whatever the number of requests in a
+   * batch, so one forward's memory is bounded by it (bert-base width, 384-token windows: about 12 MB of
+   * activations a window; measured on a one-layer model, a fresh process peaked 232-284 MB above idle at 8
+   * windows, 314-402 MB at 32, most of it one-time buffers). The JS side keeps the best spans only.
+   */
+  windowsPerForward?: number;
+  /** Largest request body in bytes (default 1 MiB); larger: 413 body_too_large. */
   maxBodyBytes?: number;
   /** Most items in one /classify "inputs" array (default 256); more: 413. */
   maxInputs?: number;
@@ -241,8 +256,20 @@ export interface InferenceServerOptions {
   maxPadding?: number;
   /** close() disposes the pipelines (default true). */
   disposeOnClose?: boolean;
-  /** How long close() waits for requests in flight before cutting connections (default 30,000 ms). */
-  closeTimeoutMs?: number;
+  /**
+   * How long close() lets model work already running finish (default 3,000 ms). Requests still sending
+   * their body get 503 at once, idle keep-alive connections are closed at once; after the grace every
+   * request not yet answered gets 503 and every connection is cut. close() resolves within the grace plus
+   * about 250 ms.
+   */
+  closeGraceMs?: number;
+  /**
+   * A client must send its request headers within this many milliseconds of starting them (default 10,000),
+   * else 408 and the connection is closed: a client sending headers byte by byte cannot hold a socket.
+   */
+  headersTimeoutMs?: number;
+  /** ... and the whole request, body included, within this many milliseconds (default 30,000), else 408. */
+  requestTimeoutMs?: number;
 }
 
 export interface RouteStats extends BatcherStats {
@@ -272,9 +299,11 @@ export interface InferenceServer {
   /** Starts listening (port 0: any free port); resolves with the address. */
   listen(port?: number, host?: string): Promise<{ port: number; host: string; url: string }>;
   /**
-   * Stops the service: no new connections; requests waiting for a batch and new requests on open
-   * connections get 503; the pipelines are disposed (a forward already running finishes, later ones
-   * reject, and their requests get 503); resolves once every response is sent and the server is closed.
+   * Stops the service: no new connections, idle keep-alive connections closed; requests still sending their
+   * body, waiting for a batch, or new on an open connection get 503 at once; model work already running
+   * has `closeGraceMs` to finish. Then the pipelines are disposed (a forward still running finishes, later
+   * ones reject), every request not yet answered gets 503 and every connection is cut. Resolves once the
+   * server is closed: within the grace plus about 250 ms.
    */
   close(): Promise<void>;
   stats(): InferenceServerStats;
@@ -331,9 +360,12 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   const maxTextChars = positiveInt('maxTextChars', options.maxTextChars, 20_000);
   const maxBodyBytes = positiveInt('maxBodyBytes', options.maxBodyBytes, 1 << 20);
   const maxInputs = positiveInt('maxInputs', options.maxInputs, 256);
-  const closeTimeoutMs = nonNegative('closeTimeoutMs', options.closeTimeoutMs, 30_000);
   const disposeOnClose = options.disposeOnClose !== false;
-  const maxWindows = batching ? batching.maxBatch : 32;
+  const maxContextTokens = check.optional(options.maxContextTokens, 8192, (v) => check.positiveInteger('maxContextTokens', v));
+  const windowsPerForward = check.optional(options.windowsPerForward, 8, (v) => check.positiveInteger('windowsPerForward', v));
+  const closeGraceMs = check.optional(options.closeGraceMs, 3000, (v) => check.number('closeGraceMs', v, { min: 0 }));
+  const headersTimeoutMs = check.optional(options.headersTimeoutMs, 10_000, (v) => check.number('headersTimeoutMs', v, { min: 1 }));
+  const requestTimeoutMs = check.optional(options.requestTimeoutMs, 30_000, (v) => check.number('requestTimeoutMs', v, { min: headersTimeoutMs }));
   const maxPadding = options.maxPadding === undefined || options.maxPadding === Infinity ? Infinity : nonNegative('maxPadding', options.maxPadding, Infinity);
 
   // Read once: a disposed model can no longer answer these.
@@ -379,30 +411,47 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   const runQA = async (items: QAItem[]): Promise<QAResult[]> => {
     const pipe = qa as QuestionAnsweringPipeline;
     // The pipeline's own scoring (defaults: top 1, answers up to 15 tokens), the windows of every request sharing forwards.
-    return (await answerWindows(pipe.model, items, {}, maxWindows, () => counters.qaForwards++)) as QAResult[];
+    return (await answerWindows(pipe.model, items, {}, windowsPerForward, () => counters.qaForwards++)) as QAResult[];
   };
   const classifyBatcher = classify && batching ? new DynamicBatcher(runClassify, batching) : undefined;
   const qaBatcher = qa && batching ? new DynamicBatcher(runQA, batching) : undefined;
 
+  // Tokenizing a long context takes 20-150 ms of this thread: one per turn of the event loop, so that
+  // /health and other requests are served between two, never behind all of a burst's.
+  const oneAtATime = turnTaker();
   let closing = false;
   let closePromise: Promise<void> | undefined;
-  const inFlight = new Set<Promise<void>>();
+  // Every request not yet answered, with a promise of its response's end.
+  const inFlight = new Map<ServerResponse, Promise<void>>();
+  // Aborted by close(): requests still reading their body stop and get 503 (see readJson). One listener a
+  // request reading its body: no "possible leak" warning past 10.
+  const bodies = new AbortController();
+  setMaxListeners(0, bodies.signal);
 
-  const server = createServer({ keepAlive: true }, (req, res) => {
-    counters.requests++;
-    let done!: () => void;
-    const finished = new Promise<void>((r) => (done = r));
-    inFlight.add(finished);
-    res.once('close', () => {
-      inFlight.delete(finished);
-      done();
-    });
-    handle(req, res).catch((e) => sendError(res, e));
-  });
+  const server = createServer(
+    {
+      keepAlive: true,
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      // Node checks the two timeouts above every 30 s by default: a slow client would hold its socket that long.
+      connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
+    },
+    (req, res) => {
+      counters.requests++;
+      inFlight.set(res, new Promise<void>((r) => res.once('close', () => (inFlight.delete(res), r()))));
+      handle(req, res).catch((e) => sendError(res, e));
+    },
+  );
   server.keepAliveTimeout = 5000;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Malformed HTTP (bad request line, headers too large, timeouts): answer if the socket still can.
-    if (!socket.writable || (socket as unknown as { _httpMessage?: unknown })._httpMessage) return void socket.destroy();
+    const res = (socket as unknown as { _httpMessage?: ServerResponse })._httpMessage;
+    if (res && err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && socket.writable && !res.headersSent) {
+      // A body still arriving at requestTimeoutMs: 408 through its response, then Node closes the socket.
+      res.shouldKeepAlive = false;
+      return sendError(res, new HttpError(408, 'timeout', `the request was not received within ${requestTimeoutMs} ms`));
+    }
+    if (!socket.writable || res) return void socket.destroy();
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const body = JSON.stringify({ error: status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'timeout', message: `malformed HTTP request (${err.code ?? err.message})` });
     counters.responses[status] = (counters.responses[status] ?? 0) + 1;
@@ -432,7 +481,7 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
 
   async function handleClassify(req: IncomingMessage): Promise<unknown> {
     if (!classify) throw new HttpError(404, 'not_found', 'this service has no text-classification model (POST /qa instead)');
-    const body = await readJson(req, maxBodyBytes);
+    const body = await readJson(req, maxBodyBytes, bodies.signal);
     const topK = body.topK === undefined ? undefined : optionalTopK(body.topK, numLabels);
     const hasText = body.text !== undefined;
     const hasInputs = body.inputs !== undefined;
@@ -458,7 +507,7 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
 
   async function handleQA(req: IncomingMessage): Promise<unknown> {
     if (!qa || !qaInfo) throw new HttpError(404, 'not_found', 'this service has no question-answering model (POST /classify instead)');
-    const body = await readJson(req, maxBodyBytes);
+    const body = await readJson(req, maxBodyBytes, bodies.signal);
     for (const k of ['question', 'context'] as const) {
       if (typeof body[k] !== 'string' || body[k].trim() === '')
         throw new HttpError(400, 'invalid_request', `"${k}" must be a non-empty string, not ${typeof body[k] === 'string' ? 'a blank one' : describe(body[k])}`);
@@ -468,12 +517,20 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
     const input: QAInput = { question: body.question, context: body.context };
     let windows: QuestionContextWindow[];
     try {
-      windows = encodeQA(qa.tokenizer, input, qaInfo.maxLength);
+      windows = await oneAtATime(() => {
+        // Queued behind others when close() began: the request could not run any more.
+        if (closing) throw new HttpError(503, 'unavailable', 'the service is shutting down; the request was not run');
+        return encodeQA(qa.tokenizer, input, qaInfo.maxLength);
+      });
     } catch (e) {
       // E.g. a question so long that no context fits in a window.
       if ((e as { code?: unknown }).code === 'E_INVALID_ARG') throw new HttpError(400, 'invalid_request', (e as Error).message);
       throw e;
     }
+    const last = windows[windows.length - 1];
+    const contextTokens = last.contextTokenOffset + last.contextEnd - last.contextStart;
+    if (contextTokens > maxContextTokens)
+      throw new HttpError(413, 'context_too_long', `"context" has ${contextTokens} tokens; the limit is ${maxContextTokens}`);
     const item = { context: input.context, windows };
     const result = qaBatcher ? await qaBatcher.submit(item) : (await unbatched.qa.run([item], runQA))[0];
     counters.qaOk++;
@@ -489,9 +546,10 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
         ...(qa && qaInfo ? { qa: { ...qaInfo, disposed: qa.model.disposed } } : {}),
       },
       batching: batching ? { maxBatch: batching.maxBatch, windowMs: batching.windowMs } : false,
-      limits: { maxTextChars, maxBodyBytes, maxInputs },
+      limits: { maxTextChars, maxContextTokens, maxBodyBytes, maxInputs },
       stats: stats(),
-      memory: { rss: m.rss, heapUsed: m.heapUsed, external: m.external },
+      // maxRss: the peak since the process started (getrusage), which a sample of rss can miss.
+      memory: { rss: m.rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: m.heapUsed, external: m.external },
       pid: process.pid,
     };
   }
@@ -555,20 +613,26 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       const reason = new HttpError(503, 'unavailable', 'the service is shutting down; the request was not run');
       classifyBatcher?.close(reason);
       qaBatcher?.close(reason);
+      // Requests still sending their body could not run any more: 503 now, not when (if ever) the body ends.
+      bodies.abort();
+      // No new connections; idle keep-alive ones close now, the others once their response is sent.
       const serverClosed = server.listening ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+      server.closeIdleConnections();
+      // Model work already running may finish within the grace.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(inFlight.values()), new Promise<void>((r) => (timer = setTimeout(r, closeGraceMs)))]);
+      clearTimeout(timer);
+      // Later forwards of requests still running reject (503); one already running finishes in its thread.
       if (disposeOnClose) {
         classify?.dispose();
         qa?.dispose();
       }
-      // Requests in flight finish (a forward already running completes; the rest answer 503).
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all([...inFlight]),
-        new Promise<void>((r) => (timer = setTimeout(r, closeTimeoutMs))),
-      ]);
-      clearTimeout(timer);
+      const late = new HttpError(503, 'unavailable', `the service shut down before the request finished (close grace ${closeGraceMs} ms)`);
+      for (const res of inFlight.keys()) sendError(res, late);
       server.closeIdleConnections();
-      const cut = setTimeout(() => server.closeAllConnections(), Math.min(closeTimeoutMs, 1000));
+      // A short moment for those answers to leave, then every connection is cut: a client trickling a body or
+      // headers, or one that never reads, cannot hold the service open.
+      const cut = setTimeout(() => server.closeAllConnections(), CLOSE_FLUSH_MS);
       await serverClosed;
       clearTimeout(cut);
     })();
@@ -592,8 +656,16 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
 
 class ClientGone extends Error {}
 
-/** Reads the body (at most `limit` bytes: 413 past it) and parses it as a JSON object (400 otherwise). */
-function readJson(req: IncomingMessage, limit: number): Promise<Record<string, any>> {
+/** close(): how long the last answers have to leave before every connection is cut. */
+const CLOSE_FLUSH_MS = 250;
+
+/**
+ * Reads the body (at most `limit` bytes: 413 past it) and parses it as a JSON object (400 otherwise).
+ * `signal` (the service closing) stops the reading with a 503.
+ */
+function readJson(req: IncomingMessage, limit: number, signal: AbortSignal): Promise<Record<string, any>> {
+  const shutdown = () => new HttpError(503, 'unavailable', 'the service is shutting down; the rest of the body was not read');
+  if (signal.aborted) return Promise.reject(shutdown());
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit)
     // Node reads and drops the rest of the body after the response, so the connection stays usable.
@@ -606,6 +678,7 @@ function readJson(req: IncomingMessage, limit: number): Promise<Record<string, a
       if (settled) return;
       settled = true;
       req.off('data', onData);
+      signal.removeEventListener('abort', onAbort);
       if (err) reject(err);
       else resolve(value as Record<string, any>);
     };
@@ -614,6 +687,8 @@ function readJson(req: IncomingMessage, limit: number): Promise<Record<string, a
       if (size > limit) return finish(new HttpError(413, 'body_too_large', `the body is over ${limit} bytes`));
       chunks.push(chunk);
     };
+    const onAbort = () => finish(shutdown());
+    signal.addEventListener('abort', onAbort);
     req.on('data', onData);
     req.once('error', () => finish(new ClientGone()));
     req.once('close', () => {
@@ -693,6 +768,20 @@ function nonNegative(name: string, v: number | undefined, def: number): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
     throw new BlockpruneError('E_INVALID_ARG', `Expected a non-negative number for ${name} but received ${String(v)}`);
   return v;
+}
+
+/**
+ * Runs synchronous jobs one per turn of the event loop, in order: each starts from setImmediate once the
+ * previous has finished, so I/O (other requests) is handled between two jobs.
+ */
+function turnTaker(): <T>(job: () => T) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+  return <T>(job: () => T): Promise<T> => {
+    const run = tail.then(nextTurn).then(job);
+    tail = run.catch(() => undefined);
+    return run;
+  };
 }
 
 /** Tokens of a classification input, roughly (about 4 characters a token, plus [CLS] and [SEP]s). */

@@ -12,7 +12,9 @@
  *
  * The VM drifts 15-25% over minutes, so the three are measured in alternating rounds (runs/rounds each):
  * per-call forwards from JS, the same forward looped inside the addon (model.timeForward: no JS between
- * runs), and the separate C++ program. Only ratios from this one run are printed.
+ * runs), and the separate C++ program. Only ratios from this one run are printed. Each per-run time is kept:
+ * next to the mean ± std, p50 / p90 / p99 (nearest rank; with fewer than 100 runs p99 is the slowest), which
+ * show the stalls a mean hides.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,7 +24,7 @@ import { exportOnnx } from '../lib/onnx';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { buildInfo, getNumThreads } from '../lib/index';
 import { packageRoot } from '../lib/native';
-import { BERT_BASE, compactConfig } from './common';
+import { BERT_BASE, compactConfig, formatPercentiles, latencyStats } from './common';
 
 interface Args {
   models: string[];
@@ -93,12 +95,6 @@ export function forwardFlops(c: { hidden: number; layers: Array<{ heads: number;
     f += 2 * 2 * batch * l.heads * seq * seq * c.headDim;
   }
   return f + 2 * batch * c.hidden * c.hidden; // pooler
-}
-
-function stats(xs: number[]): { mean: number; std: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length - 1));
-  return { mean, std };
 }
 
 function runCpp(exe: string, args: string[]): Array<Record<string, number | string>> {
@@ -201,8 +197,8 @@ async function main(): Promise<void> {
     const gf = gflopsAt.get(n);
     const means: number[] = [];
     for (let k = 0; k < specs.length; k++) {
-      const nd = stats(node[k]);
-      const lp = stats(loop[k]);
+      const nd = latencyStats(node[k]);
+      const lp = latencyStats(loop[k]);
       means.push(nd.mean);
       const cppMean = cpp[k].length ? cpp[k].reduce((a, b) => a + b.mean * b.runs, 0) / cpp[k].reduce((a, b) => a + b.runs, 0) : NaN;
       const layers = models[k].layers.map((l) => ({ heads: l.heads, ffn: l.intermediateSize }));
@@ -214,7 +210,13 @@ async function main(): Promise<void> {
         seq: args.seq,
         node_mean_ms: nd.mean,
         node_std_ms: nd.std,
+        node_p50_ms: nd.p50,
+        node_p90_ms: nd.p90,
+        node_p99_ms: nd.p99,
         native_loop_mean_ms: lp.mean,
+        native_loop_p50_ms: lp.p50,
+        native_loop_p90_ms: lp.p90,
+        native_loop_p99_ms: lp.p99,
         cpp_mean_ms: cppMean,
         binding_overhead_pct: (nd.mean / cppMean - 1) * 100,
         per_call_overhead_pct: (nd.mean / lp.mean - 1) * 100,
@@ -225,19 +227,17 @@ async function main(): Promise<void> {
       };
       results.push(row);
       const ortPart = args.vsOrt ? (() => {
-        const o = stats(ortTimes[k]);
-        (row as Record<string, unknown>).ort_mean_ms = o.mean;
-        (row as Record<string, unknown>).ort_std_ms = o.std;
-        (row as Record<string, unknown>).vs_ort = nd.mean / o.mean;
-        return ` | onnxruntime ${o.mean.toFixed(1)} ± ${o.std.toFixed(1)} ms (ours / ort ${(nd.mean / o.mean).toFixed(2)}, ort ${(o.mean / rooflineMs).toFixed(2)}x roofline)`;
+        const o = latencyStats(ortTimes[k]);
+        Object.assign(row, { ort_mean_ms: o.mean, ort_std_ms: o.std, ort_p50_ms: o.p50, ort_p90_ms: o.p90, ort_p99_ms: o.p99, vs_ort: nd.mean / o.mean });
+        return ` | onnxruntime ${o.mean.toFixed(1)} ± ${o.std.toFixed(1)} ms, ${formatPercentiles(o)} (ours / ort ${(nd.mean / o.mean).toFixed(2)}, ort ${(o.mean / rooflineMs).toFixed(2)}x roofline)`;
       })() : '';
       const cppPart = haveCpp ? ` | C++ program ${cppMean.toFixed(1)} ms (binding overhead ${row.binding_overhead_pct.toFixed(2)}%)` : '';
       const roofPart = gf
         ? `GEMM ${gf.toFixed(0)} GFLOP/s -> roofline ${rooflineMs.toFixed(1)} ms, ${row.x_roofline.toFixed(2)}x roofline`
         : 'no GEMM figure (build/bench_forward missing)';
       console.log(
-        `${specs[k].name.padEnd(7)} ${batch}x${args.seq}: node ${nd.mean.toFixed(1)} ± ${nd.std.toFixed(1)} ms${cppPart} | ` +
-          `native loop in the addon ${lp.mean.toFixed(1)} ms (per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)${ortPart}\n` +
+        `${specs[k].name.padEnd(7)} ${batch}x${args.seq}: node ${nd.mean.toFixed(1)} ± ${nd.std.toFixed(1)} ms, ${formatPercentiles(nd)}${cppPart} | ` +
+          `native loop in the addon ${lp.mean.toFixed(1)} ms, ${formatPercentiles(lp)} (per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)${ortPart}\n` +
           `        ${row.gflop.toFixed(2)} GFLOP, ${roofPart}`,
       );
     }

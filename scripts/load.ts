@@ -14,8 +14,9 @@
  * and for each model, without and with dynamic batching, at 1, 8 and 32 concurrent clients (each sends
  * its next request when the previous one is answered, over a keep-alive agent), posts single-sentence
  * /classify requests for `--duration` seconds (or until --max-requests), after `--warmup` seconds of load
- * that is not counted. Sentences are SST-2's (../shared/data/sst2/test.tsv, 872 full sentences) when
- * present, else generated text of 10-40 words.
+ * that is not counted, and prints requests/s and the latency's mean, p50, p90 and p99 for each (one client:
+ * `--clients 1`; `--models compact --modes batched --clients 1` is the quickest look). Sentences are SST-2's
+ * (../shared/data/sst2/test.tsv, 872 full sentences) when present, else generated text of 10-40 words.
  *
  * The server runs in a CHILD process (node dist/scripts/serve.js --port 0), as it would in production: the
  * load generator's own JS (request building, parsing, timing) then does not share the server's event loop.
@@ -32,7 +33,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BertConfigJson, BertModel } from '../lib/model';
-import { BERT_BASE, compactConfig, FlagReader, sharedDir } from './common';
+import { BERT_BASE, compactConfig, FlagReader, formatPercentiles, latencyStats, sharedDir } from './common';
 
 type ModelName = 'dense' | 'compact';
 type Mode = 'unbatched' | 'batched';
@@ -252,17 +253,13 @@ interface RunResult {
   seconds: number;
   rps: number;
   p50Ms: number;
+  p90Ms: number;
   p99Ms: number;
   meanMs: number;
   /** Server side: batches run during the measured window and their mean size. */
   batches: number;
   meanBatch: number;
   firstError?: string;
-}
-
-function percentile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
 /**
@@ -317,7 +314,7 @@ async function measure(model: ModelName, mode: Mode, clients: number, server: Se
     const before = (await health(agent, server.port)).stats.classify;
     const r = await drive(agent, server, clients, args.duration, args.maxRequests, sentences, 0);
     const after = (await health(agent, server.port)).stats.classify;
-    const sorted = [...r.latencies].sort((x, y) => x - y);
+    const lat = latencyStats(r.latencies);
     const batches = after.batches - before.batches;
     return {
       model,
@@ -327,9 +324,10 @@ async function measure(model: ModelName, mode: Mode, clients: number, server: Se
       errors: r.errors,
       seconds: r.seconds,
       rps: r.latencies.length / r.seconds,
-      p50Ms: percentile(sorted, 0.5),
-      p99Ms: percentile(sorted, 0.99),
-      meanMs: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
+      p50Ms: lat.p50,
+      p90Ms: lat.p90,
+      p99Ms: lat.p99,
+      meanMs: lat.mean,
       batches,
       meanBatch: batches ? (after.items - before.items) / batches : 0,
       firstError: r.firstError,
@@ -348,11 +346,12 @@ function pad(s: string, n: number, right = false): string {
 }
 
 function printTable(runs: RunResult[]): void {
-  const head = ['model', 'batching', 'clients', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'mean batch', 'errors'];
-  const w = [8, 9, 8, 9, 8, 8, 8, 11, 7];
+  const head = ['model', 'batching', 'clients', 'requests', 'req/s', 'mean ms', 'p50 ms', 'p90 ms', 'p99 ms', 'mean batch', 'errors'];
+  const w = [8, 9, 8, 9, 8, 8, 8, 8, 8, 11, 7];
   console.log(head.map((h, i) => pad(h, w[i], i < 2)).join(' '));
   for (const r of runs) {
-    const cells = [r.model, r.mode === 'batched' ? 'on' : 'off', String(r.clients), String(r.requests), r.rps.toFixed(1), r.p50Ms.toFixed(1), r.p99Ms.toFixed(1), r.meanBatch.toFixed(1), String(r.errors)];
+    const ms = [r.meanMs, r.p50Ms, r.p90Ms, r.p99Ms].map((x) => x.toFixed(1));
+    const cells = [r.model, r.mode === 'batched' ? 'on' : 'off', String(r.clients), String(r.requests), r.rps.toFixed(1), ...ms, r.meanBatch.toFixed(1), String(r.errors)];
     console.log(cells.map((c, i) => pad(c, w[i], i < 2)).join(' '));
   }
 }
@@ -460,7 +459,8 @@ async function main(): Promise<void> {
               const r = await measure(m, mode, c, server, args, sentences);
               runs.push(r);
               console.log(
-                `  ${m} ${mode} ${c} clients: ${r.rps.toFixed(1)} req/s, p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, mean batch ${r.meanBatch.toFixed(1)}` +
+                `  ${m} ${mode} ${c} clients: ${r.rps.toFixed(1)} req/s, mean ${r.meanMs.toFixed(1)} ms, ` +
+                  `${formatPercentiles({ p50: r.p50Ms, p90: r.p90Ms, p99: r.p99Ms })}, mean batch ${r.meanBatch.toFixed(1)}` +
                   (r.errors ? `, ${r.errors} errors (first: ${r.firstError})` : ''),
               );
               if (server.exited()) throw new Error('the server process exited during the run');

@@ -4,18 +4,22 @@
  *
  *   node dist/scripts/serve.js --model DIR [--task text-classification|question-answering] [--port 8080]
  *        [--host 127.0.0.1] [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR]
- *        [--max-text-chars 20000] [--max-body-bytes 1048576] [--threads N]
+ *        [--max-text-chars 20000] [--max-context-tokens 8192] [--windows-per-forward 8] [--max-body-bytes 1048576]
+ *        [--close-grace-ms 3000] [--threads N]
  *
  * Without --task the task follows config.json's architectures (…ForQuestionAnswering: question-answering,
  * else text-classification). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0
- * picks a free port; scripts/load.ts reads that line). SIGINT / SIGTERM close it: requests in flight are
- * answered (503 when their model call had not started), then the process exits.
+ * picks a free port; scripts/load.ts reads that line). SIGINT / SIGTERM close it: no new connections, idle
+ * ones closed, requests still sending their body and those waiting for a batch answered 503 at once, model
+ * work already running given --close-grace-ms to finish (then 503), every connection cut, and the process
+ * exits (within the grace plus about 250 ms). A second signal exits at once.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setNumThreads } from '../lib/index';
 import { pipeline } from '../lib/pipelines';
 import { createInferenceServer, InferenceServerOptions } from '../lib/server';
+import { flagNumber } from '../lib/validate';
 import { FlagReader } from './common';
 
 type ServeTask = 'text-classification' | 'question-answering';
@@ -30,13 +34,17 @@ interface ServeArgs {
   windowMs: number;
   tokenizer?: string;
   maxTextChars?: number;
+  maxContextTokens?: number;
+  windowsPerForward?: number;
   maxBodyBytes?: number;
+  closeGraceMs?: number;
   threads?: number;
 }
 
 const USAGE =
   'usage: node dist/scripts/serve.js --model DIR [--task text-classification|question-answering] [--port 8080] [--host 127.0.0.1]\n' +
-  '       [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR] [--max-text-chars N] [--max-body-bytes N] [--threads N]';
+  '       [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR] [--max-text-chars N] [--max-context-tokens N]\n' +
+  '       [--windows-per-forward N] [--max-body-bytes N] [--close-grace-ms N] [--threads N]';
 
 function parseArgs(argv: string[]): ServeArgs {
   const a: Partial<ServeArgs> = { port: 8080, host: '127.0.0.1', batching: true, maxBatch: 32, windowMs: 5 };
@@ -54,7 +62,10 @@ function parseArgs(argv: string[]): ServeArgs {
     else if (k === '--window-ms') a.windowMs = f.num(0, false);
     else if (k === '--tokenizer') a.tokenizer = f.value();
     else if (k === '--max-text-chars') a.maxTextChars = f.num(1);
+    else if (k === '--max-context-tokens') a.maxContextTokens = flagNumber(k, f.value(), { integer: true, min: 1 });
+    else if (k === '--windows-per-forward') a.windowsPerForward = flagNumber(k, f.value(), { integer: true, min: 1 });
     else if (k === '--max-body-bytes') a.maxBodyBytes = f.num(1);
+    else if (k === '--close-grace-ms') a.closeGraceMs = flagNumber(k, f.value(), { min: 0 });
     else if (k === '--threads') a.threads = f.num(1);
     else throw f.unknown();
   }
@@ -85,7 +96,10 @@ async function main(): Promise<void> {
   const options: InferenceServerOptions = {
     batching: args.batching ? { maxBatch: args.maxBatch, windowMs: args.windowMs } : false,
     maxTextChars: args.maxTextChars,
+    maxContextTokens: args.maxContextTokens,
+    windowsPerForward: args.windowsPerForward,
     maxBodyBytes: args.maxBodyBytes,
+    closeGraceMs: args.closeGraceMs,
   };
   if (task === 'question-answering') options.qa = await pipeline('question-answering', args.model, popts);
   else options.classify = await pipeline('text-classification', args.model, popts);
@@ -96,11 +110,18 @@ async function main(): Promise<void> {
   console.log(`listening on ${url}`);
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      console.log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
     stopping = true;
+    const t0 = performance.now();
     console.log(`${signal}: closing`);
     service.close().then(
-      () => process.exit(0),
+      () => {
+        console.log(`closed in ${Math.round(performance.now() - t0)} ms`);
+        process.exit(0);
+      },
       (e) => {
         console.error(e);
         process.exit(1);

@@ -1,5 +1,5 @@
 /** Shared test helpers: where ../shared is, temp dirs, tensor comparisons. */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -78,4 +78,18 @@ export function writeSafetensorsFile(path: string, tensors: Record<string, { dty
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(h.length));
   writeFileSync(path, Buffer.concat([len, h, ...parts]));
+}
+
+/** bert-base-uncased's vocabulary cut to `size` tokens (the fixtures' vocab_size is 1024). */
+export function cutVocab(vocabTxt: string, size: number): string[] {
+  const all = readFileSync(vocabTxt, 'utf8').split('\n').filter((l) => l.length > 0);
+  const ascii = (s: string) => /^[\x21-\x7e]+$/.test(s);
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
+  vocab.push(...all.filter((tok) => tok.length === 1 && ascii(tok)));
+  vocab.push(...all.filter((tok) => tok.length === 3 && tok.startsWith('##') && ascii(tok)));
+  for (const tok of all) {
+    if (vocab.length >= size) break;
+    if (tok.length > 1 && !tok.startsWith('[') && !tok.startsWith('##')) vocab.push(tok);
+  }
+  return vocab.slice(0, size);
 }

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { pipeline, QuestionAnsweringPipeline, TextClassificationPipeline } from '../lib/pipelines';
 import { createInferenceServer, DynamicBatcher, InferenceServer, InferenceServerOptions, splitByLength } from '../lib/server';
 import { writeVocab } from '../lib/vocab';
-import { needShared, tempDir } from './helpers';
+import { cutVocab, needShared, tempDir } from './helpers';
 
 const SENTENCES = [
   "it 's a charming and often affecting journey .",
@@ -55,20 +55,6 @@ const QUESTIONS = [
   'Who was the Norse leader?',
   'What century did the Normans first gain their separate identity?',
 ];
-
-/** bert-base-uncased's vocabulary cut to `size` tokens (the fixtures' vocab_size is 1024). */
-function cutVocab(vocabTxt: string, size: number): string[] {
-  const all = readFileSync(vocabTxt, 'utf8').split('\n').filter((l) => l.length > 0);
-  const ascii = (s: string) => /^[\x21-\x7e]+$/.test(s);
-  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
-  vocab.push(...all.filter((tok) => tok.length === 1 && ascii(tok)));
-  vocab.push(...all.filter((tok) => tok.length === 3 && tok.startsWith('##') && ascii(tok)));
-  for (const tok of all) {
-    if (vocab.length >= size) break;
-    if (tok.length > 1 && !tok.startsWith('[') && !tok.startsWith('##')) vocab.push(tok);
-  }
-  return vocab.slice(0, size);
-}
 
 interface Fixture {
   classify: TextClassificationPipeline;
@@ -385,8 +371,9 @@ test('close() with requests in flight answers them 503; a disposed model answers
     await b.service.close();
     extra.cleanup();
 
-    // close() disposing the model while a long unbatched request runs (200 inputs, one forward each).
-    const c = await start({ classify: f.classify, qa: f.qa, batching: false });
+    // close() disposing the model while a long unbatched request runs (200 inputs, one forward each); no
+    // grace, so the request cannot finish (test/server-faults.test.ts covers the grace).
+    const c = await start({ classify: f.classify, qa: f.qa, batching: false, closeGraceMs: 0 });
     const inputs = Array.from({ length: 200 }, (_, i) => SENTENCES[i % SENTENCES.length]);
     const long = call(c.port, 'POST', '/classify', { inputs });
     const agent = new Agent({ keepAlive: true });
