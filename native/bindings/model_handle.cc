@@ -194,7 +194,14 @@ Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bp::Bert m = model(env);
   const std::string dir = get_string(info[0], "dir");
-  return queue_lambda(env, info.This().As<Napi::Object>(), "blockprune.save", [m, dir]() { bp::save_pretrained(m, dir); },
+  // info[1]: files (the tokenizer's) copied into the saved directory, inside the same atomic replacement.
+  std::vector<std::string> copies;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsArray()) throw_type_error(env, "Expected an array of paths for copyFiles but received " + describe(info[1]));
+    auto a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) copies.push_back(get_string(a.Get(i), "copyFiles[" + std::to_string(i) + "]"));
+  }
+  return queue_lambda(env, info.This().As<Napi::Object>(), "blockprune.save", [m, dir, copies]() { bp::save_pretrained(m, dir, copies); },
                       [](Napi::Env e) { return e.Undefined(); });
 }
 
