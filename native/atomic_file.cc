@@ -121,6 +121,13 @@ bool link_tree(const std::string& src, const std::string& dst) {
   return true;
 }
 
+bool holds_cwd(const std::string& dir) {
+  std::unique_ptr<char, void (*)(void*)> cwd(::getcwd(nullptr, 0), std::free), real(::realpath(dir.c_str(), nullptr), std::free);
+  if (!cwd || !real) return true;  // cannot tell: the cautious answer
+  const std::string c = cwd.get(), r = real.get();
+  return c.compare(0, r.size(), r) == 0 && (c.size() == r.size() || c[r.size()] == '/' || r == "/");
+}
+
 // Renames the staged files into `dir`, weights and tokenizer first, config.json (what a loader reads first)
 // last, so that an interrupted run leaves the old config with whole files.
 void publish_files(const std::string& staging, const std::string& dir, std::vector<std::string> names) {
@@ -241,9 +248,10 @@ void write_directory_atomic(const std::string& dir_arg, const std::function<void
   if (exists) remove_stale_temps(dir);
 
   // Staged beside the target, on its file system (the swap is a rename); inside it when the parent is not
-  // writable or the target is a mount point.
+  // writable, the target is a mount point, or it holds this process's working directory (swapped away, the
+  // process would be left in the deleted old one).
   struct stat pst;
-  bool whole = !exists || (::stat(parent.c_str(), &pst) == 0 && pst.st_dev == st.st_dev);
+  bool whole = !exists || (::stat(parent.c_str(), &pst) == 0 && pst.st_dev == st.st_dev && !holds_cwd(dir));
   std::string staging = temp_sibling(dir);
   if (!whole || ::mkdir(staging.c_str(), 0777) != 0) {
     if (whole && (!exists || (errno != EACCES && errno != EPERM))) throw_write_error("cannot create directory", staging, errno);

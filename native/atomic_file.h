@@ -54,10 +54,11 @@ void fsync_dir(const std::string& dir);
 // the new content lacks (tokenizer files, a README, sub-folders) are carried over as hard links, then one
 // renameat2(RENAME_EXCHANGE) (renamex_np(RENAME_SWAP) on macOS) swaps the two: a reader, or a process killed
 // at any instant, sees the old or the new directory, never a mix. Where that cannot be done (a file system
-// without exchange or hard links, a parent that is not writable, `dir` a mount point), the staged files are
-// renamed into `dir` one by one, config.json last: each file is whole and the old ones stay until replaced,
-// but a kill between two renames can pair new weights with the old config. On failure nothing under `dir`
-// has changed and the staging directory is gone. Stale temporaries in `dir` and its parent go first.
+// without exchange or hard links, a parent that is not writable, `dir` a mount point or this process's
+// working directory), the staged files are renamed into `dir` one by one, config.json last: each file is
+// whole and the old ones stay until replaced, but a kill between two renames can pair new weights with the
+// old config. A failure while staging (a full disk) changes nothing under `dir`; the staging directory is
+// removed and the error names `dir`. Stale temporaries in `dir` and its parent are removed first.
 void write_directory_atomic(const std::string& dir, const std::function<void(const std::string& staging)>& fill);
 
 // Removes ".tmp-<pid>-..." entries of `dir` whose process is gone (left by a crash or a kill).

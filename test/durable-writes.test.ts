@@ -13,7 +13,7 @@
  */
 import test from 'ava';
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendDurableSync, writeFileAtomicSync } from '../lib/atomic';
 import { readSafetensors } from '../lib/index';
@@ -297,7 +297,7 @@ test.serial('SIGKILL during checkpoints: every checkpoint directory is complete,
   }
 });
 
-test.serial('other write failures are E_WRITE_FAILED naming the path; stale temporaries go; extra files survive a save', async (t) => {
+test.serial('other write failures are E_WRITE_FAILED naming the path; stale temporaries go; extra files survive a save; the working directory is updated in place', async (t) => {
   const tmp = tempDir('blockprune-durable-');
   const m = await BertModel.fromConfig(CONFIG, { seed: 1 });
   try {
@@ -343,6 +343,24 @@ test.serial('other write failures are E_WRITE_FAILED naming the path; stale temp
     await m.save(link);
     t.true(lstatSync(link).isSymbolicLink());
     t.true(await loads(link));
+
+    // A save swaps in a new directory (a new inode), except for this process's working directory, which is
+    // updated file by file (swapped away, the process would be left in a deleted directory).
+    const ino = statSync(dir).ino;
+    await m.save(dir);
+    const swapped = statSync(dir).ino !== ino;
+    t.log(`save over ${dir}: ${swapped ? 'swapped in whole (RENAME_EXCHANGE)' : 'updated file by file (no exchange on this file system)'}`);
+    const cwd = process.cwd();
+    const inoBefore = statSync(dir).ino;
+    process.chdir(dir);
+    try {
+      await m.save('.');
+      t.is(statSync('.').ino, inoBefore, 'the working directory was not swapped away');
+    } finally {
+      process.chdir(cwd);
+    }
+    t.true(await loads(dir));
+    t.deepEqual(temps(tmp.path, dir), [live]);
   } finally {
     m.dispose();
     tmp.cleanup();
