@@ -3,9 +3,10 @@
  * dense model (or start from a checkpoint), fine-prune it with a preset, compact it, and report accuracy,
  * parameters, the per-layer table, latency dense vs compact, and mask pictures.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from './atomic';
 import {
   ClassificationDataset,
   ClassificationExample,
@@ -221,7 +222,7 @@ async function fineprune(
   out: string,
   work: string,
 ): Promise<JobResult | null> {
-  if (main) mkdirSync(out, { recursive: true });
+  if (main) ensureDir(out);
   const seed = o.seed ?? 42;
   const maxLength = o.maxLength ?? 128;
   const batchSize = o.batchSize ?? 32;
@@ -385,7 +386,7 @@ async function fineprune(
     outputDir: out,
     images,
   };
-  writeFileSync(join(out, 'report.json'), JSON.stringify({ ...result, report: rep, compaction: report }, null, 2));
+  writeFileAtomicSync(join(out, 'report.json'), JSON.stringify({ ...result, report: rep, compaction: report }, null, 2));
   log(
     [
       '',
@@ -403,6 +404,5 @@ async function fineprune(
 }
 
 function writeVocabFrom(tokDir: string, dest: string): void {
-  const { copyFileSync } = require('node:fs') as typeof import('node:fs');
-  for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json']) if (existsSync(join(tokDir, f))) copyFileSync(join(tokDir, f), join(dest, f));
+  for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json']) if (existsSync(join(tokDir, f))) copyFileAtomicSync(join(tokDir, f), join(dest, f));
 }

@@ -8,7 +8,7 @@
  * handle, bypass it): the native core locks a model for each job that uses it, and the getters read a
  * description the last job published, never the model itself (see ModelCell in native/bindings/worker.h).
  */
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ProcessGroup } from './distributed';
 import { BlockpruneError, invalidArg } from './errors';
@@ -209,19 +209,18 @@ export class BertModel {
     return this.enqueue((h) => h.timeForward(batch, options));
   }
 
-  /** Writes config.json and model.safetensors (and copies the tokenizer files of the source directory). */
+  /**
+   * Writes config.json and model.safetensors (and copies the tokenizer files of the source directory).
+   * The directory is replaced atomically (staged beside it, then swapped in): a full disk (E_NO_SPACE),
+   * another write failure (E_WRITE_FAILED) or a kill leaves the previous model whole and loadable.
+   */
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
     const abs = resolve(dir);
     return this.enqueue(async (h) => {
-      mkdirSync(abs, { recursive: true });
-      await h.save(abs);
-      if (this.sourceDir && this.sourceDir !== abs) {
-        for (const f of TOKENIZER_FILES) {
-          const src = join(this.sourceDir, f);
-          if (existsSync(src)) copyFileSync(src, join(abs, f));
-        }
-      }
+      // The copies go into the same staged directory as the weights, so they are swapped in together.
+      const copies = this.sourceDir && this.sourceDir !== abs ? TOKENIZER_FILES.map((f) => join(this.sourceDir!, f)).filter((p) => existsSync(p)) : [];
+      await h.save(abs, copies);
     });
   }
 

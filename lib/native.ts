@@ -171,7 +171,8 @@ export interface NativeModel {
   forward(inputs: NativeForwardInputs, options?: NativeForwardOptions): Promise<Record<string, TensorData>>;
   /** Diagnostic for the bench: times `runs` forwards in one native loop (ms each, after `warmup`). */
   timeForward(inputs: NativeForwardInputs, options?: { runs?: number; warmup?: number }): Promise<Float64Array>;
-  save(dir: string): Promise<void>;
+  /** Replaces `dir` atomically with the model's files and copies of `copyFiles` (native/atomic_file.h). */
+  save(dir: string, copyFiles?: string[]): Promise<void>;
   info(): NativeModelInfo;
   /** Synchronous: E_BUSY while a job uses the model. */
   stateDict(): Record<string, TensorData>;

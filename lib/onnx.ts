@@ -14,10 +14,10 @@
  * two, as for D = 16, 64; otherwise a rounding of the last bit). A layer with no head keeps only the output
  * dense bias of its attention block; a layer with FFN width 0 only the output dense bias of its FFN.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { writeFileAtomic } from './atomic';
 import { BlockpruneError, invalidArg } from './errors';
 import type { BertModel, Task } from './model';
 import type { TensorData } from './native';
@@ -547,33 +547,9 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
   if (m.length > MAX_PROTO_BYTES)
     throw new BlockpruneError('E_INVALID_ARG', `the ONNX model would be ${m.length} bytes, over protobuf's 2 GiB limit (external data is not supported)`);
 
-  // Write beside the target, then rename into place.
+  // Atomically and durably (lib/atomic.ts): a full disk is E_NO_SPACE and leaves any previous file whole.
   const abs = resolve(path);
-  mkdirSync(dirname(abs), { recursive: true });
-  const tmp = `${abs}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w');
-  try {
-    const BATCH_BYTES = 1 << 22;
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
-    const flush = async () => {
-      if (pending.length) await fh.writev(pending);
-      pending = [];
-      pendingBytes = 0;
-    };
-    for (const c of chunks) {
-      pending.push(c);
-      pendingBytes += c.length;
-      if (pending.length >= 512 || pendingBytes >= BATCH_BYTES) await flush();
-    }
-    await flush();
-    await fh.close();
-    await rename(tmp, abs);
-  } catch (e) {
-    await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(abs, chunks);
   return {
     path: abs,
     opset,

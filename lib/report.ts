@@ -3,8 +3,8 @@
  * table nn_pruning users know ("[3072, 768] => [552, 768], intermediate.dense.weight"), densities, and mask
  * pictures (PNG) of `weight != 0`.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensureDir, writeFileAtomicSync } from './atomic';
 import { BertConfigJson, BertModel } from './model';
 import { Canvas, encodePng } from './png';
 
@@ -228,10 +228,10 @@ function downsample(mask: Uint8Array, rows: number, cols: number, maxSide: numbe
  * - `masks.png`: every layer (rows) x the six linears (columns), each squeezed into a square;
  * - `density.png`: per layer, the heads (blue = alive in q, k and v; gray = masked out; lightest = already
  *   removed) and bars of the attention (orange) and FFN (green) density.
- * Returns the files written.
+ * Each file is written atomically and durably (lib/atomic.ts). Returns the files written.
  */
 export async function writeMaskImages(model: BertModel, dir: string): Promise<string[]> {
-  mkdirSync(dir, { recursive: true });
+  ensureDir(dir);
   const masks = await model.masks();
   const c = model.config;
   const files: string[] = [];
@@ -264,7 +264,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
       const img = new Canvas(big.cols, big.rows);
       img.drawDensity(0, 0, big.cols, big.rows, big.data, big.cols, big.rows);
       const file = join(dir, `layer${i}.${lin}.png`);
-      writeFileSync(file, img.toPng());
+      writeFileAtomicSync(file, img.toPng());
       files.push(file);
       const small = downsample(d, rows, cols, panel);
       grid.drawDensity(gap + j * (panel + gap), gap + i * (panel + gap), panel, panel, small.data, small.cols, small.rows);
@@ -272,7 +272,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
     layerDensity.push({ attn: attnN ? attnNz / attnN : 0, ffn: ffnN ? ffnNz / ffnN : 0 });
   }
   const gridFile = join(dir, 'masks.png');
-  writeFileSync(gridFile, grid.toPng());
+  writeFileAtomicSync(gridFile, grid.toPng());
   files.push(gridFile);
 
   // density.png: [heads cells][gap][attention bar][gap][FFN bar] per layer.
@@ -311,7 +311,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
     dens.fillRect(x2, y, barW * layerDensity[i].ffn, cell, [40, 140, 80]);
   }
   const densFile = join(dir, 'density.png');
-  writeFileSync(densFile, dens.toPng());
+  writeFileAtomicSync(densFile, dens.toPng());
   files.push(densFile);
   return files;
 }

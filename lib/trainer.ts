@@ -14,8 +14,9 @@
  * A Ctrl-C on any rank makes all of them checkpoint and stop at the same step. Resume needs the same world
  * size and a checkpoint directory every rank can read.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { appendDurableSync, ensureDir, removeStaleTemps, removeTreeSync, renameDirectorySync, tempSibling, writeFileAtomicSync } from './atomic';
 import { ProcessGroup, shardBatch } from './distributed';
 import { BlockpruneError, invalidArg } from './errors';
 import { BertModel, ForwardBatch, TrainStepResult } from './model';
@@ -211,7 +212,9 @@ export class SparseTrainer {
   /** Logs are rank 0's (the others' entries would repeat its global figures). */
   private log(entry: LogEntry): void {
     if (this.rank !== 0) return;
-    if (this.options.logFile) appendFileSync(this.options.logFile, JSON.stringify(entry) + '\n');
+    // Durable, and a failed append is thrown (a full disk stops the run with E_NO_SPACE) with the file cut
+    // back to its last complete line.
+    if (this.options.logFile) appendDurableSync(this.options.logFile, JSON.stringify(entry) + '\n');
     this.options.onLog?.(entry);
   }
 
@@ -239,7 +242,7 @@ export class SparseTrainer {
     const keep = Math.max(1, o.keepCheckpoints ?? 2);
     const group = o.distributed;
     const worldSize = group?.worldSize ?? 1;
-    if (o.logFile && this.rank === 0) mkdirSync(resolve(o.logFile, '..'), { recursive: true });
+    if (o.logFile && this.rank === 0) ensureDir(resolve(o.logFile, '..'));
     if (group) {
       // Every rank must run the same schedule on the same data: compare what decides it before any step.
       const plan = { length: o.train.length, batchSize, totalSteps, seed, epochs, warmup, lr, pruning: pruning?.options ?? null, teacher: !!o.distillation };
@@ -396,7 +399,11 @@ export class SparseTrainer {
     return metrics;
   }
 
-  /** Writes checkpoint-<step> atomically: into a .tmp directory, then renamed; old ones pruned after. */
+  /**
+   * Writes checkpoint-<step> atomically: every file durably into a `.tmp-<pid>-...` sibling directory, which
+   * is then renamed into place (a kill leaves the checkpoint complete or absent, never partial; temporaries
+   * of killed runs are removed here). Older ones are pruned only after, each renamed away before removal.
+   */
   private async checkpoint(state: Omit<TrainerState, 'format' | 'pruning' | 'worldSize'>, keep: number): Promise<string> {
     const out = resolve(this.options.outputDir!);
     const group = this.options.distributed;
@@ -404,28 +411,35 @@ export class SparseTrainer {
     // Every rank's dropout generator goes into rank 0's checkpoint (a collective: all ranks come here).
     const rngStates = group ? await group.allgather(native().rngState()) : undefined;
     if (group && !group.isMain) return final;
-    mkdirSync(out, { recursive: true });
-    const tmp = `${final}.tmp`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
-    await this.model.save(tmp);
-    await this.model.saveTrainingState(tmp, rngStates);
-    const full: TrainerState = {
-      format: 'blockprune-trainer-1',
-      ...state,
-      pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined,
-      worldSize: group?.worldSize ?? 1,
-    };
-    writeFileSync(join(tmp, STATE_FILE), JSON.stringify(full, null, 2));
-    rmSync(final, { recursive: true, force: true });
-    renameSync(tmp, final);
+    ensureDir(out);
+    removeStaleTemps(out);
+    const tmp = tempSibling(final);
+    try {
+      await this.model.save(tmp);
+      await this.model.saveTrainingState(tmp, rngStates);
+      const full: TrainerState = {
+        format: 'blockprune-trainer-1',
+        ...state,
+        pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined,
+        worldSize: group?.worldSize ?? 1,
+      };
+      writeFileAtomicSync(join(tmp, STATE_FILE), JSON.stringify(full, null, 2));
+      renameDirectorySync(tmp, final);
+    } catch (e) {
+      removeTreeSync(tmp);
+      const code = (e as { code?: string }).code;
+      // Say which checkpoint, with the path the user knows rather than the temporary one.
+      if (code === 'E_NO_SPACE' || code === 'E_WRITE_FAILED')
+        throw new BlockpruneError(code, `checkpoint ${final} not written: ${(e as Error).message.split(tmp).join(final)}`, { cause: e });
+      throw e;
+    }
     // Only now that the new one is complete do older ones go.
     const old = readdirSync(out)
       .map((d) => /^checkpoint-(\d+)$/.exec(d))
       .filter((m): m is RegExpExecArray => !!m)
       .sort((a, b) => Number(b[1]) - Number(a[1]))
       .slice(keep);
-    for (const m of old) rmSync(join(out, m[0]), { recursive: true, force: true });
+    for (const m of old) removeTreeSync(join(out, m[0]));
     this.log({ type: 'checkpoint', step: state.step, epoch: state.epoch, dir: final });
     return final;
   }

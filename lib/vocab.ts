@@ -4,8 +4,8 @@
  * then its most frequent words. Any word the vocabulary lacks splits into characters, so little becomes
  * [UNK]. Written as vocab.txt, it loads with BertTokenizer.fromDir like bert-base-uncased's.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from './atomic';
 
 export const SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
 
@@ -55,10 +55,9 @@ export function buildWordPieceVocab(texts: Iterable<string>, opts: VocabOptions 
   return vocab;
 }
 
-/** Writes vocab.txt (one token per line) into `dir` and returns its path. */
+/** Writes vocab.txt (one token per line) into `dir`, atomically and durably, and returns its path. */
 export function writeVocab(dir: string, vocab: readonly string[]): string {
-  mkdirSync(dir, { recursive: true });
   const path = join(dir, 'vocab.txt');
-  writeFileSync(path, vocab.join('\n') + '\n');
+  writeFileAtomicSync(path, vocab.join('\n') + '\n');
   return path;
 }

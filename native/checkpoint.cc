@@ -8,11 +8,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "atomic_file.h"
 #include "errors.h"
 #include "patch.h"
 #include "safetensors.h"
@@ -337,23 +337,24 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_shapes(cons
   return out;
 }
 
-void save_pretrained(const Bert& model, const std::string& dir) {
-  if (!dir_exists(dir) && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-    throw Error("E_FILE_NOT_FOUND", "cannot create directory " + dir + ": " + std::strerror(errno));
-  write_safetensors(join(dir, "model.safetensors"), state_dict(model), {{"format", "pt"}});
-  const auto path = join(dir, "config.json"), tmp = path + ".tmp";
-  {
-    std::ofstream o(tmp);
-    auto j = model->config().to_json(model->kind());
-    if (is_patched(model)) {
-      j["pruning_plan"] = model->pruning_plan;
-      j["pruning_plan"]["threshold"] = model->pruning_state->threshold;
-    }
-    o << j.dump(2) << "\n";
-    if (!o) throw Error("E_FILE_NOT_FOUND", "cannot write " + tmp);
+void save_pretrained(const Bert& model, const std::string& dir, const std::vector<std::string>& copy_files) {
+  // Everything is read from the model before the directory is touched.
+  const NamedTensors tensors = state_dict(model);
+  auto j = model->config().to_json(model->kind());
+  if (is_patched(model)) {
+    j["pruning_plan"] = model->pruning_plan;
+    j["pruning_plan"]["threshold"] = model->pruning_state->threshold;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Error("E_FILE_NOT_FOUND", "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  const std::string config = j.dump(2) + "\n";
+  // Staged whole, then swapped in: weights and config of one save are never paired with another's.
+  write_directory_atomic(dir, [&](const std::string& staging) {
+    write_safetensors(join(staging, "model.safetensors"), tensors, {{"format", "pt"}});
+    write_file_atomic(join(staging, "config.json"), config);
+    for (const auto& src : copy_files) {
+      const auto slash = src.find_last_of('/');
+      copy_file_atomic(src, join(staging, slash == std::string::npos ? src : src.substr(slash + 1)));
+    }
+  });
 }
 
 }  // namespace bp

@@ -42,8 +42,10 @@ NamedTensors state_dict(const Bert& model);
 // Names (as in state_dict) and shapes, without copying any data.
 std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_shapes(const Bert& model);
 
-// Writes config.json and model.safetensors into `dir` (created if needed).
-void save_pretrained(const Bert& model, const std::string& dir);
+// Writes config.json and model.safetensors into `dir` (created if needed), with copies of `copy_files`
+// (tokenizer files) under their base names. The directory is replaced atomically (write_directory_atomic in
+// native/atomic_file.h): a failure (E_NO_SPACE, E_WRITE_FAILED) or a kill leaves the previous model whole.
+void save_pretrained(const Bert& model, const std::string& dir, const std::vector<std::string>& copy_files = {});
 
 at::Device parse_device(const std::string& device);
 TaskKind parse_task(const std::string& task);

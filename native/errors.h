@@ -32,6 +32,8 @@ class Error : public std::runtime_error {
 //   E_TORCH            an error raised inside libtorch
 //   E_DISTRIBUTED      a data-parallel rendezvous or collective failed (a rank died, timed out, or disagrees)
 //   E_UNSUPPORTED      this build lacks the feature (e.g. no c10d/Gloo, no NCCL)
+//   E_NO_SPACE         a write failed with ENOSPC/EDQUOT (disk or quota full); the previous file is intact
+//   E_WRITE_FAILED     a write failed for another reason (permissions, read-only file system, I/O error)
 inline std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) {

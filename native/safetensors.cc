@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 
+#include "atomic_file.h"
 #include "errors.h"
 
 namespace bp {
@@ -203,28 +204,16 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   std::string hs = header.dump();
   while (hs.size() % 8 != 0) hs.push_back(' ');
 
-  const std::string tmp = path + ".tmp";
-  {
-    FilePtr f(std::fopen(tmp.c_str(), "wb"));
-    if (!f) throw Error("E_FILE_NOT_FOUND", "cannot write " + tmp + ": " + std::strerror(errno));
-    unsigned char len_bytes[8];
-    uint64_t len = hs.size();
-    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((len >> (8 * i)) & 0xff);
-    bool ok = std::fwrite(len_bytes, 1, 8, f.get()) == 8 && std::fwrite(hs.data(), 1, hs.size(), f.get()) == hs.size();
-    for (const auto& [name, t] : sorted) {
-      const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
-      if (ok && n) ok = std::fwrite(t.data_ptr(), 1, n, f.get()) == n;
-    }
-    if (!ok || std::fflush(f.get()) != 0) {
-      f.reset();
-      std::remove(tmp.c_str());
-      throw Error("E_FILE_NOT_FOUND", "failed writing " + tmp + ": " + std::strerror(errno));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("E_FILE_NOT_FOUND", "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
-  }
+  // Through a temporary sibling, every write checked, fsynced, then renamed: a crash or a full disk never
+  // leaves a partial file under `path`, and a failure throws E_NO_SPACE / E_WRITE_FAILED.
+  AtomicFile f(path);
+  unsigned char len_bytes[8];
+  const uint64_t len = hs.size();
+  for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((len >> (8 * i)) & 0xff);
+  f.write(len_bytes, 8);
+  f.write(hs.data(), hs.size());
+  for (const auto& [name, t] : sorted) f.write(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+  f.commit();
 }
 
 }  // namespace bp

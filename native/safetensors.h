@@ -26,7 +26,8 @@ struct SafetensorsFile {
 SafetensorsFile read_safetensors(const std::string& path);
 
 // Writes tensors (any device/layout; copied to contiguous CPU) with keys sorted, header padded with spaces
-// to a multiple of 8 bytes. Written to `path + ".tmp"` then renamed, so a crash never leaves half a file.
+// to a multiple of 8 bytes. Written atomically and durably (native/atomic_file.h): a crash or a full disk
+// never leaves half a file at `path`; failures throw E_NO_SPACE or E_WRITE_FAILED.
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

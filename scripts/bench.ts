@@ -17,9 +17,10 @@
  * show the stalls a mean hides.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { writeFileAtomicSync } from '../lib/atomic';
 import { exportOnnx } from '../lib/onnx';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { buildInfo, getNumThreads } from '../lib/index';
@@ -249,8 +250,7 @@ async function main(): Promise<void> {
   }
   for (const m of models) m.dispose();
   if (args.json) {
-    mkdirSync(dirname(args.json), { recursive: true });
-    writeFileSync(args.json, JSON.stringify({ build: info, threads: getNumThreads(), results }, null, 2));
+    writeFileAtomicSync(args.json, JSON.stringify({ build: info, threads: getNumThreads(), results }, null, 2));
   }
 }
 

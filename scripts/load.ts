@@ -27,11 +27,12 @@
  * (from GET /health) every 1,000, and prints the growth from the 1,000th to the last.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { copyFileAtomicSync, writeFileAtomicSync } from '../lib/atomic';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { BERT_BASE, compactConfig, FlagReader, formatPercentiles, latencyStats, sharedDir } from './common';
 
@@ -117,7 +118,7 @@ async function buildModel(name: ModelName, dir: string, tokenizerDir: string): P
   try {
     await model.save(dir);
     const params = model.numParameters;
-    for (const f of ['tokenizer.json', 'vocab.txt']) if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(dir, f));
+    for (const f of ['tokenizer.json', 'vocab.txt']) if (existsSync(join(tokenizerDir, f))) copyFileAtomicSync(join(tokenizerDir, f), join(dir, f));
     return { params };
   } finally {
     model.dispose();
@@ -485,7 +486,7 @@ async function main(): Promise<void> {
       report.ratios = rs;
     }
     if (args.json) {
-      writeFileSync(args.json, JSON.stringify(report, null, 2) + '\n');
+      writeFileAtomicSync(args.json, JSON.stringify(report, null, 2) + '\n');
       console.log(`\nwrote ${args.json}`);
     }
   } finally {

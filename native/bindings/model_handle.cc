@@ -192,9 +192,18 @@ Napi::Value ModelHandle::TimeForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
-  bp::Bert m = cell(info.Env())->model;
+  Napi::Env env = info.Env();
+  bp::Bert m = cell(env)->model;
   const std::string dir = get_string(info[0], "dir");
-  return Queue(info, "blockprune.save", After::Keep, [m, dir]() { bp::save_pretrained(m, dir); }, [](Napi::Env e) { return e.Undefined(); });
+  // info[1]: files (the tokenizer's) copied into the saved directory, inside the same atomic replacement.
+  std::vector<std::string> copies;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsArray()) throw_type_error(env, "Expected an array of paths for copyFiles but received " + describe(info[1]));
+    auto a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) copies.push_back(get_string(a.Get(i), "copyFiles[" + std::to_string(i) + "]"));
+  }
+  return Queue(info, "blockprune.save", After::Keep, [m, dir, copies]() { bp::save_pretrained(m, dir, copies); },
+               [](Napi::Env e) { return e.Undefined(); });
 }
 
 Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
