@@ -21,6 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
 import type { BertModel, Task } from './model';
 import type { TensorData } from './native';
+import * as v from './validate';
 
 export interface OnnxExportOptions {
   /**
@@ -321,11 +322,10 @@ function packageVersion(): string {
 export async function exportOnnx(model: BertModel, path: string, options: OnnxExportOptions = {}): Promise<OnnxExportReport> {
   if (typeof model !== 'object' || model === null || typeof (model as BertModel).stateDict !== 'function')
     throw invalidArg('model', 'a BertModel', model);
-  if (typeof path !== 'string' || path === '') throw invalidArg('path', 'a file path string', path);
-  if (typeof options !== 'object' || options === null) throw invalidArg('options', 'an options object', options);
-  const opset = options.opset ?? MAX_OPSET;
-  if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET)
-    throw invalidArg('options.opset', `an integer from ${MIN_OPSET} to ${MAX_OPSET}`, opset);
+  v.writableFile('path', path);
+  v.options('options', v.object('options', options), ['opset', 'extras', 'metadata']);
+  const opset = v.integer('options.opset', options.opset ?? MAX_OPSET, { min: MIN_OPSET, max: MAX_OPSET });
+  if (options.extras !== undefined) v.boolean('options.extras', options.extras);
   if (model.patched)
     throw new BlockpruneError(
       'E_INVALID_ARG',
