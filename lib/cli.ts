@@ -21,7 +21,7 @@ import { BertModel } from './model';
 import { pipeline } from './pipelines';
 import { buildReport, formatReport, writeMaskImages } from './report';
 import { DistributedBackend, launch, ProcessGroup } from './distributed';
-import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_TASKS, JobTask, maxPositions, runFinePruneJob } from './job';
+import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_TASKS, JobTask, maxPositions, runFinePruneJob } from './job';
 import { exportOnnx } from './onnx';
 import { normalizePruningOptions } from './pruning';
 import { RUN_FIELDS, RunField } from './trainer';
@@ -222,16 +222,6 @@ const CONFIG_KEYS = [
   'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
   'filledEpochs', 'warmupSteps', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
 ];
-/** Flag spellings and Hugging Face names people put in config files, pointed to the config's own. */
-const CONFIG_ALIASES: Record<string, string> = {
-  epochs: 'pruneEpochs',
-  lr: 'learningRate',
-  denseLr: 'denseLearningRate',
-  learning_rate: 'learningRate',
-  num_train_epochs: 'pruneEpochs',
-  per_device_train_batch_size: 'batchSize',
-  max_seq_length: 'maxLength',
-};
 
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
@@ -246,7 +236,7 @@ function readConfigFile(path: string): Record<string, unknown> {
   } catch (e) {
     throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
   }
-  const o = v.options(`--config ${path}`, v.object(`--config ${path}`, json), CONFIG_KEYS, CONFIG_ALIASES);
+  const o = v.options(`--config ${path}`, v.object(`--config ${path}`, json), CONFIG_KEYS, JOB_ALIASES);
   if (o.pruning !== undefined) v.object(`--config ${path}: pruning`, o.pruning);
   if (o.modelConfig !== undefined) v.object(`--config ${path}: modelConfig`, o.modelConfig);
   return o;
@@ -300,7 +290,14 @@ function trainArgs(values: Values, positionals: string[]) {
     if (n !== undefined) modelConfig[key] = n;
   }
   if (values.model && Object.keys(modelConfig).length) throw new UsageError('--hidden/--layers/--heads/--ffn describe a random model: not with --model');
-  const pick = <T>(cli: T | undefined, key: string): T | undefined => (cli !== undefined ? cli : (fileOpts[key] as T | undefined));
+  // Which options came from the --config file: job errors about them name the file, the others their flag.
+  const fromFile = new Set<string>();
+  const pick = <T>(cli: T | undefined, key: string): T | undefined => {
+    if (cli === undefined && fileOpts[key] !== undefined) fromFile.add(key);
+    return cli !== undefined ? cli : (fileOpts[key] as T | undefined);
+  };
+  if (fileOpts.modelConfig !== undefined) fromFile.add('modelConfig');
+  if (values.output === undefined && fileOpts.output !== undefined) fromFile.add('output');
   const model = pick(values.model as string | undefined, 'model');
   if (model !== undefined) v.modelDirectory('--model', model);
   const geometry = { model, modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined };
@@ -348,7 +345,20 @@ function trainArgs(values: Values, positionals: string[]) {
     rank: intFlag(values, 'rank', 0),
     worldSize: intFlag(values, 'world-size', 1),
   };
-  checkFinePruneJobOptions(job);
+  const flagOf: Record<string, string> = {
+    denseLearningRate: '--dense-lr',
+    pruneEpochs: '--epochs',
+    learningRate: '--lr',
+    pruning: 'the pruning flags',
+    modelConfig: '--hidden/--layers/--heads/--ffn',
+    'modelConfig.hidden_size': '--hidden',
+    'modelConfig.num_hidden_layers': '--layers',
+    'modelConfig.num_attention_heads': '--heads',
+    'modelConfig.intermediate_size': '--ffn',
+  };
+  checkFinePruneJobOptions(job, (k) =>
+    fromFile.has(k.split('.')[0]) ? `${k} in --config ${values.config}` : (flagOf[k] ?? `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
+  );
   return { job, dist };
 }
 

@@ -22,7 +22,7 @@ import { accuracy as accuracyOf, argmax, f1Binary } from './metrics';
 import { PruningConfig, PruningOptions } from './pruning';
 import { buildReport, formatReport, writeMaskImages } from './report';
 import { BertTokenizer } from './tokenizer';
-import { Metrics, RUN_FIELDS, RunField, SparseTrainer } from './trainer';
+import { checkAllowResumeMismatch, Metrics, RunField, SparseTrainer } from './trainer';
 import * as v from './validate';
 import { buildWordPieceVocab, writeVocab } from './vocab';
 
@@ -207,6 +207,17 @@ const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
   'log', 'distributed',
 ];
 
+/** Flag spellings and Hugging Face names people use for the job's options (and in --config files), pointed to ours. */
+export const JOB_ALIASES: Record<string, string> = {
+  epochs: 'pruneEpochs',
+  lr: 'learningRate',
+  denseLr: 'denseLearningRate',
+  learning_rate: 'learningRate',
+  num_train_epochs: 'pruneEpochs',
+  per_device_train_batch_size: 'batchSize',
+  max_seq_length: 'maxLength',
+};
+
 /** The random model's geometry fields, each a positive integer. */
 const GEOMETRY_FIELDS = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'max_position_embeddings'] as const;
 
@@ -230,30 +241,32 @@ export function maxPositions(o: Pick<FinePruneJobOptions, 'model' | 'modelConfig
 /**
  * Every job option, checked before anything is read or written (`blockprune train` calls it first too): types,
  * ranges, the pruning preset, input folders that must exist, the output folder (probed), and the sequence
- * length against the model's position table. Returns the pruning config it built.
+ * length against the model's position table. `nameOf` names an option in messages (the CLI names its flag,
+ * or the --config file it came from). Returns the pruning config it built.
  */
-export function checkFinePruneJobOptions(o: FinePruneJobOptions): PruningConfig {
-  v.options('options', v.object('options', o), JOB_OPTIONS);
-  v.oneOf('options.task', o.task, JOB_TASKS);
-  if (o.distributed !== undefined) v.instance('options.distributed', o.distributed, ProcessGroup, 'a ProcessGroup');
+export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: string) => string = (k) => `options.${k}`): PruningConfig {
+  v.options('options', v.object('options', o), JOB_OPTIONS, JOB_ALIASES);
+  v.oneOf(nameOf('task'), o.task, JOB_TASKS);
+  if (o.distributed !== undefined) v.instance(nameOf('distributed'), o.distributed, ProcessGroup, 'a ProcessGroup');
   const main = !o.distributed || o.distributed.isMain;
-  if (main) v.writableDirectory('options.output', o.output);
-  else v.string('options.output', o.output, { nonEmpty: true });
-  if (o.data !== undefined) v.modelDirectory('options.data', o.data, 'data directory');
-  if (o.model !== undefined) v.modelDirectory('options.model', o.model);
-  if (o.tokenizer !== undefined) v.modelDirectory('options.tokenizer', o.tokenizer, 'tokenizer directory (holding tokenizer.json or vocab.txt)');
-  if (o.teacher !== undefined && o.teacher !== 'none') v.modelDirectory('options.teacher', o.teacher);
+  if (main) v.writableDirectory(nameOf('output'), o.output);
+  else v.string(nameOf('output'), o.output, { nonEmpty: true });
+  if (o.data !== undefined) v.modelDirectory(nameOf('data'), o.data, 'data directory');
+  if (o.model !== undefined) v.modelDirectory(nameOf('model'), o.model);
+  if (o.tokenizer !== undefined) v.modelDirectory(nameOf('tokenizer'), o.tokenizer, 'tokenizer directory (holding tokenizer.json or vocab.txt)');
+  if (o.teacher !== undefined && o.teacher !== 'none') v.modelDirectory(nameOf('teacher'), o.teacher);
   if (o.modelConfig !== undefined) {
-    if (o.model !== undefined) throw v.invalidParameterError('options.modelConfig', 'no value with options.model (it describes a random model)', o.modelConfig);
-    const c = v.object('options.modelConfig', o.modelConfig);
-    for (const k of GEOMETRY_FIELDS) if (c[k] !== undefined) v.positiveInteger(`options.modelConfig.${k}`, c[k]);
+    const name = nameOf('modelConfig');
+    if (o.model !== undefined) throw v.invalidParameterError(name, `no value with ${nameOf('model')} (it describes a random model)`, o.modelConfig);
+    const c = v.object(name, o.modelConfig);
+    for (const k of GEOMETRY_FIELDS) if (c[k] !== undefined) v.positiveInteger(nameOf(`modelConfig.${k}`), c[k]);
     const hidden = (c.hidden_size as number | undefined) ?? 128;
     const heads = (c.num_attention_heads as number | undefined) ?? 4;
-    if (hidden % heads !== 0) throw v.invalidParameterError('options.modelConfig.hidden_size', `a multiple of num_attention_heads ${heads}`, hidden, 'range');
+    if (hidden % heads !== 0) throw v.invalidParameterError(nameOf('modelConfig.hidden_size'), `a multiple of num_attention_heads (${heads})`, hidden, 'range');
   }
   // The sequence length indexes the position table: longer would read past it (4: [CLS] a [SEP] b [SEP] needs room).
-  if (o.maxLength !== undefined) v.integer('options.maxLength', o.maxLength, { min: 4, max: maxPositions(o) });
-  const int = (k: keyof FinePruneJobOptions, min: number) => o[k] !== undefined && v.integer(`options.${k}`, o[k], { min });
+  if (o.maxLength !== undefined) v.integer(nameOf('maxLength'), o.maxLength, { min: 4, max: maxPositions(o) });
+  const int = (k: keyof FinePruneJobOptions, min: number) => o[k] !== undefined && v.integer(nameOf(k), o[k], { min });
   int('batchSize', 1);
   int('denseEpochs', 0);
   int('pruneEpochs', 1);
@@ -263,18 +276,16 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions): PruningConfig 
   int('limit', 1);
   int('evalLimit', 1);
   int('latencyRuns', 1);
-  for (const k of ['denseLearningRate', 'learningRate'] as const) if (o[k] !== undefined) v.number(`options.${k}`, o[k], { min: 0, max: 10 });
-  for (const k of ['alphaCe', 'alphaTeacher'] as const) if (o[k] !== undefined) v.number(`options.${k}`, o[k], { min: 0, max: 1e6 });
-  if (o.temperature !== undefined) v.number('options.temperature', o.temperature, { min: 1e-6, max: 1e6 });
-  for (const k of ['skipInvalid', 'resume'] as const) if (o[k] !== undefined) v.boolean(`options.${k}`, o[k]);
-  const allow = o.allowResumeMismatch;
-  if (allow !== undefined && typeof allow !== 'boolean') {
-    if (!Array.isArray(allow)) throw v.invalidParameterError('options.allowResumeMismatch', `a boolean or an array of ${RUN_FIELDS.join(', ')}`, allow);
-    allow.forEach((f, i) => v.oneOf(`options.allowResumeMismatch[${i}]`, f, RUN_FIELDS));
-  }
-  if (o.log !== undefined) v.func('options.log', o.log);
-  if (o.preset !== undefined) v.string('options.preset', o.preset);
-  if (o.pruning !== undefined) v.object('options.pruning', o.pruning);
+  // The native step's ranges.
+  for (const k of ['denseLearningRate', 'learningRate'] as const) if (o[k] !== undefined) v.number(nameOf(k), o[k], { min: 0, max: 10 });
+  for (const k of ['alphaCe', 'alphaTeacher'] as const) if (o[k] !== undefined) v.number(nameOf(k), o[k], { min: 0, max: 1e6 });
+  if (o.temperature !== undefined) v.number(nameOf('temperature'), o.temperature, { min: 1e-6, max: 1e6 });
+  for (const k of ['skipInvalid', 'resume'] as const) if (o[k] !== undefined) v.boolean(nameOf(k), o[k]);
+  if (o.allowResumeMismatch !== undefined) checkAllowResumeMismatch(nameOf('allowResumeMismatch'), o.allowResumeMismatch);
+  if (o.log !== undefined) v.func(nameOf('log'), o.log);
+  if (o.preset !== undefined) v.string(nameOf('preset'), o.preset);
+  if (o.pruning !== undefined) v.object(nameOf('pruning'), o.pruning);
+  if (o.lambda !== undefined) v.number(nameOf('lambda'), o.lambda, { min: 0 });
   return PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? 20, o.pruning ?? {});
 }
 

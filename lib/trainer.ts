@@ -283,11 +283,7 @@ function checkTrainerOptions(options: SparseTrainerOptions): void {
     if (f.learningRate !== undefined) v.number('options.filled.learningRate', f.learningRate, { min: 0, max: 10 });
   }
   if (o.resume !== undefined && typeof o.resume !== 'boolean') v.string('options.resume', o.resume, { nonEmpty: true });
-  const allow = o.allowResumeMismatch;
-  if (allow !== undefined && typeof allow !== 'boolean') {
-    if (!Array.isArray(allow)) throw v.invalidParameterError('options.allowResumeMismatch', `a boolean or an array of ${RUN_FIELDS.join(', ')}`, allow);
-    allow.forEach((f, i) => v.oneOf(`options.allowResumeMismatch[${i}]`, f, RUN_FIELDS));
-  }
+  if (o.allowResumeMismatch !== undefined) checkAllowResumeMismatch('options.allowResumeMismatch', o.allowResumeMismatch);
   if (o.resume === true && o.outputDir === undefined)
     throw v.invalidParameterError('options.resume', 'a checkpoint directory (resume: true needs outputDir)', true);
   if (o.epochs === 0 && o.maxSteps === undefined) throw v.invalidParameterError('options.epochs', 'at least 1 when maxSteps is not set (nothing to train)', 0, 'range');
@@ -302,6 +298,13 @@ function checkTrainerOptions(options: SparseTrainerOptions): void {
     if (writes) v.writableFile('options.logFile', o.logFile);
     else v.string('options.logFile', o.logFile, { nonEmpty: true });
   }
+}
+
+/** allowResumeMismatch: a boolean or a list of RUN_FIELDS. */
+export function checkAllowResumeMismatch(name: string, allow: unknown): void {
+  if (typeof allow === 'boolean') return;
+  if (!Array.isArray(allow)) throw v.invalidParameterError(name, `a boolean or an array of ${RUN_FIELDS.join(', ')}`, allow);
+  allow.forEach((f, i) => v.oneOf(`${name}[${i}]`, f, RUN_FIELDS));
 }
 
 /** A short hash of the training data: its own fingerprint(), else its first unshuffled batch. */
