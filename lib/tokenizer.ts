@@ -673,10 +673,10 @@ export class BertTokenizer {
    * windows share `docStride` context tokens. Offsets are UTF-16 spans in the original context.
    */
   encodeQuestionContext(question: string, context: string, opts: QuestionContextOptions): QuestionContextWindow[] {
-    v.options('opts', opts, ['maxLength', 'docStride', 'maxQuestionLength']);
-    const maxLength = v.positiveInteger('opts.maxLength', opts?.maxLength);
-    const docStride = v.integer('opts.docStride', opts.docStride, { min: 0 });
-    const maxQuestionLength = opts.maxQuestionLength === undefined ? undefined : v.positiveInteger('opts.maxQuestionLength', opts.maxQuestionLength);
+    const o = v.options('opts', opts, ['maxLength', 'docStride', 'maxQuestionLength']);
+    const maxLength = v.positiveInteger('opts.maxLength', o.maxLength);
+    const docStride = v.integer('opts.docStride', o.docStride, { min: 0 });
+    const maxQuestionLength = o.maxQuestionLength === undefined ? undefined : v.positiveInteger('opts.maxQuestionLength', o.maxQuestionLength);
     let q = this.encodeText(question);
     if (maxQuestionLength !== undefined && q.length > maxQuestionLength) q = q.slice(0, maxQuestionLength);
     const maxCtx = maxLength - q.length - 3;

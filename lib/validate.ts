@@ -109,11 +109,11 @@ export function object(name: string, v: unknown): Record<string, unknown> {
 }
 
 /**
- * An options bag: undefined (or null) is `{}`; anything else must be a plain object whose keys are all in
- * `known` (see knownKeys, which names the closest one). Returns the bag.
+ * An options bag: undefined is `{}`; anything else (null too: callers read its keys) must be a plain object
+ * whose keys are all in `known` (see knownKeys, which names the closest one). Returns the bag.
  */
 export function options(name: string, v: unknown, known: readonly string[], aliases: Record<string, string> = {}): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
+  if (v === undefined) return {};
   const o = object(name, v);
   knownKeys(name, o, known, aliases);
   return o;
