@@ -9,11 +9,11 @@
  *     `Dataset.to_json` writes); for SQuAD, the official `{version, data: [...]}` file.
  *   - anything else: tab-separated text with a header line, read with QUOTE_NONE semantics (quotes are data).
  *
- * Every loader resolves to `{ examples, skipped, skippedReasons }`. A bad row (bad JSON, missing field, unknown
- * label, wrong column count) throws `BlockpruneError` with code `E_BAD_DATA` and a message that names the file and
- * the 1-based line (text formats) or the 0-based row index (parquet, JSON arrays, SQuAD JSON paths); with
- * `skipInvalid: true` such rows are skipped and counted instead. A missing file throws `E_FILE_NOT_FOUND`.
- * `limit` keeps the first N valid examples and stops reading there.
+ * Every loader resolves to `{ examples, skipped, skippedReasons }`. A bad row (bad JSON, missing field, empty or
+ * blank text, unknown label, wrong column count) throws `BlockpruneError` with code `E_BAD_DATA` and a message
+ * that names the file and the 1-based line (text formats) or the 0-based row index (parquet, JSON arrays, SQuAD
+ * JSON paths); with `skipInvalid: true` such rows are skipped and counted instead. A missing file throws
+ * `E_FILE_NOT_FOUND`. `limit` keeps the first N valid examples and stops reading there.
  *
  * Loaders are async (parquet decoding is); the text formats are read synchronously inside.
  */
@@ -1343,7 +1343,7 @@ export class ClassificationDataset {
       const ex = examples[i];
       // A blank text would train on [CLS] [SEP] under a label (the loaders refuse such rows too).
       v.string(`examples[${i}].text`, ex?.text, { nonEmpty: true });
-      if (ex.textPair !== undefined) v.string(`examples[${i}].textPair`, ex.textPair, { nonEmpty: true });
+      if (ex.textPair !== undefined && ex.textPair !== null) v.string(`examples[${i}].textPair`, ex.textPair, { nonEmpty: true });
       if (!Number.isInteger(ex.label) || ex.label < 0) throw invalidArg(`examples[${i}].label`, 'a non-negative integer', ex.label);
       const a = tokenizer.encodeText(ex.text);
       const hasPair = typeof ex.textPair === 'string';

@@ -320,7 +320,7 @@ function dataFingerprint(train: TrainData): { length: number; hash: string } {
   return { length: train.length, hash: h.digest('hex').slice(0, 16) };
 }
 
-/** The first place two JSON values differ ('' when equal): 'pruning.finalThreshold', 'model.layers.1'... */
+/** The first place two JSON values differ (undefined when equal), descending into objects: 'pruning.finalThreshold'. */
 function firstDifference(a: unknown, b: unknown, path: string): { path: string; a: unknown; b: unknown } | undefined {
   if (JSON.stringify(a) === JSON.stringify(b)) return undefined;
   if (v.is.object(a) && v.is.object(b)) {
@@ -372,7 +372,7 @@ export class SparseTrainer {
     for (const f of RUN_FIELDS) {
       const d = firstDifference(old[f], run[f], f);
       if (!d) continue;
-      if (f === 'worldSize' && d) throw mismatch(f, d.a, d.b, ': resume with the same world size (the checkpoint holds one generator state per rank)');
+      if (f === 'worldSize') throw mismatch(f, d.a, d.b, ': resume with the same world size (the checkpoint holds one generator state per rank)');
       if (!allowed(f)) throw mismatch(d.path, d.a, d.b);
       differ.push(`${d.path} ${JSON.stringify(d.a)} -> ${JSON.stringify(d.b)}`);
     }

@@ -9,11 +9,13 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ClassificationDataset, loadGlue, loadSpamAssassin, loadSquad, QADataset } from '../lib/data';
+import { launch, ProcessGroup } from '../lib/distributed';
 import { runFinePruneJob } from '../lib/job';
 import { BertModel } from '../lib/model';
 import { exportOnnx } from '../lib/onnx';
 import { pipeline } from '../lib/pipelines';
 import { PruningConfig } from '../lib/pruning';
+import { buildReport, writeMaskImages } from '../lib/report';
 import { createInferenceServer, DynamicBatcher } from '../lib/server';
 import { BertTokenizer } from '../lib/tokenizer';
 import { SparseTrainer, SparseTrainerOptions } from '../lib/trainer';
@@ -327,6 +329,41 @@ test('the fine-pruning job checks every option before it reads or writes anythin
     t.deepEqual(readdirSync(tmp.path), ['f'], 'no output folder, no vocabulary file');
     t.log(`job: ${n} bad options refused before any file was written`);
   } finally {
+    tmp.cleanup();
+  }
+});
+
+test('process groups, launcher, report and vocabulary options', async (t) => {
+  const tmp = tempDir();
+  const model = await BertModel.fromConfig(TINY, { seed: 1 });
+  try {
+    const file = join(tmp.path, 'file');
+    writeFileSync(file, 'x');
+    const one = { rank: 0, worldSize: 1 };
+    const cases: Table = [
+      ['init worldSize 0', () => ProcessGroup.init({ rank: 0, worldSize: 0 }), /worldSize/],
+      ['init rank 1 of 1', () => ProcessGroup.init({ rank: 1, worldSize: 1 }), /rank/],
+      ['init timeoutMs NaN', () => ProcessGroup.init({ ...one, timeoutMs: Number.NaN }), /timeoutMs/],
+      ['init bucketMb 0', () => ProcessGroup.init({ ...one, bucketMb: 0 }), /bucketMb/],
+      ['init masterPort 70000', () => ProcessGroup.init({ ...one, masterPort: 70000 }), /masterPort/],
+      ['init backend "mpi"', () => ProcessGroup.init({ ...one, backend: 'mpi' as 'gloo' }), /backend/],
+      ['init bucketMB', () => ProcessGroup.init({ ...one, bucketMB: 25 } as object as typeof one), /did you mean "bucketMb"/],
+      ['launch nproc 0', () => launch({ nproc: 0, script: file }), /nproc/],
+      ['launch nnodes 1.5', () => launch({ nproc: 1, nnodes: 1.5, script: file }), /nnodes/],
+      ['launch nodeRank 1 of 1', () => launch({ nproc: 1, nodeRank: 1, script: file }), /nodeRank/],
+      ['launch graceMs -1', () => launch({ nproc: 1, graceMs: -1, script: file }), /graceMs/],
+      ['launch scrpit', () => launch({ nproc: 1, scrpit: file } as object as { nproc: number; script: string }), /did you mean "script"/],
+      ['buildReport mask', () => buildReport(model, { mask: true } as object), /did you mean "masks"/],
+      ['buildReport masks "yes"', () => buildReport(model, { masks: 'yes' as unknown as boolean }), /options\.masks/],
+      ['writeMaskImages into a file', () => writeMaskImages(model, file), /dir.*is a file/],
+      ['vocabulary size 0', () => buildWordPieceVocab(SENTENCES, { size: 0 }), /opts\.size/],
+      ['vocabulary minCharCount -1', () => buildWordPieceVocab(SENTENCES, { minCharCount: -1 }), /opts\.minCharCount/],
+      ['vocabulary maxchars', () => buildWordPieceVocab(SENTENCES, { maxchars: 10 } as object), /did you mean "maxChars"/],
+    ];
+    const n = await expectRefused(t, cases);
+    t.log(`process groups, launcher, report, vocabulary: ${n} bad options refused`);
+  } finally {
+    model.dispose();
     tmp.cleanup();
   }
 });
