@@ -218,8 +218,18 @@ export const JOB_ALIASES: Record<string, string> = {
   max_seq_length: 'maxLength',
 };
 
-/** The random model's geometry fields, each a positive integer. */
-const GEOMETRY_FIELDS = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'max_position_embeddings'] as const;
+/**
+ * The random model's geometry fields and their caps: 4x BERT-large's sizes. A larger value is a typo, and the
+ * model is allocated before the first step (hidden 65536 asks for tens of GB), so it is refused up front.
+ */
+const GEOMETRY_LIMITS = {
+  vocab_size: 1 << 20,
+  hidden_size: 4096,
+  num_hidden_layers: 96,
+  num_attention_heads: 64,
+  intermediate_size: 16384,
+  max_position_embeddings: 8192,
+} as const;
 
 /**
  * The longest sequence the job's model takes: max_position_embeddings of --model's config.json, or of the
@@ -259,7 +269,7 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
     const name = nameOf('modelConfig');
     if (o.model !== undefined) throw v.invalidParameterError(name, `no value with ${nameOf('model')} (it describes a random model)`, o.modelConfig);
     const c = v.object(name, o.modelConfig);
-    for (const k of GEOMETRY_FIELDS) if (c[k] !== undefined) v.positiveInteger(nameOf(`modelConfig.${k}`), c[k]);
+    for (const [k, max] of Object.entries(GEOMETRY_LIMITS)) if (c[k] !== undefined) v.positiveInteger(nameOf(`modelConfig.${k}`), c[k], max);
     const hidden = (c.hidden_size as number | undefined) ?? 128;
     const heads = (c.num_attention_heads as number | undefined) ?? 4;
     if (hidden % heads !== 0) throw v.invalidParameterError(nameOf('modelConfig.hidden_size'), `a multiple of num_attention_heads (${heads})`, hidden, 'range');

@@ -81,7 +81,8 @@ function parseArgs(argv: string[]): LoadArgs {
     else if (k === '--warmup') a.warmup = f.num(0, false);
     else if (k === '--models') a.models = f.list(['dense', 'compact'] as const);
     else if (k === '--modes') a.modes = f.list(['unbatched', 'batched'] as const);
-    else if (k === '--clients') a.clients = f.nums(1);
+    // Each client holds a socket on both ends: past ~1000 the default limit of 1024 open files fails the run.
+    else if (k === '--clients') a.clients = f.nums(1, 1000);
     else if (k === '--max-requests') a.maxRequests = f.num(1);
     else if (k === '--max-batch') a.maxBatch = f.num(1);
     else if (k === '--window-ms') a.windowMs = f.num(0, false);
@@ -91,7 +92,7 @@ function parseArgs(argv: string[]): LoadArgs {
     else if (k === '--keep') a.keep = true;
     else if (k === '--leak') a.leak = true;
     else if (k === '--leak-requests') a.leakRequests = f.num(1);
-    else if (k === '--leak-clients') a.leakClients = f.num(1);
+    else if (k === '--leak-clients') a.leakClients = f.num(1, true, 1000);
     else throw f.unknown();
   }
   return a;

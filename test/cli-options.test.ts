@@ -52,6 +52,7 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [train('--limit', '0'), /--limit/],
       [train('--eval-limit', 'x'), /--eval-limit/],
       [train('--hidden', '0'), /--hidden/],
+      [train('--hidden', '65536', '--heads', '4'), /<= 4096 for --hidden/],
       [train('--layers', '1.5'), /--layers/],
       [train('--heads', 'x'), /--heads/],
       [train('--ffn', '-5'), /--ffn/],
