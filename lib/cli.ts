@@ -13,16 +13,19 @@
  *
  * Each command takes --help.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { BlockpruneError } from './errors';
 import { BertModel } from './model';
 import { pipeline } from './pipelines';
 import { buildReport, formatReport, writeMaskImages } from './report';
 import { DistributedBackend, launch, ProcessGroup } from './distributed';
-import { JOB_TASKS, JobTask, runFinePruneJob } from './job';
+import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_TASKS, JobTask, maxPositions, runFinePruneJob } from './job';
 import { exportOnnx } from './onnx';
-import { normalizePruningOptions, PruningConfig } from './pruning';
+import { normalizePruningOptions } from './pruning';
+import { RUN_FIELDS, RunField } from './trainer';
+import * as v from './validate';
 
 const USAGE = `Usage: blockprune <command> [options]
 
@@ -82,13 +85,19 @@ Data and model:
   --skip-invalid               skip bad data rows (counted, reasons shown) instead of stopping at the first
 Training:
   --dense-epochs N (3)  --dense-lr X (5e-4)  --epochs N: fine-pruning epochs (4)  --lr X (2e-4)
-  --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)  --resume
+  --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)
+  --resume                     continue from the latest checkpoint of --output; a checkpoint of another run
+                               (seed, batch size, data, preset, model, epochs differ) is refused, naming the field
+  --allow-resume-mismatch all|FIELD,...   resume anyway where these differ (seed, batchSize, epochs, maxSteps,
+                               data, pruning, model)
 Pruning (the reference's arguments):
   --preset hybrid|heads|unstructured|block:RxC (hybrid)  --lambda X (20)  --final-threshold X
   --initial-threshold X  --mask-lr X (1e-2)  --dense-lambda X  --attention-lambda X
   --attention-block RxC  --dense-block RxC  --regularization l1|l0|disabled
   --teacher DIR|none (default: the dense model)  --alpha-ce X  --alpha-teacher X  --temperature X
-  --config FILE   a JSON file with any of these (camelCase or the reference's snake_case pruning fields)
+  --config FILE   a JSON object of these options in camelCase (batchSize, pruneEpochs, learningRate, preset,
+                  lambda, modelConfig...; pruning fields under "pruning", camelCase or the reference's snake_case);
+                  flags given on the command line win; unknown keys are refused
 Output:
   --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
   --latency-runs N (30)
@@ -107,113 +116,261 @@ token_type_ids (int64) -> logits | start_logits, end_logits | last_hidden_state,
 compact models (per-layer heads and FFN widths) export; a patched checkpoint is compiled first. Runs in
 onnxruntime (onnxruntime-node, transformers.js) with the same outputs (within 1e-5).`;
 
-class UsageError extends Error {}
+/** A mistake on the command line: exit 2 with the message, and the usage when `showUsage`. */
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly showUsage = false,
+  ) {
+    super(message);
+  }
+}
+
+/** The command being run, for the hint after a usage error. */
+let command = '';
+
+/**
+ * Runs a command's argument checks: a bad value (E_INVALID_ARG from lib/validate.ts, the same checks the API
+ * makes, or node's parseArgs) becomes a usage error, exit 2, before any work is done or any file written.
+ * Other errors (a missing model directory: E_FILE_NOT_FOUND) pass as they are.
+ */
+function checked<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'E_INVALID_ARG' || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')))
+      throw new UsageError((e as Error).message, code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION');
+    throw e;
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; default?: string | boolean; short?: string }>;
+
+/**
+ * node's parseArgs with --help added. A negative number after a flag that takes a value is that value
+ * (`--lambda -5` reads as `--lambda=-5`, then refused by its range with the flag's own message, instead of
+ * parseArgs' "ambiguous" error); an unknown flag names the closest known one.
+ */
+function parse(argv: string[], options: OptionSpec): { values: Values; positionals: string[] } {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = /^--([\w-]+)$/.exec(argv[i])?.[1];
+    if (name && options[name]?.type === 'string' && /^-(\d|\.\d|Infinity)/.test(argv[i + 1] ?? '')) args.push(`--${name}=${argv[++i]}`);
+    else args.push(argv[i]);
+  }
+  try {
+    return parseArgs({ args, allowPositionals: true, options: { ...options, help: { type: 'boolean', short: 'h' } } }) as {
+      values: Values;
+      positionals: string[];
+    };
+  } catch (e) {
+    const flag = (e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec((e as Error).message)?.[1] : undefined;
+    if (!flag) throw e;
+    const hint = v.didYouMean(flag.replace(/^-+/, ''), [...Object.keys(options), 'help']);
+    throw new UsageError(`unknown option ${flag} for ${command}${hint ? ` (did you mean --${hint}?)` : ''}`);
+  }
+}
+
+const str = { type: 'string' as const };
+const bool = { type: 'boolean' as const };
+
+/** A flag's number (undefined when absent), checked by lib/validate.ts: the error names the flag. */
+function numFlag(values: Values, key: string, range: v.NumberRange & { integer?: boolean } = {}): number | undefined {
+  return values[key] === undefined ? undefined : v.flagNumber(`--${key}`, values[key], range);
+}
+
+function intFlag(values: Values, key: string, min = 0, max?: number): number | undefined {
+  return numFlag(values, key, { integer: true, min, max });
+}
+
+function blockFlag(values: Values, key: string): [number, number] | undefined {
+  return values[key] === undefined ? undefined : v.flagPair(`--${key}`, values[key], { min: 1 });
+}
+
+function deviceFlag(values: Values): string {
+  const d = values.device ?? 'cpu';
+  if (typeof d !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(d)) throw v.invalidParameterError('--device', 'cpu, cuda or cuda:N', d, 'range');
+  return d;
+}
+
+/** A model directory argument, which must exist (E_FILE_NOT_FOUND: exit 1, as for any missing input). */
+function modelDirArg(positionals: string[], n: number, usage: string): void {
+  if (positionals.length !== n) throw new UsageError(usage);
+  v.modelDirectory('<model-dir>', positionals[0]);
+}
 
 async function cmdExport(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { onnx: { type: 'string' }, opset: { type: 'string' }, extras: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
+  const { values, positionals } = checked(() => parse(argv, { onnx: str, opset: str, extras: bool }));
   if (values.help) return void console.log(HELP.export);
-  if (positionals.length !== 1) throw new UsageError('export needs exactly one <model-dir>');
-  if (!values.onnx) throw new UsageError('export needs --onnx <file.onnx>');
-  const opset = intArg(values, 'opset');
+  const a = checked(() => {
+    modelDirArg(positionals, 1, 'export needs exactly one <model-dir>');
+    if (!values.onnx) throw new UsageError('export needs --onnx <file.onnx>');
+    return { onnx: v.writableFile('--onnx', values.onnx), opset: intFlag(values, 'opset', 14, 17) };
+  });
   const model = await BertModel.fromPretrained(positionals[0]);
   if (model.patched) await model.compile();
-  const r = await exportOnnx(model, values.onnx, { opset, extras: values.extras });
+  const r = await exportOnnx(model, a.onnx, { opset: a.opset, extras: values.extras === true });
   console.log(`wrote ${r.path}: opset ${r.opset}, ${r.nodes} nodes, ${r.initializers} initializers, ${(r.bytes / 1e6).toFixed(1)} MB; inputs ${r.inputs.join(', ')} -> ${r.outputs.join(', ')}`);
   model.dispose();
 }
 
-function num(values: Record<string, unknown>, key: string): number | undefined {
-  const v = values[key];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${key} expects a number, got ${JSON.stringify(v)}`);
-  return n;
+/** What a --config file may hold: the job's options (camelCase; pruning fields under "pruning"). */
+const CONFIG_KEYS = [
+  'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
+  'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
+  'filledEpochs', 'warmupSteps', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
+];
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new BlockpruneError('E_FILE_NOT_FOUND', `--config ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
+  }
+  const o = v.options(`--config ${path}`, v.object(`--config ${path}`, json), CONFIG_KEYS, JOB_ALIASES);
+  if (o.pruning !== undefined) v.object(`--config ${path}: pruning`, o.pruning);
+  if (o.modelConfig !== undefined) v.object(`--config ${path}: modelConfig`, o.modelConfig);
+  return o;
 }
 
-function intArg(values: Record<string, unknown>, key: string): number | undefined {
-  const n = num(values, key);
-  if (n !== undefined && (!Number.isInteger(n) || n < 0)) throw new UsageError(`--${key} expects a non-negative integer, got ${n}`);
-  return n;
+/** --allow-resume-mismatch all | FIELD,FIELD */
+function allowFlag(values: Values): boolean | RunField[] | undefined {
+  const s = values['allow-resume-mismatch'];
+  if (s === undefined) return undefined;
+  if (s === 'all') return true;
+  return String(s)
+    .split(',')
+    .map((f) => v.oneOf('--allow-resume-mismatch', f.trim(), RUN_FIELDS));
 }
 
-function blockArg(values: Record<string, unknown>, key: string): [number, number] | undefined {
-  const v = values[key];
-  if (v === undefined) return undefined;
-  const m = /^(\d+)x(\d+)$/.exec(String(v));
-  if (!m) throw new UsageError(`--${key} expects RxC, e.g. 32x32, got ${JSON.stringify(v)}`);
-  return [Number(m[1]), Number(m[2])];
+const TRAIN_FLAGS: OptionSpec = {
+  task: str, data: str, output: str, model: str, tokenizer: str, config: str,
+  hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
+  'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
+  'filled-epochs': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str, 'final-threshold': str,
+  'initial-threshold': str, 'mask-lr': str, 'dense-lambda': str, 'attention-lambda': str, 'attention-block': str,
+  'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
+  'latency-runs': str, 'skip-invalid': bool,
+  nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
+  'dist-backend': str, 'dist-timeout': str,
+};
+
+/** Everything `train` was given, checked (flags, --config, then the job's own checks) before any work. */
+function trainArgs(values: Values, positionals: string[]) {
+  if (positionals.length) throw new UsageError(`train takes options only, got ${positionals.join(' ')}`);
+  const fileOpts = typeof values.config === 'string' ? readConfigFile(values.config) : {};
+  const task = (values.task ?? fileOpts.task ?? 'spam') as JobTask;
+  if (!JOB_TASKS.includes(task)) throw new UsageError(`--task must be one of ${JOB_TASKS.join(', ')}, got ${JSON.stringify(task)}`);
+  const pruningJson: Record<string, unknown> = { ...((fileOpts.pruning as Record<string, unknown>) ?? {}) };
+  const setP = (k: string, x: unknown) => x !== undefined && (pruningJson[k] = x);
+  setP('finalThreshold', numFlag(values, 'final-threshold'));
+  setP('initialThreshold', numFlag(values, 'initial-threshold'));
+  setP('maskScoresLearningRate', numFlag(values, 'mask-lr', { min: 0, max: 100 }));
+  setP('denseLambda', numFlag(values, 'dense-lambda', { min: 0 }));
+  setP('attentionLambda', numFlag(values, 'attention-lambda', { min: 0 }));
+  if (values.regularization !== undefined) setP('regularization', v.oneOf('--regularization', values.regularization, ['disabled', 'l1', 'l0'] as const));
+  const ab = blockFlag(values, 'attention-block');
+  if (ab) [pruningJson.attentionBlockRows, pruningJson.attentionBlockCols] = ab;
+  const db = blockFlag(values, 'dense-block');
+  if (db) [pruningJson.denseBlockRows, pruningJson.denseBlockCols] = db;
+  // Either spelling (camelCase or the reference's snake_case) is accepted in the file.
+  const pruning = normalizePruningOptions(pruningJson);
+  const modelConfig: Record<string, unknown> = { ...((fileOpts.modelConfig as Record<string, unknown>) ?? {}) };
+  for (const [flag, key] of [['hidden', 'hidden_size'], ['layers', 'num_hidden_layers'], ['heads', 'num_attention_heads'], ['ffn', 'intermediate_size']] as const) {
+    const n = intFlag(values, flag, 1);
+    if (n !== undefined) modelConfig[key] = n;
+  }
+  if (values.model && Object.keys(modelConfig).length) throw new UsageError('--hidden/--layers/--heads/--ffn describe a random model: not with --model');
+  // Which options came from the --config file: job errors about them name the file, the others their flag.
+  const fromFile = new Set<string>();
+  const pick = <T>(cli: T | undefined, key: string): T | undefined => {
+    if (cli === undefined && fileOpts[key] !== undefined) fromFile.add(key);
+    return cli !== undefined ? cli : (fileOpts[key] as T | undefined);
+  };
+  if (fileOpts.modelConfig !== undefined) fromFile.add('modelConfig');
+  if (values.output === undefined && fileOpts.output !== undefined) fromFile.add('output');
+  const model = pick(values.model as string | undefined, 'model');
+  if (model !== undefined) v.modelDirectory('--model', model);
+  const geometry = { model, modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined };
+  const job: FinePruneJobOptions = {
+    task,
+    data: pick(values.data as string | undefined, 'data'),
+    output: (values.output as string | undefined) ?? (fileOpts.output as string | undefined) ?? join('out', task),
+    ...geometry,
+    tokenizer: pick(values.tokenizer as string | undefined, 'tokenizer'),
+    // The model's position table bounds the sequence length.
+    maxLength: pick(intFlag(values, 'max-length', 4, maxPositions(geometry)), 'maxLength'),
+    limit: pick(intFlag(values, 'limit', 1), 'limit'),
+    evalLimit: pick(intFlag(values, 'eval-limit', 1), 'evalLimit'),
+    denseEpochs: pick(intFlag(values, 'dense-epochs', 0), 'denseEpochs'),
+    denseLearningRate: pick(numFlag(values, 'dense-lr', { min: 0, max: 10 }), 'denseLearningRate'),
+    pruneEpochs: pick(intFlag(values, 'epochs', 1), 'pruneEpochs'),
+    learningRate: pick(numFlag(values, 'lr', { min: 0, max: 10 }), 'learningRate'),
+    batchSize: pick(intFlag(values, 'batch-size', 1), 'batchSize'),
+    warmupSteps: pick(intFlag(values, 'warmup-steps', 0), 'warmupSteps'),
+    seed: pick(intFlag(values, 'seed', 0), 'seed'),
+    filledEpochs: pick(intFlag(values, 'filled-epochs', 0), 'filledEpochs'),
+    resume: pick(values.resume as boolean | undefined, 'resume'),
+    allowResumeMismatch: pick(allowFlag(values), 'allowResumeMismatch'),
+    preset: pick(values.preset as string | undefined, 'preset'),
+    lambda: pick(numFlag(values, 'lambda', { min: 0 }), 'lambda'),
+    pruning,
+    teacher: pick(values.teacher as string | undefined, 'teacher'),
+    alphaCe: pick(numFlag(values, 'alpha-ce', { min: 0 }), 'alphaCe'),
+    alphaTeacher: pick(numFlag(values, 'alpha-teacher', { min: 0 }), 'alphaTeacher'),
+    temperature: pick(numFlag(values, 'temperature', { min: 0, exclusiveMin: true }), 'temperature'),
+    latencyRuns: pick(intFlag(values, 'latency-runs', 1), 'latencyRuns'),
+    skipInvalid: pick(values['skip-invalid'] as boolean | undefined, 'skipInvalid'),
+  };
+  // Data-parallel settings.
+  const nnodes = intFlag(values, 'nnodes', 1) ?? 1;
+  const backend = values['dist-backend'] === undefined ? undefined : v.oneOf('--dist-backend', values['dist-backend'], ['gloo', 'nccl'] as const);
+  const dist = {
+    nproc: intFlag(values, 'nproc', 1),
+    nnodes,
+    nodeRank: intFlag(values, 'node-rank', 0, nnodes - 1),
+    masterAddr: values['master-addr'] as string | undefined,
+    masterPort: intFlag(values, 'master-port', 1, 65535),
+    backend: backend as DistributedBackend | undefined,
+    timeoutS: numFlag(values, 'dist-timeout', { min: 0, exclusiveMin: true }),
+    rank: intFlag(values, 'rank', 0),
+    worldSize: intFlag(values, 'world-size', 1),
+  };
+  const flagOf: Record<string, string> = {
+    denseLearningRate: '--dense-lr',
+    pruneEpochs: '--epochs',
+    learningRate: '--lr',
+    pruning: 'the pruning flags',
+    modelConfig: '--hidden/--layers/--heads/--ffn',
+    'modelConfig.hidden_size': '--hidden',
+    'modelConfig.num_hidden_layers': '--layers',
+    'modelConfig.num_attention_heads': '--heads',
+    'modelConfig.intermediate_size': '--ffn',
+  };
+  checkFinePruneJobOptions(job, (k) =>
+    fromFile.has(k.split('.')[0]) ? `${k} in --config ${values.config}` : (flagOf[k] ?? `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
+  );
+  return { job, dist };
 }
 
 async function cmdTrain(argv: string[]): Promise<void> {
-  const str = { type: 'string' as const };
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      task: str, data: str, output: str, model: str, tokenizer: str, config: str,
-      hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
-      'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
-      'filled-epochs': str, resume: { type: 'boolean' }, preset: str, lambda: str, 'final-threshold': str,
-      'initial-threshold': str, 'mask-lr': str, 'dense-lambda': str, 'attention-lambda': str, 'attention-block': str,
-      'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
-      'latency-runs': str, 'skip-invalid': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
-      'dist-backend': str, 'dist-timeout': str,
-    },
-  });
+  const { values, positionals } = checked(() => parse(argv, TRAIN_FLAGS));
   if (values.help) return void console.log(HELP.train);
-  if (positionals.length) throw new UsageError(`train takes options only, got ${positionals.join(' ')}`);
-  let fileOpts: Record<string, unknown> = {};
-  if (values.config) {
-    try {
-      fileOpts = JSON.parse(readFileSync(values.config, 'utf8'));
-    } catch (e) {
-      throw new UsageError(`--config ${values.config}: ${(e as Error).message}`);
-    }
-  }
-  const task = (values.task ?? (fileOpts.task as string) ?? 'spam') as JobTask;
-  if (!JOB_TASKS.includes(task)) throw new UsageError(`--task must be one of ${JOB_TASKS.join(', ')}`);
-  const pruningJson: Record<string, unknown> = { ...((fileOpts.pruning as Record<string, unknown>) ?? {}) };
-  const setP = (k: string, v: unknown) => v !== undefined && (pruningJson[k] = v);
-  setP('finalThreshold', num(values, 'final-threshold'));
-  setP('initialThreshold', num(values, 'initial-threshold'));
-  setP('maskScoresLearningRate', num(values, 'mask-lr'));
-  setP('denseLambda', num(values, 'dense-lambda'));
-  setP('attentionLambda', num(values, 'attention-lambda'));
-  setP('regularization', values.regularization);
-  const ab = blockArg(values, 'attention-block');
-  if (ab) [pruningJson.attentionBlockRows, pruningJson.attentionBlockCols] = ab;
-  const db = blockArg(values, 'dense-block');
-  if (db) [pruningJson.denseBlockRows, pruningJson.denseBlockCols] = db;
-  // Validate the pruning fields now (clear errors before any data is read); either spelling is accepted.
-  const given = normalizePruningOptions(pruningJson);
-  PruningConfig.preset(values.preset ?? (fileOpts.preset as string) ?? 'hybrid', num(values, 'lambda') ?? (fileOpts.lambda as number) ?? 20, given);
-  const modelConfig: Record<string, number> = { ...((fileOpts.modelConfig as Record<string, number>) ?? {}) };
-  for (const [flag, key] of [['hidden', 'hidden_size'], ['layers', 'num_hidden_layers'], ['heads', 'num_attention_heads'], ['ffn', 'intermediate_size']] as const) {
-    const v = intArg(values, flag);
-    if (v !== undefined) modelConfig[key] = v;
-  }
-  if (values.model && Object.keys(modelConfig).length) throw new UsageError('--hidden/--layers/--heads/--ffn describe a random model: not with --model');
-  if (values.teacher && values.teacher !== 'none' && !existsSync(values.teacher)) throw new UsageError(`--teacher ${values.teacher} does not exist`);
-  const pick = <T>(cli: T | undefined, key: string): T | undefined => (cli !== undefined ? cli : (fileOpts[key] as T | undefined));
+  const { job, dist } = checked(() => trainArgs(values, positionals));
 
   // Data-parallel: --nproc starts the ranks on this machine (as torchrun does) and waits for them; a rank (or a
   // process started by hand or by torchrun) joins the group that --rank/--world-size or the environment name.
-  const nproc = intArg(values, 'nproc');
-  if (nproc !== undefined && nproc < 1) throw new UsageError('--nproc expects at least 1');
-  const nnodes = intArg(values, 'nnodes') ?? 1;
-  const masterPort = intArg(values, 'master-port');
-  if (masterPort !== undefined && (masterPort < 1 || masterPort > 65535)) throw new UsageError('--master-port expects a port in 1..65535');
-  const backend = values['dist-backend'] as DistributedBackend | undefined;
-  if (backend !== undefined && backend !== 'gloo' && backend !== 'nccl') throw new UsageError('--dist-backend must be gloo or nccl');
-  const distTimeout = num(values, 'dist-timeout');
-  if (distTimeout !== undefined && !(distTimeout > 0)) throw new UsageError('--dist-timeout expects seconds > 0');
-  if (nproc !== undefined && (nproc > 1 || nnodes > 1)) {
-    if (values.rank !== undefined || values['world-size'] !== undefined) throw new UsageError('--nproc starts the ranks itself: not with --rank/--world-size');
+  if (dist.nproc !== undefined && (dist.nproc > 1 || dist.nnodes > 1)) {
+    if (dist.rank !== undefined || dist.worldSize !== undefined) throw new UsageError('--nproc starts the ranks itself: not with --rank/--world-size');
     if (process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined) throw new UsageError('--nproc inside a rank (RANK and WORLD_SIZE are set)');
     const args: string[] = [];
     for (let i = 0; i < argv.length; i++) {
@@ -222,11 +379,11 @@ async function cmdTrain(argv: string[]): Promise<void> {
       else if (!/^--(nproc|nnodes|node-rank)=/.test(a)) args.push(a);
     }
     const r = await launch({
-      nproc,
-      nnodes,
-      nodeRank: intArg(values, 'node-rank'),
-      masterAddr: values['master-addr'],
-      masterPort,
+      nproc: dist.nproc,
+      nnodes: dist.nnodes,
+      nodeRank: dist.nodeRank,
+      masterAddr: dist.masterAddr,
+      masterPort: dist.masterPort,
       script: process.argv[1],
       args: ['train', ...args],
     });
@@ -238,9 +395,8 @@ async function cmdTrain(argv: string[]): Promise<void> {
     return;
   }
   const env = ProcessGroup.optionsFromEnv();
-  const worldSize = intArg(values, 'world-size') ?? env?.worldSize ?? 1;
-  const rank = intArg(values, 'rank') ?? env?.rank ?? 0;
-  if (worldSize < 1) throw new UsageError('--world-size expects at least 1');
+  const worldSize = dist.worldSize ?? env?.worldSize ?? 1;
+  const rank = dist.rank ?? env?.rank ?? 0;
   if (rank >= worldSize) throw new UsageError(`--rank must be below the world size ${worldSize}`);
   const group =
     worldSize > 1
@@ -248,43 +404,14 @@ async function cmdTrain(argv: string[]): Promise<void> {
           ...env,
           rank,
           worldSize,
-          masterAddr: values['master-addr'] ?? env?.masterAddr,
-          masterPort: masterPort ?? env?.masterPort,
-          backend,
-          timeoutMs: distTimeout !== undefined ? distTimeout * 1000 : undefined,
+          masterAddr: dist.masterAddr ?? env?.masterAddr,
+          masterPort: dist.masterPort ?? env?.masterPort,
+          backend: dist.backend,
+          timeoutMs: dist.timeoutS !== undefined ? dist.timeoutS * 1000 : undefined,
         })
       : undefined;
   try {
-    await runFinePruneJob({
-      task,
-      data: pick(values.data, 'data'),
-      output: values.output ?? (fileOpts.output as string) ?? join('out', task),
-      model: pick(values.model, 'model'),
-      tokenizer: pick(values.tokenizer, 'tokenizer'),
-      modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined,
-      maxLength: pick(intArg(values, 'max-length'), 'maxLength'),
-      limit: pick(intArg(values, 'limit'), 'limit'),
-      evalLimit: pick(intArg(values, 'eval-limit'), 'evalLimit'),
-      denseEpochs: pick(intArg(values, 'dense-epochs'), 'denseEpochs'),
-      denseLearningRate: pick(num(values, 'dense-lr'), 'denseLearningRate'),
-      pruneEpochs: pick(intArg(values, 'epochs'), 'pruneEpochs'),
-      learningRate: pick(num(values, 'lr'), 'learningRate'),
-      batchSize: pick(intArg(values, 'batch-size'), 'batchSize'),
-      warmupSteps: pick(intArg(values, 'warmup-steps'), 'warmupSteps'),
-      seed: pick(intArg(values, 'seed'), 'seed'),
-      filledEpochs: pick(intArg(values, 'filled-epochs'), 'filledEpochs'),
-      resume: values.resume ?? (fileOpts.resume as boolean | undefined),
-      preset: pick(values.preset, 'preset'),
-      lambda: pick(num(values, 'lambda'), 'lambda'),
-      pruning: given,
-      teacher: pick(values.teacher, 'teacher'),
-      alphaCe: pick(num(values, 'alpha-ce'), 'alphaCe'),
-      alphaTeacher: pick(num(values, 'alpha-teacher'), 'alphaTeacher'),
-      temperature: pick(num(values, 'temperature'), 'temperature'),
-      latencyRuns: pick(intArg(values, 'latency-runs'), 'latencyRuns'),
-      skipInvalid: values['skip-invalid'] ?? (fileOpts.skipInvalid as boolean | undefined),
-      distributed: group,
-    });
+    await runFinePruneJob({ ...job, distributed: group });
   } catch (e) {
     // Without a barrier: the other ranks learn of this one's failure from its closed connections at once.
     await group?.abort();
@@ -294,21 +421,15 @@ async function cmdTrain(argv: string[]): Promise<void> {
 }
 
 async function cmdReport(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      images: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = checked(() => parse(argv, { json: bool, images: str, device: str }));
   if (values.help) return void console.log(HELP.report);
-  if (positionals.length !== 1) throw new UsageError('report needs exactly one <model-dir>');
-  const model = await BertModel.fromPretrained(positionals[0], { device: values.device });
+  const a = checked(() => {
+    modelDirArg(positionals, 1, 'report needs exactly one <model-dir>');
+    return { device: deviceFlag(values), images: values.images === undefined ? undefined : v.writableDirectory('--images', values.images) };
+  });
+  const model = await BertModel.fromPretrained(positionals[0], { device: a.device });
   const report = await buildReport(model, { masks: true });
-  const files = values.images ? await writeMaskImages(model, values.images) : [];
+  const files = a.images ? await writeMaskImages(model, a.images) : [];
   if (values.json) console.log(JSON.stringify({ ...report, images: files }, null, 2));
   else {
     console.log(formatReport(report));
@@ -318,26 +439,24 @@ async function cmdReport(argv: string[]): Promise<void> {
 }
 
 async function cmdCompact(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      mode: { type: 'string', default: 'dense' },
-      'export-filled': { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = checked(() => parse(argv, { mode: str, 'export-filled': str, device: str }));
   if (values.help) return void console.log(HELP.compact);
-  if (positionals.length !== 2) throw new UsageError('compact needs <model-dir> <out-dir>');
-  if (values.mode !== 'dense' && values.mode !== 'heads') throw new UsageError('--mode is dense or heads');
-  const model = await BertModel.fromPretrained(positionals[0], { device: values.device });
-  const { model: small, report } = await model.compact(values.mode);
+  const a = checked(() => {
+    modelDirArg(positionals, 2, 'compact needs <model-dir> <out-dir>');
+    return {
+      mode: v.oneOf('--mode', values.mode ?? 'dense', ['dense', 'heads'] as const),
+      device: deviceFlag(values),
+      out: v.writableDirectory('<out-dir>', positionals[1]),
+      filled: values['export-filled'] === undefined ? undefined : v.writableDirectory('--export-filled', values['export-filled']),
+    };
+  });
+  const model = await BertModel.fromPretrained(positionals[0], { device: a.device });
+  const { model: small, report } = await model.compact(a.mode);
   const diff = await outputDifference(model, small);
-  await small.save(positionals[1]);
-  if (values['export-filled']) await small.exportFilled(values['export-filled']);
+  await small.save(a.out);
+  if (a.filled) await small.exportFilled(a.filled);
   console.log(
-    `compacted ${positionals[0]} -> ${positionals[1]} (${values.mode})\n` +
+    `compacted ${positionals[0]} -> ${positionals[1]} (${a.mode})\n` +
       `  parameters ${report.parametersBefore.toLocaleString('en-US')} -> ${report.parametersAfter.toLocaleString('en-US')} ` +
       `(${(report.parametersBefore / report.parametersAfter).toFixed(2)}x fewer)\n` +
       `  heads per layer ${report.heads.join(' ')}\n  FFN per layer ${report.ffnWidths.join(' ')}\n` +
@@ -364,14 +483,13 @@ async function outputDifference(a: BertModel, b: BertModel): Promise<number> {
 }
 
 async function cmdInfo(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { device: { type: 'string', default: 'cpu' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
-  });
+  const { values, positionals } = checked(() => parse(argv, { device: str, json: bool }));
   if (values.help) return void console.log(HELP.info);
-  if (positionals.length !== 1) throw new UsageError('info needs exactly one <model-dir>');
-  const model = await BertModel.fromPretrained(positionals[0], { device: values.device });
+  const device = checked(() => {
+    modelDirArg(positionals, 1, 'info needs exactly one <model-dir>');
+    return deviceFlag(values);
+  });
+  const model = await BertModel.fromPretrained(positionals[0], { device });
   const c = model.config;
   const summary = {
     dir: model.sourceDir,
@@ -393,43 +511,43 @@ async function cmdInfo(argv: string[]): Promise<void> {
 }
 
 async function cmdPredict(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      text: { type: 'string' },
-      pair: { type: 'string' },
-      question: { type: 'string' },
-      context: { type: 'string' },
-      'context-file': { type: 'string' },
-      'top-k': { type: 'string' },
-      tokenizer: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = checked(() =>
+    parse(argv, { text: str, pair: str, question: str, context: str, 'context-file': str, 'top-k': str, tokenizer: str, device: str }),
+  );
   if (values.help) return void console.log(HELP.predict);
-  if (positionals.length !== 1) throw new UsageError('predict needs exactly one <model-dir>');
-  const topK = values['top-k'] === undefined ? undefined : Number(values['top-k']);
-  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1)) throw new UsageError('--top-k expects a positive integer');
+  const a = checked(() => {
+    modelDirArg(positionals, 1, 'predict needs exactly one <model-dir>');
+    if (values.question !== undefined && values.text !== undefined) throw new UsageError('give either --text or --question, not both');
+    if (values.question === undefined && values.text === undefined) throw new UsageError('predict needs --text or --question');
+    if (values.question !== undefined && values.context === undefined && values['context-file'] === undefined)
+      throw new UsageError('--question needs --context or --context-file');
+    if (values.tokenizer !== undefined) v.modelDirectory('--tokenizer', values.tokenizer, 'tokenizer directory');
+    let context = values.context as string | undefined;
+    if (context === undefined && values['context-file'] !== undefined) {
+      const f = String(values['context-file']);
+      if (!statSync(f, { throwIfNoEntry: false })?.isFile()) throw new BlockpruneError('E_FILE_NOT_FOUND', `--context-file ${f} is not a readable file`);
+      context = readFileSync(f, 'utf8');
+    }
+    return { topK: intFlag(values, 'top-k', 1), device: deviceFlag(values), context, tokenizer: values.tokenizer as string | undefined };
+  });
   const dir = positionals[0];
+  const popts = { device: a.device, tokenizer: a.tokenizer };
   if (values.question !== undefined) {
-    if (values.text !== undefined) throw new UsageError('give either --text or --question, not both');
-    const context = values.context ?? (values['context-file'] ? readFileSync(values['context-file'], 'utf8') : undefined);
-    if (context === undefined) throw new UsageError('--question needs --context or --context-file');
-    const qa = await pipeline('question-answering', dir, { device: values.device, tokenizer: values.tokenizer });
-    console.log(JSON.stringify(await qa({ question: values.question, context }, { topK }), null, 2));
+    const qa = await pipeline('question-answering', dir, popts);
+    console.log(JSON.stringify(await qa({ question: String(values.question), context: a.context as string }, { topK: a.topK }), null, 2));
     qa.dispose();
-  } else if (values.text !== undefined) {
-    const classify = await pipeline('text-classification', dir, { device: values.device, tokenizer: values.tokenizer });
-    const input = values.pair === undefined ? values.text : { text: values.text, textPair: values.pair };
-    console.log(JSON.stringify(await classify(input, { topK }), null, 2));
+  } else {
+    const classify = await pipeline('text-classification', dir, popts);
+    const text = String(values.text);
+    const input = values.pair === undefined ? text : { text, textPair: String(values.pair) };
+    console.log(JSON.stringify(await classify(input, { topK: a.topK }), null, 2));
     classify.dispose();
-  } else throw new UsageError('predict needs --text or --question');
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
+  command = cmd ?? '';
   switch (cmd) {
     case 'info':
       return cmdInfo(rest);
@@ -460,13 +578,15 @@ async function main(argv: string[]): Promise<void> {
       console.log(USAGE);
       return;
     default:
-      throw new UsageError(`unknown command '${cmd}'`);
+      throw new UsageError(`unknown command '${cmd}'`, true);
   }
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
-  if (e instanceof UsageError || (e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    console.error(`blockprune: ${(e as Error).message}\n\n${USAGE}`);
+  if (e instanceof UsageError) {
+    // One line that names the flag, then where to look; the whole usage only when the command or flag is unknown.
+    console.error(`blockprune: ${e.message}`);
+    console.error(e.showUsage ? `\n${USAGE}` : `Run 'blockprune ${command} --help' for the options.`);
     process.exit(2);
   }
   const err = e as Error & { code?: string };

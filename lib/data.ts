@@ -9,18 +9,20 @@
  *     `Dataset.to_json` writes); for SQuAD, the official `{version, data: [...]}` file.
  *   - anything else: tab-separated text with a header line, read with QUOTE_NONE semantics (quotes are data).
  *
- * Every loader resolves to `{ examples, skipped, skippedReasons }`. A bad row (bad JSON, missing field, unknown
- * label, wrong column count) throws `BlockpruneError` with code `E_BAD_DATA` and a message that names the file and
- * the 1-based line (text formats) or the 0-based row index (parquet, JSON arrays, SQuAD JSON paths); with
- * `skipInvalid: true` such rows are skipped and counted instead. A missing file throws `E_FILE_NOT_FOUND`.
- * `limit` keeps the first N valid examples and stops reading there.
+ * Every loader resolves to `{ examples, skipped, skippedReasons }`. A bad row (bad JSON, missing field, empty or
+ * blank text, unknown label, wrong column count) throws `BlockpruneError` with code `E_BAD_DATA` and a message
+ * that names the file and the 1-based line (text formats) or the 0-based row index (parquet, JSON arrays, SQuAD
+ * JSON paths); with `skipInvalid: true` such rows are skipped and counted instead. A missing file throws
+ * `E_FILE_NOT_FOUND`. `limit` keeps the first N valid examples and stops reading there.
  *
  * Loaders are async (parquet decoding is); the text formats are read synchronously inside.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
 import { BlockpruneError, invalidArg } from './errors';
+import * as v from './validate';
 import type { ErrorCode } from './errors';
 import type { ForwardBatch } from './model';
 import type { BertTokenizer } from './tokenizer';
@@ -227,17 +229,14 @@ function readText(file: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
-function checkLoadOptions(opts: LoadOptions | SpamAssassinOptions | undefined): void {
-  if (opts === undefined) return;
-  if (typeof opts !== 'object' || opts === null) throw invalidArg('opts', 'an options object', opts);
-  const limit = opts.limit;
-  if (limit !== undefined && !(typeof limit === 'number' && Number.isInteger(limit) && limit >= 0)) {
-    throw invalidArg('opts.limit', 'a non-negative integer', limit);
-  }
-  const format = (opts as LoadOptions).format;
-  if (format !== undefined && !['tsv', 'jsonl', 'json', 'parquet'].includes(format)) {
-    throw invalidArg('opts.format', "'tsv', 'jsonl', 'json' or 'parquet'", format);
-  }
+const LOAD_OPTIONS = ['skipInvalid', 'limit', 'format'] as const;
+
+/** The options every loader shares (`known`: the keys this loader takes), unknown keys refused. */
+function checkLoadOptions(opts: LoadOptions | SpamAssassinOptions | undefined, known: readonly string[] = LOAD_OPTIONS): void {
+  const o = v.options('opts', opts, known);
+  if (o.limit !== undefined) v.integer('opts.limit', o.limit, { min: 0 });
+  if (o.skipInvalid !== undefined) v.boolean('opts.skipInvalid', o.skipInvalid);
+  if (o.format !== undefined) v.oneOf('opts.format', o.format, ['tsv', 'jsonl', 'json', 'parquet'] as const);
 }
 
 function guessFormat(file: string, opts: LoadOptions): DataFormat {
@@ -333,9 +332,16 @@ function findColumn(header: readonly string[], candidates: readonly string[] | u
   return -1;
 }
 
-function requireString(v: unknown, field: string): string {
-  if (typeof v !== 'string') throw new RowError(`field ${field} is ${describe(v)}, expected a string`);
-  return v;
+function requireString(value: unknown, field: string): string {
+  if (typeof value !== 'string') throw new RowError(`field ${field} is ${describe(value)}, expected a string`);
+  return value;
+}
+
+/** A string with something to tokenize: an empty or blank text would train on [CLS] [SEP] under some label. */
+function requireText(value: unknown, field: string): string {
+  const s = requireString(value, field);
+  if (s.trim() === '') throw new RowError(`field ${field} is ${s === '' ? 'empty' : 'only whitespace'}`);
+  return s;
 }
 
 /** A label value (string name or number, boolean, integer, bigint) → class index in `names`. */
@@ -506,9 +512,9 @@ interface RawFields {
 }
 
 function toClassificationExample(raw: RawFields, cols: ClassificationColumns): ClassificationExample {
-  const text = requireString(raw.text, cols.text[0]);
+  const text = requireText(raw.text, cols.text[0]);
   const ex: ClassificationExample = { text, label: parseLabel(raw.label, cols.labelNames) };
-  if (cols.textPair) ex.textPair = requireString(raw.textPair, cols.textPair[0]);
+  if (cols.textPair) ex.textPair = requireText(raw.textPair, cols.textPair[0]);
   const id = parseId(raw.id);
   if (id !== undefined) ex.id = id;
   return ex;
@@ -670,8 +676,8 @@ function toQAExample(raw: RawQa, version2: boolean, seen: Set<string>): QAExampl
   else if (typeof raw.id === 'number' || typeof raw.id === 'bigint') id = String(raw.id);
   else throw new RowError(`id is ${describe(raw.id)}`);
   if (seen.has(id)) throw new RowError(`duplicate question id ${id}`);
-  const question = requireString(raw.question, 'question');
-  const context = raw.context;
+  const question = requireText(raw.question, 'question');
+  const context = requireText(raw.context, 'context');
   if (!Array.isArray(raw.answers)) throw new RowError(`answers is ${describe(raw.answers)}, expected an array`);
   const answers: QAAnswer[] = [];
   for (let k = 0; k < raw.answers.length; k++) {
@@ -738,8 +744,9 @@ function hfSquadRow(row: Record<string, unknown>): RawQa {
  * have `answers: []` (their `plausible_answers` are not kept); `dropImpossible` leaves them out.
  */
 export async function loadSquad(file: string, opts: SquadLoadOptions = {}): Promise<SquadLoadResult> {
-  checkLoadOptions(opts);
-  if (opts.version2 !== undefined && typeof opts.version2 !== 'boolean') throw invalidArg('opts.version2', 'a boolean', opts.version2);
+  checkLoadOptions(opts, [...LOAD_OPTIONS, 'version2', 'dropImpossible']);
+  if (opts.version2 !== undefined) v.boolean('opts.version2', opts.version2);
+  if (opts.dropImpossible !== undefined) v.boolean('opts.dropImpossible', opts.dropImpossible);
   checkFile(file, 'SQuAD');
   const c = new Collector<QAExample>(opts);
   const seen = new Set<string>();
@@ -899,9 +906,8 @@ interface SpamRow {
  * id = "group/id".
  */
 export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<LoadResult<ClassificationExample>> {
-  checkLoadOptions(opts);
-  const maxChars = opts.maxChars ?? 4000;
-  if (!Number.isInteger(maxChars) || maxChars < 1) throw invalidArg('opts.maxChars', 'a positive integer', opts.maxChars);
+  checkLoadOptions(opts, ['maxChars', 'limit', 'skipInvalid']);
+  const maxChars = v.positiveInteger('opts.maxChars', opts.maxChars ?? 4000);
   let corpus: () => SpamRow[];
   try {
     corpus = require(SPAM_PACKAGE) as () => SpamRow[];
@@ -928,7 +934,9 @@ export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<
       if (row.group.startsWith('spam')) label = 1;
       else if (row.group.includes('ham')) label = 0;
       else throw new RowError(`unknown group ${describe(row.group)}`);
-      return { text: emailToText(row.text, maxChars), label, id: `${row.group}/${String(row.id ?? i)}` };
+      const text = emailToText(row.text, maxChars);
+      if (text.trim() === '') throw new RowError('no readable text in the email');
+      return { text, label, id: `${row.group}/${String(row.id ?? i)}` };
     });
     if (!go) break;
   }
@@ -1211,17 +1219,13 @@ function makeIdStore(n: number, vocabSize: number): IdStore {
   return vocabSize <= 65536 ? new Uint16Array(n) : new Int32Array(n);
 }
 
-function checkPositiveInt(v: unknown, name: string, min = 1): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw invalidArg(name, `an integer >= ${min}`, v);
-  return v;
-}
-
 function batchOrder(n: number, batchSize: number, opts: BatchOptions): Int32Array {
-  checkPositiveInt(batchSize, 'batchSize');
-  const seed = opts.seed ?? 0;
-  const epoch = opts.epoch ?? 0;
-  if (!Number.isInteger(seed)) throw invalidArg('opts.seed', 'an integer', seed);
-  if (!Number.isInteger(epoch) || epoch < 0) throw invalidArg('opts.epoch', 'a non-negative integer', epoch);
+  v.positiveInteger('batchSize', batchSize);
+  v.options('opts', opts, ['shuffle', 'seed', 'epoch', 'dropLast', 'shard']);
+  const seed = v.integer('opts.seed', opts.seed ?? 0);
+  const epoch = v.integer('opts.epoch', opts.epoch ?? 0, { min: 0 });
+  if (opts.shuffle !== undefined) v.boolean('opts.shuffle', opts.shuffle);
+  if (opts.dropLast !== undefined) v.boolean('opts.dropLast', opts.dropLast);
   if (opts.shuffle) return permutation(n, seed, epoch);
   const p = new Int32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
@@ -1229,7 +1233,7 @@ function batchOrder(n: number, batchSize: number, opts: BatchOptions): Int32Arra
 }
 
 function numBatchesOf(n: number, batchSize: number, dropLast: boolean): number {
-  checkPositiveInt(batchSize, 'batchSize');
+  v.positiveInteger('batchSize', batchSize);
   return dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
 
@@ -1239,14 +1243,27 @@ function* batchRows(n: number, batchSize: number, opts: BatchOptions): Generator
   const count = numBatchesOf(n, batchSize, opts.dropLast ?? false);
   const shard = opts.shard;
   if (shard !== undefined) {
-    checkPositiveInt(shard?.worldSize, 'opts.shard.worldSize');
-    if (!Number.isInteger(shard.rank) || shard.rank < 0 || shard.rank >= shard.worldSize)
-      throw invalidArg('opts.shard.rank', `an integer in [0, ${shard.worldSize - 1}]`, shard.rank);
+    v.options('opts.shard', shard, ['rank', 'worldSize']);
+    v.positiveInteger('opts.shard.worldSize', shard.worldSize);
+    v.integer('opts.shard.rank', shard.rank, { min: 0, max: shard.worldSize - 1 });
   }
   for (let k = 0; k < count; k++) {
     const rows = order.slice(k * batchSize, Math.min(n, (k + 1) * batchSize));
     yield shard ? rows.filter((_, j) => j % shard.worldSize === shard.rank) : rows;
   }
+}
+
+/**
+ * A short hash of a pre-tokenized set (what the trainer stores in checkpoints to refuse a resume on other
+ * data): `head` (sizes) and up to 256 rows spread evenly over the set. Cheap at any size, and another file,
+ * another limit, other labels or another tokenizer all change it.
+ */
+function sampleFingerprint(n: number, head: string, row: (i: number) => ArrayBufferView[]): string {
+  const h = createHash('sha256').update(head);
+  const m = Math.min(n, 256);
+  for (let k = 0; k < m; k++)
+    for (const a of row(Math.floor((k * n) / m))) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  return h.digest('hex').slice(0, 16);
 }
 
 /** Packs rows (id slices of a store) into padded row-major Int32Arrays. */
@@ -1310,8 +1327,8 @@ export class ClassificationDataset {
 
   constructor(examples: readonly ClassificationExample[], tokenizer: BertTokenizer, opts: ClassificationDatasetOptions = {}) {
     if (!Array.isArray(examples)) throw invalidArg('examples', 'an array of examples', examples);
-    const maxLength = opts.maxLength ?? 128;
-    checkPositiveInt(maxLength, 'opts.maxLength', 4);
+    v.options('opts', opts, ['maxLength']);
+    const maxLength = v.integer('opts.maxLength', opts.maxLength ?? 128, { min: 4 });
     this.maxLength = maxLength;
     this.padId = tokenizer.padId;
     const n = examples.length;
@@ -1324,7 +1341,9 @@ export class ClassificationDataset {
     let truncated = 0;
     for (let i = 0; i < n; i++) {
       const ex = examples[i];
-      if (!ex || typeof ex.text !== 'string') throw invalidArg(`examples[${i}].text`, 'a string', ex?.text);
+      // A blank text would train on [CLS] [SEP] under a label (the loaders refuse such rows too).
+      v.string(`examples[${i}].text`, ex?.text, { nonEmpty: true });
+      if (ex.textPair !== undefined && ex.textPair !== null) v.string(`examples[${i}].textPair`, ex.textPair, { nonEmpty: true });
       if (!Number.isInteger(ex.label) || ex.label < 0) throw invalidArg(`examples[${i}].label`, 'a non-negative integer', ex.label);
       const a = tokenizer.encodeText(ex.text);
       const hasPair = typeof ex.textPair === 'string';
@@ -1369,6 +1388,16 @@ export class ClassificationDataset {
 
   numBatches(batchSize: number, dropLast = false): number {
     return numBatchesOf(this.length, batchSize, dropLast);
+  }
+
+  /** A short hash of the set (sizes and a sample of rows: ids, token types, labels); see TrainData. */
+  fingerprint(): string {
+    const { ids, starts, labels, typeStart } = this;
+    return sampleFingerprint(this.length, `cls:${this.length}:${starts[this.length]}:${this.maxLength}`, (i) => [
+      ids.subarray(starts[i], starts[i + 1]),
+      labels.subarray(i, i + 1),
+      typeStart.subarray(i, i + 1),
+    ]);
   }
 
   /**
@@ -1496,9 +1525,10 @@ export class QADataset {
 
   constructor(examples: readonly QAExample[], tokenizer: BertTokenizer, opts: QADatasetOptions = {}) {
     if (!Array.isArray(examples as unknown)) throw invalidArg('examples', 'an array of QA examples', examples);
-    this.maxLength = checkPositiveInt(opts.maxLength ?? 384, 'opts.maxLength', 8);
-    this.docStride = checkPositiveInt(opts.docStride ?? 128, 'opts.docStride', 0);
-    this.maxQuestionLength = checkPositiveInt(opts.maxQuestionLength ?? 64, 'opts.maxQuestionLength');
+    v.options('opts', opts, ['maxLength', 'docStride', 'maxQuestionLength']);
+    this.maxLength = v.integer('opts.maxLength', opts.maxLength ?? 384, { min: 8 });
+    this.docStride = v.integer('opts.docStride', opts.docStride ?? 128, { min: 0 });
+    this.maxQuestionLength = v.positiveInteger('opts.maxQuestionLength', opts.maxQuestionLength ?? 64);
     this.examples = examples;
     this.padId = tokenizer.padId;
     this.version2 = examples.some((e) => e.isImpossible);
@@ -1641,6 +1671,17 @@ export class QADataset {
     return numBatchesOf(this.length, batchSize, dropLast);
   }
 
+  /** A short hash of the set (sizes and a sample of windows: ids, context and answer positions); see TrainData. */
+  fingerprint(): string {
+    const { ids, starts } = this;
+    return sampleFingerprint(this.length, `qa:${this.length}:${starts[this.length]}:${this.maxLength}:${this.docStride}`, (f) => [
+      ids.subarray(starts[f], starts[f + 1]),
+      this.contextStart.subarray(f, f + 1),
+      this.startPositions.subarray(f, f + 1),
+      this.endPositions.subarray(f, f + 1),
+    ]);
+  }
+
   /** Batches of windows padded to their longest, with start/end positions (see the class comment). */
   *batches(batchSize: number, opts: BatchOptions = {}): Generator<QABatch> {
     for (const rows of batchRows(this.length, batchSize, opts)) {
@@ -1669,12 +1710,15 @@ export class QADataset {
    * best span by more than `nullScoreDiffThreshold`. An example without any valid span gets '' (HF: "empty").
    */
   postprocess(startLogits: ArrayLike<number>, endLogits: ArrayLike<number>, seqLen: number, opts: PostprocessOptions = {}): Record<string, string> {
-    checkPositiveInt(seqLen, 'seqLen');
+    v.positiveInteger('seqLen', seqLen);
     const need = this.length * seqLen;
     if (!startLogits || startLogits.length < need) throw invalidArg('startLogits', `at least features*seqLen = ${need} values`, startLogits);
     if (!endLogits || endLogits.length < need) throw invalidArg('endLogits', `at least features*seqLen = ${need} values`, endLogits);
-    const nBest = checkPositiveInt(opts.nBest ?? 20, 'opts.nBest');
-    const maxAnswerLength = checkPositiveInt(opts.maxAnswerLength ?? 30, 'opts.maxAnswerLength');
+    v.options('opts', opts, ['nBest', 'maxAnswerLength', 'version2', 'nullScoreDiffThreshold']);
+    const nBest = v.positiveInteger('opts.nBest', opts.nBest ?? 20);
+    const maxAnswerLength = v.positiveInteger('opts.maxAnswerLength', opts.maxAnswerLength ?? 30);
+    if (opts.version2 !== undefined) v.boolean('opts.version2', opts.version2);
+    if (opts.nullScoreDiffThreshold !== undefined) v.number('opts.nullScoreDiffThreshold', opts.nullScoreDiffThreshold);
     const version2 = opts.version2 ?? this.version2;
     const threshold = opts.nullScoreDiffThreshold ?? 0;
     const predictions: Record<string, string> = {};

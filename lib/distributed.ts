@@ -14,7 +14,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { constants as osConstants, cpus } from 'node:os';
 import { createInterface } from 'node:readline';
-import { BlockpruneError, invalidArg } from './errors';
+import { BlockpruneError } from './errors';
+import * as v from './validate';
 import type { BertModel, ForwardBatch } from './model';
 import { native, NativeProcessGroup } from './native';
 
@@ -87,10 +88,14 @@ export class ProcessGroup {
 
   /** Joins the group: resolves once all `worldSize` ranks have (or rejects with E_DISTRIBUTED after the timeout). */
   static async init(o: DistributedOptions): Promise<ProcessGroup> {
-    if (!o || typeof o !== 'object') throw invalidArg('options', 'an object', o);
-    if (!Number.isInteger(o.worldSize) || o.worldSize < 1) throw invalidArg('worldSize', 'an integer >= 1', o.worldSize);
-    if (!Number.isInteger(o.rank) || o.rank < 0 || o.rank >= o.worldSize) throw invalidArg('rank', `an integer in [0, ${o.worldSize - 1}]`, o.rank);
-    const backend = o.backend ?? 'gloo';
+    v.options('options', v.object('options', o), ['rank', 'worldSize', 'localRank', 'masterAddr', 'masterPort', 'backend', 'timeoutMs', 'bucketMb', 'interface']);
+    v.positiveInteger('worldSize', o.worldSize);
+    v.integer('rank', o.rank, { min: 0, max: o.worldSize - 1 });
+    if (o.localRank !== undefined) v.integer('localRank', o.localRank, { min: 0 });
+    if (o.masterAddr !== undefined) v.string('masterAddr', o.masterAddr, { nonEmpty: true });
+    if (o.masterPort !== undefined) v.integer('masterPort', o.masterPort, { min: 1, max: 65535 });
+    if (o.interface !== undefined) v.string('interface', o.interface);
+    const backend = v.oneOf('backend', o.backend ?? 'gloo', ['gloo', 'nccl'] as const);
     const available = native().buildInfo().distributedBackends ?? [];
     if (!available.includes(backend))
       throw new BlockpruneError(
@@ -98,10 +103,8 @@ export class ProcessGroup {
         `this blockprune build has no '${backend}' backend (it has: ${available.join(', ') || 'none'})` +
           (backend === 'gloo' ? ': install libgloo-dev and rebuild (npm run compile)' : ': NCCL needs a CUDA build of libtorch with NCCL'),
       );
-    const timeoutMs = o.timeoutMs ?? 300_000;
-    if (!(timeoutMs >= 1)) throw invalidArg('timeoutMs', 'a positive number of milliseconds', o.timeoutMs);
-    const bucketMb = o.bucketMb ?? 25;
-    if (!(bucketMb > 0)) throw invalidArg('bucketMb', 'a positive number', o.bucketMb);
+    const timeoutMs = v.number('timeoutMs', o.timeoutMs ?? 300_000, { min: 1 });
+    const bucketMb = v.number('bucketMb', o.bucketMb ?? 25, { min: 0, exclusiveMin: true });
     const g = await native().initProcessGroup({
       backend,
       rank: o.rank,
@@ -257,11 +260,15 @@ export interface LaunchResult {
  * one stops them.
  */
 export async function launch(o: LaunchOptions): Promise<LaunchResult> {
-  if (!Number.isInteger(o.nproc) || o.nproc < 1) throw invalidArg('nproc', 'an integer >= 1', o.nproc);
-  const nnodes = o.nnodes ?? 1;
-  const nodeRank = o.nodeRank ?? 0;
-  if (!Number.isInteger(nnodes) || nnodes < 1) throw invalidArg('nnodes', 'an integer >= 1', o.nnodes);
-  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) throw invalidArg('nodeRank', `an integer in [0, ${nnodes - 1}]`, o.nodeRank);
+  v.options('options', v.object('options', o), ['nproc', 'nnodes', 'nodeRank', 'script', 'args', 'masterAddr', 'masterPort', 'env', 'graceMs', 'onLine']);
+  v.positiveInteger('nproc', o.nproc);
+  const nnodes = v.positiveInteger('nnodes', o.nnodes ?? 1);
+  const nodeRank = v.integer('nodeRank', o.nodeRank ?? 0, { min: 0, max: nnodes - 1 });
+  v.string('script', o.script, { nonEmpty: true });
+  if (o.args !== undefined && !(Array.isArray(o.args) && o.args.every(v.is.string))) throw v.invalidParameterError('args', 'an array of strings', o.args);
+  if (o.masterPort !== undefined) v.integer('masterPort', o.masterPort, { min: 1, max: 65535 });
+  if (o.graceMs !== undefined) v.number('graceMs', o.graceMs, { min: 0 });
+  if (o.onLine !== undefined) v.func('onLine', o.onLine);
   if (nnodes > 1 && (o.masterAddr === undefined || o.masterPort === undefined))
     throw new BlockpruneError('E_INVALID_ARG', 'several machines need masterAddr and masterPort (where node 0 will listen)');
   const masterAddr = o.masterAddr ?? '127.0.0.1';

@@ -76,8 +76,8 @@ export async function readSafetensors(path: string): Promise<{ tensors: Record<s
 export { PruningConfig, DEFAULT_PRUNING, normalizePruningOptions, parseMethod } from './pruning';
 export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, PruningPlan, PruningSubmethod, Regularization, ScheduleValue } from './pruning';
 export type { CompactReport, Gradients, LossOptions, PatchReport, RegularizationInfo, TrainStepOptions, TrainStepResult } from './model';
-export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState } from './trainer';
-export type { DistillationOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions, TrainData, TrainResult } from './trainer';
+export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState, RUN_FIELDS } from './trainer';
+export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainResult } from './trainer';
 export { ProcessGroup, launch, freePort, shardBatch } from './distributed';
 export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './distributed';
 export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS } from './report';

@@ -3,7 +3,7 @@
  * dense model (or start from a checkpoint), fine-prune it with a preset, compact it, and report accuracy,
  * parameters, the per-layer table, latency dense vs compact, and mask pictures.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from './atomic';
@@ -16,14 +16,15 @@ import {
   permutation,
   TASK_LABELS,
 } from './data';
-import type { ProcessGroup } from './distributed';
+import { ProcessGroup } from './distributed';
 import { BlockpruneError } from './errors';
 import { BertConfigJson, BertModel } from './model';
 import { accuracy as accuracyOf, argmax, f1Binary } from './metrics';
 import { PruningConfig, PruningOptions } from './pruning';
 import { buildReport, formatReport, writeMaskImages } from './report';
 import { BertTokenizer } from './tokenizer';
-import { Metrics, SparseTrainer } from './trainer';
+import { checkAllowResumeMismatch, Metrics, RunField, SparseTrainer } from './trainer';
+import * as v from './validate';
 import { buildWordPieceVocab, writeVocab } from './vocab';
 
 export type JobTask = 'spam' | 'sst2' | 'boolq' | 'rte';
@@ -66,6 +67,8 @@ export interface FinePruneJobOptions {
   /** Latency runs (after 10 warm-ups); default 30. */
   latencyRuns?: number;
   resume?: boolean;
+  /** With resume: fields of the run allowed to differ from the checkpoint's (SparseTrainerOptions.allowResumeMismatch). */
+  allowResumeMismatch?: boolean | readonly RunField[];
   log?: (line: string) => void;
   /**
    * Data-parallel: every rank runs the job with the same options and this group; the batch size is global.
@@ -198,9 +201,109 @@ async function latency(model: BertModel, batch: number, seq: number, vocab: numb
   return Array.from(t).reduce((a, b) => a + b, 0) / t.length;
 }
 
+const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
+  'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
+  'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
+  'filledEpochs', 'warmupSteps', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
+  'log', 'distributed',
+];
+
+/** Flag spellings and Hugging Face names people use for the job's options (and in --config files), pointed to ours. */
+export const JOB_ALIASES: Record<string, string> = {
+  epochs: 'pruneEpochs',
+  lr: 'learningRate',
+  denseLr: 'denseLearningRate',
+  learning_rate: 'learningRate',
+  num_train_epochs: 'pruneEpochs',
+  per_device_train_batch_size: 'batchSize',
+  max_seq_length: 'maxLength',
+};
+
+/**
+ * The random model's geometry fields and their caps: 4x BERT-large's sizes. A larger value is a typo, and the
+ * model is allocated before the first step (hidden 65536 asks for tens of GB), so it is refused up front.
+ */
+const GEOMETRY_LIMITS = {
+  vocab_size: 1 << 20,
+  hidden_size: 4096,
+  num_hidden_layers: 96,
+  num_attention_heads: 64,
+  intermediate_size: 16384,
+  max_position_embeddings: 8192,
+} as const;
+
+/**
+ * The longest sequence the job's model takes: max_position_embeddings of --model's config.json, or of the
+ * random model (512 unless modelConfig says otherwise). 512 when config.json is absent or unreadable: loading
+ * the model will say why.
+ */
+export function maxPositions(o: Pick<FinePruneJobOptions, 'model' | 'modelConfig'>): number {
+  let n: unknown = o.modelConfig?.max_position_embeddings;
+  if (o.model !== undefined) {
+    try {
+      n = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8'))?.max_position_embeddings;
+    } catch {
+      n = undefined;
+    }
+  }
+  return v.is.integer(n) && n > 0 ? n : 512;
+}
+
+/**
+ * Every job option, checked before anything is read or written (`blockprune train` calls it first too): types,
+ * ranges, the pruning preset, input folders that must exist, the output folder (probed), and the sequence
+ * length against the model's position table. `nameOf` names an option in messages (the CLI names its flag,
+ * or the --config file it came from). Returns the pruning config it built.
+ */
+export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: string) => string = (k) => `options.${k}`): PruningConfig {
+  v.options('options', v.object('options', o), JOB_OPTIONS, JOB_ALIASES);
+  v.oneOf(nameOf('task'), o.task, JOB_TASKS);
+  if (o.distributed !== undefined) v.instance(nameOf('distributed'), o.distributed, ProcessGroup, 'a ProcessGroup');
+  const main = !o.distributed || o.distributed.isMain;
+  if (main) v.writableDirectory(nameOf('output'), o.output);
+  else v.string(nameOf('output'), o.output, { nonEmpty: true });
+  if (o.data !== undefined) v.modelDirectory(nameOf('data'), o.data, 'data directory');
+  if (o.model !== undefined) v.modelDirectory(nameOf('model'), o.model);
+  if (o.tokenizer !== undefined) v.modelDirectory(nameOf('tokenizer'), o.tokenizer, 'tokenizer directory (holding tokenizer.json or vocab.txt)');
+  if (o.teacher !== undefined && o.teacher !== 'none') v.modelDirectory(nameOf('teacher'), o.teacher);
+  if (o.modelConfig !== undefined) {
+    const name = nameOf('modelConfig');
+    if (o.model !== undefined) throw v.invalidParameterError(name, `no value with ${nameOf('model')} (it describes a random model)`, o.modelConfig);
+    const c = v.object(name, o.modelConfig);
+    for (const [k, max] of Object.entries(GEOMETRY_LIMITS)) if (c[k] !== undefined) v.positiveInteger(nameOf(`modelConfig.${k}`), c[k], max);
+    const hidden = (c.hidden_size as number | undefined) ?? 128;
+    const heads = (c.num_attention_heads as number | undefined) ?? 4;
+    if (hidden % heads !== 0) throw v.invalidParameterError(nameOf('modelConfig.hidden_size'), `a multiple of num_attention_heads (${heads})`, hidden, 'range');
+  }
+  // The sequence length indexes the position table: longer would read past it (4: [CLS] a [SEP] b [SEP] needs room).
+  if (o.maxLength !== undefined) v.integer(nameOf('maxLength'), o.maxLength, { min: 4, max: maxPositions(o) });
+  const int = (k: keyof FinePruneJobOptions, min: number) => o[k] !== undefined && v.integer(nameOf(k), o[k], { min });
+  int('batchSize', 1);
+  int('denseEpochs', 0);
+  int('pruneEpochs', 1);
+  int('filledEpochs', 0);
+  int('warmupSteps', 0);
+  int('seed', 0);
+  int('limit', 1);
+  int('evalLimit', 1);
+  int('latencyRuns', 1);
+  // The native step's ranges.
+  for (const k of ['denseLearningRate', 'learningRate'] as const) if (o[k] !== undefined) v.number(nameOf(k), o[k], { min: 0, max: 10 });
+  for (const k of ['alphaCe', 'alphaTeacher'] as const) if (o[k] !== undefined) v.number(nameOf(k), o[k], { min: 0, max: 1e6 });
+  if (o.temperature !== undefined) v.number(nameOf('temperature'), o.temperature, { min: 1e-6, max: 1e6 });
+  for (const k of ['skipInvalid', 'resume'] as const) if (o[k] !== undefined) v.boolean(nameOf(k), o[k]);
+  if (o.allowResumeMismatch !== undefined) checkAllowResumeMismatch(nameOf('allowResumeMismatch'), o.allowResumeMismatch);
+  if (o.log !== undefined) v.func(nameOf('log'), o.log);
+  if (o.preset !== undefined) v.string(nameOf('preset'), o.preset);
+  if (o.pruning !== undefined) v.object(nameOf('pruning'), o.pruning);
+  if (o.lambda !== undefined) v.number(nameOf('lambda'), o.lambda, { min: 0 });
+  return PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? 20, o.pruning ?? {});
+}
+
 export async function runFinePruneJob(o: FinePruneJobOptions & { distributed: ProcessGroup }): Promise<JobResult | null>;
 export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult>;
 export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult | null> {
+  const pruning = checkFinePruneJobOptions(o);
   const group = o.distributed;
   const main = !group || group.isMain;
   const log = main ? (o.log ?? ((l: string) => console.log(l))) : () => {};
@@ -208,7 +311,7 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   // Rank 0 writes the output folder; the other ranks save their intermediate models in a folder of their own.
   const work = main ? out : mkdtempSync(join(tmpdir(), `blockprune-rank${group!.rank}-`));
   try {
-    return await fineprune(o, group, main, log, out, work);
+    return await fineprune(o, pruning, group, main, log, out, work);
   } finally {
     if (!main) rmSync(work, { recursive: true, force: true });
   }
@@ -216,20 +319,24 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
 
 async function fineprune(
   o: FinePruneJobOptions,
+  pruning: PruningConfig,
   group: ProcessGroup | undefined,
   main: boolean,
   log: (line: string) => void,
   out: string,
   work: string,
 ): Promise<JobResult | null> {
-  if (main) ensureDir(out);
   const seed = o.seed ?? 42;
   const maxLength = o.maxLength ?? 128;
   const batchSize = o.batchSize ?? 32;
   const t0 = Date.now();
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
 
+  // Data before the output folder: a missing or bad data file leaves nothing behind.
   const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit, skipInvalid: o.skipInvalid });
+  if (data.train.length === 0 || data.eval.length === 0)
+    throw new BlockpruneError('E_BAD_DATA', `${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples in ${data.source}: nothing to train or evaluate on`);
+  if (main) ensureDir(out);
   log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples from ${data.source}`);
   if (data.skipped) log(`  skipped ${data.skipped} invalid rows, e.g. ${data.skippedReasons?.join('; ')}`);
 
@@ -260,7 +367,7 @@ async function fineprune(
       num_hidden_layers: 2,
       num_attention_heads: 4,
       intermediate_size: 512,
-      max_position_embeddings: Math.max(512, maxLength),
+      max_position_embeddings: 512,
       num_labels: data.labels.length,
       id2label: Object.fromEntries(data.labels.map((l, i) => [String(i), l])),
       label2id: Object.fromEntries(data.labels.map((l, i) => [l, i])),
@@ -301,7 +408,6 @@ async function fineprune(
   const student = await BertModel.fromPretrained(join(work, 'dense'));
   const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? join(work, 'dense'));
   const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir) : undefined;
-  const pruning = PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? 20, o.pruning ?? {});
   for (const w of pruning.warnings) log(`  warning: ${w}`);
   const pruneEpochs = o.pruneEpochs ?? 4;
   log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneEpochs} epochs, lr ${o.learningRate ?? 2e-4}`);
@@ -321,6 +427,7 @@ async function fineprune(
     logFile,
     outputDir: join(out, 'checkpoints', 'prune'),
     resume: o.resume ? true : undefined,
+    allowResumeMismatch: o.allowResumeMismatch,
     distributed: group,
     onLog: (e) => {
       if (e.type === 'eval') {

@@ -14,6 +14,7 @@ import type { ProcessGroup } from './distributed';
 import { BlockpruneError, invalidArg } from './errors';
 import * as validate from './validate';
 import { PlanGeometry, PruningConfig } from './pruning';
+import * as v from './validate';
 import {
   NativeForwardInputs,
   NativeCompactReport,
@@ -101,6 +102,15 @@ export type LoadReport = NativeLoadReport;
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'];
 
+/** fromPretrained / fromConfig options (`known`: the keys each takes), checked before the native call. */
+function checkLoadOptions(options: FromPretrainedOptions | FromConfigOptions, known: readonly string[]): void {
+  const o = v.options('options', options, known) as FromPretrainedOptions;
+  if (o.device !== undefined) v.string('options.device', o.device, { nonEmpty: true });
+  if (o.task !== undefined) v.oneOf('options.task', o.task, known.includes('numLabels') ? ['auto', 'bare', 'text-classification', 'question-answering'] : ['bare', 'text-classification', 'question-answering']);
+  if (o.numLabels !== undefined) v.positiveInteger('options.numLabels', o.numLabels);
+  if (o.seed !== undefined) v.integer('options.seed', o.seed, { min: 0 });
+}
+
 export class BertModel {
   /** The directory the model was loaded from, if any (tokenizer files are looked for there). */
   readonly sourceDir: string | undefined;
@@ -117,16 +127,16 @@ export class BertModel {
 
   /** Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin from `dir`. */
   static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BertModel> {
-    if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
-    const abs = resolve(dir);
-    if (!existsSync(abs)) throw new BlockpruneError('E_FILE_NOT_FOUND', `model directory ${abs} does not exist`);
+    checkLoadOptions(options, ['device', 'task', 'numLabels', 'seed']);
+    const abs = v.modelDirectory('dir', dir);
     const { model, report } = await native().loadModel(abs, options);
     return new BertModel(model, abs, report);
   }
 
   /** A model with random weights (HF's initialisation), e.g. to train from scratch or to benchmark. */
   static async fromConfig(config: BertConfigJson, options: FromConfigOptions = {}): Promise<BertModel> {
-    if (typeof config !== 'object' || config === null) throw invalidArg('config', 'a config object', config);
+    v.object('config', config);
+    checkLoadOptions(options, ['device', 'task', 'seed']);
     const handle = await native().createModel(JSON.stringify(config), options);
     return new BertModel(handle);
   }

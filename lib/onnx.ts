@@ -21,6 +21,7 @@ import { writeFileAtomic } from './atomic';
 import { BlockpruneError, invalidArg } from './errors';
 import type { BertModel, Task } from './model';
 import type { TensorData } from './native';
+import * as v from './validate';
 
 export interface OnnxExportOptions {
   /**
@@ -323,13 +324,12 @@ function packageVersion(): string {
 export async function exportOnnx(model: BertModel, path: string, options: OnnxExportOptions = {}): Promise<OnnxExportReport> {
   if (typeof model !== 'object' || model === null || typeof (model as BertModel).readStateDict !== 'function')
     throw invalidArg('model', 'a BertModel', model);
-  if (typeof path !== 'string' || path === '') throw invalidArg('path', 'a file path string', path);
-  if (typeof options !== 'object' || options === null) throw invalidArg('options', 'an options object', options);
-  const opset = options.opset ?? MAX_OPSET;
-  if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET)
-    throw invalidArg('options.opset', `an integer from ${MIN_OPSET} to ${MAX_OPSET}`, opset);
-  if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null || Object.values(options.metadata).some((v) => typeof v !== 'string')))
-    throw invalidArg('options.metadata', 'an object of string values', options.metadata);
+  v.writableFile('path', path);
+  v.options('options', v.object('options', options), ['opset', 'extras', 'metadata']);
+  const opset = v.integer('options.opset', options.opset ?? MAX_OPSET, { min: MIN_OPSET, max: MAX_OPSET });
+  if (options.extras !== undefined) v.boolean('options.extras', options.extras);
+  if (options.metadata !== undefined && (!v.is.object(options.metadata) || Object.values(options.metadata).some((x) => typeof x !== 'string')))
+    throw v.invalidParameterError('options.metadata', 'an object of string values', options.metadata);
 
   // No await between this read and the getters below: they describe these weights.
   const sd = await model.readStateDict();

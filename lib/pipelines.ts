@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from './errors';
 import { BertModel, FromPretrainedOptions } from './model';
 import { BertTokenizer, QuestionContextWindow } from './tokenizer';
+import * as v from './validate';
 
 export interface PipelineOptions {
   device?: string;
@@ -106,10 +107,20 @@ function softmax(row: Float32Array | number[]): number[] {
   return e.map((v) => v / s);
 }
 
-function positiveInt(name: string, v: number | undefined, def: number): number {
-  if (v === undefined) return def;
-  if (!Number.isInteger(v) || v < 1) throw invalidArg(name, 'a positive integer', v);
-  return v;
+/** An optional positive integer option with its default. */
+function positiveInt(name: string, value: unknown, def: number): number {
+  return v.positiveInteger(name, value ?? def);
+}
+
+const QA_OPTIONS = ['topK', 'maxAnswerLength', 'maxSeqLength', 'docStride', 'maxQuestionLength', 'handleImpossibleAnswer'] as const;
+
+/** A QA call's options, all checked before any window is encoded. */
+function checkQAOptions(opts: unknown): QAOptions {
+  const o = v.options('options', opts, QA_OPTIONS) as QAOptions;
+  for (const k of ['topK', 'maxAnswerLength', 'maxSeqLength', 'maxQuestionLength'] as const) if (o[k] !== undefined) v.positiveInteger(`options.${k}`, o[k]);
+  if (o.docStride !== undefined) v.integer('options.docStride', o.docStride, { min: 0 });
+  if (o.handleImpossibleAnswer !== undefined) v.boolean('options.handleImpossibleAnswer', o.handleImpossibleAnswer);
+  return o;
 }
 
 export async function pipeline(task: 'text-classification', dir: string, options?: PipelineOptions): Promise<TextClassificationPipeline>;
@@ -121,7 +132,13 @@ export async function pipeline(
 ): Promise<TextClassificationPipeline | QuestionAnsweringPipeline> {
   if (task !== 'text-classification' && task !== 'question-answering')
     throw invalidArg('task', "'text-classification' or 'question-answering'", task);
-  if (typeof dir !== 'string') throw invalidArg('dir', 'a model directory path', dir);
+  // Options and the model directory first: a missing model is named as such, not as a missing tokenizer.
+  v.options('options', options, ['device', 'tokenizer', 'batchSize', 'maxLength']);
+  if (options.device !== undefined) v.string('options.device', options.device, { nonEmpty: true });
+  if (options.tokenizer !== undefined) v.string('options.tokenizer', options.tokenizer, { nonEmpty: true });
+  const batchSize = positiveInt('options.batchSize', options.batchSize, 16);
+  if (options.maxLength !== undefined) v.positiveInteger('options.maxLength', options.maxLength);
+  v.modelDirectory('dir', dir);
   const tokenizer = loadTokenizer(dir, options.tokenizer);
   const loadOpts: FromPretrainedOptions = { device: options.device, task };
   const model = await BertModel.fromPretrained(dir, loadOpts);
@@ -130,9 +147,13 @@ export async function pipeline(
     model.dispose();
     throw new BlockpruneError('E_BAD_CONFIG', `the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${n}`);
   }
-  const batchSize = positiveInt('batchSize', options.batchSize, 16);
   const maxPositions = Math.min(512, model.config.max_position_embeddings ?? 512);
-  const maxLength = positiveInt('maxLength', options.maxLength, maxPositions);
+  // Longer inputs than the position table would index past it.
+  const maxLength = options.maxLength ?? maxPositions;
+  if (maxLength > maxPositions) {
+    model.dispose();
+    throw v.invalidParameterError('options.maxLength', `at most ${maxPositions} (the model's max_position_embeddings, capped at 512)`, maxLength, 'range');
+  }
   const base = {
     model,
     tokenizer,
@@ -142,9 +163,10 @@ export async function pipeline(
     const labels = model.labels;
     const run = async (input: ClassificationInput | ClassificationBatchItem[], opts: ClassifyOptions = {}) => {
       // As HF: an array is a batch; a pair is { text, textPair } or a [text, textPair] inside a batch.
+      v.options('options', opts, ['topK']);
       const single = !Array.isArray(input);
       const items = (single ? [input] : input) as ClassificationBatchItem[];
-      const topK = opts.topK === undefined ? undefined : positiveInt('topK', opts.topK, 1);
+      const topK = opts.topK === undefined ? undefined : v.positiveInteger('options.topK', opts.topK);
       const results: Array<ClassificationResult | ClassificationResult[]> = [];
       for (let i = 0; i < items.length; i += batchSize) {
         const chunk = items.slice(i, i + batchSize).map((x, j) => toBatchItem(x, i + j));
@@ -165,6 +187,7 @@ export async function pipeline(
   }
 
   const run = async (input: QAInput | QAInput[], opts: QAOptions = {}) => {
+    checkQAOptions(opts);
     const single = !Array.isArray(input);
     const items = single ? [input] : input;
     const results: Array<QAResult | QAResult[]> = [];
@@ -200,12 +223,12 @@ async function answer(
   batchSize: number,
   maxLength: number,
 ): Promise<QAResult | QAResult[]> {
-  const maxSeq = Math.min(positiveInt('maxSeqLength', opts.maxSeqLength, 384), maxLength);
-  const stride = positiveInt('docStride', opts.docStride, Math.min(128, Math.floor(maxSeq / 3)));
+  const maxSeq = Math.min(positiveInt('options.maxSeqLength', opts.maxSeqLength, 384), maxLength);
+  const stride = opts.docStride ?? Math.min(128, Math.floor(maxSeq / 3));
   const windows = tokenizer.encodeQuestionContext(input.question, input.context, {
     maxLength: maxSeq,
     docStride: stride,
-    maxQuestionLength: positiveInt('maxQuestionLength', opts.maxQuestionLength, 64),
+    maxQuestionLength: positiveInt('options.maxQuestionLength', opts.maxQuestionLength, 64),
   });
   return (await answerWindows(model, [{ context: input.context, windows }], opts, batchSize))[0];
 }
@@ -254,8 +277,9 @@ export async function answerWindows(
   batchSize: number,
   onForward?: () => void,
 ): Promise<Array<QAResult | QAResult[]>> {
-  const topK = positiveInt('topK', opts.topK, 1);
-  const maxAnswer = positiveInt('maxAnswerLength', opts.maxAnswerLength, 15);
+  checkQAOptions(opts);
+  const topK = positiveInt('options.topK', opts.topK, 1);
+  const maxAnswer = positiveInt('options.maxAnswerLength', opts.maxAnswerLength, 15);
   const best = items.map(() => new BestSpans(topK));
   const nullScore: number[] = items.map(() => 0);
   const all = items.flatMap((it, item) => it.windows.map((w) => ({ item, w })));

@@ -4,6 +4,7 @@
  * that tells the native core which linear gets which mask.
  */
 import { BlockpruneError } from './errors';
+import * as v from './validate';
 
 export type PruningMethod = 'disabled' | 'topK' | 'threshold' | 'sigmoied_threshold' | 'magnitude' | 'l0';
 export type PruningSubmethod = 'default' | '1d' | '1d_alt' | 'joint';
@@ -165,16 +166,25 @@ export interface ScheduleValue {
 export function normalizePruningOptions(json: Record<string, unknown>): Partial<PruningOptions> {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw configError('expected a JSON object');
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(json)) {
-    if (k in DEFAULT_PRUNING) out[k] = v;
-    else if (k in SNAKE) out[SNAKE[k]] = v;
+  for (const [k, value] of Object.entries(json)) {
+    if (k in DEFAULT_PRUNING) out[k] = value;
+    else if (k in SNAKE) out[SNAKE[k]] = value;
     else if (k in IGNORED_REFERENCE_FIELDS) {
       const inert = IGNORED_REFERENCE_FIELDS[k];
-      if (inert.length && !inert.some((x) => x === v))
-        throw configError(`"${k}": ${JSON.stringify(v)} selects a reference feature blockprune does not have`);
-    } else throw configError(`unknown field "${k}"`);
+      if (inert.length && !inert.some((x) => x === value))
+        throw configError(`"${k}": ${JSON.stringify(value)} selects a reference feature blockprune does not have`);
+    } else {
+      const hint = v.didYouMean(k, [...Object.keys(SNAKE), ...Object.keys(DEFAULT_PRUNING)]);
+      throw configError(`unknown field "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}`);
+    }
   }
   return out as Partial<PruningOptions>;
+}
+
+/** A preset's own arguments: lambda weighs the L1 penalty (a negative one would reward keeping weights). */
+function checkPreset(lambda: unknown, overrides: unknown): void {
+  v.number('lambda', lambda, { min: 0 });
+  v.object('overrides', overrides);
 }
 
 /** What the movement-pruning presets share: sigmoid scores cut at 0 -> 0.1 under L1 at lambda. */
@@ -188,24 +198,28 @@ export class PruningConfig {
   readonly warnings: string[];
 
   constructor(options: Partial<PruningOptions> = {}) {
-    for (const k of Object.keys(options))
-      if (!(k in DEFAULT_PRUNING)) throw configError(`unknown option "${k}" (known: ${Object.keys(DEFAULT_PRUNING).join(', ')})`);
+    // The reference's snake_case names are pointed to their camelCase ones (fromJSON accepts them).
+    v.options('pruning options', options, Object.keys(DEFAULT_PRUNING), SNAKE);
     const o: PruningOptions = { ...DEFAULT_PRUNING, ...options };
     const dense = parseMethod(o.densePruningMethod, 'densePruningMethod');
     const attn = parseMethod(o.attentionPruningMethod, 'attentionPruningMethod');
     for (const k of ['attentionBlockRows', 'attentionBlockCols', 'denseBlockRows', 'denseBlockCols'] as const) {
-      const v = o[k];
-      if (!(v === 'head' || v === 'full' || (Number.isInteger(v) && (v as number) >= 1)))
-        throw configError(`${k} must be a positive integer, 'head' or 'full', got ${JSON.stringify(v)}`);
+      const d = o[k];
+      if (d !== 'head' && d !== 'full' && !(v.is.integer(d) && d >= 1))
+        throw v.invalidParameterError(k, "a positive integer, 'head' or 'full'", d, v.is.number(d) ? 'range' : 'type');
     }
-    for (const k of ['initialThreshold', 'finalThreshold', 'regularizationFinalLambda', 'attentionLambda', 'denseLambda', 'maskScoresLearningRate', 'linearMinParameters', 'maskInit'] as const)
-      if (typeof o[k] !== 'number' || !Number.isFinite(o[k])) throw configError(`${k} must be a finite number, got ${JSON.stringify(o[k])}`);
-    for (const k of ['initialWarmup', 'finalWarmup'] as const)
-      if (typeof o[k] !== 'number' || !(o[k] >= 0)) throw configError(`${k} must be a number >= 0, got ${JSON.stringify(o[k])}`);
-    if (!['disabled', 'l1', 'l0'].includes(o.regularization)) throw configError(`regularization must be disabled, l1 or l0, got "${o.regularization}"`);
-    if (o.linearMinParameters < 0 || o.linearMinParameters > 1) throw configError('linearMinParameters must be in [0, 1]');
-    if (typeof o.biasMask !== 'boolean' || typeof o.attentionOutputWithDense !== 'boolean')
-      throw configError('biasMask and attentionOutputWithDense must be booleans');
+    v.number('initialThreshold', o.initialThreshold);
+    v.number('finalThreshold', o.finalThreshold);
+    v.number('maskInit', o.maskInit);
+    // Weights of penalties and warm-ups in multiples of warmupSteps: a negative one would reward density or
+    // run the schedule backwards.
+    for (const k of ['regularizationFinalLambda', 'attentionLambda', 'denseLambda', 'initialWarmup', 'finalWarmup'] as const) v.number(k, o[k], { min: 0 });
+    // The native step's range for the scores' learning rate.
+    v.number('maskScoresLearningRate', o.maskScoresLearningRate, { min: 0, max: 100 });
+    v.number('linearMinParameters', o.linearMinParameters, { min: 0, max: 1 });
+    v.oneOf('regularization', o.regularization, ['disabled', 'l1', 'l0'] as const);
+    v.boolean('biasMask', o.biasMask);
+    v.boolean('attentionOutputWithDense', o.attentionOutputWithDense);
     const warnings: string[] = [];
     for (const [name, m, t0, t1] of [
       ['dense', dense.method, o.initialThreshold, o.finalThreshold],
@@ -247,6 +261,7 @@ export class PruningConfig {
    * L1 at lambda.
    */
   static hybrid(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    checkPreset(lambda, overrides);
     return new PruningConfig({
       densePruningMethod: 'sigmoied_threshold:1d_alt',
       attentionPruningMethod: 'sigmoied_threshold',
@@ -260,6 +275,9 @@ export class PruningConfig {
 
   /** block(rows, cols, lambda): sigmoied_threshold blocks of rows x cols in every linear. */
   static block(rows: number, cols: number, lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    v.positiveInteger('rows', rows);
+    v.positiveInteger('cols', cols);
+    checkPreset(lambda, overrides);
     return new PruningConfig({
       densePruningMethod: 'sigmoied_threshold',
       attentionPruningMethod: 'sigmoied_threshold',
@@ -275,6 +293,7 @@ export class PruningConfig {
 
   /** heads(lambda): whole heads (one score per head, shared by q, k and v); the FFN stays dense. */
   static heads(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    checkPreset(lambda, overrides);
     return new PruningConfig({
       densePruningMethod: 'disabled',
       attentionPruningMethod: 'sigmoied_threshold:joint',
@@ -288,6 +307,7 @@ export class PruningConfig {
 
   /** unstructured(lambda): movement pruning of single weights (sigmoied_threshold, 1x1). Compaction gains nothing. */
   static unstructured(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    checkPreset(lambda, overrides);
     return new PruningConfig({
       densePruningMethod: 'sigmoied_threshold',
       attentionPruningMethod: 'sigmoied_threshold',
@@ -297,6 +317,7 @@ export class PruningConfig {
   }
 
   static preset(name: string, lambda?: number, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    v.string('preset', name);
     switch (name) {
       case 'hybrid':
         return PruningConfig.hybrid(lambda, overrides);

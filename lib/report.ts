@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { ensureDir, writeFileAtomicSync } from './atomic';
 import { BertConfigJson, BertModel } from './model';
 import { Canvas, encodePng } from './png';
+import * as v from './validate';
 
 /** The figure nn_pruning reports reductions against. */
 export const BERT_BASE_PARAMETERS = 110e6;
@@ -141,6 +142,8 @@ export function shapeTable(model: BertModel): ShapeRow[] {
 
 /** Summary, layers and shapes; with `masks: true` also the density of every encoder linear. */
 export async function buildReport(model: BertModel, options: { masks?: boolean } = {}): Promise<ModelReport> {
+  v.options('options', options, ['masks']);
+  if (options.masks !== undefined) v.boolean('options.masks', options.masks);
   const report: ModelReport = {
     task: model.task,
     parameters: parameterSummary(model),
@@ -231,6 +234,7 @@ function downsample(mask: Uint8Array, rows: number, cols: number, maxSide: numbe
  * Each file is written atomically and durably (lib/atomic.ts). Returns the files written.
  */
 export async function writeMaskImages(model: BertModel, dir: string): Promise<string[]> {
+  v.writableDirectory('dir', dir);
   ensureDir(dir);
   const masks = await model.masks();
   const c = model.config;

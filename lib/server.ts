@@ -24,7 +24,6 @@ import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { BlockpruneError } from './errors';
-import * as check from './validate';
 import type { BertModel } from './model';
 import type {
   ClassificationBatchItem,
@@ -36,6 +35,7 @@ import type {
 } from './pipelines';
 import { answerWindows } from './pipelines';
 import type { BertTokenizer, QuestionContextWindow } from './tokenizer';
+import * as v from './validate';
 
 // ---------------------------------------------------------------------------------------------------------
 // DynamicBatcher
@@ -107,14 +107,12 @@ export class DynamicBatcher<I, O> {
   #lastSize = 0;
 
   constructor(run: (inputs: I[]) => Promise<ArrayLike<O>>, options: DynamicBatcherOptions = {}) {
-    if (typeof run !== 'function') throw new TypeError('Expected a batch function for run');
-    this.#run = run;
+    this.#run = v.func('run', run);
+    v.options('options', options, ['maxBatch', 'windowMs', 'idleStart', 'maxConcurrent']);
     this.maxBatch = positiveInt('maxBatch', options.maxBatch, 32);
     this.windowMs = nonNegative('windowMs', options.windowMs, 5);
     this.maxConcurrent = positiveInt('maxConcurrent', options.maxConcurrent, 1);
-    if (options.idleStart !== undefined && typeof options.idleStart !== 'boolean')
-      throw new BlockpruneError('E_INVALID_ARG', `Expected a boolean for idleStart but received ${String(options.idleStart)}`);
-    this.idleStart = options.idleStart !== false;
+    this.idleStart = v.boolean('idleStart', options.idleStart ?? true);
   }
 
   /** Queues one item; resolves with its own output. Rejects at once after close(). */
@@ -343,16 +341,16 @@ interface ModelInfo {
 }
 
 export function createInferenceServer(options: InferenceServerOptions): InferenceServer {
-  if (typeof options !== 'object' || options === null) throw new TypeError('Expected an options object for options');
+  v.options('options', v.object('options', options), SERVER_OPTIONS);
   const { classify, qa } = options;
-  if (!classify && !qa) throw new TypeError('Expected a classify and/or qa pipeline in options');
+  if (!classify && !qa) throw v.invalidParameterError('options.classify or options.qa', 'a pipeline', undefined);
   if (classify && (typeof classify !== 'function' || classify.task !== 'text-classification'))
-    throw new TypeError("Expected a 'text-classification' pipeline for options.classify");
+    throw v.invalidParameterError('options.classify', "a 'text-classification' pipeline", classify);
   if (qa && (typeof qa !== 'function' || qa.task !== 'question-answering'))
-    throw new TypeError("Expected a 'question-answering' pipeline for options.qa");
+    throw v.invalidParameterError('options.qa', "a 'question-answering' pipeline", qa);
   const b = options.batching;
-  if (b !== undefined && b !== false && (typeof b !== 'object' || b === null))
-    throw new TypeError('Expected { maxBatch, windowMs } or false for options.batching');
+  if (b !== undefined && b !== false && (typeof b !== 'object' || b === null || Array.isArray(b))) throw v.invalidParameterError('options.batching', '{ maxBatch, windowMs, idleStart } or false', b);
+  if (b) v.knownKeys('options.batching', b as Record<string, unknown>, ['maxBatch', 'windowMs', 'idleStart']);
   const batching =
     b === false
       ? false
@@ -360,12 +358,12 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   const maxTextChars = positiveInt('maxTextChars', options.maxTextChars, 20_000);
   const maxBodyBytes = positiveInt('maxBodyBytes', options.maxBodyBytes, 1 << 20);
   const maxInputs = positiveInt('maxInputs', options.maxInputs, 256);
-  const disposeOnClose = options.disposeOnClose !== false;
-  const maxContextTokens = check.optional(options.maxContextTokens, 8192, (v) => check.positiveInteger('maxContextTokens', v));
-  const windowsPerForward = check.optional(options.windowsPerForward, 8, (v) => check.positiveInteger('windowsPerForward', v));
-  const closeGraceMs = check.optional(options.closeGraceMs, 3000, (v) => check.number('closeGraceMs', v, { min: 0 }));
-  const headersTimeoutMs = check.optional(options.headersTimeoutMs, 10_000, (v) => check.number('headersTimeoutMs', v, { min: 1 }));
-  const requestTimeoutMs = check.optional(options.requestTimeoutMs, 30_000, (v) => check.number('requestTimeoutMs', v, { min: headersTimeoutMs }));
+  const disposeOnClose = v.boolean('disposeOnClose', options.disposeOnClose ?? true);
+  const maxContextTokens = v.optional(options.maxContextTokens, 8192, (x) => v.positiveInteger('maxContextTokens', x));
+  const windowsPerForward = v.optional(options.windowsPerForward, 8, (x) => v.positiveInteger('windowsPerForward', x));
+  const closeGraceMs = v.optional(options.closeGraceMs, 3000, (x) => v.number('closeGraceMs', x, { min: 0 }));
+  const headersTimeoutMs = v.optional(options.headersTimeoutMs, 10_000, (x) => v.number('headersTimeoutMs', x, { min: 1 }));
+  const requestTimeoutMs = v.optional(options.requestTimeoutMs, 30_000, (x) => v.number('requestTimeoutMs', x, { min: headersTimeoutMs }));
   const maxPadding = options.maxPadding === undefined || options.maxPadding === Infinity ? Infinity : nonNegative('maxPadding', options.maxPadding, Infinity);
 
   // Read once: a disposed model can no longer answer these.
@@ -757,17 +755,16 @@ function truncate(s: string, n: number): string {
   return s.length > n ? s.slice(0, n) + '…' : s;
 }
 
-function positiveInt(name: string, v: number | undefined, def: number): number {
-  if (v === undefined) return def;
-  if (!Number.isInteger(v) || v < 1) throw new BlockpruneError('E_INVALID_ARG', `Expected a positive integer for ${name} but received ${String(v)}`);
-  return v;
+const SERVER_OPTIONS = ['classify', 'qa', 'batching', 'maxTextChars', 'maxBodyBytes', 'maxInputs', 'maxPadding', 'disposeOnClose', 'maxContextTokens', 'windowsPerForward', 'closeGraceMs', 'headersTimeoutMs', 'requestTimeoutMs'];
+
+/** An optional option with its default: a positive integer. */
+function positiveInt(name: string, value: unknown, def: number): number {
+  return v.positiveInteger(name, value ?? def);
 }
 
-function nonNegative(name: string, v: number | undefined, def: number): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
-    throw new BlockpruneError('E_INVALID_ARG', `Expected a non-negative number for ${name} but received ${String(v)}`);
-  return v;
+/** An optional option with its default: a finite number >= 0. */
+function nonNegative(name: string, value: unknown, def: number): number {
+  return v.number(name, value ?? def, { min: 0 });
 }
 
 /**

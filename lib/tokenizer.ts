@@ -20,6 +20,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import * as v from './validate';
 
 // ---------------------------------------------------------------------------------------------------------
 // Public types
@@ -186,8 +187,14 @@ function describeJson(v: unknown): string {
 /** Text that goes through every stage (specials, non-ASCII, CJK, punctuation, a long word) at load time. */
 const PROBE_TEXT = 'Hello, [CLS] wörld! 中文 Ünïcödé … 😀 tokenization';
 
-function isPositiveInt(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n > 0;
+const ENCODE_OPTIONS = ['maxLength', 'truncation', 'addSpecialTokens'] as const;
+const TRUNCATIONS: readonly unknown[] = ['only_second', 'longest_first', 'only_first', false];
+const PADDINGS: readonly unknown[] = ['longest', 'max_length', false];
+
+/** `value` when it is one of `values` (which may hold `false`, so validate's oneOf does not fit). */
+function choice<T>(name: string, value: unknown, values: readonly unknown[]): T {
+  if (!values.includes(value)) throw v.invalidParameterError(name, `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`, value, typeof value === 'string' ? 'range' : 'type');
+  return value as T;
 }
 
 // Minimal views of tokenizers.js internals we use (public properties of its Tokenizer class).
@@ -553,6 +560,7 @@ export class BertTokenizer {
    * An empty-string pair is a real (empty) second segment: `[CLS] a [SEP] [SEP]`.
    */
   encode(text: string, pair?: string | null, opts: EncodeOptions = {}): Encoded {
+    v.options('opts', opts, ENCODE_OPTIONS);
     const a = this.encodeText(text);
     const b = pair === undefined || pair === null ? null : this.encodeText(pair);
     return this.assemble(a, b, opts);
@@ -560,12 +568,10 @@ export class BertTokenizer {
 
   /** Like `encode`, from token ids that have no special tokens yet. */
   assemble(idsA: number[], idsB: number[] | null, opts: EncodeOptions = {}): Encoded {
-    const addSpecial = opts.addSpecialTokens ?? true;
-    const maxLength = opts.maxLength;
-    if (maxLength !== undefined && !isPositiveInt(maxLength)) {
-      throw new TokenizerError('E_INVALID_ARG', `maxLength must be a positive integer, got ${String(maxLength)}`);
-    }
-    const strategy: TruncationStrategy = opts.truncation === undefined ? (maxLength !== undefined ? 'longest_first' : false) : opts.truncation;
+    const addSpecial = v.boolean('opts.addSpecialTokens', opts.addSpecialTokens ?? true);
+    const maxLength = opts.maxLength === undefined ? undefined : v.positiveInteger('opts.maxLength', opts.maxLength);
+    const strategy: TruncationStrategy =
+      opts.truncation === undefined ? (maxLength !== undefined ? 'longest_first' : false) : choice('opts.truncation', opts.truncation, TRUNCATIONS);
     let a = idsA;
     let b = idsB;
     if (strategy !== false && maxLength !== undefined) {
@@ -595,14 +601,16 @@ export class BertTokenizer {
    * Padding (pad id, attention 0, token type 0) goes to the longest row by default.
    */
   encodeBatch(items: BatchItem[], opts: BatchEncodeOptions = {}): BatchEncoded {
-    const padding: PaddingStrategy = opts.padding === undefined ? 'longest' : opts.padding;
+    v.options('opts', opts, [...ENCODE_OPTIONS, 'padding']);
+    if (!Array.isArray(items)) throw v.invalidParameterError('items', 'an array of strings or [string, string] pairs', items);
+    const padding: PaddingStrategy = opts.padding === undefined ? 'longest' : choice('opts.padding', opts.padding, PADDINGS);
     if (padding === 'max_length' && opts.maxLength === undefined) {
       throw new TokenizerError('E_INVALID_ARG', "padding 'max_length' needs maxLength");
     }
     const rows: Encoded[] = items.map((it, i) => {
-      if (typeof it === 'string') return this.encode(it, null, opts);
+      if (typeof it === 'string') return this.assemble(this.encodeText(it), null, opts);
       if (Array.isArray(it) && it.length === 2 && typeof it[0] === 'string' && typeof it[1] === 'string') {
-        return this.encode(it[0], it[1], opts);
+        return this.assemble(this.encodeText(it[0]), this.encodeText(it[1]), opts);
       }
       throw new TokenizerError('E_INVALID_ARG', `batch item ${i} must be a string or a [string, string] pair`);
     });
@@ -665,14 +673,10 @@ export class BertTokenizer {
    * windows share `docStride` context tokens. Offsets are UTF-16 spans in the original context.
    */
   encodeQuestionContext(question: string, context: string, opts: QuestionContextOptions): QuestionContextWindow[] {
-    const { maxLength, docStride, maxQuestionLength } = opts;
-    if (!isPositiveInt(maxLength)) throw new TokenizerError('E_INVALID_ARG', `maxLength must be a positive integer, got ${String(maxLength)}`);
-    if (typeof docStride !== 'number' || !Number.isInteger(docStride) || docStride < 0) {
-      throw new TokenizerError('E_INVALID_ARG', `docStride must be a non-negative integer, got ${String(docStride)}`);
-    }
-    if (maxQuestionLength !== undefined && !isPositiveInt(maxQuestionLength)) {
-      throw new TokenizerError('E_INVALID_ARG', `maxQuestionLength must be a positive integer, got ${String(maxQuestionLength)}`);
-    }
+    const o = v.options('opts', opts, ['maxLength', 'docStride', 'maxQuestionLength']);
+    const maxLength = v.positiveInteger('opts.maxLength', o.maxLength);
+    const docStride = v.integer('opts.docStride', o.docStride, { min: 0 });
+    const maxQuestionLength = o.maxQuestionLength === undefined ? undefined : v.positiveInteger('opts.maxQuestionLength', o.maxQuestionLength);
     let q = this.encodeText(question);
     if (maxQuestionLength !== undefined && q.length > maxQuestionLength) q = q.slice(0, maxQuestionLength);
     const maxCtx = maxLength - q.length - 3;

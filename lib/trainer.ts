@@ -14,14 +14,16 @@
  * A Ctrl-C on any rank makes all of them checkpoint and stop at the same step. Resume needs the same world
  * size and a checkpoint directory every rank can read.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { appendDurableSync, ensureDir, removeStaleTemps, removeTreeSync, renameDirectorySync, tempSibling, writeFileAtomicSync } from './atomic';
 import { ProcessGroup, shardBatch } from './distributed';
-import { BlockpruneError, invalidArg } from './errors';
+import { BlockpruneError } from './errors';
 import { BertModel, ForwardBatch, TrainStepResult } from './model';
 import { native } from './native';
 import { PruningConfig } from './pruning';
+import * as v from './validate';
 
 /** What the trainer needs of a training set: a size and deterministic batches per (seed, epoch). */
 export interface TrainData {
@@ -35,6 +37,11 @@ export interface TrainData {
     batchSize: number,
     options: { shuffle?: boolean; seed?: number; epoch?: number; dropLast?: boolean; shard?: { rank: number; worldSize: number } },
   ): Iterable<ForwardBatch>;
+  /**
+   * A short hash of the data (cheap: a sample of rows), stored in checkpoints so that a resume on other data
+   * is refused. Without it the trainer hashes the first unshuffled batch.
+   */
+  fingerprint?(): string;
 }
 
 export type Metrics = Record<string, number>;
@@ -75,8 +82,17 @@ export interface SparseTrainerOptions {
   /** Also checkpoint every N steps (epoch ends always checkpoint when outputDir is set). */
   checkpointEvery?: number;
   keepCheckpoints?: number;
-  /** Resume from a checkpoint directory, or `true` for the latest one in outputDir. */
+  /**
+   * Resume from a checkpoint directory, or `true` for the latest one in outputDir. The checkpoint must come
+   * from the same run (RUN_FIELDS: seed, batch size, data, pruning plan, model, epochs...): one that differs
+   * is refused with E_RESUME_MISMATCH naming the field, unless allowResumeMismatch allows it.
+   */
   resume?: string | boolean;
+  /**
+   * Resume although these fields differ from the checkpoint's (true: any of them), for a deliberate change,
+   * e.g. ['batchSize'] or ['data']. worldSize cannot be allowed (the checkpoint holds one generator per rank).
+   */
+  allowResumeMismatch?: boolean | readonly RunField[];
   /** JSON lines log file. */
   logFile?: string;
   /** Log every N steps (default 10). */
@@ -116,6 +132,29 @@ export interface TrainResult {
   worldSize: number;
 }
 
+/**
+ * What defines a run, stored in each checkpoint's trainer_state.json: a resume whose own values differ is
+ * another run. totalSteps follows from epochs, maxSteps, batch size and data, so it is not compared itself.
+ */
+export interface RunFingerprint {
+  worldSize: number;
+  seed: number;
+  batchSize: number;
+  epochs: number;
+  maxSteps: number | null;
+  totalSteps: number;
+  /** Row count and a hash of a sample of rows (TrainData.fingerprint). */
+  data: { length: number; hash: string };
+  /** The pruning options (null: dense fine-tuning). */
+  pruning: Record<string, unknown> | null;
+  /** The model's geometry: hidden size, vocabulary, labels, heads and FFN width of each layer. */
+  model: { hidden: number; vocab: number; labels: number; layers: Array<[number, number]> };
+}
+
+/** The fields a resume compares, in this order; allowResumeMismatch names them. */
+export const RUN_FIELDS = ['worldSize', 'seed', 'batchSize', 'epochs', 'maxSteps', 'data', 'pruning', 'model'] as const;
+export type RunField = (typeof RUN_FIELDS)[number];
+
 interface TrainerState {
   format: 'blockprune-trainer-1';
   step: number;
@@ -127,6 +166,8 @@ interface TrainerState {
   pruning?: Record<string, unknown>;
   /** Ranks of the run that wrote it (absent: 1). */
   worldSize?: number;
+  /** What defines the run (absent in checkpoints of older versions: resumed with a warning). */
+  run?: RunFingerprint;
 }
 
 const STATE_FILE = 'trainer_state.json';
@@ -171,33 +212,172 @@ export function latestCheckpoint(outputDir: string): string | undefined {
   return undefined;
 }
 
+/** Hugging Face TrainingArguments names users bring along, pointed to ours in the unknown-option message. */
+const HF_TRAINER_NAMES: Record<string, string> = {
+  num_train_epochs: 'epochs',
+  max_steps: 'maxSteps',
+  per_device_train_batch_size: 'batchSize',
+  per_gpu_train_batch_size: 'batchSize',
+  train_batch_size: 'batchSize',
+  learning_rate: 'learningRate',
+  weight_decay: 'weightDecay',
+  warmup_steps: 'warmupSteps',
+  warmup_ratio: 'warmupSteps',
+  max_grad_norm: 'maxGradNorm',
+  output_dir: 'outputDir',
+  save_steps: 'checkpointEvery',
+  save_total_limit: 'keepCheckpoints',
+  logging_steps: 'logEvery',
+  resume_from_checkpoint: 'resume',
+};
+
+const TRAINER_OPTIONS: ReadonlyArray<keyof SparseTrainerOptions> = [
+  'model', 'pruning', 'train', 'evaluate', 'epochs', 'maxSteps', 'batchSize', 'learningRate', 'weightDecay', 'warmupSteps',
+  'maxGradNorm', 'distillation', 'seed', 'outputDir', 'checkpointEvery', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
+  'logFile', 'logEvery', 'progress', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
+];
+
+/**
+ * Every option checked before any work: type, range, integer-ness, unknown keys; the output locations are
+ * probed (rank 0 writes them), so that a bad one fails now rather than at the first checkpoint. The ranges of
+ * learning rates, weight decay and distillation weights are the native step's.
+ */
+function checkTrainerOptions(options: SparseTrainerOptions): void {
+  const o = v.object('options', options) as Partial<SparseTrainerOptions>;
+  v.knownKeys('SparseTrainer options', o, TRAINER_OPTIONS, HF_TRAINER_NAMES);
+  v.instance('options.model', o.model, BertModel, 'a BertModel');
+  const train = o.train as TrainData;
+  if (typeof train !== 'object' || train === null || !v.is.function(train.batches))
+    throw v.invalidParameterError('options.train', 'a dataset with length and batches()', train);
+  v.integer('options.train.length', train.length, { min: 0 });
+  if (train.fingerprint !== undefined) v.func('options.train.fingerprint', train.fingerprint);
+  if (o.pruning !== undefined) v.instance('options.pruning', o.pruning, PruningConfig, 'a PruningConfig');
+  if (o.evaluate !== undefined) v.func('options.evaluate', o.evaluate);
+  if (o.onLog !== undefined) v.func('options.onLog', o.onLog);
+  const int = (name: keyof SparseTrainerOptions, min: number) => o[name] !== undefined && v.integer(`options.${name}`, o[name], { min });
+  int('epochs', 0);
+  int('maxSteps', 1);
+  int('batchSize', 1);
+  int('warmupSteps', 0);
+  int('seed', 0);
+  int('checkpointEvery', 1);
+  int('keepCheckpoints', 1);
+  int('logEvery', 1);
+  if (o.learningRate !== undefined) v.number('options.learningRate', o.learningRate, { min: 0, max: 10 });
+  if (o.weightDecay !== undefined) v.number('options.weightDecay', o.weightDecay, { min: 0, max: 10 });
+  if (o.maxGradNorm !== undefined) v.number('options.maxGradNorm', o.maxGradNorm, { min: 0 });
+  if (o.evaluationTimeoutMs !== undefined) v.number('options.evaluationTimeoutMs', o.evaluationTimeoutMs, { min: 0, exclusiveMin: true });
+  if (o.progress !== undefined) v.boolean('options.progress', o.progress);
+  if (o.handleSigint !== undefined) v.boolean('options.handleSigint', o.handleSigint);
+  if (o.distributed !== undefined) v.instance('options.distributed', o.distributed, ProcessGroup, 'a ProcessGroup');
+  if (o.distillation !== undefined) {
+    const d = v.options('options.distillation', o.distillation, ['teacher', 'alphaCe', 'alphaTeacher', 'temperature']);
+    v.instance('options.distillation.teacher', d.teacher, BertModel, 'a BertModel');
+    if (d.teacher === o.model) throw v.invalidParameterError('options.distillation.teacher', 'another model than options.model', 'the student itself');
+    if (d.alphaCe !== undefined) v.number('options.distillation.alphaCe', d.alphaCe, { min: 0, max: 1e6 });
+    if (d.alphaTeacher !== undefined) v.number('options.distillation.alphaTeacher', d.alphaTeacher, { min: 0, max: 1e6 });
+    if (d.temperature !== undefined) v.number('options.distillation.temperature', d.temperature, { min: 1e-6, max: 1e6 });
+  }
+  if (o.filled !== undefined) {
+    const f = v.options('options.filled', o.filled, ['epochs', 'learningRate']);
+    v.positiveInteger('options.filled.epochs', f.epochs);
+    if (f.learningRate !== undefined) v.number('options.filled.learningRate', f.learningRate, { min: 0, max: 10 });
+  }
+  if (o.resume !== undefined && typeof o.resume !== 'boolean') v.string('options.resume', o.resume, { nonEmpty: true });
+  if (o.allowResumeMismatch !== undefined) checkAllowResumeMismatch('options.allowResumeMismatch', o.allowResumeMismatch);
+  if (o.resume === true && o.outputDir === undefined)
+    throw v.invalidParameterError('options.resume', 'a checkpoint directory (resume: true needs outputDir)', true);
+  if (o.epochs === 0 && o.maxSteps === undefined) throw v.invalidParameterError('options.epochs', 'at least 1 when maxSteps is not set (nothing to train)', 0, 'range');
+  if (train.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'the training set is empty');
+  // Only rank 0 writes logs and checkpoints: the others need not see those folders.
+  const writes = !o.distributed || o.distributed.isMain;
+  if (o.outputDir !== undefined) {
+    if (writes) v.writableDirectory('options.outputDir', o.outputDir);
+    else v.string('options.outputDir', o.outputDir, { nonEmpty: true });
+  }
+  if (o.logFile !== undefined) {
+    if (writes) v.writableFile('options.logFile', o.logFile);
+    else v.string('options.logFile', o.logFile, { nonEmpty: true });
+  }
+}
+
+/** allowResumeMismatch: a boolean or a list of RUN_FIELDS. */
+export function checkAllowResumeMismatch(name: string, allow: unknown): void {
+  if (typeof allow === 'boolean') return;
+  if (!Array.isArray(allow)) throw v.invalidParameterError(name, `a boolean or an array of ${RUN_FIELDS.join(', ')}`, allow);
+  allow.forEach((f, i) => v.oneOf(`${name}[${i}]`, f, RUN_FIELDS));
+}
+
+/** A short hash of the training data: its own fingerprint(), else its first unshuffled batch. */
+function dataFingerprint(train: TrainData): { length: number; hash: string } {
+  if (train.fingerprint) return { length: train.length, hash: String(train.fingerprint()) };
+  const h = createHash('sha256');
+  for (const b of train.batches(Math.min(16, train.length), { shuffle: false })) {
+    for (const a of [b.inputIds, b.attentionMask, b.tokenTypeIds, b.labels])
+      if (a && ArrayBuffer.isView(a)) h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    h.update(`${b.batchSize}x${b.seqLen}`);
+    break;
+  }
+  return { length: train.length, hash: h.digest('hex').slice(0, 16) };
+}
+
+/** The first place two JSON values differ (undefined when equal), descending into objects: 'pruning.finalThreshold'. */
+function firstDifference(a: unknown, b: unknown, path: string): { path: string; a: unknown; b: unknown } | undefined {
+  if (JSON.stringify(a) === JSON.stringify(b)) return undefined;
+  if (v.is.object(a) && v.is.object(b)) {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      const d = firstDifference(a[k], b[k], `${path}.${k}`);
+      if (d) return d;
+    }
+  }
+  return { path, a, b };
+}
+
 export class SparseTrainer {
   readonly options: SparseTrainerOptions;
   private model: BertModel;
   private stopRequested = false;
+  /** This run's fingerprint, written into each checkpoint. */
+  private fingerprint?: RunFingerprint;
 
   constructor(options: SparseTrainerOptions) {
-    if (!options || !(options.model instanceof BertModel)) throw invalidArg('options.model', 'a BertModel', options?.model);
-    if (!options.train || typeof options.train.batches !== 'function') throw invalidArg('options.train', 'a dataset with batches()', options.train);
-    if (options.pruning !== undefined && !(options.pruning instanceof PruningConfig)) throw invalidArg('options.pruning', 'a PruningConfig', options.pruning);
-    const posInt = (name: string, v: number | undefined) => {
-      if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw invalidArg(`options.${name}`, 'a non-negative integer', v);
-    };
-    posInt('epochs', options.epochs);
-    posInt('maxSteps', options.maxSteps);
-    posInt('batchSize', options.batchSize);
-    posInt('warmupSteps', options.warmupSteps);
-    posInt('checkpointEvery', options.checkpointEvery);
-    if (options.resume && !options.outputDir && typeof options.resume !== 'string')
-      throw new BlockpruneError('E_INVALID_ARG', 'resume: true needs outputDir (or give the checkpoint directory)');
-    if (options.distillation && !(options.distillation.teacher instanceof BertModel))
-      throw invalidArg('options.distillation.teacher', 'a BertModel', options.distillation.teacher);
-    if (options.epochs === 0 && !options.maxSteps) throw new BlockpruneError('E_INVALID_ARG', 'nothing to train: epochs is 0 and maxSteps is not set');
-    if (options.train.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'the training set is empty');
-    if (options.distributed !== undefined && !(options.distributed instanceof ProcessGroup))
-      throw invalidArg('options.distributed', 'a ProcessGroup', options.distributed);
+    checkTrainerOptions(options);
     this.options = options;
     this.model = options.model;
+  }
+
+  /**
+   * Refuses a checkpoint of another run (E_RESUME_MISMATCH naming the first field that differs and both
+   * values) unless allowResumeMismatch allows that field. A checkpoint without a fingerprint (older
+   * versions) is resumed with a warning, after the two checks those versions made (world size, total steps).
+   */
+  private checkResume(dir: string, state: TrainerState, run: RunFingerprint): void {
+    const allow = this.options.allowResumeMismatch ?? false;
+    const allowed = (f: RunField) => f !== 'worldSize' && (allow === true || (Array.isArray(allow) && allow.includes(f)));
+    const mismatch = (field: string, theirs: unknown, ours: unknown, note = '') =>
+      new BlockpruneError(
+        'E_RESUME_MISMATCH',
+        `checkpoint ${dir} was made by another run: ${field} is ${JSON.stringify(theirs)} in the checkpoint, ${JSON.stringify(ours)} in this run` +
+          (note || ` (resume with the same value, or allow it: allowResumeMismatch: ['${field.split('.')[0]}'], --allow-resume-mismatch ${field.split('.')[0]})`),
+      );
+    const old = state.run;
+    if (!old) {
+      const msg = `checkpoint ${dir} does not record what defined its run (an older version wrote it): resuming without checking seed, batch size, data, pruning plan and model`;
+      process.emitWarning(msg, { code: 'BLOCKPRUNE_RESUME_UNCHECKED' });
+      this.log({ type: 'stage', step: state.step, epoch: state.epoch, warning: msg });
+      if ((state.worldSize ?? 1) !== run.worldSize) throw mismatch('worldSize', state.worldSize ?? 1, run.worldSize, ': resume with the same world size');
+      if (state.totalSteps !== run.totalSteps) throw mismatch('totalSteps', state.totalSteps, run.totalSteps, ': use the same epochs, batch size and data');
+      return;
+    }
+    const differ: string[] = [];
+    for (const f of RUN_FIELDS) {
+      const d = firstDifference(old[f], run[f], f);
+      if (!d) continue;
+      if (f === 'worldSize') throw mismatch(f, d.a, d.b, ': resume with the same world size (the checkpoint holds one generator state per rank)');
+      if (!allowed(f)) throw mismatch(d.path, d.a, d.b);
+      differ.push(`${d.path} ${JSON.stringify(d.a)} -> ${JSON.stringify(d.b)}`);
+    }
+    if (differ.length) this.log({ type: 'stage', step: state.step, epoch: state.epoch, resumeMismatchAllowed: differ });
   }
 
   /** Asks the loop to write a checkpoint and stop after the current step (what Ctrl-C does). */
@@ -239,7 +419,7 @@ export class SparseTrainer {
     const warmup = o.warmupSteps ?? 0;
     const lr = o.learningRate ?? 5e-5;
     const pruning = o.pruning;
-    const keep = Math.max(1, o.keepCheckpoints ?? 2);
+    const keep = o.keepCheckpoints ?? 2;
     const group = o.distributed;
     const worldSize = group?.worldSize ?? 1;
     if (o.logFile && this.rank === 0) ensureDir(resolve(o.logFile, '..'));
@@ -258,16 +438,25 @@ export class SparseTrainer {
     let batchInEpoch = 0;
     let history: Metrics[] = [];
     let lastCheckpoint: string | undefined;
+    const m = this.model;
+    this.fingerprint = {
+      worldSize,
+      seed,
+      batchSize,
+      epochs,
+      maxSteps: o.maxSteps ?? null,
+      totalSteps,
+      data: dataFingerprint(o.train),
+      pruning: pruning ? { ...pruning.options } : null,
+      model: { hidden: m.config.hidden_size, vocab: m.config.vocab_size, labels: m.labels.length, layers: m.layers.map((l) => [l.heads, l.intermediateSize]) },
+    };
 
     // Resume: the checkpoint's model (patched again from its saved plan), optimizer, RNG and position.
     const resumeDir = typeof o.resume === 'string' ? resolve(o.resume) : o.resume && o.outputDir ? latestCheckpoint(resolve(o.outputDir)) : undefined;
     if (o.resume && !resumeDir) throw new BlockpruneError('E_BAD_CHECKPOINT', `no complete checkpoint in ${o.outputDir}`);
     if (resumeDir) {
       const state = readCheckpointState(resumeDir);
-      if ((state.worldSize ?? 1) !== worldSize)
-        throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${resumeDir} was made by ${state.worldSize ?? 1} process(es), this run has ${worldSize}: resume with the same world size`);
-      if (state.totalSteps !== totalSteps)
-        throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${resumeDir} was made for ${state.totalSteps} steps, this run has ${totalSteps}: use the same epochs, batch size and data`);
+      this.checkResume(resumeDir, state, this.fingerprint);
       // The checkpoint's model replaces the one given (which is left as it was): use result.model.
       const loaded = await BertModel.fromPretrained(resumeDir, { device: this.model.device });
       await loaded.loadTrainingState(resumeDir, this.rank);
@@ -404,7 +593,7 @@ export class SparseTrainer {
    * is then renamed into place (a kill leaves the checkpoint complete or absent, never partial; temporaries
    * of killed runs are removed here). Older ones are pruned only after, each renamed away before removal.
    */
-  private async checkpoint(state: Omit<TrainerState, 'format' | 'pruning' | 'worldSize'>, keep: number): Promise<string> {
+  private async checkpoint(state: Omit<TrainerState, 'format' | 'pruning' | 'worldSize' | 'run'>, keep: number): Promise<string> {
     const out = resolve(this.options.outputDir!);
     const group = this.options.distributed;
     const final = join(out, `checkpoint-${state.step}`);
@@ -422,6 +611,7 @@ export class SparseTrainer {
         ...state,
         pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined,
         worldSize: group?.worldSize ?? 1,
+        run: this.fingerprint,
       };
       writeFileAtomicSync(join(tmp, STATE_FILE), JSON.stringify(full, null, 2));
       renameDirectorySync(tmp, final);
@@ -434,11 +624,12 @@ export class SparseTrainer {
       throw e;
     }
     // Only now that the new one is complete do older ones go.
+    // The one just written always stays (a resume from an earlier step may leave later ones from before).
     const old = readdirSync(out)
       .map((d) => /^checkpoint-(\d+)$/.exec(d))
-      .filter((m): m is RegExpExecArray => !!m)
+      .filter((m): m is RegExpExecArray => !!m && m[0] !== `checkpoint-${state.step}`)
       .sort((a, b) => Number(b[1]) - Number(a[1]))
-      .slice(keep);
+      .slice(keep - 1);
     for (const m of old) removeTreeSync(join(out, m[0]));
     this.log({ type: 'checkpoint', step: state.step, epoch: state.epoch, dir: final });
     return final;

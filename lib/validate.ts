@@ -8,7 +8,9 @@
  * Errors: a value of the wrong type is a TypeError, a value of the right type out of range a RangeError;
  * both carry `code: 'E_INVALID_ARG'`.
  */
-import { describeValue, type ErrorCode } from './errors';
+import { accessSync, constants, existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { BlockpruneError, describeValue, type ErrorCode } from './errors';
 
 export type InvalidParameterError = (TypeError | RangeError) & { code: ErrorCode };
 
@@ -106,6 +108,29 @@ export function object(name: string, v: unknown): Record<string, unknown> {
   return v;
 }
 
+/**
+ * An options bag: undefined is `{}`; anything else (null too: callers read its keys) must be a plain object
+ * whose keys are all in `known` (see knownKeys, which names the closest one). Returns the bag.
+ */
+export function options(name: string, v: unknown, known: readonly string[], aliases: Record<string, string> = {}): Record<string, unknown> {
+  if (v === undefined) return {};
+  const o = object(name, v);
+  knownKeys(name, o, known, aliases);
+  return o;
+}
+
+/** An instance of `cls` (`what` names it in the message, e.g. 'a BertModel'). */
+// `{ prototype: T }` rather than a constructor type: classes with private constructors (BertModel) qualify.
+export function instance<T>(name: string, v: unknown, cls: { prototype: T }, what: string): T {
+  if (!(v instanceof (cls as unknown as new () => T))) throw invalidParameterError(name, what, v);
+  return v as T;
+}
+
+export function func<T extends (...args: never[]) => unknown>(name: string, v: unknown): T {
+  if (!is.function(v)) throw invalidParameterError(name, 'a function', v);
+  return v as unknown as T;
+}
+
 /** `v` when defined, else `def`, then checked by `check` (for optional options with defaults). */
 export function optional<T>(v: T | undefined | null, def: T, check: (v: unknown) => T): T {
   return check(v === undefined || v === null ? def : v);
@@ -154,7 +179,7 @@ export function knownKeys(name: string, options: Record<string, unknown>, known:
     if (known.includes(k)) continue;
     const hint = aliases[k] ?? didYouMean(k, known);
     const err = new TypeError(
-      `Unknown option ${JSON.stringify(k)} in ${name}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options: ${known.join(', ')}`,
+      `unknown option ${JSON.stringify(k)} in ${name}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}; known options: ${known.join(', ')}`,
     ) as InvalidParameterError;
     err.code = 'E_INVALID_ARG';
     throw err;
@@ -177,4 +202,82 @@ export function flagNumber(flag: string, text: unknown, range: NumberRange & { i
 export function flagNumbers(flag: string, text: unknown, range: NumberRange & { integer?: boolean } = {}): number[] {
   if (typeof text !== 'string' || text.trim() === '') throw invalidParameterError(flag, 'a comma-separated list of numbers', text);
   return text.split(',').map((x) => flagNumber(flag, x.trim(), range));
+}
+
+/** An E_INVALID_ARG error whose message is not of the "Expected X but received Y" kind. */
+export function argumentError(message: string, kind: 'type' | 'range' = 'range'): InvalidParameterError {
+  const err = (kind === 'range' ? new RangeError(message) : new TypeError(message)) as InvalidParameterError;
+  err.code = 'E_INVALID_ARG';
+  return err;
+}
+
+/** The nearest existing path at or above `abs` (the root exists). */
+function existingAncestor(abs: string): string {
+  let p = abs;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  return p;
+}
+
+function writeError(name: string, path: string, e: unknown): BlockpruneError {
+  const err = e as NodeJS.ErrnoException;
+  const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
+  return new BlockpruneError(full ? 'E_NO_SPACE' : 'E_WRITE_FAILED', `${name}: cannot write in ${path} (${err.code ?? err.message})`, { cause: e });
+}
+
+/**
+ * A directory the caller will write into, checked before any work: it exists and is a directory, or it can
+ * be created (its nearest existing ancestor is a writable directory). An existing one is probed by creating
+ * and removing a file, which catches read-only mounts and permissions that access() does not report. A path
+ * that is (or lies under) a file is E_INVALID_ARG; one that cannot be written E_WRITE_FAILED (E_NO_SPACE
+ * when the disk is full). Nothing is left behind. Returns the absolute path.
+ */
+export function writableDirectory(name: string, v: unknown): string {
+  const abs = resolve(string(name, v, { nonEmpty: true }));
+  const at = existingAncestor(abs);
+  if (!statSync(at).isDirectory())
+    throw argumentError(at === abs ? `Expected a directory for ${name} but ${abs} is a file` : `Expected a directory for ${name} but ${at} is a file, so ${abs} cannot be created`);
+  if (at !== abs) {
+    try {
+      accessSync(at, constants.W_OK | constants.X_OK);
+    } catch (e) {
+      throw writeError(name, at, e);
+    }
+    return abs;
+  }
+  const probe = join(abs, `.blockprune-probe-${process.pid}-${Date.now()}`);
+  try {
+    writeFileSync(probe, '', { flag: 'wx' });
+  } catch (e) {
+    throw writeError(name, abs, e);
+  }
+  unlinkSync(probe);
+  return abs;
+}
+
+/** A file the caller will write (or append to): not a directory, and its folder is writable (or creatable). */
+export function writableFile(name: string, v: unknown): string {
+  const abs = resolve(string(name, v, { nonEmpty: true }));
+  if (existsSync(abs) && statSync(abs).isDirectory()) throw argumentError(`Expected a file path for ${name} but ${abs} is a directory`);
+  writableDirectory(`${name} (its folder)`, dirname(abs));
+  return abs;
+}
+
+/**
+ * A model directory (or another input folder: `what`) that must exist: a missing one or a file in its place
+ * is E_FILE_NOT_FOUND, with a message that says which (a file is not "missing", but it is not the folder of
+ * config.json and weights either).
+ */
+export function modelDirectory(name: string, v: unknown, what = 'model directory (a folder holding config.json and the weights)'): string {
+  const abs = resolve(string(name, v, { nonEmpty: true }));
+  const short = what.replace(/ \(.*$/, '');
+  if (!existsSync(abs)) throw new BlockpruneError('E_FILE_NOT_FOUND', `${short} ${abs} does not exist`);
+  if (!statSync(abs).isDirectory()) throw new BlockpruneError('E_FILE_NOT_FOUND', `${abs} is a file, not a ${what}`);
+  return abs;
+}
+
+/** A command-line `AxB` pair of integers (`--attention-block 32x32`, `--shapes 1x128`), each checked by `range`. */
+export function flagPair(flag: string, text: unknown, range: NumberRange = {}): [number, number] {
+  const m = typeof text === 'string' ? /^\s*([^x]+)x([^x]+)\s*$/.exec(text) : null;
+  if (!m) throw invalidParameterError(flag, 'RxC (two integers, e.g. 32x32)', text);
+  return [flagNumber(flag, m[1], { ...range, integer: true }), flagNumber(flag, m[2], { ...range, integer: true })];
 }

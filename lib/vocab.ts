@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { writeFileAtomicSync } from './atomic';
+import * as v from './validate';
 
 export const SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
 
@@ -25,7 +26,11 @@ export interface VocabOptions {
 }
 
 export function buildWordPieceVocab(texts: Iterable<string>, opts: VocabOptions = {}): string[] {
-  const size = opts.size ?? 8000;
+  v.options('opts', opts, ['size', 'minCharCount', 'maxChars']);
+  // Room for the five special tokens and a few characters.
+  const size = v.integer('opts.size', opts.size ?? 8000, { min: 16 });
+  if (opts.minCharCount !== undefined) v.integer('opts.minCharCount', opts.minCharCount, { min: 0 });
+  if (opts.maxChars !== undefined) v.positiveInteger('opts.maxChars', opts.maxChars);
   const words = new Map<string, number>();
   const chars = new Map<string, number>();
   for (const t of texts) {

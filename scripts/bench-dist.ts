@@ -16,7 +16,23 @@ import { ProcessGroup, launch } from '../lib/distributed';
 import { BertModel, ForwardBatch } from '../lib/model';
 import { PruningConfig } from '../lib/pruning';
 import { SparseTrainer, TrainData } from '../lib/trainer';
-import { argValue, TRAIN_GEOMETRIES } from './common';
+import { invalidParameterError } from '../lib/validate';
+import { argChoice, argNumber, parseFlags, TRAIN_GEOMETRIES } from './common';
+
+const USAGE = 'usage: node dist/scripts/bench-dist.js [--nproc 2] [--geometry small|base] [--batch 16] [--seq 128] [--steps 8] [--warmup 2] [--rounds 3]';
+
+/** The flags, checked by lib/validate.ts before any rank starts (seq: bert-base's position table). */
+function flags() {
+  return {
+    nproc: argNumber('nproc', 2, { integer: true, min: 1 }),
+    rounds: argNumber('rounds', 3, { integer: true, min: 1 }),
+    geometry: argChoice('geometry', 'small', Object.keys(TRAIN_GEOMETRIES)),
+    batch: argNumber('batch', 16, { integer: true, min: 1 }),
+    seq: argNumber('seq', 128, { integer: true, min: 1, max: 512 }),
+    steps: argNumber('steps', 8, { integer: true, min: 1 }),
+    warmup: argNumber('warmup', 2, { integer: true, min: 0 }),
+  };
+}
 
 /** Fixed-shape random batches (the same on every rank for a given epoch): what a step costs, not the data. */
 class RandomTokens implements TrainData {
@@ -36,11 +52,7 @@ class RandomTokens implements TrainData {
 }
 
 async function worker(): Promise<void> {
-  const geometry = argValue('geometry', 'small');
-  const batch = Number(argValue('batch', '16'));
-  const seq = Number(argValue('seq', '128'));
-  const steps = Number(argValue('steps', '8'));
-  const warmup = Number(argValue('warmup', '2'));
+  const { geometry, batch, seq, steps, warmup } = flags();
   const opts = ProcessGroup.optionsFromEnv();
   const group = opts && opts.worldSize > 1 ? await ProcessGroup.init(opts) : undefined;
   const config = { ...TRAIN_GEOMETRIES[geometry], hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
@@ -75,13 +87,16 @@ async function worker(): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.env.BENCH_DIST_WORKER) return worker();
-  const nproc = Number(argValue('nproc', '2'));
+  const { nproc, rounds, geometry, batch, seq, steps, warmup } = parseFlags('bench-dist', USAGE, () => {
+    const f = flags();
+    if (f.batch < f.nproc) throw invalidParameterError('--batch', `at least --nproc (${f.nproc}): one row per rank`, f.batch, 'range');
+    return f;
+  });
   const cores = cpus().length;
-  const rounds = Number(argValue('rounds', '3'));
   const forward = process.argv.slice(2).filter((a, i, all) => !['--nproc', '--rounds'].includes(a) && !['--nproc', '--rounds'].includes(all[i - 1]));
   console.log(
-    `data-parallel fine-pruning (Node trainer, Gloo): ${argValue('geometry', 'small')} geometry, global batch ${argValue('batch', '16')} x ${argValue('seq', '128')}, ` +
-      `${argValue('steps', '8')} timed steps after ${argValue('warmup', '2')}, hybrid-patched, ${cores} cores`,
+    `data-parallel fine-pruning (Node trainer, Gloo): ${geometry} geometry, global batch ${batch} x ${seq}, ` +
+      `${steps} timed steps after ${warmup}, hybrid-patched, ${cores} cores`,
   );
   const runOnce = async (n: number) => {
     let line = '';

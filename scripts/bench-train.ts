@@ -11,16 +11,20 @@
 import { BertModel } from '../lib/model';
 import { getNumThreads } from '../lib/index';
 import { PruningConfig } from '../lib/pruning';
-import { argValue, TRAIN_GEOMETRIES } from './common';
+import { argChoice, argNumber, argValue, parseFlags, TRAIN_GEOMETRIES } from './common';
+
+const USAGE = 'usage: node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda]';
 
 const REFERENCE: Record<string, { patched: number; plain: number }> = { small: { patched: 17.0, plain: 22.4 }, base: { patched: 1.12, plain: 1.6 } };
 
 async function main(): Promise<void> {
-  const which = argValue('geometry', 'both');
-  const steps = Number(argValue('steps', '10'));
-  const warmup = Number(argValue('warmup', '2'));
-  const rounds = Number(argValue('rounds', '2'));
-  const device = argValue('device', 'cpu');
+  const { which, steps, warmup, rounds, device } = parseFlags('bench-train', USAGE, () => ({
+    which: argChoice('geometry', 'both', ['both', ...Object.keys(TRAIN_GEOMETRIES)]),
+    steps: argNumber('steps', 10, { integer: true, min: 1 }),
+    warmup: argNumber('warmup', 2, { integer: true, min: 0 }),
+    rounds: argNumber('rounds', 2, { integer: true, min: 1 }),
+    device: argValue('device', 'cpu'),
+  }));
   const B = 8;
   const S = 128;
   console.log(`training-step throughput on ${device}, batch ${B} x ${S}, threads ${getNumThreads()}; ${warmup} warm-up steps, ${steps} timed steps per model in ${rounds} alternating rounds`);

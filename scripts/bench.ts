@@ -25,7 +25,8 @@ import { exportOnnx } from '../lib/onnx';
 import { BertConfigJson, BertModel } from '../lib/model';
 import { buildInfo, getNumThreads } from '../lib/index';
 import { packageRoot } from '../lib/native';
-import { BERT_BASE, compactConfig, formatPercentiles, latencyStats } from './common';
+import { BERT_BASE, compactConfig, exitWithError, FlagReader, formatPercentiles, latencyStats, parseFlags } from './common';
+import { flagPair, integer, writableFile } from '../lib/validate';
 
 interface Args {
   models: string[];
@@ -40,48 +41,39 @@ interface Args {
   json?: string;
 }
 
+const USAGE =
+  'usage: blockprune bench [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--shapes 1x79,1x128,8x128]\n' +
+  '                        [--vs-onnxruntime] [--rounds 4] [--no-cpp] [--json out.json]';
+
+/** The longest sequence: bert-base's position table (a longer one would index past it). */
+const MAX_SEQ = BERT_BASE.max_position_embeddings ?? 512;
+/** The largest batch: at 256 x 512 the attention scores of one bert-base layer already take 3 GB. */
+const MAX_BATCH = 256;
+
+/** Every flag checked by lib/validate.ts before any model is built or the C++ program spawned. */
 function parseArgs(argv: string[]): Args {
   const a: Args = { models: ['dense', 'compact'], vsOrt: false, noCpp: false, runs: 100, warmup: 10, batches: [1, 8], seq: 128, rounds: 4 };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = argv[i + 1];
-    const num = () => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${k} expects a positive integer, got ${v}`);
-      i++;
-      return n;
-    };
-    if (k === '--runs') a.runs = num();
-    else if (k === '--warmup') a.warmup = num();
-    else if (k === '--seq') a.seq = num();
-    else if (k === '--rounds') a.rounds = num();
-    else if (k === '--batches') {
-      a.batches = String(v).split(',').map(Number);
-      i++;
-    } else if (k === '--models') {
-      a.models = String(v).split(',');
-      if (!a.models.every((m) => m === 'dense' || m === 'compact')) throw new Error('--models takes dense,compact');
-      i++;
-    } else if (k === '--shapes') {
-      a.shapes = String(v)
+  const f = new FlagReader(argv, USAGE);
+  for (let k = f.next(); k !== undefined; k = f.next()) {
+    if (k === '--runs') a.runs = f.num(1);
+    else if (k === '--warmup') a.warmup = f.num(0);
+    else if (k === '--seq') a.seq = f.num(1, true, MAX_SEQ);
+    else if (k === '--rounds') a.rounds = f.num(1);
+    else if (k === '--batches') a.batches = f.nums(1, MAX_BATCH);
+    else if (k === '--models') a.models = f.list(['dense', 'compact'] as const);
+    else if (k === '--shapes') {
+      const flag = k;
+      a.shapes = f
+        .value()
         .split(',')
         .map((x) => {
-          const m = /^(\d+)x(\d+)$/.exec(x);
-          if (!m) throw new Error(`--shapes takes BxS,BxS (e.g. 1x79,1x128,8x128), got ${x}`);
-          return [Number(m[1]), Number(m[2])] as [number, number];
+          const [b, s] = flagPair(flag, x, { min: 1 });
+          return [integer(flag, b, { max: MAX_BATCH }), integer(flag, s, { max: MAX_SEQ })] as [number, number];
         });
-      i++;
-    } else if (k === '--vs-onnxruntime') {
-      a.vsOrt = true;
-    } else if (k === '--no-cpp') {
-      a.noCpp = true;
-    } else if (k === '--json') {
-      a.json = v;
-      i++;
-    } else if (k === '--help' || k === '-h') {
-      console.log('npm run bench -- [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128] [--shapes 1x79,1x128,8x128] [--vs-onnxruntime] [--rounds 4] [--no-cpp] [--json out.json]');
-      process.exit(0);
-    } else throw new Error(`unknown argument ${k} (see --help)`);
+    } else if (k === '--vs-onnxruntime') a.vsOrt = true;
+    else if (k === '--no-cpp') a.noCpp = true;
+    else if (k === '--json') a.json = writableFile('--json', f.value());
+    else throw f.unknown();
   }
   return a;
 }
@@ -115,7 +107,7 @@ interface BenchModel {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseFlags('blockprune bench', USAGE, () => parseArgs(process.argv.slice(2)));
   const exe = join(packageRoot(), 'build', 'bench_forward');
   const haveExe = existsSync(exe);
   const haveCpp = haveExe && !args.noCpp;
@@ -254,7 +246,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+main().catch((e) => exitWithError('blockprune bench', e));

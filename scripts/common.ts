@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { BertConfigJson } from '../lib/model';
+import { argumentError, flagNumber, flagNumbers, invalidParameterError, NumberRange, oneOf } from '../lib/validate';
 
 export const BERT_BASE: BertConfigJson = {
   vocab_size: 30522,
@@ -51,6 +52,39 @@ export function argValue(name: string, def: string): string {
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : def;
 }
 
+/** `--name value` from process.argv as a number checked by lib/validate.ts (the error names the flag), or `def`. */
+export function argNumber(name: string, def: number, range: NumberRange & { integer?: boolean }): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? flagNumber(`--${name}`, process.argv[i + 1], range) : def;
+}
+
+/** `--name value` from process.argv, one of `values`, or `def`. */
+export function argChoice<T extends string>(name: string, def: T, values: readonly T[]): T {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? oneOf(`--${name}`, process.argv[i + 1], values) : def;
+}
+
+/** A script's failure after its flags were read: `NAME: [CODE] message`, exit 1 (as `blockprune` prints it). */
+export function exitWithError(script: string, e: unknown): never {
+  const code = (e as { code?: unknown }).code;
+  console.error(`${script}: ${typeof code === 'string' ? `[${code}] ` : ''}${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+}
+
+/**
+ * A script's command line, read by `parse` before any work: a bad value (E_INVALID_ARG, the message names
+ * the flag) prints that one line and the usage, and exits 2, as `blockprune` does; nothing has run yet.
+ */
+export function parseFlags<T>(script: string, usage: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'E_INVALID_ARG') throw e;
+    console.error(`${script}: ${(e as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+}
+
 /**
  * Reads a `--flag [value]` command line one flag at a time; errors name the flag (and end with the usage
  * where the value is missing or the flag unknown).
@@ -75,25 +109,28 @@ export class FlagReader {
   value(): string {
     const flag = this.flag;
     const v = this.argv[++this.i];
-    if (v === undefined) throw new Error(`${flag} needs a value\n${this.usage}`);
+    if (v === undefined) throw invalidParameterError(flag, 'a value', v);
     return v;
   }
 
-  /** The current flag's value as a number >= min (an integer unless `integer` is false). */
-  num(min: number, integer = true): number {
+  /** The current flag's value as a number in [min, max] (an integer unless `integer` is false), by lib/validate.ts. */
+  num(min: number, integer = true, max?: number): number {
     const flag = this.flag;
-    const v = this.value();
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) throw new Error(`${flag} expects ${integer ? 'an integer' : 'a number'} >= ${min}, got ${v}`);
-    return n;
+    return flagNumber(flag, this.value(), { min, max, integer });
+  }
+
+  /** The current flag's value as a comma-separated list of integers in [min, max] (`--clients 1,8,32`). */
+  nums(min: number, max?: number): number[] {
+    const flag = this.flag;
+    return flagNumbers(flag, this.value(), { min, max, integer: true });
   }
 
   /** The current flag's value as a comma-separated list of `allowed` words. */
   list<T extends string>(allowed: readonly T[]): T[] {
     const flag = this.flag;
-    const xs = this.value().split(',');
-    for (const x of xs) if (!allowed.includes(x as T)) throw new Error(`${flag} takes ${allowed.join(',')}, got ${x}`);
-    return xs as T[];
+    return this.value()
+      .split(',')
+      .map((x) => oneOf(flag, x, allowed));
   }
 
   /** The error for a flag nobody handled (`--help` prints the usage and exits instead). */
@@ -102,7 +139,7 @@ export class FlagReader {
       console.log(this.usage);
       process.exit(0);
     }
-    return new Error(`unknown argument ${this.flag}\n${this.usage}`);
+    return argumentError(`unknown argument ${this.flag}`, 'type');
   }
 }
 

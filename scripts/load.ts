@@ -34,7 +34,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { copyFileAtomicSync, writeFileAtomicSync } from '../lib/atomic';
 import { BertConfigJson, BertModel } from '../lib/model';
-import { BERT_BASE, compactConfig, FlagReader, formatPercentiles, latencyStats, sharedDir } from './common';
+import { writableFile } from '../lib/validate';
+import { BERT_BASE, compactConfig, exitWithError, FlagReader, formatPercentiles, latencyStats, parseFlags, sharedDir } from './common';
 
 type ModelName = 'dense' | 'compact';
 type Mode = 'unbatched' | 'batched';
@@ -82,18 +83,18 @@ function parseArgs(argv: string[]): LoadArgs {
     else if (k === '--warmup') a.warmup = f.num(0, false);
     else if (k === '--models') a.models = f.list(['dense', 'compact'] as const);
     else if (k === '--modes') a.modes = f.list(['unbatched', 'batched'] as const);
-    else if (k === '--clients') {
-      a.clients = f.value().split(',').map(Number);
-      if (!a.clients.every((c) => Number.isInteger(c) && c >= 1)) throw new Error('--clients takes positive integers, e.g. 1,8,32');
-    } else if (k === '--max-requests') a.maxRequests = f.num(1);
+    // Each client holds a socket on both ends: past ~1000 the default limit of 1024 open files fails the run.
+    else if (k === '--clients') a.clients = f.nums(1, 1000);
+    else if (k === '--max-requests') a.maxRequests = f.num(1);
     else if (k === '--max-batch') a.maxBatch = f.num(1);
     else if (k === '--window-ms') a.windowMs = f.num(0, false);
-    else if (k === '--threads') a.threads = f.num(1);
-    else if (k === '--json') a.json = f.value();
+    // The addon's range for its thread pools.
+    else if (k === '--threads') a.threads = f.num(1, true, 1024);
+    else if (k === '--json') a.json = writableFile('--json', f.value());
     else if (k === '--keep') a.keep = true;
     else if (k === '--leak') a.leak = true;
     else if (k === '--leak-requests') a.leakRequests = f.num(1);
-    else if (k === '--leak-clients') a.leakClients = f.num(1);
+    else if (k === '--leak-clients') a.leakClients = f.num(1, true, 1000);
     else throw f.unknown();
   }
   return a;
@@ -415,7 +416,7 @@ async function leak(args: LoadArgs, modelDir: string, sentences: string[]): Prom
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseFlags('load', USAGE, () => parseArgs(process.argv.slice(2)));
   const shared = sharedDir();
   const tokenizerDir = shared ? join(shared, 'data', 'bert-base-uncased') : undefined;
   if (!tokenizerDir || !existsSync(join(tokenizerDir, 'vocab.txt')) && !existsSync(join(tokenizerDir, 'tokenizer.json'))) {
@@ -495,7 +496,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+main().catch((e) => exitWithError('load', e));

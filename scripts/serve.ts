@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { setNumThreads } from '../lib/index';
 import { pipeline } from '../lib/pipelines';
 import { createInferenceServer, InferenceServerOptions } from '../lib/server';
-import { flagNumber } from '../lib/validate';
-import { FlagReader } from './common';
+import { flagNumber, invalidParameterError, oneOf } from '../lib/validate';
+import { exitWithError, FlagReader, parseFlags } from './common';
 
 type ServeTask = 'text-classification' | 'question-answering';
 
@@ -51,11 +51,8 @@ function parseArgs(argv: string[]): ServeArgs {
   const f = new FlagReader(argv, USAGE);
   for (let k = f.next(); k !== undefined; k = f.next()) {
     if (k === '--model') a.model = f.value();
-    else if (k === '--task') {
-      const t = f.value();
-      if (t !== 'text-classification' && t !== 'question-answering') throw new Error(`--task takes text-classification or question-answering, got ${t}`);
-      a.task = t;
-    } else if (k === '--port') a.port = f.num(0);
+    else if (k === '--task') a.task = oneOf(k, f.value(), ['text-classification', 'question-answering'] as const);
+    else if (k === '--port') a.port = f.num(0, true, 65535);
     else if (k === '--host') a.host = f.value();
     else if (k === '--no-batching') a.batching = false;
     else if (k === '--max-batch') a.maxBatch = f.num(1);
@@ -66,10 +63,11 @@ function parseArgs(argv: string[]): ServeArgs {
     else if (k === '--windows-per-forward') a.windowsPerForward = flagNumber(k, f.value(), { integer: true, min: 1 });
     else if (k === '--max-body-bytes') a.maxBodyBytes = f.num(1);
     else if (k === '--close-grace-ms') a.closeGraceMs = flagNumber(k, f.value(), { min: 0 });
-    else if (k === '--threads') a.threads = f.num(1);
+    // The addon's range for its thread pools.
+    else if (k === '--threads') a.threads = f.num(1, true, 1024);
     else throw f.unknown();
   }
-  if (!a.model) throw new Error(`--model is required\n${USAGE}`);
+  if (!a.model) throw invalidParameterError('--model', 'a model directory (it is required)', a.model);
   return a as ServeArgs;
 }
 
@@ -88,7 +86,7 @@ function taskOf(dir: string): ServeTask {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseFlags('blockprune serve', USAGE, () => parseArgs(process.argv.slice(2)));
   if (args.threads) setNumThreads(args.threads);
   const task = args.task ?? taskOf(args.model);
   // The pipeline's batchSize is the batch limit, so that one batch is one forward pass.
@@ -132,7 +130,4 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+main().catch((e) => exitWithError('blockprune serve', e));

@@ -211,7 +211,7 @@ distTest('a stop on one rank stops both at the same step; resume with the same w
   // A different world size is refused, naming both.
   const wrong = await run({ ...base(cut), dropout: 0.1, resume: true }, 0);
   t.deepEqual(wrong.codes, [1]);
-  t.regex(wrong.stderr[0], /E_BAD_CHECKPOINT: .*made by 2 process\(es\), this run has 1/);
+  t.regex(wrong.stderr[0], /E_RESUME_MISMATCH: .*worldSize is 2 in the checkpoint, 1 in this run/);
   const c = await run({ ...base(cut), dropout: 0.1, resume: true }, 2);
   t.deepEqual(c.codes, [0, 0], c.stderr.join('\n'));
   const done = result(cut, 0);

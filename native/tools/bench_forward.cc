@@ -20,20 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "checkpoint.h"
 #include "fast_cpu.h"
 #include "runtime.h"
 #include "tool_common.h"
 
 namespace {
-
-std::vector<int64_t> parse_list(const char* s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::stoll(item));
-  return out;
-}
 
 void stats(const std::vector<double>& v, double* mean, double* sd) {
   double s = 0, s2 = 0;
@@ -63,22 +56,24 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (!std::strcmp(argv[i], "--batch")) batches = parse_list(next());
-    else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--runs")) runs = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--warmup")) warmup = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--hidden")) hidden = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--layers")) layers = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--heads")) heads = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--ffn")) ffn = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--vocab")) vocab = std::atoll(next());
+    // Ranges: seq within the position table (512), sizes that a forward can hold in memory.
+    const char* a = argv[i];
+    if (!std::strcmp(a, "--batch")) batches = tools::int_list_arg(a, next(), 1, 4096);
+    else if (!std::strcmp(a, "--seq")) seq = tools::int_arg(a, next(), 1, bp::BertConfig{}.max_position_embeddings);
+    else if (!std::strcmp(a, "--runs")) runs = tools::int_arg(a, next(), 1, 1000000);
+    else if (!std::strcmp(a, "--warmup")) warmup = tools::int_arg(a, next(), 0, 1000000);
+    else if (!std::strcmp(a, "--threads")) threads = tools::int_arg(a, next(), 0, 1024);
+    else if (!std::strcmp(a, "--hidden")) hidden = tools::int_arg(a, next(), 1, 65536);
+    else if (!std::strcmp(a, "--layers")) layers = tools::int_arg(a, next(), 1, 1024);
+    else if (!std::strcmp(a, "--heads")) heads = tools::int_arg(a, next(), 1, 1024);
+    else if (!std::strcmp(a, "--ffn")) ffn = tools::int_arg(a, next(), 1, 1 << 20);
+    else if (!std::strcmp(a, "--vocab")) vocab = tools::int_arg(a, next(), 2, 1 << 24);
     else if (!std::strcmp(argv[i], "--gemm")) gemm = true;
     else if (!std::strcmp(argv[i], "--ab-fused-qkv")) ab = "fused_qkv";
     else if (!std::strcmp(argv[i], "--ab-fast")) ab = "fast";
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
-    else if (!std::strcmp(argv[i], "--kept-heads")) kept_heads = std::atoll(next());
-    else if (!std::strcmp(argv[i], "--kept-ffn")) kept_ffn = std::atoll(next());
+    else if (!std::strcmp(a, "--kept-heads")) kept_heads = tools::int_arg(a, next(), 0, 1024);
+    else if (!std::strcmp(a, "--kept-ffn")) kept_ffn = tools::int_arg(a, next(), 1, 1 << 20);
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;
@@ -192,6 +187,10 @@ int main(int argc, char** argv) {
                   bp::fast::enabled() ? bp::fast::isa() : "libtorch");
       std::fflush(stdout);
     }
+  } catch (const c10::Error& e) {
+    // what() would add libtorch's C++ stack trace: the message is what a user can act on.
+    std::fprintf(stderr, "bench_forward: %s\n", e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_forward: %s\n", e.what());
     return 1;

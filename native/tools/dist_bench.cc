@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "args.h"
 #include "checkpoint.h"
 #include "distributed.h"
 #include "patch.h"
@@ -176,15 +177,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    auto num = [&](int64_t lo, int64_t hi) {
+      const std::string flag = s, value = next();  // in this order: next() moves i past the flag
+      return static_cast<int>(tools::int_arg(flag.c_str(), value.c_str(), lo, hi));
+    };
     if (s == "--rank-run") rank_run = true;
-    else if (s == "--nproc") a.nproc = std::atoi(next().c_str());
+    else if (s == "--nproc") a.nproc = num(1, 1024);
     else if (s == "--backend") a.backend = next();
     else if (s == "--device") a.device = next();
     else if (s == "--geometry") a.geometry = next();
-    else if (s == "--batch") a.batch = std::atoi(next().c_str());
-    else if (s == "--seq") a.seq = std::atoi(next().c_str());
-    else if (s == "--steps") a.steps = std::atoi(next().c_str());
-    else if (s == "--warmup") a.warmup = std::atoi(next().c_str());
+    else if (s == "--batch") a.batch = num(1, 65536);
+    else if (s == "--seq") a.seq = num(1, bp::BertConfig{}.max_position_embeddings);
+    else if (s == "--steps") a.steps = num(1, 1000000);
+    else if (s == "--warmup") a.warmup = num(0, 1000000);
     else if (s == "--result") a.result = next();
     else {
       std::fprintf(stderr,

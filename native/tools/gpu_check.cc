@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 
+#include "args.h"
 #include "checkpoint.h"
 #include "patch.h"
 #include "runtime.h"
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--fixtures" && i + 1 < argc) fixtures = argv[++i];
     else if (a == "--device" && i + 1 < argc) device = argv[++i];
-    else if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
+    else if (a == "--steps" && i + 1 < argc) steps = static_cast<int>(tools::int_arg("--steps", argv[++i], 1, 1000000));
     else if (a == "--skip-throughput") throughput = false;
     else {
       std::fprintf(stderr, "usage: gpu_check --fixtures DIR [--device cuda|cpu] [--steps N] [--skip-throughput]\n");
