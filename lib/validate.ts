@@ -10,6 +10,7 @@
  */
 import { accessSync, constants, existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { writeError } from './atomic';
 import { BlockpruneError, describeValue, type ErrorCode } from './errors';
 
 export type InvalidParameterError = (TypeError | RangeError) & { code: ErrorCode };
@@ -218,29 +219,28 @@ function existingAncestor(abs: string): string {
   return p;
 }
 
-function writeError(name: string, path: string, e: unknown): BlockpruneError {
-  const err = e as NodeJS.ErrnoException;
-  const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
-  return new BlockpruneError(full ? 'E_NO_SPACE' : 'E_WRITE_FAILED', `${name}: cannot write in ${path} (${err.code ?? err.message})`, { cause: e });
+/** A place that cannot be written: the same code whether found here, before the work, or by the write itself. */
+function notWritable(name: string, message: string): BlockpruneError {
+  return new BlockpruneError('E_WRITE_FAILED', `${name}: ${message}`);
 }
 
 /**
  * A directory the caller will write into, checked before any work: it exists and is a directory, or it can
  * be created (its nearest existing ancestor is a writable directory). An existing one is probed by creating
  * and removing a file, which catches read-only mounts and permissions that access() does not report. A path
- * that is (or lies under) a file is E_INVALID_ARG; one that cannot be written E_WRITE_FAILED (E_NO_SPACE
- * when the disk is full). Nothing is left behind. Returns the absolute path.
+ * that is (or lies under) a file, or cannot be written, is E_WRITE_FAILED (E_NO_SPACE when the disk is full),
+ * as the write itself would say (lib/atomic.ts). Nothing is left behind. Returns the absolute path.
  */
 export function writableDirectory(name: string, v: unknown): string {
   const abs = resolve(string(name, v, { nonEmpty: true }));
   const at = existingAncestor(abs);
   if (!statSync(at).isDirectory())
-    throw argumentError(at === abs ? `Expected a directory for ${name} but ${abs} is a file` : `Expected a directory for ${name} but ${at} is a file, so ${abs} cannot be created`);
+    throw notWritable(name, at === abs ? `cannot write in ${abs}: it is a file, not a directory` : `cannot create ${abs}: ${at} is a file`);
   if (at !== abs) {
     try {
       accessSync(at, constants.W_OK | constants.X_OK);
     } catch (e) {
-      throw writeError(name, at, e);
+      throw writeError(e, `${name}: cannot create a directory in`, at);
     }
     return abs;
   }
@@ -248,7 +248,7 @@ export function writableDirectory(name: string, v: unknown): string {
   try {
     writeFileSync(probe, '', { flag: 'wx' });
   } catch (e) {
-    throw writeError(name, abs, e);
+    throw writeError(e, `${name}: cannot write in`, abs);
   }
   unlinkSync(probe);
   return abs;
@@ -257,7 +257,7 @@ export function writableDirectory(name: string, v: unknown): string {
 /** A file the caller will write (or append to): not a directory, and its folder is writable (or creatable). */
 export function writableFile(name: string, v: unknown): string {
   const abs = resolve(string(name, v, { nonEmpty: true }));
-  if (existsSync(abs) && statSync(abs).isDirectory()) throw argumentError(`Expected a file path for ${name} but ${abs} is a directory`);
+  if (existsSync(abs) && statSync(abs).isDirectory()) throw notWritable(name, `cannot write ${abs}: it is a directory, not a file`);
   writableDirectory(`${name} (its folder)`, dirname(abs));
   return abs;
 }

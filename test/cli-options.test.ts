@@ -79,7 +79,6 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [train('--task', 'imagenet'), /--task/],
       [train('--preset', 'diagonal'), /preset "diagonal"/],
       [train('--allow-resume-mismatch', 'sead'), /--allow-resume-mismatch/],
-      [['train', '--output', file], /is a file/],
       [train('--config', config('null.json', 'null')), /--config .*null\.json/],
       [train('--config', config('array.json', '[1,2]')), /--config .*array\.json/],
       [train('--config', config('typo.json', '{"batchsize": 8}')), /"batchsize" in --config .*did you mean "batchSize"/],
@@ -91,12 +90,9 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [train('--config', config('bad.json', '{"batchSize": ')), /--config .*not valid JSON/],
       [train('--batch-sise', '8'), /unknown option --batch-sise for train \(did you mean --batch-size\?\)/],
       [['info', model, '--device', 'gpu9'], /--device/],
-      [['report', model, '--images', file], /--images/],
-      [['compact', model, file], /<out-dir>.*is a file/],
       [['compact', model, join(cwd, 'c'), '--mode', 'fast'], /--mode/],
       [['export', model, '--onnx', join(cwd, 'm.onnx'), '--opset', '13'], /--opset/],
       [['export', model, '--onnx', join(cwd, 'm.onnx'), '--opset', 'x'], /--opset/],
-      [['export', model, '--onnx', tmp.path], /--onnx.*is a directory/],
       [['predict', model, '--text', 'hi', '--top-k', '0'], /--top-k/],
       [['predict', model, '--text', 'hi', '--top-k', 'abc'], /--top-k/],
       [['bench', '--batches', 'abc'], /--batches/],
@@ -109,7 +105,6 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['bench', '--shapes', '1x1000'], /--shapes/],
       [['bench', '--shapes', '0x8'], /--shapes/],
       [['bench', '--models', 'sparse'], /--models/],
-      [['bench', '--json', tmp.path], /--json/],
       [['bench', '--frob'], /unknown argument --frob/],
       [['serve', '--model', model, '--port', '99999'], /--port/],
       [['serve', '--model', model, '--max-batch', '0'], /--max-batch/],
@@ -142,6 +137,12 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['serve', '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
       [['predict', model, '--question', 'q', '--context-file', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] --context-file/],
       [['train', '--output', out, '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
+      // An output place that cannot be written is the same error the write would give, found before any work.
+      [['train', '--output', file], /\[E_WRITE_FAILED\] --output: .*is a file/],
+      [['compact', model, file], /\[E_WRITE_FAILED\] <out-dir>: .*is a file/],
+      [['export', model, '--onnx', tmp.path], /\[E_WRITE_FAILED\] --onnx: .*is a directory/],
+      [['report', model, '--images', file], /\[E_WRITE_FAILED\] --images: .*is a file/],
+      [['bench', '--json', tmp.path], /\[E_WRITE_FAILED\] --json: .*is a directory/],
     ] as Array<[string[], RegExp]>) {
       const r = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 30_000 });
       t.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`);

@@ -25,7 +25,8 @@ import { TINY, ToyData } from './toy';
 
 /** [what is called, the call, what the message must say (the option's name, and the suggestion for a typo)]. */
 type Case = [string, () => unknown];
-type Table = Array<[string, () => unknown, RegExp]>;
+/** [label, call, message pattern, code (default E_INVALID_ARG; an output place that cannot be written is E_WRITE_FAILED)]. */
+type Table = Array<[string, () => unknown, RegExp, string?]>;
 
 const SENTENCES = ['a gripping film', 'a dull film', 'the plot is thin', 'the actors are great', 'why is the sky blue', 'because of scattering'];
 
@@ -38,9 +39,12 @@ async function modelDir(dir: string, task: 'text-classification' | 'question-ans
   return dir;
 }
 
-/** Runs each case; each must fail with E_INVALID_ARG (TypeError or RangeError) and a message matching its pattern. */
+/**
+ * Runs each case; each must fail with its code (E_INVALID_ARG: a TypeError or RangeError) and a message
+ * matching its pattern.
+ */
 async function expectRefused(t: import('ava').ExecutionContext, cases: Table, anyClass = false): Promise<number> {
-  for (const [label, run, re] of cases) {
+  for (const [label, run, re, code = 'E_INVALID_ARG'] of cases) {
     let err: (Error & { code?: string }) | undefined;
     try {
       await run();
@@ -51,8 +55,8 @@ async function expectRefused(t: import('ava').ExecutionContext, cases: Table, an
       t.fail(`${label}: accepted`);
       continue;
     }
-    t.is(err.code, 'E_INVALID_ARG', `${label}: ${err.message}`);
-    if (!anyClass) t.true(err instanceof TypeError || err instanceof RangeError, `${label}: a ${err.constructor.name}`);
+    t.is(err.code, code, `${label}: ${err.message}`);
+    if (!anyClass && code === 'E_INVALID_ARG') t.true(err instanceof TypeError || err instanceof RangeError, `${label}: a ${err.constructor.name}`);
     t.regex(err.message, re, label);
   }
   return cases.length;
@@ -109,9 +113,9 @@ test('SparseTrainer: every option checked (type, range, integer, unknown keys wi
       ['allowResumeMismatch "seed"', make({ allowResumeMismatch: 'seed' }), /options\.allowResumeMismatch/],
       ['resume: true without outputDir', make({ resume: true, outputDir: undefined }), /options\.resume/],
       ['epochs 0 without maxSteps', make({ epochs: 0 }), /options\.epochs/],
-      ['outputDir is a file', make({ outputDir: aFile }), /options\.outputDir.*is a file/],
-      ['outputDir under a file', make({ outputDir: join(aFile, 'sub') }), /options\.outputDir.*is a file/],
-      ['logFile is a directory', make({ logFile: out }), /options\.logFile.*is a directory/],
+      ['outputDir is a file', make({ outputDir: aFile }), /options\.outputDir.*is a file/, 'E_WRITE_FAILED'],
+      ['outputDir under a file', make({ outputDir: join(aFile, 'sub') }), /options\.outputDir.*is a file/, 'E_WRITE_FAILED'],
+      ['logFile is a directory', make({ logFile: out }), /options\.logFile.*is a directory/, 'E_WRITE_FAILED'],
     );
     const n = await expectRefused(t, cases);
     t.deepEqual(readdirSync(out), [], 'nothing written');
@@ -136,7 +140,7 @@ test('an outputDir that is a file is refused at construction, before any step', 
     ) as Error & { code?: string };
     const ms = performance.now() - t0;
     t.log(`refused in ${ms.toFixed(1)} ms: ${err.message}`);
-    t.is(err.code, 'E_INVALID_ARG');
+    t.is(err.code, 'E_WRITE_FAILED');
     t.is(steps, 0);
     t.true(ms < 200);
   } finally {
@@ -235,7 +239,7 @@ test('pipelines, tokenizer, server, exportOnnx, fromPretrained, fromConfig: bad 
       ['exportOnnx opset NaN', () => exportOnnx(model, join(out, 'm.onnx'), { opset: Number.NaN }), /options\.opset/],
       ['exportOnnx extras "yes"', () => exportOnnx(model, join(out, 'm.onnx'), { extras: 'yes' as unknown as boolean }), /options\.extras/],
       ['exportOnnx opsets', () => exportOnnx(model, join(out, 'm.onnx'), { opsets: 17 } as object), /did you mean "opset"/],
-      ['exportOnnx to a directory', () => exportOnnx(model, out), /path.*is a directory/],
+      ['exportOnnx to a directory', () => exportOnnx(model, out), /path.*is a directory/, 'E_WRITE_FAILED'],
       ['fromPretrained numLabels 0', () => BertModel.fromPretrained(cls, { numLabels: 0 }), /options\.numLabels/],
       ['fromPretrained seed -1', () => BertModel.fromPretrained(cls, { seed: -1 }), /options\.seed/],
       ['fromPretrained task "summarize"', () => BertModel.fromPretrained(cls, { task: 'summarize' as 'bare' }), /options\.task/],
@@ -323,7 +327,7 @@ test('the fine-pruning job checks every option before it reads or writes anythin
       ['modelConfig hidden 30 / 4 heads', job({ modelConfig: { hidden_size: 30, num_attention_heads: 4 } }), /hidden_size/],
       ['modelConfig layers 0', job({ modelConfig: { num_hidden_layers: 0 } }), /num_hidden_layers/],
       ['epochs (the flag name)', job({ epochs: 2 }), /did you mean "pruneEpochs"/],
-      ['output is a file', job({ output: join(tmp.path, 'f') }), /options\.output.*is a file/],
+      ['output is a file', job({ output: join(tmp.path, 'f') }), /options\.output.*is a file/, 'E_WRITE_FAILED'],
     ];
     writeFileSync(join(tmp.path, 'f'), 'x');
     const n = await expectRefused(t, cases);
@@ -356,7 +360,7 @@ test('process groups, launcher, report and vocabulary options', async (t) => {
       ['launch scrpit', () => launch({ nproc: 1, scrpit: file } as object as { nproc: number; script: string }), /did you mean "script"/],
       ['buildReport mask', () => buildReport(model, { mask: true } as object), /did you mean "masks"/],
       ['buildReport masks "yes"', () => buildReport(model, { masks: 'yes' as unknown as boolean }), /options\.masks/],
-      ['writeMaskImages into a file', () => writeMaskImages(model, file), /dir.*is a file/],
+      ['writeMaskImages into a file', () => writeMaskImages(model, file), /dir.*is a file/, 'E_WRITE_FAILED'],
       ['vocabulary size 0', () => buildWordPieceVocab(SENTENCES, { size: 0 }), /opts\.size/],
       ['vocabulary minCharCount -1', () => buildWordPieceVocab(SENTENCES, { minCharCount: -1 }), /opts\.minCharCount/],
       ['vocabulary maxchars', () => buildWordPieceVocab(SENTENCES, { maxchars: 10 } as object), /did you mean "maxChars"/],
