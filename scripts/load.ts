@@ -55,11 +55,13 @@ interface LoadArgs {
   leak: boolean;
   leakRequests: number;
   leakClients: number;
+  /** Every request posts the same (median-length) sentence: latency spread is then the service's alone. */
+  sameText: boolean;
 }
 
 const USAGE =
   'usage: node dist/scripts/load.js [--duration 10] [--warmup 2] [--models dense,compact] [--clients 1,8,32] [--modes unbatched,batched]\n' +
-  '       [--max-requests 100000] [--max-batch 32] [--window-ms 5] [--threads N] [--json out.json] [--keep]\n' +
+  '       [--max-requests 100000] [--max-batch 32] [--window-ms 5] [--threads N] [--same-text] [--json out.json] [--keep]\n' +
   '       node dist/scripts/load.js --leak [--leak-requests 10000] [--leak-clients 8] [--json out.json]';
 
 function parseArgs(argv: string[]): LoadArgs {
@@ -76,6 +78,7 @@ function parseArgs(argv: string[]): LoadArgs {
     leak: false,
     leakRequests: 10_000,
     leakClients: 8,
+    sameText: false,
   };
   const f = new FlagReader(argv, USAGE);
   for (let k = f.next(); k !== undefined; k = f.next()) {
@@ -92,6 +95,7 @@ function parseArgs(argv: string[]): LoadArgs {
     else if (k === '--threads') a.threads = f.num(1, true, 1024);
     else if (k === '--json') a.json = writableFile('--json', f.value());
     else if (k === '--keep') a.keep = true;
+    else if (k === '--same-text') a.sameText = true;
     else if (k === '--leak') a.leak = true;
     else if (k === '--leak-requests') a.leakRequests = f.num(1);
     else if (k === '--leak-clients') a.leakClients = f.num(1, true, 1000);
@@ -424,7 +428,10 @@ async function main(): Promise<void> {
     return;
   }
   if (!existsSync(join(__dirname, 'serve.js'))) throw new Error(`${join(__dirname, 'serve.js')} is missing: run npx tsc -p . first`);
-  const { sentences, source } = loadSentences(shared);
+  const loaded = loadSentences(shared);
+  const median = [...loaded.sentences].sort((x, y) => x.length - y.length)[loaded.sentences.length >> 1];
+  const sentences = args.sameText ? [median] : loaded.sentences;
+  const source = args.sameText ? `${loaded.source}; every request the median-length one (${median.length} characters)` : loaded.source;
   const tmp = mkdtempSync(join(tmpdir(), 'blockprune-load-'));
   const report: Record<string, unknown> = {
     date: new Date().toISOString(),
