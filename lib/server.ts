@@ -23,7 +23,6 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { BlockpruneError } from './errors';
 import type { BertModel } from './model';
 import type {
   ClassificationBatchItem,

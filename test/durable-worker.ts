@@ -95,7 +95,8 @@ function trainer(model: BertModel, extra: Partial<ConstructorParameters<typeof S
 // ---------------------------------------------------------------------------------------------------------
 // Full disk
 
-interface CaseResult {
+/** One full-disk case's outcome (the test reads these from this worker's output). */
+export interface CaseResult {
   name: string;
   outcome: 'rejected' | 'resolved';
   code?: string;

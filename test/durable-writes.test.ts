@@ -22,6 +22,7 @@ import { exportOnnx } from '../lib/onnx';
 import { latestCheckpoint, readCheckpointState } from '../lib/trainer';
 import { CONFIG, fingerprint, temps } from './durable-worker';
 import { tempDir } from './helpers';
+import type { CaseResult } from './durable-worker';
 
 const WORKER = join(__dirname, 'durable-worker.js');
 const SEED = Number(process.env.BLOCKPRUNE_DURABLE_SEED ?? 12);
@@ -169,14 +170,6 @@ function deadPid(): number {
   return Number(r.stdout.toString());
 }
 
-interface CaseResult {
-  name: string;
-  outcome: 'rejected' | 'resolved';
-  code?: string;
-  message?: string;
-  checks: Record<string, boolean>;
-  silentLoss: boolean;
-}
 
 (FULL.mode ? test.serial : test.serial.skip)(`full disk (${FULL.why}): every writer rejects with E_NO_SPACE and keeps the previous data whole`, async (t) => {
   const tmp = tempDir('blockprune-durable-');

@@ -3,6 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import { Agent, request } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { native, TensorData } from '../lib/native';
 import { sharedDir } from '../scripts/common';
 
@@ -92,4 +94,39 @@ export function cutVocab(vocabTxt: string, size: number): string[] {
     if (tok.length > 1 && !tok.startsWith('[') && !tok.startsWith('##')) vocab.push(tok);
   }
   return vocab.slice(0, size);
+}
+
+/** What `call` got back: status, headers, the body parsed as JSON ({ unparsed } when it is not), and the time it took. */
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  json: any;
+  ms: number;
+}
+
+/** One HTTP request to 127.0.0.1:port (no keep-alive unless `opts.agent`). */
+export function call(port: number, method: string, path: string, body?: unknown, opts: { agent?: Agent | false; headers?: Record<string, string | number> } = {}): Promise<Reply> {
+  const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = { ...(opts.headers ?? {}) };
+    if (payload !== undefined && !('transfer-encoding' in headers)) headers['content-length'] = Buffer.byteLength(payload);
+    const req = request({ host: '127.0.0.1', port, method, path, agent: opts.agent ?? false, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = { unparsed: text };
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, json, ms: performance.now() - t0 });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

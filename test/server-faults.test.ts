@@ -18,7 +18,7 @@
 import test, { ExecutionContext } from 'ava';
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,7 +27,7 @@ import { answerWindows, pipeline, QAResult } from '../lib/pipelines';
 import { createInferenceServer, InferenceServerOptions } from '../lib/server';
 import { BertTokenizer, QuestionContextWindow } from '../lib/tokenizer';
 import { writeVocab } from '../lib/vocab';
-import { cutVocab, SHARED, tempDir } from './helpers';
+import { call, cutVocab, SHARED, tempDir } from './helpers';
 
 const SERVE_JS = join(__dirname, '..', 'scripts', 'serve.js');
 const VOCAB = SHARED && join(SHARED, 'data', 'bert-base-uncased', 'vocab.txt');
@@ -83,36 +83,6 @@ function contextOf(chars: number, from = 0): string {
 // Clients
 // ---------------------------------------------------------------------------------------------------------
 
-interface Reply {
-  status: number;
-  json: any;
-  ms: number;
-}
-
-function call(port: number, method: string, path: string, body?: unknown, agent: Agent | false = false): Promise<Reply> {
-  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const headers = payload === undefined ? {} : { 'content-length': Buffer.byteLength(payload) };
-    const req = request({ host: '127.0.0.1', port, method, path, agent, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = text ? JSON.parse(text) : undefined;
-        } catch {
-          json = { unparsed: text };
-        }
-        resolve({ status: res.statusCode ?? 0, json, ms: performance.now() - t0 });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 /** A raw TCP client: what it received, and when its socket closed (performance.now()). */
 interface Raw {
@@ -226,7 +196,7 @@ serial('SIGTERM with a trickled body, byte-by-byte headers, an idle keep-alive c
   const raws: Raw[] = [];
   try {
     // The idle keep-alive client: one answered request, its socket kept open.
-    t.is((await call(child.port, 'GET', '/health', undefined, idle)).status, 200);
+    t.is((await call(child.port, 'GET', '/health', undefined, { agent: idle })).status, 200);
     const idleSocket = (Object.values(idle.freeSockets)[0] ?? [])[0] as Socket | undefined;
     t.truthy(idleSocket, 'a kept-alive idle socket');
     const idleClosed = new Promise<number>((r) => idleSocket!.once('close', () => r(performance.now())));
@@ -236,7 +206,7 @@ serial('SIGTERM with a trickled body, byte-by-byte headers, an idle keep-alive c
     await new Promise((r) => setTimeout(r, 200));
     // Requests in flight: the first runs in a batch of its own, the others gather into the next one.
     const inFlight = [0, 1, 2, 3, 4, 5].map((k) => call(child.port, 'POST', '/qa', { question: QUESTION, context: contextOf(20_000, k * 7919) }));
-    await until(async () => (await call(child.port, 'GET', '/health', undefined, agent)).json.stats.qa.running > 0);
+    await until(async () => (await call(child.port, 'GET', '/health', undefined, { agent: agent })).json.stats.qa.running > 0);
     t.is(statusOf(body.received()), undefined, 'the trickled body has no answer before the signal');
     const t0 = performance.now();
     child.proc.kill('SIGTERM');
@@ -377,12 +347,12 @@ serial('16 concurrent maximum-size QA requests: answers equal the pipeline, peak
   try {
     // Warm up with one request of the same size (one-time buffers: weights packing, thread pools).
     t.is((await call(child.port, 'POST', '/qa', { question: QUESTION, context: contexts[0] })).status, 200);
-    const before = (await call(child.port, 'GET', '/health', undefined, agent)).json.memory;
+    const before = (await call(child.port, 'GET', '/health', undefined, { agent: agent })).json.memory;
     const health: number[] = [];
     let done = false;
     const poll = (async () => {
       while (!done) {
-        health.push((await call(child.port, 'GET', '/health', undefined, agent)).ms);
+        health.push((await call(child.port, 'GET', '/health', undefined, { agent: agent })).ms);
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -391,7 +361,7 @@ serial('16 concurrent maximum-size QA requests: answers equal the pipeline, peak
     const seconds = (performance.now() - t0) / 1000;
     done = true;
     await poll;
-    const after = (await call(child.port, 'GET', '/health', undefined, agent)).json;
+    const after = (await call(child.port, 'GET', '/health', undefined, { agent: agent })).json;
     // The same answers as the pipeline, run here.
     const qa = await pipeline('question-answering', dir, { batchSize: 8 });
     let tokenizeMs = 0;

@@ -9,13 +9,13 @@
  */
 import test, { ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pipeline, QuestionAnsweringPipeline, TextClassificationPipeline } from '../lib/pipelines';
 import { createInferenceServer, DynamicBatcher, InferenceServer, InferenceServerOptions, splitByLength } from '../lib/server';
 import { writeVocab } from '../lib/vocab';
-import { cutVocab, needShared, tempDir } from './helpers';
+import { call, cutVocab, needShared, tempDir } from './helpers';
 
 const SENTENCES = [
   "it 's a charming and often affecting journey .",
@@ -81,37 +81,6 @@ async function fixture(t: ExecutionContext, withQA = false, batchSize = 32): Pro
       tmp.cleanup();
     },
   };
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  json: any;
-}
-
-function call(port: number, method: string, path: string, body?: unknown, opts: { agent?: Agent | false; headers?: Record<string, string | number> } = {}): Promise<Reply> {
-  const payload = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { ...(opts.headers ?? {}) };
-    if (payload !== undefined && !('transfer-encoding' in headers)) headers['content-length'] = Buffer.byteLength(payload);
-    const req = request({ host: '127.0.0.1', port, method, path, agent: opts.agent ?? false, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = text ? JSON.parse(text) : undefined;
-        } catch {
-          json = { unparsed: text };
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, json });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 async function start(options: InferenceServerOptions): Promise<{ service: InferenceServer; port: number }> {

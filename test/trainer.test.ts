@@ -6,64 +6,14 @@
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BertConfigJson, BertModel, ForwardBatch } from '../lib/model';
+import { BertConfigJson, BertModel } from '../lib/model';
 import { PruningConfig } from '../lib/pruning';
-import { latestCheckpoint, LogEntry, SparseTrainer, TrainData } from '../lib/trainer';
+import { latestCheckpoint, LogEntry, SparseTrainer } from '../lib/trainer';
 import { maxAbsDiff, tempDir } from './helpers';
+import { TINY, ToyData } from './toy';
 
-const CONFIG: BertConfigJson = {
-  vocab_size: 64,
-  hidden_size: 32,
-  num_hidden_layers: 2,
-  num_attention_heads: 2,
-  intermediate_size: 64,
-  max_position_embeddings: 32,
-  hidden_dropout_prob: 0.1,
-  attention_probs_dropout_prob: 0.1,
-};
-
-function lcg(seed: number) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-}
-
-class ToyData implements TrainData {
-  readonly rows: Array<{ ids: number[]; label: number }> = [];
-  constructor(
-    readonly length: number,
-    seed: number,
-  ) {
-    const r = lcg(seed);
-    for (let i = 0; i < length; i++) {
-      const n = 6 + Math.floor(r() * 10);
-      const ids = Array.from({ length: n }, () => 8 + Math.floor(r() * 56));
-      const label = r() < 0.5 ? 1 : 0;
-      if (label) ids[Math.floor(r() * n)] = 7;
-      this.rows.push({ ids: [1, ...ids, 2], label });
-    }
-  }
-  *batches(batchSize: number, o: { shuffle?: boolean; seed?: number; epoch?: number } = {}): Iterable<ForwardBatch> {
-    const order = this.rows.map((_, i) => i);
-    if (o.shuffle) {
-      const r = lcg((o.seed ?? 0) * 1000 + (o.epoch ?? 0));
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = Math.floor(r() * (i + 1));
-        [order[i], order[j]] = [order[j], order[i]];
-      }
-    }
-    for (let b = 0; b < order.length; b += batchSize) {
-      const rows = order.slice(b, b + batchSize).map((i) => this.rows[i]);
-      const seqLen = Math.max(...rows.map((x) => x.ids.length));
-      const inputIds = new Int32Array(rows.length * seqLen);
-      const attentionMask = new Int32Array(rows.length * seqLen);
-      rows.forEach((x, k) => {
-        inputIds.set(x.ids, k * seqLen);
-        attentionMask.fill(1, k * seqLen, k * seqLen + x.ids.length);
-      });
-      yield { inputIds, attentionMask, batchSize: rows.length, seqLen, labels: Int32Array.from(rows.map((x) => x.label)) };
-    }
-  }
-}
+// The toy task with dropout on: resume must restore the dropout generator too.
+const CONFIG: BertConfigJson = { ...TINY, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 };
 
 async function accuracy(model: BertModel, data: ToyData): Promise<{ accuracy: number }> {
   let ok = 0;
