@@ -107,10 +107,6 @@ function softmax(row: Float32Array | number[]): number[] {
   return e.map((v) => v / s);
 }
 
-/** An optional positive integer option with its default. */
-function positiveInt(name: string, value: unknown, def: number): number {
-  return v.positiveInteger(name, value ?? def);
-}
 
 const QA_OPTIONS = ['topK', 'maxAnswerLength', 'maxSeqLength', 'docStride', 'maxQuestionLength', 'handleImpossibleAnswer'] as const;
 
@@ -136,7 +132,7 @@ export async function pipeline(
   v.options('options', options, ['device', 'tokenizer', 'batchSize', 'maxLength']);
   if (options.device !== undefined) v.string('options.device', options.device, { nonEmpty: true });
   if (options.tokenizer !== undefined) v.string('options.tokenizer', options.tokenizer, { nonEmpty: true });
-  const batchSize = positiveInt('options.batchSize', options.batchSize, 16);
+  const batchSize = v.positiveInteger('options.batchSize', options.batchSize ?? 16);
   if (options.maxLength !== undefined) v.positiveInteger('options.maxLength', options.maxLength);
   v.modelDirectory('dir', dir);
   const tokenizer = loadTokenizer(dir, options.tokenizer);
@@ -223,12 +219,12 @@ async function answer(
   batchSize: number,
   maxLength: number,
 ): Promise<QAResult | QAResult[]> {
-  const maxSeq = Math.min(positiveInt('options.maxSeqLength', opts.maxSeqLength, 384), maxLength);
+  const maxSeq = Math.min(v.positiveInteger('options.maxSeqLength', opts.maxSeqLength ?? 384), maxLength);
   const stride = opts.docStride ?? Math.min(128, Math.floor(maxSeq / 3));
   const windows = tokenizer.encodeQuestionContext(input.question, input.context, {
     maxLength: maxSeq,
     docStride: stride,
-    maxQuestionLength: positiveInt('options.maxQuestionLength', opts.maxQuestionLength, 64),
+    maxQuestionLength: v.positiveInteger('options.maxQuestionLength', opts.maxQuestionLength ?? 64),
   });
   return (await answerWindows(model, [{ context: input.context, windows }], opts, batchSize))[0];
 }
@@ -278,8 +274,8 @@ export async function answerWindows(
   onForward?: () => void,
 ): Promise<Array<QAResult | QAResult[]>> {
   checkQAOptions(opts);
-  const topK = positiveInt('options.topK', opts.topK, 1);
-  const maxAnswer = positiveInt('options.maxAnswerLength', opts.maxAnswerLength, 15);
+  const topK = v.positiveInteger('options.topK', opts.topK ?? 1);
+  const maxAnswer = v.positiveInteger('options.maxAnswerLength', opts.maxAnswerLength ?? 15);
   const best = items.map(() => new BestSpans(topK));
   const nullScore: number[] = items.map(() => 0);
   const all = items.flatMap((it, item) => it.windows.map((w) => ({ item, w })));

@@ -108,9 +108,9 @@ export class DynamicBatcher<I, O> {
   constructor(run: (inputs: I[]) => Promise<ArrayLike<O>>, options: DynamicBatcherOptions = {}) {
     this.#run = v.func('run', run);
     v.options('options', options, ['maxBatch', 'windowMs', 'idleStart', 'maxConcurrent']);
-    this.maxBatch = positiveInt('maxBatch', options.maxBatch, 32);
-    this.windowMs = nonNegative('windowMs', options.windowMs, 5);
-    this.maxConcurrent = positiveInt('maxConcurrent', options.maxConcurrent, 1);
+    this.maxBatch = v.positiveInteger('maxBatch', options.maxBatch ?? 32);
+    this.windowMs = v.number('windowMs', options.windowMs ?? 5, { min: 0 });
+    this.maxConcurrent = v.positiveInteger('maxConcurrent', options.maxConcurrent ?? 1);
     this.idleStart = v.boolean('idleStart', options.idleStart ?? true);
   }
 
@@ -353,17 +353,17 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   const batching =
     b === false
       ? false
-      : { maxBatch: positiveInt('batching.maxBatch', b?.maxBatch, 32), windowMs: nonNegative('batching.windowMs', b?.windowMs, 5), idleStart: b?.idleStart };
-  const maxTextChars = positiveInt('maxTextChars', options.maxTextChars, 20_000);
-  const maxBodyBytes = positiveInt('maxBodyBytes', options.maxBodyBytes, 1 << 20);
-  const maxInputs = positiveInt('maxInputs', options.maxInputs, 256);
+      : { maxBatch: v.positiveInteger('batching.maxBatch', b?.maxBatch ?? 32), windowMs: v.number('batching.windowMs', b?.windowMs ?? 5, { min: 0 }), idleStart: b?.idleStart };
+  const maxTextChars = v.positiveInteger('maxTextChars', options.maxTextChars ?? 20_000);
+  const maxBodyBytes = v.positiveInteger('maxBodyBytes', options.maxBodyBytes ?? 1 << 20);
+  const maxInputs = v.positiveInteger('maxInputs', options.maxInputs ?? 256);
   const disposeOnClose = v.boolean('disposeOnClose', options.disposeOnClose ?? true);
-  const maxContextTokens = v.optional(options.maxContextTokens, 8192, (x) => v.positiveInteger('maxContextTokens', x));
-  const windowsPerForward = v.optional(options.windowsPerForward, 8, (x) => v.positiveInteger('windowsPerForward', x));
-  const closeGraceMs = v.optional(options.closeGraceMs, 3000, (x) => v.number('closeGraceMs', x, { min: 0 }));
-  const headersTimeoutMs = v.optional(options.headersTimeoutMs, 10_000, (x) => v.number('headersTimeoutMs', x, { min: 1 }));
-  const requestTimeoutMs = v.optional(options.requestTimeoutMs, 30_000, (x) => v.number('requestTimeoutMs', x, { min: headersTimeoutMs }));
-  const maxPadding = options.maxPadding === undefined || options.maxPadding === Infinity ? Infinity : nonNegative('maxPadding', options.maxPadding, Infinity);
+  const maxContextTokens = v.positiveInteger('maxContextTokens', options.maxContextTokens ?? 8192);
+  const windowsPerForward = v.positiveInteger('windowsPerForward', options.windowsPerForward ?? 8);
+  const closeGraceMs = v.number('closeGraceMs', options.closeGraceMs ?? 3000, { min: 0 });
+  const headersTimeoutMs = v.number('headersTimeoutMs', options.headersTimeoutMs ?? 10_000, { min: 1 });
+  const requestTimeoutMs = v.number('requestTimeoutMs', options.requestTimeoutMs ?? 30_000, { min: headersTimeoutMs });
+  const maxPadding = options.maxPadding === undefined || options.maxPadding === Infinity ? Infinity : v.number('maxPadding', options.maxPadding ?? Infinity, { min: 0 });
 
   // Read once: a disposed model can no longer answer these.
   const info = (m: BertModel, labels: boolean): ModelInfo => {
@@ -756,15 +756,7 @@ function truncate(s: string, n: number): string {
 
 const SERVER_OPTIONS = ['classify', 'qa', 'batching', 'maxTextChars', 'maxBodyBytes', 'maxInputs', 'maxPadding', 'disposeOnClose', 'maxContextTokens', 'windowsPerForward', 'closeGraceMs', 'headersTimeoutMs', 'requestTimeoutMs'];
 
-/** An optional option with its default: a positive integer. */
-function positiveInt(name: string, value: unknown, def: number): number {
-  return v.positiveInteger(name, value ?? def);
-}
 
-/** An optional option with its default: a finite number >= 0. */
-function nonNegative(name: string, value: unknown, def: number): number {
-  return v.number(name, value ?? def, { min: 0 });
-}
 
 /**
  * Runs synchronous jobs one per turn of the event loop, in order: each starts from setImmediate once the

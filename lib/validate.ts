@@ -132,10 +132,6 @@ export function func<T extends (...args: never[]) => unknown>(name: string, v: u
   return v as unknown as T;
 }
 
-/** `v` when defined, else `def`, then checked by `check` (for optional options with defaults). */
-export function optional<T>(v: T | undefined | null, def: T, check: (v: unknown) => T): T {
-  return check(v === undefined || v === null ? def : v);
-}
 
 /** Levenshtein distance, for did-you-mean suggestions. */
 function distance(a: string, b: string): number {
