@@ -12,7 +12,6 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ProcessGroup } from './distributed';
 import { BlockpruneError, invalidArg } from './errors';
-import * as validate from './validate';
 import { PlanGeometry, PruningConfig } from './pruning';
 import * as v from './validate';
 import {
@@ -208,6 +207,7 @@ export class BertModel {
    */
   async forward(batch: ForwardBatch, options: ForwardOptions = {}): Promise<ForwardOutput> {
     if (typeof batch !== 'object' || batch === null) throw invalidArg('batch', 'an object', batch);
+    checkForwardOptions(options);
     return this.enqueue((h) => h.forward(batch, options));
   }
 
@@ -216,6 +216,9 @@ export class BertModel {
    * between, and resolves with each one's milliseconds. `npm run bench` compares it with per-call forwards.
    */
   async timeForward(batch: ForwardBatch, options: { runs?: number; warmup?: number } = {}): Promise<Float64Array> {
+    const o = v.options('options', options, ['runs', 'warmup']);
+    if (o.runs !== undefined) v.integer('options.runs', o.runs, { min: 1, max: 1 << 20 });
+    if (o.warmup !== undefined) v.integer('options.warmup', o.warmup, { min: 0, max: 1 << 20 });
     return this.enqueue((h) => h.timeForward(batch, options));
   }
 
@@ -271,6 +274,7 @@ export class BertModel {
 
   /** Sets the mask threshold (the schedule's value; evaluation uses the final one). */
   async setThreshold(threshold: number): Promise<void> {
+    v.number('threshold', threshold);
     return this.enqueue((h) => h.setThreshold(threshold));
   }
 
@@ -316,17 +320,21 @@ export class BertModel {
 
   /** The regularization term of the scores by group, and each group's density at the current threshold. */
   async regularization(options: LossOptions = {}): Promise<RegularizationInfo> {
+    checkLossOptions(options, LOSS_OPTIONS);
     return this.enqueue((h) => h.regularization(options));
   }
 
   /** Loss (task + lambda x regularization) and every parameter's gradient, from one train-mode backward. */
   async gradients(batch: ForwardBatch, options: LossOptions = {}): Promise<Gradients> {
+    checkLossOptions(options, LOSS_OPTIONS);
     return this.enqueue((h) => h.gradients(batch, options));
   }
 
   /** Loads tensors from a safetensors file into the parameters of the same names (mask scores too). */
   async loadState(path: string, options: { strict?: boolean } = {}): Promise<string[]> {
-    const abs = resolve(validate.string('path', path, { nonEmpty: true }));
+    const abs = resolve(v.string('path', path, { nonEmpty: true }));
+    const o = v.options('options', options, ['strict']);
+    if (o.strict !== undefined) v.boolean('options.strict', o.strict);
     return this.enqueue((h) => h.loadState(abs, options));
   }
 
@@ -346,6 +354,7 @@ export class BertModel {
   async trainStep(batch: ForwardBatch | null, options: TrainStepOptions = {}, teacher?: BertModel, dist?: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult> {
     const t = teacher ? teacher.handle() : undefined;
     if (!dist && (typeof batch !== 'object' || batch === null)) throw invalidArg('batch', 'an object', batch);
+    checkLossOptions(options, TRAIN_STEP_OPTIONS);
     const g = dist ? dist.group.handle() : undefined;
     return this.enqueue((h) => h.trainStep(batch, options, t, g, dist?.stop ?? false));
   }
@@ -363,13 +372,13 @@ export class BertModel {
    * data-parallel run, rank 0 passes every rank's generator state (`rngStates`, in rank order).
    */
   async saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void> {
-    const abs = resolve(validate.string('dir', dir, { nonEmpty: true }));
+    const abs = resolve(v.string('dir', dir, { nonEmpty: true }));
     return this.enqueue((h) => h.saveTraining(abs, rngStates));
   }
 
   /** Restores what saveTrainingState wrote (`rank`: whose generator state to take, default 0). */
   async loadTrainingState(dir: string, rank = 0): Promise<void> {
-    const abs = resolve(validate.string('dir', dir, { nonEmpty: true }));
+    const abs = resolve(v.string('dir', dir, { nonEmpty: true }));
     return this.enqueue((h) => h.loadTraining(abs, rank));
   }
 
@@ -378,6 +387,7 @@ export class BertModel {
    * (v += [v == 0] * (randn * std(v) * 0.01 + mean(v))). Resolves with the number of weights filled.
    */
   async fillZeros(seed = 0): Promise<number> {
+    v.integer('seed', seed, { min: 0 });
     return this.enqueue((h) => h.fillZeros(seed));
   }
 
@@ -408,4 +418,37 @@ export class BertModel {
     this.#handle = undefined;
     h?.dispose();
   }
+}
+
+// Per-call options, checked here with the messages every other entry point gives (lib/validate.ts); the
+// native binding checks them again, as it checks everything that crosses into C++.
+const FORWARD_OPTIONS = ['hiddenStates', 'attentions', 'extras', 'training'] as const;
+const LOSS_OPTIONS = ['regularization', 'lambda', 'attentionLambda', 'denseLambda'] as const;
+/** Each train-step option's range (the binding's). */
+const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
+  lr: { min: 0, max: 10 },
+  maskLr: { min: 0, max: 100 },
+  weightDecay: { min: 0, max: 10 },
+  beta1: { min: 0, max: 1 },
+  beta2: { min: 0, max: 1 },
+  eps: { min: 0, max: 1 },
+  lrScale: { min: 0, max: 1e6 },
+  maxGradNorm: { min: -1 },
+  threshold: {},
+  alphaCe: { min: 0 },
+  alphaTeacher: { min: 0 },
+  temperature: { min: 0, exclusiveMin: true },
+};
+const TRAIN_STEP_OPTIONS = [...LOSS_OPTIONS, ...Object.keys(TRAIN_STEP_RANGES)];
+
+function checkForwardOptions(options: unknown): void {
+  const o = v.options('options', options, FORWARD_OPTIONS);
+  for (const k of FORWARD_OPTIONS) if (o[k] !== undefined) v.boolean(`options.${k}`, o[k]);
+}
+
+function checkLossOptions(options: unknown, known: readonly string[]): void {
+  const o = v.options('options', options, known);
+  if (o.regularization !== undefined) v.oneOf('options.regularization', o.regularization, ['disabled', 'l1', 'l0']);
+  for (const k of ['lambda', 'attentionLambda', 'denseLambda']) if (o[k] !== undefined) v.number(`options.${k}`, o[k]);
+  for (const [k, range] of Object.entries(TRAIN_STEP_RANGES)) if (known.includes(k) && o[k] !== undefined) v.number(`options.${k}`, o[k], range);
 }

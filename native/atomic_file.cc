@@ -254,10 +254,11 @@ void write_directory_atomic(const std::string& dir_arg, const std::function<void
   bool whole = !exists || (::stat(parent.c_str(), &pst) == 0 && pst.st_dev == st.st_dev && !holds_cwd(dir));
   std::string staging = temp_sibling(dir);
   if (!whole || ::mkdir(staging.c_str(), 0777) != 0) {
-    if (whole && (!exists || (errno != EACCES && errno != EPERM))) throw_write_error("cannot create directory", staging, errno);
+    // Name the user's directory: the staging name means nothing to them.
+    if (whole && (!exists || (errno != EACCES && errno != EPERM))) throw_write_error("cannot save into", dir, errno);
     whole = false;
     staging = temp_sibling(join(dir, base_of(dir)));
-    if (::mkdir(staging.c_str(), 0777) != 0) throw_write_error("cannot create directory", staging, errno);
+    if (::mkdir(staging.c_str(), 0777) != 0) throw_write_error("cannot save into", dir, errno);
   }
   try {
     fill(staging);

@@ -377,3 +377,37 @@ function writeVocabDir(dir: string): string {
   writeVocab(dir, buildWordPieceVocab(SENTENCES, { size: 200 }));
   return dir;
 }
+
+test('model calls: forward, timeForward, trainStep, gradients, regularization, setThreshold, loadState, fillZeros options', async (t) => {
+  const model = await BertModel.fromConfig(TINY, { seed: 1, task: 'text-classification' });
+  try {
+    const batch = { inputIds: new Int32Array(8).fill(9), batchSize: 1, seqLen: 8, labels: new Int32Array([1]) };
+    const before = model.stateDict()['classifier.weight'].data;
+    const cases: Table = [
+      ['forward hiddenstates', () => model.forward(batch, { hiddenstates: true } as object), /did you mean "hiddenStates"/],
+      ['forward options null', () => model.forward(batch, null as unknown as object), /options/],
+      ['forward attentions 1', () => model.forward(batch, { attentions: 1 as unknown as boolean }), /options\.attentions/],
+      ['timeForward runs 0', () => model.timeForward(batch, { runs: 0 }), /options\.runs/],
+      ['timeForward warmup -1', () => model.timeForward(batch, { warmup: -1 }), /options\.warmup/],
+      ['timeForward run', () => model.timeForward(batch, { run: 3 } as object), /did you mean "runs"/],
+      ['trainStep lr -1', () => model.trainStep(batch, { lr: -1 }), /options\.lr/],
+      ['trainStep lr NaN', () => model.trainStep(batch, { lr: Number.NaN }), /options\.lr/],
+      ['trainStep temperature 0', () => model.trainStep(batch, { temperature: 0 }), /options\.temperature/],
+      ['trainStep beta1 2', () => model.trainStep(batch, { beta1: 2 }), /options\.beta1/],
+      ['trainStep learningRate', () => model.trainStep(batch, { learningRate: 1e-3 } as object), /unknown option "learningRate"/],
+      ['trainStep regularization l2', () => model.trainStep(batch, { regularization: 'l2' as 'l1' }), /options\.regularization/],
+      ['gradients lambda Infinity', () => model.gradients(batch, { lambda: Infinity }), /options\.lambda/],
+      ['gradients lr (not a loss option)', () => model.gradients(batch, { lr: 1 } as object), /unknown option "lr"/],
+      ['regularization denselambda', () => model.regularization({ denselambda: 1 } as object), /did you mean "denseLambda"/],
+      ['setThreshold NaN', () => model.setThreshold(Number.NaN), /threshold/],
+      ['setThreshold "0.1"', () => model.setThreshold('0.1' as unknown as number), /threshold/],
+      ['loadState strict "yes"', () => model.loadState('x.safetensors', { strict: 'yes' as unknown as boolean }), /options\.strict/],
+      ['fillZeros seed -1', () => model.fillZeros(-1), /seed/],
+    ];
+    const n = await expectRefused(t, cases);
+    t.deepEqual(model.stateDict()['classifier.weight'].data, before, 'no step was taken');
+    t.log(`model calls: ${n} bad options refused with E_INVALID_ARG before any native work`);
+  } finally {
+    model.dispose();
+  }
+});
