@@ -3,7 +3,7 @@
  *
  * The public API. Everything slow returns a Promise and runs off the event loop.
  */
-export { BertModel } from './model';
+export { BertModel } from './model/model';
 export type {
   BertConfigJson,
   ForwardBatch,
@@ -14,8 +14,8 @@ export type {
   LayerInfo,
   LoadReport,
   Task,
-} from './model';
-export { pipeline, loadTokenizer, answerWindows } from './pipelines';
+} from './model/model';
+export { pipeline, loadTokenizer, answerWindows } from './model/pipelines';
 export type {
   ClassificationBatchItem,
   ClassificationInput,
@@ -27,14 +27,14 @@ export type {
   QAResult,
   QuestionAnsweringPipeline,
   TextClassificationPipeline,
-} from './pipelines';
-export { BertTokenizer, TokenizerError } from './tokenizer';
-export type { BatchEncoded, BatchEncodeOptions, Encoded, EncodeOptions, QuestionContextOptions, QuestionContextWindow } from './tokenizer';
-export { BlockpruneError } from './errors';
-export type { ErrorCode } from './errors';
-export type { AddonSource, BuildInfo, TensorData } from './native';
-export { addonSource } from './native';
-import { native, BuildInfo, TensorData } from './native';
+} from './model/pipelines';
+export { BertTokenizer, TokenizerError } from './tokenizer/tokenizer';
+export type { BatchEncoded, BatchEncodeOptions, Encoded, EncodeOptions, QuestionContextOptions, QuestionContextWindow } from './tokenizer/tokenizer';
+export { BlockpruneError } from './runtime/errors';
+export type { ErrorCode } from './runtime/errors';
+export type { AddonSource, BuildInfo, TensorData } from './runtime/native';
+export { addonSource } from './runtime/native';
+import { native, BuildInfo, TensorData } from './runtime/native';
 
 /**
  * Threads for libtorch's intra-op pool and OpenBLAS's pool together. The default is every CPU this process
@@ -73,22 +73,22 @@ export async function readSafetensors(path: string): Promise<{ tensors: Record<s
   return native().readSafetensors(path);
 }
 
-export { PruningConfig, DEFAULT_PRUNING, normalizePruningOptions, parseMethod } from './pruning';
-export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, PruningPlan, PruningSubmethod, Regularization, ScheduleValue } from './pruning';
-export type { CompactReport, Gradients, LossOptions, PatchReport, RegularizationInfo, TrainStepOptions, TrainStepResult } from './model';
-export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState, RUN_FIELDS } from './trainer';
-export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainResult } from './trainer';
-export { ProcessGroup, launch, freePort, shardBatch } from './distributed';
-export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './distributed';
-export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS } from './report';
-export type { LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report';
-export { encodePng } from './png';
-export * from './data';
-export * from './metrics';
-export { buildWordPieceVocab, writeVocab } from './vocab';
-export { runFinePruneJob, evaluateClassifier, loadTaskData, JOB_TASKS } from './job';
-export type { FinePruneJobOptions, JobResult, JobTask } from './job';
-export { exportOnnx } from './onnx';
-export type { OnnxExportOptions, OnnxExportReport } from './onnx';
-export { createInferenceServer, DynamicBatcher, HttpError } from './server';
-export type { BatcherStats, BatchingOptions, DynamicBatcherOptions, InferenceServer, InferenceServerOptions, InferenceServerStats, RouteStats } from './server';
+export { PruningConfig, DEFAULT_PRUNING, normalizePruningOptions, parseMethod } from './pruning/config';
+export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, PruningPlan, PruningSubmethod, Regularization, ScheduleValue } from './pruning/config';
+export type { CompactReport, Gradients, LossOptions, PatchReport, RegularizationInfo, TrainStepOptions, TrainStepResult } from './model/model';
+export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState, RUN_FIELDS } from './training/trainer';
+export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainResult } from './training/trainer';
+export { ProcessGroup, launch, freePort, shardBatch } from './training/distributed';
+export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './training/distributed';
+export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS } from './report/report';
+export type { LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report/report';
+export { encodePng } from './report/png';
+export * from './data/data';
+export * from './training/metrics';
+export { buildWordPieceVocab, writeVocab } from './tokenizer/vocab';
+export { runFinePruneJob, evaluateClassifier, loadTaskData, JOB_TASKS } from './cli/job';
+export type { FinePruneJobOptions, JobResult, JobTask } from './cli/job';
+export { exportOnnx } from './model/onnx';
+export type { OnnxExportOptions, OnnxExportReport } from './model/onnx';
+export { createInferenceServer, DynamicBatcher, HttpError } from './serve/server';
+export type { BatcherStats, BatchingOptions, DynamicBatcherOptions, InferenceServer, InferenceServerOptions, InferenceServerStats, RouteStats } from './serve/server';

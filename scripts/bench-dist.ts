@@ -12,11 +12,11 @@
  * GPU machines have no Node: scripts/gpu-distributed.sh runs the native twin (build/dist_bench) with NCCL.
  */
 import { cpus } from 'node:os';
-import { ProcessGroup, launch } from '../lib/distributed';
-import { BertModel, ForwardBatch } from '../lib/model';
-import { PruningConfig } from '../lib/pruning';
-import { SparseTrainer, TrainData } from '../lib/trainer';
-import { invalidParameterError } from '../lib/validate';
+import { ProcessGroup, launch } from '../lib/training/distributed';
+import { BertModel, ForwardBatch } from '../lib/model/model';
+import { PruningConfig } from '../lib/pruning/config';
+import { SparseTrainer, TrainData } from '../lib/training/trainer';
+import { invalidParameterError } from '../lib/runtime/validate';
 import { argChoice, argNumber, parseFlags, TRAIN_GEOMETRIES } from './common';
 
 const USAGE = 'usage: node dist/scripts/bench-dist.js [--nproc 2] [--geometry small|base] [--batch 16] [--seq 128] [--steps 8] [--warmup 2] [--rounds 3]';

@@ -13,6 +13,6 @@ if [ ! -f "$shared/data/sst2/train.tsv" ]; then
   echo "bench-sst2: $shared/data/sst2 not found (set BLOCKPRUNE_SHARED); skipped"
   exit 0
 fi
-node dist/lib/cli.js train --task sst2 --data "$shared/data" --tokenizer "$shared/data/bert-base-uncased" \
+node dist/lib/cli/main.js train --task sst2 --data "$shared/data" --tokenizer "$shared/data/bert-base-uncased" \
   --max-length 64 --dense-epochs "${DENSE_EPOCHS:-1}" --dense-lr 5e-4 --epochs "${PRUNE_EPOCHS:-2}" --lr 2e-4 \
   --batch-size 32 --preset hybrid --lambda 20 --final-threshold 0.1 --mask-lr 1e-2 --output "${OUT:-out/sst2}" "$@"

@@ -8,9 +8,9 @@
  * Reference (nn_pruning, PyTorch 1.13 on this machine): bert-base 1.12 samples/s patched (1.60 plain);
  * hidden 256 / 4 layers 17.0 patched (22.4 plain).
  */
-import { BertModel } from '../lib/model';
+import { BertModel } from '../lib/model/model';
 import { getNumThreads } from '../lib/index';
-import { PruningConfig } from '../lib/pruning';
+import { PruningConfig } from '../lib/pruning/config';
 import { argChoice, argNumber, argValue, parseFlags, TRAIN_GEOMETRIES } from './common';
 
 const USAGE = 'usage: node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda]';

@@ -20,13 +20,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomicSync } from '../lib/atomic';
-import { exportOnnx } from '../lib/onnx';
-import { BertConfigJson, BertModel } from '../lib/model';
+import { writeFileAtomicSync } from '../lib/runtime/atomic';
+import { exportOnnx } from '../lib/model/onnx';
+import { BertConfigJson, BertModel } from '../lib/model/model';
 import { buildInfo, getNumThreads } from '../lib/index';
-import { packageRoot } from '../lib/native';
+import { packageRoot } from '../lib/runtime/native';
 import { BERT_BASE, compactConfig, exitWithError, FlagReader, formatPercentiles, latencyStats, parseFlags } from './common';
-import { flagPair, integer, writableFile } from '../lib/validate';
+import { flagPair, integer, writableFile } from '../lib/runtime/validate';
 
 interface Args {
   models: string[];

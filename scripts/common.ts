@@ -1,8 +1,8 @@
 /** What the benchmark scripts share: the bert-base geometry, its compact form, and where ../shared is. */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { BertConfigJson } from '../lib/model';
-import { argumentError, flagNumber, flagNumbers, invalidParameterError, NumberRange, oneOf } from '../lib/validate';
+import type { BertConfigJson } from '../lib/model/model';
+import { argumentError, flagNumber, flagNumbers, invalidParameterError, NumberRange, oneOf } from '../lib/runtime/validate';
 
 export const BERT_BASE: BertConfigJson = {
   vocab_size: 30522,

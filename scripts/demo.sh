@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-node dist/lib/cli.js train "$@"
+node dist/lib/cli/main.js train "$@"

@@ -4,7 +4,7 @@
 // our build is CMake (cmake-js), so this script decides instead:
 //   1. BLOCKPRUNE_SKIP_BUILD=1: nothing now (a checkout builds later with `npm run build:native`);
 //   2. an addon that loads is already there: a prebuilt one that fits this machine (variant, libtorch
-//      present; see lib/native.ts) or an earlier build. Checked by loading it in a child process;
+//      present; see lib/runtime/native.ts) or an earlier build. Checked by loading it in a child process;
 //   3. otherwise (or with BLOCKPRUNE_BUILD_FROM_SOURCE=1) build from source with cmake-js, which finds
 //      libtorch (CMakeLists.txt), then check the result loads. On failure, every attempt and the fixes.
 const { existsSync } = require('node:fs');
@@ -12,7 +12,7 @@ const { join } = require('node:path');
 const { spawnSync } = require('node:child_process');
 
 const root = join(__dirname, '..');
-const loader = join(root, 'dist', 'lib', 'native.js');
+const loader = join(root, 'dist', 'lib', 'runtime', 'native.js');
 
 if (process.env.BLOCKPRUNE_SKIP_BUILD === '1') {
   console.log('blockprune: BLOCKPRUNE_SKIP_BUILD=1, not building the native addon now (npm run build:native)');

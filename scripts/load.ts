@@ -32,9 +32,9 @@ import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { copyFileAtomicSync, writeFileAtomicSync } from '../lib/atomic';
-import { BertConfigJson, BertModel } from '../lib/model';
-import { writableFile } from '../lib/validate';
+import { copyFileAtomicSync, writeFileAtomicSync } from '../lib/runtime/atomic';
+import { BertConfigJson, BertModel } from '../lib/model/model';
+import { writableFile } from '../lib/runtime/validate';
 import { BERT_BASE, compactConfig, exitWithError, FlagReader, formatPercentiles, latencyStats, parseFlags, sharedDir } from './common';
 
 type ModelName = 'dense' | 'compact';

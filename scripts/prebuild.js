@@ -11,7 +11,7 @@
 // 3. prebuildify (Node-API, stripped) places it as
 //      prebuilds/<platform>-<arch>/blockprune.<cpu|cuda>.torch<version>.abi<0|1>.napi8.node
 //    and the folder's manifest.json records, per file, those tags plus the shared libraries it needs
-//    (ELF NEEDED) and the libtorch folder it was linked against. lib/native.ts reads the manifest to pick a
+//    (ELF NEEDED) and the libtorch folder it was linked against. lib/runtime/native.ts reads the manifest to pick a
 //    variant and to check, before loading, that the libraries it needs are present.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');

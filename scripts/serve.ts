@@ -17,9 +17,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setNumThreads } from '../lib/index';
-import { pipeline } from '../lib/pipelines';
-import { createInferenceServer, InferenceServerOptions } from '../lib/server';
-import { flagNumber, invalidParameterError, oneOf } from '../lib/validate';
+import { pipeline } from '../lib/model/pipelines';
+import { createInferenceServer, InferenceServerOptions } from '../lib/serve/server';
+import { flagNumber, invalidParameterError, oneOf } from '../lib/runtime/validate';
 import { exitWithError, FlagReader, parseFlags } from './common';
 
 type ServeTask = 'text-classification' | 'question-answering';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { native, TensorData } from '../lib/native';
+import { native, TensorData } from '../lib/runtime/native';
 import { sharedDir } from '../scripts/common';
 
 /** ../shared beside the checkout (or BLOCKPRUNE_SHARED), recognised by its fixtures/; undefined when absent. */

@@ -2,8 +2,8 @@
  * A tiny synthetic classification set (is token 7 in the sequence?) and a tiny BERT config, for tests of
  * training options and resume that need a few real steps, fast.
  */
-import type { BertConfigJson, ForwardBatch } from '../lib/model';
-import type { TrainData } from '../lib/trainer';
+import type { BertConfigJson, ForwardBatch } from '../lib/model/model';
+import type { TrainData } from '../lib/training/trainer';
 
 export const TINY: BertConfigJson = {
   vocab_size: 64,

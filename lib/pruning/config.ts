@@ -1,0 +1,437 @@
+/**
+ * Pruning configuration with the reference's vocabulary and defaults (nn_pruning's SparseTrainingArguments),
+ * the presets users know (hybrid, block, heads, unstructured), the cubic threshold schedule, and the plan
+ * that tells the native core which linear gets which mask.
+ */
+import { BlockpruneError } from '../runtime/errors';
+import * as v from '../runtime/validate';
+
+export type PruningMethod = 'disabled' | 'topK' | 'threshold' | 'sigmoied_threshold' | 'magnitude' | 'l0';
+export type PruningSubmethod = 'default' | '1d' | '1d_alt' | 'joint';
+export type Regularization = 'disabled' | 'l1' | 'l0';
+/** A block dimension: a number, 'head' (the head size) or 'full' (the whole dimension). */
+export type BlockDim = number | 'head' | 'full';
+
+/** The reference's SparseTrainingArguments, camelCased. Defaults are the reference's. */
+export interface PruningOptions {
+  /** `method[:submethod]` for the FFN (and the attention output when attentionOutputWithDense). */
+  densePruningMethod: string;
+  /** `method[:submethod]` for q, k, v (and the attention output otherwise). */
+  attentionPruningMethod: string;
+  attentionBlockRows: BlockDim;
+  attentionBlockCols: BlockDim;
+  denseBlockRows: BlockDim;
+  denseBlockCols: BlockDim;
+  /** true: attention output uses the dense method and "dense" group; false: attention method, block swapped. */
+  attentionOutputWithDense: boolean;
+  biasMask: boolean;
+  initialThreshold: number;
+  finalThreshold: number;
+  /** In multiples of warmupSteps. */
+  initialWarmup: number;
+  finalWarmup: number;
+  regularization: Regularization;
+  regularizationFinalLambda: number;
+  attentionLambda: number;
+  denseLambda: number;
+  maskScoresLearningRate: number;
+  /** Threshold binarizers keep at least this fraction of each matrix. */
+  linearMinParameters: number;
+  /** Initial value of every score (the reference's mask_init "constant" with mask_scale). */
+  maskInit: number;
+}
+
+export const DEFAULT_PRUNING: Readonly<PruningOptions> = Object.freeze({
+  densePruningMethod: 'topK',
+  attentionPruningMethod: 'topK',
+  attentionBlockRows: 1,
+  attentionBlockCols: 1,
+  denseBlockRows: 1,
+  denseBlockCols: 1,
+  attentionOutputWithDense: true,
+  biasMask: true,
+  initialThreshold: 1.0,
+  finalThreshold: 0.5,
+  initialWarmup: 1,
+  finalWarmup: 2,
+  regularization: 'disabled',
+  regularizationFinalLambda: 0,
+  attentionLambda: 1,
+  denseLambda: 1,
+  maskScoresLearningRate: 1e-2,
+  linearMinParameters: 0.005,
+  maskInit: 0,
+});
+
+/** The reference's snake_case names, accepted in JSON config files. */
+const SNAKE: Record<string, keyof PruningOptions> = {
+  dense_pruning_method: 'densePruningMethod',
+  attention_pruning_method: 'attentionPruningMethod',
+  attention_block_rows: 'attentionBlockRows',
+  attention_block_cols: 'attentionBlockCols',
+  dense_block_rows: 'denseBlockRows',
+  dense_block_cols: 'denseBlockCols',
+  attention_output_with_dense: 'attentionOutputWithDense',
+  bias_mask: 'biasMask',
+  initial_threshold: 'initialThreshold',
+  final_threshold: 'finalThreshold',
+  initial_warmup: 'initialWarmup',
+  final_warmup: 'finalWarmup',
+  regularization: 'regularization',
+  regularization_final_lambda: 'regularizationFinalLambda',
+  attention_lambda: 'attentionLambda',
+  dense_lambda: 'denseLambda',
+  mask_scores_learning_rate: 'maskScoresLearningRate',
+  linear_min_parameters: 'linearMinParameters',
+  mask_scale: 'maskInit',
+};
+/** Reference fields we accept and ignore because they select features we do not have (with their inert values). */
+const IGNORED_REFERENCE_FIELDS: Record<string, unknown[]> = {
+  ampere_pruning_method: ['disabled'],
+  mask_init: ['constant'],
+  decoder_attention_lambda: [null],
+  decoder_dense_lambda: [null],
+  distil_teacher_name_or_path: [null],
+  distil_alpha_ce: [],
+  distil_alpha_teacher: [],
+  distil_temperature: [],
+  final_finetune: [false],
+  layer_norm_patch: [false],
+  layer_norm_patch_steps: [],
+  layer_norm_patch_start_delta: [],
+  gelu_patch: [false],
+  gelu_patch_steps: [],
+  rewind_model_name_or_path: [null],
+  eval_with_current_patch_params: [false],
+  qat: [false],
+  qconfig: [],
+  initial_ampere_temperature: [],
+  final_ampere_temperature: [],
+};
+
+const METHODS: PruningMethod[] = ['disabled', 'topK', 'threshold', 'sigmoied_threshold', 'magnitude', 'l0'];
+const SUBMETHODS: PruningSubmethod[] = ['default', '1d', '1d_alt', 'joint'];
+
+function configError(message: string): BlockpruneError {
+  return new BlockpruneError('E_INVALID_ARG', `pruning config: ${message}`);
+}
+
+export function parseMethod(spec: string, field: string): { method: PruningMethod; sub: PruningSubmethod } {
+  if (typeof spec !== 'string') throw configError(`${field} must be a string like "sigmoied_threshold:1d_alt"`);
+  const [m, s = 'default', ...rest] = spec.split(':');
+  if (rest.length) throw configError(`${field} "${spec}" has more than one ':'`);
+  if (!METHODS.includes(m as PruningMethod)) throw configError(`${field}: unknown method "${m}" (expected ${METHODS.join(', ')})`);
+  if (!SUBMETHODS.includes(s as PruningSubmethod))
+    throw configError(`${field}: unknown submethod "${s}" (expected ${SUBMETHODS.join(', ')})`);
+  return { method: m as PruningMethod, sub: s as PruningSubmethod };
+}
+
+/** The model geometry a plan is made for (from BertModel.info). */
+export interface PlanGeometry {
+  hiddenSize: number;
+  headDim: number;
+  layers: Array<{ heads: number; intermediateSize: number }>;
+}
+
+export interface PlanEntry {
+  module: string;
+  method: PruningMethod;
+  layout: 'block' | 'rows' | 'cols' | 'rows_cols';
+  blockRows: number;
+  blockCols: number;
+  biasMask: boolean;
+  minElements: number;
+  group: 'attention' | 'dense';
+  shareWith?: string;
+  init: number;
+}
+
+export interface PruningPlan {
+  threshold: number;
+  modules: PlanEntry[];
+}
+
+export interface ScheduleValue {
+  threshold: number;
+  lambda: number;
+  /** 0 before the cubic ramp, 1 after it. */
+  progress: number;
+}
+
+/**
+ * The options a JSON object gives, camelCased (the reference's snake_case names are accepted), without
+ * defaults filled in: suitable as overrides of a preset. Unknown fields and reference features we do not
+ * have are errors.
+ */
+export function normalizePruningOptions(json: Record<string, unknown>): Partial<PruningOptions> {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw configError('expected a JSON object');
+  const out: Record<string, unknown> = {};
+  for (const [k, value] of Object.entries(json)) {
+    if (k in DEFAULT_PRUNING) out[k] = value;
+    else if (k in SNAKE) out[SNAKE[k]] = value;
+    else if (k in IGNORED_REFERENCE_FIELDS) {
+      const inert = IGNORED_REFERENCE_FIELDS[k];
+      if (inert.length && !inert.some((x) => x === value))
+        throw configError(`"${k}": ${JSON.stringify(value)} selects a reference feature blockprune does not have`);
+    } else {
+      const hint = v.didYouMean(k, [...Object.keys(SNAKE), ...Object.keys(DEFAULT_PRUNING)]);
+      throw configError(`unknown field "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}`);
+    }
+  }
+  return out as Partial<PruningOptions>;
+}
+
+/** A preset's own arguments: lambda weighs the L1 penalty (a negative one would reward keeping weights). */
+function checkPreset(lambda: unknown, overrides: unknown): void {
+  v.number('lambda', lambda, { min: 0 });
+  v.object('overrides', overrides);
+}
+
+/** What the movement-pruning presets share: sigmoid scores cut at 0 -> 0.1 under L1 at lambda. */
+function movementSchedule(lambda: number): Partial<PruningOptions> {
+  return { initialThreshold: 0, finalThreshold: 0.1, regularization: 'l1', regularizationFinalLambda: lambda };
+}
+
+export class PruningConfig {
+  readonly options: Readonly<PruningOptions>;
+  /** Why this config might not do what one expects (it never throws for these). */
+  readonly warnings: string[];
+
+  constructor(options: Partial<PruningOptions> = {}) {
+    // The reference's snake_case names are pointed to their camelCase ones (fromJSON accepts them).
+    v.options('pruning options', options, Object.keys(DEFAULT_PRUNING), SNAKE);
+    const o: PruningOptions = { ...DEFAULT_PRUNING, ...options };
+    const dense = parseMethod(o.densePruningMethod, 'densePruningMethod');
+    const attn = parseMethod(o.attentionPruningMethod, 'attentionPruningMethod');
+    for (const k of ['attentionBlockRows', 'attentionBlockCols', 'denseBlockRows', 'denseBlockCols'] as const) {
+      const d = o[k];
+      if (d !== 'head' && d !== 'full' && !(v.is.integer(d) && d >= 1))
+        throw v.invalidParameterError(k, "a positive integer, 'head' or 'full'", d, v.is.number(d) ? 'range' : 'type');
+    }
+    v.number('initialThreshold', o.initialThreshold);
+    v.number('finalThreshold', o.finalThreshold);
+    v.number('maskInit', o.maskInit);
+    // Weights of penalties and warm-ups in multiples of warmupSteps: a negative one would reward density or
+    // run the schedule backwards.
+    for (const k of ['regularizationFinalLambda', 'attentionLambda', 'denseLambda', 'initialWarmup', 'finalWarmup'] as const) v.number(k, o[k], { min: 0 });
+    // The native step's range for the scores' learning rate.
+    v.number('maskScoresLearningRate', o.maskScoresLearningRate, { min: 0, max: 100 });
+    v.number('linearMinParameters', o.linearMinParameters, { min: 0, max: 1 });
+    v.oneOf('regularization', o.regularization, ['disabled', 'l1', 'l0'] as const);
+    v.boolean('biasMask', o.biasMask);
+    v.boolean('attentionOutputWithDense', o.attentionOutputWithDense);
+    const warnings: string[] = [];
+    for (const [name, m, t0, t1] of [
+      ['dense', dense.method, o.initialThreshold, o.finalThreshold],
+      ['attention', attn.method, o.initialThreshold, o.finalThreshold],
+    ] as const) {
+      if ((m === 'topK' || m === 'magnitude' || m === 'sigmoied_threshold') && (t0 < 0 || t0 > 1 || t1 < 0 || t1 > 1))
+        throw configError(`${name} method ${m} needs thresholds in [0, 1], got ${t0} -> ${t1}`);
+    }
+    if (dense.sub === 'joint') throw configError("densePruningMethod: 'joint' applies to attention (q, k, v share scores) only");
+    if (attn.sub === '1d_alt') throw configError("attentionPruningMethod: '1d_alt' applies to the FFN pair only");
+    if (o.regularization !== 'disabled' && o.regularizationFinalLambda <= 0)
+      warnings.push(`regularization ${o.regularization} with regularizationFinalLambda ${o.regularizationFinalLambda} has no effect`);
+    if (o.regularization === 'disabled' && o.regularizationFinalLambda > 0)
+      warnings.push(`regularizationFinalLambda ${o.regularizationFinalLambda} is ignored: regularization is disabled`);
+    if (dense.method === 'disabled' && attn.method === 'disabled') warnings.push('both methods are disabled: nothing will be pruned');
+    const unit = (r: BlockDim, c: BlockDim) => r === 1 && c === 1;
+    const denseStructured = dense.method !== 'disabled' && (dense.sub === '1d' || dense.sub === '1d_alt' || !unit(o.denseBlockRows, o.denseBlockCols));
+    const attnStructured = attn.method !== 'disabled' && !unit(o.attentionBlockRows, o.attentionBlockCols);
+    if (!denseStructured && !attnStructured && !(dense.method === 'disabled' && attn.method === 'disabled'))
+      warnings.push(
+        'this config prunes single weights (1x1 blocks, no 1d/1d_alt): compaction cannot remove heads or FFN units from it. ' +
+          'Use PruningConfig.hybrid() or block sizes above 1 for a smaller dense model.',
+      );
+    if ((dense.method === 'topK' || attn.method === 'topK') && o.finalThreshold >= 1)
+      warnings.push('topK with finalThreshold 1 keeps every weight');
+    this.options = Object.freeze(o);
+    this.warnings = warnings;
+  }
+
+  /** From a JSON object in either spelling (camelCase or the reference's snake_case). */
+  static fromJSON(json: Record<string, unknown>): PruningConfig {
+    return new PruningConfig(normalizePruningOptions(json));
+  }
+
+  /**
+   * hybrid(lambda): the paper's "hybrid" setting. Attention: sigmoied_threshold with 32x32 blocks (the
+   * attention output with the attention method, block transposed); FFN: sigmoied_threshold:1d_alt (whole
+   * units, one score per unit shared by the intermediate row and the output column); threshold 0 -> 0.1;
+   * L1 at lambda.
+   */
+  static hybrid(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    checkPreset(lambda, overrides);
+    return new PruningConfig({
+      densePruningMethod: 'sigmoied_threshold:1d_alt',
+      attentionPruningMethod: 'sigmoied_threshold',
+      attentionBlockRows: 32,
+      attentionBlockCols: 32,
+      attentionOutputWithDense: false,
+      ...movementSchedule(lambda),
+      ...overrides,
+    });
+  }
+
+  /** block(rows, cols, lambda): sigmoied_threshold blocks of rows x cols in every linear. */
+  static block(rows: number, cols: number, lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    v.positiveInteger('rows', rows);
+    v.positiveInteger('cols', cols);
+    checkPreset(lambda, overrides);
+    return new PruningConfig({
+      densePruningMethod: 'sigmoied_threshold',
+      attentionPruningMethod: 'sigmoied_threshold',
+      attentionBlockRows: rows,
+      attentionBlockCols: cols,
+      denseBlockRows: rows,
+      denseBlockCols: cols,
+      attentionOutputWithDense: true,
+      ...movementSchedule(lambda),
+      ...overrides,
+    });
+  }
+
+  /** heads(lambda): whole heads (one score per head, shared by q, k and v); the FFN stays dense. */
+  static heads(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    checkPreset(lambda, overrides);
+    return new PruningConfig({
+      densePruningMethod: 'disabled',
+      attentionPruningMethod: 'sigmoied_threshold:joint',
+      attentionBlockRows: 'head',
+      attentionBlockCols: 'full',
+      attentionOutputWithDense: true,
+      ...movementSchedule(lambda),
+      ...overrides,
+    });
+  }
+
+  /** unstructured(lambda): movement pruning of single weights (sigmoied_threshold, 1x1). Compaction gains nothing. */
+  static unstructured(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    checkPreset(lambda, overrides);
+    return new PruningConfig({
+      densePruningMethod: 'sigmoied_threshold',
+      attentionPruningMethod: 'sigmoied_threshold',
+      ...movementSchedule(lambda),
+      ...overrides,
+    });
+  }
+
+  static preset(name: string, lambda?: number, overrides: Partial<PruningOptions> = {}): PruningConfig {
+    v.string('preset', name);
+    switch (name) {
+      case 'hybrid':
+        return PruningConfig.hybrid(lambda, overrides);
+      case 'heads':
+        return PruningConfig.heads(lambda, overrides);
+      case 'unstructured':
+        return PruningConfig.unstructured(lambda, overrides);
+      default: {
+        const m = /^block(?::|-)?(\d+)x(\d+)$/.exec(name);
+        if (m) return PruningConfig.block(Number(m[1]), Number(m[2]), lambda, overrides);
+        throw configError(`unknown preset "${name}" (expected hybrid, heads, unstructured or block:RxC)`);
+      }
+    }
+  }
+
+  /**
+   * The threshold and regularization lambda at a step (reference: schedule_threshold). s <= iw*W: initial;
+   * s > T - fw*W: final; between, t = t_final + (t_initial - t_final) * (1 - (s - iw*W) / (T - (iw+fw)*W))^3.
+   * lambda = lambda_final * t / t_final. Evaluation (training false) uses the final values.
+   */
+  schedule(step: number, totalSteps: number, warmupSteps: number, training = true): ScheduleValue {
+    const o = this.options;
+    const lambdaOf = (t: number) => (o.finalThreshold === 0 ? o.regularizationFinalLambda : (o.regularizationFinalLambda * t) / o.finalThreshold);
+    if (!training) return { threshold: o.finalThreshold, lambda: o.regularizationFinalLambda, progress: 1 };
+    const start = o.initialWarmup * warmupSteps;
+    const end = totalSteps - o.finalWarmup * warmupSteps;
+    let threshold: number;
+    let progress: number;
+    if (step <= start) {
+      threshold = o.initialThreshold;
+      progress = 0;
+    } else if (step > end) {
+      threshold = o.finalThreshold;
+      progress = 1;
+    } else {
+      const mul = 1 - (step - start) / (totalSteps - (o.initialWarmup + o.finalWarmup) * warmupSteps);
+      threshold = o.finalThreshold + (o.initialThreshold - o.finalThreshold) * mul ** 3;
+      progress = 1 - mul;
+    }
+    return { threshold, lambda: lambdaOf(threshold), progress };
+  }
+
+  /** Which linear of each layer gets which mask. */
+  plan(g: PlanGeometry): PruningPlan {
+    const o = this.options;
+    const dense = parseMethod(o.densePruningMethod, 'densePruningMethod');
+    const attn = parseMethod(o.attentionPruningMethod, 'attentionPruningMethod');
+    const resolve = (d: BlockDim, full: number, _name: string): number => (d === 'head' ? g.headDim : d === 'full' ? full : d);
+    const modules: PlanEntry[] = [];
+    const base = { biasMask: o.biasMask, minElements: o.linearMinParameters, init: o.maskInit };
+    g.layers.forEach((layer, i) => {
+      const p = `bert.encoder.layer.${i}.`;
+      const width = layer.heads * g.headDim;
+      if (attn.method !== 'disabled' && layer.heads > 0) {
+        const rows = resolve(o.attentionBlockRows, width, 'attentionBlockRows');
+        const cols = resolve(o.attentionBlockCols, g.hiddenSize, 'attentionBlockCols');
+        for (const m of ['query', 'key', 'value']) {
+          modules.push({
+            ...base,
+            module: `${p}attention.self.${m}`,
+            method: attn.method,
+            layout: attn.sub === '1d' ? 'rows_cols' : 'block',
+            blockRows: rows,
+            blockCols: cols,
+            group: 'attention',
+            shareWith: attn.sub === 'joint' && m !== 'query' ? `${p}attention.self.query` : undefined,
+          });
+        }
+      }
+      // The attention output: [hidden, heads*headDim].
+      const outWith = o.attentionOutputWithDense ? dense : attn;
+      if (outWith.method !== 'disabled' && layer.heads > 0) {
+        const rows = o.attentionOutputWithDense
+          ? resolve(o.denseBlockRows, g.hiddenSize, 'denseBlockRows')
+          : resolve(o.attentionBlockCols, g.hiddenSize, 'attentionBlockCols');
+        const cols = o.attentionOutputWithDense ? resolve(o.denseBlockCols, width, 'denseBlockCols') : resolve(o.attentionBlockRows, width, 'attentionBlockRows');
+        modules.push({
+          ...base,
+          module: `${p}attention.output.dense`,
+          method: outWith.method,
+          layout: outWith.sub === '1d' ? 'rows_cols' : 'block',
+          blockRows: outWith.sub === '1d_alt' ? 1 : rows,
+          blockCols: outWith.sub === '1d_alt' ? 1 : cols,
+          group: o.attentionOutputWithDense ? 'dense' : 'attention',
+        });
+      }
+      if (dense.method !== 'disabled' && layer.intermediateSize > 0) {
+        const rows = resolve(o.denseBlockRows, layer.intermediateSize, 'denseBlockRows');
+        const cols = resolve(o.denseBlockCols, g.hiddenSize, 'denseBlockCols');
+        const alt = dense.sub === '1d_alt';
+        modules.push({
+          ...base,
+          module: `${p}intermediate.dense`,
+          method: dense.method,
+          layout: alt ? 'rows' : dense.sub === '1d' ? 'rows_cols' : 'block',
+          blockRows: rows,
+          blockCols: cols,
+          group: 'dense',
+        });
+        modules.push({
+          ...base,
+          module: `${p}output.dense`,
+          method: dense.method,
+          layout: alt ? 'cols' : dense.sub === '1d' ? 'rows_cols' : 'block',
+          // [hidden, width]: the same block shape as the reference uses for every dense linear.
+          blockRows: resolve(o.denseBlockRows, g.hiddenSize, 'denseBlockRows'),
+          blockCols: resolve(o.denseBlockCols, layer.intermediateSize, 'denseBlockCols'),
+          group: 'dense',
+          shareWith: alt ? `${p}intermediate.dense` : undefined,
+        });
+      }
+    });
+    // magnitude has no scores, so it cannot share them.
+    for (const m of modules) if (m.method === 'magnitude') delete m.shareWith;
+    return { threshold: o.initialThreshold, modules: modules.map((m) => (m.shareWith === undefined ? (({ shareWith, ...rest }) => rest)(m) : m)) as PlanEntry[] };
+  }
+}

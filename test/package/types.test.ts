@@ -1,0 +1,96 @@
+/**
+ * The published types: a user's program, written against dist/lib/index.d.ts (what `types` in package.json
+ * names), must compile under --strict with the declaration files themselves checked (no skipLibCheck), and
+ * misuses must be type errors (each `@ts-expect-error` line fails the compile if it is not one).
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../lib/runtime/native';
+import { tempDir } from '../helpers';
+
+const ROOT = packageRoot();
+
+const USAGE = (api: string) => `
+import * as bp from ${JSON.stringify(api)};
+import { BertModel, pipeline, PruningConfig, SparseTrainer, BlockpruneError, exportOnnx, buildReport, formatReport } from ${JSON.stringify(api)};
+
+async function main(): Promise<void> {
+  const classify = await pipeline('text-classification', '/models/cls', { batchSize: 8, maxLength: 128 });
+  const r = await classify('a fine film');
+  const one: bp.ClassificationResult = Array.isArray(r) ? r[0] : r;
+  const label: string = one.label;
+  const qa = await pipeline('question-answering', '/models/qa');
+  const a = await qa({ question: 'q?', context: 'c.' }, { topK: 1, maxAnswerLength: 15 });
+  const ans: bp.QAResult = Array.isArray(a) ? a[0] : a;
+  const span: [number, number] = [ans.start, ans.end];
+
+  const model: BertModel = await BertModel.fromPretrained('/models/cls', { device: 'cpu' });
+  const out: bp.ForwardOutput = await model.forward({ inputIds: Int32Array.of(101, 102), batchSize: 1, seqLen: 2 });
+  const logits = out.logits.data;
+  const patch: bp.PatchReport = await model.patch(PruningConfig.hybrid(20));
+  await model.setThreshold(0.5);
+  const { model: small, report } = await model.compact('dense');
+  const params: number = report.parametersAfter;
+  const rep: bp.ModelReport = await buildReport(small);
+  const text: string = formatReport(rep);
+  const onnx: bp.OnnxExportReport = await exportOnnx(small, '/tmp/m.onnx');
+  await small.save('/tmp/out');
+  small.dispose();
+  const info: bp.BuildInfo = bp.buildInfo();
+  const kernels: string = info.cpuKernels;
+  bp.setNumThreads(2);
+  bp.setFastKernels(true);
+  const src: bp.AddonSource | undefined = bp.addonSource();
+  try {
+    await BertModel.fromPretrained('/nope');
+  } catch (e) {
+    if (e instanceof BlockpruneError) { const code: bp.ErrorCode = e.code; void code; }
+  }
+  const trainer: typeof SparseTrainer = SparseTrainer;
+  const env: bp.DistributedOptions | undefined = bp.ProcessGroup.optionsFromEnv();
+  const group: bp.ProcessGroup = await bp.ProcessGroup.init(env ?? { rank: 0, worldSize: 1, backend: 'gloo', timeoutMs: 60_000 });
+  const sums: Float64Array = await group.allreduce([1, 2]);
+  const ranked: bp.TrainResult = await new SparseTrainer({ model, train: { length: 0, batches: () => [] }, distributed: group }).train();
+  const worldSize: number = ranked.worldSize;
+  await group.destroy();
+  const launched: bp.LaunchResult = await bp.launch({ nproc: 2, script: 'train.js', args: ['--epochs', '1'] });
+  const firstFailure: number | undefined = launched.firstFailure;
+  void [label, span, logits, patch, params, text, onnx, kernels, src, trainer, classify.task, qa.task, sums, worldSize, firstFailure];
+
+  // Misuses the types must reject:
+  // @ts-expect-error an unknown task
+  await pipeline('summarization', '/models/x');
+  // @ts-expect-error the QA pipeline takes { question, context }
+  await qa('just a string');
+  // @ts-expect-error batchSize is a number
+  await model.forward({ inputIds: Int32Array.of(1), batchSize: '1', seqLen: 1 });
+  // @ts-expect-error setFastKernels takes a boolean
+  bp.setFastKernels(1);
+  // @ts-expect-error compact() returns { model, report }, not a model
+  (await model.compact('dense')).forward;
+  // @ts-expect-error the backend is 'gloo' or 'nccl'
+  await bp.ProcessGroup.init({ rank: 0, worldSize: 2, backend: 'mpi' });
+  // @ts-expect-error a distributed train step needs { group }
+  await model.trainStep(null, {}, undefined, {});
+}
+void main;
+`;
+
+test('dist/lib/index.d.ts compiles a user program under --strict, declaration files checked, misuses rejected', (t) => {
+  const tmp = tempDir('blockprune-types-');
+  try {
+    const file = join(tmp.path, 'usage.ts');
+    writeFileSync(file, USAGE(join(ROOT, 'dist', 'lib', 'index')));
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    const r = spawnSync(
+      process.execPath,
+      [tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'commonjs', '--moduleResolution', 'node', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), '--skipLibCheck', 'false', file],
+      { cwd: tmp.path, encoding: 'utf8' },
+    );
+    t.is(r.status, 0, r.stdout + r.stderr);
+  } finally {
+    tmp.cleanup();
+  }
+});

@@ -1,0 +1,108 @@
+/**
+ * Reports users look at: the parameter count the reference prints for a compact bert-base QA model, the
+ * per-layer shape table, and mask pictures that are valid PNGs showing what is kept.
+ */
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
+import { BertModel } from '../../lib/model/model';
+import { PruningConfig } from '../../lib/pruning/config';
+import { buildReport, formatReport, parameterSummary, writeMaskImages } from '../../lib/report/report';
+import { encodePng } from '../../lib/report/png';
+import { needShared, tempDir } from '../helpers';
+
+test('bert-base QA with 64 heads and FFN widths summing to 6,293 has 46,161,559 parameters (2.38X)', async (t) => {
+  const cfgFile = needShared(t, 'data/bert-base-uncased/config.json');
+  if (!cfgFile) return;
+  const config = JSON.parse(readFileSync(cfgFile, 'utf8'));
+  // Layer 0 as in the reference walkthrough: 4 heads (q/k/v [256, 768]) and FFN 552; the rest sums to 64 / 6,293.
+  const heads = [4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 1];
+  const widths = [552, 600, 580, 560, 540, 520, 500, 480, 460, 440, 420, 641];
+  t.is(heads.reduce((a, b) => a + b), 64);
+  t.is(widths.reduce((a, b) => a + b), 6293);
+  const pruned_heads = Object.fromEntries(heads.map((h, i) => [String(i), Array.from({ length: 12 - h }, (_, k) => 11 - k).reverse()]));
+  const m = await BertModel.fromConfig({ ...config, pruned_heads, intermediate_sizes: widths }, { task: 'question-answering' });
+  const s = parameterSummary(m);
+  t.is(s.total, 46_161_559);
+  t.is(s.embeddings, 23_837_184);
+  t.is(s.encoder, 22_322_837);
+  t.is(s.head, 1_538);
+  t.is((110e6 / s.total).toFixed(2), '2.38');
+  t.is(s.headsKept, 64);
+  const text = formatReport(await buildReport(m));
+  t.true(text.includes('[3072, 768] => [552, 768], intermediate.dense.weight'), text.slice(0, 400));
+  t.true(text.includes('[768, 768] => [256, 768], attention.self.query.weight'));
+  t.true(text.includes('[768, 3072] => [768, 552], output.dense.weight'));
+  t.true(text.includes('vs BERT-base (110.0M): 2.38X'));
+  t.log(text.split('\n').slice(0, 5).join('\n'));
+  m.dispose();
+});
+
+function readPng(buf: Buffer): { width: number; height: number; channels: number; pixels: Uint8Array } {
+  if (!buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error('not a PNG');
+  let off = 8;
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const idat: Buffer[] = [];
+  while (off < buf.length) {
+    const len = buf.readUInt32BE(off);
+    const type = buf.toString('ascii', off + 4, off + 8);
+    const data = buf.subarray(off + 8, off + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      channels = data[9] === 2 ? 3 : 1;
+    } else if (type === 'IDAT') idat.push(data);
+    off += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const pixels = new Uint8Array(width * height * channels);
+  for (let y = 0; y < height; y++) pixels.set(raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1)), y * stride);
+  return { width, height, channels, pixels };
+}
+
+test('encodePng round-trips through zlib', (t) => {
+  const px = new Uint8Array(7 * 3).map((_, i) => i * 11);
+  const png = readPng(encodePng(7, 3, 1, px));
+  t.is(png.width, 7);
+  t.is(png.height, 3);
+  t.deepEqual(Array.from(png.pixels), Array.from(px));
+  t.throws(() => encodePng(2, 2, 3, new Uint8Array(5)), { instanceOf: RangeError });
+});
+
+test('mask pictures show the kept blocks, heads and FFN density of a pruned model', async (t) => {
+  const root = needShared(t, 'fixtures/pruning');
+  if (!root) return;
+  const config = PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, 'hybrid', 'sparse_args.json'), 'utf8')));
+  const model = await BertModel.fromPretrained(join(root, 'model'));
+  await model.patch(config);
+  await model.loadState(join(root, 'hybrid', 'mask_scores.safetensors'));
+  await model.setThreshold(0.1);
+  const tmp = tempDir();
+  try {
+    const files = await writeMaskImages(model, tmp.path);
+    t.is(files.length, 2 * 6 + 2);
+    // Layer 0 query: head 1 (rows 16..31) is pruned in the fixture (scores -8): light; the rest follows the mask.
+    const masks = await model.masks();
+    const q = masks['mask.bert.encoder.layer.0.attention.self.query'];
+    const img = readPng(readFileSync(join(tmp.path, 'layer0.attention.self.query.png')));
+    t.is(img.width, 64);
+    t.is(img.height, 64);
+    const m = q.data as Uint8Array;
+    let agree = 0;
+    for (let i = 0; i < 64 * 64; i++) agree += (img.pixels[i * 3] < 128) === (m[i] !== 0) ? 1 : 0;
+    t.is(agree, 64 * 64, 'dark pixels are exactly the kept weights');
+    for (let r = 16; r < 32; r++) t.true(img.pixels[(r * 64 + 5) * 3] > 200, 'pruned head 1 is light');
+    const grid = readPng(readFileSync(join(tmp.path, 'masks.png')));
+    t.true(grid.width > 6 * 96 && grid.height > 2 * 96);
+    const report = await buildReport(model, { masks: true });
+    t.true(report.layers[0].density! > 0 && report.layers[0].density! < 1);
+    t.log(formatReport(report).split('\n').slice(0, 9).join('\n'));
+  } finally {
+    tmp.cleanup();
+    model.dispose();
+  }
+});
