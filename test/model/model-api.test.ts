@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync, rmSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel, BertConfigJson } from '../../lib/model/model';
 import { native } from '../../lib/runtime/native';
-import { maxAbsDiff, needShared, tempDir } from '../helpers';
+import { maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
 
 const SMALL: BertConfigJson = {
   vocab_size: 1000,
@@ -144,24 +144,8 @@ test('a sharded checkpoint (model.safetensors.index.json) loads like the single 
     const dir = join(tmp.path, 'sharded');
     require('node:fs').mkdirSync(dir);
     writeFileSync(join(dir, 'config.json'), readFileSync(join(src, 'config.json')));
-    // Build shards by re-saving state-dict subsets through the native writer is not exposed; write them here.
     const sd = a.stateDict();
-    const writeShard = (file: string, keys: string[]) => {
-      const header: Record<string, unknown> = {};
-      const parts: Buffer[] = [];
-      let off = 0;
-      for (const k of keys) {
-        const d = sd[k].data;
-        const bytes = Buffer.from(d.buffer, d.byteOffset, d.byteLength);
-        header[k] = { dtype: sd[k].dtype, shape: sd[k].shape, data_offsets: [off, off + bytes.length] };
-        parts.push(bytes);
-        off += bytes.length;
-      }
-      const h = Buffer.from(JSON.stringify(header));
-      const len = Buffer.alloc(8);
-      len.writeBigUInt64LE(BigInt(h.length));
-      writeFileSync(join(dir, file), Buffer.concat([len, h, ...parts]));
-    };
+    const writeShard = (file: string, keys: string[]) => writeSafetensorsFile(join(dir, file), Object.fromEntries(keys.map((k) => [k, sd[k]])));
     writeShard('model-00001-of-00002.safetensors', names.slice(0, half));
     writeShard('model-00002-of-00002.safetensors', names.slice(half));
     const weightMap = Object.fromEntries(names.map((n, i) => [n, i < half ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors']));
