@@ -23,11 +23,11 @@ export type {
   ClassifyOptions,
   PipelineOptions,
   QAInput,
-  QAOptions,
   QAResult,
   QuestionAnsweringPipeline,
   TextClassificationPipeline,
 } from './model/pipelines';
+export type { QAOptions } from './model/qa-options';
 export { BertTokenizer, TokenizerError } from './tokenizer/tokenizer';
 export type { BatchEncoded, BatchEncodeOptions, Encoded, EncodeOptions, QuestionContextOptions, QuestionContextWindow } from './tokenizer/tokenizer';
 export { BlockpruneError } from './runtime/errors';
@@ -90,5 +90,9 @@ export { runFinePruneJob, evaluateClassifier, loadTaskData, JOB_TASKS } from './
 export type { FinePruneJobOptions, JobResult, JobTask } from './cli/job';
 export { exportOnnx } from './model/onnx';
 export type { OnnxExportOptions, OnnxExportReport } from './model/onnx';
-export { createInferenceServer, DynamicBatcher, HttpError } from './serve/server';
-export type { BatcherStats, BatchingOptions, DynamicBatcherOptions, InferenceServer, InferenceServerOptions, InferenceServerStats, RouteStats } from './serve/server';
+export { createInferenceServer } from './serve/server';
+export type { InferenceServer, InferenceServerStats, RouteStats } from './serve/server';
+export type { BatchingOptions, InferenceServerOptions } from './serve/server-options';
+export { DynamicBatcher } from './serve/batcher';
+export type { BatcherStats, DynamicBatcherOptions } from './serve/batcher';
+export { HttpError } from './serve/http-error';

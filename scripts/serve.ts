@@ -18,7 +18,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setNumThreads } from '../lib/index';
 import { pipeline } from '../lib/model/pipelines';
-import { createInferenceServer, InferenceServerOptions } from '../lib/serve/server';
+import { createInferenceServer } from '../lib/serve/server';
+import type { InferenceServerOptions } from '../lib/serve/server-options';
 import { flagNumber, invalidParameterError, oneOf } from '../lib/runtime/validate';
 import { exitWithError, FlagReader, parseFlags } from './common';
 

@@ -17,6 +17,7 @@ import { BlockpruneError, invalidArg } from '../runtime/errors';
 import { BertModel, FromPretrainedOptions } from './model';
 import { BertTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
 import * as v from '../runtime/validate';
+import { checkQAOptions, QA_DEFAULTS, qaWindowOptions, type QAOptions } from './qa-options';
 
 export interface PipelineOptions {
   device?: string;
@@ -45,21 +46,6 @@ export interface ClassifyOptions {
 export interface QAInput {
   question: string;
   context: string;
-}
-
-export interface QAOptions {
-  /** Answers to return (default 1: a single object; more: an array). */
-  topK?: number;
-  /** Longest answer in tokens (default 15, as HF). */
-  maxAnswerLength?: number;
-  /** Window length in tokens (default 384, as HF). */
-  maxSeqLength?: number;
-  /** Tokens shared by consecutive windows (default 128, as HF). */
-  docStride?: number;
-  /** Question tokens kept (default 64, as HF). */
-  maxQuestionLength?: number;
-  /** Allow the empty answer (SQuAD v2 style), scored from [CLS]. Default false. */
-  handleImpossibleAnswer?: boolean;
 }
 
 export interface QAResult {
@@ -105,18 +91,6 @@ function softmax(row: Float32Array | number[]): number[] {
   const e = Array.from(row, (v) => Math.exp(v - max));
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / s);
-}
-
-
-const QA_OPTIONS = ['topK', 'maxAnswerLength', 'maxSeqLength', 'docStride', 'maxQuestionLength', 'handleImpossibleAnswer'] as const;
-
-/** A QA call's options, all checked before any window is encoded. */
-function checkQAOptions(opts: unknown): QAOptions {
-  const o = v.options('options', opts, QA_OPTIONS) as QAOptions;
-  for (const k of ['topK', 'maxAnswerLength', 'maxSeqLength', 'maxQuestionLength'] as const) if (o[k] !== undefined) v.positiveInteger(`options.${k}`, o[k]);
-  if (o.docStride !== undefined) v.integer('options.docStride', o.docStride, { min: 0 });
-  if (o.handleImpossibleAnswer !== undefined) v.boolean('options.handleImpossibleAnswer', o.handleImpossibleAnswer);
-  return o;
 }
 
 export async function pipeline(task: 'text-classification', dir: string, options?: PipelineOptions): Promise<TextClassificationPipeline>;
@@ -219,13 +193,7 @@ async function answer(
   batchSize: number,
   maxLength: number,
 ): Promise<QAResult | QAResult[]> {
-  const maxSeq = Math.min(v.positiveInteger('options.maxSeqLength', opts.maxSeqLength ?? 384), maxLength);
-  const stride = opts.docStride ?? Math.min(128, Math.floor(maxSeq / 3));
-  const windows = tokenizer.encodeQuestionContext(input.question, input.context, {
-    maxLength: maxSeq,
-    docStride: stride,
-    maxQuestionLength: v.positiveInteger('options.maxQuestionLength', opts.maxQuestionLength ?? 64),
-  });
+  const windows = tokenizer.encodeQuestionContext(input.question, input.context, qaWindowOptions(opts, maxLength));
   return (await answerWindows(model, [{ context: input.context, windows }], opts, batchSize))[0];
 }
 
@@ -263,7 +231,7 @@ class BestSpans {
  * all of them sharing forward passes of up to `batchSize` windows: HF's scoring (softmax over the context
  * positions, spans up to maxAnswerLength tokens, the same span from overlapping windows counted once, the
  * empty answer from [CLS] with handleImpossibleAnswer). One result per question (an array when topK > 1).
- * The service (lib/server.ts) batches requests through it. `onForward` is called before each forward.
+ * The service (lib/serve/) batches requests through it. `onForward` is called before each forward.
  * Memory: one forward's inputs and outputs (`batchSize` windows) and the best topK spans per question.
  */
 export async function answerWindows(
@@ -274,8 +242,8 @@ export async function answerWindows(
   onForward?: () => void,
 ): Promise<Array<QAResult | QAResult[]>> {
   checkQAOptions(opts);
-  const topK = v.positiveInteger('options.topK', opts.topK ?? 1);
-  const maxAnswer = v.positiveInteger('options.maxAnswerLength', opts.maxAnswerLength ?? 15);
+  const topK = v.positiveInteger('options.topK', opts.topK ?? QA_DEFAULTS.topK);
+  const maxAnswer = v.positiveInteger('options.maxAnswerLength', opts.maxAnswerLength ?? QA_DEFAULTS.maxAnswerLength);
   const best = items.map(() => new BestSpans(topK));
   const nullScore: number[] = items.map(() => 0);
   const all = items.flatMap((it, item) => it.windows.map((w) => ({ item, w })));

@@ -1,5 +1,5 @@
 /**
- * The HTTP inference service (lib/server.ts) on the tiny fixtures: answers equal the pipelines' own,
+ * The HTTP inference service (lib/serve/server.ts) on the tiny fixtures: answers equal the pipelines' own,
  * concurrent requests share batches and each gets its own answer, bad requests get 4xx JSON errors and
  * leave the service up, and close() with requests in flight answers them 503.
  *
@@ -13,7 +13,8 @@ import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pipeline, QuestionAnsweringPipeline, TextClassificationPipeline } from '../../lib/model/pipelines';
-import { createInferenceServer, DynamicBatcher, InferenceServer, InferenceServerOptions, splitByLength } from '../../lib/serve/server';
+import { createInferenceServer, InferenceServer } from '../../lib/serve/server';
+import type { InferenceServerOptions } from '../../lib/serve/server-options';
 import { writeVocab } from '../../lib/tokenizer/vocab';
 import { call, cutVocab, needShared, tempDir } from '../helpers';
 
@@ -109,50 +110,6 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setImmediate(r));
   }
 }
-
-test('DynamicBatcher: window, maxBatch, per-caller results, errors, close', async (t) => {
-  const calls: number[][] = [];
-  const b = new DynamicBatcher<number, number>(
-    async (xs) => {
-      calls.push(xs);
-      if (xs.includes(-1)) throw new Error('boom');
-      return xs.map((x) => x * 10);
-    },
-    { maxBatch: 4, windowMs: 20, idleStart: false },
-  );
-  const out = await Promise.all([1, 2, 3, 4, 5, 6].map((x) => b.submit(x)));
-  t.deepEqual(out, [10, 20, 30, 40, 50, 60]);
-  t.deepEqual(calls, [[1, 2, 3, 4], [5, 6]], 'a full batch starts at once, the rest after the window');
-  const failed = await Promise.allSettled([b.submit(7), b.submit(-1)]);
-  t.deepEqual(failed.map((r) => r.status), ['rejected', 'rejected'], 'a failed batch rejects each of its callers');
-  t.is((failed[0] as PromiseRejectedResult).reason.message, 'boom');
-  const bad = new DynamicBatcher<number, number>(async () => [1], { maxBatch: 8, windowMs: 5, idleStart: false });
-  const wrong = await Promise.allSettled([bad.submit(1), bad.submit(2)]);
-  t.true(wrong.some((r) => r.status === 'rejected'), 'a wrong number of outputs is an error');
-  const slow = new DynamicBatcher<number, number>(async (xs) => xs, { maxBatch: 8, windowMs: 10_000, idleStart: false });
-  const waiting = slow.submit(1);
-  slow.close(new Error('closed'));
-  await t.throwsAsync(waiting, { message: 'closed' });
-  await t.throwsAsync(slow.submit(2), { message: 'closed' });
-  // idleStart (the default): a lone item that finds the batcher idle runs at once, however long the window;
-  // those arriving meanwhile gather behind it, and under load the window applies again.
-  const eagerCalls: number[][] = [];
-  const eager = new DynamicBatcher<number, number>(async (xs) => (eagerCalls.push(xs), xs), { maxBatch: 4, windowMs: 10_000 });
-  const t0 = Date.now();
-  t.is(await eager.submit(1), 1);
-  t.true(Date.now() - t0 < 1000, 'no window for a lone request');
-  await Promise.all([2, 3, 4, 5, 6].map((x) => eager.submit(x)));
-  t.deepEqual(eagerCalls, [[1], [2], [3, 4, 5, 6]]);
-  const s = b.stats();
-  t.is(s.batches, 3);
-  t.is(s.items, 8);
-  t.is(s.failedBatches, 1);
-  // Classification batches are cut by length so that padding stays small.
-  t.deepEqual(splitByLength([40, 10, 42, 11, 12, 41], 0.25), [[1, 3, 4], [0, 5, 2]]);
-  t.deepEqual(splitByLength([40, 10, 42], Infinity), [[0, 1, 2]]);
-  t.deepEqual(splitByLength([5, 9, 7], 0), [[0, 2, 1]], 'up to 16 tokens of padding are always allowed');
-  t.deepEqual(splitByLength([], 0.25), []);
-});
 
 test('single requests: /classify and /qa answer as the pipelines do; /health describes the models', async (t) => {
   const f = await fixture(t, true);
