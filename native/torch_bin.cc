@@ -1,3 +1,5 @@
+// Kept hand-written: refuses every global but the state-dict ones, since torch.load would run arbitrary code and libtorch's pickle_load returns None for these files.
+//
 // Reader for torch.save zip checkpoints (see torch_bin.h).
 //
 // Layout of such a file (torch >= 1.6): a zip archive whose entries all live under one folder

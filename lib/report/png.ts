@@ -1,4 +1,6 @@
 /**
+ * Kept hand-written: zlib from Node plus a CRC table is all 8-bit gray/RGB PNGs need; a PNG library would add a dependency for it.
+ *
  * A minimal PNG writer (8-bit grayscale or RGB, no interlace): enough for mask pictures without a native
  * image dependency. Rows are filtered with "none"; zlib (node:zlib) does the compression.
  */

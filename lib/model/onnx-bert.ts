@@ -1,0 +1,280 @@
+/**
+ * BERT as an ONNX graph, built one HF module at a time as native/bert.h builds it in libtorch (and candle's
+ * bert.rs in Rust): each function below takes its module's input and its weights under the module's HF name,
+ * adds its nodes, and returns the name of its output. They mirror transformers 4.4.2 (the version the parity
+ * fixtures come from), in eval mode, so dropout is absent:
+ * https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py
+ *
+ * Layout: Linear weights are stored pre-transposed ([in, out]) for MatMul, followed by an Add of the bias;
+ * the attention scale 1/sqrt(D) is folded into the query weights and bias (exact when sqrt(D) is a power of
+ * two, as for D = 16, 64; otherwise a rounding of the last bit). Every layer has its own head count and FFN
+ * width (compact models): a layer with no head keeps only the output dense bias of its attention block, a
+ * layer with FFN width 0 only the output dense bias of its FFN.
+ */
+import { BlockpruneError } from '../runtime/errors';
+import type { TensorData } from '../runtime/native';
+import type { LayerInfo } from './model';
+import { GraphBuilder } from './onnx-graph';
+import { DataType } from './onnx-messages';
+
+/** The float32 tensors of a state dict under `prefix`, each checked against the shape the graph needs. */
+export class Weights {
+  constructor(
+    private readonly sd: Record<string, TensorData>,
+    private readonly prefix: string,
+  ) {}
+
+  has(name: string): boolean {
+    return this.prefix + name in this.sd;
+  }
+
+  get(name: string, shape: number[]): Float32Array {
+    const t = this.sd[this.prefix + name];
+    if (!t) throw new BlockpruneError('E_MISSING_TENSOR', `ONNX export: the model has no parameter ${this.prefix + name}`);
+    if (t.dtype !== 'F32' || !(t.data instanceof Float32Array))
+      throw new BlockpruneError('E_SHAPE', `ONNX export: ${this.prefix + name} is ${t.dtype}, only float32 models can be exported`);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+      throw new BlockpruneError('E_SHAPE', `ONNX export: ${this.prefix + name} has shape [${t.shape}], expected [${shape}]`);
+    return t.data;
+  }
+}
+
+/** What every module needs: the graph so far, the encoder's weights and the sizes all layers share. */
+export interface BertGraph {
+  g: GraphBuilder;
+  /** Under the encoder's prefix ("bert." in task models). */
+  w: Weights;
+  /** hidden_size (H) and the head size (D = H / num_attention_heads). */
+  hidden: number;
+  headDim: number;
+  eps: number;
+  act: string;
+  opset: number;
+  /** The extended attention mask, built when the first layer with heads asks for it (extendedMask). */
+  mask(): string;
+}
+
+/** [out, in] row-major -> [in, out] row-major, times `scale`. */
+function transpose(w: Float32Array, out: number, inp: number, scale = 1): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) {
+    const row = o * inp;
+    for (let i = 0; i < inp; i++) t[i * out + o] = w[row + i] * scale;
+  }
+  return t;
+}
+
+function scaled(a: Float32Array, s: number): Float32Array {
+  return s === 1 ? a : a.map((x) => x * s);
+}
+
+/**
+ * torch.nn.Linear as MatMul with the pre-transposed weight, then Add of the bias. `from`: the weights to read
+ * (the task heads sit outside the encoder's prefix); `output`: a graph output's name for the result.
+ */
+export function linear(b: BertGraph, x: string, name: string, outF: number, inF: number, opts: { from?: Weights; output?: string } = {}): string {
+  const w = opts.from ?? b.w;
+  const wt = b.g.init(`${name}.weight_t`, [inF, outF], transpose(w.get(`${name}.weight`, [outF, inF]), outF, inF));
+  const bias = b.g.init(`${name}.bias`, [outF], w.get(`${name}.bias`, [outF]));
+  return b.g.node('Add', `${name}/add`, [b.g.node('MatMul', `${name}/matmul`, [x, wt]), bias], {}, opts.output);
+}
+
+/** torch.nn.LayerNorm over the hidden size: one LayerNormalization node from opset 17, decomposed below it. */
+function layerNorm(b: BertGraph, x: string, name: string, output?: string): string {
+  const { g, w, hidden: H } = b;
+  const scale = g.init(`${name}.weight`, [H], w.get(`${name}.weight`, [H]));
+  const bias = g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
+  if (b.opset >= 17) return g.node('LayerNormalization', name, [x, scale, bias], { axis: { i: -1 }, epsilon: { f: b.eps } }, output);
+  const mean = g.node('ReduceMean', `${name}/mean`, [x], { axes: { ints: [-1] }, keepdims: { i: 1 } });
+  const d = g.node('Sub', `${name}/center`, [x, mean]);
+  const variance = g.node('ReduceMean', `${name}/var`, [g.node('Mul', `${name}/square`, [d, d])], { axes: { ints: [-1] }, keepdims: { i: 1 } });
+  const std = g.node('Sqrt', `${name}/std`, [g.node('Add', `${name}/var_eps`, [variance, g.scalar(b.eps)])]);
+  const normed = g.node('Div', `${name}/normalize`, [d, std]);
+  return g.node('Add', `${name}/shift`, [g.node('Mul', `${name}/scale`, [normed, scale]), bias], {}, output);
+}
+
+/** config.hidden_act, as transformers' ACT2FN (activations.py) computes it. */
+function activation(b: BertGraph, x: string, name: string): string {
+  const g = b.g;
+  switch (b.act) {
+    case 'gelu': {
+      // torch/HF exact GELU: x * 0.5 * (1 + erf(x / sqrt(2)))
+      const erf = g.node('Erf', `${name}/erf`, [g.node('Mul', `${name}/div_sqrt2`, [x, g.scalar(Math.SQRT1_2)])]);
+      const half = g.node('Mul', `${name}/half`, [x, g.scalar(0.5)]);
+      return g.node('Mul', name, [half, g.node('Add', `${name}/one_plus`, [erf, g.scalar(1)])]);
+    }
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh': {
+      // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+      const x3 = g.node('Mul', `${name}/x3`, [g.node('Mul', `${name}/x2`, [x, x]), x]);
+      const inner = g.node('Add', `${name}/inner`, [x, g.node('Mul', `${name}/cubic`, [x3, g.scalar(0.044715)])]);
+      const th = g.node('Tanh', `${name}/tanh`, [g.node('Mul', `${name}/scale`, [inner, g.scalar(Math.sqrt(2 / Math.PI))])]);
+      const half = g.node('Mul', `${name}/half`, [x, g.scalar(0.5)]);
+      return g.node('Mul', name, [half, g.node('Add', `${name}/one_plus`, [th, g.scalar(1)])]);
+    }
+    case 'relu':
+      return g.node('Relu', name, [x]);
+    case 'silu':
+    case 'swish':
+      return g.node('Mul', name, [x, g.node('Sigmoid', `${name}/sigmoid`, [x])]);
+    case 'tanh':
+      return g.node('Tanh', name, [x]);
+    default:
+      throw new BlockpruneError('E_BAD_CONFIG', `ONNX export: unsupported hidden_act "${b.act}"`);
+  }
+}
+
+/**
+ * HF BertEmbeddings: (word[input_ids] + token_type[token_type_ids]) + position[0..S), then
+ * LayerNorm. Absolute positions only (exportOnnx refuses the others).
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertEmbeddings.
+ */
+export function embeddings(b: BertGraph, sizes: { vocab: number; typeVocab: number; maxPos: number }): string {
+  const { g, w, hidden: H } = b;
+  const word = g.init('embeddings.word_embeddings.weight', [sizes.vocab, H], w.get('embeddings.word_embeddings.weight', [sizes.vocab, H]));
+  const types = g.init('embeddings.token_type_embeddings.weight', [sizes.typeVocab, H], w.get('embeddings.token_type_embeddings.weight', [sizes.typeVocab, H]));
+  const pos = g.init('embeddings.position_embeddings.weight', [sizes.maxPos, H], w.get('embeddings.position_embeddings.weight', [sizes.maxPos, H]));
+  // Shape's start/end attributes came with opset 15; before, Gather picks the sequence length out of the shape.
+  const seqLen =
+    b.opset >= 15
+      ? g.node('Shape', 'embeddings/seq_len', ['input_ids'], { start: { i: 1 }, end: { i: 2 } })
+      : g.node('Gather', 'embeddings/seq_len', [g.node('Shape', 'embeddings/shape', ['input_ids']), g.ints([1])], { axis: { i: 0 } });
+  const positions = g.node('Slice', 'embeddings/positions', [pos, g.ints([0]), seqLen, g.ints([0])]);
+  const wordTypes = g.node('Add', 'embeddings/add_types', [
+    g.node('Gather', 'embeddings/word', [word, 'input_ids'], { axis: { i: 0 } }),
+    g.node('Gather', 'embeddings/token_type', [types, 'token_type_ids'], { axis: { i: 0 } }),
+  ]);
+  return layerNorm(b, g.node('Add', 'embeddings/add_positions', [wordTypes, positions]), 'embeddings.LayerNorm');
+}
+
+/**
+ * The extended attention mask: (1 - attention_mask) * -10000 as float [B, 1, 1, S], added to every head's
+ * scores. Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/modeling_utils.py
+ * ModuleUtilsMixin.get_extended_attention_mask.
+ */
+export function extendedMask(g: GraphBuilder): string {
+  const m4 = g.node('Unsqueeze', 'mask/unsqueeze', ['attention_mask', g.ints([1, 2])]);
+  const mf = g.node('Cast', 'mask/cast', [m4], { to: { i: DataType.FLOAT } });
+  return g.node('Mul', 'mask/extended', [g.node('Sub', 'mask/invert', [g.scalar(1), mf]), g.scalar(-10000)]);
+}
+
+/**
+ * HF BertSelfAttention with `heads` heads: softmax(q k^T / sqrt(D) + mask) v, the heads merged
+ * back to [B, S, heads * D]. q, k and v come from one fused MatMul, the query part pre-scaled by 1 / sqrt(D).
+ * No output when the layer has no head left.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertSelfAttention.
+ */
+export function selfAttention(b: BertGraph, h: string, L: string, heads: number): string | undefined {
+  if (heads === 0) return undefined;
+  const { g, w, hidden: H, headDim: D } = b;
+  const HD = heads * D;
+  // Fused q|k|v: weight [H, 3 * HD], query part scaled by 1 / sqrt(D).
+  const s = 1 / Math.sqrt(D);
+  const qw = transpose(w.get(`${L}.attention.self.query.weight`, [HD, H]), HD, H, s);
+  const kw = transpose(w.get(`${L}.attention.self.key.weight`, [HD, H]), HD, H);
+  const vw = transpose(w.get(`${L}.attention.self.value.weight`, [HD, H]), HD, H);
+  const wqkv = new Float32Array(H * 3 * HD);
+  for (let r = 0; r < H; r++) {
+    wqkv.set(qw.subarray(r * HD, (r + 1) * HD), r * 3 * HD);
+    wqkv.set(kw.subarray(r * HD, (r + 1) * HD), r * 3 * HD + HD);
+    wqkv.set(vw.subarray(r * HD, (r + 1) * HD), r * 3 * HD + 2 * HD);
+  }
+  const bqkv = new Float32Array(3 * HD);
+  bqkv.set(scaled(w.get(`${L}.attention.self.query.bias`, [HD]), s), 0);
+  bqkv.set(w.get(`${L}.attention.self.key.bias`, [HD]), HD);
+  bqkv.set(w.get(`${L}.attention.self.value.bias`, [HD]), 2 * HD);
+  const A = `${L}.attention.self`;
+  const qkv = g.node('Add', `${A}/qkv_add`, [
+    g.node('MatMul', `${A}/qkv_matmul`, [h, g.init(`${A}.qkv.weight_t`, [H, 3 * HD], wqkv)]),
+    g.init(`${A}.qkv.bias`, [3 * HD], bqkv),
+  ]);
+  // [B, S, 3 * HD] -> [B, S, 3 * heads, D] -> q, k, v [B, S, heads, D]
+  const split = g.node('Reshape', `${A}/split_heads`, [qkv, g.ints([0, 0, 3 * heads, D])]);
+  const [q, k, v] = g.nodeN('Split', `${A}/qkv_split`, [split], 3, { axis: { i: 2 } });
+  const qT = g.node('Transpose', `${A}/q_t`, [q], { perm: { ints: [0, 2, 1, 3] } }); // [B, h, S, D]
+  const kT = g.node('Transpose', `${A}/k_t`, [k], { perm: { ints: [0, 2, 3, 1] } }); // [B, h, D, S]
+  const vT = g.node('Transpose', `${A}/v_t`, [v], { perm: { ints: [0, 2, 1, 3] } }); // [B, h, S, D]
+  const scores = g.node('Add', `${A}/scores_masked`, [g.node('MatMul', `${A}/scores`, [qT, kT]), b.mask()]);
+  const probs = g.node('Softmax', `${A}/softmax`, [scores], { axis: { i: -1 } });
+  const ctx = g.node('Transpose', `${A}/context_t`, [g.node('MatMul', `${A}/context`, [probs, vT])], { perm: { ints: [0, 2, 1, 3] } });
+  return g.node('Reshape', `${A}/merge_heads`, [ctx, g.ints([0, 0, HD])]);
+}
+
+/**
+ * HF BertSelfOutput: LayerNorm(dense(context) + input). Without heads the dense layer has no
+ * input and is its bias alone.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertSelfOutput.
+ */
+export function selfOutput(b: BertGraph, context: string | undefined, h: string, L: string, heads: number): string {
+  const { g, w, hidden: H } = b;
+  const name = `${L}.attention.output.dense`;
+  const dense = context !== undefined ? linear(b, context, name, H, heads * b.headDim) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
+  return layerNorm(b, g.node('Add', `${L}.attention.output/residual`, [dense, h]), `${L}.attention.output.LayerNorm`);
+}
+
+/**
+ * HF BertIntermediate: activation(dense(x)), `width` units; no output at width 0.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertIntermediate.
+ */
+export function intermediate(b: BertGraph, a: string, L: string, width: number): string | undefined {
+  if (width === 0) return undefined;
+  return activation(b, linear(b, a, `${L}.intermediate.dense`, width, b.hidden), `${L}.intermediate/act`);
+}
+
+/**
+ * HF BertOutput: LayerNorm(dense(intermediate) + attention output). At FFN width 0 the dense
+ * layer is its bias alone.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertOutput.
+ */
+export function output(b: BertGraph, inter: string | undefined, a: string, L: string, width: number, outputName?: string): string {
+  const { g, w, hidden: H } = b;
+  const name = `${L}.output.dense`;
+  const dense = inter !== undefined ? linear(b, inter, name, H, width) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
+  return layerNorm(b, g.node('Add', `${L}.output/residual`, [dense, a]), `${L}.output.LayerNorm`, outputName);
+}
+
+/**
+ * HF BertLayer: BertAttention (self-attention, then its output), then the feed-forward
+ * (intermediate, output), with this layer's own head count and FFN width. `outputName` names its result
+ * (last_hidden_state for the last layer when that is an output).
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertLayer.
+ */
+export function bertLayer(b: BertGraph, h: string, i: number, info: LayerInfo, outputName?: string): string {
+  const L = `encoder.layer.${i}`;
+  const a = selfOutput(b, selfAttention(b, h, L, info.heads), h, L, info.heads);
+  return output(b, intermediate(b, a, L, info.intermediateSize), a, L, info.intermediateSize, outputName);
+}
+
+/**
+ * HF BertPooler: tanh(dense(h[:, 0])).
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertPooler.
+ */
+export function pooler(b: BertGraph, h: string, outputName?: string): string {
+  const first = b.g.node('Gather', 'pooler/first_token', [h, b.g.ints([0], true)], { axis: { i: 1 } });
+  return b.g.node('Tanh', 'pooler/tanh', [linear(b, first, 'pooler.dense', b.hidden, b.hidden)], {}, outputName);
+}
+
+/**
+ * HF BertForSequenceClassification's head: classifier(pooled) as "logits" [B, numLabels].
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertForSequenceClassification.
+ */
+export function classifier(b: BertGraph, pooled: string, head: Weights, numLabels: number): string {
+  return linear(b, pooled, 'classifier', numLabels, b.hidden, { from: head, output: 'logits' });
+}
+
+/**
+ * HF BertForQuestionAnswering's head: qa_outputs(h) split into "start_logits" and
+ * "end_logits" [B, S], done as two matrix-vector products [B, S, H] x [H] and a scalar bias each.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertForQuestionAnswering.
+ */
+export function qaOutputs(b: BertGraph, h: string, head: Weights): void {
+  const { g, hidden: H } = b;
+  const qw = head.get('qa_outputs.weight', [2, H]);
+  const qb = head.get('qa_outputs.bias', [2]);
+  const ends: Array<[string, number]> = [['start_logits', 0], ['end_logits', 1]];
+  for (const [name, j] of ends) {
+    const wv = g.init(`qa_outputs.${name}.weight`, [H], qw.slice(j * H, (j + 1) * H));
+    const bv = g.init(`qa_outputs.${name}.bias`, [], Float32Array.of(qb[j]));
+    g.node('Add', `qa_outputs/${name}_add`, [g.node('MatMul', `qa_outputs/${name}_matmul`, [h, wv]), bv], {}, name);
+  }
+}
