@@ -96,8 +96,8 @@ extendModel({
   },
 
   async syncAcross(group: ProcessGroup): Promise<void> {
-    v.instance('group', group, ProcessGroup, 'a ProcessGroup');
-    return group.syncModel(this);
+    // The group is checked in the queue: on a disposed model, E_DISPOSED comes first, as from every method.
+    return enqueue(this, (h) => v.instance('group', group, ProcessGroup, 'a ProcessGroup').handle().syncModel(h));
   },
 
   async saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void> {
