@@ -75,7 +75,12 @@ export async function readSafetensors(path: string): Promise<{ tensors: Record<s
 
 export { PruningConfig, DEFAULT_PRUNING, normalizePruningOptions, parseMethod } from './pruning/config';
 export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, PruningPlan, PruningSubmethod, Regularization, ScheduleValue } from './pruning/config';
-export type { CompactReport, Gradients, LossOptions, PatchReport, RegularizationInfo, TrainStepOptions, TrainStepResult } from './model/model';
+// Pruning and training add their methods to BertModel when their modules load: loaded here, so that a user of
+// the package always has model.patch(), model.trainStep() and the rest (their declarations come along).
+import './pruning/model-pruning';
+import './training/model-training';
+export type { CompactReport, LossOptions, PatchReport, RegularizationInfo } from './pruning/model-pruning';
+export type { Gradients, TrainStepOptions, TrainStepResult } from './training/model-training';
 export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState, RUN_FIELDS } from './training/trainer';
 export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainResult } from './training/trainer';
 export { ProcessGroup, launch, freePort, shardBatch } from './training/distributed';

@@ -81,6 +81,12 @@ void AdamW::load_state(const NamedTensors& state, const Bert& model, const std::
   slots_ = std::move(slots);
 }
 
+int64_t AdamW::bytes() const {
+  int64_t n = 0;
+  for (const auto& [name, s] : slots_) n += s.exp_avg.nbytes() + s.exp_avg_sq.nbytes();
+  return n;
+}
+
 double clip_grad_norm(Bert& model, double max_norm) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;

@@ -33,6 +33,8 @@ class AdamW {
   // Restores a state() (params must match names and shapes); throws E_BAD_CHECKPOINT naming what is off.
   void load_state(const NamedTensors& state, const Bert& model, const std::string& source);
   int64_t steps() const { return steps_; }
+  // Bytes of the moments held (what the binding reports to V8 as external memory).
+  int64_t bytes() const;
   void reset() {
     slots_.clear();
     steps_ = 0;

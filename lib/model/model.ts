@@ -7,28 +7,16 @@
  * Safety does not rest on the queue (a model used as another's teacher, or a second object on one native
  * handle, bypass it): the native core locks a model for each job that uses it, and the getters read a
  * description the last job published, never the model itself (see ModelCell in native/bindings/worker.h).
+ *
+ * The class is only a model: lib/pruning/model-pruning.ts and lib/training/model-training.ts add their methods
+ * to it from their own folders (as sharp's lib/resize.js adds resize() to Sharp), through extendModel and
+ * modelInternals below; lib/index.ts loads both, so a user of the package always has them.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ProcessGroup } from '../training/distributed';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
-import { PlanGeometry, PruningConfig } from '../pruning/config';
 import * as v from '../runtime/validate';
-import {
-  NativeForwardInputs,
-  NativeCompactReport,
-  NativeGradients,
-  NativeLossOptions,
-  NativeRegularization,
-  NativeTrainStepOptions,
-  NativeTrainStepResult,
-  NativeForwardOptions,
-  NativeLayerInfo,
-  NativeLoadReport,
-  NativeModel,
-  TensorData,
-  native,
-} from '../runtime/native';
+import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, TensorData, native } from '../runtime/native';
 
 export type Task = 'bare' | 'text-classification' | 'question-answering';
 
@@ -78,26 +66,16 @@ export interface FromConfigOptions {
 export type ForwardBatch = NativeForwardInputs;
 
 export type ForwardOptions = NativeForwardOptions;
-export type LossOptions = NativeLossOptions;
-export type Gradients = NativeGradients;
-export type RegularizationInfo = NativeRegularization;
-export type CompactReport = NativeCompactReport;
-export type TrainStepOptions = NativeTrainStepOptions;
-export type TrainStepResult = NativeTrainStepResult;
-
-export interface PatchReport {
-  /** Linears that got masks, by HF name. */
-  modules: string[];
-  /** Number of masked linears. */
-  patched: number;
-  /** Learnable scores added. */
-  scoreParameters: number;
-  /** What the config cannot do on this model (e.g. it prunes nothing structured). */
-  warnings: string[];
-}
 export type ForwardOutput = Record<string, TensorData>;
 export type LayerInfo = NativeLayerInfo;
 export type LoadReport = NativeLoadReport;
+
+/** What a pruning plan is made for (PlanGeometry): hidden size, head size, and each layer's heads and FFN width. */
+export interface ModelGeometry {
+  hiddenSize: number;
+  headDim: number;
+  layers: Array<{ heads: number; intermediateSize: number }>;
+}
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'];
 
@@ -109,6 +87,9 @@ function checkLoadOptions(options: FromPretrainedOptions | FromConfigOptions, kn
   if (o.numLabels !== undefined) v.positiveInteger('options.numLabels', o.numLabels);
   if (o.seed !== undefined) v.integer('options.seed', o.seed, { min: 0 });
 }
+
+/** See ModelInternals (below): filled in by BertModel's static block, the one place that can reach its private fields. */
+export const modelInternals = {} as ModelInternals;
 
 export class BertModel {
   /** The directory the model was loaded from, if any (tokenizer files are looked for there). */
@@ -122,6 +103,15 @@ export class BertModel {
     this.#handle = handle;
     this.sourceDir = sourceDir;
     this.loadReport = report;
+  }
+
+  static {
+    const open: ModelInternals = {
+      enqueue: (model, fn) => model.#enqueue(fn),
+      handle: (model) => model.#live(),
+      wrap: (handle, sourceDir) => new BertModel(handle, sourceDir),
+    };
+    Object.assign(modelInternals, open);
   }
 
   /** Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin from `dir`. */
@@ -144,7 +134,7 @@ export class BertModel {
     return this.#handle === undefined || this.#handle.disposed;
   }
 
-  private handle(): NativeModel {
+  #live(): NativeModel {
     if (!this.#handle || this.#handle.disposed)
       throw new BlockpruneError('E_DISPOSED', 'this model was disposed');
     return this.#handle;
@@ -154,7 +144,7 @@ export class BertModel {
    * Runs `fn` after every call queued before it (one native job per model at a time). A call on a disposed
    * model, or still waiting when the model is disposed, rejects with E_DISPOSED; so does anything `fn` throws.
    */
-  private enqueue<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
+  #enqueue<T>(fn: (h: NativeModel) => Promise<T>): Promise<T> {
     if (this.disposed) return Promise.reject(new BlockpruneError('E_DISPOSED', 'this model was disposed'));
     const step = (): Promise<T> => {
       const h = this.#handle;
@@ -169,29 +159,29 @@ export class BertModel {
 
   /** The config as the model would save it. */
   get config(): BertConfigJson {
-    return JSON.parse(this.handle().info().config) as BertConfigJson;
+    return JSON.parse(this.#live().info().config) as BertConfigJson;
   }
 
   get task(): Task {
-    return this.handle().info().task;
+    return this.#live().info().task;
   }
 
   get numParameters(): number {
-    return this.handle().info().numParameters;
+    return this.#live().info().numParameters;
   }
 
   /** Per-layer heads kept and FFN width. */
   get layers(): LayerInfo[] {
-    return this.handle().info().layers;
+    return this.#live().info().layers;
   }
 
   /** [HF state-dict name, shape] of every parameter, in named_parameters() order. */
   get parameterShapes(): Array<[string, number[]]> {
-    return this.handle().info().parameters;
+    return this.#live().info().parameters;
   }
 
   get device(): string {
-    return this.handle().info().device;
+    return this.#live().info().device;
   }
 
   /** Label names by class id (config id2label, else LABEL_i). */
@@ -201,6 +191,26 @@ export class BertModel {
     return Array.from({ length: n }, (_, i) => c.id2label?.[String(i)] ?? `LABEL_${i}`);
   }
 
+  /** Whether the model carries masks (model.patch() of lib/pruning; its description says so, as it says its layers). */
+  get patched(): boolean {
+    return this.#live().info().patched;
+  }
+
+  /** The mask threshold in force (patched models). */
+  get threshold(): number | undefined {
+    return this.#live().info().threshold;
+  }
+
+  /** The geometry a pruning plan is made for. */
+  geometry(): ModelGeometry {
+    const c = this.config;
+    return {
+      hiddenSize: c.hidden_size,
+      headDim: c.hidden_size / c.num_attention_heads,
+      layers: this.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
+    };
+  }
+
   /**
    * One forward pass. Outputs by name: "logits" (classification), "start_logits"/"end_logits" (QA),
    * "last_hidden_state"/"pooler_output" (bare), "loss" when labels/positions are given.
@@ -208,7 +218,7 @@ export class BertModel {
   async forward(batch: ForwardBatch, options: ForwardOptions = {}): Promise<ForwardOutput> {
     if (typeof batch !== 'object' || batch === null) throw invalidArg('batch', 'an object', batch);
     checkForwardOptions(options);
-    return this.enqueue((h) => h.forward(batch, options));
+    return this.#enqueue((h) => h.forward(batch, options));
   }
 
   /**
@@ -219,7 +229,7 @@ export class BertModel {
     const o = v.options('options', options, ['runs', 'warmup']);
     if (o.runs !== undefined) v.integer('options.runs', o.runs, { min: 1, max: 1 << 20 });
     if (o.warmup !== undefined) v.integer('options.warmup', o.warmup, { min: 0, max: 1 << 20 });
-    return this.enqueue((h) => h.timeForward(batch, options));
+    return this.#enqueue((h) => h.timeForward(batch, options));
   }
 
   /**
@@ -230,104 +240,11 @@ export class BertModel {
   async save(dir: string): Promise<void> {
     if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
     const abs = resolve(dir);
-    return this.enqueue(async (h) => {
+    return this.#enqueue(async (h) => {
       // The copies go into the same staged directory as the weights, so they are swapped in together.
       const copies = this.sourceDir && this.sourceDir !== abs ? TOKENIZER_FILES.map((f) => join(this.sourceDir!, f)).filter((p) => existsSync(p)) : [];
       await h.save(abs, copies);
     });
-  }
-
-  /** The geometry a pruning plan is made for. */
-  geometry(): PlanGeometry {
-    const c = this.config;
-    return {
-      hiddenSize: c.hidden_size,
-      headDim: c.hidden_size / c.num_attention_heads,
-      layers: this.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
-    };
-  }
-
-  get patched(): boolean {
-    return this.handle().info().patched;
-  }
-
-  /** The mask threshold in force (patched models). */
-  get threshold(): number | undefined {
-    return this.handle().info().threshold;
-  }
-
-  /**
-   * Replaces the q, k, v, attention-output, intermediate and output linears of every layer (6 per layer:
-   * 72 in bert-base) with masked linears whose mask comes from learnable scores, as the config says.
-   * Embeddings, pooler and classifier stay dense. Undone by compile() (masks baked into the weights).
-   */
-  async patch(config: PruningConfig): Promise<PatchReport> {
-    if (!(config instanceof PruningConfig)) throw invalidArg('config', 'a PruningConfig', config);
-    return this.enqueue(async (h) => {
-      const plan = config.plan(this.geometry());
-      const r = await h.patch(JSON.stringify(plan));
-      const warnings = [...config.warnings];
-      if (r.modules.length === 0) warnings.push('no linear layer was patched: every method is disabled');
-      return { modules: r.modules, patched: r.modules.length, scoreParameters: r.scoreParameters, warnings };
-    });
-  }
-
-  /** Sets the mask threshold (the schedule's value; evaluation uses the final one). */
-  async setThreshold(threshold: number): Promise<void> {
-    v.number('threshold', threshold);
-    return this.enqueue((h) => h.setThreshold(threshold));
-  }
-
-  /** Bakes the masks (at the current threshold) into the weights and removes the scores. */
-  async compile(): Promise<void> {
-    return this.enqueue((h) => h.compile());
-  }
-
-  /**
-   * A new, smaller dense model ('dense': heads and empty FFN units removed; 'heads': heads only) that gives
-   * the same outputs as this (masked) model. This model is left as it is.
-   */
-  async compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: BertModel; report: CompactReport }> {
-    return this.enqueue(async (h) => {
-      const { model, report } = await h.compact(mode);
-      return { model: new BertModel(model, this.sourceDir), report };
-    });
-  }
-
-  /**
-   * Writes a checkpoint plain HF tools load with identical outputs: FFN widths zero-padded back to
-   * intermediate_size (per-layer widths are not expressible in HF's config), heads via pruned_heads.
-   */
-  async exportFilled(dir: string): Promise<void> {
-    if (typeof dir !== 'string') throw invalidArg('dir', 'a directory path string', dir);
-    return this.enqueue(async (h) => {
-      const padded = new BertModel(await h.padFfn(), this.sourceDir);
-      try {
-        await padded.save(dir);
-      } finally {
-        padded.dispose();
-      }
-    });
-  }
-
-  /**
-   * The 0/1 mask of every encoder linear, expanded to its weight's shape ("mask.<name>"), and the bias
-   * masks ("bias_mask.<name>"): from the scores at the current threshold when patched, else weight != 0.
-   */
-  async masks(): Promise<Record<string, TensorData>> {
-    return this.enqueue((h) => h.masks());
-  }
-
-  /** The regularization term of the scores by group, and each group's density at the current threshold. */
-  async regularization(options: LossOptions = {}): Promise<RegularizationInfo> {
-    checkLossOptions(options, LOSS_OPTIONS);
-    return this.enqueue((h) => h.regularization(options));
-  }
-
-  /** Loss (task + lambda x regularization) and every parameter's gradient, from one train-mode backward. */
-  async gradients(batch: ForwardBatch, options: LossOptions = {}): Promise<Gradients> {
-    checkLossOptions(options, LOSS_OPTIONS);
-    return this.enqueue((h) => h.gradients(batch, options));
   }
 
   /** Loads tensors from a safetensors file into the parameters of the same names (mask scores too). */
@@ -335,65 +252,7 @@ export class BertModel {
     const abs = resolve(v.string('path', path, { nonEmpty: true }));
     const o = v.options('options', options, ['strict']);
     if (o.strict !== undefined) v.boolean('options.strict', o.strict);
-    return this.enqueue((h) => h.loadState(abs, options));
-  }
-
-  /**
-   * One optimisation step in C++: train-mode forward, loss (task loss, plus lambda x regularization of the
-   * scores, plus distillation from `teacher` when given), backward, gradient clipping, AdamW with the
-   * reference's parameter groups. Resolves with the loss terms (before the update) and the gradient norm.
-   */
-  trainStep(batch: ForwardBatch, options?: TrainStepOptions, teacher?: BertModel): Promise<TrainStepResult>;
-  /**
-   * Data-parallel: `batch` is this rank's part of the global batch (null when it has none this step). The
-   * gradients are averaged over the global batch across `dist.group` before clipping and AdamW, so every rank
-   * takes the same step; the result's losses are the global batch's, and `stop` is true when any rank passed
-   * `stop: true`.
-   */
-  trainStep(batch: ForwardBatch | null, options: TrainStepOptions, teacher: BertModel | undefined, dist: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult>;
-  async trainStep(batch: ForwardBatch | null, options: TrainStepOptions = {}, teacher?: BertModel, dist?: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult> {
-    const t = teacher ? teacher.handle() : undefined;
-    if (!dist && (typeof batch !== 'object' || batch === null)) throw invalidArg('batch', 'an object', batch);
-    checkLossOptions(options, TRAIN_STEP_OPTIONS);
-    const g = dist ? dist.group.handle() : undefined;
-    return this.enqueue((h) => h.trainStep(batch, options, t, g, dist?.stop ?? false));
-  }
-
-  /**
-   * Data-parallel start (ProcessGroup.syncModel): checks that every rank of `group` holds a model of the same
-   * structure, then copies rank 0's parameters and buffers into this one. Every rank must call it.
-   */
-  async syncAcross(group: ProcessGroup): Promise<void> {
-    return this.enqueue((h) => group.handle().syncModel(h));
-  }
-
-  /**
-   * Writes the optimizer state and the RNG state (optimizer.safetensors, rng.safetensors) into `dir`. In a
-   * data-parallel run, rank 0 passes every rank's generator state (`rngStates`, in rank order).
-   */
-  async saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void> {
-    const abs = resolve(v.string('dir', dir, { nonEmpty: true }));
-    return this.enqueue((h) => h.saveTraining(abs, rngStates));
-  }
-
-  /** Restores what saveTrainingState wrote (`rank`: whose generator state to take, default 0). */
-  async loadTrainingState(dir: string, rank = 0): Promise<void> {
-    const abs = resolve(v.string('dir', dir, { nonEmpty: true }));
-    return this.enqueue((h) => h.loadTraining(abs, rank));
-  }
-
-  /**
-   * The "filled" stage's start: zeros inside the encoder's linear weights become small noise
-   * (v += [v == 0] * (randn * std(v) * 0.01 + mean(v))). Resolves with the number of weights filled.
-   */
-  async fillZeros(seed = 0): Promise<number> {
-    v.integer('seed', seed, { min: 0 });
-    return this.enqueue((h) => h.fillZeros(seed));
-  }
-
-  /** Forgets the optimizer's moments (a new training stage). */
-  async resetOptimizer(): Promise<void> {
-    return this.enqueue((h) => h.resetOptimizer());
+    return this.#enqueue((h) => h.loadState(abs, options));
   }
 
   /**
@@ -401,12 +260,12 @@ export class BertModel {
    * model (as itself, as another model's teacher): await it first, or use readStateDict().
    */
   stateDict(): Record<string, TensorData> {
-    return this.handle().stateDict();
+    return this.#live().stateDict();
   }
 
   /** Every parameter under its HF name, copied to JS once the calls queued before this one are done. */
   async readStateDict(): Promise<Record<string, TensorData>> {
-    return this.enqueue((h) => h.readStateDict());
+    return this.#enqueue((h) => h.readStateDict());
   }
 
   /**
@@ -420,35 +279,37 @@ export class BertModel {
   }
 }
 
-// Per-call options, checked here with the messages every other entry point gives (lib/validate.ts); the
-// native binding checks them again, as it checks everything that crosses into C++.
 const FORWARD_OPTIONS = ['hiddenStates', 'attentions', 'extras', 'training'] as const;
-const LOSS_OPTIONS = ['regularization', 'lambda', 'attentionLambda', 'denseLambda'] as const;
-/** Each train-step option's range (the binding's). */
-const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
-  lr: { min: 0, max: 10 },
-  maskLr: { min: 0, max: 100 },
-  weightDecay: { min: 0, max: 10 },
-  beta1: { min: 0, max: 1 },
-  beta2: { min: 0, max: 1 },
-  eps: { min: 0, max: 1 },
-  lrScale: { min: 0, max: 1e6 },
-  maxGradNorm: { min: -1 },
-  threshold: {},
-  alphaCe: { min: 0 },
-  alphaTeacher: { min: 0 },
-  temperature: { min: 0, exclusiveMin: true },
-};
-const TRAIN_STEP_OPTIONS = [...LOSS_OPTIONS, ...Object.keys(TRAIN_STEP_RANGES)];
 
+/** forward()'s options, checked here with the messages every entry point gives; the binding checks them again. */
 function checkForwardOptions(options: unknown): void {
   const o = v.options('options', options, FORWARD_OPTIONS);
   for (const k of FORWARD_OPTIONS) if (o[k] !== undefined) v.boolean(`options.${k}`, o[k]);
 }
 
-function checkLossOptions(options: unknown, known: readonly string[]): void {
-  const o = v.options('options', options, known);
-  if (o.regularization !== undefined) v.oneOf('options.regularization', o.regularization, ['disabled', 'l1', 'l0']);
-  for (const k of ['lambda', 'attentionLambda', 'denseLambda']) if (o[k] !== undefined) v.number(`options.${k}`, o[k]);
-  for (const [k, range] of Object.entries(TRAIN_STEP_RANGES)) if (known.includes(k) && o[k] !== undefined) v.number(`options.${k}`, o[k], range);
+/**
+ * What lib/pruning and lib/training need to add methods to BertModel: internal, not part of the public API
+ * (lib/index.ts does not export it). It opens the class's private state through functions only, so an
+ * extension cannot bypass the queue: every native call of an extension method runs as one of the model's calls.
+ */
+export interface ModelInternals {
+  /** Runs `fn` on the model's native handle once the calls queued before it are done (see BertModel's queue). */
+  enqueue<T>(model: BertModel, fn: (handle: NativeModel) => Promise<T>): Promise<T>;
+  /** The model's native handle now, for a model passed as another's argument (a teacher); throws E_DISPOSED. */
+  handle(model: BertModel): NativeModel;
+  /** A new BertModel over a native model a job created (compact, padFfn); tokenizer files are looked for in `sourceDir`. */
+  wrap(handle: NativeModel, sourceDir?: string): BertModel;
+}
+
+/**
+ * Adds `methods` to BertModel.prototype as class methods are (non-enumerable): each extension folder declares
+ * its methods on the class by module augmentation (`declare module '../model/model' { interface BertModel {..} }`)
+ * and calls this once, when it loads. A name the class already has is refused: two folders cannot silently
+ * replace each other's methods, nor the model's own. Internal, as modelInternals.
+ */
+export function extendModel<K extends keyof BertModel>(methods: Pick<BertModel, K> & ThisType<BertModel>): void {
+  for (const name of Object.keys(methods))
+    if (name in BertModel.prototype) throw new Error(`blockprune: BertModel.${name} is defined twice (two extensions, or an extension loaded twice)`);
+  for (const [name, value] of Object.entries(methods))
+    Object.defineProperty(BertModel.prototype, name, { value, writable: true, configurable: true, enumerable: false });
 }

@@ -3,6 +3,7 @@
  * the presets users know (hybrid, block, heads, unstructured), the cubic threshold schedule, and the plan
  * that tells the native core which linear gets which mask.
  */
+import type { ModelGeometry } from '../model/model';
 import { BlockpruneError } from '../runtime/errors';
 import * as v from '../runtime/validate';
 
@@ -127,11 +128,8 @@ export function parseMethod(spec: string, field: string): { method: PruningMetho
 }
 
 /** The model geometry a plan is made for (from BertModel.info). */
-export interface PlanGeometry {
-  hiddenSize: number;
-  headDim: number;
-  layers: Array<{ heads: number; intermediateSize: number }>;
-}
+/** What a plan is made for: BertModel.geometry(). */
+export type PlanGeometry = ModelGeometry;
 
 export interface PlanEntry {
   module: string;

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BertConfigJson, BertModel } from '../model/model';
+import '../pruning/model-pruning'; // model.masks()
 import { Canvas, encodePng } from './png';
 import * as v from '../runtime/validate';
 

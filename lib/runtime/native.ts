@@ -163,9 +163,9 @@ export interface NativeLoadReport {
 }
 
 /**
- * One native model. Every method that returns a Promise is a job on the libuv pool that holds the model's
- * lock for its whole run; info() and the getters built on it read the description the last job published
- * (never the model); stateDict() throws E_BUSY while a job uses the model.
+ * One native model: its weights. Every method that returns a Promise is a job on the libuv pool that holds the
+ * model's lock for its whole run; info() and the getters built on it read the description the last job
+ * published (never the model); stateDict() throws E_BUSY while a job uses the model.
  */
 export interface NativeModel {
   forward(inputs: NativeForwardInputs, options?: NativeForwardOptions): Promise<Record<string, TensorData>>;
@@ -187,21 +187,32 @@ export interface NativeModel {
   regularization(options?: NativeLossOptions): Promise<NativeRegularization>;
   gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
+  fillZeros(seed?: number): Promise<number>;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+/**
+ * One model's training state (native/bindings/training_handle.h): the AdamW moments, saved and restored with the
+ * dropout generator. Each method takes the model it was created for (another model, or a disposed one, is
+ * refused) and is a job that holds that model's lock, so the state is never used by two jobs at once.
+ */
+export interface NativeTrainingState {
   /** With `group`, `inputs` is this rank's part of the global batch, or null when it has no rows this step. */
   trainStep(
+    model: NativeModel,
     inputs: NativeForwardInputs | null,
     options: NativeTrainStepOptions,
     teacher?: NativeModel,
     group?: NativeProcessGroup,
     stopVote?: boolean,
   ): Promise<NativeTrainStepResult>;
-  /** `rngStates[r]` (r >= 1): other ranks' generator states, saved beside this process's. */
-  saveTraining(dir: string, rngStates?: Uint8Array[]): Promise<void>;
-  loadTraining(dir: string, rank?: number): Promise<void>;
-  resetOptimizer(): Promise<void>;
-  fillZeros(seed?: number): Promise<number>;
-  dispose(): void;
-  readonly disposed: boolean;
+  /** optimizer.safetensors and rng.safetensors into `dir`; `rngStates[r]` (r >= 1): other ranks' generator states. */
+  save(model: NativeModel, dir: string, rngStates?: Uint8Array[]): Promise<void>;
+  /** Restores what save() wrote (all or nothing), taking rank `rank`'s generator state. */
+  load(model: NativeModel, dir: string, rank?: number): Promise<void>;
+  /** Forgets the moments. */
+  resetOptimizer(model: NativeModel): Promise<void>;
 }
 
 export interface NativeLoadOptions {
@@ -229,6 +240,8 @@ export interface BuildInfo {
 export interface NativeBinding {
   loadModel(dir: string, options?: NativeLoadOptions): Promise<{ model: NativeModel; report: NativeLoadReport }>;
   createModel(configJson: string, options?: { task?: string; device?: string; seed?: number }): Promise<NativeModel>;
+  /** An empty training state (no moments yet) for `model`. */
+  NativeTrainingState: new (model: NativeModel) => NativeTrainingState;
   readSafetensors(path: string): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   setNumThreads(n: number): void;
   setFastKernels(on: boolean): void;

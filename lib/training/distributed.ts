@@ -16,7 +16,7 @@ import { constants as osConstants, cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { BlockpruneError } from '../runtime/errors';
 import * as v from '../runtime/validate';
-import type { BertModel, ForwardBatch } from '../model/model';
+import { BertModel, ForwardBatch, modelInternals } from '../model/model';
 import { native, NativeProcessGroup } from '../runtime/native';
 
 export type DistributedBackend = 'gloo' | 'nccl';
@@ -162,9 +162,13 @@ export class ProcessGroup {
     return JSON.parse(await this.handle().storeWait(key, timeoutMs)) as T;
   }
 
-  /** Checks that every rank holds the same model structure, then copies rank 0's weights to every rank. */
+  /**
+   * Checks that every rank holds the same model structure, then copies rank 0's weights to every rank (a job
+   * in the model's queue). Every rank must call it.
+   */
   async syncModel(model: BertModel): Promise<void> {
-    await model.syncAcross(this);
+    const group = this.handle();
+    await modelInternals.enqueue(model, (h) => group.syncModel(h));
   }
 
   /** Waits for every rank (a barrier) and closes the group. Safe to call twice. */

@@ -2,11 +2,9 @@
 #include <napi.h>
 
 #include <ATen/Parallel.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <dlfcn.h>
 
 #include <cstring>
-#include <mutex>
 
 #include "checkpoint.h"
 #include "errors.h"
@@ -16,6 +14,8 @@
 #include "model_handle.h"
 #include "runtime.h"
 #include "safetensors.h"
+#include "training_handle.h"
+#include "training_state.h"
 #include "worker.h"
 
 namespace bpn {
@@ -167,12 +167,7 @@ Napi::Value SetFastKernels(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RngState(const Napi::CallbackInfo& info) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  at::Tensor state;
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    state = gen.get_state();
-  }
+  const at::Tensor state = bp::cpu_rng_state();
   auto out = Napi::Uint8Array::New(info.Env(), state.numel());
   std::memcpy(out.Data(), state.data_ptr<uint8_t>(), state.numel());
   return out;
@@ -205,6 +200,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   bp::configure_default_threads();
   exports.Set("NativeModel", ModelHandle::Define(env));
+  exports.Set("NativeTrainingState", TrainingHandle::Define(env));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));

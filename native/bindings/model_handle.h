@@ -1,4 +1,6 @@
-// ModelHandle: the JS object that owns one native BERT (blockprune's `NativeModel`, typed in lib/native.ts).
+// ModelHandle: the JS object that owns one native BERT (blockprune's `NativeModel`, typed in
+// lib/runtime/native.ts): its weights, and the jobs that use them. Model methods in model_handle.cc, pruning
+// methods in model_pruning.cc; the training state (optimizer, generator) is a TrainingHandle of its own.
 #pragma once
 
 #include <napi.h>
@@ -6,7 +8,6 @@
 #include <atomic>
 
 #include "bert.h"
-#include "optimizer.h"
 #include "worker.h"
 
 namespace bpn {
@@ -24,10 +25,10 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   const std::shared_ptr<ModelCell>& cell(Napi::Env env) const;
   // The cell of the model behind a JS value that must be a NativeModel (TypeError naming `what` otherwise).
   static std::shared_ptr<ModelCell> CellOf(Napi::Env env, const Napi::Value& value, const char* what);
+  // Reads and checks a batch object ({inputIds, attentionMask?, ..., batchSize, seqLen}) for `m` into tensors.
+  static bp::Batch ReadBatch(Napi::Env env, const bp::Bert& m, const Napi::Value& value);
 
  private:
-  // Reads and checks a batch object ({inputIds, attentionMask?, ..., batchSize, seqLen}) into tensors.
-  static bp::Batch ReadBatch(Napi::Env env, const bp::Bert& m, const Napi::Value& value);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value TimeForward(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);
@@ -40,10 +41,6 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Regularization(const Napi::CallbackInfo& info);
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
-  Napi::Value TrainStep(const Napi::CallbackInfo& info);
-  Napi::Value SaveTraining(const Napi::CallbackInfo& info);
-  Napi::Value LoadTraining(const Napi::CallbackInfo& info);
-  Napi::Value ResetOptimizer(const Napi::CallbackInfo& info);
   Napi::Value FillZeros(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
@@ -56,9 +53,6 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                       std::function<Napi::Value(Napi::Env)> result, std::vector<ModelUse> others = {});
 
   std::shared_ptr<ModelCell> cell_;  // null once disposed
-  // Optimizer state of the sparse trainer (AdamW moments), created by the first train step. Used only by jobs
-  // that hold this model's lock.
-  std::shared_ptr<bp::AdamW> optimizer_ = std::make_shared<bp::AdamW>();
 };
 
 }  // namespace bpn

@@ -32,11 +32,11 @@ AddonData& addon_data(Napi::Env env);
 extern std::atomic<int> g_thread_settings_generation;
 
 // One per native model, shared by its JS handle (ModelHandle) and by every job that uses the model: as itself,
-// as the teacher of another model's train step, in a process group's syncModel. The one rule for a model's
-// native state:
+// through its training state, as the teacher of another model's train step, in a process group's syncModel.
+// The one rule for a model's native state:
 //  - a job reads or changes the model only while it holds `mutex`, for the whole of its Run(). Forwards too:
-//    they set the train/eval mode and fill the fast-kernel and fused q/k/v caches lazily. The optimizer state
-//    of the model's handle is under the same lock.
+//    they set the train/eval mode and fill the fast-kernel and fused q/k/v caches lazily. The model's training
+//    state (TrainingHandle: optimizer moments) is under the same lock: it belongs to this one model.
 //  - the main thread never waits for the lock. The one synchronous call that reads the weights (stateDict)
 //    refuses with E_BUSY while a job is queued or running on the model (`jobs`) or the lock is taken.
 //  - getters never touch the model: they read `info`, a description taken under the lock by each job that may

@@ -8,8 +8,9 @@
  *            trainStep, gradients, save, loadState, compact, fillZeros, compile, resetOptimizer) runs on the
  *            pool, the getters (config, layers, patched, threshold, numParameters, parameterShapes, task,
  *            device, disposed, stateDict) run in a tight loop; every reading must be consistent in itself.
- *   native   the NativeModel handle without BertModel's queue: a burst of every job at once (the native lock
- *            alone must keep them apart), the handle's info() and stateDict() in between.
+ *   native   the NativeModel handle (and its NativeTrainingState) without BertModel's queue: a burst of every
+ *            job at once (the native lock alone must keep them apart), the handle's info() and stateDict() in
+ *            between.
  *   teacher  model T is the teacher of S.trainStep while T's own jobs run (two queues, one native model).
  *   sync     ProcessGroup.syncModel (a one-rank Gloo group) while the model's own jobs run (Gloo builds).
  *   dispose  dispose() with jobs in flight and queued: in-flight jobs finish, queued and later calls reject
@@ -31,8 +32,10 @@ import { writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../../lib/model/model';
 import { freePort, ProcessGroup } from '../../lib/training/distributed';
-import { native, NativeModel, NativeModelInfo } from '../../lib/runtime/native';
+import { native, NativeModel, NativeModelInfo, NativeTrainingState } from '../../lib/runtime/native';
 import { PruningConfig } from '../../lib/pruning/config';
+import '../../lib/pruning/model-pruning';
+import '../../lib/training/model-training';
 import { tempDir } from '../helpers';
 
 const SECONDS = Number(process.env.BLOCKPRUNE_STRESS_SECONDS ?? 1.5);
@@ -231,12 +234,12 @@ async function gettersPhase(ph: Phase, cfg: BertConfigJson, deadline: number): P
 }
 
 /** The jobs of the native phase, all fired at once on one handle. */
-function nativeBurst(h: NativeModel, plan: string, x: ReturnType<typeof batch>, y: ReturnType<typeof batch>, file: string, dir: string, i: number): Array<[string, Promise<unknown>, string[]]> {
+function nativeBurst(h: NativeModel, ts: NativeTrainingState, plan: string, x: ReturnType<typeof batch>, y: ReturnType<typeof batch>, file: string, dir: string, i: number): Array<[string, Promise<unknown>, string[]]> {
   return [
     ['forward', call(() => h.forward(x)), []],
     ['patch', call(() => h.patch(plan)), ['E_INVALID_ARG']],
     ['setThreshold', call(() => h.setThreshold(0.02 * (i % 5))), ['E_INVALID_ARG']],
-    ['trainStep', call(() => h.trainStep(y, { threshold: 0.1, lr: 1e-4 })), []],
+    ['trainStep', call(() => ts.trainStep(h, y, { threshold: 0.1, lr: 1e-4 })), []],
     ['masks', call(() => h.masks()), []],
     ['regularization', call(() => h.regularization({ regularization: 'l1' })), []],
     ['forward', call(() => h.forward(x, { hiddenStates: true })), []],
@@ -244,9 +247,9 @@ function nativeBurst(h: NativeModel, plan: string, x: ReturnType<typeof batch>, 
     ['loadState', call(() => h.loadState(file, { strict: false })), []],
     ['gradients', call(() => h.gradients(y, {})), []],
     ['compile', call(() => h.compile()), ['E_INVALID_ARG']],
-    ['resetOptimizer', call(() => h.resetOptimizer()), []],
+    ['resetOptimizer', call(() => ts.resetOptimizer(h)), []],
     ['save', call(() => h.save(dir)), []],
-    ['saveTraining', call(() => h.saveTraining(file.replace(/model\.safetensors$/, ''))), []],
+    ['saveTraining', call(() => ts.save(h, file.replace(/model\.safetensors$/, ''))), []],
     ['readStateDict', call(() => h.readStateDict()), []],
     ['timeForward', call(() => h.timeForward(x, { runs: 2 })), []],
     [
@@ -291,7 +294,8 @@ async function nativePhase(ph: Phase, cfg: BertConfigJson, deadline: number): Pr
     const y = batch(cfg.vocab_size, true);
     const round = { n: 0 };
     let i = 0;
-    do await burstWithProbes(ph, h, task, nativeBurst(h, plan, x, y, file, join(tmp.path, `out${i % 2}`), i++), round);
+    const ts = new (native().NativeTrainingState)(h);
+    do await burstWithProbes(ph, h, task, nativeBurst(h, ts, plan, x, y, file, join(tmp.path, `out${i % 2}`), i++), round);
     while (Date.now() < deadline);
   } finally {
     h.dispose();
@@ -352,9 +356,10 @@ async function syncPhase(ph: Phase, cfg: BertConfigJson, deadline: number): Prom
     const x = batch(cfg.vocab_size, false);
     const y = batch(cfg.vocab_size, true);
     const round = { n: 0 };
+    const ts = new (native().NativeTrainingState)(h);
     let i = 0;
     do {
-      const jobs = nativeBurst(h, plan, x, y, join(tmp.path, 'model.safetensors'), join(tmp.path, 'out'), i++).filter(([n]) => ['forward', 'patch', 'trainStep', 'fillZeros', 'compile', 'setThreshold'].includes(n));
+      const jobs = nativeBurst(h, ts, plan, x, y, join(tmp.path, 'model.safetensors'), join(tmp.path, 'out'), i++).filter(([n]) => ['forward', 'patch', 'trainStep', 'fillZeros', 'compile', 'setThreshold'].includes(n));
       jobs.splice(2, 0, ['syncModel', call(() => g.handle().syncModel(h)), []]);
       jobs.push(['syncModel', call(() => g.handle().syncModel(h)), []]);
       await burstWithProbes(ph, h, task, jobs, round);
@@ -420,7 +425,7 @@ async function disposePhase(ph: Phase, cfg: BertConfigJson, deadline: number): P
     const h = await native().createModel(JSON.stringify(cfg), { task, seed: 7 });
     const running: Array<[string, Promise<unknown>]> = [
       ['native.forward', h.forward(x)],
-      ['native.trainStep', h.trainStep(y, {})],
+      ['native.trainStep', new (native().NativeTrainingState)(h).trainStep(h, y, {})],
       ['native.masks', h.masks()],
     ];
     h.dispose();

@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import { BertConfigJson, BertModel, Task } from '../../lib/model/model';
 import { exportOnnx } from '../../lib/model/onnx';
 import { PruningConfig } from '../../lib/pruning/config';
+import '../../lib/pruning/model-pruning';
+import '../../lib/training/model-training';
 import { maxAbsDiff, tempDir } from '../helpers';
 
 const WORKER = join(__dirname, 'concurrency-worker.js');

@@ -1,11 +1,13 @@
 /**
  * The BertModel API: work runs off the event loop, calls on one model queue, bad arguments and disposed
- * models give coded errors (never a crash), save -> load is bit-identical, sharded checkpoints load.
+ * models give coded errors (never a crash), save -> load is bit-identical, sharded checkpoints load; the
+ * class is only a model, pruning and training add their methods from their folders.
  */
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, rmSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { BertModel, BertConfigJson } from '../../lib/model/model';
+import { BertModel, BertConfigJson, extendModel } from '../../lib/model/model';
 import { native } from '../../lib/runtime/native';
 import { maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
 
@@ -224,4 +226,23 @@ test('loadState: a file with a bad tensor changes nothing (all checked before an
   } finally {
     tmp.cleanup();
   }
+});
+
+test('the model alone has no pruning or training methods; their folders add them, as class methods, once', (t) => {
+  // A fresh process per import: what each module brings on its own.
+  const probe = (mod: string) =>
+    execFileSync(
+      process.execPath,
+      ['-e', `require(${JSON.stringify(join(__dirname, '..', '..', 'lib', mod))}); const { BertModel } = require(${JSON.stringify(join(__dirname, '..', '..', 'lib', 'model', 'model'))}); console.log(['patch', 'compact', 'trainStep', 'saveTrainingState'].map((n) => typeof BertModel.prototype[n]).join(','))`],
+      { encoding: 'utf8' },
+    ).trim();
+  t.is(probe('model/model'), 'undefined,undefined,undefined,undefined');
+  t.is(probe('pruning/model-pruning'), 'function,function,undefined,undefined');
+  t.is(probe('index'), 'function,function,function,function');
+  // Installed like class methods (not enumerable); a second definition of a name is refused.
+  require('../../lib/pruning/model-pruning');
+  t.false(Object.keys(BertModel.prototype).includes('patch'));
+  t.is(typeof Object.getOwnPropertyDescriptor(BertModel.prototype, 'patch')?.value, 'function');
+  for (const name of ['patch', 'forward'])
+    t.throws(() => extendModel({ [name]: async () => undefined } as never), { message: new RegExp(`BertModel\\.${name} is defined twice`) });
 });

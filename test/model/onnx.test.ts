@@ -11,6 +11,7 @@ import { BertConfigJson, BertModel, Task } from '../../lib/model/model';
 import { native, TensorData } from '../../lib/runtime/native';
 import { exportOnnx, OnnxExportOptions } from '../../lib/model/onnx';
 import { PruningConfig } from '../../lib/pruning/config';
+import '../../lib/pruning/model-pruning';
 import { FIXTURES, maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
 
 const ATOL = 1e-4;

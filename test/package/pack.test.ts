@@ -76,6 +76,13 @@ test('npm pack -> install with no compiler -> classify and answer from the insta
          const qa = await bp.pipeline('question-answering', ${JSON.stringify(dirs['question-answering'])});
          const out = { cls: await classify(${JSON.stringify(TEXT)}), qa: await qa(${JSON.stringify(QA)}), source: bp.addonSource() };
          classify.dispose(); qa.dispose();
+         // The root import alone brings the methods pruning and training add to BertModel from their folders.
+         const m = await bp.BertModel.fromPretrained(${JSON.stringify(dirs['text-classification'])});
+         const patch = await m.patch(bp.PruningConfig.hybrid(10, { attentionBlockRows: 16, attentionBlockCols: 16 }));
+         const batch = { inputIds: Int32Array.of(101, 2023, 102, 0), attentionMask: Int32Array.of(1, 1, 1, 0), batchSize: 1, seqLen: 4, labels: Int32Array.of(1) };
+         const step = await m.trainStep(batch, { lr: 1e-4, threshold: 0.1 });
+         out.extended = { patched: patch.patched, finiteLoss: Number.isFinite(step.loss), threshold: m.threshold };
+         m.dispose();
          console.log(JSON.stringify(out));
        })().catch((e) => { console.error(e); process.exit(1); });`,
     );
@@ -84,6 +91,7 @@ test('npm pack -> install with no compiler -> classify and answer from the insta
     const got = JSON.parse(run.stdout.trim().split('\n').pop()!);
     t.log(`installed package: ${JSON.stringify(got.cls)}, answer ${JSON.stringify(got.qa.answer)}; addon ${got.source.kind} ${got.source.variant} libtorch ${got.source.torchVersion}`);
     t.is(got.source.kind, 'prebuild');
+    t.deepEqual(got.extended, { patched: 12, finiteLoss: true, threshold: 0.1 });
     t.deepEqual(got.cls, JSON.parse(JSON.stringify(expected.cls)));
     t.deepEqual(got.qa, JSON.parse(JSON.stringify(expected.qa)));
     t.is(QA.context.slice(got.qa.start, got.qa.end), got.qa.answer);

@@ -55,6 +55,20 @@ async function main(): Promise<void> {
   const ranked: bp.TrainResult = await new SparseTrainer({ model, train: { length: 0, batches: () => [] }, distributed: group }).train();
   const worldSize: number = ranked.worldSize;
   await group.destroy();
+  // Pruning and training methods come from their own folders (module augmentation of BertModel): the root's
+  // declarations carry them.
+  const batch = { inputIds: Int32Array.of(101, 102), batchSize: 1, seqLen: 2, labels: Int32Array.of(0) };
+  const masks: Record<string, bp.TensorData> = await model.masks();
+  const reg: bp.RegularizationInfo = await model.regularization({ regularization: 'l1', lambda: 1 });
+  const filled: number = await model.fillZeros(3);
+  const step: bp.TrainStepResult = await model.trainStep(batch, { lr: 1e-4, threshold: 0.1 });
+  const grads: bp.Gradients = await model.gradients(batch, { regularization: 'l1' });
+  await model.saveTrainingState('/tmp/ckpt');
+  await model.loadTrainingState('/tmp/ckpt', 0);
+  await model.resetOptimizer();
+  await model.syncAcross(group);
+  const global: bp.TrainStepResult = await model.trainStep(null, {}, undefined, { group, stop: false });
+  void [masks, reg, filled, step.gradNorm, grads.grads, global.stop];
   const launched: bp.LaunchResult = await bp.launch({ nproc: 2, script: 'train.js', args: ['--epochs', '1'] });
   const firstFailure: number | undefined = launched.firstFailure;
   void [label, span, logits, patch, params, text, onnx, kernels, src, trainer, classify.task, qa.task, sums, worldSize, firstFailure];
@@ -74,6 +88,14 @@ async function main(): Promise<void> {
   await bp.ProcessGroup.init({ rank: 0, worldSize: 2, backend: 'mpi' });
   // @ts-expect-error a distributed train step needs { group }
   await model.trainStep(null, {}, undefined, {});
+  // @ts-expect-error patch() takes a PruningConfig, not its options
+  await model.patch({ attentionPruningMethod: 'topK' });
+  // @ts-expect-error a train step without a group needs a batch
+  await model.trainStep(null, {});
+  // @ts-expect-error fillZeros takes a seed
+  await model.fillZeros('3');
+  // @ts-expect-error the optimizer options are trainStep's, not gradients'
+  await model.gradients(batch, { lr: 1 });
 }
 void main;
 `;

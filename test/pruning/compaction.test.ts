@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
+import '../../lib/pruning/model-pruning';
 import { maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
 
 const TINY: BertConfigJson = {

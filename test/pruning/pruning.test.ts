@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
+import '../../lib/pruning/model-pruning';
+import '../../lib/training/model-training';
 import { expectClose, fixtureBatch, maxAbsDiff, needShared, readTensors } from '../helpers';
 
 type Variant = 'hybrid' | 'topk' | 'threshold';

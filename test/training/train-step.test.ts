@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { native } from '../../lib/runtime/native';
 import { PruningConfig } from '../../lib/pruning/config';
+import '../../lib/pruning/model-pruning';
+import '../../lib/training/model-training';
 import { expectClose, fixtureBatch, maxAbsDiff, needShared, readTensors, tempDir } from '../helpers';
 
 

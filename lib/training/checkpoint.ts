@@ -1,0 +1,102 @@
+/**
+ * Trainer checkpoints (outputDir/checkpoint-<step>: the model, its training state, trainer_state.json): written
+ * atomically, checked when read, the latest complete one found, older ones pruned.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureDir, removeStaleTemps, removeTreeSync, renameDirectorySync, tempSibling, writeFileAtomicSync } from '../runtime/atomic';
+import { BlockpruneError } from '../runtime/errors';
+import type { BertModel } from '../model/model';
+import './model-training'; // model.saveTrainingState()
+import type { RunFingerprint } from './run-fingerprint';
+import type { Metrics } from './trainer-options';
+
+/** trainer_state.json: where the run stood, and what defined it. */
+export interface TrainerState {
+  format: 'blockprune-trainer-1';
+  step: number;
+  epoch: number;
+  batchInEpoch: number;
+  totalSteps: number;
+  seed: number;
+  history: Metrics[];
+  pruning?: Record<string, unknown>;
+  /** Ranks of the run that wrote it (absent: 1). */
+  worldSize?: number;
+  /** What defines the run (absent in checkpoints of older versions: resumed with a warning). */
+  run?: RunFingerprint;
+}
+
+const STATE_FILE = 'trainer_state.json';
+const REQUIRED_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'rng.safetensors', STATE_FILE];
+
+/** Checks a checkpoint directory; throws E_BAD_CHECKPOINT naming what is missing or broken. */
+export function readCheckpointState(dir: string): TrainerState {
+  for (const f of REQUIRED_FILES)
+    if (!existsSync(join(dir, f))) throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir} is incomplete: ${f} is missing`);
+  let state: TrainerState;
+  try {
+    state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8'));
+  } catch (e) {
+    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${STATE_FILE} is not valid JSON (${(e as Error).message})`);
+  }
+  if (state?.format !== 'blockprune-trainer-1' || !Number.isInteger(state.step) || !Number.isInteger(state.epoch) || !Number.isInteger(state.batchInEpoch))
+    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${STATE_FILE} is not a blockprune trainer state`);
+  return state;
+}
+
+/** The checkpoint-<step> directories in outputDir, newest first: [name, step]. */
+function checkpointDirs(outputDir: string): Array<[string, number]> {
+  if (!existsSync(outputDir)) return [];
+  return readdirSync(outputDir)
+    .map((d) => /^checkpoint-(\d+)$/.exec(d))
+    .filter((m): m is RegExpExecArray => !!m)
+    .map((m): [string, number] => [m[0], Number(m[1])])
+    .sort((a, b) => b[1] - a[1]);
+}
+
+/** The newest complete checkpoint in outputDir (partial ones are skipped), or undefined. */
+export function latestCheckpoint(outputDir: string): string | undefined {
+  for (const [name] of checkpointDirs(outputDir)) {
+    try {
+      readCheckpointState(join(outputDir, name));
+      return join(outputDir, name);
+    } catch {
+      /* a partial or corrupt checkpoint: try the previous one */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Writes outputDir/checkpoint-<state.step> atomically: every file durably into a `.tmp-<pid>-...` sibling
+ * directory, which is then renamed into place (a kill leaves the checkpoint complete or absent, never partial;
+ * temporaries of killed runs are removed here). Older ones are pruned only after, each renamed away before
+ * removal: the `keep` newest stay, the one just written always (a resume from an earlier step may leave later
+ * ones from before). `rngStates`: every rank's generator state (data-parallel).
+ */
+export async function writeCheckpoint(outputDir: string, model: BertModel, state: TrainerState, rngStates: Uint8Array[] | undefined, keep: number): Promise<string> {
+  const final = join(outputDir, `checkpoint-${state.step}`);
+  ensureDir(outputDir);
+  removeStaleTemps(outputDir);
+  const tmp = tempSibling(final);
+  try {
+    await model.save(tmp);
+    await model.saveTrainingState(tmp, rngStates);
+    writeFileAtomicSync(join(tmp, STATE_FILE), JSON.stringify(state, null, 2));
+    renameDirectorySync(tmp, final);
+  } catch (e) {
+    removeTreeSync(tmp);
+    const code = (e as { code?: string }).code;
+    // Say which checkpoint, with the path the user knows rather than the temporary one.
+    if (code === 'E_NO_SPACE' || code === 'E_WRITE_FAILED')
+      throw new BlockpruneError(code, `checkpoint ${final} not written: ${(e as Error).message.split(tmp).join(final)}`, { cause: e });
+    throw e;
+  }
+  // Only now that the new one is complete do older ones go.
+  const old = checkpointDirs(outputDir)
+    .filter(([name]) => name !== `checkpoint-${state.step}`)
+    .slice(keep - 1);
+  for (const [name] of old) removeTreeSync(join(outputDir, name));
+  return final;
+}

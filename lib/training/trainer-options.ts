@@ -1,0 +1,177 @@
+/**
+ * SparseTrainerOptions (and the types it names: distillation, the filled stage, log entries), and the check
+ * that runs on them before any work: types, ranges, unknown keys (with Hugging Face's names pointed to ours),
+ * output locations probed.
+ */
+import { BlockpruneError } from '../runtime/errors';
+import { BertModel } from '../model/model';
+import { PruningConfig } from '../pruning/config';
+import * as v from '../runtime/validate';
+import { ProcessGroup } from './distributed';
+import { checkAllowResumeMismatch, RunField } from './run-fingerprint';
+import type { TrainData } from './train-data';
+
+export type Metrics = Record<string, number>;
+
+export interface DistillationOptions {
+  teacher: BertModel;
+  alphaCe?: number;
+  alphaTeacher?: number;
+  temperature?: number;
+}
+
+export interface FilledOptions {
+  /** Epochs of the filled stage (compact, zeros filled with noise, no masks, distillation when a teacher is given). */
+  epochs: number;
+  learningRate?: number;
+}
+
+export interface SparseTrainerOptions {
+  model: BertModel;
+  /** Fine-pruning config; omit for plain (dense) fine-tuning. */
+  pruning?: PruningConfig;
+  train: TrainData;
+  /** Called after each epoch with the model in eval mode at the final threshold. */
+  evaluate?: (model: BertModel) => Promise<Metrics>;
+  epochs?: number;
+  /** Stop after this many optimizer steps (overrides epochs for the schedule's length). */
+  maxSteps?: number;
+  batchSize?: number;
+  learningRate?: number;
+  weightDecay?: number;
+  /** Linear warm-up of the learning rate, and the unit of the pruning schedule's warm-ups. */
+  warmupSteps?: number;
+  maxGradNorm?: number;
+  distillation?: DistillationOptions;
+  seed?: number;
+  /** Checkpoints go to outputDir/checkpoint-<step>; the last `keepCheckpoints` are kept. */
+  outputDir?: string;
+  /** Also checkpoint every N steps (epoch ends always checkpoint when outputDir is set). */
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  /**
+   * Resume from a checkpoint directory, or `true` for the latest one in outputDir. The checkpoint must come
+   * from the same run (RUN_FIELDS: seed, batch size, data, pruning plan, model, epochs...): one that differs
+   * is refused with E_RESUME_MISMATCH naming the field, unless allowResumeMismatch allows it.
+   */
+  resume?: string | boolean;
+  /**
+   * Resume although these fields differ from the checkpoint's (true: any of them), for a deliberate change,
+   * e.g. ['batchSize'] or ['data']. worldSize cannot be allowed (the checkpoint holds one generator per rank).
+   */
+  allowResumeMismatch?: boolean | readonly RunField[];
+  /** JSON lines log file. */
+  logFile?: string;
+  /** Log every N steps (default 10). */
+  logEvery?: number;
+  /** Progress line on stderr when it is a terminal (default: process.stderr.isTTY). */
+  progress?: boolean;
+  /** Extra stage after pruning: see FilledOptions. */
+  filled?: FilledOptions;
+  /** Write a checkpoint and stop on SIGINT (default true). */
+  handleSigint?: boolean;
+  onLog?: (entry: LogEntry) => void;
+  /**
+   * Data-parallel training over this process group: `batchSize` is the global batch (split over the ranks),
+   * and every rank must run the same trainer options. See the file comment.
+   */
+  distributed?: ProcessGroup;
+  /** Data-parallel: how long the other ranks wait for rank 0's evaluation (default 6 hours). */
+  evaluationTimeoutMs?: number;
+}
+
+export interface LogEntry {
+  type: 'step' | 'eval' | 'checkpoint' | 'stage';
+  step: number;
+  epoch: number;
+  [key: string]: unknown;
+}
+
+/** Hugging Face TrainingArguments names users bring along, pointed to ours in the unknown-option message. */
+const HF_TRAINER_NAMES: Record<string, string> = {
+  num_train_epochs: 'epochs',
+  max_steps: 'maxSteps',
+  per_device_train_batch_size: 'batchSize',
+  per_gpu_train_batch_size: 'batchSize',
+  train_batch_size: 'batchSize',
+  learning_rate: 'learningRate',
+  weight_decay: 'weightDecay',
+  warmup_steps: 'warmupSteps',
+  warmup_ratio: 'warmupSteps',
+  max_grad_norm: 'maxGradNorm',
+  output_dir: 'outputDir',
+  save_steps: 'checkpointEvery',
+  save_total_limit: 'keepCheckpoints',
+  logging_steps: 'logEvery',
+  resume_from_checkpoint: 'resume',
+};
+
+const TRAINER_OPTIONS: ReadonlyArray<keyof SparseTrainerOptions> = [
+  'model', 'pruning', 'train', 'evaluate', 'epochs', 'maxSteps', 'batchSize', 'learningRate', 'weightDecay', 'warmupSteps',
+  'maxGradNorm', 'distillation', 'seed', 'outputDir', 'checkpointEvery', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
+  'logFile', 'logEvery', 'progress', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
+];
+
+/**
+ * Every option checked before any work: type, range, integer-ness, unknown keys; the output locations are
+ * probed (rank 0 writes them), so that a bad one fails now rather than at the first checkpoint. The ranges of
+ * learning rates, weight decay and distillation weights are the native step's.
+ */
+export function checkTrainerOptions(options: SparseTrainerOptions): void {
+  const o = v.object('options', options) as Partial<SparseTrainerOptions>;
+  v.knownKeys('SparseTrainer options', o, TRAINER_OPTIONS, HF_TRAINER_NAMES);
+  v.instance('options.model', o.model, BertModel, 'a BertModel');
+  const train = o.train as TrainData;
+  if (typeof train !== 'object' || train === null || !v.is.function(train.batches))
+    throw v.invalidParameterError('options.train', 'a dataset with length and batches()', train);
+  v.integer('options.train.length', train.length, { min: 0 });
+  if (train.fingerprint !== undefined) v.func('options.train.fingerprint', train.fingerprint);
+  if (o.pruning !== undefined) v.instance('options.pruning', o.pruning, PruningConfig, 'a PruningConfig');
+  if (o.evaluate !== undefined) v.func('options.evaluate', o.evaluate);
+  if (o.onLog !== undefined) v.func('options.onLog', o.onLog);
+  const int = (name: keyof SparseTrainerOptions, min: number) => o[name] !== undefined && v.integer(`options.${name}`, o[name], { min });
+  int('epochs', 0);
+  int('maxSteps', 1);
+  int('batchSize', 1);
+  int('warmupSteps', 0);
+  int('seed', 0);
+  int('checkpointEvery', 1);
+  int('keepCheckpoints', 1);
+  int('logEvery', 1);
+  if (o.learningRate !== undefined) v.number('options.learningRate', o.learningRate, { min: 0, max: 10 });
+  if (o.weightDecay !== undefined) v.number('options.weightDecay', o.weightDecay, { min: 0, max: 10 });
+  if (o.maxGradNorm !== undefined) v.number('options.maxGradNorm', o.maxGradNorm, { min: 0 });
+  if (o.evaluationTimeoutMs !== undefined) v.number('options.evaluationTimeoutMs', o.evaluationTimeoutMs, { min: 0, exclusiveMin: true });
+  if (o.progress !== undefined) v.boolean('options.progress', o.progress);
+  if (o.handleSigint !== undefined) v.boolean('options.handleSigint', o.handleSigint);
+  if (o.distributed !== undefined) v.instance('options.distributed', o.distributed, ProcessGroup, 'a ProcessGroup');
+  if (o.distillation !== undefined) {
+    const d = v.options('options.distillation', o.distillation, ['teacher', 'alphaCe', 'alphaTeacher', 'temperature']);
+    v.instance('options.distillation.teacher', d.teacher, BertModel, 'a BertModel');
+    if (d.teacher === o.model) throw v.invalidParameterError('options.distillation.teacher', 'another model than options.model', 'the student itself');
+    if (d.alphaCe !== undefined) v.number('options.distillation.alphaCe', d.alphaCe, { min: 0, max: 1e6 });
+    if (d.alphaTeacher !== undefined) v.number('options.distillation.alphaTeacher', d.alphaTeacher, { min: 0, max: 1e6 });
+    if (d.temperature !== undefined) v.number('options.distillation.temperature', d.temperature, { min: 1e-6, max: 1e6 });
+  }
+  if (o.filled !== undefined) {
+    const f = v.options('options.filled', o.filled, ['epochs', 'learningRate']);
+    v.positiveInteger('options.filled.epochs', f.epochs);
+    if (f.learningRate !== undefined) v.number('options.filled.learningRate', f.learningRate, { min: 0, max: 10 });
+  }
+  if (o.resume !== undefined && typeof o.resume !== 'boolean') v.string('options.resume', o.resume, { nonEmpty: true });
+  if (o.allowResumeMismatch !== undefined) checkAllowResumeMismatch('options.allowResumeMismatch', o.allowResumeMismatch);
+  if (o.resume === true && o.outputDir === undefined)
+    throw v.invalidParameterError('options.resume', 'a checkpoint directory (resume: true needs outputDir)', true);
+  if (o.epochs === 0 && o.maxSteps === undefined) throw v.invalidParameterError('options.epochs', 'at least 1 when maxSteps is not set (nothing to train)', 0, 'range');
+  if (train.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'the training set is empty');
+  // Only rank 0 writes logs and checkpoints: the others need not see those folders.
+  const writes = !o.distributed || o.distributed.isMain;
+  if (o.outputDir !== undefined) {
+    if (writes) v.writableDirectory('options.outputDir', o.outputDir);
+    else v.string('options.outputDir', o.outputDir, { nonEmpty: true });
+  }
+  if (o.logFile !== undefined) {
+    if (writes) v.writableFile('options.logFile', o.logFile);
+    else v.string('options.logFile', o.logFile, { nonEmpty: true });
+  }
+}
