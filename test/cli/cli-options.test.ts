@@ -105,7 +105,10 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['bench', '--shapes', '1x1000'], /--shapes/],
       [['bench', '--shapes', '0x8'], /--shapes/],
       [['bench', '--models', 'sparse'], /--models/],
-      [['bench', '--frob'], /unknown argument --frob/],
+      [['bench', '--frob'], /unknown option --frob for bench/],
+      [['bench', '--rnus', '3'], /unknown option --rnus for bench \(did you mean --runs\?\)/],
+      [['bench', 'dense'], /bench takes options only, got dense/],
+      [['bench', '--runs'], /--runs/],
       [['serve', '--model', model, '--port', '99999'], /--port/],
       [['serve', '--model', model, '--max-batch', '0'], /--max-batch/],
       [['serve', '--model', model, '--window-ms', '-1'], /--window-ms/],
@@ -113,6 +116,8 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['serve', '--model', model, '--max-text-chars', 'x'], /--max-text-chars/],
       [['serve', '--model', model, '--task', 'summarize'], /--task/],
       [['serve'], /--model/],
+      [['serve', '--model', model, '--prot', '8080'], /unknown option --prot for serve \(did you mean --port\?\)/],
+      [['serve', '--model', model, '--close-grace-ms', '-1'], /--close-grace-ms/],
     ];
     let slowest = 0;
     for (const [args, re] of cases) {
@@ -135,6 +140,7 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['info', file], /\[E_FILE_NOT_FOUND\] .*file is a file, not a model directory/],
       [['info', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
       [['serve', '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
+      [['serve', '--model', model, '--tokenizer', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] tokenizer directory .*none does not exist/],
       [['predict', model, '--question', 'q', '--context-file', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] --context-file/],
       [['train', '--output', out, '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
       // An output place that cannot be written is the same error the write would give, found before any work.
@@ -175,4 +181,37 @@ test('train --resume refuses a checkpoint of another run (exit 1, E_RESUME_MISMA
   } finally {
     tmp.cleanup();
   }
+});
+
+test('the scripts read their flags with the same parser: --help exits 0, a bad flag exits 2 naming it, before any work', (t) => {
+  const script = (name: string) => join(packageRoot(), 'dist', 'scripts', `${name}.js`);
+  const cases: Array<[string, string[], RegExp]> = [
+    ['load', ['--clients', '0'], /--clients/],
+    ['load', ['--clients', '1,x'], /--clients/],
+    ['load', ['--modes', 'fast'], /--modes/],
+    ['load', ['--duration', '0'], /--duration/],
+    ['load', ['--threads', '-2'], /--threads/],
+    ['load', ['--jsno', 'x.json'], /unknown option --jsno for load \(did you mean --json\?\)/],
+    ['load', ['extra'], /load takes options only, got extra/],
+    ['bench-train', ['--steps', '0'], /--steps/],
+    ['bench-train', ['--geometry', 'huge'], /--geometry/],
+    ['bench-train', ['--device', 'gpu'], /--device/],
+    ['bench-dist', ['--nproc', '4', '--batch', '2'], /at least --nproc \(4\)/],
+    ['bench-dist', ['--seq', '1000'], /<= 512 for --seq/],
+    ['bench-dist', ['--warmup'], /--warmup/],
+  ];
+  for (const [name, args, re] of cases) {
+    const r = spawnSync(process.execPath, [script(name), ...args], { encoding: 'utf8', timeout: 30_000 });
+    const label = `${name} ${args.join(' ')}`;
+    t.is(r.status, 2, `${label}: exit ${r.status}\n${r.stderr}`);
+    t.regex(r.stderr.split('\n')[0], new RegExp(`^${name}: .*${re.source}`), label);
+    t.regex(r.stderr, /usage: node dist\/scripts\//, `${label}: the usage follows`);
+    t.notRegex(r.stderr, CRASH, label);
+  }
+  for (const name of ['load', 'bench-train', 'bench-dist']) {
+    const r = spawnSync(process.execPath, [script(name), '--help'], { encoding: 'utf8', timeout: 30_000 });
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, new RegExp(`^usage: node dist/scripts/${name}\\.js`));
+  }
+  t.log(`${cases.length} bad script command lines: exit 2 naming the flag, then the usage`);
 });
