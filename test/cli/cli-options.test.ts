@@ -4,7 +4,7 @@
  * directory or a file in its place is a coded error (exit 1) that says which.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, SpawnSyncReturns } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -160,16 +160,43 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
   }
 });
 
+/**
+ * A train command line on a tiny SST-2 folder written under `dir` (32 training and 8 test rows, hidden 32, one
+ * layer, no dense epochs, one fine-pruning epoch: seconds); returns a runner taking extra flags.
+ */
+function tinyJob(dir: string): (...extra: string[]) => SpawnSyncReturns<string> {
+  mkdirSync(join(dir, 'sst2'));
+  const rows = (n: number) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`).join('');
+  writeFileSync(join(dir, 'sst2', 'train.tsv'), rows(32));
+  writeFileSync(join(dir, 'sst2', 'test.tsv'), rows(8));
+  const args = ['train', '--task', 'sst2', '--data', dir, '--dense-epochs', '0', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(dir, 'out')];
+  return (...extra) => spawnSync(process.execPath, [CLI, ...args, ...extra], { encoding: 'utf8', timeout: 120_000 });
+}
+
+test('train builds its pruning config once from the --config file\'s "pruning" (either spelling) and the flags over it', (t) => {
+  const tmp = tempDir();
+  try {
+    const run = tinyJob(tmp.path);
+    const config = join(tmp.path, 'config.json');
+    writeFileSync(config, JSON.stringify({ preset: 'heads', lambda: 3, pruning: { finalThreshold: 0.4, final_threshold: 0.3, maskScoresLearningRate: 0.05, initial_threshold: 0.02 } }));
+    // The flag wins over the file's fields of the same option in either spelling; the file's other fields stay.
+    const r = run('--config', config, '--final-threshold', '0.2');
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /fine-pruning \(heads, lambda 3, threshold 0\.02 -> 0\.2, mask lr 0\.05/);
+    // A field of the file the pruning config does not know: a usage error naming it, before any work.
+    writeFileSync(config, JSON.stringify({ pruning: { final_treshold: 0.3 } }));
+    const bad = run('--config', config);
+    t.is(bad.status, 2, bad.stderr);
+    t.regex(bad.stderr.split('\n')[0], /pruning config: unknown field "final_treshold" \(did you mean "final_threshold"\?\)/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('train --resume refuses a checkpoint of another run (exit 1, E_RESUME_MISMATCH naming the field); --allow-resume-mismatch resumes', (t) => {
   const tmp = tempDir();
   try {
-    const dir = join(tmp.path, 'sst2');
-    mkdirSync(dir);
-    const rows = (n: number) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`).join('');
-    writeFileSync(join(dir, 'train.tsv'), rows(32));
-    writeFileSync(join(dir, 'test.tsv'), rows(8));
-    const args = ['train', '--task', 'sst2', '--data', tmp.path, '--dense-epochs', '0', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(tmp.path, 'out')];
-    const run = (...extra: string[]) => spawnSync(process.execPath, [CLI, ...args, ...extra], { encoding: 'utf8', timeout: 120_000 });
+    const run = tinyJob(tmp.path);
     let r = run();
     t.is(r.status, 0, r.stderr);
     r = run('--resume', '--seed', '7');

@@ -150,16 +150,20 @@ function allowFlag(values: FlagValues): boolean | RunField[] | undefined {
  */
 function pruningFlags(values: FlagValues, fromFile: unknown): Record<string, unknown> {
   const pruning: Record<string, unknown> = { ...((fromFile as Record<string, unknown> | undefined) ?? {}) };
-  for (const [flag, [field, range]] of Object.entries(PRUNING_FLAGS)) {
-    const x = numFlag(values, flag, range);
-    if (x !== undefined) pruning[field] = x;
+  // Last wins when the fields are read, so a flag's field goes (back) to the end: after the file's field of
+  // the same option in either spelling.
+  const set = (field: string, x: unknown) => {
+    if (x === undefined) return;
+    delete pruning[field];
+    pruning[field] = x;
+  };
+  for (const [flag, [field, range]] of Object.entries(PRUNING_FLAGS)) set(field, numFlag(values, flag, range));
+  set('regularization', choiceFlag(values, 'regularization', ['disabled', 'l1', 'l0'] as const));
+  for (const [flag, rows, cols] of [['attention-block', 'attentionBlockRows', 'attentionBlockCols'], ['dense-block', 'denseBlockRows', 'denseBlockCols']]) {
+    const rc = pairFlag(values, flag);
+    set(rows, rc?.[0]);
+    set(cols, rc?.[1]);
   }
-  const regularization = choiceFlag(values, 'regularization', ['disabled', 'l1', 'l0'] as const);
-  if (regularization !== undefined) pruning.regularization = regularization;
-  const ab = pairFlag(values, 'attention-block');
-  if (ab) [pruning.attentionBlockRows, pruning.attentionBlockCols] = ab;
-  const db = pairFlag(values, 'dense-block');
-  if (db) [pruning.denseBlockRows, pruning.denseBlockCols] = db;
   return pruning;
 }
 
