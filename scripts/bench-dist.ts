@@ -17,21 +17,27 @@ import { BertModel, ForwardBatch } from '../lib/model/model';
 import { PruningConfig } from '../lib/pruning/config';
 import { SparseTrainer, TrainData } from '../lib/training/trainer';
 import { invalidParameterError } from '../lib/runtime/validate';
-import { argChoice, argNumber, parseFlags, TRAIN_GEOMETRIES } from './common';
+import { choiceFlag, intFlag, str } from '../lib/cli/flags';
+import { runScript, scriptFlags, TRAIN_GEOMETRIES } from './common';
 
 const USAGE = 'usage: node dist/scripts/bench-dist.js [--nproc 2] [--geometry small|base] [--batch 16] [--seq 128] [--steps 8] [--warmup 2] [--rounds 3]';
 
-/** The flags, checked by lib/validate.ts before any rank starts (seq: bert-base's position table). */
+/** The flags, checked by lib/runtime/validate.ts before any rank starts (seq: bert-base's position table). */
 function flags() {
-  return {
-    nproc: argNumber('nproc', 2, { integer: true, min: 1 }),
-    rounds: argNumber('rounds', 3, { integer: true, min: 1 }),
-    geometry: argChoice('geometry', 'small', Object.keys(TRAIN_GEOMETRIES)),
-    batch: argNumber('batch', 16, { integer: true, min: 1 }),
-    seq: argNumber('seq', 128, { integer: true, min: 1, max: 512 }),
-    steps: argNumber('steps', 8, { integer: true, min: 1 }),
-    warmup: argNumber('warmup', 2, { integer: true, min: 0 }),
-  };
+  const spec = { nproc: str, rounds: str, geometry: str, batch: str, seq: str, steps: str, warmup: str };
+  return scriptFlags('bench-dist', USAGE, spec, (f) => {
+    const o = {
+      nproc: intFlag(f, 'nproc', 1) ?? 2,
+      rounds: intFlag(f, 'rounds', 1) ?? 3,
+      geometry: choiceFlag(f, 'geometry', Object.keys(TRAIN_GEOMETRIES)) ?? 'small',
+      batch: intFlag(f, 'batch', 1) ?? 16,
+      seq: intFlag(f, 'seq', 1, 512) ?? 128,
+      steps: intFlag(f, 'steps', 1) ?? 8,
+      warmup: intFlag(f, 'warmup', 0) ?? 2,
+    };
+    if (o.batch < o.nproc) throw invalidParameterError('--batch', `at least --nproc (${o.nproc}): one row per rank`, o.batch, 'range');
+    return o;
+  });
 }
 
 /** Fixed-shape random batches (the same on every rank for a given epoch): what a step costs, not the data. */
@@ -87,13 +93,10 @@ async function worker(): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.env.BENCH_DIST_WORKER) return worker();
-  const { nproc, rounds, geometry, batch, seq, steps, warmup } = parseFlags('bench-dist', USAGE, () => {
-    const f = flags();
-    if (f.batch < f.nproc) throw invalidParameterError('--batch', `at least --nproc (${f.nproc}): one row per rank`, f.batch, 'range');
-    return f;
-  });
+  const { nproc, rounds, geometry, batch, seq, steps, warmup } = flags();
   const cores = cpus().length;
-  const forward = process.argv.slice(2).filter((a, i, all) => !['--nproc', '--rounds'].includes(a) && !['--nproc', '--rounds'].includes(all[i - 1]));
+  // Every rank reads the same flags (it uses the geometry, batch, seq, steps and warmup).
+  const forward = process.argv.slice(2);
   console.log(
     `data-parallel fine-pruning (Node trainer, Gloo): ${geometry} geometry, global batch ${batch} x ${seq}, ` +
       `${steps} timed steps after ${warmup}, hybrid-patched, ${cores} cores`,
@@ -128,7 +131,4 @@ async function main(): Promise<void> {
   console.log(`scaling 1 -> ${nproc} processes: ${(many / one).toFixed(2)}x`);
 }
 
-main().catch((e) => {
-  console.error(`bench-dist: ${(e as Error).message}`);
-  process.exit(1);
-});
+runScript('bench-dist', main);

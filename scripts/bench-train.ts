@@ -11,19 +11,20 @@
 import { BertModel } from '../lib/model/model';
 import { getNumThreads } from '../lib/index';
 import { PruningConfig } from '../lib/pruning/config';
-import { argChoice, argNumber, argValue, parseFlags, TRAIN_GEOMETRIES } from './common';
+import { choiceFlag, deviceFlag, intFlag, str } from '../lib/cli/flags';
+import { runScript, scriptFlags, TRAIN_GEOMETRIES } from './common';
 
 const USAGE = 'usage: node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda]';
 
 const REFERENCE: Record<string, { patched: number; plain: number }> = { small: { patched: 17.0, plain: 22.4 }, base: { patched: 1.12, plain: 1.6 } };
 
 async function main(): Promise<void> {
-  const { which, steps, warmup, rounds, device } = parseFlags('bench-train', USAGE, () => ({
-    which: argChoice('geometry', 'both', ['both', ...Object.keys(TRAIN_GEOMETRIES)]),
-    steps: argNumber('steps', 10, { integer: true, min: 1 }),
-    warmup: argNumber('warmup', 2, { integer: true, min: 0 }),
-    rounds: argNumber('rounds', 2, { integer: true, min: 1 }),
-    device: argValue('device', 'cpu'),
+  const { which, steps, warmup, rounds, device } = scriptFlags('bench-train', USAGE, { geometry: str, steps: str, warmup: str, rounds: str, device: str }, (f) => ({
+    which: choiceFlag(f, 'geometry', ['both', ...Object.keys(TRAIN_GEOMETRIES)]) ?? 'both',
+    steps: intFlag(f, 'steps', 1) ?? 10,
+    warmup: intFlag(f, 'warmup', 0) ?? 2,
+    rounds: intFlag(f, 'rounds', 1) ?? 2,
+    device: deviceFlag(f),
   }));
   const B = 8;
   const S = 128;
@@ -73,7 +74,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runScript('bench-train', main);

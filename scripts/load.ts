@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Load generator for the inference service (scripts/serve.ts), on 127.0.0.1, with node:http only.
+ * Load generator for the inference service (`blockprune serve`), on 127.0.0.1, with node:http only.
  *
  *   node dist/scripts/load.js [--duration 10] [--warmup 2] [--models dense,compact] [--clients 1,8,32]
  *        [--modes unbatched,batched] [--max-requests 100000] [--max-batch 32] [--window-ms 5] [--threads N]
@@ -18,7 +18,7 @@
  * `--clients 1`; `--models compact --modes batched --clients 1` is the quickest look). Sentences are SST-2's
  * (../shared/data/sst2/test.tsv, 872 full sentences) when present, else generated text of 10-40 words.
  *
- * The server runs in a CHILD process (node dist/scripts/serve.js --port 0), as it would in production: the
+ * The server runs in a CHILD process (blockprune serve --port 0), as it would in production: the
  * load generator's own JS (request building, parsing, timing) then does not share the server's event loop.
  * On a small machine the two processes still share the CPUs, so absolute numbers are a bit low; the
  * ratios (compact / dense, batched / unbatched) are what this measures.
@@ -35,7 +35,10 @@ import { performance } from 'node:perf_hooks';
 import { copyFileAtomicSync, writeFileAtomicSync } from '../lib/runtime/atomic';
 import { BertConfigJson, BertModel } from '../lib/model/model';
 import { writableFile } from '../lib/runtime/validate';
-import { BERT_BASE, compactConfig, exitWithError, FlagReader, formatPercentiles, latencyStats, parseFlags, sharedDir } from './common';
+import { BERT_BASE, compactConfig } from '../lib/cli/bert-base';
+import { bool, FlagValues, intFlag, intsFlag, listFlag, numFlag, str } from '../lib/cli/flags';
+import { formatPercentiles, latencyStats } from '../lib/cli/latency-stats';
+import { runScript, scriptFlags, sharedDir } from './common';
 
 type ModelName = 'dense' | 'compact';
 type Mode = 'unbatched' | 'batched';
@@ -64,44 +67,34 @@ const USAGE =
   '       [--max-requests 100000] [--max-batch 32] [--window-ms 5] [--threads N] [--same-text] [--json out.json] [--keep]\n' +
   '       node dist/scripts/load.js --leak [--leak-requests 10000] [--leak-clients 8] [--json out.json]';
 
-function parseArgs(argv: string[]): LoadArgs {
-  const a: LoadArgs = {
-    duration: 10,
-    warmup: 2,
-    models: ['dense', 'compact'],
-    clients: [1, 8, 32],
-    modes: ['unbatched', 'batched'],
-    maxRequests: 100_000,
-    maxBatch: 32,
-    windowMs: 5,
-    keep: false,
-    leak: false,
-    leakRequests: 10_000,
-    leakClients: 8,
-    sameText: false,
-  };
-  const f = new FlagReader(argv, USAGE);
-  for (let k = f.next(); k !== undefined; k = f.next()) {
-    if (k === '--duration') a.duration = f.num(0.1, false);
-    else if (k === '--warmup') a.warmup = f.num(0, false);
-    else if (k === '--models') a.models = f.list(['dense', 'compact'] as const);
-    else if (k === '--modes') a.modes = f.list(['unbatched', 'batched'] as const);
+/** The command line the server runs: dist/lib/cli/main.js beside this dist/scripts/load.js. */
+const CLI = join(__dirname, '..', 'lib', 'cli', 'main.js');
+
+const FLAGS = {
+  duration: str, warmup: str, models: str, modes: str, clients: str, 'max-requests': str, 'max-batch': str, 'window-ms': str,
+  threads: str, json: str, keep: bool, 'same-text': bool, leak: bool, 'leak-requests': str, 'leak-clients': str,
+};
+
+function readArgs(f: FlagValues): LoadArgs {
+  return {
+    duration: numFlag(f, 'duration', { min: 0.1 }) ?? 10,
+    warmup: numFlag(f, 'warmup', { min: 0 }) ?? 2,
+    models: listFlag(f, 'models', ['dense', 'compact'] as const) ?? ['dense', 'compact'],
+    modes: listFlag(f, 'modes', ['unbatched', 'batched'] as const) ?? ['unbatched', 'batched'],
     // Each client holds a socket on both ends: past ~1000 the default limit of 1024 open files fails the run.
-    else if (k === '--clients') a.clients = f.nums(1, 1000);
-    else if (k === '--max-requests') a.maxRequests = f.num(1);
-    else if (k === '--max-batch') a.maxBatch = f.num(1);
-    else if (k === '--window-ms') a.windowMs = f.num(0, false);
+    clients: intsFlag(f, 'clients', 1, 1000) ?? [1, 8, 32],
+    maxRequests: intFlag(f, 'max-requests', 1) ?? 100_000,
+    maxBatch: intFlag(f, 'max-batch', 1) ?? 32,
+    windowMs: numFlag(f, 'window-ms', { min: 0 }) ?? 5,
     // The addon's range for its thread pools.
-    else if (k === '--threads') a.threads = f.num(1, true, 1024);
-    else if (k === '--json') a.json = writableFile('--json', f.value());
-    else if (k === '--keep') a.keep = true;
-    else if (k === '--same-text') a.sameText = true;
-    else if (k === '--leak') a.leak = true;
-    else if (k === '--leak-requests') a.leakRequests = f.num(1);
-    else if (k === '--leak-clients') a.leakClients = f.num(1, true, 1000);
-    else throw f.unknown();
-  }
-  return a;
+    threads: intFlag(f, 'threads', 1, 1024),
+    json: f.json === undefined ? undefined : writableFile('--json', f.json),
+    keep: f.keep === true,
+    sameText: f['same-text'] === true,
+    leak: f.leak === true,
+    leakRequests: intFlag(f, 'leak-requests', 1) ?? 10_000,
+    leakClients: intFlag(f, 'leak-clients', 1, 1000) ?? 8,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -167,8 +160,7 @@ interface ServerChild {
 }
 
 function startServer(modelDir: string, batched: boolean, args: LoadArgs): Promise<ServerChild> {
-  const serveJs = join(__dirname, 'serve.js');
-  const argv = [serveJs, '--model', modelDir, '--port', '0', '--host', '127.0.0.1', '--max-batch', String(args.maxBatch), '--window-ms', String(args.windowMs)];
+  const argv = [CLI, 'serve', '--model', modelDir, '--port', '0', '--host', '127.0.0.1', '--max-batch', String(args.maxBatch), '--window-ms', String(args.windowMs)];
   if (!batched) argv.push('--no-batching');
   if (args.threads) argv.push('--threads', String(args.threads));
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -420,14 +412,14 @@ async function leak(args: LoadArgs, modelDir: string, sentences: string[]): Prom
 }
 
 async function main(): Promise<void> {
-  const args = parseFlags('load', USAGE, () => parseArgs(process.argv.slice(2)));
+  const args = scriptFlags('load', USAGE, FLAGS, readArgs);
   const shared = sharedDir();
   const tokenizerDir = shared ? join(shared, 'data', 'bert-base-uncased') : undefined;
   if (!tokenizerDir || !existsSync(join(tokenizerDir, 'vocab.txt')) && !existsSync(join(tokenizerDir, 'tokenizer.json'))) {
     console.log('skipped: ../shared/data/bert-base-uncased (tokenizer.json / vocab.txt) not found; set BLOCKPRUNE_SHARED to the shared/ folder');
     return;
   }
-  if (!existsSync(join(__dirname, 'serve.js'))) throw new Error(`${join(__dirname, 'serve.js')} is missing: run npx tsc -p . first`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npx tsc -p . first`);
   const loaded = loadSentences(shared);
   const median = [...loaded.sentences].sort((x, y) => x.length - y.length)[loaded.sentences.length >> 1];
   const sentences = args.sameText ? [median] : loaded.sentences;
@@ -439,7 +431,7 @@ async function main(): Promise<void> {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     sentences: source,
-    server: 'child process (node dist/scripts/serve.js), 127.0.0.1, keep-alive clients',
+    server: 'child process (blockprune serve), 127.0.0.1, keep-alive clients',
     args,
   };
   try {
@@ -503,4 +495,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => exitWithError('load', e));
+runScript('load', main);

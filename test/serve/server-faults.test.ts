@@ -30,7 +30,7 @@ import { BertTokenizer, QuestionContextWindow } from '../../lib/tokenizer/tokeni
 import { writeVocab } from '../../lib/tokenizer/vocab';
 import { call, cutVocab, SHARED, tempDir } from '../helpers';
 
-const SERVE_JS = join(__dirname, '..', '..', 'scripts', 'serve.js');
+const SERVE_JS = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
 const VOCAB = SHARED && join(SHARED, 'data', 'bert-base-uncased', 'vocab.txt');
 const SQUAD = SHARED && join(SHARED, 'data', 'squad', 'dev-v2.0-first5articles.json');
 const missing = [VOCAB, SQUAD, SERVE_JS].find((p) => !p || !existsSync(p));
@@ -164,7 +164,7 @@ interface Child {
 }
 
 async function serve(args: string[]): Promise<Child> {
-  const proc = spawn(process.execPath, [SERVE_JS, '--model', dir, '--task', 'question-answering', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [SERVE_JS, 'serve', '--model', dir, '--task', 'question-answering', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));

@@ -1,0 +1,68 @@
+/** `blockprune predict <model-dir>`: classify a text (or a pair), or answer a question from a context. */
+import { readFileSync, statSync } from 'node:fs';
+import { pipeline } from '../../model/pipelines';
+import { BlockpruneError } from '../../runtime/errors';
+import * as v from '../../runtime/validate';
+import { Command, modelDirArg } from '../command';
+import { deviceFlag, intFlag, str, UsageError } from '../flags';
+
+interface PredictArgs {
+  dir: string;
+  text?: string;
+  pair?: string;
+  question?: string;
+  context?: string;
+  topK?: number;
+  device: string;
+  tokenizer?: string;
+}
+
+export const predictCommand: Command<PredictArgs> = {
+  name: 'predict',
+  synopsis: 'predict <model-dir>',
+  summary: 'classify a text (--text, --pair) or answer a question (--question, --context)',
+  help: `Usage: blockprune predict <model-dir> --text TEXT [--pair TEXT] [--top-k K]
+       blockprune predict <model-dir> --question Q (--context C | --context-file FILE) [--top-k K]
+
+Runs the text-classification or question-answering pipeline on the model directory (its tokenizer.json or
+vocab.txt, or --tokenizer DIR). Prints JSON.`,
+  flags: { text: str, pair: str, question: str, context: str, 'context-file': str, 'top-k': str, tokenizer: str, device: str },
+  args({ values, positionals }) {
+    const dir = modelDirArg(positionals, 1, 'predict needs exactly one <model-dir>');
+    if (values.question !== undefined && values.text !== undefined) throw new UsageError('give either --text or --question, not both');
+    if (values.question === undefined && values.text === undefined) throw new UsageError('predict needs --text or --question');
+    if (values.question !== undefined && values.context === undefined && values['context-file'] === undefined)
+      throw new UsageError('--question needs --context or --context-file');
+    if (values.tokenizer !== undefined) v.modelDirectory('--tokenizer', values.tokenizer, 'tokenizer directory');
+    let context = values.context as string | undefined;
+    if (context === undefined && values['context-file'] !== undefined) {
+      const f = String(values['context-file']);
+      if (!statSync(f, { throwIfNoEntry: false })?.isFile()) throw new BlockpruneError('E_FILE_NOT_FOUND', `--context-file ${f} is not a readable file`);
+      context = readFileSync(f, 'utf8');
+    }
+    return {
+      dir,
+      text: values.text as string | undefined,
+      pair: values.pair as string | undefined,
+      question: values.question as string | undefined,
+      context,
+      topK: intFlag(values, 'top-k', 1),
+      device: deviceFlag(values),
+      tokenizer: values.tokenizer as string | undefined,
+    };
+  },
+  async run(a) {
+    const popts = { device: a.device, tokenizer: a.tokenizer };
+    if (a.question !== undefined) {
+      const qa = await pipeline('question-answering', a.dir, popts);
+      console.log(JSON.stringify(await qa({ question: a.question, context: a.context as string }, { topK: a.topK }), null, 2));
+      qa.dispose();
+    } else {
+      const classify = await pipeline('text-classification', a.dir, popts);
+      const text = a.text as string;
+      const input = a.pair === undefined ? text : { text, textPair: a.pair };
+      console.log(JSON.stringify(await classify(input, { topK: a.topK }), null, 2));
+      classify.dispose();
+    }
+  },
+};

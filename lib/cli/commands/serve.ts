@@ -1,0 +1,141 @@
+/**
+ * `blockprune serve`: the inference service (lib/serve) from the command line, its start and its stop.
+ *
+ * Without --task the task follows config.json's architectures (…ForQuestionAnswering: question-answering,
+ * else text-classification). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0
+ * picks a free port; scripts/load.ts and the tests read that line). SIGINT / SIGTERM close it: no new
+ * connections, idle ones closed, requests still sending their body and those waiting for a batch answered
+ * 503 at once, model work already running given --close-grace-ms to finish (then 503), every connection
+ * cut, and the process exits (within the grace plus about 250 ms). A second signal exits at once.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from '../../model/pipelines';
+import { native } from '../../runtime/native';
+import * as v from '../../runtime/validate';
+import { createInferenceServer } from '../../serve/server';
+import type { InferenceServerOptions } from '../../serve/server-options';
+import { Command, noPositionals } from '../command';
+import { bool, choiceFlag, intFlag, numFlag, str } from '../flags';
+
+type ServeTask = 'text-classification' | 'question-answering';
+
+interface ServeArgs {
+  model: string;
+  task?: ServeTask;
+  port: number;
+  host: string;
+  batching: boolean;
+  maxBatch: number;
+  windowMs: number;
+  tokenizer?: string;
+  maxTextChars?: number;
+  maxContextTokens?: number;
+  windowsPerForward?: number;
+  maxBodyBytes?: number;
+  closeGraceMs?: number;
+  threads?: number;
+}
+
+/** question-answering when config.json names a …ForQuestionAnswering architecture, else text-classification. */
+function taskOf(dir: string): ServeTask {
+  const p = join(dir, 'config.json');
+  if (!existsSync(p)) return 'text-classification';
+  try {
+    const c = JSON.parse(readFileSync(p, 'utf8'));
+    return Array.isArray(c.architectures) && c.architectures.some((x: unknown) => String(x).endsWith('ForQuestionAnswering'))
+      ? 'question-answering'
+      : 'text-classification';
+  } catch {
+    return 'text-classification';
+  }
+}
+
+/** Loads the model, listens, and closes the service on SIGINT / SIGTERM (a second one exits at once). */
+async function serve(args: ServeArgs): Promise<void> {
+  if (args.threads) native().setNumThreads(args.threads);
+  const task = args.task ?? taskOf(args.model);
+  // The pipeline's batchSize is the batch limit, so that one batch is one forward pass.
+  const popts = { tokenizer: args.tokenizer, batchSize: args.maxBatch };
+  const options: InferenceServerOptions = {
+    batching: args.batching ? { maxBatch: args.maxBatch, windowMs: args.windowMs } : false,
+    maxTextChars: args.maxTextChars,
+    maxContextTokens: args.maxContextTokens,
+    windowsPerForward: args.windowsPerForward,
+    maxBodyBytes: args.maxBodyBytes,
+    closeGraceMs: args.closeGraceMs,
+  };
+  if (task === 'question-answering') options.qa = await pipeline('question-answering', args.model, popts);
+  else options.classify = await pipeline('text-classification', args.model, popts);
+  const service = createInferenceServer(options);
+  const { url } = await service.listen(args.port, args.host);
+  const b = args.batching ? `batching: up to ${args.maxBatch} per batch, ${args.windowMs} ms window` : 'no batching';
+  console.log(`blockprune serve: ${task} model ${args.model} (${b})`);
+  console.log(`listening on ${url}`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      console.log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    const t0 = performance.now();
+    console.log(`${signal}: closing`);
+    service.close().then(
+      () => {
+        console.log(`closed in ${Math.round(performance.now() - t0)} ms`);
+        process.exit(0);
+      },
+      (e) => {
+        console.error(e);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+export const serveCommand: Command<ServeArgs> = {
+  name: 'serve',
+  synopsis: 'serve --model DIR',
+  summary: 'HTTP service: POST /classify, POST /qa, GET /health, dynamic batching (serve --help)',
+  help: `Usage: blockprune serve --model DIR [--task text-classification|question-answering] [--port 8080] [--host 127.0.0.1]
+       [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR] [--max-text-chars N] [--max-context-tokens N]
+       [--windows-per-forward N] [--max-body-bytes N] [--close-grace-ms N] [--threads N]
+
+Serves the model over HTTP: POST /classify {"text"[, "textPair"]}, POST /qa {"question", "context"}, GET
+/health. Requests arriving within --window-ms are run as one batch of up to --max-batch (--no-batching: one
+forward per request). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0 picks a free
+port). SIGINT / SIGTERM close it: waiting requests get 503, model work already running gets --close-grace-ms
+to finish, then the process exits; a second signal exits at once.`,
+  flags: {
+    model: str, task: str, port: str, host: str, 'no-batching': bool, 'max-batch': str, 'window-ms': str, tokenizer: str,
+    'max-text-chars': str, 'max-context-tokens': str, 'windows-per-forward': str, 'max-body-bytes': str, 'close-grace-ms': str, threads: str,
+  },
+  args({ values, positionals }) {
+    noPositionals('serve', positionals);
+    const a: Omit<ServeArgs, 'model'> = {
+      task: choiceFlag(values, 'task', ['text-classification', 'question-answering'] as const),
+      port: intFlag(values, 'port', 0, 65535) ?? 8080,
+      host: (values.host as string | undefined) ?? '127.0.0.1',
+      batching: values['no-batching'] !== true,
+      maxBatch: intFlag(values, 'max-batch', 1) ?? 32,
+      windowMs: numFlag(values, 'window-ms', { min: 0 }) ?? 5,
+      tokenizer: values.tokenizer as string | undefined,
+      maxTextChars: intFlag(values, 'max-text-chars', 1),
+      maxContextTokens: intFlag(values, 'max-context-tokens', 1),
+      windowsPerForward: intFlag(values, 'windows-per-forward', 1),
+      maxBodyBytes: intFlag(values, 'max-body-bytes', 1),
+      closeGraceMs: numFlag(values, 'close-grace-ms', { min: 0 }),
+      // The addon's range for its thread pools.
+      threads: intFlag(values, 'threads', 1, 1024),
+    };
+    if (values.model === undefined) throw v.invalidParameterError('--model', 'a model directory (it is required)', undefined);
+    // A missing model folder is the coded error of any missing input (exit 1), found before the addon loads.
+    v.modelDirectory('--model', values.model);
+    if (a.tokenizer !== undefined) v.modelDirectory('--tokenizer', a.tokenizer, 'tokenizer directory');
+    return { ...a, model: String(values.model) };
+  },
+  run: serve,
+};

