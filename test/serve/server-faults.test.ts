@@ -1,6 +1,6 @@
 /**
  * The HTTP service under faults and load (issue 12):
- * - SIGTERM to `node dist/scripts/serve.js` with a client trickling a chunked body forever, one sending its
+ * - SIGTERM to `blockprune serve` (node dist/lib/cli/main.js serve) with a client trickling a chunked body forever, one sending its
  *   headers byte by byte, an idle keep-alive client and requests in flight: the process exits within the
  *   close grace + 1 s, every client gets an answer (503 / 200) or a closed socket, none hangs.
  * - close() in process: model work already running finishes within the grace (200).
@@ -30,10 +30,10 @@ import { BertTokenizer, QuestionContextWindow } from '../../lib/tokenizer/tokeni
 import { writeVocab } from '../../lib/tokenizer/vocab';
 import { call, cutVocab, SHARED, tempDir } from '../helpers';
 
-const SERVE_JS = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
+const CLI = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
 const VOCAB = SHARED && join(SHARED, 'data', 'bert-base-uncased', 'vocab.txt');
 const SQUAD = SHARED && join(SHARED, 'data', 'squad', 'dev-v2.0-first5articles.json');
-const missing = [VOCAB, SQUAD, SERVE_JS].find((p) => !p || !existsSync(p));
+const missing = [VOCAB, SQUAD, CLI].find((p) => !p || !existsSync(p));
 const why = missing === undefined ? undefined : `${missing ?? '../shared'} not found (set BLOCKPRUNE_SHARED to the shared/ folder)`;
 /** Serial (timings and RSS must not overlap another test), or skipped with the reason in its title. */
 const serial = (title: string, fn: (t: ExecutionContext) => Promise<void>) =>
@@ -153,7 +153,7 @@ async function until(cond: () => Promise<boolean> | boolean, ms = 10_000): Promi
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The server in a child process (dist/scripts/serve.js, as in production)
+// The server in a child process (`blockprune serve`, as in production)
 // ---------------------------------------------------------------------------------------------------------
 
 interface Child {
@@ -164,7 +164,7 @@ interface Child {
 }
 
 async function serve(args: string[]): Promise<Child> {
-  const proc = spawn(process.execPath, [SERVE_JS, 'serve', '--model', dir, '--task', 'question-answering', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--task', 'question-answering', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
@@ -174,7 +174,7 @@ async function serve(args: string[]): Promise<Child> {
   try {
     await Promise.race([
       until(() => /listening on http:\/\/[^\s:]+:\d+/.test(out), 60_000),
-      exit.then(() => Promise.reject(new Error(`serve.js exited before listening:\n${out}`))),
+      exit.then(() => Promise.reject(new Error(`blockprune serve exited before listening:\n${out}`))),
     ]);
   } catch (e) {
     proc.kill('SIGKILL');
