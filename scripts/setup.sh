@@ -35,4 +35,7 @@ echo "setup: building the native addon (cmake-js)"
 npx --no-install cmake-js build --out build --parallel "$(nproc)" 2>&1 | grep -vE "^\s*$|^info|^\[" || true
 test -f build/Release/blockprune.node || { echo "setup: native build failed" >&2; npx --no-install cmake-js build --out build; exit 1; }
 echo "setup: compiling TypeScript"
+# From scratch: a file moved or deleted in lib/ or test/ would otherwise leave its old .js in dist/, which ava
+# would still run and the package would still ship.
+rm -rf dist
 npx --no-install tsc -p tsconfig.json
