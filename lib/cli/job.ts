@@ -7,15 +7,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
-import {
-  ClassificationDataset,
-  ClassificationExample,
-  loadBoolQ,
-  loadGlue,
-  loadSpamAssassin,
-  permutation,
-  TASK_LABELS,
-} from '../data/data';
+import { ClassificationDataset } from '../data/classificationDataset';
+import { ClassificationExample, loadBoolQ, loadGlue } from '../data/glue';
+import { loadSpamAssassin } from '../data/spamAssassin';
+import { permutation } from '../data/rng';
+import { TASK_LABELS } from '../data/tasks';
 import { ProcessGroup } from '../training/distributed';
 import { BlockpruneError } from '../runtime/errors';
 import { BertConfigJson, BertModel } from '../model/model';

@@ -17,8 +17,8 @@ import {
   permutation,
   rng,
   shuffle,
-} from '../../lib/data/data';
-import type { ClassificationExample, QAExample } from '../../lib/data/data';
+} from '../../lib/index';
+import type { ClassificationExample, QAExample } from '../../lib/index';
 import { squadMetrics } from '../../lib/training/metrics';
 import { BertTokenizer } from '../../lib/tokenizer/tokenizer';
 import { needShared, tempDir } from '../helpers';
