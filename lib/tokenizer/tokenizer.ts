@@ -234,7 +234,11 @@ export class BertTokenizer {
 
   /**
    * Tokenizes `text` (no special tokens) with the [start, end) span of the original text behind every token
-   * (UTF-16 code units). The ids equal `encodeText(text)`; see OffsetTokenizer for how spans are found.
+   * (UTF-16 code units). The ids equal `encodeText(text)`.
+   *
+   * Within a word, pieces get exact sub-spans (e.g. "Playing" -> play [0,4), ##ing [4,7); "Ångström" with a
+   * precomposed Å keeps exact spans too). Where that cannot be established, every piece of the word gets the
+   * whole word's span (see OffsetTokenizer).
    */
   tokenizeWithOffsets(text: string): TokenizedWithOffsets {
     const toks = this.offsetTokenizer.tokens(text);
