@@ -4,7 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ClassificationExample, loadBoolQ, loadGlue, loadSpamAssassin, permutation, TASK_LABELS } from '../data/data';
+import { ClassificationExample, loadBoolQ, loadGlue } from '../data/glue';
+import { permutation } from '../data/rng';
+import { loadSpamAssassin } from '../data/spamAssassin';
+import { TASK_LABELS } from '../data/tasks';
 import { BlockpruneError } from '../runtime/errors';
 
 export type JobTask = 'spam' | 'sst2' | 'boolq' | 'rte';

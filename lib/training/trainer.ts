@@ -24,7 +24,7 @@ import { BlockpruneError } from '../runtime/errors';
 import { BertModel, ForwardBatch } from '../model/model';
 import { native } from '../runtime/native';
 import '../pruning/model-pruning'; // model.patch(), setThreshold(), compact(), fillZeros(), regularization()
-import { ProcessGroup, shardBatch } from './distributed';
+import { shardBatch } from './distributed';
 import './model-training'; // model.trainStep(), loadTrainingState()
 import type { TrainStepResult } from './model-training';
 import { TrainerState, writeCheckpoint, latestCheckpoint, readCheckpointState } from './checkpoint';

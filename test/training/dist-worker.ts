@@ -8,7 +8,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ClassificationDataset, loadGlue } from '../../lib/data/data';
+import { ClassificationDataset } from '../../lib/data/classificationDataset';
+import { loadGlue } from '../../lib/data/glue';
 import { ProcessGroup } from '../../lib/training/distributed';
 import { BertModel, ForwardBatch } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
