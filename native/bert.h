@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "config.h"
-#include "fast_cpu.h"
+#include "fast/fast_cpu.h"
 #include "masks.h"
 
 namespace bp {

@@ -9,7 +9,7 @@
 #include "checkpoint.h"
 #include "errors.h"
 #include "distributed.h"
-#include "fast_cpu.h"
+#include "fast/fast_cpu.h"
 #include "group_handle.h"
 #include "model_handle.h"
 #include "runtime.h"

@@ -22,7 +22,7 @@
 
 #include "args.h"
 #include "checkpoint.h"
-#include "fast_cpu.h"
+#include "fast/fast_cpu.h"
 #include "runtime.h"
 #include "tool_common.h"
 

@@ -1,4 +1,4 @@
-#include "fast_cpu.h"
+#include "fast/fast_cpu.h"
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
