@@ -1,8 +1,8 @@
-/** Shared test helpers: where ../shared is, temp dirs, tensor comparisons. */
+/** Shared test helpers: where ../shared is (and tests that need it), temp dirs, tensor comparisons. */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ExecutionContext } from 'ava';
+import type { ExecutionContext, SkipFn, TestFn } from 'ava';
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { native, TensorData } from '../lib/runtime/native';
@@ -13,14 +13,49 @@ export const SHARED = sharedDir(['fixtures']);
 export const FIXTURES = SHARED ? join(SHARED, 'fixtures') : undefined;
 export const DATA = SHARED ? join(SHARED, 'data') : undefined;
 
-/** Skips (with a message) when ../shared is not there. Returns the path otherwise. */
-export function needShared(t: ExecutionContext, sub: string): string | undefined {
+/** The path of `sub` in ../shared (BLOCKPRUNE_SHARED), or undefined when it is not there. */
+export function sharedPath(sub: string): string | undefined {
   const p = SHARED ? join(SHARED, sub) : undefined;
-  if (!p || !existsSync(p)) {
-    t.log(`skipped: ${sub} not found (set BLOCKPRUNE_SHARED to the shared/ folder)`);
-    t.pass();
-    return undefined;
-  }
+  return p && existsSync(p) ? p : undefined;
+}
+
+/**
+ * What `withShared` and `skipped` give: call it to register a test, or `.serial(...)` for a serial one. Either
+ * both are ava's `test` / `test.serial`, or both register the test as skipped (reported as skipped, not passed).
+ */
+export type SharedTestFn = SkipFn & { serial: SkipFn };
+
+/**
+ * ava's `test`, loaded when a test file registers a test: not at import, since the child processes of some tests
+ * (fuzz-worker, concurrency-worker) import this file outside ava, where loading ava throws.
+ */
+function avaTest(): TestFn {
+  const m = require('ava');
+  return (m.default ?? m) as TestFn;
+}
+
+/** Registers tests as skipped (ava's `test.skip` / `test.serial.skip`), with a console line saying why. */
+export function skipped(why: string): SharedTestFn {
+  console.log(`skipping tests: ${why}`);
+  const test = avaTest();
+  const skip: SkipFn = (...args: unknown[]) => (test.skip as (...a: unknown[]) => void)(...args);
+  return Object.assign(skip, { serial: test.serial.skip });
+}
+
+/**
+ * `test` when every path in `subs` is in ../shared, else `skipped(...)` naming what is missing: a test whose
+ * input is missing is reported as skipped, never as passed. Read the paths in the test with `shared(sub)`.
+ */
+export function withShared(...subs: string[]): SharedTestFn {
+  const missing = [...new Set(subs)].filter((s) => sharedPath(s) === undefined);
+  if (missing.length === 0) return avaTest();
+  return skipped(`they need ${missing.join(', ')} (set BLOCKPRUNE_SHARED to the shared/ folder)`);
+}
+
+/** `sharedPath(sub)` in a test registered with `withShared(sub)`. */
+export function shared(sub: string): string {
+  const p = sharedPath(sub);
+  if (!p) throw new Error(`${sub} is not in the shared folder (register the test with withShared)`);
   return p;
 }
 

@@ -1,36 +1,11 @@
 /** Helpers of the data tests: tests that need ../shared, the bert-base-uncased tokenizer, error checks. */
-import test from 'ava';
-import type { ExecutionContext, TestFn } from 'ava';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
 import { loadSquad } from '../../lib/data/squad';
 import type { QAExample } from '../../lib/data/squad';
 import { BertTokenizer } from '../../lib/tokenizer/tokenizer';
-import { SHARED } from '../helpers';
+import { shared } from '../helpers';
 
-/** The path of `sub` in ../shared (BLOCKPRUNE_SHARED), or undefined when it is not there. */
-export function sharedPath(sub: string): string | undefined {
-  const p = SHARED ? join(SHARED, sub) : undefined;
-  return p && existsSync(p) ? p : undefined;
-}
-
-/**
- * `test` when every path in `subs` is in ../shared, else `test.skip` (reported as skipped, not passed), with
- * a line saying what is missing.
- */
-export function withShared(...subs: string[]): TestFn {
-  const missing = subs.filter((s) => sharedPath(s) === undefined);
-  if (missing.length === 0) return test;
-  console.log(`skipping tests that need ${missing.join(', ')} (set BLOCKPRUNE_SHARED to the shared/ folder)`);
-  return test.skip as unknown as TestFn;
-}
-
-/** `sharedPath(sub)` in a test registered with `withShared(sub)`. */
-export function shared(sub: string): string {
-  const p = sharedPath(sub);
-  if (!p) throw new Error(`${sub} is not in the shared folder (register the test with withShared)`);
-  return p;
-}
+export { shared, sharedPath, withShared } from '../helpers';
 
 export const BERT = 'data/bert-base-uncased';
 export const SQUAD_DEV = 'data/squad/dev-v2.0-first5articles.json';

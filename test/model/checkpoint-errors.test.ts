@@ -2,12 +2,11 @@
  * Hostile and broken checkpoints: every case is a JS Error with a code whose message names the file and
  * the tensor; the process stays alive and keeps working afterwards.
  */
-import test from 'ava';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { native, TensorData } from '../../lib/runtime/native';
-import { needShared, tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 
 interface RawTensor {
   dtype: string;
@@ -183,9 +182,8 @@ const cases: Array<[string, string, (dir: string, ts: Record<string, RawTensor>,
 ];
 
 for (const [title, code, mutate, mentions] of cases) {
-  test(`refuses: ${title} (${code})`, async (t) => {
-    const src = needShared(t, 'fixtures/bert-tiny-cls');
-    if (!src) return;
+  withShared('fixtures/bert-tiny-cls')(`refuses: ${title} (${code})`, async (t) => {
+    const src = shared('fixtures/bert-tiny-cls');
     const tmp = tempDir();
     const dir = tmp.path;
     copyFileSync(join(src, 'config.json'), join(dir, 'config.json'));
@@ -199,9 +197,8 @@ for (const [title, code, mutate, mentions] of cases) {
   });
 }
 
-test('missing files are named: no directory, no config.json, no weights', async (t) => {
-  const src = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!src) return;
+withShared('fixtures/bert-tiny-cls')('missing files are named: no directory, no config.json, no weights', async (t) => {
+  const src = shared('fixtures/bert-tiny-cls');
   const tmp = tempDir();
   try {
     let err: any = await t.throwsAsync(BertModel.fromPretrained(join(tmp.path, 'nope')));
@@ -219,9 +216,8 @@ test('missing files are named: no directory, no config.json, no weights', async 
   }
 });
 
-test('the process is alive and the good fixture still loads after every bad file', async (t) => {
-  const src = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!src) return;
+withShared('fixtures/bert-tiny-cls')('the process is alive and the good fixture still loads after every bad file', async (t) => {
+  const src = shared('fixtures/bert-tiny-cls');
   const m = await BertModel.fromPretrained(src);
   const out = await m.forward({ inputIds: new Int32Array([101, 200, 102]), batchSize: 1, seqLen: 3 });
   t.deepEqual(out.logits.shape, [1, 2]);

@@ -8,11 +8,10 @@
  * crash names the case; the run then resumes after it. Environment: BLOCKPRUNE_FUZZ_SECONDS (default 40),
  * BLOCKPRUNE_FUZZ_SEED, BLOCKPRUNE_FUZZ_MAX_CASES, BLOCKPRUNE_FUZZ_RSS_MB (see fuzz-worker.ts).
  */
-import test, { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { needShared } from '../helpers';
+import { withShared } from '../helpers';
 
 const WORKER = join(__dirname, 'fuzz-worker.js');
 const SECONDS = Number(process.env.BLOCKPRUNE_FUZZ_SECONDS ?? 40);
@@ -136,12 +135,10 @@ function describeDeath(r: ChildResult): string {
     .join('\n');
 }
 
-function needInputs(t: ExecutionContext): boolean {
-  return !!(needShared(t, 'fixtures/bert-tiny-cls') && needShared(t, 'fixtures/bert-tiny-qa') && needShared(t, 'data/bert-base-uncased'));
-}
+/** The fuzz's inputs (the worker finds them through FIXTURES and DATA): without them the test is skipped. */
+const INPUTS = ['fixtures/bert-tiny-cls', 'fixtures/bert-tiny-qa', 'data/bert-base-uncased'];
 
-test('fuzz: mutated checkpoints, configs and tokenizer files end in success or a JS Error, never a crash', async (t) => {
-  if (!needInputs(t)) return;
+withShared(...INPUTS)('fuzz: mutated checkpoints, configs and tokenizer files end in success or a JS Error, never a crash', async (t) => {
   t.timeout(SECONDS * 1000 + 180_000);
   const t0 = Date.now();
   const deadline = t0 + SECONDS * 1000;
@@ -201,8 +198,7 @@ test('fuzz: mutated checkpoints, configs and tokenizer files end in success or a
   if (uncoded.length) t.log(`errors without a code: ${uncoded.join(', ')}`);
 });
 
-test('fuzz regressions: huge configs, deep JSON and unusable tokenizers fail fast with a coded error', async (t) => {
-  if (!needShared(t, 'fixtures/bert-tiny-cls')) return;
+withShared('fixtures/bert-tiny-cls')('fuzz regressions: huge configs, deep JSON and unusable tokenizers fail fast with a coded error', async (t) => {
   t.timeout(180_000);
   const r = await runChild({ BLOCKPRUNE_FUZZ_REGRESSIONS: '1' }, 150_000);
   if (r.code !== 0 || r.signal !== null || !r.summary) {

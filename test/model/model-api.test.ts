@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, rmSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel, BertConfigJson, extendModel } from '../../lib/model/model';
 import { native } from '../../lib/runtime/native';
-import { maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
+import { maxAbsDiff, shared, tempDir, withShared, writeSafetensorsFile } from '../helpers';
 
 const SMALL: BertConfigJson = {
   vocab_size: 1000,
@@ -106,9 +106,8 @@ test('a disposed model rejects with E_DISPOSED; queued calls reject, the running
   m.dispose(); // twice is fine
 });
 
-test('save -> load gives bit-identical outputs (classification, QA, bare, pruned heads)', async (t) => {
-  const fixtures = needShared(t, 'fixtures');
-  if (!fixtures) return;
+withShared('fixtures')('save -> load gives bit-identical outputs (classification, QA, bare, pruned heads)', async (t) => {
+  const fixtures = shared('fixtures');
   for (const name of ['bert-tiny-cls', 'bert-tiny-qa', 'bert-tiny-bare', 'bert-tiny-pruned-heads', 'bert-tiny-cls-bin']) {
     const tmp = tempDir();
     try {
@@ -132,9 +131,8 @@ test('save -> load gives bit-identical outputs (classification, QA, bare, pruned
   }
 });
 
-test('a sharded checkpoint (model.safetensors.index.json) loads like the single file', async (t) => {
-  const src = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!src) return;
+withShared('fixtures/bert-tiny-cls')('a sharded checkpoint (model.safetensors.index.json) loads like the single file', async (t) => {
+  const src = shared('fixtures/bert-tiny-cls');
   const tmp = tempDir();
   try {
     const a = await BertModel.fromPretrained(src);
@@ -171,9 +169,8 @@ test('a sharded checkpoint (model.safetensors.index.json) loads like the single 
   }
 });
 
-test('a checkpoint without a task head gets one created at random, reported', async (t) => {
-  const src = needShared(t, 'fixtures/bert-tiny-bare');
-  if (!src) return;
+withShared('fixtures/bert-tiny-bare')('a checkpoint without a task head gets one created at random, reported', async (t) => {
+  const src = shared('fixtures/bert-tiny-bare');
   const m = await BertModel.fromPretrained(src, { task: 'text-classification', numLabels: 3, seed: 1 });
   t.is(m.task, 'text-classification');
   t.deepEqual(m.loadReport!.newlyInitialized, ['classifier.weight', 'classifier.bias']);
@@ -183,9 +180,8 @@ test('a checkpoint without a task head gets one created at random, reported', as
   m.dispose();
 });
 
-test('bad options: unknown task, bad device, no CUDA in this build', async (t) => {
-  const src = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!src) return;
+withShared('fixtures/bert-tiny-cls')('bad options: unknown task, bad device, no CUDA in this build', async (t) => {
+  const src = shared('fixtures/bert-tiny-cls');
   let err: any = await t.throwsAsync(BertModel.fromPretrained(src, { task: 'translation' as any }));
   t.is(err.code, 'E_INVALID_ARG');
   err = await t.throwsAsync(BertModel.fromPretrained(src, { device: 'tpu' }));
@@ -198,9 +194,8 @@ test('bad options: unknown task, bad device, no CUDA in this build', async (t) =
   }
 });
 
-test('loadState: a file with a bad tensor changes nothing (all checked before any copy)', async (t) => {
-  const src = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!src) return;
+withShared('fixtures/bert-tiny-cls')('loadState: a file with a bad tensor changes nothing (all checked before any copy)', async (t) => {
+  const src = shared('fixtures/bert-tiny-cls');
   const tmp = tempDir();
   try {
     const m = await BertModel.fromPretrained(src);

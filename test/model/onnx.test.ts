@@ -12,7 +12,7 @@ import { native, TensorData } from '../../lib/runtime/native';
 import { exportOnnx, OnnxExportOptions } from '../../lib/model/onnx';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
-import { FIXTURES, maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
+import { maxAbsDiff, shared, tempDir, withShared, writeSafetensorsFile } from '../helpers';
 
 const ATOL = 1e-4;
 // The machine is small and shared: one thread for each runtime.
@@ -188,12 +188,11 @@ for (const [name, ioPath, extras] of [
   ['bert-tiny-pruned-heads', 'bert-tiny-pruned-heads/io.safetensors', false],
   ['pruning/hybrid/compact', 'pruning/io.safetensors', false],
 ] as const) {
-  test(`fixture ${name}${extras ? ' (extras)' : ''}: ONNX outputs match forward`, async (t) => {
-    const dir = needShared(t, `fixtures/${name}`);
-    if (!dir) return;
+  withShared(`fixtures/${name}`, `fixtures/${ioPath}`)(`fixture ${name}${extras ? ' (extras)' : ''}: ONNX outputs match forward`, async (t) => {
+    const dir = shared(`fixtures/${name}`);
     const model = await BertModel.fromPretrained(dir);
     try {
-      const { batch, io } = await fixtureBatch(join(FIXTURES!, ioPath));
+      const { batch, io } = await fixtureBatch(shared(`fixtures/${ioPath}`));
       const batches = [batch, ...standardBatches(model.config, 100)];
       await checkModel(t, `${name}${extras ? ' (extras)' : ''}`, model, batches, { extras });
       // The fixture's HF outputs too, where it has them (same tolerance).

@@ -2,11 +2,10 @@
  * Parity with HF transformers 4.4.2 (../shared/fixtures, see its README): forward outputs, hidden states,
  * attentions and losses of the tiny checkpoints, in every checkpoint format we load.
  */
-import test from 'ava';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import type { TensorData } from '../../lib/runtime/native';
-import { expectClose, fixtureBatch, needShared, readTensors } from '../helpers';
+import { expectClose, fixtureBatch, readTensors, shared, withShared } from '../helpers';
 
 const ATOL = 1e-5; // fixture README: forward outputs atol 1e-5
 const LOSS_ATOL = 1e-6;
@@ -29,9 +28,8 @@ for (const [name, ioDir] of [
   ['bert-tiny-cls', 'bert-tiny-cls'],
   ['bert-tiny-cls-bin', 'bert-tiny-cls'], // the same weights as torch.save's pytorch_model.bin
 ] as const) {
-  test(`${name}: logits, pooler, every hidden state and attention map, loss`, async (t) => {
-    const dir = needShared(t, `fixtures/${name}`);
-    if (!dir) return;
+  withShared(`fixtures/${name}`, `fixtures/${ioDir}`)(`${name}: logits, pooler, every hidden state and attention map, loss`, async (t) => {
+    const dir = shared(`fixtures/${name}`);
     const expected = await io(join(dir, '..', ioDir));
     const model = await BertModel.fromPretrained(dir);
     t.is(model.task, 'text-classification');
@@ -44,9 +42,8 @@ for (const [name, ioDir] of [
   });
 }
 
-test('bert-tiny-qa: start/end logits, loss, loss with out-of-range positions', async (t) => {
-  const dir = needShared(t, 'fixtures/bert-tiny-qa');
-  if (!dir) return;
+withShared('fixtures/bert-tiny-qa')('bert-tiny-qa: start/end logits, loss, loss with out-of-range positions', async (t) => {
+  const dir = shared('fixtures/bert-tiny-qa');
   const expected = await io(dir);
   const model = await BertModel.fromPretrained(dir);
   t.is(model.task, 'question-answering');
@@ -58,9 +55,8 @@ test('bert-tiny-qa: start/end logits, loss, loss with out-of-range positions', a
   model.dispose();
 });
 
-test('bert-tiny-pruned-heads: per-layer head counts from config.pruned_heads, outputs', async (t) => {
-  const dir = needShared(t, 'fixtures/bert-tiny-pruned-heads');
-  if (!dir) return;
+withShared('fixtures/bert-tiny-pruned-heads')('bert-tiny-pruned-heads: per-layer head counts from config.pruned_heads, outputs', async (t) => {
+  const dir = shared('fixtures/bert-tiny-pruned-heads');
   const expected = await io(dir);
   const model = await BertModel.fromPretrained(dir);
   t.deepEqual(
@@ -77,9 +73,8 @@ test('bert-tiny-pruned-heads: per-layer head counts from config.pruned_heads, ou
   model.dispose();
 });
 
-test('bert-tiny-bare: a BertModel checkpoint without the bert. prefix', async (t) => {
-  const dir = needShared(t, 'fixtures/bert-tiny-bare');
-  if (!dir) return;
+withShared('fixtures/bert-tiny-bare')('bert-tiny-bare: a BertModel checkpoint without the bert. prefix', async (t) => {
+  const dir = shared('fixtures/bert-tiny-bare');
   const expected = await io(dir);
   const model = await BertModel.fromPretrained(dir);
   t.is(model.task, 'bare');
@@ -89,10 +84,9 @@ test('bert-tiny-bare: a BertModel checkpoint without the bert. prefix', async (t
   model.dispose();
 });
 
-test('bert-base geometry: parameter counts equal HF named_parameters()', async (t) => {
-  const shapesFile = needShared(t, 'fixtures/bert-base-shapes.json');
-  const cfgFile = needShared(t, 'data/bert-base-uncased/config.json');
-  if (!shapesFile || !cfgFile) return;
+withShared('fixtures/bert-base-shapes.json', 'data/bert-base-uncased/config.json')('bert-base geometry: parameter counts equal HF named_parameters()', async (t) => {
+  const shapesFile = shared('fixtures/bert-base-shapes.json');
+  const cfgFile = shared('data/bert-base-uncased/config.json');
   const { readFileSync } = await import('node:fs');
   const shapes = JSON.parse(readFileSync(shapesFile, 'utf8'));
   const config = JSON.parse(readFileSync(cfgFile, 'utf8'));

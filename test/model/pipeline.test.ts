@@ -2,13 +2,12 @@
  * Pipelines end to end on real text: a small random BERT with the bert-base-uncased vocabulary, saved
  * with its tokenizer, answers through pipeline(...) exactly as the model's own forward does.
  */
-import test from 'ava';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { pipeline } from '../../lib/model/pipelines';
 import { BertTokenizer } from '../../lib/tokenizer/tokenizer';
-import { needShared, tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 
 const TINY = {
   vocab_size: 30522,
@@ -21,9 +20,12 @@ const TINY = {
   attention_probs_dropout_prob: 0,
 };
 
-async function makeModelDir(t: any, task: 'text-classification' | 'question-answering', extra: Record<string, unknown> = {}, tokenizerFile = 'tokenizer.json') {
-  const tokDir = needShared(t, 'data/bert-base-uncased');
-  if (!tokDir) return undefined;
+const BERT = 'data/bert-base-uncased';
+const SQUAD_DEV = 'data/squad/dev-v2.0-first5articles.json';
+
+/** A random tiny model saved with bert-base-uncased's tokenizer (tests registered with `withShared(BERT)`). */
+async function makeModelDir(task: 'text-classification' | 'question-answering', extra: Record<string, unknown> = {}, tokenizerFile = 'tokenizer.json') {
+  const tokDir = shared(BERT);
   const tmp = tempDir();
   const m = await BertModel.fromConfig({ ...TINY, ...extra }, { task, seed: 7 });
   await m.save(tmp.path);
@@ -32,13 +34,12 @@ async function makeModelDir(t: any, task: 'text-classification' | 'question-answ
   return tmp;
 }
 
-test('text-classification: labels from id2label, scores are softmax of the logits, pairs, batches', async (t) => {
-  const tmp = await makeModelDir(t, 'text-classification', {
+withShared(BERT)('text-classification: labels from id2label, scores are softmax of the logits, pairs, batches', async (t) => {
+  const tmp = await makeModelDir('text-classification', {
     num_labels: 3,
     id2label: { '0': 'negative', '1': 'neutral', '2': 'positive' },
     label2id: { negative: 0, neutral: 1, positive: 2 },
   });
-  if (!tmp) return;
   try {
     const classify = await pipeline('text-classification', tmp.path);
     const one = (await classify('it \'s a charming and often affecting journey .')) as { label: string; score: number };
@@ -69,12 +70,10 @@ test('text-classification: labels from id2label, scores are softmax of the logit
   }
 });
 
-test('question-answering: answers are exact substrings of long contexts; vocab.txt-only dirs work', async (t) => {
-  const squad = needShared(t, 'data/squad/dev-v2.0-first5articles.json');
-  if (!squad) return;
+withShared(SQUAD_DEV, BERT)('question-answering: answers are exact substrings of long contexts; vocab.txt-only dirs work', async (t) => {
+  const squad = shared(SQUAD_DEV);
   for (const tokFile of ['tokenizer.json', 'vocab.txt']) {
-    const tmp = await makeModelDir(t, 'question-answering', {}, tokFile);
-    if (!tmp) return;
+    const tmp = await makeModelDir('question-answering', {}, tokFile);
     try {
       const qa = await pipeline('question-answering', tmp.path);
       const data = JSON.parse(readFileSync(squad, 'utf8'));
@@ -104,17 +103,15 @@ test('question-answering: answers are exact substrings of long contexts; vocab.t
   }
 });
 
-test('pipeline errors: no tokenizer, unknown task, missing directory', async (t) => {
-  const fixtures = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!fixtures) return;
+withShared('fixtures/bert-tiny-cls', BERT)('pipeline errors: no tokenizer, unknown task, missing directory', async (t) => {
+  const fixtures = shared('fixtures/bert-tiny-cls');
   let err: any = await t.throwsAsync(pipeline('text-classification', fixtures));
   t.is(err.code, 'E_FILE_NOT_FOUND');
   t.regex(err.message, /tokenizer\.json/);
   err = await t.throwsAsync(pipeline('summarization' as any, fixtures));
   t.is(err.code, 'E_INVALID_ARG');
   // A tokenizer bigger than the model's vocabulary would produce out-of-range ids: refused up front.
-  const tok = needShared(t, 'data/bert-base-uncased');
-  if (!tok) return;
+  const tok = shared(BERT);
   err = await t.throwsAsync(pipeline('text-classification', fixtures, { tokenizer: tok }));
   t.is(err.code, 'E_BAD_CONFIG');
 });

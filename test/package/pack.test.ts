@@ -4,13 +4,12 @@
  * addon (scripts/prebuild.js; the test makes it from the addon built in this checkout), the tarball must carry
  * neither libtorch nor test data, and the answers must equal the checkout's own.
  */
-import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { pipeline } from '../../lib/model/pipelines';
-import { needShared, tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 import { packageRoot } from '../../lib/runtime/native';
 
 const ROOT = packageRoot();
@@ -18,9 +17,8 @@ const TINY = { vocab_size: 30522, hidden_size: 64, num_hidden_layers: 2, num_att
 const TEXT = 'a charming and often affecting journey';
 const QA = { question: 'Where do the Normans come from?', context: 'The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in France. They descended from Norse raiders from Denmark, Iceland and Norway.' };
 
-test('npm pack -> install with no compiler -> classify and answer from the installed package', async (t) => {
-  const tokDir = needShared(t, 'data/bert-base-uncased');
-  if (!tokDir) return;
+withShared('data/bert-base-uncased')('npm pack -> install with no compiler -> classify and answer from the installed package', async (t) => {
+  const tokDir = shared('data/bert-base-uncased');
   const tmp = tempDir('blockprune-pack-');
   try {
     // Models for the installed package to load, and the checkout's own answers to compare with.

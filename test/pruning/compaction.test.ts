@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
-import { maxAbsDiff, needShared, tempDir, writeSafetensorsFile } from '../helpers';
+import { maxAbsDiff, tempDir, writeSafetensorsFile } from '../helpers';
 
 const TINY: BertConfigJson = {
   vocab_size: 512,
@@ -177,8 +177,6 @@ test('errors: blocks that do not divide, patching twice, compiling an unpatched 
 });
 
 test('errors: a compact checkpoint whose per-layer fields are missing or wrong', async (t) => {
-  const fixtures = needShared(t, 'fixtures/bert-tiny-pruned-heads');
-  if (!fixtures) return;
   const tmp = tempDir();
   try {
     const m = await BertModel.fromConfig({ ...TINY, pruned_heads: { '0': [1] }, intermediate_sizes: [100, 90] }, { seed: 2 });

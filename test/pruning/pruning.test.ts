@@ -3,14 +3,13 @@
  * of every method at three thresholds, masked logits, the regularization loss and every gradient at step 55
  * (mask scores included), compile and compaction (heads, widths, parameter counts, logits).
  */
-import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
 import '../../lib/training/model-training';
-import { expectClose, fixtureBatch, maxAbsDiff, needShared, readTensors } from '../helpers';
+import { expectClose, fixtureBatch, maxAbsDiff, readTensors, shared, withShared } from '../helpers';
 
 type Variant = 'hybrid' | 'topk' | 'threshold';
 
@@ -25,9 +24,11 @@ async function patched(root: string, variant: Variant): Promise<{ model: BertMod
   return { model, config };
 }
 
-test('schedule: threshold, lambda and progress at every fixture step', (t) => {
-  const root = needShared(t, 'fixtures/pruning');
-  if (!root) return;
+/** Every test here reads fixtures/pruning (skipped without it). */
+const pruningTest = withShared('fixtures/pruning');
+
+pruningTest('schedule: threshold, lambda and progress at every fixture step', (t) => {
+  const root = shared('fixtures/pruning');
   const steps = JSON.parse(readFileSync(join(root, 'hybrid', 'steps.json'), 'utf8'));
   const a = steps.schedule_args;
   const config = PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, 'hybrid', 'sparse_args.json'), 'utf8')));
@@ -44,9 +45,8 @@ test('schedule: threshold, lambda and progress at every fixture step', (t) => {
 });
 
 for (const variant of ['hybrid', 'topk', 'threshold'] as const) {
-  test(`${variant}: masks at the final threshold and steps 30 and 55 equal nn_pruning's exactly; masked logits`, async (t) => {
-    const root = needShared(t, 'fixtures/pruning');
-    if (!root) return;
+  pruningTest(`${variant}: masks at the final threshold and steps 30 and 55 equal nn_pruning's exactly; masked logits`, async (t) => {
+    const root = shared('fixtures/pruning');
     const { model, config } = await patched(root, variant);
     const meta = variant === 'hybrid' ? JSON.parse(readFileSync(join(root, 'hybrid', 'steps.json'), 'utf8')).schedule_args : JSON.parse(readFileSync(join(root, variant, 'meta.json'), 'utf8')).schedule_args;
     for (const which of ['final', 'step30', 'step55']) {
@@ -77,9 +77,8 @@ for (const variant of ['hybrid', 'topk', 'threshold'] as const) {
   });
 }
 
-test('hybrid step 55: CE, L1 regularization, loss and every gradient (straight-through scores)', async (t) => {
-  const root = needShared(t, 'fixtures/pruning');
-  if (!root) return;
+pruningTest('hybrid step 55: CE, L1 regularization, loss and every gradient (straight-through scores)', async (t) => {
+  const root = shared('fixtures/pruning');
   const { model, config } = await patched(root, 'hybrid');
   const steps = JSON.parse(readFileSync(join(root, 'hybrid', 'steps.json'), 'utf8'));
   const r = steps.regularization_at_step;
@@ -123,9 +122,8 @@ test('hybrid step 55: CE, L1 regularization, loss and every gradient (straight-t
   model.dispose();
 });
 
-test('hybrid: compile and compact give nn_pruning\'s heads, widths, parameter counts and logits', async (t) => {
-  const root = needShared(t, 'fixtures/pruning');
-  if (!root) return;
+pruningTest('hybrid: compile and compact give nn_pruning\'s heads, widths, parameter counts and logits', async (t) => {
+  const root = shared('fixtures/pruning');
   const { model } = await patched(root, 'hybrid');
   await model.setThreshold(0.1);
   const io = await readTensors(join(root, 'io.safetensors'));
@@ -164,9 +162,8 @@ test('hybrid: compile and compact give nn_pruning\'s heads, widths, parameter co
   for (const m of [model, small, headsOnly]) m.dispose();
 });
 
-test("nn_pruning's own compact checkpoint (intermediate_size 128, widths 115/112 in the weights) loads", async (t) => {
-  const root = needShared(t, 'fixtures/pruning');
-  if (!root) return;
+pruningTest("nn_pruning's own compact checkpoint (intermediate_size 128, widths 115/112 in the weights) loads", async (t) => {
+  const root = shared('fixtures/pruning');
   const m = await BertModel.fromPretrained(join(root, 'hybrid', 'compact'));
   t.deepEqual(m.layers.map((l) => [l.heads, l.intermediateSize]), [[3, 115], [3, 112]]);
   const io = await readTensors(join(root, 'io.safetensors'));
@@ -175,9 +172,8 @@ test("nn_pruning's own compact checkpoint (intermediate_size 128, widths 115/112
   m.dispose();
 });
 
-test('quirk: a head dead only in its key rows is removed by compaction, as nn_pruning does', async (t) => {
-  const root = needShared(t, 'fixtures/pruning');
-  if (!root) return;
+pruningTest('quirk: a head dead only in its key rows is removed by compaction, as nn_pruning does', async (t) => {
+  const root = shared('fixtures/pruning');
   const quirk = JSON.parse(readFileSync(join(root, 'hybrid', 'quirk_key_only_head.json'), 'utf8'));
   const { model } = await patched(root, 'hybrid');
   // The same scores plus the key block rows of layer 0, head 2 set to -8 (16x16 blocks: head 2 = block row 2).

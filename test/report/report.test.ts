@@ -10,11 +10,10 @@ import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import { buildReport, formatReport, parameterSummary, writeMaskImages } from '../../lib/report/report';
 import { encodePng } from '../../lib/report/png';
-import { needShared, tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 
-test('bert-base QA with 64 heads and FFN widths summing to 6,293 has 46,161,559 parameters (2.38X)', async (t) => {
-  const cfgFile = needShared(t, 'data/bert-base-uncased/config.json');
-  if (!cfgFile) return;
+withShared('data/bert-base-uncased/config.json')('bert-base QA with 64 heads and FFN widths summing to 6,293 has 46,161,559 parameters (2.38X)', async (t) => {
+  const cfgFile = shared('data/bert-base-uncased/config.json');
   const config = JSON.parse(readFileSync(cfgFile, 'utf8'));
   // Layer 0 as in the reference walkthrough: 4 heads (q/k/v [256, 768]) and FFN 552; the rest sums to 64 / 6,293.
   const heads = [4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 1];
@@ -73,9 +72,8 @@ test('encodePng round-trips through zlib', (t) => {
   t.throws(() => encodePng(2, 2, 3, new Uint8Array(5)), { instanceOf: RangeError });
 });
 
-test('mask pictures show the kept blocks, heads and FFN density of a pruned model', async (t) => {
-  const root = needShared(t, 'fixtures/pruning');
-  if (!root) return;
+withShared('fixtures/pruning')('mask pictures show the kept blocks, heads and FFN density of a pruned model', async (t) => {
+  const root = shared('fixtures/pruning');
   const config = PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, 'hybrid', 'sparse_args.json'), 'utf8')));
   const model = await BertModel.fromPretrained(join(root, 'model'));
   await model.patch(config);

@@ -7,17 +7,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/runtime/native';
-import { needShared } from '../helpers';
+import { shared, skipped, withShared } from '../helpers';
 
-test('check_torch_bin: pytorch_model.bin equals model.safetensors; hostile archives are refused', (t) => {
-  const fixtures = needShared(t, 'fixtures');
-  if (!fixtures) return;
-  const exe = join(packageRoot(), 'build', 'check_torch_bin');
-  if (!existsSync(exe)) {
-    t.log(`skipped: ${exe} not built (BP_BUILD_TOOLS=OFF)`);
-    t.pass();
-    return;
-  }
+const CHECK_TORCH_BIN = join(packageRoot(), 'build', 'check_torch_bin');
+const torchBinTest = existsSync(CHECK_TORCH_BIN) ? withShared('fixtures') : skipped(`${CHECK_TORCH_BIN} not built (BP_BUILD_TOOLS=OFF)`);
+torchBinTest('check_torch_bin: pytorch_model.bin equals model.safetensors; hostile archives are refused', (t) => {
+  const fixtures = shared('fixtures');
+  const exe = CHECK_TORCH_BIN;
   const r = spawnSync(exe, [join(fixtures, 'bert-tiny-cls-bin', 'pytorch_model.bin'), join(fixtures, 'bert-tiny-cls', 'model.safetensors')], {
     encoding: 'utf8',
     timeout: 120_000,

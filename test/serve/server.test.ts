@@ -7,7 +7,7 @@
  * 1,024 entries: the special tokens, the ASCII characters alone and as "##" pieces, then the most frequent
  * words, written to a temp dir and passed as the pipeline's `tokenizer` option.
  */
-import test, { ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { connect } from 'node:net';
@@ -16,7 +16,7 @@ import { pipeline, QuestionAnsweringPipeline, TextClassificationPipeline } from 
 import { createInferenceServer, InferenceServer } from '../../lib/serve/server';
 import type { InferenceServerOptions } from '../../lib/serve/server-options';
 import { writeVocab } from '../../lib/tokenizer/vocab';
-import { call, cutVocab, needShared, tempDir } from '../helpers';
+import { call, cutVocab, shared, tempDir, withShared } from '../helpers';
 
 const SENTENCES = [
   "it 's a charming and often affecting journey .",
@@ -63,11 +63,16 @@ interface Fixture {
   cleanup(): void;
 }
 
-async function fixture(t: ExecutionContext, withQA = false, batchSize = 32): Promise<Fixture | undefined> {
-  const clsDir = needShared(t, 'fixtures/bert-tiny-cls');
-  const qaDir = needShared(t, 'fixtures/bert-tiny-qa');
-  const bert = needShared(t, 'data/bert-base-uncased/vocab.txt');
-  if (!clsDir || !qaDir || !bert) return undefined;
+const CLS = 'fixtures/bert-tiny-cls';
+const QA = 'fixtures/bert-tiny-qa';
+const VOCAB = 'data/bert-base-uncased/vocab.txt';
+/** The tests here: each needs both fixtures and bert-base-uncased's vocab.txt (skipped otherwise). */
+const serverTest = withShared(CLS, QA, VOCAB);
+
+async function fixture(withQA = false, batchSize = 32): Promise<Fixture> {
+  const clsDir = shared(CLS);
+  const qaDir = shared(QA);
+  const bert = shared(VOCAB);
   const vocabSize = JSON.parse(readFileSync(join(clsDir, 'config.json'), 'utf8')).vocab_size as number;
   const tmp = tempDir('blockprune-server-');
   writeVocab(tmp.path, cutVocab(bert, vocabSize));
@@ -111,9 +116,8 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
-test('single requests: /classify and /qa answer as the pipelines do; /health describes the models', async (t) => {
-  const f = await fixture(t, true);
-  if (!f) return;
+serverTest('single requests: /classify and /qa answer as the pipelines do; /health describes the models', async (t) => {
+  const f = await fixture(true);
   const { service, port } = await start({ classify: f.classify, qa: f.qa, batching: { maxBatch: 32, windowMs: 2 }, disposeOnClose: false });
   try {
     for (const s of SENTENCES.slice(0, 4)) closeTo(t, (await call(port, 'POST', '/classify', { text: s })).json, await f.classify(s), 'text');
@@ -147,9 +151,8 @@ test('single requests: /classify and /qa answer as the pipelines do; /health des
   }
 });
 
-test('20 concurrent requests share forwards and each gets its own answer (= the unbatched answer)', async (t) => {
-  const f = await fixture(t, true);
-  if (!f) return;
+serverTest('20 concurrent requests share forwards and each gets its own answer (= the unbatched answer)', async (t) => {
+  const f = await fixture(true);
   const expected: unknown[] = [];
   for (const s of SENTENCES) expected.push(await f.classify(s));
   const expectedQA: unknown[] = [];
@@ -187,9 +190,8 @@ test('20 concurrent requests share forwards and each gets its own answer (= the 
   }
 });
 
-test('bad requests get 4xx with a JSON { error, message } and the service keeps answering', async (t) => {
-  const f = await fixture(t, true);
-  if (!f) return;
+serverTest('bad requests get 4xx with a JSON { error, message } and the service keeps answering', async (t) => {
+  const f = await fixture(true);
   const { service, port } = await start({ classify: f.classify, qa: f.qa, maxTextChars: 200, maxBodyBytes: 4096, maxInputs: 8, disposeOnClose: false });
   const only = await start({ classify: f.classify, disposeOnClose: false });
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -265,9 +267,8 @@ test('bad requests get 4xx with a JSON { error, message } and the service keeps 
   }
 });
 
-test('close() with requests in flight answers them 503; a disposed model answers 503; the process carries on', async (t) => {
-  const f = await fixture(t, true, 1);
-  if (!f) return;
+serverTest('close() with requests in flight answers them 503; a disposed model answers 503; the process carries on', async (t) => {
+  const f = await fixture(true, 1);
   try {
     // Requests waiting for a batch (a long window) when the service closes.
     const a = await start({ classify: f.classify, qa: f.qa, batching: { maxBatch: 32, windowMs: 10_000, idleStart: false }, disposeOnClose: false });
@@ -286,8 +287,7 @@ test('close() with requests in flight answers them 503; a disposed model answers
     t.false(f.classify.model.disposed, 'disposeOnClose: false keeps the pipeline');
 
     // A disposed model (the pipeline disposed behind the service's back): 503, and the service stays up.
-    const extra = await fixture(t, false, 1);
-    if (!extra) return;
+    const extra = await fixture(false, 1);
     const b = await start({ classify: extra.classify, batching: { maxBatch: 32, windowMs: 1 } });
     extra.classify.dispose();
     const gone = await call(b.port, 'POST', '/classify', { text: SENTENCES[0] });
@@ -314,8 +314,7 @@ test('close() with requests in flight answers them 503; a disposed model answers
     t.true(f.classify.model.disposed && f.qa!.model.disposed, 'close() disposed the pipelines');
     t.log(`a request during close: ${during instanceof Error ? during.message : during.status}`);
     // The process is fine: a new model loads and runs.
-    const again = await fixture(t, false);
-    if (!again) return;
+    const again = await fixture(false);
     t.truthy(await again.classify(SENTENCES[0]));
     again.cleanup();
   } finally {

@@ -17,7 +17,7 @@ import { native } from '../../lib/runtime/native';
 import { BertModel } from '../../lib/model/model';
 import { latestCheckpoint, readCheckpointState } from '../../lib/training/trainer';
 import { BertTokenizer } from '../../lib/tokenizer/tokenizer';
-import { DATA, needShared, tempDir } from '../helpers';
+import { DATA, shared, skipped, tempDir, withShared } from '../helpers';
 
 const WORKER = join(__dirname, 'dist-worker.js');
 const gloo = native().buildInfo().distributedBackends.includes('gloo');
@@ -77,11 +77,12 @@ function maskDiffs(a: Record<string, number[]>, b: Record<string, number[]>): nu
 // 41 examples in global batches of 8: the last batch has one row, so rank 1 has none at that step.
 const base = (out: string) => ({ data: DATA, out, examples: 41, batchSize: 8, epochs: 2 });
 
+/** Tests that need Gloo and SST-2: skipped, saying which is missing, otherwise. */
+const glooSst2 = gloo ? withShared('data/sst2') : skipped('this build has no Gloo');
+
 /** A serial test that needs Gloo and SST-2 (skipped with a message otherwise), given temp folders it removes. */
 function distTest(title: string, dirs: number, fn: (t: ExecutionContext, ...dirs: string[]) => Promise<void>): void {
-  test.serial(title, async (t) => {
-    if (!gloo) return void t.pass('skipped: this build has no Gloo');
-    if (!needShared(t, 'data/sst2')) return;
+  glooSst2.serial(title, async (t) => {
     const made = Array.from({ length: dirs }, () => tempDir());
     try {
       await fn(t, ...made.map((d) => d.path));
@@ -255,9 +256,8 @@ test.serial('launch() runs N ranks with torchrun variables and stops the rest wh
   }
 });
 
-test('shards: the ranks of a global batch partition it (dataset and generic split agree)', async (t) => {
-  if (!needShared(t, 'data/bert-base-uncased')) return;
-  const tok = BertTokenizer.fromDir(join(DATA!, 'bert-base-uncased'));
+withShared('data/bert-base-uncased', 'data/squad/dev-v2.0-first5articles.json')('shards: the ranks of a global batch partition it (dataset and generic split agree)', async (t) => {
+  const tok = BertTokenizer.fromDir(shared('data/bert-base-uncased'));
   const ex = Array.from({ length: 11 }, (_, i) => ({ text: `sentence number ${i} ${'word '.repeat(i % 4)}`, label: i % 2 }));
   const ds = new ClassificationDataset(ex, tok, { maxLength: 32 });
   const globals = [...ds.batches(4, { shuffle: true, seed: 3, epoch: 1 })];
@@ -275,7 +275,7 @@ test('shards: the ranks of a global batch partition it (dataset and generic spli
     });
   }
   // QA windows shard the same way.
-  const squad = join(DATA!, 'squad', 'dev-v2.0-first5articles.json');
+  const squad = shared('data/squad/dev-v2.0-first5articles.json');
   const { examples: qa } = await loadSquad(squad, { limit: 12 });
   const qds = new QADataset(qa, tok, { maxLength: 96, docStride: 32 });
   const qGlobal = [...qds.batches(5, { shuffle: true, seed: 1 })];
@@ -315,9 +315,7 @@ test('ProcessGroup options from torchrun variables, and bad ones', async (t) => 
   await t.throwsAsync(g.allreduce([1]), { code: 'E_DISPOSED' });
 });
 
-test.serial('CLI: blockprune train --nproc 2 fine-prunes with two ranks; rank 0 alone writes and reports', async (t) => {
-  if (!gloo) return void t.pass('skipped: this build has no Gloo');
-  if (!needShared(t, 'data/sst2')) return;
+glooSst2.serial('CLI: blockprune train --nproc 2 fine-prunes with two ranks; rank 0 alone writes and reports', async (t) => {
   const dir = tempDir();
   const cli = join(__dirname, '..', '..', 'lib', 'cli', 'main.js');
   const exec = (args: string[], env: NodeJS.ProcessEnv = process.env) =>

@@ -2,20 +2,18 @@
  * The C++ training step against transformers' AdamW (../shared/fixtures/bert-tiny-cls/steps.*): losses of
  * three steps, the final logits and every parameter; plus clipping, distillation and resumable state.
  */
-import test from 'ava';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { native } from '../../lib/runtime/native';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
 import '../../lib/training/model-training';
-import { expectClose, fixtureBatch, maxAbsDiff, needShared, readTensors, tempDir } from '../helpers';
+import { expectClose, fixtureBatch, maxAbsDiff, readTensors, shared, tempDir, withShared } from '../helpers';
 
 
 
-test('3 AdamW steps (lr 1e-3, wd 0.01, HF semantics) reproduce the losses, final logits and every parameter', async (t) => {
-  const dir = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!dir) return;
+withShared('fixtures/bert-tiny-cls')('3 AdamW steps (lr 1e-3, wd 0.01, HF semantics) reproduce the losses, final logits and every parameter', async (t) => {
+  const dir = shared('fixtures/bert-tiny-cls');
   const io = await readTensors(join(dir, 'io.safetensors'));
   const ref = await readTensors(join(dir, 'steps.safetensors'));
   const steps = JSON.parse(require('node:fs').readFileSync(join(dir, 'steps.json'), 'utf8'));
@@ -46,9 +44,8 @@ test('3 AdamW steps (lr 1e-3, wd 0.01, HF semantics) reproduce the losses, final
   m.dispose();
 });
 
-test('clipping bounds the gradient norm; lrScale 0 changes nothing; a teacher adds a distillation term', async (t) => {
-  const dir = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!dir) return;
+withShared('fixtures/bert-tiny-cls')('clipping bounds the gradient norm; lrScale 0 changes nothing; a teacher adds a distillation term', async (t) => {
+  const dir = shared('fixtures/bert-tiny-cls');
   const io = await readTensors(join(dir, 'io.safetensors'));
   const m = await BertModel.fromPretrained(dir);
   const before = (await m.forward(fixtureBatch(io))).logits;
@@ -71,9 +68,8 @@ test('clipping bounds the gradient norm; lrScale 0 changes nothing; a teacher ad
   for (const x of [m, m2, teacher]) x.dispose();
 });
 
-test('patched training moves weights and scores; optimizer + RNG state round-trip gives identical next steps', async (t) => {
-  const dir = needShared(t, 'fixtures/pruning/model');
-  if (!dir) return;
+withShared('fixtures/pruning/model')('patched training moves weights and scores; optimizer + RNG state round-trip gives identical next steps', async (t) => {
+  const dir = shared('fixtures/pruning/model');
   const io = await readTensors(join(dir, '..', 'io.safetensors'));
   const tmp = tempDir();
   try {
@@ -109,9 +105,8 @@ test('patched training moves weights and scores; optimizer + RNG state round-tri
   }
 });
 
-test('one backward: every gradient of bert-tiny-cls equals transformers\' (41 parameters)', async (t) => {
-  const dir = needShared(t, 'fixtures/bert-tiny-cls');
-  if (!dir) return;
+withShared('fixtures/bert-tiny-cls')('one backward: every gradient of bert-tiny-cls equals transformers\' (41 parameters)', async (t) => {
+  const dir = shared('fixtures/bert-tiny-cls');
   const io = await readTensors(join(dir, 'io.safetensors'));
   const m = await BertModel.fromPretrained(dir);
   const g = await m.gradients(fixtureBatch(io));

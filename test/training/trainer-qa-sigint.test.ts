@@ -14,12 +14,11 @@ import { BertModel } from '../../lib/model/model';
 import { packageRoot } from '../../lib/runtime/native';
 import { BertTokenizer } from '../../lib/tokenizer/tokenizer';
 import { SparseTrainer } from '../../lib/training/trainer';
-import { needShared, tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 
-test.serial('question answering: train a few steps on SQuAD windows, evaluate EM/F1 on held-out questions', async (t) => {
-  const file = needShared(t, 'data/squad/dev-v2.0-first5articles.json');
-  const tokDir = needShared(t, 'data/bert-base-uncased');
-  if (!file || !tokDir) return;
+withShared('data/squad/dev-v2.0-first5articles.json', 'data/bert-base-uncased').serial('question answering: train a few steps on SQuAD windows, evaluate EM/F1 on held-out questions', async (t) => {
+  const file = shared('data/squad/dev-v2.0-first5articles.json');
+  const tokDir = shared('data/bert-base-uncased');
   const tok = BertTokenizer.fromDir(tokDir);
   const { examples } = await loadSquad(file, { dropImpossible: true });
   const train = new QADataset(examples.slice(0, 96), tok, { maxLength: 128, docStride: 48 });
