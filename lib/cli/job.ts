@@ -7,7 +7,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ClassificationDataset } from '../data/classificationDataset';
+import { ClassificationDataset } from '../data/classification-dataset';
 import { BertConfigJson, BertModel } from '../model/model';
 import { PruningConfig } from '../pruning/config';
 import { buildReport, formatReport, writeMaskImages } from '../report/report';

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ClassificationExample, loadBoolQ, loadGlue } from '../data/glue';
 import { permutation } from '../data/rng';
-import { loadSpamAssassin } from '../data/spamAssassin';
+import { loadSpamAssassin } from '../data/spam-assassin';
 import { TASK_LABELS } from '../data/tasks';
 import { BlockpruneError } from '../runtime/errors';
 

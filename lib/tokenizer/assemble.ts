@@ -4,7 +4,7 @@
  * are added).
  */
 import * as v from '../runtime/validate';
-import { TokenizerError } from './tokenizerError';
+import { TokenizerError } from './tokenizer-error';
 
 export type TruncationStrategy = 'only_second' | 'longest_first' | 'only_first' | false;
 

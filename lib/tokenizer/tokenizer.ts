@@ -2,7 +2,7 @@
  * BertTokenizer: BERT WordPiece over the `Tokenizer` class of `@huggingface/tokenizers` (tokenizers.js).
  *
  * Loading: `BertTokenizer.fromDir(dir)` reads `dir/tokenizer.json` (HF fast-tokenizer file) or, when only
- * `dir/vocab.txt` exists, builds the equivalent tokenizer.json object in memory (tokenizerJson.ts). Both go
+ * `dir/vocab.txt` exists, builds the equivalent tokenizer.json object in memory (tokenizer-json.ts). Both go
  * through the same library Tokenizer, so there is a single tokenization code path.
  *
  * Reference semantics: the slow `BertTokenizer` of transformers 4.4.2 (what the parity fixtures were made
@@ -21,24 +21,24 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import * as v from '../runtime/validate';
 import { assembleIds, choice, ENCODE_OPTIONS } from './assemble';
 import type { Encoded, EncodeOptions } from './assemble';
-import { OffsetTokenizer } from './offsetTokenizer';
-import type { ContextToken } from './offsetTokenizer';
+import { OffsetTokenizer } from './offset-tokenizer';
+import type { ContextToken } from './offset-tokenizer';
 import { Prenormalizer, textRules } from './prenormalize';
-import { checkQuestionContextOptions, questionContextWindows } from './questionContext';
-import type { QuestionContextOptions, QuestionContextWindow } from './questionContext';
-import { TokenizerError } from './tokenizerError';
-import { prepareTokenizerJson, readTokenizerDir } from './tokenizerJson';
-import type { BertTokenizerConfig } from './tokenizerJson';
-import { cacheWordPieces } from './wordCache';
+import { checkQuestionContextOptions, questionContextWindows } from './question-context';
+import type { QuestionContextOptions, QuestionContextWindow } from './question-context';
+import { TokenizerError } from './tokenizer-error';
+import { prepareTokenizerJson, readTokenizerDir } from './tokenizer-json';
+import type { BertTokenizerConfig } from './tokenizer-json';
+import { cacheWordPieces } from './word-cache';
 
 // The tokenizer's public types live with the code that makes them; they are re-exported here so that
 // `../tokenizer/tokenizer` stays the one import for users of the tokenizer.
-export { TokenizerError } from './tokenizerError';
-export type { TokenizerErrorCode } from './tokenizerError';
+export { TokenizerError } from './tokenizer-error';
+export type { TokenizerErrorCode } from './tokenizer-error';
 export type { Encoded, EncodeOptions, TruncationStrategy } from './assemble';
-export type { QuestionContextOptions, QuestionContextWindow } from './questionContext';
-export { buildBertTokenizerJson } from './tokenizerJson';
-export type { BertTokenizerConfig } from './tokenizerJson';
+export type { QuestionContextOptions, QuestionContextWindow } from './question-context';
+export { buildBertTokenizerJson } from './tokenizer-json';
+export type { BertTokenizerConfig } from './tokenizer-json';
 
 export type PaddingStrategy = 'longest' | 'max_length' | false;
 

@@ -8,7 +8,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ClassificationDataset } from '../../lib/data/classificationDataset';
+import { ClassificationDataset } from '../../lib/data/classification-dataset';
 import { loadGlue } from '../../lib/data/glue';
 import { ProcessGroup } from '../../lib/training/distributed';
 import { BertModel, ForwardBatch } from '../../lib/model/model';

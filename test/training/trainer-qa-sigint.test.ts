@@ -7,7 +7,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { QADataset } from '../../lib/data/qaDataset';
+import { QADataset } from '../../lib/data/qa-dataset';
 import { loadSquad } from '../../lib/data/squad';
 import { squadMetrics } from '../../lib/training/metrics';
 import { BertModel } from '../../lib/model/model';

@@ -1,5 +1,5 @@
-/** lib/data/qaDataset: SQuAD windows and training positions, post-processing, gathering batched logits. */
-import { QADataset } from '../../lib/data/qaDataset';
+/** lib/data/qa-dataset: SQuAD windows and training positions, post-processing, gathering batched logits. */
+import { QADataset } from '../../lib/data/qa-dataset';
 import { rng } from '../../lib/data/rng';
 import { squadMetrics } from '../../lib/training/metrics';
 import { BERT, bertTokenizer, count, SQUAD_DEV, squadExamples, withShared } from './helpers';

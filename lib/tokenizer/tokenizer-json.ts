@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { TokenizerError } from './tokenizerError';
+import { TokenizerError } from './tokenizer-error';
 
 /** tokenizer_config.json: the settings BertTokenizerFast lets override tokenizer.json. */
 export interface BertTokenizerConfig {

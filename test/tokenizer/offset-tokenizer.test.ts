@@ -1,4 +1,4 @@
-/** lib/tokenizer/offsetTokenizer: spans of the original text behind each token, and ids equal to plain encoding. */
+/** lib/tokenizer/offset-tokenizer: spans of the original text behind each token, and ids equal to plain encoding. */
 import { normalizeSpan, st, tok } from './helpers';
 
 st('tokenizeWithOffsets: exact sub-word spans', (t) => {

@@ -1,8 +1,8 @@
 /** Question-answering windows: `[CLS] question [SEP] context-slice [SEP]` sliding over a long context. */
 import * as v from '../runtime/validate';
 import type { Encoded } from './assemble';
-import type { ContextToken } from './offsetTokenizer';
-import { TokenizerError } from './tokenizerError';
+import type { ContextToken } from './offset-tokenizer';
+import { TokenizerError } from './tokenizer-error';
 
 export interface QuestionContextOptions {
   /** Maximum window length including [CLS], the question, two [SEP] and the context slice. */

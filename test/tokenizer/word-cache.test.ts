@@ -1,8 +1,8 @@
-/** lib/tokenizer/wordCache: the WordPiece cache is a model the library calls, not a patch of the library's model. */
+/** lib/tokenizer/word-cache: the WordPiece cache is a model the library calls, not a patch of the library's model. */
 import test from 'ava';
 import { Tokenizer, WordPiece } from '@huggingface/tokenizers';
-import { buildBertTokenizerJson } from '../../lib/tokenizer/tokenizerJson';
-import { CachedModel, cacheWordPieces } from '../../lib/tokenizer/wordCache';
+import { buildBertTokenizerJson } from '../../lib/tokenizer/tokenizer-json';
+import { CachedModel, cacheWordPieces } from '../../lib/tokenizer/word-cache';
 
 const TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'the', 'cat', 'dog', 'play', '##ing', '##s', '##ed', 'un', '##play', '.', ',', '!'];
 const VOCAB = Object.fromEntries(TOKENS.map((t, i) => [t, i]));

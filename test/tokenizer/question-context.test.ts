@@ -1,4 +1,4 @@
-/** lib/tokenizer/questionContext: question/context windows, stride overlap and offsets on SQuAD. */
+/** lib/tokenizer/question-context: question/context windows, stride overlap and offsets on SQuAD. */
 import type { BertTokenizer, TokenizerError } from '../../lib/tokenizer/tokenizer';
 import { loaders, normalizeSpan, readJson, S, st, tok } from './helpers';
 
