@@ -58,28 +58,47 @@ at::Tensor activation(const at::Tensor& x, const std::string& act) {
 
 }  // namespace
 
-BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) : dropout(c.hidden_dropout_prob) {
+// Registers `m` at a dotted path under `root`, creating the plain container modules on the way: the family
+// table says where each module lives ("attention.self.query" or "attention.q_lin").
+template <typename M>
+M put(torch::nn::Module& root, const std::string& path, M m) {
+  torch::nn::Module* parent = &root;
+  size_t from = 0;
+  for (size_t dot = path.find('.'); dot != std::string::npos; from = dot + 1, dot = path.find('.', from)) {
+    const std::string name = path.substr(from, dot - from);
+    std::shared_ptr<torch::nn::Module> next;
+    for (const auto& child : parent->named_children())
+      if (child.key() == name) next = child.value();
+    if (!next) next = parent->register_module(name, std::make_shared<torch::nn::Module>(name));
+    parent = next.get();
+  }
+  return parent->register_module(path.substr(from), std::move(m));
+}
+
+BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c)
+    : dropout(c.hidden_dropout_prob), positions(c.family->positions), padding_idx(c.pad_token_id) {
   word_embeddings = register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size, c.pad_token_id));
-  position_embeddings = register_module("position_embeddings", Embedding(c.max_position_embeddings, c.hidden_size));
-  token_type_embeddings = register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size));
+  // RoBERTa's position table has padding_idx too (its row pad_token_id gets no gradient).
+  position_embeddings = register_module("position_embeddings", Embedding(c.max_position_embeddings, c.hidden_size,
+                                                                         positions == PositionIds::FromInputIds ? c.pad_token_id : -1));
+  if (c.family->token_types)
+    token_type_embeddings = register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size));
   LayerNorm_ = register_module("LayerNorm", LayerNorm(c.hidden_size, c.layer_norm_eps));
 }
 
-at::Tensor BertEmbeddingsImpl::forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids) const {
-  const int64_t seq = input_ids.size(1);
-  auto positions = at::arange(seq, input_ids.options()).unsqueeze(0);
-  // Same association order as HF: (word + token_type) + position.
-  auto e = word_embeddings->forward(input_ids) + token_type_embeddings->forward(token_type_ids);
-  e = e + position_embeddings->forward(positions);
-  return bp::dropout(LayerNorm_->forward(e), dropout, is_training());
+at::Tensor BertEmbeddingsImpl::position_ids(const at::Tensor& input_ids) const {
+  if (positions == PositionIds::Arange) return at::arange(input_ids.size(1), input_ids.options()).unsqueeze(0);
+  // HF create_position_ids_from_input_ids: real tokens count from padding_idx + 1, padding gets padding_idx.
+  auto real = input_ids.ne(padding_idx).to(at::kLong);
+  return real.cumsum(1).mul(real).add(padding_idx);
 }
 
-BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c, int64_t heads_)
-    : heads(heads_), head_dim(c.head_dim()), dropout(c.attention_probs_dropout_prob) {
-  const int64_t all = heads * head_dim;
-  query = register_module("query", Linear(c.hidden_size, all));
-  key = register_module("key", Linear(c.hidden_size, all));
-  value = register_module("value", Linear(c.hidden_size, all));
+at::Tensor BertEmbeddingsImpl::forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids) const {
+  // Same association order as HF: (word + token_type) + position.
+  auto e = word_embeddings->forward(input_ids);
+  if (!token_type_embeddings.is_empty()) e = e + token_type_embeddings->forward(token_type_ids);
+  e = e + position_embeddings->forward(position_ids(input_ids));
+  return bp::dropout(LayerNorm_->forward(e), dropout, is_training());
 }
 
 namespace {
@@ -100,7 +119,23 @@ std::vector<int64_t> weights_key(std::initializer_list<const Linear*> linears) {
 
 void set_fused_qkv(bool on) { g_fused_qkv = on; }
 
-at::Tensor BertSelfAttentionImpl::fused_qkv(const at::Tensor& h) const {
+BertLayerImpl::BertLayerImpl(const BertConfig& c, int64_t i)
+    : heads(c.layer_heads(i)), head_dim(c.head_dim()), act(c.hidden_act), attention_dropout(c.attention_probs_dropout_prob),
+      hidden_dropout(c.hidden_dropout_prob) {
+  const Family& f = *c.family;
+  const int64_t all = heads * head_dim, width = c.layer_intermediate(i);
+  // Registration order is HF's (it sets the order of named_parameters, hence of random initialisation).
+  query = put(*this, f.query, Linear(c.hidden_size, all));
+  key = put(*this, f.key, Linear(c.hidden_size, all));
+  value = put(*this, f.value, Linear(c.hidden_size, all));
+  attn_out = put(*this, f.attn_out, Linear(all, c.hidden_size));
+  attn_norm = put(*this, f.attn_norm, LayerNorm(c.hidden_size, c.layer_norm_eps));
+  inter = put(*this, f.inter, Linear(c.hidden_size, width));
+  out = put(*this, f.out, Linear(width, c.hidden_size));
+  out_norm = put(*this, f.out_norm, LayerNorm(c.hidden_size, c.layer_norm_eps));
+}
+
+at::Tensor BertLayerImpl::fused_qkv(const at::Tensor& h) const {
   if (!g_fused_qkv || query->mask || key->mask || value->mask || !query->bias.defined()) return at::Tensor();
   const auto versions = weights_key({&query, &key, &value});
   if (!fused_weight_.defined() || versions != fused_versions_ || fused_weight_.device() != h.device()) {
@@ -117,36 +152,9 @@ at::Tensor BertSelfAttentionImpl::fused_qkv(const at::Tensor& h) const {
   return at::linear(h, fused_weight_, fused_bias_);
 }
 
-BertSelfOutputImpl::BertSelfOutputImpl(const BertConfig& c, int64_t heads) {
-  dense = register_module("dense", Linear(heads * c.head_dim(), c.hidden_size));
-  LayerNorm_ = register_module("LayerNorm", LayerNorm(c.hidden_size, c.layer_norm_eps));
-}
-
-BertAttentionImpl::BertAttentionImpl(const BertConfig& c, int64_t heads) {
-  self = register_module("self", BertSelfAttention(c, heads));
-  output = register_module("output", BertSelfOutput(c, heads));
-}
-
-BertIntermediateImpl::BertIntermediateImpl(const BertConfig& c, int64_t width) {
-  dense = register_module("dense", Linear(c.hidden_size, width));
-}
-
-BertOutputImpl::BertOutputImpl(const BertConfig& c, int64_t width) {
-  dense = register_module("dense", Linear(width, c.hidden_size));
-  LayerNorm_ = register_module("LayerNorm", LayerNorm(c.hidden_size, c.layer_norm_eps));
-}
-
-BertLayerImpl::BertLayerImpl(const BertConfig& c, int64_t i) : act(c.hidden_act), hidden_dropout(c.hidden_dropout_prob) {
-  attention = register_module("attention", BertAttention(c, c.layer_heads(i)));
-  intermediate = register_module("intermediate", BertIntermediate(c, c.layer_intermediate(i)));
-  output = register_module("output", BertOutput(c, c.layer_intermediate(i)));
-}
-
 bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
-  const auto& sa = *attention->self;
-  const auto& so = *attention->output;
-  const std::initializer_list<const Linear*> linears = {&sa.query, &sa.key, &sa.value, &so.dense, &intermediate->dense, &output->dense};
-  if (fast_act() < 0 || sa.heads == 0 || intermediate->dense->weight.size(0) == 0 || !h.device().is_cpu() ||
+  const std::initializer_list<const Linear*> linears = {&query, &key, &value, &attn_out, &inter, &out};
+  if (fast_act() < 0 || heads == 0 || inter->weight.size(0) == 0 || !h.device().is_cpu() ||
       h.scalar_type() != at::kFloat)
     return false;
   for (const Linear* l : linears) {
@@ -154,7 +162,7 @@ bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
     const auto& b = (*l)->bias;
     if ((*l)->mask || !b.defined() || w.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat) return false;
   }
-  for (const LayerNorm* ln : {&so.LayerNorm_, &output->LayerNorm_})
+  for (const LayerNorm* ln : {&attn_norm, &out_norm})
     if ((*ln)->weight.scalar_type() != at::kFloat || !(*ln)->weight.is_contiguous() || !(*ln)->bias.is_contiguous())
       return false;
   const auto versions = weights_key(linears);
@@ -164,12 +172,12 @@ bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
       return fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
     };
     // 1/sqrt(head_dim) folded into the query rows, so the scores need no division.
-    const double qs = 1.0 / std::sqrt(static_cast<double>(sa.head_dim));
-    packed_.qkv = pack(at::cat({sa.query->weight * qs, sa.key->weight, sa.value->weight}, 0),
-                       at::cat({sa.query->bias * qs, sa.key->bias, sa.value->bias}, 0));
-    packed_.attn_out = pack(so.dense->weight, so.dense->bias);
-    packed_.inter = pack(intermediate->dense->weight, intermediate->dense->bias);
-    packed_.out = pack(output->dense->weight, output->dense->bias);
+    const double qs = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    packed_.qkv = pack(at::cat({query->weight * qs, key->weight, value->weight}, 0),
+                       at::cat({query->bias * qs, key->bias, value->bias}, 0));
+    packed_.attn_out = pack(attn_out->weight, attn_out->bias);
+    packed_.inter = pack(inter->weight, inter->bias);
+    packed_.out = pack(out->weight, out->bias);
     packed_.versions = versions;
   }
   return true;
@@ -180,8 +188,6 @@ int BertLayerImpl::fast_act() const {
 }
 
 at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ext_mask, const Varlen* varlen) const {
-  const auto& sa = *attention->self;
-  const auto& so = *attention->output;
   const int kact = fast_act();
   // Padded: h is [B, S, hidden] and ext_mask [B, 1, 1, S]. Packed (varlen): h is [T, hidden], the real tokens
   // of every sequence one after the other, and each sequence attends within its own rows.
@@ -197,32 +203,32 @@ at::Tensor BertLayerImpl::forward_fast(const at::Tensor& h, const at::Tensor& ex
   auto x = h.contiguous();
   auto mask = varlen ? at::Tensor() : ext_mask.contiguous();
   auto qkv = at::empty({rows, packed_.qkv.n()}, x.options());
-  auto ctx = at::empty({rows, sa.heads * sa.head_dim}, x.options());
+  auto ctx = at::empty({rows, heads * head_dim}, x.options());
   auto a = at::empty(h.sizes(), x.options());
-  auto inter = at::empty({rows, packed_.inter.n()}, x.options());
+  auto mid = at::empty({rows, packed_.inter.n()}, x.options());
   auto o = at::empty(h.sizes(), x.options());
   stage("qkv product", [&] { packed_.qkv.forward(x.data_ptr<float>(), rows, qkv.data_ptr<float>(), fast::kActNone, nullptr); });
   stage("attention (scores, softmax, context)", [&] {
     if (varlen)
       fast::attention_varlen(qkv.data_ptr<float>(), varlen->offsets.data(), varlen->lengths.data(),
-                             static_cast<int64_t>(varlen->lengths.size()), sa.heads, sa.head_dim, ctx.data_ptr<float>());
+                             static_cast<int64_t>(varlen->lengths.size()), heads, head_dim, ctx.data_ptr<float>());
     else
-      fast::attention(qkv.data_ptr<float>(), B, S, sa.heads, sa.head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
+      fast::attention(qkv.data_ptr<float>(), B, S, heads, head_dim, mask.data_ptr<float>(), ctx.data_ptr<float>());
   });
   stage("attention output product + residual", [&] {
     packed_.attn_out.forward(ctx.data_ptr<float>(), rows, a.data_ptr<float>(), fast::kActNone, x.data_ptr<float>());
   });
   stage("LayerNorm", [&] {
-    fast::layer_norm(a.data_ptr<float>(), rows, hidden, so.LayerNorm_->weight.data_ptr<float>(),
-                     so.LayerNorm_->bias.data_ptr<float>(), static_cast<float>(so.LayerNorm_->eps));
+    fast::layer_norm(a.data_ptr<float>(), rows, hidden, attn_norm->weight.data_ptr<float>(),
+                     attn_norm->bias.data_ptr<float>(), static_cast<float>(attn_norm->eps));
   });
-  stage("FFN in product + GELU", [&] { packed_.inter.forward(a.data_ptr<float>(), rows, inter.data_ptr<float>(), kact, nullptr); });
+  stage("FFN in product + GELU", [&] { packed_.inter.forward(a.data_ptr<float>(), rows, mid.data_ptr<float>(), kact, nullptr); });
   stage("FFN out product + residual", [&] {
-    packed_.out.forward(inter.data_ptr<float>(), rows, o.data_ptr<float>(), fast::kActNone, a.data_ptr<float>());
+    packed_.out.forward(mid.data_ptr<float>(), rows, o.data_ptr<float>(), fast::kActNone, a.data_ptr<float>());
   });
   stage("LayerNorm", [&] {
-    fast::layer_norm(o.data_ptr<float>(), rows, hidden, output->LayerNorm_->weight.data_ptr<float>(),
-                     output->LayerNorm_->bias.data_ptr<float>(), static_cast<float>(output->LayerNorm_->eps));
+    fast::layer_norm(o.data_ptr<float>(), rows, hidden, out_norm->weight.data_ptr<float>(),
+                     out_norm->bias.data_ptr<float>(), static_cast<float>(out_norm->eps));
   });
   return o;
 }
@@ -232,72 +238,69 @@ at::Tensor BertLayerImpl::forward(const at::Tensor& h, const at::Tensor& ext_mas
   if (!train && !probs && !at::GradMode::is_enabled() && fast::enabled() && ext_mask.scalar_type() == at::kFloat &&
       prepare_fast(h))
     return forward_fast(h, ext_mask);
-  const auto& sa = *attention->self;
-  const auto& so = *attention->output;
   at::Tensor attn_dense;
-  if (sa.heads > 0) {
+  if (heads > 0) {
     const int64_t B = h.size(0), S = h.size(1);
     // [B, S, H*D] -> [B, H, S, D]
-    auto split = [&](const at::Tensor& x) { return x.view({B, S, sa.heads, sa.head_dim}).transpose(1, 2); };
+    auto split = [&](const at::Tensor& x) { return x.view({B, S, heads, head_dim}).transpose(1, 2); };
     at::Tensor q, k, v;
-    at::Tensor qkv = (!train && !at::GradMode::is_enabled()) ? sa.fused_qkv(h) : at::Tensor();
+    at::Tensor qkv = (!train && !at::GradMode::is_enabled()) ? fused_qkv(h) : at::Tensor();
     if (qkv.defined()) {
       // [B, S, 3, H, D] -> three [B, H, S, D] views, no copies.
-      auto parts = qkv.view({B, S, 3, sa.heads, sa.head_dim}).permute({2, 0, 3, 1, 4});
+      auto parts = qkv.view({B, S, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
       q = parts[0];
       k = parts[1];
       v = parts[2];
     } else {
-      q = split(sa.query->forward(h));
-      k = split(sa.key->forward(h));
-      v = split(sa.value->forward(h));
+      q = split(query->forward(h));
+      k = split(key->forward(h));
+      v = split(value->forward(h));
     }
     // HF: scores = q k^T / sqrt(d) + mask; softmax; dropout; p v.
     at::Tensor scores;
     if (qkv.defined()) {
       scores = at::matmul(q, k.transpose(-1, -2));
-      if (!sa.fused_scaled()) scores.div_(std::sqrt(static_cast<double>(sa.head_dim)));
+      if (!fused_scaled()) scores.div_(std::sqrt(static_cast<double>(head_dim)));
       scores.add_(ext_mask);
     } else {
-      scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(sa.head_dim));
+      scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim));
       scores = scores + ext_mask;
     }
     auto p = at::softmax(scores, -1);
     if (probs) *probs = p;
-    p = bp::dropout(p, sa.dropout, train);
-    auto ctx = at::matmul(p, v).transpose(1, 2).reshape({B, S, sa.heads * sa.head_dim});
-    attn_dense = so.dense->forward(ctx);
+    p = bp::dropout(p, attention_dropout, train);
+    auto ctx = at::matmul(p, v).transpose(1, 2).reshape({B, S, heads * head_dim});
+    attn_dense = attn_out->forward(ctx);
   } else {
     // Every head of this layer was pruned: the attention block reduces to its output bias.
     if (probs) *probs = at::empty({h.size(0), 0, h.size(1), h.size(1)}, h.options());
-    attn_dense = so.dense->bias.expand_as(h);
+    attn_dense = attn_out->bias.expand_as(h);
   }
-  auto a = so.LayerNorm_->forward(bp::dropout(attn_dense, hidden_dropout, train) + h);
-  auto inter = activation(intermediate->dense->forward(a), act);
-  auto o = output->dense->forward(inter);
-  return output->LayerNorm_->forward(bp::dropout(o, hidden_dropout, train) + a);
+  auto a = attn_norm->forward(bp::dropout(attn_dense, hidden_dropout, train) + h);
+  auto ffn = activation(inter->forward(a), act);
+  auto o = out->forward(ffn);
+  return out_norm->forward(bp::dropout(o, hidden_dropout, train) + a);
 }
 
 // ---- the model ---------------------------------------------------------------------------------
 
 BertImpl::BertImpl(BertConfig config, TaskKind kind) : config_(std::move(config)), kind_(kind) {
   config_.validate("model configuration");
-  auto bert = register_module("bert", std::make_shared<torch::nn::Module>("BertModel"));
-  embeddings = bert->register_module("embeddings", BertEmbeddings(config_));
-  auto encoder = bert->register_module("encoder", std::make_shared<torch::nn::Module>("BertEncoder"));
-  auto list = encoder->register_module("layer", torch::nn::ModuleList());
+  const Family& f = *config_.family;
+  embeddings = put(*this, f.prefix + ".embeddings", BertEmbeddings(config_));
+  auto list = put(*this, f.prefix + "." + f.layers, torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     layers_.push_back(BertLayer(config_, i));
     list->push_back(layers_.back());
   }
-  // HF's BertForQuestionAnswering is built with add_pooling_layer=False.
-  if (kind_ != TaskKind::QuestionAnswering) {
-    auto pooler = bert->register_module("pooler", std::make_shared<torch::nn::Module>("BertPooler"));
-    pooler_dense = pooler->register_module("dense", Linear(config_.hidden_size, config_.hidden_size));
+  // HF's *ForQuestionAnswering (and RoBERTa's classifier) are built with add_pooling_layer=False.
+  const bool pooler = f.pooler && (kind_ == TaskKind::Bare || (kind_ == TaskKind::SequenceClassification && f.cls_pre_is_pooler));
+  if (pooler) pooler_dense = put(*this, f.pooler_dense(), Linear(config_.hidden_size, config_.hidden_size));
+  if (kind_ == TaskKind::SequenceClassification) {
+    cls_pre = f.cls_pre_is_pooler ? pooler_dense : put(*this, f.cls_pre, Linear(config_.hidden_size, config_.hidden_size));
+    cls_out = put(*this, f.cls_out, Linear(config_.hidden_size, config_.num_labels));
   }
-  if (kind_ == TaskKind::SequenceClassification)
-    classifier = register_module("classifier", Linear(config_.hidden_size, config_.num_labels));
-  if (kind_ == TaskKind::QuestionAnswering) qa_outputs = register_module("qa_outputs", Linear(config_.hidden_size, 2));
+  if (kind_ == TaskKind::QuestionAnswering) qa_outputs = put(*this, f.qa_out, Linear(config_.hidden_size, 2));
   init_weights(0);
 }
 
@@ -318,16 +321,19 @@ void BertImpl::init_weights(uint64_t seed) {
       ln->bias.zero_();
     }
   }
-  embeddings->word_embeddings->weight[config_.pad_token_id].zero_();
+  // HF zeroes the padding row of every embedding that has one.
+  for (const Embedding* e : {&embeddings->word_embeddings, &embeddings->position_embeddings})
+    if ((*e)->padding_idx >= 0) (*e)->weight[(*e)->padding_idx].zero_();
 }
 
-void BertImpl::init_head(uint64_t seed) {
+void BertImpl::init_head(uint64_t seed, const std::set<std::string>& missing) {
   at::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (Linear* head : {&classifier, &qa_outputs}) {
-    if (head->is_empty()) continue;
-    (*head)->weight.copy_(at::normal(0.0, config_.initializer_range, (*head)->weight.sizes(), gen));
-    (*head)->bias.zero_();
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    auto* lin = item.value()->as<LinearImpl>();
+    if (!lin || !missing.count(item.key() + ".weight")) continue;
+    lin->weight.copy_(at::normal(0.0, config_.initializer_range, lin->weight.sizes(), gen));
+    if (lin->bias.defined()) lin->bias.zero_();
   }
 }
 
@@ -343,9 +349,9 @@ void BertImpl::check_batch(const Batch& b) const {
     throw Error("E_INVALID_ARG", "Expected input_ids of shape [batch, seq]");
   const int64_t B = b.input_ids.size(0), S = b.input_ids.size(1);
   if (B == 0 || S == 0) throw Error("E_INVALID_ARG", "Expected a non-empty batch but received " + shape_str({B, S}));
-  if (S > config_.max_position_embeddings)
-    throw Error("E_INVALID_ARG", "sequence length " + std::to_string(S) + " exceeds max_position_embeddings " +
-                                     std::to_string(config_.max_position_embeddings));
+  if (S > config_.max_sequence_length())
+    throw Error("E_INVALID_ARG", "sequence length " + std::to_string(S) + " exceeds the " + std::to_string(config_.max_sequence_length()) +
+                                     " positions of this model (max_position_embeddings " + std::to_string(config_.max_position_embeddings) + ")");
   need(b.attention_mask, "attention_mask");
   need(b.token_type_ids, "token_type_ids");
   auto range = [&](const at::Tensor& t, const char* name, int64_t hi) {
@@ -356,7 +362,8 @@ void BertImpl::check_batch(const Batch& b) const {
                                        std::to_string(mn < 0 ? mn : mx));
   };
   range(b.input_ids, "input_ids (token id vs vocab_size)", config_.vocab_size);
-  range(b.token_type_ids, "token_type_ids (vs type_vocab_size)", config_.type_vocab_size);
+  // A family without token types (DistilBERT) ignores them, as its tokenizer gives none.
+  if (family().token_types) range(b.token_type_ids, "token_type_ids (vs type_vocab_size)", config_.type_vocab_size);
   range(b.attention_mask, "attention_mask", 2);
   auto per_row = [&](const at::Tensor& t, const char* name) {
     if (t.defined() && (t.dim() != 1 || t.size(0) != B))
@@ -469,14 +476,21 @@ NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
     }
   }
   at::Tensor pooled;
-  if (has_pooler() && (kind_ != TaskKind::QuestionAnswering))
-    pooled = at::tanh(head_forward(pooler_dense, h.select(1, 0), 0));
+  if (has_pooler()) pooled = at::tanh(head_forward(pooler_dense, h.select(1, 0), 0));
   if (kind_ == TaskKind::Bare || opts.extras) {
     out.emplace_back("last_hidden_state", h);
     if (pooled.defined()) out.emplace_back("pooler_output", pooled);
   }
   if (kind_ == TaskKind::SequenceClassification) {
-    auto logits = head_forward(classifier, bp::dropout(pooled, config_.hidden_dropout_prob, train), 1);
+    // BERT: classifier(dropout(pooler)); RoBERTa: out_proj(dropout(tanh(dense(dropout(h0))))); DistilBERT:
+    // classifier(dropout(relu(pre_classifier(h0)))).
+    at::Tensor x = pooled;
+    if (!family().cls_pre_is_pooler) {
+      x = h.select(1, 0);
+      if (family().cls_act == "tanh") x = bp::dropout(x, config_.classifier_dropout, train);
+      x = activation(head_forward(cls_pre, x, 0), family().cls_act);
+    }
+    auto logits = head_forward(cls_out, bp::dropout(x, config_.classifier_dropout, train), 1);
     out.emplace_back("logits", logits);
     if (batch.labels.defined()) {
       auto labels = batch.labels.to(dev);
@@ -485,7 +499,7 @@ NamedTensors BertImpl::forward(const Batch& batch, const ForwardOptions& opts) {
                                    : at::cross_entropy_loss(logits, labels));
     }
   } else if (kind_ == TaskKind::QuestionAnswering) {
-    auto logits = head_forward(qa_outputs, h, 2);
+    auto logits = head_forward(qa_outputs, bp::dropout(h, config_.qa_dropout, train), 2);
     auto start = logits.select(-1, 0).contiguous(), end = logits.select(-1, 1).contiguous();
     out.emplace_back("start_logits", start);
     out.emplace_back("end_logits", end);

@@ -1,6 +1,7 @@
-// BERT in libtorch, mirroring HF transformers' modeling_bert module by module. Submodules are registered
-// under HF's names, so named_parameters() yields HF state-dict keys ("bert.encoder.layer.0.attention.self.
-// query.weight") and checkpoints load with no mapping table. Every layer has its own head count and FFN
+// BERT-family encoders in libtorch, mirroring HF transformers' modeling_bert (and modeling_roberta,
+// modeling_distilbert) module by module. Submodules are registered under the family's HF names (family.h), so
+// named_parameters() yields HF state-dict keys ("bert.encoder.layer.0.attention.self.query.weight",
+// "distilbert.transformer.layer.0.attention.q_lin.weight") and checkpoints load with no mapping table. Every layer has its own head count and FFN
 // width, read from the config's per-layer fields and checked against the weights: compact models need that.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,19 +55,34 @@ struct EmbeddingImpl : torch::nn::Module {
 };
 TORCH_MODULE(Embedding);
 
-// HF BertEmbeddings: word + position + token type, LayerNorm, dropout.
+// HF BertEmbeddings / RobertaEmbeddings / DistilBERT Embeddings: word + position (+ token type when the
+// family has them), LayerNorm, dropout. RoBERTa's positions follow input_ids (family.h).
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& c);
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& token_type_ids) const;
+  // The position of each token: arange, or RoBERTa's create_position_ids_from_input_ids.
+  at::Tensor position_ids(const at::Tensor& input_ids) const;
   Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
   LayerNorm LayerNorm_{nullptr};
   double dropout;
+  PositionIds positions;
+  int64_t padding_idx;
 };
 TORCH_MODULE(BertEmbeddings);
 
-// HF BertSelfAttention with `heads` heads of size head_dim (heads may be 0: the layer skips attention).
-struct BertSelfAttentionImpl : torch::nn::Module {
-  BertSelfAttentionImpl(const BertConfig& c, int64_t heads);
+// One post-LN encoder layer (HF BertLayer, RobertaLayer, DistilBERT's TransformerBlock: the same math), its
+// modules registered where the family puts them ("attention.self.query" or "attention.q_lin", ...). `heads`
+// heads of size head_dim (0: the layer skips attention) and an FFN of `width` units, both per layer.
+struct BertLayerImpl : torch::nn::Module {
+  BertLayerImpl(const BertConfig& c, int64_t layer_index);
+  // Returns the layer output; `probs` receives the attention probabilities when non-null.
+  at::Tensor forward(const at::Tensor& h, const at::Tensor& ext_mask, at::Tensor* probs) const;
+  Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_out{nullptr}, inter{nullptr}, out{nullptr};
+  LayerNorm attn_norm{nullptr}, out_norm{nullptr};
+  int64_t heads, head_dim;
+  std::string act;
+  double attention_dropout, hidden_dropout;
+
   // Inference: q, k and v in one product [B*S, H] x [H, 3*heads*D] with the weights concatenated once and
   // cached; the cache is rebuilt when any of the six tensors changes (their version counters move on every
   // in-place update: training steps, loadState). Returns an undefined tensor when masks are patched in.
@@ -73,58 +90,6 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   // query weights exactly (fused_scaled() is then true and the scores need no division).
   at::Tensor fused_qkv(const at::Tensor& h) const;
   bool fused_scaled() const { return fused_scaled_; }
-  Linear query{nullptr}, key{nullptr}, value{nullptr};
-  int64_t heads, head_dim;
-  double dropout;
-
- private:
-  mutable at::Tensor fused_weight_, fused_bias_;
-  mutable std::vector<int64_t> fused_versions_;
-  mutable bool fused_scaled_ = false;
-};
-TORCH_MODULE(BertSelfAttention);
-
-// HF BertSelfOutput: dense (heads*head_dim -> hidden), dropout, LayerNorm(x + input).
-struct BertSelfOutputImpl : torch::nn::Module {
-  BertSelfOutputImpl(const BertConfig& c, int64_t heads);
-  Linear dense{nullptr};
-  LayerNorm LayerNorm_{nullptr};
-};
-TORCH_MODULE(BertSelfOutput);
-
-// HF BertAttention: self + output.
-struct BertAttentionImpl : torch::nn::Module {
-  BertAttentionImpl(const BertConfig& c, int64_t heads);
-  BertSelfAttention self{nullptr};
-  BertSelfOutput output{nullptr};
-};
-TORCH_MODULE(BertAttention);
-
-// HF BertIntermediate: dense (hidden -> width) + activation.
-struct BertIntermediateImpl : torch::nn::Module {
-  BertIntermediateImpl(const BertConfig& c, int64_t width);
-  Linear dense{nullptr};
-};
-TORCH_MODULE(BertIntermediate);
-
-// HF BertOutput: dense (width -> hidden), dropout, LayerNorm(x + input).
-struct BertOutputImpl : torch::nn::Module {
-  BertOutputImpl(const BertConfig& c, int64_t width);
-  Linear dense{nullptr};
-  LayerNorm LayerNorm_{nullptr};
-};
-TORCH_MODULE(BertOutput);
-
-// HF BertLayer.
-struct BertLayerImpl : torch::nn::Module {
-  BertLayerImpl(const BertConfig& c, int64_t layer_index);
-  // Returns the layer output; `probs` receives the attention probabilities when non-null.
-  at::Tensor forward(const at::Tensor& h, const at::Tensor& ext_mask, at::Tensor* probs) const;
-  BertAttention attention{nullptr};
-  BertIntermediate intermediate{nullptr};
-  BertOutput output{nullptr};
-  std::string act;
-  double hidden_dropout;
 
   // Sequences packed without padding: sequence i is rows [offsets[i], offsets[i] + lengths[i]).
   struct Varlen {
@@ -139,6 +104,9 @@ struct BertLayerImpl : torch::nn::Module {
 
  private:
   int fast_act() const;
+  mutable at::Tensor fused_weight_, fused_bias_;
+  mutable std::vector<int64_t> fused_versions_;
+  mutable bool fused_scaled_ = false;
   // Weights packed for it, rebuilt when any of the twelve tensors changes (version counters and storage).
   struct Packed {
     fast::PackedLinear qkv, attn_out, inter, out;
@@ -162,9 +130,10 @@ struct Batch {
   at::Tensor start_positions, end_positions;  // [B] int64 (question answering), optional
 };
 
-// HF BertModel (embeddings, encoder.layer.N, optional pooler) plus the task head of
-// BertForSequenceClassification ("classifier") or BertForQuestionAnswering ("qa_outputs").
-// Parameters live under "bert." as in the task models; a bare checkpoint is mapped on load/save.
+// An encoder of any family (config.family): HF BertModel / RobertaModel / DistilBertModel (embeddings, the
+// layers, optional pooler) plus the task head of *ForSequenceClassification or *ForQuestionAnswering.
+// Parameters live under the family's prefix ("bert.", "roberta.", "distilbert.") as in the task models; a
+// bare checkpoint is mapped on load/save.
 class BertImpl : public torch::nn::Module {
  public:
   BertImpl(BertConfig config, TaskKind kind);
@@ -176,8 +145,9 @@ class BertImpl : public torch::nn::Module {
   // HF's _init_weights: N(0, initializer_range) for linear and embedding weights, zero biases,
   // LayerNorm (1, 0), padding row zero. Deterministic for a seed.
   void init_weights(uint64_t seed);
-  // Re-initialises only the task head (a checkpoint without one, as HF does).
-  void init_head(uint64_t seed);
+  // Initialises the head linears whose weights a checkpoint lacked (`missing` holds parameter names), as HF
+  // does for a task head (or RoBERTa's pooler) the checkpoint has not got.
+  void init_head(uint64_t seed, const std::set<std::string>& missing);
 
   // Checks ranges and shapes of a batch, and that its labels are this task's; throws bp::Error E_INVALID_ARG
   // naming the field. Reads only the config and the task.
@@ -191,6 +161,7 @@ class BertImpl : public torch::nn::Module {
   // The patch plan (JSON) when patched, saved in config.json so a patched checkpoint reloads as patched.
   nlohmann::json pruning_plan;
   TaskKind kind() const { return kind_; }
+  const Family& family() const { return *config_.family; }
   bool has_pooler() const { return !pooler_dense.is_empty(); }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
   const BertLayerImpl& layer(int64_t i) const { return *layers_[static_cast<size_t>(i)]; }
@@ -201,12 +172,14 @@ class BertImpl : public torch::nn::Module {
   // Whether forward() may run the layers on packed sequences (varlen); fills `varlen` when so.
   bool packable(const at::Tensor& h, const at::Tensor& mask, const ForwardOptions& opts,
                 BertLayerImpl::Varlen* varlen) const;
+  // The bare model's pooler, and BERT's classification pre-layer (the same module there).
   Linear pooler_dense{nullptr};
-  Linear classifier{nullptr};
+  // Classification: cls_pre (+ the family's activation) then cls_out; BERT: pooler_dense and "classifier".
+  Linear cls_pre{nullptr}, cls_out{nullptr};
   Linear qa_outputs{nullptr};
 
  private:
-  // A head linear (pooler, classifier, QA) of x [..., K]: on the CPU kernels when the layers may use them
+  // A head linear (pooler or pre-classifier, classifier, QA) of x [..., K]: on the CPU kernels when the layers may use them
   // (eval, no grad, fp32 CPU), else libtorch's. Why: the heads were the only BLAS calls left in inference,
   // and one OpenBLAS call wakes its threads, which then busy-wait (~0.1 s with OPENBLAS_CORETYPE=Haswell)
   // against the kernels' pool on a 2-core machine: p90 latency 4x the median (README, Performance).
@@ -215,7 +188,7 @@ class BertImpl : public torch::nn::Module {
     fast::PackedLinear linear;
     std::vector<int64_t> versions;
   };
-  mutable HeadPacked head_packed_[3];  // pooler, classifier, qa_outputs
+  mutable HeadPacked head_packed_[3];  // cls_pre, cls_out, qa_outputs
 
   const BertConfig config_;
   const TaskKind kind_;

@@ -74,11 +74,13 @@ NamedTensors read_sharded(const std::string& dir, const std::string& index_path)
 // shape check. It must fail here, with a coded error naming the tensor and the config fields.
 void check_config_against_weights(const BertConfig& config, TaskKind kind, const std::map<std::string, at::Tensor>& tensors,
                                   bool prefixed, const std::string& src, const std::string& config_path) {
-  auto hf = [&](const std::string& name) { return prefixed || !starts_with(name, "bert.") ? name : name.substr(5); };
+  const Family& fam = *config.family;
+  const std::string base = fam.prefix + ".";
+  auto hf = [&](const std::string& name) { return prefixed || !starts_with(name, base) ? name : name.substr(base.size()); };
   auto need = [&](const std::string& name) -> const at::Tensor& {
     auto it = tensors.find(name);
     if (it == tensors.end())
-      throw Error("E_MISSING_TENSOR", src + " lacks tensor '" + hf(name) + "' that a " + architecture_name(kind) + " needs");
+      throw Error("E_MISSING_TENSOR", src + " lacks tensor '" + hf(name) + "' that a " + architecture_name(fam, kind) + " needs");
     return it->second;
   };
   auto expect = [&](const std::string& name, const std::vector<int64_t>& shape, const std::string& fields) {
@@ -87,23 +89,25 @@ void check_config_against_weights(const BertConfig& config, TaskKind kind, const
       throw Error("E_SHAPE", src + ": tensor '" + hf(name) + "' has shape " + shape_str(got) + " but " + config_path +
                                  " implies " + shape_str(shape) + " (" + fields + ")");
   };
-  const std::string e = "bert.embeddings.";
+  const std::string e = base + "embeddings.";
   expect(e + "word_embeddings.weight", {config.vocab_size, config.hidden_size}, "vocab_size x hidden_size");
   expect(e + "position_embeddings.weight", {config.max_position_embeddings, config.hidden_size}, "max_position_embeddings x hidden_size");
-  expect(e + "token_type_embeddings.weight", {config.type_vocab_size, config.hidden_size}, "type_vocab_size x hidden_size");
+  if (fam.token_types)
+    expect(e + "token_type_embeddings.weight", {config.type_vocab_size, config.hidden_size}, "type_vocab_size x hidden_size");
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-    const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
-    need(p + "attention.self.query.weight");
-    const auto& f = need(p + "intermediate.dense.weight");
+    const std::string p = fam.layer_prefix(i);
+    need(p + fam.query + ".weight");
+    const auto& f = need(p + fam.inter + ".weight");
     if (f.dim() != 2 || f.size(1) != config.hidden_size)
-      throw Error("E_SHAPE", src + ": tensor '" + hf(p + "intermediate.dense.weight") + "' has shape " + shape_str(f.sizes().vec()) +
+      throw Error("E_SHAPE", src + ": tensor '" + hf(p + fam.inter + ".weight") + "' has shape " + shape_str(f.sizes().vec()) +
                                  ", not [width, " + std::to_string(config.hidden_size) + "] (hidden_size in " + config_path + ")");
   }
-  if (kind == TaskKind::SequenceClassification && tensors.count("classifier.weight")) {
-    const auto got = tensors.at("classifier.weight").sizes().vec();
+  const std::string cls = fam.cls_out + ".weight";
+  if (kind == TaskKind::SequenceClassification && tensors.count(cls)) {
+    const auto got = tensors.at(cls).sizes().vec();
     const std::vector<int64_t> shape{config.num_labels, config.hidden_size};
     if (got != shape)
-      throw Error("E_SHAPE", src + ": tensor 'classifier.weight' has shape " + shape_str(got) + " but the config implies " +
+      throw Error("E_SHAPE", src + ": tensor '" + cls + "' has shape " + shape_str(got) + " but the config implies " +
                                  shape_str(shape) + " (num_labels x hidden_size)");
   }
 }
@@ -165,11 +169,12 @@ ModelInfo describe_model(const Bert& model) {
   ModelInfo info;
   const auto& c = model->config();
   info.kind = model->kind();
+  info.config = c;
   info.config_json = c.to_json(model->kind()).dump();
   info.num_parameters = count_parameters(model);
   info.device = model->device().str();
   for (int64_t i = 0; i < model->num_layers(); ++i)
-    info.layers.push_back({c.kept_heads(i), model->layer(i).intermediate->dense->weight.size(0)});
+    info.layers.push_back({c.kept_heads(i), model->layer(i).inter->weight.size(0)});
   info.patched = is_patched(model);
   if (info.patched) {
     info.threshold = model->pruning_state->threshold;
@@ -197,24 +202,28 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
   NamedTensors raw = read_weights(dir, &out.report.weights_file);
   const std::string& src = out.report.weights_file;
 
-  // A bare BertModel checkpoint has no "bert." prefix; we keep everything under "bert." internally.
+  // A bare model's checkpoint (BertModel, RobertaModel, ...) has no "bert." prefix; we keep everything under
+  // the family's prefix internally.
+  const Family& fam = *config.family;
+  const std::string base = fam.prefix + ".";
   bool prefixed = false;
   for (const auto& [name, t] : raw)
-    if (starts_with(name, "bert.")) prefixed = true;
+    if (starts_with(name, base)) prefixed = true;
   std::map<std::string, at::Tensor> tensors;
   for (auto& [name, t] : raw) {
     std::string key = name;
-    if (!prefixed && (starts_with(name, "embeddings.") || starts_with(name, "encoder.") || starts_with(name, "pooler.")))
-      key = "bert." + name;
+    if (!prefixed && (starts_with(name, "embeddings.") || starts_with(name, fam.layers.substr(0, fam.layers.find('.') + 1)) ||
+                      starts_with(name, "pooler.")))
+      key = base + name;
     if (!tensors.emplace(key, t).second) throw Error("E_BAD_CHECKPOINT", src + " holds tensor '" + name + "' twice");
   }
 
   TaskKind kind;
   if (opts.task != "auto") {
     kind = parse_task(opts.task);
-  } else if (tensors.count("qa_outputs.weight")) {
+  } else if (tensors.count(fam.qa_out + ".weight")) {
     kind = TaskKind::QuestionAnswering;
-  } else if (tensors.count("classifier.weight")) {
+  } else if (tensors.count(fam.cls_out + ".weight")) {
     kind = TaskKind::SequenceClassification;
   } else {
     kind = TaskKind::Bare;
@@ -231,8 +240,8 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
   const int64_t hd = config.head_dim();
   std::vector<int64_t> widths;
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-    const std::string p = "bert.encoder.layer." + std::to_string(i) + ".";
-    auto q = tensors.find(p + "attention.self.query.weight");
+    const std::string p = fam.layer_prefix(i);
+    auto q = tensors.find(p + fam.query + ".weight");
     if (q != tensors.end()) {
       if (q->second.dim() != 2 || q->second.size(0) % hd != 0)
         throw Error("E_SHAPE", src + ": tensor '" + q->first + "' has shape " + shape_str(q->second.sizes().vec()) +
@@ -243,7 +252,7 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
                                    " implies " + std::to_string(config.layer_heads(i)) +
                                    " for layer " + std::to_string(i) + " (num_attention_heads minus pruned_heads)");
     }
-    auto f = tensors.find(p + "intermediate.dense.weight");
+    auto f = tensors.find(p + fam.inter + ".weight");
     widths.push_back(f != tensors.end() && f->second.dim() == 2 ? f->second.size(0) : config.layer_intermediate(i));
   }
   if (!config.intermediate_sizes.empty()) {
@@ -274,14 +283,16 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
       const std::string& name = item.key();
       at::Tensor& param = item.value();
       auto it = tensors.find(name);
-      const bool head = starts_with(name, "classifier.") || starts_with(name, "qa_outputs.");
+      // Task heads, and a pooler where the family's task checkpoints have none (RobertaModel from a
+      // RobertaForSequenceClassification checkpoint), are created when missing, as HF does.
+      const bool head = fam.is_head(name) || (!fam.cls_pre_is_pooler && starts_with(name, base + "pooler."));
       if (it == tensors.end()) {
         if (head) {
           out.report.newly_initialized.push_back(name);
           continue;
         }
-        throw Error("E_MISSING_TENSOR", src + " lacks tensor '" + (prefixed || !starts_with(name, "bert.") ? name : name.substr(5)) +
-                                            "' that a " + architecture_name(kind) + " needs");
+        throw Error("E_MISSING_TENSOR", src + " lacks tensor '" + (prefixed || !starts_with(name, base) ? name : name.substr(base.size())) +
+                                            "' that a " + architecture_name(fam, kind) + " needs");
       }
       if (it->second.sizes() != param.sizes())
         throw Error("E_SHAPE", src + ": tensor '" + it->first + "' has shape " + shape_str(it->second.sizes().vec()) +
@@ -298,19 +309,23 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
     }
     for (const auto& [name, t] : tensors) {
       if (used.count(name)) continue;
-      // Known extras: the position_ids buffer, pretraining heads, a pooler a QA model does not use, or a
-      // task head of another task than the one asked for.
-      if (name == "bert.embeddings.position_ids" || starts_with(name, "cls.") ||
-          (kind == TaskKind::QuestionAnswering && starts_with(name, "bert.pooler.")) ||
-          ((starts_with(name, "classifier.") || starts_with(name, "qa_outputs.")) && opts.task != "auto")) {
+      // Known extras: the position_ids buffer, pretraining heads (BERT's cls.*, RoBERTa's lm_head.*,
+      // DistilBERT's vocab_*), a pooler the model does not use (QA, RoBERTa's classifier), or a task head of
+      // another task than the one asked for.
+      bool pretraining = false;
+      for (const char* p : {"cls.", "lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector."})
+        pretraining = pretraining || starts_with(name, p);
+      if (name == base + "embeddings.position_ids" || pretraining || (!model->has_pooler() && starts_with(name, base + "pooler.")) ||
+          (fam.is_head(name) && opts.task != "auto")) {
         out.report.ignored.push_back(name);
         continue;
       }
       throw Error("E_UNEXPECTED_TENSOR", src + " holds unexpected tensor '" + name + "' (shape " + shape_str(t.sizes().vec()) +
-                                             ") that a " + architecture_name(kind) + " does not have");
+                                             ") that a " + architecture_name(fam, kind) + " does not have");
     }
   }
-  if (!out.report.newly_initialized.empty()) model->init_head(opts.seed);
+  if (!out.report.newly_initialized.empty())
+    model->init_head(opts.seed, std::set<std::string>(out.report.newly_initialized.begin(), out.report.newly_initialized.end()));
   model->to(parse_device(opts.device));
   model->eval();
   out.model = model;
@@ -318,9 +333,10 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
 }
 
 namespace {
-// The state-dict key of an internal parameter name: a bare BertModel has no "bert." prefix.
+// The state-dict key of an internal parameter name: a bare model (BertModel, ...) has no "bert." prefix.
 std::string hf_key(const Bert& model, const std::string& name) {
-  return model->kind() == TaskKind::Bare && starts_with(name, "bert.") ? name.substr(5) : name;
+  const std::string base = model->family().prefix + ".";
+  return model->kind() == TaskKind::Bare && starts_with(name, base) ? name.substr(base.size()) : name;
 }
 }  // namespace
 

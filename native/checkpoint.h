@@ -55,6 +55,7 @@ int64_t count_parameters(const Bert& model);
 // and serves the getters from it, so a getter never reads a model that another thread may be changing.
 struct ModelInfo {
   TaskKind kind = TaskKind::Bare;
+  BertConfig config;        // the family and the dimensions
   std::string config_json;  // config.json as the model would save it
   int64_t num_parameters = 0;
   std::string device;

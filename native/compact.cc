@@ -26,8 +26,6 @@ Bert clone_model(const Bert& model) {
   return copy;
 }
 
-std::string layer_prefix(int64_t i) { return "bert.encoder.layer." + std::to_string(i) + "."; }
-
 }  // namespace
 
 Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport* report) {
@@ -37,6 +35,7 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
   Bert model = clone_model(model_in);
   if (is_patched(model)) compile_model(model);
   const BertConfig& c = model->config();
+  const Family& f = model->family();
   const int64_t hd = c.head_dim();
   auto params = model->named_parameters();
   auto P = [&](const std::string& name) -> at::Tensor& {
@@ -51,10 +50,10 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
   CompactReport rep;
   rep.parameters_before = count_parameters(model_in);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const auto p = layer_prefix(i);
+    const auto p = f.layer_prefix(i);
     // FFN cross-zeroing.
-    auto& wi = P(p + "intermediate.dense.weight");
-    auto& wo = P(p + "output.dense.weight");
+    auto& wi = P(p + f.inter + ".weight");
+    auto& wo = P(p + f.out + ".weight");
     auto dead_rows = wi.abs().sum(1).eq(0);
     auto dead_cols = wo.abs().sum(0).eq(0);
     wi.index_put_({dead_cols}, 0.0);
@@ -65,9 +64,8 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
     const int64_t h = static_cast<int64_t>(kept.size());
     std::vector<int64_t> alive;
     if (h > 0) {
-      auto any = [&](const std::string& n) { return P(p + n).view({h, hd, -1}).ne(0).flatten(1).any(1); };
-      auto alive_mask = (any("attention.self.query.weight") & any("attention.self.key.weight") &
-                         any("attention.self.value.weight")).to(at::kCPU);
+      auto any = [&](const std::string& n) { return P(p + n + ".weight").view({h, hd, -1}).ne(0).flatten(1).any(1); };
+      auto alive_mask = (any(f.query) & any(f.key) & any(f.value)).to(at::kCPU);
       for (int64_t k = 0; k < h; ++k)
         if (alive_mask[k].item<bool>()) alive.push_back(k);
       if (alive.empty()) alive.push_back(0);
@@ -111,21 +109,21 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
     const std::string& name = item.key();
     at::Tensor src = P(name);
     // Which slice of the source this parameter is.
-    const auto pos = name.find(".encoder.layer.");
-    if (pos != std::string::npos) {
-      const int64_t i = std::stoll(name.substr(pos + 15));
-      const auto rest = name.substr(name.find('.', pos + 15) + 1);
+    const std::string layers = f.prefix + "." + f.layers + ".";
+    if (name.rfind(layers, 0) == 0) {
+      const int64_t i = std::stoll(name.substr(layers.size()));
+      const auto rest = name.substr(name.find('.', layers.size()) + 1);
       const auto& heads = keep_heads_idx[i];
       const auto& units = keep_ffn_idx[i];
-      if (rest == "attention.self.query.weight" || rest == "attention.self.key.weight" ||
-          rest == "attention.self.value.weight" || rest == "attention.self.query.bias" ||
-          rest == "attention.self.key.bias" || rest == "attention.self.value.bias")
+      auto is = [&](const std::string& role, const char* what) { return rest == role + what; };
+      if (is(f.query, ".weight") || is(f.key, ".weight") || is(f.value, ".weight") || is(f.query, ".bias") ||
+          is(f.key, ".bias") || is(f.value, ".bias"))
         src = src.index_select(0, heads);
-      else if (rest == "attention.output.dense.weight")
+      else if (is(f.attn_out, ".weight"))
         src = src.index_select(1, heads);
-      else if (rest == "intermediate.dense.weight" || rest == "intermediate.dense.bias")
+      else if (is(f.inter, ".weight") || is(f.inter, ".bias"))
         src = src.index_select(0, units);
-      else if (rest == "output.dense.weight")
+      else if (is(f.out, ".weight"))
         src = src.index_select(1, units);
     }
     if (src.sizes() != item.value().sizes())
@@ -144,7 +142,7 @@ int64_t fill_zeros(Bert& model, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   int64_t filled = 0;
   for (const auto& item : model->named_modules("", false)) {
-    if (item.key().rfind("bert.encoder.", 0) != 0) continue;
+    if (item.key().rfind(model->family().prefix + "." + model->family().layers + ".", 0) != 0) continue;
     auto* lin = item.value()->as<LinearImpl>();
     if (!lin || lin->weight.numel() == 0) continue;
     at::Tensor& v = lin->weight;

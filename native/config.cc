@@ -16,13 +16,17 @@ const char* task_name(TaskKind k) {
   return "?";
 }
 
-const char* architecture_name(TaskKind k) {
+std::string architecture_name(const Family& f, TaskKind k) {
   switch (k) {
-    case TaskKind::Bare: return "BertModel";
-    case TaskKind::SequenceClassification: return "BertForSequenceClassification";
-    case TaskKind::QuestionAnswering: return "BertForQuestionAnswering";
+    case TaskKind::Bare: return f.arch + "Model";
+    case TaskKind::SequenceClassification: return f.arch + "ForSequenceClassification";
+    case TaskKind::QuestionAnswering: return f.arch + "ForQuestionAnswering";
   }
   return "?";
+}
+
+int64_t BertConfig::max_sequence_length() const {
+  return family->positions == PositionIds::FromInputIds ? max_position_embeddings - pad_token_id - 1 : max_position_embeddings;
 }
 
 int64_t BertConfig::layer_heads(int64_t layer) const {
@@ -66,28 +70,44 @@ BertConfig BertConfig::from_json(const nlohmann::json& j, const std::string& sou
   if (!j.is_object()) bad(source, "not a JSON object");
   BertConfig c;
   c.raw = j;
-  if (j.contains("model_type") && j["model_type"].is_string() && j["model_type"] != "bert")
-    bad(source, "model_type '" + j["model_type"].get<std::string>() + "' is not supported (only 'bert')");
+  if (j.contains("model_type") && !j["model_type"].is_null()) {
+    if (!j["model_type"].is_string()) bad(source, "field 'model_type' must be a string");
+    c.family = &family_for(j["model_type"].get<std::string>(), source);
+  } else if (j.contains("architectures") && j["architectures"].is_array()) {
+    // Old configs without model_type: transformers guesses from the name; so do we, by architecture.
+    for (const auto& a : j["architectures"])
+      if (a.is_string())
+        if (const Family* f = family_for_architecture(a.get<std::string>())) c.family = f;
+  }
   if (j.contains("position_embedding_type") && j["position_embedding_type"].is_string() &&
       j["position_embedding_type"] != "absolute")
     bad(source, "position_embedding_type '" + j["position_embedding_type"].get<std::string>() +
                     "' is not supported (only 'absolute')");
+  // DistilBERT names the same quantities differently and has fixed ones (LayerNorm eps, no token types).
+  const bool distil = c.family->distil_config;
+  if (!distil && c.family->model_type != "bert") c.pad_token_id = 1;  // RobertaConfig's default
+  if (distil && j.contains("sinusoidal_pos_embds") && j["sinusoidal_pos_embds"] == true)
+    bad(source, "sinusoidal_pos_embds true is not supported (learned position embeddings only)");
   c.vocab_size = get_int(j, "vocab_size", c.vocab_size, source);
-  c.hidden_size = get_int(j, "hidden_size", c.hidden_size, source);
-  c.num_hidden_layers = get_int(j, "num_hidden_layers", c.num_hidden_layers, source);
-  c.num_attention_heads = get_int(j, "num_attention_heads", c.num_attention_heads, source);
-  c.intermediate_size = get_int(j, "intermediate_size", c.intermediate_size, source);
-  if (j.contains("hidden_act")) {
-    if (!j["hidden_act"].is_string()) bad(source, "field 'hidden_act' must be a string");
-    c.hidden_act = j["hidden_act"].get<std::string>();
+  c.hidden_size = get_int(j, distil ? "dim" : "hidden_size", c.hidden_size, source);
+  c.num_hidden_layers = get_int(j, distil ? "n_layers" : "num_hidden_layers", distil ? 6 : c.num_hidden_layers, source);
+  c.num_attention_heads = get_int(j, distil ? "n_heads" : "num_attention_heads", c.num_attention_heads, source);
+  c.intermediate_size = get_int(j, distil ? "hidden_dim" : "intermediate_size", c.intermediate_size, source);
+  const char* act_key = distil ? "activation" : "hidden_act";
+  if (j.contains(act_key)) {
+    if (!j[act_key].is_string()) bad(source, std::string("field '") + act_key + "' must be a string");
+    c.hidden_act = j[act_key].get<std::string>();
   }
-  c.hidden_dropout_prob = get_num(j, "hidden_dropout_prob", c.hidden_dropout_prob, source);
-  c.attention_probs_dropout_prob = get_num(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, source);
+  c.hidden_dropout_prob = get_num(j, distil ? "dropout" : "hidden_dropout_prob", c.hidden_dropout_prob, source);
+  c.attention_probs_dropout_prob =
+      get_num(j, distil ? "attention_dropout" : "attention_probs_dropout_prob", c.attention_probs_dropout_prob, source);
   c.max_position_embeddings = get_int(j, "max_position_embeddings", c.max_position_embeddings, source);
-  c.type_vocab_size = get_int(j, "type_vocab_size", c.type_vocab_size, source);
-  c.layer_norm_eps = get_num(j, "layer_norm_eps", c.layer_norm_eps, source);
+  c.type_vocab_size = distil ? 1 : get_int(j, "type_vocab_size", c.type_vocab_size, source);
+  c.layer_norm_eps = distil ? 1e-12 : get_num(j, "layer_norm_eps", c.layer_norm_eps, source);
   c.initializer_range = get_num(j, "initializer_range", c.initializer_range, source);
   c.pad_token_id = get_int(j, "pad_token_id", c.pad_token_id, source);
+  c.classifier_dropout = distil ? get_num(j, "seq_classif_dropout", 0.2, source) : c.hidden_dropout_prob;
+  c.qa_dropout = distil ? get_num(j, "qa_dropout", 0.1, source) : 0.0;
   if (j.contains("id2label") && j["id2label"].is_object()) {
     c.num_labels = static_cast<int64_t>(j["id2label"].size());
   }
@@ -160,9 +180,13 @@ void BertConfig::validate(const std::string& source) const {
   if (!(initializer_range >= 0 && initializer_range <= 1e6))
     bad(source, "field 'initializer_range' must be a standard deviation in [0, 1e6], got " + nlohmann::json(initializer_range).dump());
   if (!(hidden_dropout_prob >= 0 && hidden_dropout_prob < 1) ||
-      !(attention_probs_dropout_prob >= 0 && attention_probs_dropout_prob < 1))
+      !(attention_probs_dropout_prob >= 0 && attention_probs_dropout_prob < 1) ||
+      !(classifier_dropout >= 0 && classifier_dropout < 1) || !(qa_dropout >= 0 && qa_dropout < 1))
     bad(source, "dropout probabilities must be in [0, 1)");
   if (pad_token_id < 0 || pad_token_id >= vocab_size) bad(source, "pad_token_id is outside the vocabulary");
+  if (max_sequence_length() < 1)
+    bad(source, "max_position_embeddings " + std::to_string(max_position_embeddings) + " leaves no position after padding_idx " +
+                    std::to_string(pad_token_id) + " (RoBERTa positions start at pad_token_id + 1)");
   static const std::set<std::string> acts = {"gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish", "tanh"};
   if (!acts.count(hidden_act)) bad(source, "hidden_act '" + hidden_act + "' is not supported");
   for (const auto& [layer, heads] : pruned_heads) {
@@ -211,21 +235,35 @@ BertConfig BertConfig::from_file(const std::string& path) {
 nlohmann::json BertConfig::to_json(TaskKind kind) const {
   nlohmann::json j = raw;
   j.erase("pruning_plan");  // written by save_pretrained only while the model is patched
-  j["model_type"] = "bert";
+  const Family& f = *family;
+  j["model_type"] = f.model_type;
   j["vocab_size"] = vocab_size;
-  j["hidden_size"] = hidden_size;
-  j["num_hidden_layers"] = num_hidden_layers;
-  j["num_attention_heads"] = num_attention_heads;
-  j["intermediate_size"] = intermediate_size;
-  j["hidden_act"] = hidden_act;
-  j["hidden_dropout_prob"] = hidden_dropout_prob;
-  j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
   j["max_position_embeddings"] = max_position_embeddings;
-  j["type_vocab_size"] = type_vocab_size;
-  j["layer_norm_eps"] = layer_norm_eps;
   j["initializer_range"] = initializer_range;
   j["pad_token_id"] = pad_token_id;
-  j["architectures"] = nlohmann::json::array({architecture_name(kind)});
+  if (f.distil_config) {
+    j["dim"] = hidden_size;
+    j["n_layers"] = num_hidden_layers;
+    j["n_heads"] = num_attention_heads;
+    j["hidden_dim"] = intermediate_size;
+    j["activation"] = hidden_act;
+    j["dropout"] = hidden_dropout_prob;
+    j["attention_dropout"] = attention_probs_dropout_prob;
+    j["seq_classif_dropout"] = classifier_dropout;
+    j["qa_dropout"] = qa_dropout;
+    j["sinusoidal_pos_embds"] = false;
+  } else {
+    j["hidden_size"] = hidden_size;
+    j["num_hidden_layers"] = num_hidden_layers;
+    j["num_attention_heads"] = num_attention_heads;
+    j["intermediate_size"] = intermediate_size;
+    j["hidden_act"] = hidden_act;
+    j["hidden_dropout_prob"] = hidden_dropout_prob;
+    j["attention_probs_dropout_prob"] = attention_probs_dropout_prob;
+    j["type_vocab_size"] = type_vocab_size;
+    j["layer_norm_eps"] = layer_norm_eps;
+  }
+  j["architectures"] = nlohmann::json::array({architecture_name(f, kind)});
   if (kind == TaskKind::SequenceClassification && num_labels != 2 && !j.contains("id2label")) {
     nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
     for (int64_t i = 0; i < num_labels; ++i) {

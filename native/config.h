@@ -1,4 +1,5 @@
-// BERT configuration, read from and written to HF's config.json. Per-layer sizes (heads, FFN width) are not
+// Encoder configuration (BERT and the families of family.h), read from and written to HF's config.json in
+// the family's own field names (DistilBERT's "dim", "n_layers", ... are read into the BERT-named fields). Per-layer sizes (heads, FFN width) are not
 // a single config value here: they come from `pruned_heads` and our own `intermediate_sizes` field, and are
 // checked against the weights, because after pruning every layer differs.
 #pragma once
@@ -11,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "family.h"
+
 namespace bp {
 
 enum class TaskKind { Bare, SequenceClassification, QuestionAnswering };
@@ -20,9 +23,11 @@ enum class TaskKind { Bare, SequenceClassification, QuestionAnswering };
 nlohmann::json read_json_file(const std::string& path, const char* bad_code, const std::string& what);
 
 const char* task_name(TaskKind k);            // "bare" | "text-classification" | "question-answering"
-const char* architecture_name(TaskKind k);    // "BertModel" | "BertForSequenceClassification" | ...
+// "BertModel" | "BertForSequenceClassification" | "RobertaForQuestionAnswering" | ...
+std::string architecture_name(const Family& f, TaskKind k);
 
 struct BertConfig {
+  const Family* family = &family_bert();
   int64_t vocab_size = 30522;
   int64_t hidden_size = 768;
   int64_t num_hidden_layers = 12;
@@ -35,6 +40,10 @@ struct BertConfig {
   int64_t type_vocab_size = 2;
   double layer_norm_eps = 1e-12;
   double initializer_range = 0.02;
+  // Dropout before the classification head's output linear, and before qa_outputs (DistilBERT's
+  // seq_classif_dropout and qa_dropout; BERT uses hidden_dropout_prob for the first and none for QA).
+  double classifier_dropout = 0.1;
+  double qa_dropout = 0.0;
   int64_t pad_token_id = 0;
   int64_t num_labels = 2;
   // layer -> heads removed (HF `pruned_heads`, indices into the layer's original heads)
@@ -45,6 +54,8 @@ struct BertConfig {
   nlohmann::json raw = nlohmann::json::object();  // everything else in config.json, kept on save
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // The longest sequence the position table allows (RoBERTa's positions start after padding_idx).
+  int64_t max_sequence_length() const;
   int64_t layer_heads(int64_t layer) const;
   int64_t layer_intermediate(int64_t layer) const;
   // Kept heads of a layer, as indices into the original heads (ascending).

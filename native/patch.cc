@@ -183,7 +183,7 @@ NamedTensors current_masks(const Bert& model) {
   at::NoGradGuard no_grad;
   NamedTensors out;
   for (auto& [name, lin] : linears_by_name(model)) {
-    if (name.rfind("bert.encoder.", 0) != 0) continue;
+    if (name.rfind(model->family().prefix + "." + model->family().layers + ".", 0) != 0) continue;
     at::Tensor m = lin->mask ? compute_mask(*lin->mask, lin->weight, false) : lin->weight.ne(0).to(at::kFloat);
     out.emplace_back("mask." + name, m);
     out.emplace_back("bias_mask." + name, m.ne(0).any(1).to(at::kFloat));

@@ -233,8 +233,8 @@ async function fineprune(
   const runs = o.latencyRuns ?? 30;
   const lat: JobResult['latency'] = [];
   for (const b of [1, 8]) {
-    const d = await latency(dense, b, maxLength, dense.config.vocab_size, runs);
-    const c = await latency(compact, b, maxLength, compact.config.vocab_size, runs);
+    const d = await latency(dense, b, maxLength, dense.dimensions.vocabSize, runs);
+    const c = await latency(compact, b, maxLength, compact.dimensions.vocabSize, runs);
     lat.push({ batch: b, seq: maxLength, denseMs: d, compactMs: c, speedup: d / c });
   }
   const result: JobResult = {
@@ -256,7 +256,7 @@ async function fineprune(
       `Summary (${o.task}, ${elapsed()}):`,
       `  accuracy: dense ${denseScore.accuracy.toFixed(2)}% -> pruned ${prunedMetrics.accuracy.toFixed(2)}% -> compact ${compactMetrics.accuracy.toFixed(2)}%`,
       `  density of the encoder's linear weights: ${Object.entries(density).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ') || 'n/a'}`,
-      `  heads kept per layer: ${result.heads.join(' ')} of ${dense.config.num_attention_heads}; FFN widths ${result.ffn.join(' ')} of ${dense.config.intermediate_size}`,
+      `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
       ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),
       `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}`,

@@ -16,11 +16,15 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
-import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, TensorData, native } from '../runtime/native';
+import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, TensorData, native } from '../runtime/native';
 
 export type Task = 'bare' | 'text-classification' | 'question-answering';
 
-/** The HF config.json fields of a BERT (others are kept as they are). */
+/**
+ * The HF config.json fields of a BERT (others are kept as they are). RoBERTa and XLM-R use the same names;
+ * DistilBERT's are its own ("dim", "n_layers", "n_heads", "hidden_dim", "activation", ...): read sizes from
+ * `model.dimensions`, which names them alike for every family.
+ */
 export interface BertConfigJson {
   vocab_size: number;
   hidden_size: number;
@@ -44,6 +48,33 @@ export interface BertConfigJson {
   architectures?: string[];
   [key: string]: unknown;
 }
+
+/** DistilBERT's config.json fields (its own names for BERT's sizes; others are kept as they are). */
+export interface DistilBertConfigJson {
+  model_type: 'distilbert';
+  vocab_size: number;
+  dim: number;
+  n_layers: number;
+  n_heads: number;
+  hidden_dim: number;
+  activation?: string;
+  dropout?: number;
+  attention_dropout?: number;
+  max_position_embeddings?: number;
+  initializer_range?: number;
+  pad_token_id?: number;
+  qa_dropout?: number;
+  seq_classif_dropout?: number;
+  num_labels?: number;
+  id2label?: Record<string, string>;
+  pruned_heads?: Record<string, number[]>;
+  intermediate_sizes?: number[];
+  architectures?: string[];
+  [key: string]: unknown;
+}
+
+/** A config.json of any family: BERT's names (BERT, RoBERTa, XLM-R: set `model_type`) or DistilBERT's. */
+export type ModelConfigJson = BertConfigJson | DistilBertConfigJson;
 
 export interface FromPretrainedOptions {
   /** 'cpu' (default), 'cuda' or 'cuda:N'. */
@@ -69,13 +100,33 @@ export type ForwardOptions = NativeForwardOptions;
 export type ForwardOutput = Record<string, TensorData>;
 export type LayerInfo = NativeLayerInfo;
 export type LoadReport = NativeLoadReport;
+export type ModelStructure = NativeModelStructure;
+export type ModelDimensions = NativeModelDimensions;
+/** The encoder families: config.json `model_type`. */
+export type ModelFamily = NativeModelStructure['modelType'];
+export const MODEL_FAMILIES: readonly ModelFamily[] = ['bert', 'distilbert', 'roberta', 'xlm-roberta'];
 
 /** What a pruning plan is made for (PlanGeometry): hidden size, head size, and each layer's heads and FFN width. */
 export interface ModelGeometry {
   hiddenSize: number;
   headDim: number;
   layers: Array<{ heads: number; intermediateSize: number }>;
+  /** Where the linears live (the family's names); BERT's when absent. */
+  structure?: Pick<ModelStructure, 'layers' | 'linears'>;
 }
+
+/** BERT's structure: the names plans use when a geometry gives none. */
+export const BERT_STRUCTURE: Pick<ModelStructure, 'layers' | 'linears'> = {
+  layers: 'bert.encoder.layer',
+  linears: {
+    query: 'attention.self.query',
+    key: 'attention.self.key',
+    value: 'attention.self.value',
+    attentionOutput: 'attention.output.dense',
+    intermediate: 'intermediate.dense',
+    output: 'output.dense',
+  },
+};
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'];
 
@@ -123,7 +174,7 @@ export class BertModel {
   }
 
   /** A model with random weights (HF's initialisation), e.g. to train from scratch or to benchmark. */
-  static async fromConfig(config: BertConfigJson, options: FromConfigOptions = {}): Promise<BertModel> {
+  static async fromConfig(config: ModelConfigJson, options: FromConfigOptions = {}): Promise<BertModel> {
     v.object('config', config);
     checkLoadOptions(options, ['device', 'task', 'seed']);
     const handle = await native().createModel(JSON.stringify(config), options);
@@ -157,9 +208,27 @@ export class BertModel {
     return run;
   }
 
-  /** The config as the model would save it. */
+  /**
+   * The config as the model would save it, in its family's names: a DistilBERT's has "dim", "n_layers", ...
+   * where the type says "hidden_size", ...; `dimensions` names the sizes alike for every family.
+   */
   get config(): BertConfigJson {
     return JSON.parse(this.#live().info().config) as BertConfigJson;
+  }
+
+  /** The family (config.json model_type): 'bert', 'distilbert', 'roberta' or 'xlm-roberta'. */
+  get family(): ModelFamily {
+    return this.#live().info().structure.modelType;
+  }
+
+  /** Where the family keeps its layers and linears (the names pruning plans and masks use). */
+  get structure(): ModelStructure {
+    return this.#live().info().structure;
+  }
+
+  /** Sizes under one set of names for every family. */
+  get dimensions(): ModelDimensions {
+    return this.#live().info().dimensions;
   }
 
   get task(): Task {
@@ -187,7 +256,7 @@ export class BertModel {
   /** Label names by class id (config id2label, else LABEL_i). */
   get labels(): string[] {
     const c = this.config;
-    const n = c.id2label ? Object.keys(c.id2label).length : (c.num_labels ?? 2);
+    const n = c.id2label ? Object.keys(c.id2label).length : this.dimensions.numLabels;
     return Array.from({ length: n }, (_, i) => c.id2label?.[String(i)] ?? `LABEL_${i}`);
   }
 
@@ -203,11 +272,12 @@ export class BertModel {
 
   /** The geometry a pruning plan is made for. */
   geometry(): ModelGeometry {
-    const c = this.config;
+    const d = this.dimensions;
     return {
-      hiddenSize: c.hidden_size,
-      headDim: c.hidden_size / c.num_attention_heads,
+      hiddenSize: d.hiddenSize,
+      headDim: d.headDim,
       layers: this.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
+      structure: { layers: this.structure.layers, linears: this.structure.linears },
     };
   }
 

@@ -112,17 +112,17 @@ export async function pipeline(
   const tokenizer = loadTokenizer(dir, options.tokenizer);
   const loadOpts: FromPretrainedOptions = { device: options.device, task };
   const model = await BertModel.fromPretrained(dir, loadOpts);
-  if (model.config.vocab_size < tokenizer.vocabSize) {
-    const n = model.config.vocab_size;
+  if (model.dimensions.vocabSize < tokenizer.vocabSize) {
+    const n = model.dimensions.vocabSize;
     model.dispose();
     throw new BlockpruneError('E_BAD_CONFIG', `the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${n}`);
   }
-  const maxPositions = Math.min(512, model.config.max_position_embeddings ?? 512);
+  const maxPositions = Math.min(512, model.dimensions.maxSequenceLength);
   // Longer inputs than the position table would index past it.
   const maxLength = options.maxLength ?? maxPositions;
   if (maxLength > maxPositions) {
     model.dispose();
-    throw v.invalidParameterError('options.maxLength', `at most ${maxPositions} (the model's max_position_embeddings, capped at 512)`, maxLength, 'range');
+    throw v.invalidParameterError('options.maxLength', `at most ${maxPositions} (the model's positions, capped at 512)`, maxLength, 'range');
   }
   const base = {
     model,

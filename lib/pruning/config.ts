@@ -3,6 +3,7 @@
  * the presets users know (hybrid, block, heads, unstructured), the cubic threshold schedule, and the plan
  * that tells the native core which linear gets which mask.
  */
+import { BERT_STRUCTURE } from '../model/model';
 import type { ModelGeometry } from '../model/model';
 import { BlockpruneError } from '../runtime/errors';
 import * as v from '../runtime/validate';
@@ -127,8 +128,7 @@ export function parseMethod(spec: string, field: string): { method: PruningMetho
   return { method: m as PruningMethod, sub: s as PruningSubmethod };
 }
 
-/** The model geometry a plan is made for (from BertModel.info). */
-/** What a plan is made for: BertModel.geometry(). */
+/** What a plan is made for: BertModel.geometry() (its `structure` names the family's linears; BERT's when absent). */
 export type PlanGeometry = ModelGeometry;
 
 export interface PlanEntry {
@@ -366,22 +366,24 @@ export class PruningConfig {
     const resolve = (d: BlockDim, full: number, _name: string): number => (d === 'head' ? g.headDim : d === 'full' ? full : d);
     const modules: PlanEntry[] = [];
     const base = { biasMask: o.biasMask, minElements: o.linearMinParameters, init: o.maskInit };
+    const s = g.structure ?? BERT_STRUCTURE;
+    const L = s.linears;
     g.layers.forEach((layer, i) => {
-      const p = `bert.encoder.layer.${i}.`;
+      const p = `${s.layers}.${i}.`;
       const width = layer.heads * g.headDim;
       if (attn.method !== 'disabled' && layer.heads > 0) {
         const rows = resolve(o.attentionBlockRows, width, 'attentionBlockRows');
         const cols = resolve(o.attentionBlockCols, g.hiddenSize, 'attentionBlockCols');
-        for (const m of ['query', 'key', 'value']) {
+        for (const m of ['query', 'key', 'value'] as const) {
           modules.push({
             ...base,
-            module: `${p}attention.self.${m}`,
+            module: `${p}${L[m]}`,
             method: attn.method,
             layout: attn.sub === '1d' ? 'rows_cols' : 'block',
             blockRows: rows,
             blockCols: cols,
             group: 'attention',
-            shareWith: attn.sub === 'joint' && m !== 'query' ? `${p}attention.self.query` : undefined,
+            shareWith: attn.sub === 'joint' && m !== 'query' ? `${p}${L.query}` : undefined,
           });
         }
       }
@@ -394,7 +396,7 @@ export class PruningConfig {
         const cols = o.attentionOutputWithDense ? resolve(o.denseBlockCols, width, 'denseBlockCols') : resolve(o.attentionBlockRows, width, 'attentionBlockRows');
         modules.push({
           ...base,
-          module: `${p}attention.output.dense`,
+          module: `${p}${L.attentionOutput}`,
           method: outWith.method,
           layout: outWith.sub === '1d' ? 'rows_cols' : 'block',
           blockRows: outWith.sub === '1d_alt' ? 1 : rows,
@@ -408,7 +410,7 @@ export class PruningConfig {
         const alt = dense.sub === '1d_alt';
         modules.push({
           ...base,
-          module: `${p}intermediate.dense`,
+          module: `${p}${L.intermediate}`,
           method: dense.method,
           layout: alt ? 'rows' : dense.sub === '1d' ? 'rows_cols' : 'block',
           blockRows: rows,
@@ -417,14 +419,14 @@ export class PruningConfig {
         });
         modules.push({
           ...base,
-          module: `${p}output.dense`,
+          module: `${p}${L.output}`,
           method: dense.method,
           layout: alt ? 'cols' : dense.sub === '1d' ? 'rows_cols' : 'block',
           // [hidden, width]: the same block shape as the reference uses for every dense linear.
           blockRows: resolve(o.denseBlockRows, g.hiddenSize, 'denseBlockRows'),
           blockCols: resolve(o.denseBlockCols, layer.intermediateSize, 'denseBlockCols'),
           group: 'dense',
-          shareWith: alt ? `${p}intermediate.dense` : undefined,
+          shareWith: alt ? `${p}${L.intermediate}` : undefined,
         });
       }
     });

@@ -5,7 +5,8 @@
  */
 import { join } from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../runtime/atomic';
-import { BertConfigJson, BertModel } from '../model/model';
+import { BertModel } from '../model/model';
+import type { ModelStructure } from '../model/model';
 import '../pruning/model-pruning'; // model.masks()
 import { Canvas, encodePng } from './png';
 import * as v from '../runtime/validate';
@@ -13,7 +14,10 @@ import * as v from '../runtime/validate';
 /** The figure nn_pruning reports reductions against. */
 export const BERT_BASE_PARAMETERS = 110e6;
 
-const LINEARS = ['attention.self.query', 'attention.self.key', 'attention.self.value', 'attention.output.dense', 'intermediate.dense', 'output.dense'] as const;
+/** The six linears of a layer, by role (their names are the family's: model.structure.linears). */
+const ROLES = ['query', 'key', 'value', 'attentionOutput', 'intermediate', 'output'] as const;
+type Role = (typeof ROLES)[number];
+const ATTENTION_ROLES: readonly Role[] = ['query', 'key', 'value', 'attentionOutput'];
 
 export interface ParameterSummary {
   total: number;
@@ -60,35 +64,40 @@ export interface ModelReport {
   density?: Record<string, number>;
 }
 
-function denseShapes(c: BertConfigJson, layer: number): Record<string, number[]> {
-  const H = c.hidden_size;
-  const A = c.hidden_size; // all heads x head size
-  const F = c.intermediate_size;
-  void layer;
-  return {
-    'attention.self.query.weight': [A, H],
-    'attention.self.query.bias': [A],
-    'attention.self.key.weight': [A, H],
-    'attention.self.key.bias': [A],
-    'attention.self.value.weight': [A, H],
-    'attention.self.value.bias': [A],
-    'attention.output.dense.weight': [H, A],
-    'attention.output.dense.bias': [H],
-    'attention.output.LayerNorm.weight': [H],
-    'attention.output.LayerNorm.bias': [H],
-    'intermediate.dense.weight': [F, H],
-    'intermediate.dense.bias': [F],
-    'output.dense.weight': [H, F],
-    'output.dense.bias': [H],
-    'output.LayerNorm.weight': [H],
-    'output.LayerNorm.bias': [H],
-  };
+/** The dense (unpruned) shapes of a layer's linears, by name inside the layer; other tensors keep theirs. */
+function denseShapes(model: BertModel): Record<string, number[]> {
+  const d = model.dimensions;
+  const L = model.structure.linears;
+  const H = d.hiddenSize;
+  const A = d.numHeads * d.headDim; // all heads x head size
+  const F = d.intermediateSize;
+  const out: Record<string, number[]> = {};
+  for (const r of ['query', 'key', 'value'] as const) Object.assign(out, { [`${L[r]}.weight`]: [A, H], [`${L[r]}.bias`]: [A] });
+  Object.assign(out, { [`${L.attentionOutput}.weight`]: [H, A], [`${L.intermediate}.weight`]: [F, H], [`${L.intermediate}.bias`]: [F], [`${L.output}.weight`]: [H, F] });
+  return out;
+}
+
+/**
+ * [layer, name inside the layer] of an encoder parameter (a state-dict key: "bert.encoder.layer.3.x", or
+ * "encoder.layer.3.x" in a bare model, whose keys have no prefix), or undefined.
+ */
+function layerParameter(s: Pick<ModelStructure, 'layers'>, name: string): [number, string] | undefined {
+  for (const prefix of [`${s.layers}.`, `${s.layers.slice(s.layers.indexOf('.') + 1)}.`]) {
+    if (!name.startsWith(prefix)) continue;
+    const rest = name.slice(prefix.length);
+    const dot = rest.indexOf('.');
+    return [Number(rest.slice(0, dot)), rest.slice(dot + 1)];
+  }
+  return undefined;
 }
 
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 export function parameterSummary(model: BertModel): ParameterSummary {
-  const c = model.config;
+  const d = model.dimensions;
+  const structure = model.structure;
+  const linears = ROLES.map((r) => structure.linears[r] + '.');
+  const dense = denseShapes(model);
   let embeddings = 0;
   let encoder = 0;
   let head = 0;
@@ -98,17 +107,18 @@ export function parameterSummary(model: BertModel): ParameterSummary {
   for (const [name, shape] of model.parameterShapes) {
     if (name.includes('mask_scores')) continue;
     const n = numel(shape);
+    const inLayer = layerParameter(structure, name);
     if (name.includes('embeddings.')) embeddings += n;
-    else if (name.includes('encoder.layer.')) {
+    else if (inLayer) {
+      // A compact model's layer has fewer heads and units than the dense one: dense sizes come from the config.
+      const denseN = numel(dense[inLayer[1]] ?? shape);
       encoder += n;
-      if (LINEARS.some((l) => name.includes(`.${l}.`))) linear += n;
+      denseEncoder += denseN;
+      if (linears.some((l) => inLayer[1].startsWith(l))) {
+        linear += n;
+        denseLinear += denseN;
+      }
     } else head += n;
-  }
-  for (let i = 0; i < c.num_hidden_layers; i++) {
-    for (const [name, shape] of Object.entries(denseShapes(c, i))) {
-      denseEncoder += numel(shape);
-      if (LINEARS.some((l) => name.startsWith(l + '.'))) denseLinear += numel(shape);
-    }
   }
   const total = embeddings + encoder + head;
   const denseTotal = embeddings + denseEncoder + head;
@@ -120,7 +130,7 @@ export function parameterSummary(model: BertModel): ParameterSummary {
     head,
     linear,
     headsKept: layers.reduce((a, l) => a + l.heads, 0),
-    headsTotal: c.num_attention_heads * c.num_hidden_layers,
+    headsTotal: d.numHeads * d.numLayers,
     denseTotal,
     denseLinear,
     reductionVsDense: denseTotal / total,
@@ -130,13 +140,13 @@ export function parameterSummary(model: BertModel): ParameterSummary {
 
 /** Per-layer parameter shapes: dense (from the config) => now. */
 export function shapeTable(model: BertModel): ShapeRow[] {
-  const c = model.config;
+  const dense = denseShapes(model);
   const rows: ShapeRow[] = [];
   for (const [name, shape] of model.parameterShapes) {
-    const m = /encoder\.layer\.(\d+)\.(.+)$/.exec(name);
-    if (!m || name.includes('mask_scores')) continue;
-    const layer = Number(m[1]);
-    rows.push({ layer, name: m[2], dense: denseShapes(c, layer)[m[2]] ?? shape, now: shape });
+    const inLayer = layerParameter(model.structure, name);
+    if (!inLayer || name.includes('mask_scores')) continue;
+    const [layer, inner] = inLayer;
+    rows.push({ layer, name: inner, dense: dense[inner] ?? shape, now: shape });
   }
   return rows;
 }
@@ -238,26 +248,28 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
   v.writableDirectory('dir', dir);
   ensureDir(dir);
   const masks = await model.masks();
-  const c = model.config;
+  const d = model.dimensions;
+  const structure = model.structure;
   const files: string[] = [];
-  const L = c.num_hidden_layers;
+  const L = d.numLayers;
   const panel = 96;
   const gap = 6;
-  const grid = new Canvas(LINEARS.length * (panel + gap) + gap, L * (panel + gap) + gap, [255, 255, 255]);
+  const grid = new Canvas(ROLES.length * (panel + gap) + gap, L * (panel + gap) + gap, [255, 255, 255]);
   const layerDensity: Array<{ attn: number; ffn: number }> = [];
   for (let i = 0; i < L; i++) {
     let attnNz = 0;
     let attnN = 0;
     let ffnNz = 0;
     let ffnN = 0;
-    LINEARS.forEach((lin, j) => {
-      const t = masks[`mask.bert.encoder.layer.${i}.${lin}`];
+    ROLES.forEach((role, j) => {
+      const lin = structure.linears[role];
+      const t = masks[`mask.${structure.layers}.${i}.${lin}`];
       if (!t) return;
       const [rows, cols] = t.shape;
       const d = t.data as Uint8Array;
       let nz = 0;
       for (let k = 0; k < d.length; k++) nz += d[k] ? 1 : 0;
-      if (lin.startsWith('attention')) {
+      if (ATTENTION_ROLES.includes(role)) {
         attnNz += nz;
         attnN += d.length;
       } else {
@@ -283,19 +295,19 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
   // density.png: [heads cells][gap][attention bar][gap][FFN bar] per layer.
   const cell = 14;
   const barW = 200;
-  const H = c.num_attention_heads;
+  const H = d.numHeads;
   const width = gap + H * (cell + 2) + gap * 2 + barW + gap * 2 + barW + gap;
   const rowH = cell + 6;
   const dens = new Canvas(width, gap + L * rowH + gap, [255, 255, 255]);
   const layers = model.layers;
-  const hd = c.hidden_size / c.num_attention_heads;
+  const hd = d.headDim;
   for (let i = 0; i < L; i++) {
     const y = gap + i * rowH;
     // A head is alive if its rows are non-zero in q, k and v (the compaction rule); heads a previous
     // compaction removed are drawn lightest.
     const kept = layers[i].keptHeads;
-    const rowsAlive = (lin: string, k: number): boolean => {
-      const t = masks[`mask.bert.encoder.layer.${i}.attention.self.${lin}`];
+    const rowsAlive = (role: 'query' | 'key' | 'value', k: number): boolean => {
+      const t = masks[`mask.${structure.layers}.${i}.${structure.linears[role]}`];
       if (!t) return false;
       const cols = t.shape[1];
       const d = t.data as Uint8Array;

@@ -47,9 +47,43 @@ export interface NativeLayerInfo {
   intermediateSize: number;
 }
 
+/**
+ * Where a family keeps its encoder layers and each layer's six linears (names inside a layer), as pruning plans
+ * and masks name them: nn_pruning's ModelStructure. `layers` is "bert.encoder.layer", "roberta.encoder.layer"
+ * or "distilbert.transformer.layer".
+ */
+export interface NativeModelStructure {
+  modelType: 'bert' | 'roberta' | 'xlm-roberta' | 'distilbert';
+  layers: string;
+  linears: { query: string; key: string; value: string; attentionOutput: string; intermediate: string; output: string };
+  /** Whether the model has token_type_embeddings (DistilBERT has none and ignores token_type_ids). */
+  tokenTypes: boolean;
+}
+
+/** A model's sizes under one set of names, whatever its family's config.json calls them. */
+export interface NativeModelDimensions {
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  /** Heads per layer before pruning (num_attention_heads / n_heads). */
+  numHeads: number;
+  headDim: number;
+  /** The config's FFN width (before pruning; per-layer widths are in `layers`). */
+  intermediateSize: number;
+  maxPositions: number;
+  /** The longest input: maxPositions, less RoBERTa's padding_idx + 1. */
+  maxSequenceLength: number;
+  /** 0 when the family has no token types. */
+  typeVocabSize: number;
+  padTokenId: number;
+  numLabels: number;
+}
+
 export interface NativeModelInfo {
   task: 'bare' | 'text-classification' | 'question-answering';
   architecture: string;
+  structure: NativeModelStructure;
+  dimensions: NativeModelDimensions;
   /** config.json as the model would save it (JSON text). */
   config: string;
   numParameters: number;

@@ -108,7 +108,7 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       numParameters: m.numParameters,
       device: m.device,
       layers: m.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
-      maxLength: Math.min(512, c.max_position_embeddings ?? 512),
+      maxLength: Math.min(512, m.dimensions.maxSequenceLength),
     };
   };
   const classifyInfo = classify ? info(classify.model, true) : undefined;

@@ -137,7 +137,7 @@ export class SparseTrainer {
       totalSteps,
       data: dataFingerprint(o.train),
       pruning: pruning ? { ...pruning.options } : null,
-      model: { hidden: m.config.hidden_size, vocab: m.config.vocab_size, labels: m.labels.length, layers: m.layers.map((l) => [l.heads, l.intermediateSize]) },
+      model: { hidden: m.dimensions.hiddenSize, vocab: m.dimensions.vocabSize, labels: m.labels.length, layers: m.layers.map((l) => [l.heads, l.intermediateSize]) },
     };
 
     // Resume: the checkpoint's model (patched again from its saved plan), optimizer, RNG and position.

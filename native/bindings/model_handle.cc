@@ -211,7 +211,39 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   };
   Napi::Object o = Napi::Object::New(env);
   o.Set("task", bp::task_name(d.kind));
-  o.Set("architecture", bp::architecture_name(d.kind));
+  o.Set("architecture", bp::architecture_name(*d.config.family, d.kind));
+  // Where the family keeps its layers and each layer's linears (internal names, as pruning plans and masks
+  // use them): nn_pruning's ModelStructure, for the TypeScript side.
+  const bp::Family& f = *d.config.family;
+  Napi::Object structure = Napi::Object::New(env);
+  structure.Set("modelType", f.model_type);
+  structure.Set("layers", f.prefix + "." + f.layers);
+  Napi::Object linears = Napi::Object::New(env);
+  linears.Set("query", f.query);
+  linears.Set("key", f.key);
+  linears.Set("value", f.value);
+  linears.Set("attentionOutput", f.attn_out);
+  linears.Set("intermediate", f.inter);
+  linears.Set("output", f.out);
+  structure.Set("linears", linears);
+  structure.Set("tokenTypes", Napi::Boolean::New(env, f.token_types));
+  o.Set("structure", structure);
+  // The sizes under one set of names for every family (DistilBERT's config.json says "dim", "n_heads", ...).
+  const bp::BertConfig& c = d.config;
+  Napi::Object dims = Napi::Object::New(env);
+  auto num = [&](const char* k, int64_t v) { dims.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
+  num("vocabSize", c.vocab_size);
+  num("hiddenSize", c.hidden_size);
+  num("numLayers", c.num_hidden_layers);
+  num("numHeads", c.num_attention_heads);
+  num("headDim", c.head_dim());
+  num("intermediateSize", c.intermediate_size);
+  num("maxPositions", c.max_position_embeddings);
+  num("maxSequenceLength", c.max_sequence_length());
+  num("typeVocabSize", c.family->token_types ? c.type_vocab_size : 0);
+  num("padTokenId", c.pad_token_id);
+  num("numLabels", c.num_labels);
+  o.Set("dimensions", dims);
   o.Set("config", d.config_json);
   o.Set("numParameters", Napi::Number::New(env, static_cast<double>(d.num_parameters)));
   o.Set("device", d.device);
@@ -305,11 +337,12 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
         auto file = bp::read_safetensors(path);
         auto params = m->named_parameters();
         const bool bare = m->kind() == bp::TaskKind::Bare;
+        const std::string base = m->family().prefix + ".";
         at::NoGradGuard no_grad;
         // Check every tensor before copying any: a bad file leaves the model as it was.
         std::vector<std::pair<at::Tensor*, const at::Tensor*>> plan;
         for (auto& [name, t] : file.tensors) {
-          const std::string key = bare && name.rfind("bert.", 0) != 0 ? "bert." + name : name;
+          const std::string key = bare && name.rfind(base, 0) != 0 ? base + name : name;
           auto* p = params.find(key);
           if (!p) {
             if (strict) throw bp::Error("E_UNEXPECTED_TENSOR", path + " holds tensor '" + name + "' that this model does not have");

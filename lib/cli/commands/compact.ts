@@ -55,9 +55,9 @@ zero-padded back to intermediate_size, heads via pruned_heads).`,
 
 /** Largest absolute difference between two models' outputs on a random 2 x 32 batch. */
 async function outputDifference(a: BertModel, b: BertModel): Promise<number> {
-  const c = a.config;
-  const seqLen = Math.min(32, c.max_position_embeddings ?? 512);
-  const ids = new Int32Array(2 * seqLen).map((_, i) => 1 + ((i * 7919) % (c.vocab_size - 1)));
+  const d = a.dimensions;
+  const seqLen = Math.min(32, d.maxSequenceLength);
+  const ids = new Int32Array(2 * seqLen).map((_, i) => 1 + ((i * 7919) % (d.vocabSize - 1)));
   const batch = { inputIds: ids, batchSize: 2, seqLen };
   const [oa, ob] = [await a.forward(batch), await b.forward(batch)];
   let m = 0;

@@ -25,8 +25,9 @@ task, parameter count and, per layer, the heads kept and the FFN width.`,
       weights: model.loadReport?.weightsFile,
       parameters: model.numParameters,
       layers: model.layers.map((l, i) => ({ layer: i, heads: l.heads, keptHeads: l.keptHeads, ffn: l.intermediateSize })),
-      hidden: c.hidden_size,
-      vocab: c.vocab_size,
+      family: model.family,
+      hidden: model.dimensions.hiddenSize,
+      vocab: model.dimensions.vocabSize,
     };
     if (a.json) console.log(JSON.stringify(summary, null, 2));
     else {
