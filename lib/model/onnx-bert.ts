@@ -1,6 +1,7 @@
 /**
- * BERT as an ONNX graph, built one HF module at a time as native/bert.h builds it in libtorch (and candle's
- * bert.rs in Rust): each function below takes its module's input and its weights under the module's HF name,
+ * BERT-family encoders (BERT, RoBERTa, XLM-R, DistilBERT) as an ONNX graph, built one HF module at a time as
+ * native/bert.h builds it in libtorch (and candle's bert.rs in Rust), under the names the family's structure
+ * gives (model.structure, native/family.h): each function below takes its module's input and its weights under the module's HF name,
  * adds its nodes, and returns the name of its output. They mirror transformers 4.4.2 (the version the parity
  * fixtures come from), in eval mode, so dropout is absent:
  * https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py
@@ -13,7 +14,7 @@
  */
 import { BlockpruneError } from '../runtime/errors';
 import type { TensorData } from '../runtime/native';
-import type { LayerInfo } from './model';
+import type { LayerInfo, ModelStructure } from './model';
 import { GraphBuilder } from './onnx-graph';
 import { DataType } from './onnx-messages';
 
@@ -42,6 +43,8 @@ export class Weights {
 /** What every module needs: the graph so far, the encoder's weights and the sizes all layers share. */
 export interface BertGraph {
   g: GraphBuilder;
+  /** Where the family keeps each module (names inside the encoder drop its prefix, as `w` does). */
+  s: ModelStructure;
   /** Under the encoder's prefix ("bert." in task models). */
   w: Weights;
   /** hidden_size (H) and the head size (D = H / num_attention_heads). */
@@ -124,27 +127,42 @@ function activation(b: BertGraph, x: string, name: string): string {
   }
 }
 
+/** A name under the family's base prefix ("bert.pooler.dense" -> "pooler.dense"), as `BertGraph.w` reads it. */
+export function inEncoder(s: ModelStructure, name: string): string {
+  return name.startsWith(`${s.prefix}.`) ? name.slice(s.prefix.length + 1) : name;
+}
+
 /**
- * HF BertEmbeddings: (word[input_ids] + token_type[token_type_ids]) + position[0..S), then
- * LayerNorm. Absolute positions only (exportOnnx refuses the others).
- * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertEmbeddings.
+ * HF BertEmbeddings: (word[input_ids] + token_type[token_type_ids]) + position, then LayerNorm; DistilBERT
+ * has no token types; RoBERTa's positions come from input_ids (padId + cumsum(ids != padId) on real tokens,
+ * padId on padding). Absolute positions only (exportOnnx refuses the others).
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertEmbeddings
+ * (and modeling_roberta.py create_position_ids_from_input_ids).
  */
-export function embeddings(b: BertGraph, sizes: { vocab: number; typeVocab: number; maxPos: number }): string {
+export function embeddings(b: BertGraph, sizes: { vocab: number; typeVocab: number; maxPos: number; padId: number }): string {
   const { g, w, hidden: H } = b;
   const word = g.init('embeddings.word_embeddings.weight', [sizes.vocab, H], w.get('embeddings.word_embeddings.weight', [sizes.vocab, H]));
-  const types = g.init('embeddings.token_type_embeddings.weight', [sizes.typeVocab, H], w.get('embeddings.token_type_embeddings.weight', [sizes.typeVocab, H]));
   const pos = g.init('embeddings.position_embeddings.weight', [sizes.maxPos, H], w.get('embeddings.position_embeddings.weight', [sizes.maxPos, H]));
-  // Shape's start/end attributes came with opset 15; before, Gather picks the sequence length out of the shape.
-  const seqLen =
-    b.opset >= 15
-      ? g.node('Shape', 'embeddings/seq_len', ['input_ids'], { start: { i: 1 }, end: { i: 2 } })
-      : g.node('Gather', 'embeddings/seq_len', [g.node('Shape', 'embeddings/shape', ['input_ids']), g.ints([1])], { axis: { i: 0 } });
-  const positions = g.node('Slice', 'embeddings/positions', [pos, g.ints([0]), seqLen, g.ints([0])]);
-  const wordTypes = g.node('Add', 'embeddings/add_types', [
-    g.node('Gather', 'embeddings/word', [word, 'input_ids'], { axis: { i: 0 } }),
-    g.node('Gather', 'embeddings/token_type', [types, 'token_type_ids'], { axis: { i: 0 } }),
-  ]);
-  return layerNorm(b, g.node('Add', 'embeddings/add_positions', [wordTypes, positions]), 'embeddings.LayerNorm');
+  let positions: string;
+  if (b.s.positions === 'input_ids') {
+    const real = g.node('Cast', 'embeddings/real', [g.node('Not', 'embeddings/not_pad', [g.node('Equal', 'embeddings/is_pad', ['input_ids', g.ints([sizes.padId], true)])])], { to: { i: DataType.INT64 } });
+    const counted = g.node('Mul', 'embeddings/counted', [g.node('CumSum', 'embeddings/cumsum', [real, g.ints([1], true)]), real]);
+    const ids = g.node('Add', 'embeddings/position_ids', [counted, g.ints([sizes.padId], true)]);
+    positions = g.node('Gather', 'embeddings/positions', [pos, ids], { axis: { i: 0 } });
+  } else {
+    // Shape's start/end attributes came with opset 15; before, Gather picks the sequence length out of the shape.
+    const seqLen =
+      b.opset >= 15
+        ? g.node('Shape', 'embeddings/seq_len', ['input_ids'], { start: { i: 1 }, end: { i: 2 } })
+        : g.node('Gather', 'embeddings/seq_len', [g.node('Shape', 'embeddings/shape', ['input_ids']), g.ints([1])], { axis: { i: 0 } });
+    positions = g.node('Slice', 'embeddings/positions', [pos, g.ints([0]), seqLen, g.ints([0])]);
+  }
+  let e = g.node('Gather', 'embeddings/word', [word, 'input_ids'], { axis: { i: 0 } });
+  if (b.s.tokenTypes) {
+    const types = g.init('embeddings.token_type_embeddings.weight', [sizes.typeVocab, H], w.get('embeddings.token_type_embeddings.weight', [sizes.typeVocab, H]));
+    e = g.node('Add', 'embeddings/add_types', [e, g.node('Gather', 'embeddings/token_type', [types, 'token_type_ids'], { axis: { i: 0 } })]);
+  }
+  return layerNorm(b, g.node('Add', 'embeddings/add_positions', [e, positions]), 'embeddings.LayerNorm');
 }
 
 /**
@@ -167,12 +185,13 @@ export function extendedMask(g: GraphBuilder): string {
 export function selfAttention(b: BertGraph, h: string, L: string, heads: number): string | undefined {
   if (heads === 0) return undefined;
   const { g, w, hidden: H, headDim: D } = b;
+  const n = b.s.linears;
   const HD = heads * D;
   // Fused q|k|v: weight [H, 3 * HD], query part scaled by 1 / sqrt(D).
   const s = 1 / Math.sqrt(D);
-  const qw = transpose(w.get(`${L}.attention.self.query.weight`, [HD, H]), HD, H, s);
-  const kw = transpose(w.get(`${L}.attention.self.key.weight`, [HD, H]), HD, H);
-  const vw = transpose(w.get(`${L}.attention.self.value.weight`, [HD, H]), HD, H);
+  const qw = transpose(w.get(`${L}.${n.query}.weight`, [HD, H]), HD, H, s);
+  const kw = transpose(w.get(`${L}.${n.key}.weight`, [HD, H]), HD, H);
+  const vw = transpose(w.get(`${L}.${n.value}.weight`, [HD, H]), HD, H);
   const wqkv = new Float32Array(H * 3 * HD);
   for (let r = 0; r < H; r++) {
     wqkv.set(qw.subarray(r * HD, (r + 1) * HD), r * 3 * HD);
@@ -180,10 +199,10 @@ export function selfAttention(b: BertGraph, h: string, L: string, heads: number)
     wqkv.set(vw.subarray(r * HD, (r + 1) * HD), r * 3 * HD + 2 * HD);
   }
   const bqkv = new Float32Array(3 * HD);
-  bqkv.set(scaled(w.get(`${L}.attention.self.query.bias`, [HD]), s), 0);
-  bqkv.set(w.get(`${L}.attention.self.key.bias`, [HD]), HD);
-  bqkv.set(w.get(`${L}.attention.self.value.bias`, [HD]), 2 * HD);
-  const A = `${L}.attention.self`;
+  bqkv.set(scaled(w.get(`${L}.${n.query}.bias`, [HD]), s), 0);
+  bqkv.set(w.get(`${L}.${n.key}.bias`, [HD]), HD);
+  bqkv.set(w.get(`${L}.${n.value}.bias`, [HD]), 2 * HD);
+  const A = `${L}.${n.query.slice(0, n.query.lastIndexOf('.'))}`;
   const qkv = g.node('Add', `${A}/qkv_add`, [
     g.node('MatMul', `${A}/qkv_matmul`, [h, g.init(`${A}.qkv.weight_t`, [H, 3 * HD], wqkv)]),
     g.init(`${A}.qkv.bias`, [3 * HD], bqkv),
@@ -207,9 +226,9 @@ export function selfAttention(b: BertGraph, h: string, L: string, heads: number)
  */
 export function selfOutput(b: BertGraph, context: string | undefined, h: string, L: string, heads: number): string {
   const { g, w, hidden: H } = b;
-  const name = `${L}.attention.output.dense`;
+  const name = `${L}.${b.s.linears.attentionOutput}`;
   const dense = context !== undefined ? linear(b, context, name, H, heads * b.headDim) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
-  return layerNorm(b, g.node('Add', `${L}.attention.output/residual`, [dense, h]), `${L}.attention.output.LayerNorm`);
+  return layerNorm(b, g.node('Add', `${name}/residual`, [dense, h]), `${L}.${b.s.norms.attention}`);
 }
 
 /**
@@ -218,7 +237,8 @@ export function selfOutput(b: BertGraph, context: string | undefined, h: string,
  */
 export function intermediate(b: BertGraph, a: string, L: string, width: number): string | undefined {
   if (width === 0) return undefined;
-  return activation(b, linear(b, a, `${L}.intermediate.dense`, width, b.hidden), `${L}.intermediate/act`);
+  const name = `${L}.${b.s.linears.intermediate}`;
+  return activation(b, linear(b, a, name, width, b.hidden), `${name}/act`);
 }
 
 /**
@@ -228,9 +248,9 @@ export function intermediate(b: BertGraph, a: string, L: string, width: number):
  */
 export function output(b: BertGraph, inter: string | undefined, a: string, L: string, width: number, outputName?: string): string {
   const { g, w, hidden: H } = b;
-  const name = `${L}.output.dense`;
+  const name = `${L}.${b.s.linears.output}`;
   const dense = inter !== undefined ? linear(b, inter, name, H, width) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
-  return layerNorm(b, g.node('Add', `${L}.output/residual`, [dense, a]), `${L}.output.LayerNorm`, outputName);
+  return layerNorm(b, g.node('Add', `${name}/residual`, [dense, a]), `${L}.${b.s.norms.output}`, outputName);
 }
 
 /**
@@ -240,9 +260,14 @@ export function output(b: BertGraph, inter: string | undefined, a: string, L: st
  * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertLayer.
  */
 export function bertLayer(b: BertGraph, h: string, i: number, info: LayerInfo, outputName?: string): string {
-  const L = `encoder.layer.${i}`;
+  const L = `${inEncoder(b.s, b.s.layers)}.${i}`;
   const a = selfOutput(b, selfAttention(b, h, L, info.heads), h, L, info.heads);
   return output(b, intermediate(b, a, L, info.intermediateSize), a, L, info.intermediateSize, outputName);
+}
+
+/** h[:, 0]: the first token's hidden state, [B, H]. */
+function firstToken(b: BertGraph, h: string, name: string): string {
+  return b.g.node('Gather', `${name}/first_token`, [h, b.g.ints([0], true)], { axis: { i: 1 } });
 }
 
 /**
@@ -250,16 +275,26 @@ export function bertLayer(b: BertGraph, h: string, i: number, info: LayerInfo, o
  * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertPooler.
  */
 export function pooler(b: BertGraph, h: string, outputName?: string): string {
-  const first = b.g.node('Gather', 'pooler/first_token', [h, b.g.ints([0], true)], { axis: { i: 1 } });
-  return b.g.node('Tanh', 'pooler/tanh', [linear(b, first, 'pooler.dense', b.hidden, b.hidden)], {}, outputName);
+  const name = inEncoder(b.s, b.s.pooler ?? 'pooler.dense');
+  return b.g.node('Tanh', 'pooler/tanh', [linear(b, firstToken(b, h, 'pooler'), name, b.hidden, b.hidden)], {}, outputName);
 }
 
 /**
- * HF BertForSequenceClassification's head: classifier(pooled) as "logits" [B, numLabels].
- * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertForSequenceClassification.
+ * The classification head as "logits" [B, numLabels]: BertForSequenceClassification's classifier(pooled);
+ * RoBERTa's classifier.out_proj(tanh(classifier.dense(h[:, 0]))); DistilBERT's
+ * classifier(relu(pre_classifier(h[:, 0]))). `pooled`: the pooler's output, for BERT.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertForSequenceClassification
+ * (and RobertaClassificationHead, DistilBertForSequenceClassification).
  */
-export function classifier(b: BertGraph, pooled: string, head: Weights, numLabels: number): string {
-  return linear(b, pooled, 'classifier', numLabels, b.hidden, { from: head, output: 'logits' });
+export function classifier(b: BertGraph, h: string, pooled: string | undefined, head: Weights, numLabels: number): string {
+  const c = b.s.classifier;
+  let x = pooled;
+  if (!c.preIsPooler) {
+    const pre = linear(b, firstToken(b, h, c.pre), c.pre, b.hidden, b.hidden, { from: head });
+    x = b.g.node(c.activation === 'tanh' ? 'Tanh' : 'Relu', `${c.pre}/${c.activation}`, [pre]);
+  }
+  if (x === undefined) throw new BlockpruneError('E_MISSING_TENSOR', 'ONNX export: the classification model has no pooler');
+  return linear(b, x, c.out, numLabels, b.hidden, { from: head, output: 'logits' });
 }
 
 /**

@@ -3,11 +3,12 @@
  * dependency. The graph reproduces the native forward (HF transformers 4.x BERT in eval mode), built one HF
  * module at a time (onnx-bert.ts) and written with our protobuf writer (onnx-messages.ts, onnx-protobuf.ts):
  *
- *   embeddings  LayerNorm(word[ids] + token_type[types] + position[0..S))
+ *   embeddings  LayerNorm(word[ids] + token_type[types] + position[0..S)), by family (no token types in
+ *               DistilBERT; RoBERTa's positions from input_ids)
  *   mask        (1 - attention_mask) * -10000, as [B, 1, 1, S]
  *   per layer   one fused q|k|v MatMul, heads split to [B, H, S, D], softmax(q k^T / sqrt(D) + mask) v,
  *               output dense, LayerNorm(x + input); FFN dense, activation, dense, LayerNorm(x + attention)
- *   heads       pooler tanh(dense(h[:, 0])), classifier, or qa_outputs split into start/end logits
+ *   heads       pooler tanh(dense(h[:, 0])), the family's classifier, or qa_outputs split into start/end logits
  */
 import { resolve } from 'node:path';
 import { writeFileAtomic } from '../runtime/atomic';
@@ -15,7 +16,7 @@ import { BlockpruneError, invalidArg } from '../runtime/errors';
 import type { BertModel, Task } from './model';
 import { packageVersion } from '../runtime/native';
 import * as v from '../runtime/validate';
-import { bertLayer, BertGraph, classifier, embeddings, extendedMask, pooler, qaOutputs, Weights } from './onnx-bert';
+import { bertLayer, BertGraph, classifier, embeddings, extendedMask, inEncoder, pooler, qaOutputs, Weights } from './onnx-bert';
 import { GraphBuilder } from './onnx-graph';
 import { DataType, Dim, graphProto, modelProto, valueInfoProto } from './onnx-messages';
 
@@ -91,36 +92,36 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
   const config = model.config;
   const task = model.task;
   const layers = model.layers;
-  const H = config.hidden_size;
-  const D = H / config.num_attention_heads;
-  if (!Number.isInteger(D)) throw new BlockpruneError('E_BAD_CONFIG', `hidden_size ${H} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
-  const eps = config.layer_norm_eps ?? 1e-12;
-  const act = config.hidden_act ?? 'gelu';
+  const dims = model.dimensions;
+  const s = model.structure;
+  const H = dims.hiddenSize;
+  const D = dims.headDim;
+  // DistilBERT's LayerNorm eps is fixed (1e-12) and its activation is "activation".
+  const eps = (config.layer_norm_eps as number | undefined) ?? 1e-12;
+  const act = (config.hidden_act as string | undefined) ?? (config.activation as string | undefined) ?? 'gelu';
   const posType = config.position_embedding_type;
   if (posType !== undefined && posType !== 'absolute')
     throw new BlockpruneError('E_BAD_CONFIG', `ONNX export supports position_embedding_type "absolute" only, not "${String(posType)}"`);
   const extras = task === 'bare' || options.extras === true;
-  const prefix = 'bert.embeddings.word_embeddings.weight' in sd ? 'bert.' : '';
+  const prefix = `${s.prefix}.embeddings.word_embeddings.weight` in sd ? `${s.prefix}.` : '';
   const w = new Weights(sd, prefix);
   const head = new Weights(sd, '');
-  const vocab = config.vocab_size;
-  const maxPos = config.max_position_embeddings ?? 512;
-  const typeVocab = config.type_vocab_size ?? 2;
-  const numLabels = task === 'text-classification' ? (sd['classifier.weight']?.shape[0] ?? config.num_labels ?? 2) : 0;
+  const maxPos = dims.maxPositions;
+  const numLabels = task === 'text-classification' ? dims.numLabels : 0;
 
   const g = new GraphBuilder();
   const BATCH = 'batch';
   const SEQ = 'sequence';
   // The mask is built once, when the first layer with heads needs it.
   let mask: string | undefined;
-  const b: BertGraph = { g, w, hidden: H, headDim: D, eps, act, opset, mask: () => (mask ??= extendedMask(g)) };
+  const b: BertGraph = { g, s, w, hidden: H, headDim: D, eps, act, opset, mask: () => (mask ??= extendedMask(g)) };
 
-  let h = embeddings(b, { vocab, typeVocab, maxPos });
+  let h = embeddings(b, { vocab: dims.vocabSize, typeVocab: dims.typeVocabSize, maxPos, padId: dims.padTokenId });
   // The last layer's output is last_hidden_state when that is an output.
   layers.forEach((info, i) => (h = bertLayer(b, h, i, info, extras && i === layers.length - 1 ? 'last_hidden_state' : undefined)));
 
   const outputs: Array<[string, Dim[]]> = [];
-  const hasPooler = task !== 'question-answering' && w.has('pooler.dense.weight');
+  const hasPooler = s.pooler !== undefined && w.has(`${inEncoder(s, s.pooler)}.weight`);
   const pooled = hasPooler ? pooler(b, h, extras ? 'pooler_output' : undefined) : undefined;
   if (extras) {
     if (h !== 'last_hidden_state') h = g.node('Identity', 'last_hidden_state', [h], {}, 'last_hidden_state'); // no layer
@@ -128,18 +129,18 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
     if (pooled) outputs.push(['pooler_output', [BATCH, H]]);
   }
   if (task === 'text-classification') {
-    if (!pooled) throw new BlockpruneError('E_MISSING_TENSOR', 'ONNX export: the classification model has no pooler');
-    classifier(b, pooled, head, numLabels);
+    classifier(b, h, pooled, head, numLabels);
     outputs.unshift(['logits', [BATCH, numLabels]]);
   } else if (task === 'question-answering') {
     qaOutputs(b, h, head);
     outputs.unshift(['start_logits', [BATCH, SEQ]], ['end_logits', [BATCH, SEQ]]);
   }
 
-  const inputs = ['input_ids', 'attention_mask', 'token_type_ids'];
+  // DistilBERT has no token types: its graph takes none (as its tokenizer gives none).
+  const inputs = s.tokenTypes ? ['input_ids', 'attention_mask', 'token_type_ids'] : ['input_ids', 'attention_mask'];
   const graph = graphProto({
     name: `blockprune_${task.replace(/-/g, '_')}`,
-    docString: `BERT (${task}) exported by blockprune: ${layers.length} layers, heads [${layers.map((l) => l.heads)}], FFN widths [${layers.map((l) => l.intermediateSize)}]`,
+    docString: `${model.family} (${task}) exported by blockprune: ${layers.length} layers, heads [${layers.map((l) => l.heads)}], FFN widths [${layers.map((l) => l.intermediateSize)}]`,
     nodes: g.nodes,
     initializers: g.initializers,
     inputs: inputs.map((name) => valueInfoProto(name, DataType.INT64, [BATCH, SEQ])),
@@ -152,7 +153,7 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
     producerVersion: packageVersion(),
     domain: 'blockprune',
     modelVersion: 1,
-    docString: `BERT ${task}; inputs int64 [batch, sequence], sequence <= ${maxPos}`,
+    docString: `${model.family} ${task}; inputs int64 [batch, sequence], sequence <= ${dims.maxSequenceLength}`,
     graph,
     opset,
     metadata: { task, config: JSON.stringify(config), ...(labels.length ? { labels: JSON.stringify(labels) } : {}), ...options.metadata },

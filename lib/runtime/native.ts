@@ -54,10 +54,20 @@ export interface NativeLayerInfo {
  */
 export interface NativeModelStructure {
   modelType: 'bert' | 'roberta' | 'xlm-roberta' | 'distilbert';
+  /** The base model's attribute in task models: "bert", "roberta", "distilbert". */
+  prefix: string;
   layers: string;
   linears: { query: string; key: string; value: string; attentionOutput: string; intermediate: string; output: string };
+  /** The two LayerNorms of a layer (after attention, after the FFN). */
+  norms: { attention: string; output: string };
   /** Whether the model has token_type_embeddings (DistilBERT has none and ignores token_type_ids). */
   tokenTypes: boolean;
+  /** 'arange' (0..S-1), or 'input_ids' (RoBERTa: counted over the tokens that are not padding, after pad_token_id). */
+  positions: 'arange' | 'input_ids';
+  /** The classification head on the first token: activation(pre(h0)) then out; BERT's pre is its pooler. */
+  classifier: { pre: string; activation: 'tanh' | 'relu'; out: string; preIsPooler: boolean };
+  /** The bare model's pooler ("bert.pooler.dense"), where the family has one. */
+  pooler?: string;
 }
 
 /** A model's sizes under one set of names, whatever its family's config.json calls them. */

@@ -217,6 +217,7 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   const bp::Family& f = *d.config.family;
   Napi::Object structure = Napi::Object::New(env);
   structure.Set("modelType", f.model_type);
+  structure.Set("prefix", f.prefix);
   structure.Set("layers", f.prefix + "." + f.layers);
   Napi::Object linears = Napi::Object::New(env);
   linears.Set("query", f.query);
@@ -226,7 +227,19 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   linears.Set("intermediate", f.inter);
   linears.Set("output", f.out);
   structure.Set("linears", linears);
+  Napi::Object norms = Napi::Object::New(env);
+  norms.Set("attention", f.attn_norm);
+  norms.Set("output", f.out_norm);
+  structure.Set("norms", norms);
   structure.Set("tokenTypes", Napi::Boolean::New(env, f.token_types));
+  structure.Set("positions", f.positions == bp::PositionIds::FromInputIds ? "input_ids" : "arange");
+  Napi::Object cls = Napi::Object::New(env);
+  cls.Set("pre", f.cls_pre);
+  cls.Set("activation", f.cls_act);
+  cls.Set("out", f.cls_out);
+  cls.Set("preIsPooler", Napi::Boolean::New(env, f.cls_pre_is_pooler));
+  structure.Set("classifier", cls);
+  if (f.pooler) structure.Set("pooler", f.pooler_dense());
   o.Set("structure", structure);
   // The sizes under one set of names for every family (DistilBERT's config.json says "dim", "n_heads", ...).
   const bp::BertConfig& c = d.config;

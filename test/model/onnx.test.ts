@@ -55,12 +55,13 @@ function makeBatch(batchSize: number, seqLen: number, vocab: number, typeVocab: 
   return { inputIds, attentionMask, tokenTypeIds, batchSize, seqLen };
 }
 
-function feeds(b: Batch): Record<string, ort.Tensor> {
+/** The session's inputs: DistilBERT's graph takes no token_type_ids. */
+function feeds(b: Batch, tokenTypes = true): Record<string, ort.Tensor> {
   const dims = [b.batchSize, b.seqLen];
   return {
     input_ids: new ort.Tensor('int64', b.inputIds, dims),
     attention_mask: new ort.Tensor('int64', b.attentionMask, dims),
-    token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims),
+    ...(tokenTypes ? { token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims) } : {}),
   };
 }
 
@@ -88,15 +89,15 @@ async function checkModel(
     const report = await exportOnnx(model, file, exportOptions);
     const task = model.task;
     const extras = exportOptions.extras === true;
-    const config = model.config;
-    const H = config.hidden_size;
-    const names = expectedOutputs(task, extras);
+    const H = model.dimensions.hiddenSize;
+    const tokenTypes = model.structure.tokenTypes;
+    const names = expectedOutputs(task, extras, model.parameterShapes.some(([n]) => n.endsWith('pooler.dense.weight')));
     t.deepEqual(report.outputs, names, `${label}: outputs in the report`);
     t.is(report.opset, exportOptions.opset ?? 17);
 
     const session = await ort.InferenceSession.create(file, { ...SESSION, graphOptimizationLevel: graphOptimizationLevel ?? 'all' });
     try {
-      t.deepEqual([...session.inputNames], ['input_ids', 'attention_mask', 'token_type_ids'], `${label}: input names`);
+      t.deepEqual([...session.inputNames], ['input_ids', 'attention_mask', ...(tokenTypes ? ['token_type_ids'] : [])], `${label}: input names`);
       t.deepEqual([...session.outputNames], names, `${label}: output names`);
       for (const m of session.inputMetadata) {
         t.true(m.isTensor);
@@ -105,7 +106,7 @@ async function checkModel(
           t.deepEqual([...m.shape], ['batch', 'sequence'], `${label}: ${m.name} dims`);
         }
       }
-      const numLabels = model.stateDict()['classifier.weight']?.shape[0];
+      const numLabels = model.dimensions.numLabels;
       const outDims: Record<string, Array<number | string>> = {
         logits: ['batch', numLabels],
         start_logits: ['batch', 'sequence'],
@@ -124,7 +125,7 @@ async function checkModel(
       const perOutput: Record<string, number> = {};
       for (const b of batches) {
         const ours = await model.forward(b, { extras });
-        const theirs = await session.run(feeds(b));
+        const theirs = await session.run(feeds(b, tokenTypes));
         for (const name of names) {
           const want = ours[name];
           const got = theirs[name];
@@ -150,10 +151,11 @@ async function checkModel(
   }
 }
 
-function standardBatches(config: BertConfigJson, seed: number): Batch[] {
-  const vocab = config.vocab_size;
-  const types = config.type_vocab_size ?? 2;
-  const maxPos = config.max_position_embeddings ?? 512;
+function standardBatches(model: BertModel, seed: number): Batch[] {
+  const d = model.dimensions;
+  const vocab = d.vocabSize;
+  const types = Math.max(1, d.typeVocabSize);
+  const maxPos = d.maxSequenceLength;
   return [
     makeBatch(1, 1, vocab, types, seed),
     makeBatch(2, 7, vocab, types, seed + 1),
@@ -171,7 +173,8 @@ async function fixtureBatch(path: string): Promise<{ batch: Batch; io: Record<st
     batch: {
       inputIds: io.input_ids.data as BigInt64Array,
       attentionMask: io.attention_mask.data as BigInt64Array,
-      tokenTypeIds: io.token_type_ids.data as BigInt64Array,
+      // DistilBERT's fixtures have none.
+      tokenTypeIds: (io.token_type_ids?.data as BigInt64Array | undefined) ?? new BigInt64Array(batchSize * seqLen),
       batchSize,
       seqLen,
     },
@@ -187,18 +190,25 @@ for (const [name, ioPath, extras] of [
   ['bert-tiny-bare', 'bert-tiny-bare/io.safetensors', false],
   ['bert-tiny-pruned-heads', 'bert-tiny-pruned-heads/io.safetensors', false],
   ['pruning/hybrid/compact', 'pruning/io.safetensors', false],
+  ['distilbert-tiny-cls', 'distilbert-tiny-cls/io.safetensors', true],
+  ['distilbert-tiny-qa', 'distilbert-tiny-qa/io.safetensors', false],
+  ['distilbert-tiny-cls-pruned', 'distilbert-tiny-cls-pruned/io.safetensors', false],
+  ['roberta-tiny-cls', 'roberta-tiny-cls/io.safetensors', true],
+  ['roberta-tiny-qa', 'roberta-tiny-qa/io.safetensors', false],
+  ['xlmr-tiny-cls', 'xlmr-tiny-cls/io.safetensors', false],
+  ['pruning/roberta-hybrid/compact', 'pruning/roberta-hybrid/io.safetensors', false],
 ] as const) {
   withShared(`fixtures/${name}`, `fixtures/${ioPath}`)(`fixture ${name}${extras ? ' (extras)' : ''}: ONNX outputs match forward`, async (t) => {
     const dir = shared(`fixtures/${name}`);
     const model = await BertModel.fromPretrained(dir);
     try {
       const { batch, io } = await fixtureBatch(shared(`fixtures/${ioPath}`));
-      const batches = [batch, ...standardBatches(model.config, 100)];
+      const batches = [batch, ...standardBatches(model, 100)];
       await checkModel(t, `${name}${extras ? ' (extras)' : ''}`, model, batches, { extras });
       // The fixture's HF outputs too, where it has them (same tolerance).
       const session = await ort.InferenceSession.create(await exportToTemp(model, { extras: true }), SESSION);
       try {
-        const out = await session.run(feeds(batch));
+        const out = await session.run(feeds(batch, model.structure.tokenTypes));
         for (const k of ['logits', 'start_logits', 'end_logits', 'last_hidden_state', 'pooler_output']) {
           if (!io[k] || !out[k]) continue;
           const d = maxAbsDiff(out[k].data as Float32Array, io[k].data as Float32Array);
@@ -292,7 +302,7 @@ for (const task of ['text-classification', 'question-answering', 'bare'] as cons
     test(`random compact ${task} (heads 4/1/0, FFN 100/7/33, ${act}): ONNX outputs match forward`, async (t) => {
       const model = await randomCompact(t, task, 17, { hidden_act: act });
       try {
-        await checkModel(t, `compact ${task} ${act}`, model, standardBatches(model.config, 7));
+        await checkModel(t, `compact ${task} ${act}`, model, standardBatches(model, 7));
       } finally {
         model.dispose();
       }
@@ -304,7 +314,7 @@ for (const act of ['gelu_new', 'silu', 'tanh']) {
   test(`random compact classifier with hidden_act ${act}`, async (t) => {
     const model = await randomCompact(t, 'text-classification', 23, { hidden_act: act });
     try {
-      await checkModel(t, `compact cls ${act}`, model, standardBatches(model.config, 9), { extras: true });
+      await checkModel(t, `compact cls ${act}`, model, standardBatches(model, 9), { extras: true });
     } finally {
       model.dispose();
     }
@@ -314,7 +324,7 @@ for (const act of ['gelu_new', 'silu', 'tanh']) {
 test('random compact: opset 14 (LayerNorm decomposed), unoptimized graph, FFN width 0, extras', async (t) => {
   const model = await randomCompact(t, 'text-classification', 31, { intermediate_sizes: [100, 0, 33] });
   try {
-    const batches = standardBatches(model.config, 11);
+    const batches = standardBatches(model, 11);
     await checkModel(t, 'compact cls opset 14', model, batches, { opset: 14, extras: true });
     await checkModel(t, 'compact cls opset 15', model, batches, { opset: 15 });
     await checkModel(t, 'compact cls opset 17, no ORT graph optimizations', model, batches, { graphOptimizationLevel: 'disabled', extras: true });
@@ -379,13 +389,13 @@ test('a patched model is refused (compile() or compact() first); compiled and co
 
     const { model: small } = await model.compact();
     try {
-      await checkModel(t, 'compacted from patched', small, standardBatches(small.config, 3));
+      await checkModel(t, 'compacted from patched', small, standardBatches(small, 3));
     } finally {
       small.dispose();
     }
     await model.compile();
     t.false(model.patched);
-    await checkModel(t, 'compiled', model, standardBatches(model.config, 5));
+    await checkModel(t, 'compiled', model, standardBatches(model, 5));
   } finally {
     model.dispose();
     tmp.cleanup();
