@@ -7,6 +7,7 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../../lib/model/model';
+import type { ModelConfigJson } from '../../lib/model/model';
 import { buildInfo, setFastKernels } from '../../lib/index';
 import { maxAbsDiff, tempDir, writeSafetensorsFile } from '../helpers';
 
@@ -50,21 +51,27 @@ async function bothPaths(m: BertModel, batch: ReturnType<typeof makeBatch>) {
   return { worst, fast, ref };
 }
 
-const GEOMETRIES: Array<[string, BertConfigJson, 'text-classification' | 'question-answering']> = [
+const GEOMETRIES: Array<[string, ModelConfigJson, 'text-classification' | 'question-answering']> = [
   // head size 16, FFN 100 (two panels and a remainder of 4 at AVX-512's 48 columns), 5 heads
   ['gelu, 5 heads of 16, FFN 100', { vocab_size: 300, hidden_size: 80, num_hidden_layers: 2, num_attention_heads: 5, intermediate_size: 100, max_position_embeddings: 160 }, 'text-classification'],
   // a compact model: per-layer heads and widths, one layer down to 1 head and 7 FFN units
   ['compact per-layer sizes, relu, QA', { vocab_size: 300, hidden_size: 96, num_hidden_layers: 3, num_attention_heads: 6, intermediate_size: 200, max_position_embeddings: 160, hidden_act: 'relu', pruned_heads: { 0: [1, 4], 2: [0, 1, 2, 3, 5] }, intermediate_sizes: [200, 61, 7] }, 'question-answering'],
   // head size 12 (scale 1/sqrt(12) is not a power of two), hidden 36
   ['head size 12', { vocab_size: 128, hidden_size: 36, num_hidden_layers: 1, num_attention_heads: 3, intermediate_size: 50, max_position_embeddings: 160, layer_norm_eps: 1e-7 }, 'text-classification'],
+  // the other families: the same layer, their own embeddings and heads
+  ['DistilBERT QA, per-layer heads', { model_type: 'distilbert', vocab_size: 300, dim: 64, n_layers: 2, n_heads: 4, hidden_dim: 90, max_position_embeddings: 160, pruned_heads: { 1: [0, 2] } }, 'question-answering'],
+  ['RoBERTa classification', { model_type: 'roberta', vocab_size: 300, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128, max_position_embeddings: 162, type_vocab_size: 1, layer_norm_eps: 1e-5 }, 'text-classification'],
 ];
 
 for (const [name, config, task] of GEOMETRIES) {
   kernelTest(`${name}: kernels equal libtorch's ops within 1e-5`, async (t) => {
-    const m = await BertModel.fromConfig({ ...config, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, { task, seed: 5 });
+    const m = await BertModel.fromConfig({ ...config, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0, dropout: 0, attention_dropout: 0 }, { task, seed: 5 });
     try {
       for (const [n, s, padded] of [[1, 1, false], [1, 7, false], [3, 33, true], [2, 130, true], [4, 16, false]] as const) {
-        const { worst, fast } = await bothPaths(m, makeBatch(n, s, config.vocab_size, n * 100 + s, padded));
+        const batch = makeBatch(n, s, config.vocab_size, n * 100 + s, padded);
+        // RoBERTa has one token type.
+        if (m.dimensions.typeVocabSize < 2) batch.tokenTypeIds.fill(0);
+        const { worst, fast } = await bothPaths(m, batch);
         t.log(`${name} ${n}x${s}${padded ? ' padded' : ''}: max |fast - libtorch| ${worst.toExponential(2)} over ${Object.keys(fast).length} outputs`);
         t.true(worst < 1e-5, `${n}x${s}: ${worst}`);
       }

@@ -1,12 +1,14 @@
 /**
- * Patching and compaction on models built here: every preset patches the 6 linears per layer, masks from
- * patched checkpoints survive save/load, compaction keeps outputs, exportFilled writes an HF-style
- * checkpoint with the same outputs, and bad requests are clear errors.
+ * Patching and compaction on models built here, for every family (BERT, DistilBERT, RoBERTa): every preset
+ * patches the 6 linears per layer, masks from patched checkpoints survive save/load, compaction keeps outputs,
+ * exportFilled writes an HF-style checkpoint (in the family's own config names) with the same outputs, and
+ * bad requests are clear errors.
  */
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../../lib/model/model';
+import type { ModelConfigJson } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
 import { maxAbsDiff, tempDir, writeSafetensorsFile } from '../helpers';
@@ -20,6 +22,13 @@ const TINY: BertConfigJson = {
   max_position_embeddings: 64,
   hidden_dropout_prob: 0,
   attention_probs_dropout_prob: 0,
+};
+
+/** The same geometry in each family (RoBERTa's positions start after its pad id 1: 64 + 2 of them). */
+const TINY_BY_FAMILY: Record<'bert' | 'distilbert' | 'roberta', ModelConfigJson> = {
+  bert: TINY,
+  distilbert: { model_type: 'distilbert', vocab_size: 512, dim: 64, n_layers: 2, n_heads: 4, hidden_dim: 128, max_position_embeddings: 64, dropout: 0, attention_dropout: 0 },
+  roberta: { ...TINY, model_type: 'roberta', type_vocab_size: 1, pad_token_id: 1, max_position_embeddings: 66 },
 };
 
 function batch(n = 3, s = 12, seed = 1) {
@@ -58,39 +67,41 @@ for (const [name, config] of [
   ['l0 1d_alt', new PruningConfig({ densePruningMethod: 'l0:1d_alt', attentionPruningMethod: 'l0', attentionBlockRows: 16, attentionBlockCols: 16, regularization: 'l0', regularizationFinalLambda: 1 })],
   ['magnitude', new PruningConfig({ densePruningMethod: 'magnitude', attentionPruningMethod: 'magnitude', attentionBlockRows: 16, attentionBlockCols: 16, finalThreshold: 0.5 })],
 ] as const) {
-  test(`${name}: patch, mask at the final threshold, compact with identical outputs`, async (t) => {
-    const tmp = tempDir();
-    const m = await BertModel.fromConfig(TINY, { seed: 11 });
-    try {
-      const dense = await m.forward(batch());
-      const r = await m.patch(config);
-      t.is(r.patched, name === 'heads' ? 6 : 12);
-      // Scores at their init: threshold methods keep everything at t = 0, so outputs are unchanged.
-      if (config.options.initialThreshold === 0 && !name.startsWith('l0')) {
-        await m.setThreshold(0);
-        // A patched model runs on libtorch's ops, the dense one on the CPU kernels: equal within float rounding.
-        if (name !== 'magnitude') t.true(maxAbsDiff((await m.forward(batch())).logits.data as Float32Array, dense.logits.data as Float32Array) < 1e-6);
+  for (const [family, tiny] of Object.entries(TINY_BY_FAMILY)) {
+    test(`${family} ${name}: patch, mask at the final threshold, compact with identical outputs`, async (t) => {
+      const tmp = tempDir();
+      const m = await BertModel.fromConfig(tiny, { seed: 11 });
+      try {
+        const dense = await m.forward(batch());
+        const r = await m.patch(config);
+        t.is(r.patched, name === 'heads' ? 6 : 12);
+        // Scores at their init: threshold methods keep everything at t = 0, so outputs are unchanged.
+        if (config.options.initialThreshold === 0 && !name.startsWith('l0')) {
+          await m.setThreshold(0);
+          // A patched model runs on libtorch's ops, the dense one on the CPU kernels: equal within float rounding.
+          if (name !== 'magnitude') t.true(maxAbsDiff((await m.forward(batch())).logits.data as Float32Array, dense.logits.data as Float32Array) < 1e-6);
+        }
+        if (r.scoreParameters > 0) await randomScores(m, 7, tmp.path);
+        await m.setThreshold(config.options.finalThreshold);
+        const masked = await m.forward(batch());
+        const reg = await m.regularization({ regularization: config.options.regularization === 'l0' ? 'l0' : 'l1' });
+        t.true(Number.isFinite(reg.loss));
+        const { model: small, report } = await m.compact('dense');
+        const out = await small.forward(batch());
+        const d = maxAbsDiff(out.logits.data as Float32Array, masked.logits.data as Float32Array);
+        t.log(`${name}: ${report.parametersBefore} -> ${report.parametersAfter} params, heads ${report.heads}, FFN ${report.ffnWidths}, max |diff| ${d.toExponential(2)}`);
+        // A head dead in q, k and v together is removed exactly; block/unstructured/l0 masks may leave a head
+        // dead in only some of q/k/v, which the reference's rule also removes (see the quirk fixture).
+        if (name === 'hybrid' || name === 'heads') t.true(d < 1e-5, `compact == masked (${d})`);
+        if (name === 'heads') t.true(report.parametersAfter <= report.parametersBefore);
+        if (name === 'unstructured') t.is(report.parametersAfter, report.parametersBefore, 'single weights: nothing to remove');
+        small.dispose();
+      } finally {
+        m.dispose();
+        tmp.cleanup();
       }
-      if (r.scoreParameters > 0) await randomScores(m, 7, tmp.path);
-      await m.setThreshold(config.options.finalThreshold);
-      const masked = await m.forward(batch());
-      const reg = await m.regularization({ regularization: config.options.regularization === 'l0' ? 'l0' : 'l1' });
-      t.true(Number.isFinite(reg.loss));
-      const { model: small, report } = await m.compact('dense');
-      const out = await small.forward(batch());
-      const d = maxAbsDiff(out.logits.data as Float32Array, masked.logits.data as Float32Array);
-      t.log(`${name}: ${report.parametersBefore} -> ${report.parametersAfter} params, heads ${report.heads}, FFN ${report.ffnWidths}, max |diff| ${d.toExponential(2)}`);
-      // A head dead in q, k and v together is removed exactly; block/unstructured/l0 masks may leave a head
-      // dead in only some of q/k/v, which the reference's rule also removes (see the quirk fixture).
-      if (name === 'hybrid' || name === 'heads') t.true(d < 1e-5, `compact == masked (${d})`);
-      if (name === 'heads') t.true(report.parametersAfter <= report.parametersBefore);
-      if (name === 'unstructured') t.is(report.parametersAfter, report.parametersBefore, 'single weights: nothing to remove');
-      small.dispose();
-    } finally {
-      m.dispose();
-      tmp.cleanup();
-    }
-  });
+    });
+  }
 }
 
 test('a patched model saves its plan and scores, reloads patched, and gives the same masked outputs', async (t) => {
@@ -120,37 +131,41 @@ test('a patched model saves its plan and scores, reloads patched, and gives the 
   }
 });
 
-test('compact save -> load, and exportFilled: an HF-layout checkpoint (full FFN width, pruned_heads) with identical outputs', async (t) => {
-  const tmp = tempDir();
-  try {
-    const m = await BertModel.fromConfig(TINY, { seed: 9 });
-    await m.patch(PruningConfig.hybrid(10, { attentionBlockRows: 16, attentionBlockCols: 16 }));
-    await randomScores(m, 13, tmp.path);
-    await m.setThreshold(0.1);
-    const { model: small, report } = await m.compact();
-    t.true(report.ffnWidths.some((w) => w < 128), `FFN widths ${report.ffnWidths}`);
-    const ref = await small.forward(batch());
-    await small.save(join(tmp.path, 'compact'));
-    const cfg = JSON.parse(readFileSync(join(tmp.path, 'compact', 'config.json'), 'utf8'));
-    t.deepEqual(cfg.intermediate_sizes, report.ffnWidths);
-    const reloaded = await BertModel.fromPretrained(join(tmp.path, 'compact'));
-    t.is(maxAbsDiff((await reloaded.forward(batch())).logits.data as Float32Array, ref.logits.data as Float32Array), 0);
+for (const [family, tiny] of Object.entries(TINY_BY_FAMILY)) {
+  test(`${family}: compact save -> load, and exportFilled: an HF-layout checkpoint (full FFN width, pruned_heads) with identical outputs`, async (t) => {
+    const tmp = tempDir();
+    const width = family === 'distilbert' ? 'hidden_dim' : 'intermediate_size';
+    try {
+      const m = await BertModel.fromConfig(tiny, { seed: 9 });
+      await m.patch(PruningConfig.hybrid(10, { attentionBlockRows: 16, attentionBlockCols: 16 }));
+      await randomScores(m, 13, tmp.path);
+      await m.setThreshold(0.1);
+      const { model: small, report } = await m.compact();
+      t.true(report.ffnWidths.some((w) => w < 128), `FFN widths ${report.ffnWidths}`);
+      const ref = await small.forward(batch());
+      await small.save(join(tmp.path, 'compact'));
+      const cfg = JSON.parse(readFileSync(join(tmp.path, 'compact', 'config.json'), 'utf8'));
+      t.deepEqual(cfg.intermediate_sizes, report.ffnWidths);
+      const reloaded = await BertModel.fromPretrained(join(tmp.path, 'compact'));
+      t.is(maxAbsDiff((await reloaded.forward(batch())).logits.data as Float32Array, ref.logits.data as Float32Array), 0);
 
-    await small.exportFilled(join(tmp.path, 'hf'));
-    const hf = JSON.parse(readFileSync(join(tmp.path, 'hf', 'config.json'), 'utf8'));
-    t.is(hf.intermediate_sizes, undefined, 'plain HF config: one intermediate_size');
-    t.is(hf.intermediate_size, 128);
-    t.deepEqual(hf.pruned_heads, cfg.pruned_heads);
-    const filled = await BertModel.fromPretrained(join(tmp.path, 'hf'));
-    t.deepEqual(filled.layers.map((l) => l.intermediateSize), [128, 128]);
-    const d = maxAbsDiff((await filled.forward(batch())).logits.data as Float32Array, ref.logits.data as Float32Array);
-    t.log(`exportFilled vs compact: max |diff| ${d.toExponential(2)}`);
-    t.true(d < 1e-5);
-    for (const x of [m, small, reloaded, filled]) x.dispose();
-  } finally {
-    tmp.cleanup();
-  }
-});
+      await small.exportFilled(join(tmp.path, 'hf'));
+      const hf = JSON.parse(readFileSync(join(tmp.path, 'hf', 'config.json'), 'utf8'));
+      t.is(hf.intermediate_sizes, undefined, 'plain HF config: one intermediate_size');
+      t.is(hf[width], 128);
+      t.is(hf.model_type ?? 'bert', family);
+      t.deepEqual(hf.pruned_heads, cfg.pruned_heads);
+      const filled = await BertModel.fromPretrained(join(tmp.path, 'hf'));
+      t.deepEqual(filled.layers.map((l) => l.intermediateSize), [128, 128]);
+      const d = maxAbsDiff((await filled.forward(batch())).logits.data as Float32Array, ref.logits.data as Float32Array);
+      t.log(`exportFilled vs compact: max |diff| ${d.toExponential(2)}`);
+      t.true(d < 1e-5);
+      for (const x of [m, small, reloaded, filled]) x.dispose();
+    } finally {
+      tmp.cleanup();
+    }
+  });
+}
 
 test('errors: blocks that do not divide, patching twice, compiling an unpatched model, bad compaction mode', async (t) => {
   const m = await BertModel.fromConfig(TINY, { seed: 1 });

@@ -152,3 +152,31 @@ test.serial('the filled stage: compact, fill zeros, fine-tune with distillation 
   t.true(filled > 0.9);
   for (const m of [teacherModel, student, r.model]) m.dispose();
 });
+
+test.serial('distillation across families: a DistilBERT student fine-pruned with a BERT teacher that shares its vocabulary', async (t) => {
+  const teacherModel = await BertModel.fromConfig(CONFIG, { seed: 1 });
+  const dense = await new SparseTrainer({ model: teacherModel, train, epochs: 5, batchSize: 16, learningRate: 2e-3, seed: 1, handleSigint: false }).train();
+  const student = await BertModel.fromConfig(
+    { model_type: 'distilbert', vocab_size: TINY.vocab_size, dim: 32, n_layers: 2, n_heads: 2, hidden_dim: 64, max_position_embeddings: 32 },
+    { task: 'text-classification', seed: 1 },
+  );
+  t.is(student.family, 'distilbert');
+  const r = await new SparseTrainer({
+    model: student,
+    pruning: PruningConfig.hybrid(2, { attentionBlockRows: 16, attentionBlockCols: 16, maskScoresLearningRate: 0.05 }),
+    train,
+    evaluate: (m) => accuracy(m, evalSet),
+    epochs: 8,
+    batchSize: 16,
+    learningRate: 3e-3,
+    distillation: { teacher: dense.model, alphaCe: 0.5, alphaTeacher: 0.5, temperature: 2 },
+    seed: 4,
+    handleSigint: false,
+  }).train();
+  t.log(`DistilBERT student accuracy by epoch: ${r.history.map((h) => h.accuracy.toFixed(3)).join(' -> ')}`);
+  t.true(r.history[r.history.length - 1].accuracy > 0.9);
+  const { model: small } = await r.model.compact();
+  t.is(small.family, 'distilbert');
+  t.true((await accuracy(small, evalSet)).accuracy > 0.9);
+  for (const m of [teacherModel, student, r.model, small]) m.dispose();
+});
