@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BertConfigJson } from '../model/model';
+import { BertConfigJson, MODEL_FAMILIES } from '../model/model';
+import type { ModelFamily } from '../model/model';
 import { normalizePruningOptions, PruningConfig, PruningOptions } from '../pruning/config';
 import * as v from '../runtime/validate';
 import { ProcessGroup } from '../training/distributed';
@@ -20,8 +21,10 @@ export interface FinePruneJobOptions {
   model?: string;
   /** Tokenizer directory (tokenizer.json or vocab.txt); default: the model's, else built from the training text. */
   tokenizer?: string;
-  /** Geometry of the random model (default hidden 128, 2 layers, 4 heads, FFN 512). */
+  /** Geometry of the random model (default hidden 128, 2 layers, 4 heads, FFN 512), in BERT's config names. */
   modelConfig?: Partial<BertConfigJson>;
+  /** The random model's family (default 'bert'): the same geometry as a DistilBERT, RoBERTa or XLM-R. */
+  family?: ModelFamily;
   maxLength?: number;
   batchSize?: number;
   /** Dense training epochs before pruning (0 when starting from a fine-tuned checkpoint). */
@@ -63,7 +66,7 @@ export interface FinePruneJobOptions {
 
 /** Every option's name (a --config file may hold all but log and distributed). */
 export const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
-  'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
+  'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'family', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
   'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
   'filledEpochs', 'warmupSteps', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
   'log', 'distributed',
@@ -135,6 +138,10 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
     const hidden = (c.hidden_size as number | undefined) ?? 128;
     const heads = (c.num_attention_heads as number | undefined) ?? 4;
     if (hidden % heads !== 0) throw v.invalidParameterError(nameOf('modelConfig.hidden_size'), `a multiple of num_attention_heads (${heads})`, hidden, 'range');
+  }
+  if (o.family !== undefined) {
+    v.oneOf(nameOf('family'), o.family, MODEL_FAMILIES);
+    if (o.model !== undefined) throw v.invalidParameterError(nameOf('family'), `no value with ${nameOf('model')} (the checkpoint's config says its family)`, o.family);
   }
   // The sequence length indexes the position table: longer would read past it (4: [CLS] a [SEP] b [SEP] needs room).
   if (o.maxLength !== undefined) v.integer(nameOf('maxLength'), o.maxLength, { min: 4, max: maxPositions(o) });

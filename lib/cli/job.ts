@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ClassificationDataset } from '../data/classification-dataset';
 import { BertConfigJson, BertModel } from '../model/model';
+import { configForFamily } from '../model/family-config';
 import { PruningConfig } from '../pruning/config';
 import { buildReport, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
@@ -105,10 +106,6 @@ async function fineprune(
     log(`[${elapsed()}] built a ${vocab.length}-token WordPiece vocabulary from the training text (${tokDir}/vocab.txt)`);
   }
   const tokenizer = BertTokenizer.fromDir(tokDir);
-  const trainSet = new ClassificationDataset(data.train, tokenizer, { maxLength });
-  const evalSet = new ClassificationDataset(data.eval, tokenizer, { maxLength });
-  log(`[${elapsed()}] tokenized (max length ${maxLength}; ${trainSet.truncated} training examples truncated)`);
-  const evaluate = (m: BertModel) => evaluateClassifier(m, evalSet);
   const logFile = join(out, 'log.jsonl');
 
   let dense: BertModel;
@@ -117,7 +114,8 @@ async function fineprune(
     dense = await BertModel.fromPretrained(o.model, { task: 'text-classification', numLabels: data.labels.length, seed });
     log(`[${elapsed()}] loaded ${o.model} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
   } else {
-    const config: BertConfigJson = {
+    const family = o.family ?? 'bert';
+    const geometry: BertConfigJson = {
       vocab_size: tokenizer.vocabSize,
       hidden_size: 128,
       num_hidden_layers: 2,
@@ -127,11 +125,20 @@ async function fineprune(
       num_labels: data.labels.length,
       id2label: Object.fromEntries(data.labels.map((l, i) => [String(i), l])),
       label2id: Object.fromEntries(data.labels.map((l, i) => [l, i])),
+      // The tokenizer's padding is the model's padding_idx (RoBERTa's positions skip it).
+      pad_token_id: tokenizer.padId,
       ...o.modelConfig,
     };
-    dense = await BertModel.fromConfig(config, { task: 'text-classification', seed });
-    log(`[${elapsed()}] a random BERT: hidden ${config.hidden_size}, ${config.num_hidden_layers} layers, ${config.num_attention_heads} heads, FFN ${config.intermediate_size} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
+    dense = await BertModel.fromConfig(configForFamily(family, geometry), { task: 'text-classification', seed });
+    const d = dense.dimensions;
+    log(`[${elapsed()}] a random ${dense.config.architectures?.[0] ?? family}: hidden ${d.hiddenSize}, ${d.numLayers} layers, ${d.numHeads} heads, FFN ${d.intermediateSize} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
   }
+  // A family with one token type (RoBERTa) gets none from a WordPiece tokenizer's pairs.
+  const tokenTypes = dense.dimensions.typeVocabSize > 1;
+  const trainSet = new ClassificationDataset(data.train, tokenizer, { maxLength, tokenTypes });
+  const evalSet = new ClassificationDataset(data.eval, tokenizer, { maxLength, tokenTypes });
+  log(`[${elapsed()}] tokenized (max length ${maxLength}; ${trainSet.truncated} training examples truncated)`);
+  const evaluate = (m: BertModel) => evaluateClassifier(m, evalSet);
   const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 3);
   if (denseEpochs > 0) {
     log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}${group ? ` (${group.worldSize} processes)` : ''}, lr ${o.denseLearningRate ?? 5e-4}`);

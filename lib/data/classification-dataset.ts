@@ -9,6 +9,8 @@ import type { ClassificationExample } from './glue';
 export interface ClassificationDatasetOptions {
   /** Maximum sequence length including [CLS]/[SEP] (default 128). */
   maxLength?: number;
+  /** Token type 1 on a pair's second text (default true); false gives 0 everywhere, for models with one token type (RoBERTa). */
+  tokenTypes?: boolean;
 }
 
 /**
@@ -37,7 +39,8 @@ export class ClassificationDataset {
 
   constructor(examples: readonly ClassificationExample[], tokenizer: BertTokenizer, opts: ClassificationDatasetOptions = {}) {
     if (!Array.isArray(examples)) throw invalidArg('examples', 'an array of examples', examples);
-    v.options('opts', opts, ['maxLength']);
+    v.options('opts', opts, ['maxLength', 'tokenTypes']);
+    const tokenTypes = opts.tokenTypes === undefined ? true : v.boolean('opts.tokenTypes', opts.tokenTypes);
     const maxLength = v.integer('opts.maxLength', opts.maxLength ?? 128, { min: 4 });
     this.maxLength = maxLength;
     this.padId = tokenizer.padId;
@@ -69,7 +72,7 @@ export class ClassificationDataset {
       rows[i] = enc.inputIds;
       this.labels[i] = ex.label;
       const firstType1 = enc.tokenTypeIds.indexOf(1);
-      this.typeStart[i] = firstType1 < 0 ? enc.inputIds.length : firstType1;
+      this.typeStart[i] = firstType1 < 0 || !tokenTypes ? enc.inputIds.length : firstType1;
       total += enc.inputIds.length;
     }
     this.truncated = truncated;

@@ -76,13 +76,10 @@ test('roberta hybrid: masks exact, masked logits and loss, compile and compact a
   t.is(small.family, 'roberta');
   t.deepEqual(small.config.pruned_heads, ref.config_pruned_heads);
   const shapes = Object.fromEntries(small.parameterShapes);
-  for (const l of ref.layers) {
-    const p = `roberta.encoder.layer.${l.layer}.`;
-    t.deepEqual(shapes[p + 'attention.self.query.weight'], l.query);
-    t.deepEqual(shapes[p + 'attention.output.dense.weight'], l.attention_output_dense);
-    t.deepEqual(shapes[p + 'intermediate.dense.weight'], l.intermediate_dense);
-    t.deepEqual(shapes[p + 'output.dense.weight'], l.output_dense);
-  }
+  // compact.json's per-layer shapes, by the linear they describe.
+  const linears = { query: 'attention.self.query', attention_output_dense: 'attention.output.dense', intermediate_dense: 'intermediate.dense', output_dense: 'output.dense' };
+  for (const l of ref.layers)
+    for (const [key, linear] of Object.entries(linears)) t.deepEqual(shapes[`roberta.encoder.layer.${l.layer}.${linear}.weight`], l[key], `layer ${l.layer} ${linear}`);
   const encoder = small.parameterShapes.filter(([n]) => n.startsWith('roberta.encoder.')).reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
   t.is(encoder, ref.param_counts.optimized_encoder);
   const out = await small.forward(batch(io, true));

@@ -13,6 +13,7 @@ import { bool, choiceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str
 import { runFinePruneJob } from '../job';
 import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
+import type { ModelFamily } from '../../model/model';
 
 const HELP = `Usage: blockprune train [options]
 
@@ -27,6 +28,7 @@ Data and model:
   --model DIR                  start from this checkpoint (its tokenizer too) instead of random weights
   --tokenizer DIR              tokenizer.json or vocab.txt (default: the model's, else built from the data)
   --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
+  --family bert|distilbert|roberta|xlm-roberta   the random model's family (bert)
   --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
   --skip-invalid               skip bad data rows (counted, reasons shown) instead of stopping at the first
 Training:
@@ -81,7 +83,7 @@ const FLAG_OF: Record<string, string> = {
 };
 
 const FLAGS: FlagSpec = {
-  task: str, data: str, output: str, model: str, tokenizer: str, config: str,
+  task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str,
   hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
   'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
   'filled-epochs': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
@@ -212,6 +214,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     output: (values.output as string | undefined) ?? (fileOpts.output as string | undefined) ?? join('out', task),
     ...geometry,
     tokenizer: pick(values.tokenizer as string | undefined, 'tokenizer'),
+    family: pick(values.family as ModelFamily | undefined, 'family'),
     // The model's position table bounds the sequence length.
     maxLength: pick(intFlag(values, 'max-length', 4, maxPositions(geometry)), 'maxLength'),
     limit: pick(intFlag(values, 'limit', 1), 'limit'),
