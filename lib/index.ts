@@ -3,9 +3,16 @@
  *
  * The public API. Everything slow returns a Promise and runs off the event loop.
  */
-export { BertModel } from './model/model';
+export { BertModel, MODEL_FAMILIES } from './model/model';
+export { configForFamily } from './model/family-config';
 export type {
   BertConfigJson,
+  DistilBertConfigJson,
+  ModelConfigJson,
+  ModelDimensions,
+  ModelFamily,
+  ModelGeometry,
+  ModelStructure,
   ForwardBatch,
   ForwardOptions,
   ForwardOutput,

@@ -88,6 +88,40 @@ test.serial('a bad data row stops train with file and line; --skip-invalid count
   }
 });
 
+test.serial('train --family distilbert / roberta: the same job and report in another family; predict and export use the result', (t) => {
+  const tmp = tempDir();
+  try {
+    const dir = join(tmp.path, 'sst2');
+    require('node:fs').mkdirSync(dir);
+    const rows = (n: number) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${i % 2 ? 'a fine good film' : 'a dull bad film'} ${i}\t${i % 2}\n`).join('');
+    require('node:fs').writeFileSync(join(dir, 'train.tsv'), rows(48));
+    require('node:fs').writeFileSync(join(dir, 'test.tsv'), rows(16));
+    for (const family of ['distilbert', 'roberta']) {
+      const out = join(tmp.path, family);
+      const r = cli(['train', '--task', 'sst2', '--data', tmp.path, '--family', family, '--dense-epochs', '1', '--epochs', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--ffn', '64', '--max-length', '16', '--batch-size', '8', '--latency-runs', '1', '--output', out]);
+      t.is(r.code, 0, r.err + r.out.slice(-2000));
+      t.regex(r.out, new RegExp(`a random ${family === 'roberta' ? 'Roberta' : 'DistilBert'}ForSequenceClassification`));
+      t.regex(r.out, /accuracy: dense [\d.]+% -> pruned [\d.]+% -> compact [\d.]+%/);
+      const config = JSON.parse(readFileSync(join(out, 'compact', 'config.json'), 'utf8'));
+      t.is(config.model_type, family);
+      const pred = cli(['predict', join(out, 'compact'), '--text', 'a fine good film']);
+      t.is(pred.code, 0, pred.err);
+      t.true(typeof JSON.parse(pred.out).label === 'string' && JSON.parse(pred.out).label.length > 0, pred.out);
+      t.log(`${family} predict: ${pred.out.trim()}`);
+      const exp = cli(['export', join(out, 'compact'), '--onnx', join(tmp.path, `${family}.onnx`)]);
+      t.is(exp.code, 0, exp.err);
+    }
+    let r = cli(['train', '--family', 'gpt2']);
+    t.is(r.code, 2);
+    t.regex(r.err, /--family/);
+    r = cli(['train', '--family', 'roberta', '--model', tmp.path]);
+    t.is(r.code, 2);
+    t.regex(r.err, /--family/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('bad combinations are usage errors (exit 2), bad files are coded errors (exit 1)', (t) => {
   let r = cli(['train', '--task', 'imagenet']);
   t.is(r.code, 2);
