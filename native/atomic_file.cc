@@ -21,6 +21,16 @@
 namespace bp {
 namespace {
 
+// File-internal helpers used before their definitions below.
+// "<dir of path>/.tmp-<pid>-<seq>-<basename of path>": a fresh temporary name beside `path`.
+std::string temp_sibling(const std::string& path);
+// mkdir -p, with coded errors (a file where a directory is needed is E_WRITE_FAILED).
+void make_dirs(const std::string& dir);
+void fsync_dir(const std::string& dir);
+// Removes ".tmp-<pid>-..." entries of `dir` whose process is gone (left by a crash or a kill).
+void remove_stale_temps(const std::string& dir);
+
+
 std::atomic<uint64_t> g_temp_seq{0};
 
 std::string parent_of(const std::string& path) {
@@ -34,7 +44,6 @@ std::string base_of(const std::string& path) {
   return i == std::string::npos ? path : path.substr(i + 1);
 }
 
-std::string join(const std::string& a, const std::string& b) { return a.empty() || a.back() == '/' ? a + b : a + "/" + b; }
 
 // A ".tmp-<pid>-" entry whose process no longer exists (EPERM means it exists under another user).
 bool is_stale_temp(const std::string& name) {
@@ -116,7 +125,7 @@ bool link_tree(const std::string& src, const std::string& dst) {
     return false;
   }
   for (const auto& n : list_dir(src))
-    if (!link_tree(join(src, n), join(dst, n))) return false;
+    if (!link_tree(join_path(src, n), join_path(dst, n))) return false;
   fsync_dir(dst);
   return true;
 }
@@ -133,11 +142,15 @@ bool holds_cwd(const std::string& dir) {
 void publish_files(const std::string& staging, const std::string& dir, std::vector<std::string> names) {
   std::stable_partition(names.begin(), names.end(), [](const std::string& n) { return n != "config.json"; });
   for (const auto& n : names)
-    if (::rename(join(staging, n).c_str(), join(dir, n).c_str()) != 0) throw_write_error("cannot move a saved file to", join(dir, n), errno);
+    if (::rename(join_path(staging, n).c_str(), join_path(dir, n).c_str()) != 0) throw_write_error("cannot move a saved file to", join_path(dir, n), errno);
   fsync_dir(dir);
 }
 
 }  // namespace
+
+std::string join_path(const std::string& dir, const std::string& name) {
+  return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+}
 
 void throw_write_error(const std::string& what, const std::string& path, int err) {
   if (err == ENOSPC || err == EDQUOT)
@@ -145,9 +158,11 @@ void throw_write_error(const std::string& what, const std::string& path, int err
   throw Error("E_WRITE_FAILED", what + " " + path + ": " + std::strerror(err));
 }
 
+namespace {
 std::string temp_sibling(const std::string& path) {
-  return join(parent_of(path), ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++g_temp_seq) + "-" + base_of(path));
+  return join_path(parent_of(path), ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++g_temp_seq) + "-" + base_of(path));
 }
+}  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   for (int attempt = 0;; ++attempt) {
@@ -205,12 +220,15 @@ void copy_file_atomic(const std::string& src, const std::string& dst) {
   out.commit();
 }
 
+namespace {
 void make_dirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw_write_error("cannot create directory", dir, ec.value());
 }
+}  // namespace
 
+namespace {
 void fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_write_error("cannot open directory", dir, errno);
@@ -219,11 +237,14 @@ void fsync_dir(const std::string& dir) {
   ::close(fd);
   if (rc != 0 && err != EINVAL && err != EROFS) throw_write_error("cannot flush directory", dir, err);
 }
+}  // namespace
 
+namespace {
 void remove_stale_temps(const std::string& dir) {
   for (const auto& n : list_dir(dir))
-    if (is_stale_temp(n)) remove_quietly(join(dir, n));
+    if (is_stale_temp(n)) remove_quietly(join_path(dir, n));
 }
+}  // namespace
 
 void write_directory_atomic(const std::string& dir_arg, const std::function<void(const std::string& staging)>& fill) {
   std::string dir = dir_arg;
@@ -257,7 +278,7 @@ void write_directory_atomic(const std::string& dir_arg, const std::function<void
     // Name the user's directory: the staging name means nothing to them.
     if (whole && (!exists || (errno != EACCES && errno != EPERM))) throw_write_error("cannot save into", dir, errno);
     whole = false;
-    staging = temp_sibling(join(dir, base_of(dir)));
+    staging = temp_sibling(join_path(dir, base_of(dir)));
     if (::mkdir(staging.c_str(), 0777) != 0) throw_write_error("cannot save into", dir, errno);
   }
   try {
@@ -272,7 +293,7 @@ void write_directory_atomic(const std::string& dir_arg, const std::function<void
     if (whole) {
       bool carried = true;
       for (const auto& n : list_dir(dir))
-        if (n.rfind(".tmp-", 0) != 0 && std::find(written.begin(), written.end(), n) == written.end() && !link_tree(join(dir, n), join(staging, n))) {
+        if (n.rfind(".tmp-", 0) != 0 && std::find(written.begin(), written.end(), n) == written.end() && !link_tree(join_path(dir, n), join_path(staging, n))) {
           carried = false;
           break;
         }

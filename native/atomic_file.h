@@ -17,12 +17,12 @@
 
 namespace bp {
 
+// `dir`/`name` (no doubled slash).
+std::string join_path(const std::string& dir, const std::string& name);
+
 // Throws the coded error of a failed write: E_NO_SPACE for ENOSPC/EDQUOT (the disk or quota is full), else
 // E_WRITE_FAILED; the message says what was done to which path and why (strerror).
 [[noreturn]] void throw_write_error(const std::string& what, const std::string& path, int err);
-
-// "<dir of path>/.tmp-<pid>-<seq>-<basename of path>": a fresh temporary name beside `path`.
-std::string temp_sibling(const std::string& path);
 
 // One file written atomically: the bytes go to a temporary sibling (created exclusively); commit() makes
 // them durable and renames them over `path`. Destroyed without commit() (an exception), the temporary file
@@ -45,9 +45,6 @@ class AtomicFile {
 void write_file_atomic(const std::string& path, const std::string& data);
 // Copies `src` (E_FILE_NOT_FOUND if it cannot be read) to `dst` atomically.
 void copy_file_atomic(const std::string& src, const std::string& dst);
-// mkdir -p, with coded errors (a file where a directory is needed is E_WRITE_FAILED).
-void make_dirs(const std::string& dir);
-void fsync_dir(const std::string& dir);
 
 // Writes a directory atomically: `fill(staging)` writes the files into an empty staging directory, which
 // then replaces `dir` (created, with its parents, when absent). When `dir` exists, the entries it has and
@@ -60,8 +57,5 @@ void fsync_dir(const std::string& dir);
 // old config. A failure while staging (a full disk) changes nothing under `dir`; the staging directory is
 // removed and the error names `dir`. Stale temporaries in `dir` and its parent are removed first.
 void write_directory_atomic(const std::string& dir, const std::function<void(const std::string& staging)>& fill);
-
-// Removes ".tmp-<pid>-..." entries of `dir` whose process is gone (left by a crash or a kill).
-void remove_stale_temps(const std::string& dir);
 
 }  // namespace bp

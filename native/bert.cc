@@ -115,6 +115,11 @@ std::vector<int64_t> weights_key(std::initializer_list<const Linear*> linears) {
   }
   return key;
 }
+// A linear's weight [out, in] and bias packed for the CPU kernels.
+fast::PackedLinear pack(const at::Tensor& w, const at::Tensor& b) {
+  auto wc = w.contiguous(), bc = b.contiguous();
+  return fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
+}
 }  // namespace
 
 void set_fused_qkv(bool on) { g_fused_qkv = on; }
@@ -167,10 +172,6 @@ bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
       return false;
   const auto versions = weights_key(linears);
   if (versions != packed_.versions) {
-    auto pack = [](const at::Tensor& w, const at::Tensor& b) {
-      auto wc = w.contiguous(), bc = b.contiguous();
-      return fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
-    };
     // 1/sqrt(head_dim) folded into the query rows, so the scores need no division.
     const double qs = 1.0 / std::sqrt(static_cast<double>(head_dim));
     packed_.qkv = pack(at::cat({query->weight * qs, key->weight, value->weight}, 0),
@@ -427,8 +428,7 @@ at::Tensor BertImpl::head_forward(const Linear& head, const at::Tensor& x, size_
   auto& cache = head_packed_[slot];
   const auto versions = weights_key({&head});
   if (versions != cache.versions) {
-    auto wc = w.contiguous(), bc = b.contiguous();
-    cache.linear = fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
+    cache.linear = pack(w, b);
     cache.versions = versions;
   }
   const int64_t k = x.size(-1), m = x.numel() / k;

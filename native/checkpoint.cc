@@ -31,9 +31,6 @@ bool dir_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-std::string join(const std::string& dir, const std::string& name) {
-  return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
-}
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
@@ -53,18 +50,18 @@ NamedTensors read_sharded(const std::string& dir, const std::string& index_path)
   }
   NamedTensors out;
   for (const auto& shard : shards) {
-    auto file = read_safetensors(join(dir, shard));
+    auto file = read_safetensors(join_path(dir, shard));
     for (auto& [name, t] : file.tensors) {
       auto w = where.find(name);
       if (w == where.end() || w->second != shard)
-        throw Error("E_BAD_CHECKPOINT", "shard " + join(dir, shard) + " holds tensor '" + name + "' that " + index_path + " does not map to it");
+        throw Error("E_BAD_CHECKPOINT", "shard " + join_path(dir, shard) + " holds tensor '" + name + "' that " + index_path + " does not map to it");
       out.emplace_back(name, std::move(t));
       where.erase(w);
     }
   }
   if (!where.empty())
     throw Error("E_MISSING_TENSOR", "tensor '" + where.begin()->first + "' listed in " + index_path + " is missing from shard " +
-                                        join(dir, where.begin()->second));
+                                        join_path(dir, where.begin()->second));
   return out;
 }
 
@@ -139,9 +136,9 @@ TaskKind parse_task(const std::string& task) {
 
 NamedTensors read_weights(const std::string& dir, std::string* source) {
   if (!dir_exists(dir)) throw Error("E_FILE_NOT_FOUND", "model directory " + dir + " does not exist");
-  const auto st = join(dir, "model.safetensors");
-  const auto idx = join(dir, "model.safetensors.index.json");
-  const auto bin = join(dir, "pytorch_model.bin");
+  const auto st = join_path(dir, "model.safetensors");
+  const auto idx = join_path(dir, "model.safetensors.index.json");
+  const auto bin = join_path(dir, "pytorch_model.bin");
   if (file_exists(st)) {
     if (source) *source = st;
     return read_safetensors(st).tensors;
@@ -195,7 +192,7 @@ Bert create_random(const BertConfig& config, TaskKind kind, uint64_t seed, const
 }
 
 Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
-  const auto config_path = join(dir, "config.json");
+  const auto config_path = join_path(dir, "config.json");
   if (!dir_exists(dir)) throw Error("E_FILE_NOT_FOUND", "model directory " + dir + " does not exist");
   BertConfig config = BertConfig::from_file(config_path);
   Loaded out;
@@ -364,11 +361,11 @@ void save_pretrained(const Bert& model, const std::string& dir, const std::vecto
   const std::string config = j.dump(2) + "\n";
   // Staged whole, then swapped in: weights and config of one save are never paired with another's.
   write_directory_atomic(dir, [&](const std::string& staging) {
-    write_safetensors(join(staging, "model.safetensors"), tensors, {{"format", "pt"}});
-    write_file_atomic(join(staging, "config.json"), config);
+    write_safetensors(join_path(staging, "model.safetensors"), tensors, {{"format", "pt"}});
+    write_file_atomic(join_path(staging, "config.json"), config);
     for (const auto& src : copy_files) {
       const auto slash = src.find_last_of('/');
-      copy_file_atomic(src, join(staging, slash == std::string::npos ? src : src.substr(slash + 1)));
+      copy_file_atomic(src, join_path(staging, slash == std::string::npos ? src : src.substr(slash + 1)));
     }
   });
 }

@@ -101,7 +101,7 @@ function readArgs(f: FlagValues): LoadArgs {
 // Models and sentences
 // ---------------------------------------------------------------------------------------------------------
 
-// bert-base (scripts/common.ts) as a binary classifier without dropout; compact: 4 heads, FFN 552 per layer.
+// bert-base (lib/cli/bert-base.ts) as a binary classifier without dropout; compact: 4 heads, FFN 552 per layer.
 const DENSE: BertConfigJson = {
   ...BERT_BASE,
   hidden_dropout_prob: 0,

@@ -1,5 +1,5 @@
 /**
- * The CPU inference kernels (native/fast_cpu.h) against libtorch's ops, which stay the reference: the same
+ * The CPU inference kernels (native/fast/fast_cpu.h) against libtorch's ops, which stay the reference: the same
  * model and batch through both paths (setFastKernels on/off) must agree within 1e-5, on geometries that hit
  * every edge of the kernels (panel and row remainders, odd head sizes, per-layer widths, padding, batch > 1,
  * GELU and ReLU, QA and classification), after weights change, and with two models running at once.
