@@ -2,18 +2,29 @@
  * The readable text of a raw email (Subject and body): MIME parsing and decoding by mailparser, HTML to text by
  * html-to-text; what is ours is the choice of text, whitespace clean-up and truncation.
  */
-import { compile } from 'html-to-text';
-import { simpleParser } from 'mailparser';
 import type { SimpleParserOptions } from 'mailparser';
 import { invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
+
+/**
+ * The two libraries, loaded on the first email rather than with the package: they take about 100 ms to load,
+ * which every `require('blockprune')` and CLI call would pay otherwise.
+ */
+let libs: { simpleParser: typeof import('mailparser').simpleParser; htmlToText: (html: string) => string } | undefined;
+function mailLibs(): NonNullable<typeof libs> {
+  if (libs) return libs;
+  const { compile } = require('html-to-text') as typeof import('html-to-text');
+  const { simpleParser } = require('mailparser') as typeof import('mailparser');
+  libs = { simpleParser, htmlToText: compile(HTML_TO_TEXT) };
+  return libs;
+}
 
 /**
  * html-to-text's defaults are for people reading mail; a classifier wants the words: no wrapping, no link
  * targets or image sources, headings as written, table cells apart (its default runs them together). The
  * whole document is converted, not only <body>: spam puts text after </html> or inside a <head> left open.
  */
-const htmlToText = compile({
+const HTML_TO_TEXT: import('html-to-text').HtmlToTextOptions = {
   wordwrap: false,
   baseElements: { selectors: [], returnDomByDefault: true },
   selectors: [
@@ -27,7 +38,7 @@ const htmlToText = compile({
     { selector: 'th', format: 'block' },
     ...['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].map((selector) => ({ selector, options: { uppercase: false } })),
   ],
-});
+};
 
 const PARSER_OPTIONS: SimpleParserOptions = {
   skipHtmlToText: true, // converted here, with the options above
@@ -63,6 +74,7 @@ function rawBody(bytes: Buffer): string {
 
 /** Subject and body text of one message, with its embedded messages (forwards, bounces) after it. */
 async function messageText(bytes: Buffer, depth: number): Promise<{ subject: string; body: string }> {
+  const { simpleParser, htmlToText } = mailLibs();
   const mail = await simpleParser(bytes, PARSER_OPTIONS);
   let body = mail.text ?? '';
   if (body.trim() === '' && typeof mail.html === 'string') body = htmlToText(mail.html);
