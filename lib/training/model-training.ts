@@ -56,7 +56,7 @@ declare module '../model/model' {
 }
 
 /** Each train-step option's range (the binding's), beyond the loss options. */
-const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
+export const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
   lr: { min: 0, max: 10 },
   maskLr: { min: 0, max: 100 },
   weightDecay: { min: 0, max: 10 },
@@ -64,11 +64,12 @@ const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
   beta2: { min: 0, max: 1 },
   eps: { min: 0, max: 1 },
   lrScale: { min: 0, max: 1e6 },
-  maxGradNorm: { min: -1 },
-  threshold: {},
-  alphaCe: { min: 0 },
-  alphaTeacher: { min: 0 },
-  temperature: { min: 0, exclusiveMin: true },
+  // The native step's own bounds (native/bindings/training_handle.cc), so both say the same.
+  maxGradNorm: { min: -1, max: 1e12 },
+  threshold: { min: -1e9, max: 1e9 },
+  alphaCe: { min: 0, max: 1e6 },
+  alphaTeacher: { min: 0, max: 1e6 },
+  temperature: { min: 1e-6, max: 1e6 },
 };
 
 const { enqueue, handle } = modelInternals;

@@ -8,6 +8,7 @@ import { BertModel } from '../model/model';
 import { PruningConfig } from '../pruning/config';
 import * as v from '../runtime/validate';
 import { ProcessGroup } from './distributed';
+import { TRAIN_STEP_RANGES } from './model-training';
 import { checkAllowResumeMismatch, RunField } from './run-fingerprint';
 import type { TrainData } from './train-data';
 
@@ -149,9 +150,9 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
     const d = v.options('options.distillation', o.distillation, ['teacher', 'alphaCe', 'alphaTeacher', 'temperature']);
     v.instance('options.distillation.teacher', d.teacher, BertModel, 'a BertModel');
     if (d.teacher === o.model) throw v.invalidParameterError('options.distillation.teacher', 'another model than options.model', 'the student itself');
-    if (d.alphaCe !== undefined) v.number('options.distillation.alphaCe', d.alphaCe, { min: 0, max: 1e6 });
-    if (d.alphaTeacher !== undefined) v.number('options.distillation.alphaTeacher', d.alphaTeacher, { min: 0, max: 1e6 });
-    if (d.temperature !== undefined) v.number('options.distillation.temperature', d.temperature, { min: 1e-6, max: 1e6 });
+    if (d.alphaCe !== undefined) v.number('options.distillation.alphaCe', d.alphaCe, TRAIN_STEP_RANGES.alphaCe);
+    if (d.alphaTeacher !== undefined) v.number('options.distillation.alphaTeacher', d.alphaTeacher, TRAIN_STEP_RANGES.alphaTeacher);
+    if (d.temperature !== undefined) v.number('options.distillation.temperature', d.temperature, TRAIN_STEP_RANGES.temperature);
   }
   if (o.filled !== undefined) {
     const f = v.options('options.filled', o.filled, ['epochs', 'learningRate']);
