@@ -157,9 +157,21 @@ export class BertModel {
   }
 
   static {
+    // A method called on another object (`BertModel.prototype.patch.call({})`, a teacher that is not a model)
+    // gets a coded error naming it, not the TypeError of a missing private field.
+    const own = (model: BertModel, name: string): BertModel => {
+      if (typeof model !== 'object' || model === null || !(#handle in model)) throw v.invalidParameterError(name, 'a BertModel', model);
+      return model;
+    };
     const open: ModelInternals = {
-      enqueue: (model, fn) => model.#enqueue(fn),
-      handle: (model) => model.#live(),
+      enqueue: (model, fn) => {
+        try {
+          return own(model, 'this').#enqueue(fn);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+      },
+      handle: (model) => own(model, 'model').#live(),
       wrap: (handle, sourceDir) => new BertModel(handle, sourceDir),
     };
     Object.assign(modelInternals, open);
