@@ -136,8 +136,9 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, o: FakeHubOp
       });
       if (head) return void res.end();
       if (!range && cut.delete(blob.file)) {
-        // The connection drops after half of the body.
-        res.write(body.subarray(0, body.length >> 1), () => res.destroy());
+        // The connection drops after half of the body (once the client has had time to read it: a stream
+        // that errors drops the chunks it had not handed on yet).
+        res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.destroy(), 200));
         return;
       }
       return void res.end(body);
