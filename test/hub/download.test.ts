@@ -6,6 +6,7 @@
  */
 import test from 'ava';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -126,6 +127,20 @@ test.serial('a gated repo: 401 without a token is E_DOWNLOAD naming HF_TOKEN; th
   });
   await withHub({ [ID]: repoOf(repo.files, { token: 'hf_env' }) }, {}, async () => {
     await withEnv({ HF_TOKEN: 'hf_env' }, async () => t.is(maxAbsDiff((await logitsOf(ID)).logits, repo.logits), 0));
+  });
+});
+
+test.serial('two loads at once write the weights once (the blob lock); a lock left by a dead process is taken over', async (t) => {
+  await withHub({ [ID]: repoOf(repo.files) }, {}, async (hub, cache) => {
+    // A lock file of a process that no longer exists (a pid above the kernel's limit), as a kill would leave.
+    const lock = join(cache, '.locks', `models--${ID.replace('/', '--')}`, `${etagOf('config.json', repo.files['config.json'])}.blockprune.lock`);
+    mkdirSync(join(lock, '..'), { recursive: true });
+    writeFileSync(lock, `99999999 ${hostname()}`);
+    const [a, b] = await Promise.all([logitsOf(ID), logitsOf(ID)]);
+    t.is(maxAbsDiff(a.logits, repo.logits), 0);
+    t.is(maxAbsDiff(b.logits, repo.logits), 0);
+    t.is(hub.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/cdn/')).length, 1);
+    t.false(existsSync(lock));
   });
 });
 
