@@ -58,7 +58,7 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>, option
       continue;
     }
     if (Date.now() - t0 > timeoutMs)
-      throw new BlockpruneError('E_BUSY', `another process holds ${path} (${readFileSync(path, 'utf8')}); remove the file if no process is downloading`);
+      throw new BlockpruneError('E_BUSY', `another process has held ${path} for ${Math.round(timeoutMs / 1000)} s; remove the file if no process is downloading`);
     await sleep(pollMs);
   }
   try {

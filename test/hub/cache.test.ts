@@ -6,6 +6,8 @@
  */
 import test from 'ava';
 import { readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { checkRevision, hubCacheDir, isHubId } from '../../lib/hub/cache';
 import { localModelPath } from '../../lib/hub/hub';
@@ -17,7 +19,7 @@ import { BATCH, commitHash, repoDirOf, tinyRepo, withEnv, writeCache, type RepoF
 const ID = 'tiny-org/tiny-bert';
 const A = commitHash('a');
 const B = commitHash('b');
-// A closed port: a request that should not happen fails at once instead of reaching anything.
+// Port 9 is on fetch's list of blocked ports: a request that should not happen fails at once, reaching nothing.
 const NO_HUB = { HF_ENDPOINT: 'http://127.0.0.1:9', HF_TOKEN: undefined, HF_HUB_CACHE: undefined, HUGGINGFACE_HUB_CACHE: undefined, HF_HOME: undefined };
 
 let repoA: { files: RepoFiles; logits: Float32Array };
@@ -84,7 +86,7 @@ test.serial('a revision by branch (refs/v1) and by commit (used directly, no ref
   }
 });
 
-test.serial('offline with nothing cached: E_NOT_CACHED names the id, the revision, the path searched and how to fill it', async (t) => {
+test.serial('offline (or the hub unreachable) with nothing cached: E_NOT_CACHED names the id, the revision, the path searched and how to fill it', async (t) => {
   const cache = tempDir();
   try {
     for (const [env, opts] of [[{ HF_HUB_OFFLINE: '1' }, {}], [{ HF_HUB_OFFLINE: undefined }, { offline: true }]] as const)
@@ -95,6 +97,17 @@ test.serial('offline with nothing cached: E_NOT_CACHED names the id, the revisio
         // The pipeline says the same (no tokenizer error first).
         await t.throwsAsync(pipeline('text-classification', 'someone/absent-model', opts), { code: 'E_NOT_CACHED' } as never);
       });
+    // Online, but the hub cannot be reached (a port just freed: nothing listens there): the same error, saying so.
+    const port = await new Promise<number>((done) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as AddressInfo).port;
+        srv.close(() => done(p));
+      });
+    });
+    await withEnv({ ...NO_HUB, HF_ENDPOINT: `http://127.0.0.1:${port}`, HF_HUB_CACHE: cache.path, HF_HUB_OFFLINE: undefined }, async () => {
+      const e = await t.throwsAsync(BertModel.fromPretrained('someone/absent-model'), { code: 'E_NOT_CACHED' } as never);
+      t.regex(e!.message, /could not be reached \(http:\/\/127\.0\.0\.1:\d+\/someone\/absent-model\/resolve\/main\/config\.json: ECONNREFUSED\)/);
+    });
   } finally {
     cache.cleanup();
   }
