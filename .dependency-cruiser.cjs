@@ -4,21 +4,23 @@
  * Folders are layers; an import may only point down:
  *   cli  ->  training  ->  pruning, data  ->  model  ->  tokenizer  ->  runtime
  *   cli  ->  serve, report                ->  model
+ *   model (and everything above it)  ->  hub  ->  runtime   (hub ids and the Hugging Face cache)
  * index.ts (the public API) may import anything. The model knows nothing of pruning or training: they add
  * their methods to BertModel from their own folders.
  */
-const LAYERS = ['runtime', 'tokenizer', 'model', 'pruning', 'data', 'report', 'serve', 'training', 'cli'];
+const LAYERS = ['runtime', 'hub', 'tokenizer', 'model', 'pruning', 'data', 'report', 'serve', 'training', 'cli'];
 // What each folder may import besides itself (and node built-ins / packages).
 const ALLOWED = {
   runtime: [],
+  hub: ['runtime'],
   tokenizer: ['runtime'],
-  model: ['tokenizer', 'runtime'],
-  pruning: ['model', 'tokenizer', 'runtime'],
-  data: ['model', 'tokenizer', 'runtime'],
-  report: ['model', 'pruning', 'runtime'],
-  serve: ['model', 'tokenizer', 'runtime'],
-  training: ['pruning', 'data', 'model', 'tokenizer', 'runtime'],
-  cli: ['training', 'pruning', 'data', 'report', 'serve', 'model', 'tokenizer', 'runtime'],
+  model: ['hub', 'tokenizer', 'runtime'],
+  pruning: ['model', 'hub', 'tokenizer', 'runtime'],
+  data: ['model', 'hub', 'tokenizer', 'runtime'],
+  report: ['model', 'pruning', 'hub', 'runtime'],
+  serve: ['model', 'hub', 'tokenizer', 'runtime'],
+  training: ['pruning', 'data', 'model', 'hub', 'tokenizer', 'runtime'],
+  cli: ['training', 'pruning', 'data', 'report', 'serve', 'model', 'hub', 'tokenizer', 'runtime'],
 };
 
 module.exports = {

@@ -23,6 +23,9 @@ export type {
   Task,
 } from './model/model';
 export { pipeline, loadTokenizer, answerWindows } from './model/pipelines';
+export { resolveModel } from './hub/hub';
+export { hubCacheDir, isHubId } from './hub/cache';
+export type { DownloadProgress, HubOptions } from './hub/hub';
 export type {
   ClassificationBatchItem,
   ClassificationInput,

@@ -2,8 +2,10 @@
  * What a `blockprune` command is (node-llama-cpp's `src/cli/commands/*Command.ts`, smaller): its name, its
  * line in the global usage, its help, its flags and its handler. main.ts dispatches over a table of these.
  */
-import * as v from '../runtime/validate';
-import { UsageError, type FlagSpec, type ParsedFlags } from './flags';
+import { checkRevision } from '../hub/cache';
+import { checkModelSource, type HubOptions } from '../hub/hub';
+import { bool, str, UsageError, type FlagSpec, type FlagValues, type ParsedFlags } from './flags';
+import { downloadProgress } from './progress';
 
 export interface Command<Args> {
   name: string;
@@ -26,13 +28,31 @@ export interface Command<Args> {
 }
 
 /**
- * `n` positionals, the first a model directory that must exist (E_FILE_NOT_FOUND: exit 1, as for any missing
- * input); `usage` is the message when the count is wrong. Returns the directory as given.
+ * `n` positionals, the first a model directory that must exist or a hub id (`org/name`, read from the
+ * Hugging Face cache or downloaded at run time); anything else is E_FILE_NOT_FOUND (exit 1, as for any missing
+ * input). `usage` is the message when the count is wrong. Returns the model as given.
  */
 export function modelDirArg(positionals: readonly string[], n: number, usage: string): string {
   if (positionals.length !== n) throw new UsageError(usage);
-  v.modelDirectory('<model-dir>', positionals[0]);
-  return positionals[0];
+  return checkModelSource('<model-dir>', positionals[0]);
+}
+
+/** The flags of every command that reads a model (a directory or a hub id). */
+export const HUB_FLAGS: FlagSpec = { revision: str, offline: bool };
+export const HUB_HELP = `A model may be a hub id (org/name): read from the Hugging Face cache (HF_HUB_CACHE, HF_HOME), else downloaded
+into it (HF_ENDPOINT, HF_TOKEN; progress on stderr). --revision REV picks a branch, tag or commit (main);
+--offline (or HF_HUB_OFFLINE=1) never touches the network.`;
+
+/**
+ * --revision and --offline as hub options, with a progress display on stderr. The token comes from HF_TOKEN
+ * only: a flag would show it in `ps` and in shell history.
+ */
+export function hubFlags(values: FlagValues): HubOptions {
+  return {
+    revision: values.revision === undefined ? undefined : checkRevision('--revision', values.revision),
+    offline: values.offline === true ? true : undefined,
+    onProgress: downloadProgress(),
+  };
 }
 
 /** For commands that take flags only (train, bench, serve). */

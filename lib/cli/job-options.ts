@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkModelSource, localModelPath } from '../hub/hub';
 import { BertConfigJson, MODEL_FAMILIES } from '../model/model';
 import type { ModelFamily } from '../model/model';
 import { normalizePruningOptions, PruningConfig, PruningOptions } from '../pruning/config';
@@ -17,7 +18,7 @@ export interface FinePruneJobOptions {
   /** Data directory: a folder laid out like ../shared/data (sst2/, boolq/, superglue_rte/), or the task's own folder. */
   data?: string;
   output: string;
-  /** Start from this checkpoint (HF layout, with its tokenizer) instead of a small random BERT. */
+  /** Start from this checkpoint (HF layout, with its tokenizer; a directory or a hub id) instead of a small random BERT. */
   model?: string;
   /** Tokenizer directory (tokenizer.json or vocab.txt); default: the model's, else built from the training text. */
   tokenizer?: string;
@@ -105,7 +106,7 @@ export function maxPositions(o: Pick<FinePruneJobOptions, 'model' | 'modelConfig
   let n: unknown = o.modelConfig?.max_position_embeddings;
   if (o.model !== undefined) {
     try {
-      n = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8'))?.max_position_embeddings;
+      n = JSON.parse(readFileSync(join(localModelPath(o.model), 'config.json'), 'utf8'))?.max_position_embeddings;
     } catch {
       n = undefined;
     }
@@ -127,9 +128,9 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
   if (main) v.writableDirectory(nameOf('output'), o.output);
   else v.string(nameOf('output'), o.output, { nonEmpty: true });
   if (o.data !== undefined) v.modelDirectory(nameOf('data'), o.data, 'data directory');
-  if (o.model !== undefined) v.modelDirectory(nameOf('model'), o.model);
+  if (o.model !== undefined) checkModelSource(nameOf('model'), o.model);
   if (o.tokenizer !== undefined) v.modelDirectory(nameOf('tokenizer'), o.tokenizer, 'tokenizer directory (holding tokenizer.json or vocab.txt)');
-  if (o.teacher !== undefined && o.teacher !== 'none') v.modelDirectory(nameOf('teacher'), o.teacher);
+  if (o.teacher !== undefined && o.teacher !== 'none') checkModelSource(nameOf('teacher'), o.teacher);
   if (o.modelConfig !== undefined) {
     const name = nameOf('modelConfig');
     if (o.model !== undefined) throw v.invalidParameterError(name, `no value with ${nameOf('model')} (it describes a random model)`, o.modelConfig);

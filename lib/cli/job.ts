@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ClassificationDataset } from '../data/classification-dataset';
+import { resolveModel } from '../hub/hub';
 import { BertConfigJson, BertModel } from '../model/model';
 import { configForFamily } from '../model/family-config';
 import { PruningConfig } from '../pruning/config';
@@ -61,6 +62,8 @@ export async function runFinePruneJob(o: FinePruneJobOptions & { distributed: Pr
 export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult>;
 export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult | null> {
   const pruning = checkFinePruneJobOptions(o);
+  // A hub id is read as its directory in the cache (downloaded when needed): the job reads its tokenizer there.
+  if (o.model !== undefined) o = { ...o, model: await resolveModel(o.model, {}, 'options.model') };
   const group = o.distributed;
   const main = !group || group.isMain;
   const log = main ? (o.log ?? ((l: string) => console.log(l))) : () => {};

@@ -14,6 +14,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { HUB_OPTIONS, resolveModel, type HubOptions } from '../hub/hub';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
 import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, TensorData, native } from '../runtime/native';
@@ -76,7 +77,8 @@ export interface DistilBertConfigJson {
 /** A config.json of any family: BERT's names (BERT, RoBERTa, XLM-R: set `model_type`) or DistilBERT's. */
 export type ModelConfigJson = BertConfigJson | DistilBertConfigJson;
 
-export interface FromPretrainedOptions {
+/** A hub id (`org/name`) is found in the Hugging Face cache, or downloaded into it: see HubOptions. */
+export interface FromPretrainedOptions extends HubOptions {
   /** 'cpu' (default), 'cuda' or 'cuda:N'. */
   device?: string;
   /** Which head to build; 'auto' (default) follows the checkpoint. A missing head is created at random. */
@@ -177,11 +179,15 @@ export class BertModel {
     Object.assign(modelInternals, open);
   }
 
-  /** Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin from `dir`. */
+  /**
+   * Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin from `dir`:
+   * a directory, or a hub id (`org/name`) resolved through the Hugging Face cache (downloaded when online).
+   */
   static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BertModel> {
-    checkLoadOptions(options, ['device', 'task', 'numLabels', 'seed']);
-    const abs = v.modelDirectory('dir', dir);
-    const { model, report } = await native().loadModel(abs, options);
+    checkLoadOptions(options, ['device', 'task', 'numLabels', 'seed', ...HUB_OPTIONS]);
+    const { revision, offline, token, cacheDir, onProgress, ...load } = options;
+    const abs = await resolveModel(dir, { revision, offline, token, cacheDir, onProgress }, 'dir');
+    const { model, report } = await native().loadModel(abs, load);
     return new BertModel(model, abs, report);
   }
 

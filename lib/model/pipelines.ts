@@ -13,13 +13,15 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { HUB_OPTIONS, localModelPath, resolveModel, type HubOptions } from '../hub/hub';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import { BertModel, FromPretrainedOptions } from './model';
 import { BertTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
 import * as v from '../runtime/validate';
 import { checkQAOptions, QA_DEFAULTS, qaWindowOptions, type QAOptions } from './qa-options';
 
-export interface PipelineOptions {
+/** A hub id (`org/name`) is found in the Hugging Face cache, or downloaded into it: see HubOptions. */
+export interface PipelineOptions extends HubOptions {
   device?: string;
   /** Directory of tokenizer.json / vocab.txt when the model directory has neither. */
   tokenizer?: string;
@@ -75,8 +77,12 @@ export interface QuestionAnsweringPipeline extends PipelineBase {
   readonly task: 'question-answering';
 }
 
-export function loadTokenizer(modelDir: string, tokenizerDir?: string): BertTokenizer {
-  const dir = resolve(tokenizerDir ?? modelDir);
+/**
+ * The tokenizer of a model directory (or of `tokenizerDir`). A hub id reads the cached snapshot (`hub`: its
+ * revision and cache folder); this never downloads: pipeline() and fromPretrained() do.
+ */
+export function loadTokenizer(modelDir: string, tokenizerDir?: string, hub: Pick<HubOptions, 'revision' | 'cacheDir'> = {}): BertTokenizer {
+  const dir = tokenizerDir !== undefined ? resolve(tokenizerDir) : localModelPath(modelDir, hub);
   if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
     throw new BlockpruneError(
       'E_FILE_NOT_FOUND',
@@ -93,25 +99,31 @@ function softmax(row: Float32Array | number[]): number[] {
   return e.map((v) => v / s);
 }
 
-export async function pipeline(task: 'text-classification', dir: string, options?: PipelineOptions): Promise<TextClassificationPipeline>;
+/** transformers' task aliases: 'sentiment-analysis' is a text-classification pipeline. */
+const TASK_ALIASES = { 'sentiment-analysis': 'text-classification' } as const;
+
+export async function pipeline(task: 'text-classification' | 'sentiment-analysis', dir: string, options?: PipelineOptions): Promise<TextClassificationPipeline>;
 export async function pipeline(task: 'question-answering', dir: string, options?: PipelineOptions): Promise<QuestionAnsweringPipeline>;
 export async function pipeline(
-  task: 'text-classification' | 'question-answering',
+  taskName: 'text-classification' | 'sentiment-analysis' | 'question-answering',
   dir: string,
   options: PipelineOptions = {},
 ): Promise<TextClassificationPipeline | QuestionAnsweringPipeline> {
+  const task = taskName === 'sentiment-analysis' ? TASK_ALIASES[taskName] : taskName;
   if (task !== 'text-classification' && task !== 'question-answering')
-    throw invalidArg('task', "'text-classification' or 'question-answering'", task);
+    throw invalidArg('task', "'text-classification', 'sentiment-analysis' or 'question-answering'", task);
   // Options and the model directory first: a missing model is named as such, not as a missing tokenizer.
-  v.options('options', options, ['device', 'tokenizer', 'batchSize', 'maxLength']);
+  v.options('options', options, ['device', 'tokenizer', 'batchSize', 'maxLength', ...HUB_OPTIONS]);
   if (options.device !== undefined) v.string('options.device', options.device, { nonEmpty: true });
   if (options.tokenizer !== undefined) v.string('options.tokenizer', options.tokenizer, { nonEmpty: true });
   const batchSize = v.positiveInteger('options.batchSize', options.batchSize ?? 16);
   if (options.maxLength !== undefined) v.positiveInteger('options.maxLength', options.maxLength);
-  v.modelDirectory('dir', dir);
-  const tokenizer = loadTokenizer(dir, options.tokenizer);
+  const { revision, offline, token, cacheDir, onProgress } = options;
+  // A hub id is resolved (downloaded when needed) once, then read as a directory.
+  const local = await resolveModel(dir, { revision, offline, token, cacheDir, onProgress }, 'dir');
+  const tokenizer = loadTokenizer(local, options.tokenizer);
   const loadOpts: FromPretrainedOptions = { device: options.device, task };
-  const model = await BertModel.fromPretrained(dir, loadOpts);
+  const model = await BertModel.fromPretrained(local, loadOpts);
   if (model.dimensions.vocabSize < tokenizer.vocabSize) {
     const n = model.dimensions.vocabSize;
     model.dispose();

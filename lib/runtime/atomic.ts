@@ -61,7 +61,8 @@ function quietly(fn: () => void): void {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` (of this machine) is running: a lock or a temporary it owns is not stale. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -23,6 +23,12 @@
  *                       use the queued readStateDict())
  * - `E_RESUME_MISMATCH` a checkpoint was made by another run (seed, batch size, data, pruning plan, model,
  *                       world size differ); the message names the field
+ * - `E_NOT_CACHED`      a Hugging Face hub id is not in the local cache and may not be downloaded (offline:
+ *                       HF_HUB_OFFLINE=1 or { offline: true }, or the hub cannot be reached); the message names
+ *                       the id, the revision, the cache folder searched and how to fill it
+ * - `E_DOWNLOAD`        the hub refused a file (401/403: gated or private, a token is needed), answered
+ *                       something that is not a hub answer, or sent a file of the wrong size (nothing of it is
+ *                       placed in the cache); the message names the id, the file and the URL
  */
 export type ErrorCode =
   | 'E_FILE_NOT_FOUND'
@@ -44,7 +50,9 @@ export type ErrorCode =
   | 'E_NO_SPACE'
   | 'E_WRITE_FAILED'
   | 'E_BUSY'
-  | 'E_RESUME_MISMATCH';
+  | 'E_RESUME_MISMATCH'
+  | 'E_NOT_CACHED'
+  | 'E_DOWNLOAD';
 
 export class BlockpruneError extends Error {
   readonly code: ErrorCode;

@@ -1,7 +1,8 @@
 /** `blockprune compact <model-dir> <out-dir>`: drop pruned heads and empty FFN units, same outputs. */
 import { BertModel } from '../../model/model';
 import * as v from '../../runtime/validate';
-import { Command, modelDirArg } from '../command';
+import type { HubOptions } from '../../hub/hub';
+import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
 import { deviceFlag, str } from '../flags';
 
 interface CompactArgs {
@@ -11,20 +12,24 @@ interface CompactArgs {
   mode: 'dense' | 'heads';
   device: string;
   filled?: string;
+  hub: HubOptions;
 }
 
 export const compactCommand: Command<CompactArgs> = {
   name: 'compact',
   synopsis: 'compact <dir> <out>',
   summary: 'drop pruned heads and empty FFN units: a smaller dense model with the same outputs',
-  help: `Usage: blockprune compact <model-dir> <out-dir> [--mode dense|heads] [--export-filled DIR] [--device cpu]
+  help: `Usage: blockprune compact <model-dir|org/name> <out-dir> [--mode dense|heads] [--export-filled DIR] [--device cpu]
+       [--revision REV] [--offline]
 
 Compacts a pruned model (patched checkpoints are compiled first): heads dead in q, k and v are removed, empty
 FFN units dropped (--mode dense, the default) or only heads (--mode heads). Saves the smaller dense model to
 <out-dir> (per-layer sizes in config.json; loads with blockprune) and prints parameters before/after and the
 largest output difference on a random batch. --export-filled DIR also writes an HF-compatible copy (FFN
-zero-padded back to intermediate_size, heads via pruned_heads).`,
-  flags: { mode: str, 'export-filled': str, device: str },
+zero-padded back to intermediate_size, heads via pruned_heads).
+
+${HUB_HELP}`,
+  flags: { mode: str, 'export-filled': str, device: str, ...HUB_FLAGS },
   args({ values, positionals }) {
     return {
       dir: modelDirArg(positionals, 2, 'compact needs <model-dir> <out-dir>'),
@@ -33,10 +38,11 @@ zero-padded back to intermediate_size, heads via pruned_heads).`,
       outArg: positionals[1],
       out: v.writableDirectory('<out-dir>', positionals[1]),
       filled: values['export-filled'] === undefined ? undefined : v.writableDirectory('--export-filled', values['export-filled']),
+      hub: hubFlags(values),
     };
   },
   async run(a) {
-    const model = await BertModel.fromPretrained(a.dir, { device: a.device });
+    const model = await BertModel.fromPretrained(a.dir, { device: a.device, ...a.hub });
     const { model: small, report } = await model.compact(a.mode);
     const diff = await outputDifference(model, small);
     await small.save(a.out);

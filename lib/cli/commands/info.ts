@@ -1,22 +1,25 @@
 /** `blockprune info <model-dir>`: what a checkpoint holds (task, parameters, per-layer heads and FFN widths). */
 import { BertModel } from '../../model/model';
-import { Command, modelDirArg } from '../command';
+import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
+import type { HubOptions } from '../../hub/hub';
 import { bool, deviceFlag, str } from '../flags';
 
-export const infoCommand: Command<{ dir: string; device: string; json: boolean }> = {
+export const infoCommand: Command<{ dir: string; device: string; json: boolean; hub: HubOptions }> = {
   name: 'info',
   synopsis: 'info <model-dir>',
   summary: 'load a checkpoint and print its task, parameter count and per-layer sizes',
-  help: `Usage: blockprune info <model-dir> [--device cpu] [--json]
+  help: `Usage: blockprune info <model-dir|org/name> [--device cpu] [--json] [--revision REV] [--offline]
 
 Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin and prints the
-task, parameter count and, per layer, the heads kept and the FFN width.`,
-  flags: { device: str, json: bool },
+task, parameter count and, per layer, the heads kept and the FFN width.
+
+${HUB_HELP}`,
+  flags: { device: str, json: bool, ...HUB_FLAGS },
   args({ values, positionals }) {
-    return { dir: modelDirArg(positionals, 1, 'info needs exactly one <model-dir>'), device: deviceFlag(values), json: values.json === true };
+    return { dir: modelDirArg(positionals, 1, 'info needs exactly one <model-dir>'), device: deviceFlag(values), json: values.json === true, hub: hubFlags(values) };
   },
   async run(a) {
-    const model = await BertModel.fromPretrained(a.dir, { device: a.device });
+    const model = await BertModel.fromPretrained(a.dir, { device: a.device, ...a.hub });
     const c = model.config;
     const summary = {
       dir: model.sourceDir,

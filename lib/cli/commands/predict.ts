@@ -3,7 +3,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { pipeline } from '../../model/pipelines';
 import { BlockpruneError } from '../../runtime/errors';
 import * as v from '../../runtime/validate';
-import { Command, modelDirArg } from '../command';
+import type { HubOptions } from '../../hub/hub';
+import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
 import { deviceFlag, intFlag, str, UsageError } from '../flags';
 
 interface PredictArgs {
@@ -15,18 +16,21 @@ interface PredictArgs {
   topK?: number;
   device: string;
   tokenizer?: string;
+  hub: HubOptions;
 }
 
 export const predictCommand: Command<PredictArgs> = {
   name: 'predict',
   synopsis: 'predict <model-dir>',
   summary: 'classify a text (--text, --pair) or answer a question (--question, --context)',
-  help: `Usage: blockprune predict <model-dir> --text TEXT [--pair TEXT] [--top-k K]
-       blockprune predict <model-dir> --question Q (--context C | --context-file FILE) [--top-k K]
+  help: `Usage: blockprune predict <model-dir|org/name> --text TEXT [--pair TEXT] [--top-k K] [--revision REV] [--offline]
+       blockprune predict <model-dir|org/name> --question Q (--context C | --context-file FILE) [--top-k K]
 
 Runs the text-classification or question-answering pipeline on the model directory (its tokenizer.json or
-vocab.txt, or --tokenizer DIR). Prints JSON.`,
-  flags: { text: str, pair: str, question: str, context: str, 'context-file': str, 'top-k': str, tokenizer: str, device: str },
+vocab.txt, or --tokenizer DIR). Prints JSON.
+
+${HUB_HELP}`,
+  flags: { text: str, pair: str, question: str, context: str, 'context-file': str, 'top-k': str, tokenizer: str, device: str, ...HUB_FLAGS },
   args({ values, positionals }) {
     const dir = modelDirArg(positionals, 1, 'predict needs exactly one <model-dir>');
     if (values.question !== undefined && values.text !== undefined) throw new UsageError('give either --text or --question, not both');
@@ -49,10 +53,11 @@ vocab.txt, or --tokenizer DIR). Prints JSON.`,
       topK: intFlag(values, 'top-k', 1),
       device: deviceFlag(values),
       tokenizer: values.tokenizer as string | undefined,
+      hub: hubFlags(values),
     };
   },
   async run(a) {
-    const popts = { device: a.device, tokenizer: a.tokenizer };
+    const popts = { device: a.device, tokenizer: a.tokenizer, ...a.hub };
     if (a.question !== undefined) {
       const qa = await pipeline('question-answering', a.dir, popts);
       console.log(JSON.stringify(await qa({ question: a.question, context: a.context as string }, { topK: a.topK }), null, 2));

@@ -2,21 +2,24 @@
 import { BertModel } from '../../model/model';
 import { buildReport, formatReport, writeMaskImages } from '../../report/report';
 import * as v from '../../runtime/validate';
-import { Command, modelDirArg } from '../command';
+import type { HubOptions } from '../../hub/hub';
+import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
 import { bool, deviceFlag, str } from '../flags';
 
-export const reportCommand: Command<{ dir: string; device: string; images?: string; imagesArg?: string; json: boolean }> = {
+export const reportCommand: Command<{ dir: string; device: string; images?: string; imagesArg?: string; json: boolean; hub: HubOptions }> = {
   name: 'report',
   synopsis: 'report <model-dir>',
   summary: 'parameters before/after, per-layer shapes and densities, mask pictures (--images DIR)',
-  help: `Usage: blockprune report <model-dir> [--json] [--images DIR] [--device cpu]
+  help: `Usage: blockprune report <model-dir|org/name> [--json] [--images DIR] [--device cpu] [--revision REV] [--offline]
 
 Prints the parameter summary (total, embeddings, encoder, linear layers; reduction vs the dense model and vs
 BERT-base 110M), per layer the heads kept, FFN width and density of non-zero weights (masks when the
 checkpoint was saved patched), and the shape table "[3072, 768] => [552, 768], intermediate.dense.weight".
 --images DIR writes PNGs: one per encoder linear, masks.png (all layers) and density.png. --json prints the
-same as JSON.`,
-  flags: { json: bool, images: str, device: str },
+same as JSON.
+
+${HUB_HELP}`,
+  flags: { json: bool, images: str, device: str, ...HUB_FLAGS },
   args({ values, positionals }) {
     return {
       dir: modelDirArg(positionals, 1, 'report needs exactly one <model-dir>'),
@@ -24,10 +27,11 @@ same as JSON.`,
       images: values.images === undefined ? undefined : v.writableDirectory('--images', values.images),
       imagesArg: values.images as string | undefined,
       json: values.json === true,
+      hub: hubFlags(values),
     };
   },
   async run(a) {
-    const model = await BertModel.fromPretrained(a.dir, { device: a.device });
+    const model = await BertModel.fromPretrained(a.dir, { device: a.device, ...a.hub });
     const report = await buildReport(model, { masks: true });
     const files = a.images ? await writeMaskImages(model, a.images) : [];
     if (a.json) console.log(JSON.stringify({ ...report, images: files }, null, 2));

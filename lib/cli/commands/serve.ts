@@ -10,12 +10,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { pipeline } from '../../model/pipelines';
 import { native } from '../../runtime/native';
 import * as v from '../../runtime/validate';
 import { createInferenceServer } from '../../serve/server';
 import type { InferenceServerOptions } from '../../serve/server-options';
-import { Command, noPositionals } from '../command';
+import { Command, HUB_FLAGS, HUB_HELP, hubFlags, noPositionals } from '../command';
 import { bool, choiceFlag, intFlag, numFlag, str } from '../flags';
 
 type ServeTask = 'text-classification' | 'question-answering';
@@ -35,6 +36,7 @@ interface ServeArgs {
   maxBodyBytes?: number;
   closeGraceMs?: number;
   threads?: number;
+  hub: HubOptions;
 }
 
 /** question-answering when config.json names a …ForQuestionAnswering architecture, else text-classification. */
@@ -54,7 +56,9 @@ function taskOf(dir: string): ServeTask {
 /** Loads the model, listens, and closes the service on SIGINT / SIGTERM (a second one exits at once). */
 async function serve(args: ServeArgs): Promise<void> {
   if (args.threads) native().setNumThreads(args.threads);
-  const task = args.task ?? taskOf(args.model);
+  // A hub id is resolved (downloaded when needed) before the task is read from its config.json.
+  const model = await resolveModel(args.model, args.hub, '--model');
+  const task = args.task ?? taskOf(model);
   // The pipeline's batchSize is the batch limit, so that one batch is one forward pass.
   const popts = { tokenizer: args.tokenizer, batchSize: args.maxBatch };
   const options: InferenceServerOptions = {
@@ -65,8 +69,8 @@ async function serve(args: ServeArgs): Promise<void> {
     maxBodyBytes: args.maxBodyBytes,
     closeGraceMs: args.closeGraceMs,
   };
-  if (task === 'question-answering') options.qa = await pipeline('question-answering', args.model, popts);
-  else options.classify = await pipeline('text-classification', args.model, popts);
+  if (task === 'question-answering') options.qa = await pipeline('question-answering', model, popts);
+  else options.classify = await pipeline('text-classification', model, popts);
   const service = createInferenceServer(options);
   const { url } = await service.listen(args.port, args.host);
   const b = args.batching ? `batching: up to ${args.maxBatch} per batch, ${args.windowMs} ms window` : 'no batching';
@@ -102,20 +106,23 @@ export const serveCommand: Command<ServeArgs> = {
   summary: 'HTTP service: POST /classify, POST /qa, GET /health, dynamic batching (serve --help)',
   help: `Usage: blockprune serve --model DIR [--task text-classification|question-answering] [--port 8080] [--host 127.0.0.1]
        [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR] [--max-text-chars N] [--max-context-tokens N]
-       [--windows-per-forward N] [--max-body-bytes N] [--close-grace-ms N] [--threads N]
+       [--windows-per-forward N] [--max-body-bytes N] [--close-grace-ms N] [--threads N] [--revision REV] [--offline]
 
 Serves the model over HTTP: POST /classify {"text"[, "textPair"]}, POST /qa {"question", "context"}, GET
 /health. Requests arriving within --window-ms are run as one batch of up to --max-batch (--no-batching: one
 forward per request). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0 picks a free
 port). SIGINT / SIGTERM close it: waiting requests get 503, model work already running gets --close-grace-ms
-to finish, then the process exits; a second signal exits at once.`,
+to finish, then the process exits; a second signal exits at once.
+
+${HUB_HELP}`,
   flags: {
     model: str, task: str, port: str, host: str, 'no-batching': bool, 'max-batch': str, 'window-ms': str, tokenizer: str,
-    'max-text-chars': str, 'max-context-tokens': str, 'windows-per-forward': str, 'max-body-bytes': str, 'close-grace-ms': str, threads: str,
+    'max-text-chars': str, 'max-context-tokens': str, 'windows-per-forward': str, 'max-body-bytes': str, 'close-grace-ms': str, threads: str, ...HUB_FLAGS,
   },
   args({ values, positionals }) {
     noPositionals('serve', positionals);
     const a: Omit<ServeArgs, 'model'> = {
+      hub: hubFlags(values),
       task: choiceFlag(values, 'task', ['text-classification', 'question-answering'] as const),
       port: intFlag(values, 'port', 0, 65535) ?? 8080,
       host: (values.host as string | undefined) ?? '127.0.0.1',
@@ -131,9 +138,9 @@ to finish, then the process exits; a second signal exits at once.`,
       // The addon's range for its thread pools.
       threads: intFlag(values, 'threads', 1, 1024),
     };
-    if (values.model === undefined) throw v.invalidParameterError('--model', 'a model directory (it is required)', undefined);
+    if (values.model === undefined) throw v.invalidParameterError('--model', 'a model directory or hub id (it is required)', undefined);
     // A missing model folder is the coded error of any missing input (exit 1), found before the addon loads.
-    v.modelDirectory('--model', values.model);
+    checkModelSource('--model', values.model);
     if (a.tokenizer !== undefined) v.modelDirectory('--tokenizer', a.tokenizer, 'tokenizer directory');
     return { ...a, model: String(values.model) };
   },

