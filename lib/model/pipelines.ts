@@ -11,11 +11,11 @@
  *
  * A pipeline is a function with the model and tokenizer attached; `dispose()` frees the model.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import { BertModel, FromPretrainedOptions } from './model';
-import { BertTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
+import { AutoTokenizer, hasTokenizerFiles, modelTypeIn } from '../tokenizer/auto-tokenizer';
+import type { PreTrainedTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
 import * as v from '../runtime/validate';
 import { checkQAOptions, QA_DEFAULTS, qaWindowOptions, type QAOptions } from './qa-options';
 
@@ -59,7 +59,7 @@ export interface QAResult {
 interface PipelineBase {
   readonly task: string;
   readonly model: BertModel;
-  readonly tokenizer: BertTokenizer;
+  readonly tokenizer: PreTrainedTokenizer;
   dispose(): void;
 }
 
@@ -75,14 +75,19 @@ export interface QuestionAnsweringPipeline extends PipelineBase {
   readonly task: 'question-answering';
 }
 
-export function loadTokenizer(modelDir: string, tokenizerDir?: string): BertTokenizer {
+/**
+ * The tokenizer of a model: the family follows tokenizer_config.json's tokenizer_class, else the model's
+ * config.json model_type, else the tokenizer files (AutoTokenizer). A BERT tokenizer is a BertTokenizer.
+ */
+export function loadTokenizer(modelDir: string, tokenizerDir?: string): PreTrainedTokenizer {
   const dir = resolve(tokenizerDir ?? modelDir);
-  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
+  if (!hasTokenizerFiles(dir))
     throw new BlockpruneError(
       'E_FILE_NOT_FOUND',
-      `no tokenizer in ${dir}: looked for tokenizer.json and vocab.txt (pass { tokenizer: <dir> } to use another)`,
+      `no tokenizer in ${dir}: looked for tokenizer.json, vocab.txt and vocab.json + merges.txt (pass { tokenizer: <dir> } to use another)`,
     );
-  return BertTokenizer.fromDir(dir);
+  const modelType = modelTypeIn(resolve(modelDir));
+  return AutoTokenizer.fromDir(dir, { modelType: typeof modelType === 'string' && modelType !== '' ? modelType : undefined });
 }
 
 function softmax(row: Float32Array | number[]): number[] {
@@ -187,7 +192,7 @@ function toBatchItem(x: ClassificationBatchItem, i: number): string | [string, s
  */
 async function answer(
   model: BertModel,
-  tokenizer: BertTokenizer,
+  tokenizer: PreTrainedTokenizer,
   input: QAInput,
   opts: QAOptions,
   batchSize: number,

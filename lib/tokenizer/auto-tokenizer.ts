@@ -12,13 +12,15 @@ import { BertTokenizer, PreTrainedTokenizer } from './tokenizer';
 import { TokenizerError } from './tokenizer-error';
 import { readTokenizerDir } from './tokenizer-json';
 
+export { hasTokenizerFiles, TOKENIZER_FILES } from './tokenizer-json';
+
 export interface AutoTokenizerOptions {
   /** The model's config.json `model_type` ('bert', 'distilbert', 'roberta', 'xlm-roberta'); default: `dir/config.json`'s, if any. */
   modelType?: string;
 }
 
 /** config.json's model_type in `dir`, or undefined when there is no config.json. */
-function modelTypeIn(dir: string): unknown {
+export function modelTypeIn(dir: string): unknown {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) return undefined;
   try {

@@ -239,6 +239,15 @@ export function modelKindOf(json: Record<string, unknown>, source: string): Toke
   return model.type as TokenizerModelKind;
 }
 
+/** The files a tokenizer directory may hold (tokenizer.json, or a slow tokenizer's files), to copy one whole. */
+export const TOKENIZER_FILES: readonly string[] = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'vocab.json', 'merges.txt'];
+
+/** Whether `dir` holds a tokenizer readTokenizerDir can load: tokenizer.json, vocab.txt, or vocab.json + merges.txt. */
+export function hasTokenizerFiles(dir: string): boolean {
+  const has = (f: string): boolean => fs.existsSync(path.join(dir, f));
+  return has('tokenizer.json') || has('vocab.txt') || (has('vocab.json') && has('merges.txt'));
+}
+
 /**
  * Reads `dir/tokenizer.json` (+ `dir/tokenizer_config.json` if present), or builds the same object from the slow
  * tokenizer's files: `dir/vocab.txt` (WordPiece), or `dir/vocab.json` + `dir/merges.txt` (byte-level BPE).
