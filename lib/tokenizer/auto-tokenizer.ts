@@ -9,7 +9,6 @@ import * as path from 'path';
 import * as v from '../runtime/validate';
 import { detectFamily } from './family';
 import { BertTokenizer, PreTrainedTokenizer } from './tokenizer';
-import { TokenizerError } from './tokenizer-error';
 import { readTokenizerDir } from './tokenizer-json';
 
 export { hasTokenizerFiles, TOKENIZER_FILES } from './tokenizer-json';
@@ -19,15 +18,16 @@ export interface AutoTokenizerOptions {
   modelType?: string;
 }
 
-/** config.json's model_type in `dir`, or undefined when there is no config.json. */
+/**
+ * config.json's model_type in `dir`; undefined when there is no readable config.json (the model's loader
+ * reports what is wrong with it, E_BAD_CONFIG: a tokenizer then follows its own files, which are checked).
+ */
 export function modelTypeIn(dir: string): unknown {
-  const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) return undefined;
   try {
-    const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as unknown;
     return cfg && typeof cfg === 'object' ? (cfg as Record<string, unknown>).model_type : undefined;
-  } catch (e) {
-    throw new TokenizerError('E_BAD_TOKENIZER', `cannot read ${file}: ${(e as Error).message}`);
+  } catch {
+    return undefined;
   }
 }
 

@@ -183,12 +183,12 @@ export class PreTrainedTokenizer {
 
   /** Token ids of `text` without special tokens. */
   encodeText(text: string): number[] {
-    return this.text.ids(text);
+    return this.text.ids(v.string('text', text));
   }
 
   /** The model's tokens of `text` without special tokens (like HF `tokenize`): WordPieces, byte-level BPE pieces... */
   tokenize(text: string): string[] {
-    return this.text.tokens(text);
+    return this.text.tokens(v.string('text', text));
   }
 
   /**
@@ -198,7 +198,7 @@ export class PreTrainedTokenizer {
   encode(text: string, pair?: string | null, opts: EncodeOptions = {}): Encoded {
     v.options('opts', opts, ENCODE_OPTIONS);
     const a = this.encodeText(text);
-    const b = pair === undefined || pair === null ? null : this.encodeText(pair);
+    const b = pair === undefined || pair === null ? null : this.encodeText(v.string('pair', pair));
     return this.assemble(a, b, opts);
   }
 
@@ -267,7 +267,7 @@ export class PreTrainedTokenizer {
    * whole word's span (see OffsetTokenizer).
    */
   tokenizeWithOffsets(text: string): TokenizedWithOffsets {
-    const toks = this.text.withOffsets(text);
+    const toks = this.text.withOffsets(v.string('text', text));
     return {
       ids: toks.map((t) => t.id),
       tokens: toks.map((t) => t.token),
@@ -282,6 +282,8 @@ export class PreTrainedTokenizer {
    * windows share `docStride` context tokens. Offsets are UTF-16 spans in the original context.
    */
   encodeQuestionContext(question: string, context: string, opts: QuestionContextOptions): QuestionContextWindow[] {
+    v.string('question', question);
+    v.string('context', context);
     const o = checkQuestionContextOptions(opts);
     const contextTokens = (): ContextToken[] => {
       if (this.lastContext && this.lastContext.text === context) return this.lastContext.tokens;

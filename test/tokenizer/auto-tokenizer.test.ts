@@ -78,3 +78,21 @@ test('the family and the files must agree; unknown classes and bad files are nam
   // BertTokenizer stays WordPiece only.
   t.is(code(() => BertTokenizer.fromDir(dirWith(bpeFiles))), 'E_BAD_TOKENIZER');
 });
+
+test('text that is not a string is refused with E_INVALID_ARG naming it, for every family', (t) => {
+  for (const tk of [AutoTokenizer.fromDir(dirWith({ 'vocab.txt': vocabTxt })), AutoTokenizer.fromDir(dirWith(bpeFiles))]) {
+    const calls: Array<[string, () => unknown]> = [
+      ['text', () => tk.encode(42 as never)],
+      ['pair', () => tk.encode('hi', 42 as never)],
+      ['text', () => tk.tokenize({} as never)],
+      ['text', () => tk.tokenizeWithOffsets(null as never)],
+      ['context', () => tk.encodeQuestionContext('hi', undefined as never, { maxLength: 16, docStride: 2 })],
+    ];
+    for (const [name, call] of calls) {
+      const err = t.throws(call) as TokenizerError;
+      t.is(err.code, 'E_INVALID_ARG');
+      t.true(err.message.includes(name), err.message);
+    }
+    t.deepEqual(tk.encode('').inputIds, [tk.clsId, tk.sepId]);
+  }
+});
