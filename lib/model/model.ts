@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
 import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, TensorData, native } from '../runtime/native';
+import { TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 
 export type Task = 'bare' | 'text-classification' | 'question-answering';
 
@@ -76,8 +77,6 @@ export interface ModelGeometry {
   headDim: number;
   layers: Array<{ heads: number; intermediateSize: number }>;
 }
-
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'];
 
 /** fromPretrained / fromConfig options (`known`: the keys each takes), checked before the native call. */
 function checkLoadOptions(options: FromPretrainedOptions | FromConfigOptions, known: readonly string[]): void {
