@@ -13,7 +13,7 @@
  *     characters of its bytes (a token holding part of a multi-byte character covers the whole character), less
  *     its leading and trailing 'Ġ' spaces.
  */
-import type { Model } from '@huggingface/tokenizers';
+import type { BPE } from '@huggingface/tokenizers';
 import type { AddedTokenSpec } from './added-tokens';
 import { PY_SPACE_CLASS, splitAddedTokens } from './added-tokens';
 import type { ContextToken } from './offset-tokenizer';
@@ -40,7 +40,7 @@ const STARTS_WITH_SPACE = new RegExp(`^[${PY_SPACE_CLASS}]`);
 export class ByteLevelBpe {
   constructor(
     /** The library's BPE model (its merges, and its vocabulary with the added tokens). */
-    private readonly model: Model,
+    private readonly model: BPE,
     private readonly addedTokens: readonly AddedTokenSpec[],
     private readonly unkId: number,
     /** Prepend a space to text that does not start with whitespace (tokenizer add_prefix_space). */
@@ -85,9 +85,13 @@ export class ByteLevelBpe {
       }
       i += len;
     }
-    const pieces = this.model.encode([chars]);
-    const ids = pieces.map((p) => this.model.tokens_to_ids.get(p) ?? this.unkId);
-    // The pieces spell `chars` one byte per character, unless the model replaced one with its unknown token.
+    // The merged pieces before the vocabulary lookup (`bpe`, where `encode` would put the unknown token's text in
+    // place of a piece the vocabulary lacks): a piece is <unk> by id, as the slow tokenizer's
+    // convert_tokens_to_ids does, and keeps its text and span.
+    const model = this.model;
+    const pieces = model.ignore_merges && model.tokens_to_ids.has(chars) ? [chars] : model.bpe(chars);
+    const ids = pieces.map((p) => model.tokens_to_ids.get(p) ?? this.unkId);
+    // The pieces spell `chars` one byte per character (unless the file sets a subword prefix or suffix).
     const spelled = pieces.join('') === chars;
     let pos = 0;
     for (let k = 0; k < pieces.length; k++) {

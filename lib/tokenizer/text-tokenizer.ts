@@ -5,6 +5,7 @@
  *  - BPE (RoBERTa): byte-level BPE (byte-level.ts).
  *  - Unigram (XLM-R): Metaspace + Unigram (unigram.ts).
  */
+import { BPE } from '@huggingface/tokenizers';
 import type { Model, Tokenizer } from '@huggingface/tokenizers';
 import { addedTokenSpecs } from './added-tokens';
 import { ByteLevelBpe } from './byte-level';
@@ -99,6 +100,7 @@ export function createTextTokenizer(tk: Tokenizer, model: Model, prepared: Prepa
     if (!byteLevel) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: a BPE model needs a ByteLevel pre-tokenizer (RoBERTa's byte-level BPE is the one supported)`);
     // RoBERTa's tokenizer.json has no normalizer; one that had would change text the offsets are computed on.
     if (json.normalizer !== null) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: a byte-level BPE with a normalizer is not supported`);
+    if (!(model instanceof BPE)) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: tokenizers.js made no BPE model of it`);
     return new SpanText(new ByteLevelBpe(model, added, unkId, byteLevel.add_prefix_space === true));
   }
   const metaspace = findPreTokenizer(json.pre_tokenizer, 'Metaspace');

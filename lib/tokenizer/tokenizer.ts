@@ -22,6 +22,7 @@
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as v from '../runtime/validate';
+import { is } from '../runtime/validate';
 import { assembleIds, choice, ENCODE_OPTIONS } from './assemble';
 import type { Encoded, EncodeOptions } from './assemble';
 import { detectFamily, TOKENIZER_FAMILIES, tokenizerFamily } from './family';
@@ -122,12 +123,13 @@ export class PreTrainedTokenizer {
     if (!tokenizerJson || typeof tokenizerJson !== 'object' || Array.isArray(tokenizerJson)) {
       throw new TokenizerError('E_BAD_TOKENIZER', `${source}: expected a JSON object`);
     }
+    // A family is an entry of the table (by name, or the entry itself), never an ad hoc object.
+    const names = Object.keys(TOKENIZER_FAMILIES);
+    const familyName = is.object(o.family) ? v.oneOf('options.family.name', o.family.name, names) : o.family;
     const family: TokenizerFamily =
-      o.family === undefined
+      familyName === undefined
         ? detectFamily({ modelKind: modelKindOf(tokenizerJson, source), source })
-        : typeof o.family === 'string'
-          ? tokenizerFamily(o.family)
-          : (v.object('options.family', o.family) as unknown as TokenizerFamily);
+        : tokenizerFamily(v.oneOf('options.family', familyName, names));
     this.family = family.name;
     const prepared = prepareTokenizerJson(tokenizerJson, config, source, family.model, family.specials);
     try {
@@ -138,17 +140,17 @@ export class PreTrainedTokenizer {
     const model = this.tk.model;
     if (!model) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: tokenizers.js made no model of it`);
 
-    const names = prepared.specials;
+    const specials = prepared.specials;
     const need = (name: string, what: string): number => {
       const id = this.tk.token_to_id(name);
       if (id === undefined) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: ${what} token ${name} is not in the vocabulary`);
       return id;
     };
-    this.unkId = need(names.unk, 'unk');
-    this.clsId = need(names.cls, 'cls');
-    this.sepId = need(names.sep, 'sep');
-    this.padId = this.tk.token_to_id(names.pad) ?? 0;
-    this.maskId = this.tk.token_to_id(names.mask);
+    this.unkId = need(specials.unk, 'unk');
+    this.clsId = need(specials.cls, 'cls');
+    this.sepId = need(specials.sep, 'sep');
+    this.padId = this.tk.token_to_id(specials.pad) ?? 0;
+    this.maskId = this.tk.token_to_id(specials.mask);
     this.layout = { clsId: this.clsId, sepId: this.sepId, pairSeparators: family.pairSeparators, secondTypeId: family.secondTypeId };
     this.text = createTextTokenizer(this.tk, model, prepared, this.unkId, source);
     // The model's vocab (shared by the WordPiece cache) holds the added tokens too.

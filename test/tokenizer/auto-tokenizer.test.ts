@@ -7,7 +7,7 @@ import test from 'ava';
 import * as fs from 'fs';
 import * as path from 'path';
 import { AutoTokenizer } from '../../lib/tokenizer/auto-tokenizer';
-import { BertTokenizer, TokenizerError } from '../../lib/tokenizer/tokenizer';
+import { BertTokenizer, buildRobertaTokenizerJson, PreTrainedTokenizer, TOKENIZER_FAMILIES, TokenizerError } from '../../lib/tokenizer/tokenizer';
 import { tmpDir } from './helpers';
 
 const WORDPIECE = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'hello', 'world'];
@@ -95,4 +95,16 @@ test('text that is not a string is refused with E_INVALID_ARG naming it, for eve
     }
     t.deepEqual(tk.encode('').inputIds, [tk.clsId, tk.sepId]);
   }
+});
+
+test('PreTrainedTokenizer: the family is a table entry or its name, else the model kind decides', (t) => {
+  const json = buildRobertaTokenizerJson({ '<s>': 0, '<pad>': 1, '</s>': 2, '<unk>': 3, h: 4 }, []);
+  t.is(new PreTrainedTokenizer(json).family, 'roberta');
+  t.is(new PreTrainedTokenizer(json, { family: TOKENIZER_FAMILIES.roberta }).family, 'roberta');
+  // A byte the tiny vocabulary lacks is <unk> by id and keeps its text (as the slow tokenize() does) and span.
+  t.deepEqual(new PreTrainedTokenizer(json).tokenizeWithOffsets('hx'), { ids: [4, 3], tokens: ['h', 'x'], offsets: [[0, 1], [1, 2]] });
+  const code = (f: () => unknown): string | undefined => (t.throws(f) as TokenizerError).code;
+  t.is(code(() => new PreTrainedTokenizer(json, { family: 'gpt2' })), 'E_INVALID_ARG');
+  t.is(code(() => new PreTrainedTokenizer(json, { family: { name: 'x' } as never })), 'E_INVALID_ARG');
+  t.is(code(() => new PreTrainedTokenizer(json, { family: 'bert' })), 'E_BAD_TOKENIZER'); // a BPE model is not WordPiece
 });
