@@ -38,8 +38,20 @@ export type {
   TextClassificationPipeline,
 } from './model/pipelines';
 export type { QAOptions } from './model/qa-options';
-export { BertTokenizer, TokenizerError } from './tokenizer/tokenizer';
-export type { BatchEncoded, BatchEncodeOptions, Encoded, EncodeOptions, QuestionContextOptions, QuestionContextWindow } from './tokenizer/tokenizer';
+export { BertTokenizer, PreTrainedTokenizer, TokenizerError, TOKENIZER_FAMILIES, buildRobertaTokenizerJson } from './tokenizer/tokenizer';
+export type {
+  BatchEncoded,
+  BatchEncodeOptions,
+  Encoded,
+  EncodeOptions,
+  PreTrainedTokenizerOptions,
+  QuestionContextOptions,
+  QuestionContextWindow,
+  TokenizerFamily,
+  TokenizerModelKind,
+} from './tokenizer/tokenizer';
+export { AutoTokenizer } from './tokenizer/auto-tokenizer';
+export type { AutoTokenizerOptions } from './tokenizer/auto-tokenizer';
 export { BlockpruneError } from './runtime/errors';
 export type { ErrorCode } from './runtime/errors';
 export type { AddonSource, BuildInfo, TensorData } from './runtime/native';

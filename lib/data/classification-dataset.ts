@@ -1,7 +1,7 @@
 /** ClassificationDataset: pre-tokenized sentence / sentence-pair examples, batched with dynamic padding. */
 import { invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
-import type { BertTokenizer } from '../tokenizer/tokenizer';
+import type { PreTrainedTokenizer } from '../tokenizer/tokenizer';
 import { batchRows, makeIdStore, numBatchesOf, packRows, sampleFingerprint } from './batches';
 import type { BatchOptions, ClassificationBatch, IdStore } from './batches';
 import type { ClassificationExample } from './glue';
@@ -37,7 +37,7 @@ export class ClassificationDataset {
   private readonly typeStart: Int32Array;
   private readonly padId: number;
 
-  constructor(examples: readonly ClassificationExample[], tokenizer: BertTokenizer, opts: ClassificationDatasetOptions = {}) {
+  constructor(examples: readonly ClassificationExample[], tokenizer: PreTrainedTokenizer, opts: ClassificationDatasetOptions = {}) {
     if (!Array.isArray(examples)) throw invalidArg('examples', 'an array of examples', examples);
     v.options('opts', opts, ['maxLength', 'tokenTypes']);
     const tokenTypes = opts.tokenTypes === undefined ? true : v.boolean('opts.tokenTypes', opts.tokenTypes);

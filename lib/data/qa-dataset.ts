@@ -1,7 +1,7 @@
 /** QADataset: question-answering windows with training targets, and SQuAD post-processing of predicted logits. */
 import { invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
-import type { BertTokenizer } from '../tokenizer/tokenizer';
+import type { PreTrainedTokenizer } from '../tokenizer/tokenizer';
 import { batchRows, makeIdStore, numBatchesOf, packRows, sampleFingerprint } from './batches';
 import type { BatchOptions, IdStore, QABatch } from './batches';
 import type { QAExample } from './squad';
@@ -80,10 +80,11 @@ export class QALogitCollector {
 
 /**
  * Question answering features: sliding windows over each (question, context) from
- * `tokenizer.encodeQuestionContext` (HF run_qa layout `[CLS] question [SEP] context-slice [SEP]`).
+ * `tokenizer.encodeQuestionContext` (HF run_qa layout `[CLS] question [SEP] context-slice [SEP]`, RoBERTa's
+ * `<s> question </s></s> context-slice </s>`).
  *
  * Training targets (HF `prepare_train_features`): the first answer's token span when it lies entirely inside the
- * window's context, otherwise start = end = 0 ([CLS]); impossible questions get 0/0 everywhere.
+ * window's context, otherwise start = end = 0 ([CLS] / <s>); impossible questions get 0/0 everywhere.
  * Evaluation: `exampleIndex`, `contextStart`/`contextEnd` per window and `offsets(f)` back to context characters,
  * and `postprocess` (HF `postprocess_qa_predictions`).
  *
@@ -115,7 +116,7 @@ export class QADataset {
   private readonly ctxSpans: Int32Array[];
   private readonly padId: number;
 
-  constructor(examples: readonly QAExample[], tokenizer: BertTokenizer, opts: QADatasetOptions = {}) {
+  constructor(examples: readonly QAExample[], tokenizer: PreTrainedTokenizer, opts: QADatasetOptions = {}) {
     if (!Array.isArray(examples as unknown)) throw invalidArg('examples', 'an array of QA examples', examples);
     v.options('opts', opts, ['maxLength', 'docStride', 'maxQuestionLength']);
     this.maxLength = v.integer('opts.maxLength', opts.maxLength ?? 384, { min: 8 });

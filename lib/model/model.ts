@@ -18,6 +18,7 @@ import { HUB_OPTIONS, resolveModel, type HubOptions } from '../hub/hub';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
 import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, TensorData, native } from '../runtime/native';
+import { TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 
 export type Task = 'bare' | 'text-classification' | 'question-answering';
 
@@ -129,8 +130,6 @@ export const BERT_STRUCTURE: Pick<ModelStructure, 'layers' | 'linears'> = {
     output: 'output.dense',
   },
 };
-
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'];
 
 /** fromPretrained / fromConfig options (`known`: the keys each takes), checked before the native call. */
 function checkLoadOptions(options: FromPretrainedOptions | FromConfigOptions, known: readonly string[]): void {

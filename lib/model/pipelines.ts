@@ -11,12 +11,12 @@
  *
  * A pipeline is a function with the model and tokenizer attached; `dispose()` frees the model.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { HUB_OPTIONS, localModelPath, resolveModel, type HubOptions } from '../hub/hub';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import { BertModel, FromPretrainedOptions } from './model';
-import { BertTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
+import { AutoTokenizer, hasTokenizerFiles, modelTypeIn } from '../tokenizer/auto-tokenizer';
+import type { PreTrainedTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
 import * as v from '../runtime/validate';
 import { checkQAOptions, QA_DEFAULTS, qaWindowOptions, type QAOptions } from './qa-options';
 
@@ -61,7 +61,7 @@ export interface QAResult {
 interface PipelineBase {
   readonly task: string;
   readonly model: BertModel;
-  readonly tokenizer: BertTokenizer;
+  readonly tokenizer: PreTrainedTokenizer;
   dispose(): void;
 }
 
@@ -78,17 +78,27 @@ export interface QuestionAnsweringPipeline extends PipelineBase {
 }
 
 /**
- * The tokenizer of a model directory (or of `tokenizerDir`). A hub id reads the cached snapshot (`hub`: its
- * revision and cache folder); this never downloads: pipeline() and fromPretrained() do.
+ * The tokenizer of a model directory (or of `tokenizerDir`): the family follows tokenizer_config.json's
+ * tokenizer_class, else the model's config.json model_type, else the tokenizer files (AutoTokenizer); a BERT
+ * tokenizer is a BertTokenizer. A hub id reads the cached snapshot (`hub`: its revision and cache folder);
+ * this never downloads: pipeline() and fromPretrained() do.
  */
-export function loadTokenizer(modelDir: string, tokenizerDir?: string, hub: Pick<HubOptions, 'revision' | 'cacheDir'> = {}): BertTokenizer {
-  const dir = tokenizerDir !== undefined ? resolve(tokenizerDir) : localModelPath(modelDir, hub);
-  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt')))
+export function loadTokenizer(modelDir: string, tokenizerDir?: string, hub: Pick<HubOptions, 'revision' | 'cacheDir'> = {}): PreTrainedTokenizer {
+  // The model's folder says its family; with a tokenizer folder given, a model not (yet) cached only loses that hint.
+  let model: string | undefined;
+  try {
+    model = localModelPath(modelDir, hub);
+  } catch (e) {
+    if (tokenizerDir === undefined) throw e;
+  }
+  const dir = tokenizerDir !== undefined ? resolve(tokenizerDir) : model!;
+  if (!hasTokenizerFiles(dir))
     throw new BlockpruneError(
       'E_FILE_NOT_FOUND',
-      `no tokenizer in ${dir}: looked for tokenizer.json and vocab.txt (pass { tokenizer: <dir> } to use another)`,
+      `no tokenizer in ${dir}: looked for tokenizer.json, vocab.txt and vocab.json + merges.txt (pass { tokenizer: <dir> } to use another)`,
     );
-  return BertTokenizer.fromDir(dir);
+  const modelType = model !== undefined ? modelTypeIn(model) : undefined;
+  return AutoTokenizer.fromDir(dir, { modelType: typeof modelType === 'string' && modelType !== '' ? modelType : undefined });
 }
 
 function softmax(row: Float32Array | number[]): number[] {
@@ -199,7 +209,7 @@ function toBatchItem(x: ClassificationBatchItem, i: number): string | [string, s
  */
 async function answer(
   model: BertModel,
-  tokenizer: BertTokenizer,
+  tokenizer: PreTrainedTokenizer,
   input: QAInput,
   opts: QAOptions,
   batchSize: number,

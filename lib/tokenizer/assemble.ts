@@ -1,9 +1,10 @@
 /**
- * Assembling `[CLS] a [SEP] b [SEP]` from token ids, with HF's truncation strategies (done here rather than by
- * the library's post-processor, because truncation has to act on the two sequences before the special tokens
- * are added).
+ * Assembling `[CLS] a [SEP] b [SEP]` (BERT) or `<s> a </s></s> b </s>` (RoBERTa) from token ids, as the family's
+ * layout says, with HF's truncation strategies (done here rather than by the library's post-processor, because
+ * truncation has to act on the two sequences before the special tokens are added).
  */
 import * as v from '../runtime/validate';
+import type { SpecialLayout } from './family';
 import { TokenizerError } from './tokenizer-error';
 
 export type TruncationStrategy = 'only_second' | 'longest_first' | 'only_first' | false;
@@ -13,7 +14,7 @@ export interface EncodeOptions {
   maxLength?: number;
   /** Default: 'longest_first' when `maxLength` is given, otherwise no truncation. */
   truncation?: TruncationStrategy;
-  /** Add [CLS]/[SEP] (default true). */
+  /** Add the special tokens ([CLS]/[SEP], <s>/</s>) (default true). */
   addSpecialTokens?: boolean;
 }
 
@@ -82,8 +83,17 @@ function truncatePair(
   throw new TokenizerError('E_INVALID_ARG', `unknown truncation strategy ${String(strategy)}`);
 }
 
-/** `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` from ids without special tokens, truncated as `opts` says. */
-export function assembleIds(idsA: number[], idsB: number[] | null, opts: EncodeOptions, clsId: number, sepId: number): Encoded {
+/** The special tokens around one sequence (2) or a pair (3 for BERT, 4 for RoBERTa). */
+export function specialCount(layout: SpecialLayout, pair: boolean): number {
+  return pair ? 2 + layout.pairSeparators : 2;
+}
+
+/**
+ * `cls a sep` or `cls a sep [sep] b sep` from ids without special tokens, truncated as `opts` says. Token types:
+ * 0 up to the separators after `a`, then the layout's type of the second sequence.
+ */
+export function assembleIds(idsA: number[], idsB: number[] | null, opts: EncodeOptions, layout: SpecialLayout): Encoded {
+  const { clsId, sepId } = layout;
   const addSpecial = v.boolean('opts.addSpecialTokens', opts.addSpecialTokens ?? true);
   const maxLength = opts.maxLength === undefined ? undefined : v.positiveInteger('opts.maxLength', opts.maxLength);
   const strategy: TruncationStrategy =
@@ -91,7 +101,7 @@ export function assembleIds(idsA: number[], idsB: number[] | null, opts: EncodeO
   let a = idsA;
   let b = idsB;
   if (strategy !== false && maxLength !== undefined) {
-    const nSpecial = addSpecial ? (b ? 3 : 2) : 0;
+    const nSpecial = addSpecial ? specialCount(layout, b !== null) : 0;
     const total = a.length + (b ? b.length : 0) + nSpecial;
     [a, b] = truncatePair(a, b, total - maxLength, strategy, maxLength);
   } else if (strategy !== false && maxLength === undefined) {
@@ -104,10 +114,11 @@ export function assembleIds(idsA: number[], idsB: number[] | null, opts: EncodeO
   if (addSpecial) inputIds.push(sepId);
   const nFirst = inputIds.length;
   if (b) {
+    if (addSpecial) for (let k = 1; k < layout.pairSeparators; k++) inputIds.push(sepId);
     for (const id of b) inputIds.push(id);
     if (addSpecial) inputIds.push(sepId);
   }
-  for (let i = 0; i < inputIds.length; i++) tokenTypeIds.push(i < nFirst ? 0 : 1);
+  for (let i = 0; i < inputIds.length; i++) tokenTypeIds.push(i < nFirst ? 0 : layout.secondTypeId);
   const attentionMask = new Array<number>(inputIds.length).fill(1);
   return { inputIds, tokenTypeIds, attentionMask };
 }

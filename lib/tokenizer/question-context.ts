@@ -1,11 +1,16 @@
-/** Question-answering windows: `[CLS] question [SEP] context-slice [SEP]` sliding over a long context. */
+/**
+ * Question-answering windows sliding over a long context: `[CLS] question [SEP] context-slice [SEP]` (BERT),
+ * `<s> question </s></s> context-slice </s>` (RoBERTa), as the family's layout says.
+ */
 import * as v from '../runtime/validate';
+import { specialCount } from './assemble';
 import type { Encoded } from './assemble';
+import type { SpecialLayout } from './family';
 import type { ContextToken } from './offset-tokenizer';
 import { TokenizerError } from './tokenizer-error';
 
 export interface QuestionContextOptions {
-  /** Maximum window length including [CLS], the question, two [SEP] and the context slice. */
+  /** Maximum window length including the special tokens, the question and the context slice. */
   maxLength: number;
   /** Number of context tokens shared by consecutive windows (HF `stride`). */
   docStride: number;
@@ -47,16 +52,17 @@ export function questionContextWindows(
   question: number[],
   contextTokens: () => readonly ContextToken[],
   opts: QuestionContextOptions,
-  clsId: number,
-  sepId: number,
+  layout: SpecialLayout,
 ): QuestionContextWindow[] {
   const { maxLength, docStride, maxQuestionLength } = opts;
+  const { clsId, sepId } = layout;
   const q = maxQuestionLength !== undefined && question.length > maxQuestionLength ? question.slice(0, maxQuestionLength) : question;
-  const maxCtx = maxLength - q.length - 3;
+  const nSpecial = specialCount(layout, true);
+  const maxCtx = maxLength - q.length - nSpecial;
   if (maxCtx < 1) {
     throw new TokenizerError(
       'E_INVALID_ARG',
-      `question is ${q.length} tokens; with [CLS] and 2x[SEP] it leaves no room for context in maxLength ${maxLength}`,
+      `question is ${q.length} tokens; with its ${nSpecial} special tokens it leaves no room for context in maxLength ${maxLength}`,
     );
   }
   // Tokenized only once the question is known to leave room for it.
@@ -75,7 +81,7 @@ export function questionContextWindows(
   const windows: QuestionContextWindow[] = [];
   for (const s of starts) {
     const e = Math.min(s + maxCtx, ctx.length);
-    const inputIds: number[] = [clsId, ...q, sepId];
+    const inputIds: number[] = [clsId, ...q, ...new Array<number>(layout.pairSeparators).fill(sepId)];
     const offsets: Array<[number, number] | null> = new Array<[number, number] | null>(inputIds.length).fill(null);
     const contextStart = inputIds.length;
     for (let i = s; i < e; i++) {
@@ -85,7 +91,7 @@ export function questionContextWindows(
     const contextEnd = inputIds.length;
     inputIds.push(sepId);
     offsets.push(null);
-    const tokenTypeIds = inputIds.map((_, i) => (i < contextStart ? 0 : 1));
+    const tokenTypeIds = inputIds.map((_, i) => (i < contextStart ? 0 : layout.secondTypeId));
     const attentionMask = new Array<number>(inputIds.length).fill(1);
     windows.push({ inputIds, tokenTypeIds, attentionMask, contextStart, contextEnd, contextTokenOffset: s, offsets });
   }

@@ -1,17 +1,20 @@
 /**
- * BertTokenizer: BERT WordPiece over the `Tokenizer` class of `@huggingface/tokenizers` (tokenizers.js).
+ * PreTrainedTokenizer: one tokenizer class for every family (BERT, DistilBERT, RoBERTa, XLM-R), over the
+ * `Tokenizer` class of `@huggingface/tokenizers` (tokenizers.js). What differs between families is data: the
+ * model kind (text-tokenizer.ts: WordPiece, byte-level BPE, Unigram) and the special-token layout and token
+ * types (family.ts). BertTokenizer is the BERT family's, kept with its constructor and `fromDir`.
  *
- * Loading: `BertTokenizer.fromDir(dir)` reads `dir/tokenizer.json` (HF fast-tokenizer file) or, when only
- * `dir/vocab.txt` exists, builds the equivalent tokenizer.json object in memory (tokenizer-json.ts). Both go
- * through the same library Tokenizer, so there is a single tokenization code path.
+ * Loading: `AutoTokenizer.fromDir(dir)` (auto-tokenizer.ts) picks the family; `BertTokenizer.fromDir(dir)` reads
+ * `dir/tokenizer.json` or builds it from `dir/vocab.txt` (tokenizer-json.ts). Both go through the same library
+ * Tokenizer, so there is a single tokenization code path per model kind.
  *
- * Reference semantics: the slow `BertTokenizer` of transformers 4.4.2 (what the parity fixtures were made
- * with). tokenizers.js agrees with it except for the cases listed at `Prenormalizer.prenormalize()`, which this
- * wrapper fixes by rewriting the text before handing it to tokenizers.js.
+ * Reference semantics: the slow tokenizers of transformers 4.4.2 (what the parity fixtures were made with):
+ * `BertTokenizer` (see `Prenormalizer.prenormalize()` for where tokenizers.js differs and how it is fixed) and
+ * `RobertaTokenizer` (see byte-level.ts).
  *
- * Special tokens, the `[CLS] a [SEP] b [SEP]` layout, token types and truncation are done here (assemble.ts)
- * rather than by the library's post-processor, because truncation (HF `truncate_sequences`) has to act on the
- * two sequences before the special tokens are added.
+ * Special tokens, the pair layout, token types and truncation are done here (assemble.ts) rather than by the
+ * library's post-processor, because truncation (HF `truncate_sequences`) has to act on the two sequences before
+ * the special tokens are added.
  *
  * Character offsets (question answering) are JavaScript string indices, i.e. UTF-16 code units, everywhere:
  * `context.slice(start, end)` gives the original text of a token. A character outside the BMP (emoji, CJK
@@ -19,17 +22,19 @@
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import * as v from '../runtime/validate';
+import { is } from '../runtime/validate';
 import { assembleIds, choice, ENCODE_OPTIONS } from './assemble';
 import type { Encoded, EncodeOptions } from './assemble';
-import { OffsetTokenizer } from './offset-tokenizer';
+import { detectFamily, TOKENIZER_FAMILIES, tokenizerFamily } from './family';
+import type { SpecialLayout, TokenizerFamily } from './family';
 import type { ContextToken } from './offset-tokenizer';
-import { Prenormalizer, textRules } from './prenormalize';
 import { checkQuestionContextOptions, questionContextWindows } from './question-context';
 import type { QuestionContextOptions, QuestionContextWindow } from './question-context';
+import { createTextTokenizer } from './text-tokenizer';
+import type { TextTokenizer } from './text-tokenizer';
 import { TokenizerError } from './tokenizer-error';
-import { prepareTokenizerJson, readTokenizerDir } from './tokenizer-json';
+import { modelKindOf, prepareTokenizerJson, readTokenizerDir } from './tokenizer-json';
 import type { BertTokenizerConfig } from './tokenizer-json';
-import { cacheWordPieces } from './word-cache';
 
 // The tokenizer's public types live with the code that makes them; they are re-exported here so that
 // `../tokenizer/tokenizer` stays the one import for users of the tokenizer.
@@ -37,8 +42,10 @@ export { TokenizerError } from './tokenizer-error';
 export type { TokenizerErrorCode } from './tokenizer-error';
 export type { Encoded, EncodeOptions, TruncationStrategy } from './assemble';
 export type { QuestionContextOptions, QuestionContextWindow } from './question-context';
-export { buildBertTokenizerJson } from './tokenizer-json';
+export { buildBertTokenizerJson, buildRobertaTokenizerJson } from './tokenizer-json';
 export type { BertTokenizerConfig } from './tokenizer-json';
+export { TOKENIZER_FAMILIES } from './family';
+export type { TokenizerFamily, TokenizerModelKind } from './family';
 
 export type PaddingStrategy = 'longest' | 'max_length' | false;
 
@@ -50,11 +57,11 @@ export interface BatchEncodeOptions extends EncodeOptions {
 export type BatchItem = string | [string, string];
 
 export interface BatchEncoded {
-  /** Row-major [batchSize, seqLen]. Padding uses `padId` (0 for BERT). */
+  /** Row-major [batchSize, seqLen]. Padding uses `padId` (0 for BERT, 1 for RoBERTa). */
   inputIds: Int32Array;
   /** 1 on real tokens, 0 on padding. */
   attentionMask: Int32Array;
-  /** 0 on padding. */
+  /** 0 on padding (and everywhere for the families with one token type). */
   tokenTypeIds: Int32Array;
   batchSize: number;
   seqLen: number;
@@ -74,53 +81,83 @@ const PROBE_TEXT = 'Hello, [CLS] wörld! 中文 Ünïcödé … 😀 tokenizatio
 
 const PADDINGS: readonly unknown[] = ['longest', 'max_length', false];
 
-export class BertTokenizer {
+export interface PreTrainedTokenizerOptions {
+  /** The family (config.json's model_type, or a TOKENIZER_FAMILIES entry); default: the one the model kind implies. */
+  family?: string | TokenizerFamily;
+  /** A parsed tokenizer_config.json: special token names, do_lower_case, model_max_length ... */
+  config?: BertTokenizerConfig;
+  /** Where the tokenizer came from (named in errors). */
+  source?: string;
+}
+
+/** HF writes this (1e30 and the like) for "no limit" as model_max_length. */
+const NO_MAX_LENGTH = 1e9;
+
+export class PreTrainedTokenizer {
+  /** The family's name: 'bert', 'distilbert', 'roberta' or 'xlm-roberta'. */
+  readonly family: string;
   /** Number of ids (max id + 1), i.e. the embedding rows needed. */
   readonly vocabSize: number;
+  /** The id that starts every sequence ([CLS], <s>). */
   readonly clsId: number;
+  /** The separator ([SEP], </s>). */
   readonly sepId: number;
   readonly padId: number;
   readonly unkId: number;
   readonly maskId: number | undefined;
   readonly doLowerCase: boolean;
+  /** tokenizer_config.json's model_max_length, when it sets a real limit. */
+  readonly modelMaxLength: number | undefined;
 
   private readonly tk: Tokenizer;
-  private readonly text: Prenormalizer;
-  private readonly offsetTokenizer: OffsetTokenizer;
+  private readonly text: TextTokenizer;
+  private readonly layout: SpecialLayout;
   /** The context of the last encodeQuestionContext call: the questions of a paragraph share it. */
   private lastContext: { text: string; tokens: ContextToken[] } | null = null;
 
-  /**
-   * @param tokenizerJson a parsed tokenizer.json object (WordPiece model).
-   * @param config a parsed tokenizer_config.json object (optional). `do_lower_case`, `strip_accents` and
-   *   `tokenize_chinese_chars` override the BertNormalizer settings, as BertTokenizerFast does.
-   */
-  constructor(tokenizerJson: Record<string, unknown>, config: BertTokenizerConfig = {}, source = 'tokenizer.json') {
-    const prepared = prepareTokenizerJson(tokenizerJson, config, source);
+  /** @param tokenizerJson a parsed tokenizer.json object. */
+  constructor(tokenizerJson: Record<string, unknown>, options: PreTrainedTokenizerOptions = {}) {
+    const o = v.options('options', options, ['family', 'config', 'source']);
+    const source = o.source === undefined ? 'tokenizer.json' : v.string('options.source', o.source);
+    const config = o.config === undefined ? {} : (v.object('options.config', o.config) as BertTokenizerConfig);
+    if (!tokenizerJson || typeof tokenizerJson !== 'object' || Array.isArray(tokenizerJson)) {
+      throw new TokenizerError('E_BAD_TOKENIZER', `${source}: expected a JSON object`);
+    }
+    // A family is an entry of the table (by name, or the entry itself), never an ad hoc object.
+    const names = Object.keys(TOKENIZER_FAMILIES);
+    const familyName = is.object(o.family) ? v.oneOf('options.family.name', o.family.name, names) : o.family;
+    const family: TokenizerFamily =
+      familyName === undefined
+        ? detectFamily({ modelKind: modelKindOf(tokenizerJson, source), source })
+        : tokenizerFamily(v.oneOf('options.family', familyName, names));
+    this.family = family.name;
+    const prepared = prepareTokenizerJson(tokenizerJson, config, source, family.model, family.specials);
     try {
       this.tk = new Tokenizer(prepared.json, config);
     } catch (e) {
       throw new TokenizerError('E_BAD_TOKENIZER', `${source}: ${(e as Error).message}`);
     }
-    if (!this.tk.model) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: tokenizers.js made no model of it`);
-    const model = cacheWordPieces(this.tk, this.tk.model);
+    const model = this.tk.model;
+    if (!model) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: tokenizers.js made no model of it`);
 
-    const names = prepared.specials;
+    const specials = prepared.specials;
     const need = (name: string, what: string): number => {
       const id = this.tk.token_to_id(name);
       if (id === undefined) throw new TokenizerError('E_BAD_TOKENIZER', `${source}: ${what} token ${name} is not in the vocabulary`);
       return id;
     };
-    this.unkId = need(names.unk, 'unk');
-    this.clsId = need(names.cls, 'cls');
-    this.sepId = need(names.sep, 'sep');
-    this.padId = this.tk.token_to_id(names.pad) ?? 0;
-    this.maskId = this.tk.token_to_id(names.mask);
+    this.unkId = need(specials.unk, 'unk');
+    this.clsId = need(specials.cls, 'cls');
+    this.sepId = need(specials.sep, 'sep');
+    this.padId = this.tk.token_to_id(specials.pad) ?? 0;
+    this.maskId = this.tk.token_to_id(specials.mask);
+    this.layout = { clsId: this.clsId, sepId: this.sepId, pairSeparators: family.pairSeparators, secondTypeId: family.secondTypeId };
+    this.text = createTextTokenizer(this.tk, model, prepared, this.unkId, source);
+    // The model's vocab (shared by the WordPiece cache) holds the added tokens too.
     this.vocabSize = model.vocab.length;
-
-    this.text = new Prenormalizer(textRules(prepared.bertNormalizer, prepared.rawAddedTokens));
-    this.doLowerCase = this.text.rules.doLowerCase;
-    this.offsetTokenizer = new OffsetTokenizer(this.tk, model, this.text, names.unk, prepared.rawAddedTokens);
+    this.doLowerCase = this.text.doLowerCase;
+    const mml = config.model_max_length;
+    this.modelMaxLength = typeof mml === 'number' && Number.isInteger(mml) && mml > 0 && mml < NO_MAX_LENGTH ? mml : undefined;
 
     // A tokenizer that loads must encode: run the code paths once on a probe text, so that a file the library
     // accepts but cannot use (e.g. a post_processor of the wrong shape, an added token too long for a
@@ -132,15 +169,6 @@ export class BertTokenizer {
       const msg = e instanceof Error ? e.message : String(e);
       throw new TokenizerError('E_BAD_TOKENIZER', `${source}: this tokenizer cannot encode text: ${msg.length > 200 ? msg.slice(0, 200) + '…' : msg}`);
     }
-  }
-
-  /**
-   * Loads `dir/tokenizer.json` (+ `dir/tokenizer_config.json` if present), or builds the same object from
-   * `dir/vocab.txt`.
-   */
-  static fromDir(dir: string): BertTokenizer {
-    const { json, config, source } = readTokenizerDir(dir);
-    return new BertTokenizer(json, config, source);
   }
 
   tokenToId(token: string): number | undefined {
@@ -157,12 +185,12 @@ export class BertTokenizer {
 
   /** Token ids of `text` without special tokens. */
   encodeText(text: string): number[] {
-    return this.tk.encode(this.text.prenormalize(text), { add_special_tokens: false }).ids;
+    return this.text.ids(v.string('text', text));
   }
 
-  /** WordPiece tokens of `text` without special tokens (like HF `tokenize`). */
+  /** The model's tokens of `text` without special tokens (like HF `tokenize`): WordPieces, byte-level BPE pieces... */
   tokenize(text: string): string[] {
-    return this.tk.encode(this.text.prenormalize(text), { add_special_tokens: false }).tokens;
+    return this.text.tokens(v.string('text', text));
   }
 
   /**
@@ -172,13 +200,13 @@ export class BertTokenizer {
   encode(text: string, pair?: string | null, opts: EncodeOptions = {}): Encoded {
     v.options('opts', opts, ENCODE_OPTIONS);
     const a = this.encodeText(text);
-    const b = pair === undefined || pair === null ? null : this.encodeText(pair);
+    const b = pair === undefined || pair === null ? null : this.encodeText(v.string('pair', pair));
     return this.assemble(a, b, opts);
   }
 
   /** Like `encode`, from token ids that have no special tokens yet. */
   assemble(idsA: number[], idsB: number[] | null, opts: EncodeOptions = {}): Encoded {
-    return assembleIds(idsA, idsB, opts, this.clsId, this.sepId);
+    return assembleIds(idsA, idsB, opts, this.layout);
   }
 
   /**
@@ -241,7 +269,7 @@ export class BertTokenizer {
    * whole word's span (see OffsetTokenizer).
    */
   tokenizeWithOffsets(text: string): TokenizedWithOffsets {
-    const toks = this.offsetTokenizer.tokens(text);
+    const toks = this.text.withOffsets(v.string('text', text));
     return {
       ids: toks.map((t) => t.id),
       tokens: toks.map((t) => t.token),
@@ -256,13 +284,36 @@ export class BertTokenizer {
    * windows share `docStride` context tokens. Offsets are UTF-16 spans in the original context.
    */
   encodeQuestionContext(question: string, context: string, opts: QuestionContextOptions): QuestionContextWindow[] {
+    v.string('question', question);
+    v.string('context', context);
     const o = checkQuestionContextOptions(opts);
     const contextTokens = (): ContextToken[] => {
       if (this.lastContext && this.lastContext.text === context) return this.lastContext.tokens;
-      const tokens = this.offsetTokenizer.tokens(context);
+      const tokens = this.text.withOffsets(context);
       this.lastContext = { text: context, tokens };
       return tokens;
     };
-    return questionContextWindows(this.encodeText(question), contextTokens, o, this.clsId, this.sepId);
+    return questionContextWindows(this.encodeText(question), contextTokens, o, this.layout);
+  }
+}
+
+/** The BERT family's tokenizer (WordPiece), as before the families: same constructor, same `fromDir`. */
+export class BertTokenizer extends PreTrainedTokenizer {
+  /**
+   * @param tokenizerJson a parsed tokenizer.json object (WordPiece model).
+   * @param config a parsed tokenizer_config.json object (optional). `do_lower_case`, `strip_accents` and
+   *   `tokenize_chinese_chars` override the BertNormalizer settings, as BertTokenizerFast does.
+   */
+  constructor(tokenizerJson: Record<string, unknown>, config: BertTokenizerConfig = {}, source = 'tokenizer.json') {
+    super(tokenizerJson, { family: TOKENIZER_FAMILIES.bert, config, source });
+  }
+
+  /**
+   * Loads `dir/tokenizer.json` (+ `dir/tokenizer_config.json` if present), or builds the same object from
+   * `dir/vocab.txt`. For any family, use `AutoTokenizer.fromDir`.
+   */
+  static fromDir(dir: string): BertTokenizer {
+    const { json, config, source } = readTokenizerDir(dir);
+    return new BertTokenizer(json, config, source);
   }
 }
