@@ -20,7 +20,7 @@ export interface FinePruneJobOptions {
   output: string;
   /** Start from this checkpoint (HF layout, with its tokenizer; a directory or a hub id) instead of a small random BERT. */
   model?: string;
-  /** Tokenizer directory (tokenizer.json or vocab.txt); default: the model's, else built from the training text. */
+  /** Tokenizer directory (tokenizer.json, vocab.txt, or vocab.json + merges.txt); default: the model's, else built from the training text. */
   tokenizer?: string;
   /** Geometry of the random model (default hidden 128, 2 layers, 4 heads, FFN 512), in BERT's config names. */
   modelConfig?: Partial<BertConfigJson>;
@@ -129,7 +129,7 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
   else v.string(nameOf('output'), o.output, { nonEmpty: true });
   if (o.data !== undefined) v.modelDirectory(nameOf('data'), o.data, 'data directory');
   if (o.model !== undefined) checkModelSource(nameOf('model'), o.model);
-  if (o.tokenizer !== undefined) v.modelDirectory(nameOf('tokenizer'), o.tokenizer, 'tokenizer directory (holding tokenizer.json or vocab.txt)');
+  if (o.tokenizer !== undefined) v.modelDirectory(nameOf('tokenizer'), o.tokenizer, 'tokenizer directory (holding tokenizer.json, vocab.txt, or vocab.json + merges.txt)');
   if (o.teacher !== undefined && o.teacher !== 'none') checkModelSource(nameOf('teacher'), o.teacher);
   if (o.modelConfig !== undefined) {
     const name = nameOf('modelConfig');

@@ -15,7 +15,9 @@ import { PruningConfig } from '../pruning/config';
 import { buildReport, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
-import { BertTokenizer } from '../tokenizer/tokenizer';
+import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
+import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
+import { loadTokenizer } from '../model/pipelines';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { ProcessGroup } from '../training/distributed';
 import { accuracy as accuracyOf, argmax, f1Binary } from '../training/metrics';
@@ -101,14 +103,15 @@ async function fineprune(
   if (data.skipped) log(`  skipped ${data.skipped} invalid rows, e.g. ${data.skippedReasons?.join('; ')}`);
 
   // Tokenizer: given, the model's own, or a WordPiece vocabulary built from the training text.
-  let tokDir = o.tokenizer ?? (o.model && (existsSync(join(o.model, 'tokenizer.json')) || existsSync(join(o.model, 'vocab.txt'))) ? o.model : undefined);
+  let tokDir = o.tokenizer ?? (o.model && hasTokenizerFiles(o.model) ? o.model : undefined);
   if (!tokDir) {
     tokDir = join(work, 'tokenizer');
     const vocab = buildWordPieceVocab(data.train.flatMap((e) => (e.textPair ? [e.text, e.textPair] : [e.text])), { size: 8000 });
     writeVocab(tokDir, vocab);
     log(`[${elapsed()}] built a ${vocab.length}-token WordPiece vocabulary from the training text (${tokDir}/vocab.txt)`);
   }
-  const tokenizer = BertTokenizer.fromDir(tokDir);
+  // The model's family picks its tokenizer (RoBERTa's BPE, ...); the vocabulary built here is WordPiece.
+  const tokenizer = o.model ? loadTokenizer(o.model, tokDir) : AutoTokenizer.fromDir(tokDir);
   const logFile = join(out, 'log.jsonl');
 
   let dense: BertModel;
@@ -167,7 +170,7 @@ async function fineprune(
     denseMetrics = await evaluate(dense);
   }
   await dense.save(join(work, 'dense'));
-  if (!existsSync(join(work, 'dense', 'vocab.txt')) && !existsSync(join(work, 'dense', 'tokenizer.json'))) writeVocabFrom(tokDir, join(work, 'dense'));
+  if (!hasTokenizerFiles(join(work, 'dense'))) writeVocabFrom(tokDir, join(work, 'dense'));
   if (denseMetrics) log(`[${elapsed()}] dense: accuracy ${denseMetrics.accuracy.toFixed(2)}% (saved to ${join(out, 'dense')})`);
 
   // Fine-pruning: a copy of the dense model, patched; the dense model is the teacher unless told otherwise.
@@ -235,7 +238,7 @@ async function fineprune(
   const { model: compact, report } = pruned.patched ? await pruned.compact('dense') : { model: pruned, report: undefined };
   const compactMetrics = await evaluate(compact);
   await compact.save(join(out, 'compact'));
-  if (!existsSync(join(out, 'compact', 'vocab.txt')) && !existsSync(join(out, 'compact', 'tokenizer.json'))) writeVocabFrom(tokDir, join(out, 'compact'));
+  if (!hasTokenizerFiles(join(out, 'compact'))) writeVocabFrom(tokDir, join(out, 'compact'));
   const rep = await buildReport(compact);
   const denseParams = dense.numParameters;
   log(`\n[${elapsed()}] compact model (${join(out, 'compact')}):\n${formatReport(rep)}`);
@@ -277,5 +280,5 @@ async function fineprune(
 }
 
 function writeVocabFrom(tokDir: string, dest: string): void {
-  for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json']) if (existsSync(join(tokDir, f))) copyFileAtomicSync(join(tokDir, f), join(dest, f));
+  for (const f of TOKENIZER_FILES) if (existsSync(join(tokDir, f))) copyFileAtomicSync(join(tokDir, f), join(dest, f));
 }

@@ -115,6 +115,8 @@ export class QADataset {
   /** Per distinct context: [start0, end0, start1, end1, ...] for its tokens. */
   private readonly ctxSpans: Int32Array[];
   private readonly padId: number;
+  /** Where token type 1 starts in each window: the context, or nowhere for tokenizers whose pairs have one type (RoBERTa). */
+  private readonly typeStart: Int32Array;
 
   constructor(examples: readonly QAExample[], tokenizer: PreTrainedTokenizer, opts: QADatasetOptions = {}) {
     if (!Array.isArray(examples as unknown)) throw invalidArg('examples', 'an array of QA examples', examples);
@@ -203,6 +205,7 @@ export class QADataset {
     this.length = n;
     this.exampleIndex = Int32Array.from(exIdx);
     this.contextStart = Int32Array.from(cStart);
+    this.typeStart = tokenizer.secondTypeId === 1 ? this.contextStart : new Int32Array(this.contextStart.length).fill(this.maxLength + 1);
     this.contextEnd = Int32Array.from(cEnd);
     this.startPositions = Int32Array.from(sPos);
     this.endPositions = Int32Array.from(ePos);
@@ -251,7 +254,7 @@ export class QADataset {
     return {
       exampleIndex: this.exampleIndex[f],
       inputIds,
-      tokenTypeIds: inputIds.map((_, k) => (k >= this.contextStart[f] ? 1 : 0)),
+      tokenTypeIds: inputIds.map((_, k) => (k >= this.typeStart[f] ? 1 : 0)),
       contextStart: this.contextStart[f],
       contextEnd: this.contextEnd[f],
       offsets: this.offsets(f),
@@ -278,7 +281,7 @@ export class QADataset {
   /** Batches of windows padded to their longest, with start/end positions (see the class comment). */
   *batches(batchSize: number, opts: BatchOptions = {}): Generator<QABatch> {
     for (const rows of batchRows(this.length, batchSize, opts)) {
-      const packed = packRows(this.ids, this.starts, rows, this.contextStart, this.padId);
+      const packed = packRows(this.ids, this.starts, rows, this.typeStart, this.padId);
       const startPositions = new Int32Array(rows.length);
       const endPositions = new Int32Array(rows.length);
       for (let r = 0; r < rows.length; r++) {

@@ -153,6 +153,8 @@ export async function pipeline(
   };
   if (task === 'text-classification') {
     const labels = model.labels;
+    // A model with one token type (RoBERTa) behind a BERT tokenizer: the pair's type ids would be out of range.
+    const oneTokenType = model.dimensions.typeVocabSize < 2;
     const run = async (input: ClassificationInput | ClassificationBatchItem[], opts: ClassifyOptions = {}) => {
       // As HF: an array is a batch; a pair is { text, textPair } or a [text, textPair] inside a batch.
       v.options('options', opts, ['topK']);
@@ -163,6 +165,7 @@ export async function pipeline(
       for (let i = 0; i < items.length; i += batchSize) {
         const chunk = items.slice(i, i + batchSize).map((x, j) => toBatchItem(x, i + j));
         const enc = tokenizer.encodeBatch(chunk, { maxLength, truncation: 'longest_first' });
+        if (oneTokenType) enc.tokenTypeIds.fill(0);
         const out = await model.forward(enc);
         const logits = out.logits.data as Float32Array;
         const n = out.logits.shape[1];
@@ -268,18 +271,21 @@ export async function answerWindows(
   const maxAnswer = v.positiveInteger('options.maxAnswerLength', opts.maxAnswerLength ?? QA_DEFAULTS.maxAnswerLength);
   const best = items.map(() => new BestSpans(topK));
   const nullScore: number[] = items.map(() => 0);
+  // Padding is the model's pad id (RoBERTa counts positions over the other ids); a model with one token type
+  // (RoBERTa) gets none, whatever tokenizer made the windows.
+  const { padTokenId, typeVocabSize } = model.dimensions;
   const all = items.flatMap((it, item) => it.windows.map((w) => ({ item, w })));
   for (let w0 = 0; w0 < all.length; w0 += batchSize) {
     const chunk = all.slice(w0, w0 + batchSize);
     const seqLen = Math.max(...chunk.map(({ w }) => w.inputIds.length));
     const B = chunk.length;
-    const ids = new Int32Array(B * seqLen);
+    const ids = new Int32Array(B * seqLen).fill(padTokenId);
     const mask = new Int32Array(B * seqLen);
     const types = new Int32Array(B * seqLen);
     chunk.forEach(({ w }, r) => {
       ids.set(w.inputIds, r * seqLen);
       mask.set(w.attentionMask, r * seqLen);
-      types.set(w.tokenTypeIds, r * seqLen);
+      if (typeVocabSize > 1) types.set(w.tokenTypeIds, r * seqLen);
     });
     onForward?.();
     const out = await model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: types, batchSize: B, seqLen });

@@ -112,6 +112,11 @@ export class PreTrainedTokenizer {
   private readonly tk: Tokenizer;
   private readonly text: TextTokenizer;
   private readonly layout: SpecialLayout;
+
+  /** The token type of a pair's second sequence: 1 for BERT; 0 for families with one token type (RoBERTa) or none. */
+  get secondTypeId(): 0 | 1 {
+    return this.layout.secondTypeId;
+  }
   /** The context of the last encodeQuestionContext call: the questions of a paragraph share it. */
   private lastContext: { text: string; tokens: ContextToken[] } | null = null;
 

@@ -26,8 +26,8 @@ export const predictCommand: Command<PredictArgs> = {
   help: `Usage: blockprune predict <model-dir|org/name> --text TEXT [--pair TEXT] [--top-k K] [--revision REV] [--offline]
        blockprune predict <model-dir|org/name> --question Q (--context C | --context-file FILE) [--top-k K]
 
-Runs the text-classification or question-answering pipeline on the model directory (its tokenizer.json or
-vocab.txt, or --tokenizer DIR). Prints JSON.
+Runs the text-classification or question-answering pipeline on the model directory (its tokenizer: tokenizer.json,
+vocab.txt or vocab.json + merges.txt, or --tokenizer DIR). Prints JSON.
 
 ${HUB_HELP}`,
   flags: { text: str, pair: str, question: str, context: str, 'context-file': str, 'top-k': str, tokenizer: str, device: str, ...HUB_FLAGS },

@@ -29,7 +29,7 @@ Data and model:
   --model DIR|org/name         start from this checkpoint (its tokenizer too) instead of random weights; a hub
                                id is read from the Hugging Face cache or downloaded into it (--revision REV,
                                --offline or HF_HUB_OFFLINE=1: never the network; HF_TOKEN for gated repos)
-  --tokenizer DIR              tokenizer.json or vocab.txt (default: the model's, else built from the data)
+  --tokenizer DIR              tokenizer.json, vocab.txt or vocab.json+merges.txt (default: the model's, else built from the data)
   --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
   --family bert|distilbert|roberta|xlm-roberta   the random model's family (bert)
   --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
