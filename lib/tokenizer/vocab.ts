@@ -60,9 +60,11 @@ export function buildWordPieceVocab(texts: Iterable<string>, opts: VocabOptions 
   return vocab;
 }
 
-/** Writes vocab.txt (one token per line) into `dir`, atomically and durably, and returns its path. */
+/** Writes vocab.txt (one token per line) and a tokenizer_config.json naming it BERT's into `dir`, atomically and durably; returns vocab.txt's path. */
 export function writeVocab(dir: string, vocab: readonly string[]): string {
   const path = join(dir, 'vocab.txt');
   writeFileAtomicSync(path, vocab.join('\n') + '\n');
+  // Says what the vocabulary is: a model of another family (a random RoBERTa trained on it) keeps its tokenizer.
+  writeFileAtomicSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'BertTokenizer', do_lower_case: true }, null, 2) + '\n');
   return path;
 }
