@@ -104,7 +104,8 @@ test.serial('train --family distilbert / roberta: the same job and report in ano
       t.regex(r.out, /accuracy: dense [\d.]+% -> pruned [\d.]+% -> compact [\d.]+%/);
       const config = JSON.parse(readFileSync(join(out, 'compact', 'config.json'), 'utf8'));
       t.is(config.model_type, family);
-      const pred = cli(['predict', join(out, 'compact'), '--text', 'a fine good film']);
+      // A pair: RoBERTa has one token type, DistilBERT none; the job's WordPiece vocabulary reloads with the model.
+      const pred = cli(['predict', join(out, 'compact'), '--text', 'a fine good film', '--pair', 'a dull bad film']);
       t.is(pred.code, 0, pred.err);
       t.true(typeof JSON.parse(pred.out).label === 'string' && JSON.parse(pred.out).label.length > 0, pred.out);
       t.log(`${family} predict: ${pred.out.trim()}`);
