@@ -440,6 +440,7 @@ serial('QA scoring keeps the best spans only: the same answers as sorting every 
       // Forwards of 4 windows, several questions' windows sharing one, as in the service; rows padded.
       let next = 0;
       const model = {
+        dimensions: { padTokenId: 0, typeVocabSize: 2 },
         forward: async (b: { batchSize: number; seqLen: number }) => {
           const start = new Float32Array(b.batchSize * b.seqLen).fill(-1e4);
           const end = new Float32Array(b.batchSize * b.seqLen).fill(-1e4);
