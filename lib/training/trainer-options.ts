@@ -14,16 +14,22 @@ import type { TrainData } from './train-data';
 
 export type Metrics = Record<string, number>;
 
+/** Knowledge distillation from a teacher (nn_pruning / transformers' distillation examples). */
 export interface DistillationOptions {
+  /** The teacher: any family that shares the student's vocabulary and task (a dense model fine-tuned on it). */
   teacher: BertModel;
+  /** Weight of the task loss against the labels (default 0.5; the reference's `alpha_ce`). */
   alphaCe?: number;
+  /** Weight of the KL term to the teacher's softened outputs (default 0.5; the reference's `alpha_teacher`). */
   alphaTeacher?: number;
+  /** Softmax temperature of both outputs in the KL term (default 2; the reference's `temperature`). */
   temperature?: number;
 }
 
 export interface FilledOptions {
   /** Epochs of the filled stage (compact, zeros filled with noise, no masks, distillation when a teacher is given). */
   epochs: number;
+  /** The filled stage's learning rate (default: the trainer's `learningRate`). */
   learningRate?: number;
 }
 
@@ -34,21 +40,29 @@ export interface SparseTrainerOptions {
   train: TrainData;
   /** Called after each epoch with the model in eval mode at the final threshold. */
   evaluate?: (model: BertModel) => Promise<Metrics>;
+  /** Passes over `train` (default 3; transformers' `num_train_epochs`). */
   epochs?: number;
-  /** Stop after this many optimizer steps (overrides epochs for the schedule's length). */
+  /** Stop after this many optimizer steps (overrides epochs for the schedule's length; transformers' `max_steps`). */
   maxSteps?: number;
+  /** Examples per optimizer step, over all ranks when distributed (default 32; `per_device_train_batch_size` x ranks). */
   batchSize?: number;
+  /** Peak learning rate of the weights, decayed linearly to 0 (default 5e-5; `learning_rate`). */
   learningRate?: number;
+  /** AdamW's decoupled weight decay, not applied to biases and LayerNorm weights (default 0; `weight_decay`). */
   weightDecay?: number;
-  /** Linear warm-up of the learning rate, and the unit of the pruning schedule's warm-ups. */
+  /** Linear warm-up of the learning rate, and the unit of the pruning schedule's warm-ups (default 0; `warmup_steps`). */
   warmupSteps?: number;
+  /** Gradient clipping by global norm; 0 or less disables it (default 1.0; `max_grad_norm`). */
   maxGradNorm?: number;
+  /** Distil from a teacher: see DistillationOptions (default none). */
   distillation?: DistillationOptions;
+  /** Seed of data order, dropout and initialisation of missing heads (default 42; `seed`). */
   seed?: number;
   /** Checkpoints go to outputDir/checkpoint-<step>; the last `keepCheckpoints` are kept. */
   outputDir?: string;
   /** Also checkpoint every N steps (epoch ends always checkpoint when outputDir is set). */
   checkpointEvery?: number;
+  /** Checkpoints kept in outputDir, newest first (default 2; transformers' `save_total_limit`). */
   keepCheckpoints?: number;
   /**
    * Resume from a checkpoint directory, or `true` for the latest one in outputDir. The checkpoint must come
@@ -71,6 +85,7 @@ export interface SparseTrainerOptions {
   filled?: FilledOptions;
   /** Write a checkpoint and stop on SIGINT (default true). */
   handleSigint?: boolean;
+  /** Called with every log entry (steps every `logEvery`, evaluations, checkpoints, stages), as the log file gets them. */
   onLog?: (entry: LogEntry) => void;
   /**
    * Data-parallel training over this process group: `batchSize` is the global batch (split over the ranks),
