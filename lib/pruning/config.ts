@@ -16,30 +16,50 @@ export type BlockDim = number | 'head' | 'full';
 
 /** The reference's SparseTrainingArguments, camelCased. Defaults are the reference's. */
 export interface PruningOptions {
-  /** `method[:submethod]` for the FFN (and the attention output when attentionOutputWithDense). */
+  /**
+   * `method[:submethod]` for the FFN (and the attention output when attentionOutputWithDense): topK,
+   * threshold, sigmoied_threshold, l0, magnitude or disabled; submethods default, 1d, 1d_alt, joint
+   * (default 'topK'; the reference's `dense_pruning_method`).
+   */
   densePruningMethod: string;
-  /** `method[:submethod]` for q, k, v (and the attention output otherwise). */
+  /** `method[:submethod]` for q, k, v (and the attention output otherwise) (default 'topK'; `attention_pruning_method`). */
   attentionPruningMethod: string;
+  /** Rows of an attention score block: a number, 'head' (the head size) or 'full' (default 1; `attention_block_rows`). */
   attentionBlockRows: BlockDim;
+  /** Columns of an attention score block (default 1; `attention_block_cols`). */
   attentionBlockCols: BlockDim;
+  /** Rows of a dense score block (default 1; `dense_block_rows`). */
   denseBlockRows: BlockDim;
+  /** Columns of a dense score block (default 1; `dense_block_cols`). */
   denseBlockCols: BlockDim;
-  /** true: attention output uses the dense method and "dense" group; false: attention method, block swapped. */
+  /**
+   * true: the attention output uses the dense method and the "dense" group; false: the attention method, with
+   * the attention block transposed (default true; `attention_output_with_dense`).
+   */
   attentionOutputWithDense: boolean;
+  /** Mask a linear's bias where its whole row is masked (default true; `bias_mask`). */
   biasMask: boolean;
+  /** The schedule's threshold before the initial warm-up (default 1.0; `initial_threshold`). */
   initialThreshold: number;
+  /** The threshold after the cubic decrease, and at evaluation (default 0.5; `final_threshold`). */
   finalThreshold: number;
-  /** In multiples of warmupSteps. */
+  /** Steps at the initial threshold, in multiples of warmupSteps (default 1; `initial_warmup`). */
   initialWarmup: number;
+  /** Steps at the final threshold at the end, in multiples of warmupSteps (default 2; `final_warmup`). */
   finalWarmup: number;
+  /** Penalty on the scores: 'l1', 'l0' or 'disabled' (default 'disabled'; `regularization`). */
   regularization: Regularization;
+  /** The penalty's weight at the final threshold, scaled with the threshold before (default 0; `regularization_final_lambda`). */
   regularizationFinalLambda: number;
+  /** Weight of the attention group in the penalty (default 1; `attention_lambda`). */
   attentionLambda: number;
+  /** Weight of the dense group in the penalty (default 1; `dense_lambda`). */
   denseLambda: number;
+  /** Learning rate of the mask scores, without weight decay (default 1e-2; `mask_scores_learning_rate`). */
   maskScoresLearningRate: number;
-  /** Threshold binarizers keep at least this fraction of each matrix. */
+  /** Threshold binarizers keep at least this fraction of each matrix (default 0.005; `linear_min_parameters`). */
   linearMinParameters: number;
-  /** Initial value of every score (the reference's mask_init "constant" with mask_scale). */
+  /** Initial value of every score (default 0; the reference's mask_init "constant" with mask_scale). */
   maskInit: number;
 }
 
