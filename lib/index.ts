@@ -29,10 +29,12 @@ export type { DownloadProgress, HubOptions } from './hub/hub';
 export type {
   ClassificationBatchItem,
   ClassificationInput,
+  ClassificationOutput,
   ClassificationResult,
   ClassifyOptions,
   PipelineOptions,
   QAInput,
+  QAOutput,
   QAResult,
   QuestionAnsweringPipeline,
   TextClassificationPipeline,

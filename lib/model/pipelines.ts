@@ -2,12 +2,16 @@
  * HF-style pipelines over a local model directory (config.json, weights, tokenizer.json or vocab.txt):
  *
  *   const classify = await pipeline('text-classification', dir);
- *   await classify('a gripping film');            // { label: 'POSITIVE', score: 0.98 }
+ *   await classify('a gripping film');            // { label: 'positive', score: 0.98 } (the model's id2label)
+ *   await classify('a gripping film', { topK: 2 }); // the two best: [{ label, score }, { label, score }]
  *   await classify(['good', 'bad']);               // a batch: one result each
  *   await classify({ text: 'q', textPair: 'p' });  // a pair (or [['q', 'p']] in a batch)
  *
  *   const qa = await pipeline('question-answering', dir);
  *   await qa({ question, context });               // { answer, score, start, end }
+ *   await qa({ question, context }, { topK: 3 });  // the three best answers (topK > 1: an array)
+ *
+ * The call signatures say these shapes: `(await classify('x')).label` compiles (ClassificationOutput, QAOutput).
  *
  * A pipeline is a function with the model and tokenizer attached; `dispose()` frees the model.
  */
@@ -65,15 +69,43 @@ interface PipelineBase {
   dispose(): void;
 }
 
+/**
+ * What one classified input gives for options of type O, as the pipeline answers at run time: the best label
+ * (an object) without topK, the topK best (an array) with it; options whose topK may be undefined, either.
+ */
+export type ClassificationOutput<O extends ClassifyOptions = {}> = [O] extends [{ topK: number }]
+  ? ClassificationResult[]
+  : [O] extends [{ topK?: undefined }]
+    ? ClassificationResult
+    : ClassificationResult | ClassificationResult[];
+
+/**
+ * What one question gives for the type of `topK` (the pipeline infers K from the options: `{ topK: 3 }` is 3), as HF's QuestionAnsweringPipeline answers: one answer (an
+ * object) for topK 1, the default; an array of the best for a larger topK. A topK known only as a `number`
+ * (or one that may be undefined) could be either.
+ */
+export type QAOutput<K extends number | undefined = undefined> = [K] extends [1 | undefined]
+  ? QAResult
+  : 1 extends K
+    ? QAResult | QAResult[]
+    : undefined extends K
+      ? QAResult | QAResult[]
+      : QAResult[];
+
+/**
+ * One input gives one result, an array of inputs an array of results (HF's rule); each result's shape follows
+ * whether the options give a topK (ClassificationOutput).
+ */
 export interface TextClassificationPipeline extends PipelineBase {
-  (input: ClassificationInput, options?: ClassifyOptions): Promise<ClassificationResult | ClassificationResult[]>;
-  (inputs: ClassificationBatchItem[], options?: ClassifyOptions): Promise<Array<ClassificationResult | ClassificationResult[]>>;
+  <O extends ClassifyOptions = {}>(input: ClassificationInput, options?: O): Promise<ClassificationOutput<O>>;
+  <O extends ClassifyOptions = {}>(inputs: ClassificationBatchItem[], options?: O): Promise<Array<ClassificationOutput<O>>>;
   readonly task: 'text-classification';
 }
 
+/** One { question, context } gives one result, an array of them an array; each result's shape follows topK (QAOutput). */
 export interface QuestionAnsweringPipeline extends PipelineBase {
-  (input: QAInput, options?: QAOptions): Promise<QAResult | QAResult[]>;
-  (inputs: QAInput[], options?: QAOptions): Promise<Array<QAResult | QAResult[]>>;
+  <K extends number | undefined = undefined>(input: QAInput, options?: QAOptions & { topK?: K }): Promise<QAOutput<K>>;
+  <K extends number | undefined = undefined>(inputs: QAInput[], options?: QAOptions & { topK?: K }): Promise<Array<QAOutput<K>>>;
   readonly task: 'question-answering';
 }
 

@@ -416,9 +416,13 @@ function prebuildCandidates(dir: string, failures: string[]): Array<{ path: stri
   return out;
 }
 
-/** Where the addon was loaded from (undefined before the first native call). */
-export function addonSource(): AddonSource | undefined {
-  return loaded;
+/**
+ * Where the addon was loaded from. Loads it if no native call has yet (so the answer never depends on what ran
+ * before); when none loads, the E_NO_ADDON error that lists every file tried and the fixes.
+ */
+export function addonSource(): AddonSource {
+  native();
+  return loaded as AddonSource;
 }
 
 /**

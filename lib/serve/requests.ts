@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { ClassificationBatchItem, QAInput } from '../model/pipelines';
+import { didYouMean } from '../runtime/validate';
 import { ClientGone, HttpError, unavailable } from './http-error';
 
 /**
@@ -57,6 +58,9 @@ export function readJson(req: IncomingMessage, limit: number, signal: AbortSigna
   });
 }
 
+/** The fields of an item object (`{ text, textPair }`); `text_pair` is HF's spelling of textPair. */
+const ITEM_FIELDS = ['text', 'textPair', 'text_pair'];
+
 function classificationItem(x: unknown, where: string, maxChars: number): ClassificationBatchItem {
   const check = (s: unknown, name: string): string => {
     if (typeof s !== 'string') throw new HttpError(400, 'invalid_request', `${name} must be a string, not ${describe(s)}`);
@@ -70,16 +74,20 @@ function classificationItem(x: unknown, where: string, maxChars: number): Classi
   }
   if (typeof x === 'object' && x !== null) {
     const o = x as Record<string, unknown>;
-    const text = check(o.text, where === 'body' ? '"text"' : `${where}.text`);
-    if (o.textPair === undefined) return text;
-    return [text, check(o.textPair, where === 'body' ? '"textPair"' : `${where}.textPair`)];
+    const field = (k: string) => (where === 'body' ? `"${k}"` : `${where}.${k}`);
+    if (where !== 'body') knownFields(o, ITEM_FIELDS, `${where} (an item: { text, textPair })`);
+    if (o.textPair !== undefined && o.text_pair !== undefined) throw new HttpError(400, 'invalid_request', `${field('textPair')} and ${field('text_pair')} are the same field: send one`);
+    const text = check(o.text, field('text'));
+    const pairKey = o.text_pair !== undefined ? 'text_pair' : 'textPair';
+    if (o[pairKey] === undefined) return text;
+    return [text, check(o[pairKey], field(pairKey))];
   }
   throw new HttpError(400, 'invalid_request', `${where} must be a string, a [text, textPair] pair or { text, textPair }, not ${describe(x)}`);
 }
 
-function optionalTopK(v: unknown, numLabels: number): number {
+function optionalTopK(v: unknown, numLabels: number, name = '"topK"'): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new HttpError(400, 'invalid_request', `"topK" must be a positive integer, not ${describe(v)}`);
+    throw new HttpError(400, 'invalid_request', `${name} must be a positive integer, not ${describe(v)}`);
   return Math.min(v, numLabels);
 }
 
@@ -91,37 +99,93 @@ function describe(v: unknown): string {
   return `a ${typeof v}`;
 }
 
+function objectField(v: unknown, name: string): void {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'invalid_request', `${name} must be an object, not ${describe(v)}`);
+}
+
+/**
+ * Refuses a field the route does not read, naming it and the closest known one: ignored, a misspelt field
+ * would change the answer without a word (`textpair` would classify the text alone). An "options" field (the
+ * Inference API's) must be an object.
+ */
+function knownFields(o: Record<string, unknown>, known: readonly string[], what: string): void {
+  if (o.options !== undefined && known.includes('options')) objectField(o.options, '"options"');
+  for (const k of Object.keys(o)) {
+    if (known.includes(k)) continue;
+    const hint = didYouMean(k, known);
+    throw new HttpError(400, 'invalid_request', `unknown field "${k}" in ${what}${hint ? ` (did you mean "${hint}"?)` : ''}; the fields are ${known.map((f) => `"${f}"`).join(', ')}`);
+  }
+}
+
+/**
+ * The fields of a /classify body. `inputs`, `parameters` ({ top_k }) and `options` are the Hugging Face
+ * Inference API's; `options` ({ use_cache, wait_for_model }) is about the hosted service and changes no answer
+ * here, so it is accepted and not read.
+ */
+const CLASSIFY_FIELDS = ['text', 'textPair', 'inputs', 'topK', 'parameters', 'options'];
+const CLASSIFY_SHAPES = '{ "text", "textPair"?, "topK"? } or { "inputs": a text, { text, textPair } or an array of them, "topK"? }';
+
 export interface ClassifyRequest {
   items: ClassificationBatchItem[];
   /** The labels each item wants (capped at the model's), undefined: the best one as an object. */
   topK: number | undefined;
-  /** The body was one "text" (answered with one result), not "inputs". */
+  /** The body was one input ("text", or "inputs" a string or one { text, textPair }), answered with one result. */
   single: boolean;
 }
 
-/** A /classify body: { text, textPair?, topK? } or { inputs: [...], topK? }. */
+/**
+ * A /classify body: { text, textPair?, topK? }, or the Inference API's { inputs, parameters?: { top_k } }
+ * where inputs is one text, one { text, textPair } (answered with one result, as "text" is) or an array of
+ * items (one result each).
+ */
 export function classifyRequest(body: Record<string, any>, limits: { maxTextChars: number; maxInputs: number }, numLabels: number): ClassifyRequest {
-  const topK = body.topK === undefined ? undefined : optionalTopK(body.topK, numLabels);
+  knownFields(body, CLASSIFY_FIELDS, 'the /classify body');
+  const topK = classifyTopK(body, numLabels);
   const hasText = body.text !== undefined;
   const hasInputs = body.inputs !== undefined;
-  if (hasText === hasInputs)
-    throw new HttpError(400, 'invalid_request', 'the body must have either "text" (with an optional "textPair") or "inputs", not both');
+  if (hasText && hasInputs) throw new HttpError(400, 'invalid_request', `the body has both "text" and "inputs": send one, as ${CLASSIFY_SHAPES}`);
+  if (!hasText && !hasInputs) throw new HttpError(400, 'invalid_request', `the body has no "text" and no "inputs": send ${CLASSIFY_SHAPES}`);
   if (hasText) return { items: [classificationItem(body, 'body', limits.maxTextChars)], topK, single: true };
-  if (!Array.isArray(body.inputs) || body.inputs.length === 0)
-    throw new HttpError(400, 'invalid_request', `"inputs" must be a non-empty array, not ${describe(body.inputs)}`);
+  if (body.textPair !== undefined) throw new HttpError(400, 'invalid_request', '"textPair" goes with "text"; with "inputs", send { "inputs": { "text", "textPair" } }');
+  if (!Array.isArray(body.inputs)) return { items: [classificationItem(body.inputs, 'inputs', limits.maxTextChars)], topK, single: true };
+  if (body.inputs.length === 0) throw new HttpError(400, 'invalid_request', '"inputs" must be a non-empty array (or one text, or one { text, textPair }), not an empty one');
   if (body.inputs.length > limits.maxInputs)
     throw new HttpError(413, 'too_many_inputs', `"inputs" has ${body.inputs.length} items; the limit is ${limits.maxInputs}`);
   const items = body.inputs.map((x: unknown, i: number) => classificationItem(x, `inputs[${i}]`, limits.maxTextChars));
   return { items, topK, single: false };
 }
 
-/** A /qa body: { question, context }, both non-blank strings within maxTextChars. */
+/** "topK", or the Inference API's "parameters": { "top_k" } (not both). */
+function classifyTopK(body: Record<string, any>, numLabels: number): number | undefined {
+  if (body.parameters === undefined) return body.topK === undefined ? undefined : optionalTopK(body.topK, numLabels);
+  objectField(body.parameters, '"parameters"');
+  knownFields(body.parameters, ['top_k'], '"parameters"');
+  if (body.parameters.top_k === undefined) return body.topK === undefined ? undefined : optionalTopK(body.topK, numLabels);
+  if (body.topK !== undefined) throw new HttpError(400, 'invalid_request', '"topK" and "parameters.top_k" are the same option: send one');
+  return optionalTopK(body.parameters.top_k, numLabels, '"parameters.top_k"');
+}
+
+/**
+ * A /qa body: { question, context }, or the Inference API's { inputs: { question, context } }; both non-blank
+ * strings within maxTextChars. One question a request.
+ */
 export function qaRequest(body: Record<string, any>, maxTextChars: number): QAInput {
-  for (const k of ['question', 'context'] as const) {
-    if (typeof body[k] !== 'string' || body[k].trim() === '')
-      throw new HttpError(400, 'invalid_request', `"${k}" must be a non-empty string, not ${typeof body[k] === 'string' ? 'a blank one' : describe(body[k])}`);
-    if (body[k].length > maxTextChars)
-      throw new HttpError(413, 'text_too_long', `"${k}" has ${body[k].length} characters; the limit is ${maxTextChars}`);
+  knownFields(body, ['question', 'context', 'inputs', 'options'], 'the /qa body');
+  let fields = body;
+  let where = '';
+  if (body.inputs !== undefined) {
+    if (body.question !== undefined || body.context !== undefined)
+      throw new HttpError(400, 'invalid_request', 'the body has "inputs" and "question"/"context": send { "question", "context" } or { "inputs": { "question", "context" } }');
+    objectField(body.inputs, '"inputs" (one { "question", "context" } a request)');
+    knownFields(body.inputs, ['question', 'context'], '"inputs"');
+    fields = body.inputs;
+    where = 'inputs.';
   }
-  return { question: body.question, context: body.context };
+  for (const k of ['question', 'context'] as const) {
+    if (typeof fields[k] !== 'string' || fields[k].trim() === '')
+      throw new HttpError(400, 'invalid_request', `"${where}${k}" must be a non-empty string, not ${typeof fields[k] === 'string' ? 'a blank one' : describe(fields[k])}`);
+    if (fields[k].length > maxTextChars)
+      throw new HttpError(413, 'text_too_long', `"${where}${k}" has ${fields[k].length} characters; the limit is ${maxTextChars}`);
+  }
+  return { question: fields.question, context: fields.context };
 }

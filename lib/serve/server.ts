@@ -6,7 +6,8 @@
  *   const service = createInferenceServer({ classify, batching: { maxBatch: 32, windowMs: 5 } });
  *   await service.listen(8080, '127.0.0.1');
  *   // POST /classify {"text": "..."} | {"text": "...", "textPair": "..."} | {"inputs": [...]}  (optional "topK")
- *   // POST /qa       {"question": "...", "context": "..."}
+ *   //                or the Inference API's {"inputs": "..."} (one result) | {"inputs": [...], "parameters": {"top_k": 2}}
+ *   // POST /qa       {"question": "...", "context": "..."} | {"inputs": {"question": "...", "context": "..."}}
  *   // GET  /health   model info, limits, batching statistics, memory
  *   await service.close();  // running model work gets closeGraceMs, the rest 503; the pipelines are disposed
  *

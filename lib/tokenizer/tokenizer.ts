@@ -47,10 +47,14 @@ export type { BertTokenizerConfig } from './tokenizer-json';
 export { TOKENIZER_FAMILIES } from './family';
 export type { TokenizerFamily, TokenizerModelKind } from './family';
 
-export type PaddingStrategy = 'longest' | 'max_length' | false;
+/** HF's `padding`: `true` is 'longest' (as in transformers), false pads nothing. */
+export type PaddingStrategy = 'longest' | 'max_length' | boolean;
 
 export interface BatchEncodeOptions extends EncodeOptions {
-  /** 'longest' (default): pad to the longest row; 'max_length': pad to `maxLength`; false: rows must be equal. */
+  /**
+   * 'longest' or true (default): pad to the longest row; 'max_length': pad to `maxLength`; false: no padding,
+   * so the rows must be of equal length.
+   */
   padding?: PaddingStrategy;
 }
 
@@ -79,7 +83,7 @@ export interface TokenizedWithOffsets {
 /** Text that goes through every stage (specials, non-ASCII, CJK, punctuation, a long word) at load time. */
 const PROBE_TEXT = 'Hello, [CLS] wörld! 中文 Ünïcödé … 😀 tokenization';
 
-const PADDINGS: readonly unknown[] = ['longest', 'max_length', false];
+const PADDINGS: readonly unknown[] = ['longest', 'max_length', true, false];
 
 export interface PreTrainedTokenizerOptions {
   /** The family (config.json's model_type, or a TOKENIZER_FAMILIES entry); default: the one the model kind implies. */
@@ -221,7 +225,8 @@ export class PreTrainedTokenizer {
   encodeBatch(items: BatchItem[], opts: BatchEncodeOptions = {}): BatchEncoded {
     v.options('opts', opts, [...ENCODE_OPTIONS, 'padding']);
     if (!Array.isArray(items)) throw v.invalidParameterError('items', 'an array of strings or [string, string] pairs', items);
-    const padding: PaddingStrategy = opts.padding === undefined ? 'longest' : choice('opts.padding', opts.padding, PADDINGS);
+    const chosen: PaddingStrategy = opts.padding === undefined ? 'longest' : choice('opts.padding', opts.padding, PADDINGS);
+    const padding = chosen === true ? 'longest' : chosen;
     if (padding === 'max_length' && opts.maxLength === undefined) {
       throw new TokenizerError('E_INVALID_ARG', "padding 'max_length' needs maxLength");
     }
@@ -239,7 +244,7 @@ export class PreTrainedTokenizer {
     else if (padding === 'longest') seqLen = longest;
     else {
       if (lengths.some((l) => l !== longest)) {
-        throw new TokenizerError('E_INVALID_ARG', 'padding=false needs rows of equal length; use padding "longest"');
+        throw new TokenizerError('E_INVALID_ARG', `padding: false needs rows of equal length (these have ${Math.min(...lengths)} to ${longest} tokens); use padding: true or 'longest'`);
       }
       seqLen = longest;
     }

@@ -62,6 +62,14 @@ withShared(BERT)('text-classification: labels from id2label, scores are softmax 
     t.is(two.length, 2, 'an array of two strings is a batch of two, as in HF');
     const many = (await classify(['good', ['a question?', 'a passage.'], { text: 'q?', textPair: 'p.' }, 'x'.repeat(5000)])) as any[];
     t.is(many.length, 4);
+    // The run-time shapes the call signatures promise (test/package/types.test.ts checks the types): one input
+    // gives an object, or an array with topK; a batch gives one of those per input.
+    t.false(Array.isArray(one));
+    t.true(Array.isArray(await classify('x', { topK: 1 })));
+    const batch = await classify(['good', 'bad']);
+    t.true(batch.every((r) => !Array.isArray(r) && typeof r.label === 'string'));
+    const batchK = await classify(['good', 'bad'], { topK: 2 });
+    t.true(batchK.every((r) => Array.isArray(r) && r.length === 2));
     const err: any = await t.throwsAsync(async () => classify([42 as any, 'ok']));
     t.is(err.code, 'E_INVALID_ARG');
     classify.dispose();
@@ -91,6 +99,11 @@ withShared(SQUAD_DEV, BERT)('question-answering: answers are exact substrings of
       const top = (await qa({ question: 'Who?', context: paragraphs[0].context }, { topK: 3 })) as any[];
       t.is(top.length, 3);
       t.true(top[0].score >= top[1].score && top[1].score >= top[2].score);
+      // Shapes as typed: topK 1 (the default) an object, larger an array; an array of questions one result each.
+      t.false(Array.isArray(await qa({ question: 'Who?', context: paragraphs[0].context }, { topK: 1 })));
+      const asked = [{ question: 'Who?', context: paragraphs[0].context }, { question: 'When?', context: paragraphs[1].context }];
+      t.true((await qa(asked)).every((r) => !Array.isArray(r) && typeof r.answer === 'string'));
+      t.true((await qa(asked, { topK: 2 })).every((r) => Array.isArray(r) && r.length === 2));
       const withNull = (await qa({ question: 'Who?', context: 'Nobody is here.' }, { handleImpossibleAnswer: true })) as any;
       t.true(typeof withNull.answer === 'string');
       const err: any = await t.throwsAsync(async () => qa({ question: 'q' } as any));

@@ -2,7 +2,7 @@
  * The package as users get it: `npm pack`, then `npm install <tarball>` into an empty folder with every
  * compiler hidden, then a classification and a QA prediction from there. The install must take the prebuilt
  * addon (scripts/prebuild.js; the test makes it from the addon built in this checkout), the tarball must carry
- * neither libtorch nor test data, and the answers must equal the checkout's own.
+ * neither libtorch nor test data, and the answers must equal the checkout's own, from require and from import.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -93,6 +93,21 @@ withShared('data/bert-base-uncased')('npm pack -> install with no compiler -> cl
     t.deepEqual(got.cls, JSON.parse(JSON.stringify(expected.cls)));
     t.deepEqual(got.qa, JSON.parse(JSON.stringify(expected.qa)));
     t.is(QA.context.slice(got.qa.start, got.qa.end), got.qa.answer);
+
+    // ESM: named imports through the exports map, the same answer; the addon described before any other call.
+    writeFileSync(
+      join(app, 'run.mjs'),
+      `import { pipeline, addonSource } from 'blockprune';
+       const source = addonSource();
+       const classify = await pipeline('text-classification', ${JSON.stringify(dirs['text-classification'])});
+       console.log(JSON.stringify({ cls: await classify(${JSON.stringify(TEXT)}), kind: source.kind }));
+       classify.dispose();`,
+    );
+    const esm = spawnSync(process.execPath, ['run.mjs'], { cwd: app, env, encoding: 'utf8' });
+    t.is(esm.status, 0, esm.stderr);
+    const fromEsm = JSON.parse(esm.stdout.trim().split('\n').pop()!);
+    t.deepEqual(fromEsm, { cls: got.cls, kind: 'prebuild' });
+    t.true(files.includes('LICENSE'), 'the Apache-2.0 text ships');
 
     // Variant choice and the checks before loading: a CUDA prebuild whose libtorch_cuda is absent is passed
     // over (no GPU here); asked for explicitly, it fails with one error listing every attempt and the fixes.

@@ -16,15 +16,44 @@ const USAGE = (api: string) => `
 import * as bp from ${JSON.stringify(api)};
 import { BertModel, pipeline, PruningConfig, SparseTrainer, BlockpruneError, exportOnnx, buildReport, formatReport } from ${JSON.stringify(api)};
 
+// true when A and B are the same type (not merely assignable one way).
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+function same<A, B>(ok: Same<A, B>): void {
+  void ok;
+}
+
 async function main(): Promise<void> {
   const classify = await pipeline('text-classification', '/models/cls', { batchSize: 8, maxLength: 128 });
-  const r = await classify('a fine film');
-  const one: bp.ClassificationResult = Array.isArray(r) ? r[0] : r;
-  const label: string = one.label;
+  // Issue 15 (4): the result types are the run-time shapes, exactly (Same<A, B> fails the compile otherwise).
+  const label: string = (await classify('a fine film')).label;
+  const top2 = await classify('a fine film', { topK: 2 });
+  same<typeof top2, bp.ClassificationResult[]>(true);
+  const best = await classify({ text: 'a', textPair: 'b' });
+  same<typeof best, bp.ClassificationResult>(true);
+  const batch1 = await classify(['good', ['a', 'b'], { text: 'c', textPair: 'd' }]);
+  same<typeof batch1, bp.ClassificationResult[]>(true);
+  const batchK = await classify(['good', 'bad'], { topK: 1 });
+  same<typeof batchK, bp.ClassificationResult[][]>(true);
+  const someOpts: bp.ClassifyOptions = {};
+  const either = await classify('x', someOpts);
+  same<typeof either, bp.ClassificationResult | bp.ClassificationResult[]>(true);
   const qa = await pipeline('question-answering', '/models/qa');
-  const a = await qa({ question: 'q?', context: 'c.' }, { topK: 1, maxAnswerLength: 15 });
-  const ans: bp.QAResult = Array.isArray(a) ? a[0] : a;
+  const ans = await qa({ question: 'q?', context: 'c.' });
+  same<typeof ans, bp.QAResult>(true);
   const span: [number, number] = [ans.start, ans.end];
+  const one = await qa({ question: 'q?', context: 'c.' }, { topK: 1, maxAnswerLength: 15 });
+  same<typeof one, bp.QAResult>(true);
+  const three = await qa({ question: 'q?', context: 'c.' }, { topK: 3 });
+  same<typeof three, bp.QAResult[]>(true);
+  const answers = await qa([{ question: 'q?', context: 'c.' }]);
+  same<typeof answers, bp.QAResult[]>(true);
+  const answersK = await qa([{ question: 'q?', context: 'c.' }], { topK: 2 });
+  same<typeof answersK, bp.QAResult[][]>(true);
+  const k: number = 2;
+  const unknownK = await qa({ question: 'q?', context: 'c.' }, { topK: k });
+  same<typeof unknownK, bp.QAResult | bp.QAResult[]>(true);
+  const tok = bp.AutoTokenizer.fromDir('/models/cls');
+  const enc: bp.BatchEncoded = tok.encodeBatch(['a', 'b c'], { padding: true });
 
   const model: BertModel = await BertModel.fromPretrained('/models/cls', { device: 'cpu' });
   const out: bp.ForwardOutput = await model.forward({ inputIds: Int32Array.of(101, 102), batchSize: 1, seqLen: 2 });
@@ -71,13 +100,21 @@ async function main(): Promise<void> {
   void [masks, reg, filled, step.gradNorm, grads.grads, global.stop];
   const launched: bp.LaunchResult = await bp.launch({ nproc: 2, script: 'train.js', args: ['--epochs', '1'] });
   const firstFailure: number | undefined = launched.firstFailure;
-  void [label, span, logits, patch, params, text, onnx, kernels, src, trainer, classify.task, qa.task, sums, worldSize, firstFailure];
+  void [label, span, enc, logits, patch, params, text, onnx, kernels, src, trainer, classify.task, qa.task, sums, worldSize, firstFailure];
 
   // Misuses the types must reject:
   // @ts-expect-error an unknown task
   await pipeline('summarization', '/models/x');
   // @ts-expect-error the QA pipeline takes { question, context }
   await qa('just a string');
+  // @ts-expect-error one input without topK gives one result, not an array
+  (await classify('x')).length;
+  // @ts-expect-error topK, not topk
+  await classify('x', { topk: 2 });
+  // @ts-expect-error topK > 1 gives an array of answers
+  (await qa({ question: 'q?', context: 'c.' }, { topK: 2 })).answer;
+  // @ts-expect-error padding is 'longest', 'max_length' or a boolean
+  tok.encodeBatch(['a'], { padding: 'true' });
   // @ts-expect-error batchSize is a number
   await model.forward({ inputIds: Int32Array.of(1), batchSize: '1', seqLen: 1 });
   // @ts-expect-error setFastKernels takes a boolean

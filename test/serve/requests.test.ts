@@ -12,6 +12,13 @@ const LIMITS = { maxTextChars: 10, maxInputs: 3 };
 
 test('classifyRequest: the accepted forms', (t) => {
   t.deepEqual(classifyRequest({ text: 'a' }, LIMITS, 2), { items: ['a'], topK: undefined, single: true });
+  // The Hugging Face Inference API's: one text (one result, as "text"), one pair, a batch; top_k in "parameters".
+  t.deepEqual(classifyRequest({ inputs: 'good' }, LIMITS, 2), { items: ['good'], topK: undefined, single: true });
+  t.deepEqual(classifyRequest({ inputs: { text: 'a', text_pair: 'b' } }, LIMITS, 2), { items: [['a', 'b']], topK: undefined, single: true });
+  t.deepEqual(classifyRequest({ inputs: ['a', 'b'], parameters: { top_k: 1 }, options: { use_cache: false } }, LIMITS, 2), { items: ['a', 'b'], topK: 1, single: false });
+  t.deepEqual(classifyRequest({ text: 'a', parameters: {} }, LIMITS, 2), { items: ['a'], topK: undefined, single: true });
+  t.deepEqual(qaRequest({ inputs: { question: 'q', context: 'c' } }, 10), { question: 'q', context: 'c' });
+  t.deepEqual(qaRequest({ question: 'q', context: 'c', options: {} }, 10), { question: 'q', context: 'c' });
   t.deepEqual(classifyRequest({ text: 'a', textPair: 'b', topK: 5 }, LIMITS, 2), { items: [['a', 'b']], topK: 2, single: true });
   t.deepEqual(classifyRequest({ inputs: ['a', ['b', 'c'], { text: 'd' }, { text: 'e', textPair: 'f' }].slice(0, 3), topK: 1 }, LIMITS, 2), {
     items: ['a', ['b', 'c'], 'd'],
@@ -22,15 +29,31 @@ test('classifyRequest: the accepted forms', (t) => {
 
 test('classifyRequest and qaRequest: every bad body is an HttpError naming the field', (t) => {
   const cases: Array<[string, () => unknown, number, string, RegExp]> = [
-    ['neither', () => classifyRequest({}, LIMITS, 2), 400, 'invalid_request', /either "text".*or "inputs"/],
-    ['both', () => classifyRequest({ text: 'a', inputs: ['b'] }, LIMITS, 2), 400, 'invalid_request', /not both/],
+    ['neither', () => classifyRequest({}, LIMITS, 2), 400, 'invalid_request', /the body has no "text" and no "inputs": send \{ "text"/],
+    ['both', () => classifyRequest({ text: 'a', inputs: ['b'] }, LIMITS, 2), 400, 'invalid_request', /both "text" and "inputs": send one/],
+    ['txt (issue 15)', () => classifyRequest({ txt: 'x' }, LIMITS, 2), 400, 'invalid_request', /unknown field "txt" in the \/classify body \(did you mean "text"\?\); the fields are "text", "textPair", "inputs"/],
+    ['textpair', () => classifyRequest({ text: 'a', textpair: 'b' }, LIMITS, 2), 400, 'invalid_request', /unknown field "textpair".*did you mean "textPair"/],
+    ['item txt', () => classifyRequest({ inputs: [{ txt: 'a' }] }, LIMITS, 2), 400, 'invalid_request', /unknown field "txt" in inputs\[0\].*did you mean "text"/],
+    ['inputs with textPair', () => classifyRequest({ inputs: 'a', textPair: 'b' }, LIMITS, 2), 400, 'invalid_request', /"textPair" goes with "text"/],
+    ['inputs a number', () => classifyRequest({ inputs: 3 }, LIMITS, 2), 400, 'invalid_request', /inputs must be a string.*not a number/],
+    ['both pair spellings', () => classifyRequest({ inputs: { text: 'a', textPair: 'b', text_pair: 'b' } }, LIMITS, 2), 400, 'invalid_request', /same field/],
+    ['parameters not an object', () => classifyRequest({ text: 'a', parameters: 2 }, LIMITS, 2), 400, 'invalid_request', /"parameters" must be an object, not a number/],
+    ['parameters topk', () => classifyRequest({ text: 'a', parameters: { topk: 2 } }, LIMITS, 2), 400, 'invalid_request', /unknown field "topk" in "parameters" \(did you mean "top_k"\?\)/],
+    ['top_k 0', () => classifyRequest({ inputs: 'a', parameters: { top_k: 0 } }, LIMITS, 2), 400, 'invalid_request', /"parameters\.top_k" must be a positive integer/],
+    ['topK twice', () => classifyRequest({ inputs: 'a', topK: 1, parameters: { top_k: 1 } }, LIMITS, 2), 400, 'invalid_request', /same option: send one/],
+    ['options an array', () => classifyRequest({ text: 'a', options: [] }, LIMITS, 2), 400, 'invalid_request', /"options" must be an object, not an array/],
+    ['qa questoin', () => qaRequest({ questoin: 'q', context: 'c' }, 10), 400, 'invalid_request', /unknown field "questoin" in the \/qa body \(did you mean "question"\?\)/],
+    ['qa inputs and question', () => qaRequest({ inputs: { question: 'q', context: 'c' }, question: 'q' }, 10), 400, 'invalid_request', /"inputs" and "question"\/"context"/],
+    ['qa inputs an array', () => qaRequest({ inputs: [{ question: 'q', context: 'c' }] }, 10), 400, 'invalid_request', /"inputs" \(one \{ "question", "context" \} a request\) must be an object, not an array/],
+    ['qa inputs.context missing', () => qaRequest({ inputs: { question: 'q' } }, 10), 400, 'invalid_request', /"inputs\.context" must be a non-empty string, not missing/],
+    ['qa inputs.contxt', () => qaRequest({ inputs: { question: 'q', contxt: 'c' } }, 10), 400, 'invalid_request', /unknown field "contxt" in "inputs" \(did you mean "context"\?\)/],
     ['topK 0', () => classifyRequest({ text: 'a', topK: 0 }, LIMITS, 2), 400, 'invalid_request', /"topK" must be a positive integer/],
     ['topK string', () => classifyRequest({ text: 'a', topK: '1' }, LIMITS, 2), 400, 'invalid_request', /"topK".*a string/],
     ['text number', () => classifyRequest({ text: 5 }, LIMITS, 2), 400, 'invalid_request', /"text" must be a string, not a number/],
     ['textPair null', () => classifyRequest({ text: 'a', textPair: null }, LIMITS, 2), 400, 'invalid_request', /"textPair".*null/],
     ['text too long', () => classifyRequest({ text: 'x'.repeat(11) }, LIMITS, 2), 413, 'text_too_long', /"text" has 11 characters; the limit is 10/],
     ['inputs empty', () => classifyRequest({ inputs: [] }, LIMITS, 2), 400, 'invalid_request', /"inputs" must be a non-empty array/],
-    ['inputs object', () => classifyRequest({ inputs: {} }, LIMITS, 2), 400, 'invalid_request', /not a object/],
+    ['inputs object without text', () => classifyRequest({ inputs: {} }, LIMITS, 2), 400, 'invalid_request', /inputs\.text must be a string, not missing/],
     ['inputs too many', () => classifyRequest({ inputs: ['a', 'b', 'c', 'd'] }, LIMITS, 2), 413, 'too_many_inputs', /4 items; the limit is 3/],
     ['inputs[1] triple', () => classifyRequest({ inputs: ['a', ['b', 'c', 'd']] }, LIMITS, 2), 400, 'invalid_request', /inputs\[1\] must be/],
     ['inputs[0][1] number', () => classifyRequest({ inputs: [['a', 1]] }, LIMITS, 2), 400, 'invalid_request', /inputs\[0\]\[1\] must be a string/],
@@ -47,7 +70,8 @@ test('classifyRequest and qaRequest: every bad body is an HttpError naming the f
     t.is(e.code, code, name);
     t.regex(e.message, message, name);
   }
-  t.deepEqual(qaRequest({ question: 'q', context: 'c', extra: 1 }, 10), { question: 'q', context: 'c' });
+  // A field the service does not read is refused, not ignored (issue 15: a misspelt one changed the answer silently).
+  t.throws(() => qaRequest({ question: 'q', context: 'c', extra: 1 }, 10), { instanceOf: HttpError, message: /unknown field "extra"/ });
 });
 
 test('toHttpError: disposed model 503, bad argument 400, anything else 500', (t) => {

@@ -128,6 +128,16 @@ serverTest('single requests: /classify and /qa answer as the pipelines do; /heal
     t.is(r.status, 200);
     closeTo(t, r.json, await f.classify(inputs as any), 'inputs', 1e-4);
     closeTo(t, (await call(port, 'POST', '/classify', { text: SENTENCES[6], topK: 2 })).json, await f.classify(SENTENCES[6], { topK: 2 }), 'topK');
+    // Issue 15 (10): the Hugging Face Inference API's bodies, answered as the pipeline answers the same input.
+    closeTo(t, (await call(port, 'POST', '/classify', { inputs: SENTENCES[0] })).json, await f.classify(SENTENCES[0]), 'inputs: a text');
+    closeTo(t, (await call(port, 'POST', '/classify', { inputs: SENTENCES.slice(0, 2) })).json, await f.classify(SENTENCES.slice(0, 2)), 'inputs: texts', 1e-4);
+    const hfTopK = { inputs: SENTENCES[6], parameters: { top_k: 2 }, options: { wait_for_model: true } };
+    closeTo(t, (await call(port, 'POST', '/classify', hfTopK)).json, await f.classify(SENTENCES[6], { topK: 2 }), 'parameters.top_k');
+    const hfQA = await call(port, 'POST', '/qa', { inputs: { question: QUESTIONS[0], context: CONTEXT } });
+    closeTo(t, hfQA.json, await f.qa!({ question: QUESTIONS[0], context: CONTEXT }), 'qa inputs');
+    const typo = await call(port, 'POST', '/classify', { txt: 'x' });
+    t.is(typo.status, 400);
+    t.regex(typo.json.message, /unknown field "txt" in the \/classify body \(did you mean "text"\?\)/);
     for (const question of QUESTIONS.slice(0, 3)) {
       const a = await call(port, 'POST', '/qa', { question, context: CONTEXT });
       t.is(a.status, 200);
@@ -207,7 +217,9 @@ serverTest('bad requests get 4xx with a JSON { error, message } and the service 
       ['text and inputs', 'POST', '/classify', { text: 'a', inputs: ['b'] }, 400],
       ['textPair is a number', 'POST', '/classify', { text: 'a', textPair: 3 }, 400],
       ['inputs empty', 'POST', '/classify', { inputs: [] }, 400],
-      ['inputs a string', 'POST', '/classify', { inputs: 'abc' }, 400],
+      ['inputs a number', 'POST', '/classify', { inputs: 3 }, 400],
+      ['an unknown field', 'POST', '/classify', { text: 'a', textpair: 'b' }, 400],
+      ['qa inputs an array', 'POST', '/qa', { inputs: [{ question: 'who?', context: CONTEXT }] }, 400],
       ['inputs item a number', 'POST', '/classify', { inputs: ['ok', 1] }, 400],
       ['inputs item a 1-tuple', 'POST', '/classify', { inputs: [['a']] }, 400],
       ['inputs item an object without text', 'POST', '/classify', { inputs: [{ txt: 'a' }] }, 400],

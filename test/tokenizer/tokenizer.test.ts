@@ -137,6 +137,7 @@ st('encodeBatch: flat row-major layout with dynamic and max_length padding', (t)
   t.true(tr.lengths.every((l) => l <= 6));
   const e1 = t.throws(() => tk.encodeBatch(items, { padding: false }));
   t.is((e1 as TokenizerError).code, 'E_INVALID_ARG');
+  t.regex((e1 as Error).message, /padding: false needs rows of equal length \(these have 3 to \d+ tokens\)/);
   const e2 = t.throws(() => tk.encodeBatch(items, { padding: 'max_length' }));
   t.is((e2 as TokenizerError).code, 'E_INVALID_ARG');
   const e3 = t.throws(() => tk.encodeBatch(items, { padding: 'max_length', maxLength: 5, truncation: false }));
@@ -144,4 +145,18 @@ st('encodeBatch: flat row-major layout with dynamic and max_length padding', (t)
   const empty = tk.encodeBatch([]);
   t.is(empty.batchSize, 0);
   t.is(empty.inputIds.length, 0);
+});
+
+// Issue 15 (3): the README's example. `true` is HF's "pad to the longest", false pads nothing.
+st('encodeBatch: padding true is "longest" (the README example), false takes rows of equal length', (t) => {
+  const tk = tok('vocab.txt');
+  const longest = tk.encodeBatch(['a', 'b c'], { padding: 'longest' });
+  const padded = tk.encodeBatch(['a', 'b c'], { padding: true });
+  t.deepEqual(padded, longest);
+  t.is(padded.seqLen, 4);
+  t.deepEqual(Array.from(padded.attentionMask), [1, 1, 1, 0, 1, 1, 1, 1]);
+  t.deepEqual(tk.encodeBatch(['a', 'b'], { padding: false }), tk.encodeBatch(['a', 'b']));
+  const e = t.throws(() => tk.encodeBatch(['a'], { padding: 'true' as never }));
+  t.is((e as TokenizerError).code, 'E_INVALID_ARG');
+  t.regex((e as Error).message, /Expected one of "longest", "max_length", true, false for opts\.padding but received/);
 });
