@@ -99,7 +99,7 @@ async function fineprune(
   if (data.train.length === 0 || data.eval.length === 0)
     throw new BlockpruneError('E_BAD_DATA', `${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples in ${data.source}: nothing to train or evaluate on`);
   if (main) ensureDir(out);
-  log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples from ${data.source}`);
+  log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples: ${data.source}`);
   if (data.skipped) log(`  skipped ${data.skipped} invalid rows, e.g. ${data.skippedReasons?.join('; ')}`);
 
   // Tokenizer: given, the model's own, or a WordPiece vocabulary built from the training text.
