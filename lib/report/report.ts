@@ -382,8 +382,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
       if (!t) return;
       const [rows, cols] = t.shape;
       const d = t.data as Uint8Array;
-      let nz = 0;
-      for (let k = 0; k < d.length; k++) nz += d[k] ? 1 : 0;
+      const nz = countNonZero(d);
       if (ATTENTION_ROLES.includes(role)) {
         attnNz += nz;
         attnN += d.length;
@@ -423,11 +422,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
     const kept = layers[i].keptHeads;
     const rowsAlive = (role: 'query' | 'key' | 'value', k: number): boolean => {
       const t = masks[`mask.${structure.layers}.${i}.${structure.linears[role]}`];
-      if (!t) return false;
-      const cols = t.shape[1];
-      const d = t.data as Uint8Array;
-      for (let j = k * hd * cols; j < (k + 1) * hd * cols; j++) if (d[j]) return true;
-      return false;
+      return !!t && anyRows(t, k * hd, (k + 1) * hd);
     };
     for (let h = 0; h < H; h++) {
       const k = kept.indexOf(h);
