@@ -109,10 +109,10 @@ export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState, R
 export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainResult } from './training/trainer';
 export { ProcessGroup, launch, freePort, shardBatch } from './training/distributed';
 export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './training/distributed';
-export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS } from './report/report';
-export type { LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report/report';
+export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS, DENSITY_DEFINITION, densityFigures, formatDensity } from './report/report';
+export type { DensitySummary, LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report/report';
 export { encodePng } from './report/png';
-export { loadBoolQ, loadClassificationFile, loadGlue } from './data/glue';
+export { hasLabels, loadBoolQ, loadClassificationFile, loadGlue } from './data/glue';
 export type { ClassificationExample } from './data/glue';
 export { GLUE_TASKS, TASK_COLUMNS, TASK_LABELS, parseLabel } from './data/tasks';
 export type { ClassificationColumns, GlueTask } from './data/tasks';

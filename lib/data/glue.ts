@@ -166,3 +166,36 @@ export async function loadGlue(task: GlueTask, file: string, opts: LoadOptions =
   if (!(GLUE_TASKS as readonly string[]).includes(task)) throw invalidArg('task', `one of ${GLUE_TASKS.join(', ')}`, task);
   return loadClassificationFile(file, TASK_COLUMNS[task], opts);
 }
+
+/**
+ * Whether a classification file has labels: the task's label column in its header (TSV), its first row (JSON:
+ * a label other than HF's -1 of unlabelled splits) or its columns (parquet). GLUE's test.tsv files have none
+ * ("index  sentence"). A file this cannot tell about (no recognisable header) counts as labelled: its loader
+ * then says what is wrong with it.
+ */
+export async function hasLabels(file: string, cols: ClassificationColumns, opts: Pick<LoadOptions, 'format'> = {}): Promise<boolean> {
+  checkFile(file, 'dataset');
+  const format = guessFormat(file, opts);
+  if (format === 'parquet') return resolveParquetColumn(await openParquet(file), cols.label, 'label', false) !== null;
+  const text = readText(file);
+  let first: string | undefined;
+  for (const [line] of lines(text))
+    if (line.trim() !== '') {
+      first = line;
+      break;
+    }
+  if (first === undefined) return true;
+  if (format === 'tsv') {
+    const header = first.split('\t');
+    return findColumn(header, cols.text) < 0 || findColumn(header, cols.label) >= 0;
+  }
+  let row: unknown;
+  try {
+    row = format === 'json' && first.trimStart().startsWith('[') ? (JSON.parse(text) as unknown[])[0] : JSON.parse(first);
+  } catch {
+    return true;
+  }
+  if (!isPlainObject(row)) return true;
+  const label = pick(row, cols.label);
+  return label !== undefined && label !== null && label !== -1 && label !== '-1';
+}

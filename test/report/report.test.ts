@@ -8,9 +8,11 @@ import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
-import { buildReport, formatReport, parameterSummary, writeMaskImages } from '../../lib/report/report';
+import { buildReport, DENSITY_DEFINITION, formatReport, parameterSummary, writeMaskImages } from '../../lib/report/report';
 import { encodePng } from '../../lib/report/png';
 import { shared, tempDir, withShared } from '../helpers';
+import { spawnSync } from 'node:child_process';
+import { packageRoot } from '../../lib/runtime/native';
 
 withShared('data/bert-base-uncased/config.json')('bert-base QA with 64 heads and FFN widths summing to 6,293 has 46,161,559 parameters (2.38X)', async (t) => {
   const cfgFile = shared('data/bert-base-uncased/config.json');
@@ -102,5 +104,64 @@ withShared('fixtures/pruning')('mask pictures show the kept blocks, heads and FF
   } finally {
     tmp.cleanup();
     model.dispose();
+  }
+});
+
+withShared('fixtures/pruning')('a patched checkpoint: report and info say patched, count what the masks keep, one density as its compact model', async (t) => {
+  const root = shared('fixtures/pruning');
+  const tmp = tempDir();
+  const source = await BertModel.fromPretrained(join(root, 'model'));
+  try {
+    await source.patch(PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, 'hybrid', 'sparse_args.json'), 'utf8'))));
+    await source.loadState(join(root, 'hybrid', 'mask_scores.safetensors'));
+    await source.setThreshold(0.1);
+    await source.save(tmp.path);
+    source.dispose();
+    const model = await BertModel.fromPretrained(tmp.path);
+    const r = await buildReport(model, { masks: true });
+    t.true(r.patched);
+    t.is(r.threshold, 0.1);
+    // The density counted here, independently: ones of every mask over the dense weights of the six linears.
+    let kept = 0;
+    for (const [k, m] of Object.entries(await model.masks())) if (k.startsWith('mask.')) kept += (m.data as Uint8Array).reduce((a, b) => a + b, 0);
+    const d = model.dimensions;
+    const dense = d.numLayers * (4 * d.hiddenSize * d.numHeads * d.headDim + 2 * d.hiddenSize * d.intermediateSize);
+    t.deepEqual([r.weights!.nonZero, r.weights!.dense], [kept, dense]);
+    t.true(r.weights!.density < 0.9, `${r.weights!.density}`);
+    // Heads and FFN units: what the masks keep (head 1 of layer 0 is pruned in the fixture), not the tensors' 4 / 128.
+    t.false(r.layers[0].keptHeads.includes(1));
+    t.true(r.parameters.headsKept < r.parameters.headsTotal);
+    const text = formatReport(r);
+    t.regex(text, /^Patched: masks at threshold 0\.1/);
+    t.regex(text, new RegExp(`heads alive in the q, k and v masks: ${r.parameters.headsKept} of 8`));
+    t.notRegex(text, /100\.0%/, 'no figure of the tensors passes for what the masks keep');
+    const densityLine = text.split('\n').find((l) => l.includes(DENSITY_DEFINITION))!;
+    t.truthy(densityLine);
+
+    // Its compact model: the heads and FFN units the patched report counted, the same definition of density.
+    const { model: compact } = await model.compact('dense');
+    const c = await buildReport(compact, { masks: true });
+    t.false(c.patched);
+    t.deepEqual(c.layers.map((l) => [l.heads, l.keptHeads, l.ffn]), r.layers.map((l) => [l.heads, l.keptHeads, l.ffn]));
+    t.is(c.weights!.dense, dense);
+    t.true(c.weights!.nonZero <= kept && c.weights!.nonZero > 0.8 * kept, `compact ${c.weights!.nonZero} vs masks ${kept}`);
+    t.log(`patched: ${densityLine.trim()}\ncompact: ${formatReport(c).split('\n').find((l) => l.includes(DENSITY_DEFINITION))!.trim()}`);
+    compact.dispose();
+    model.dispose();
+
+    // The command line: info says patched and the threshold, and prints report's density line.
+    const cli = (...args: string[]) => spawnSync(process.execPath, [join(packageRoot(), 'dist', 'lib', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: 60_000 });
+    const info = cli('info', tmp.path);
+    t.is(info.status, 0, info.stderr);
+    t.regex(info.stdout, /patched: masks at threshold 0\.1/);
+    t.true(info.stdout.includes(densityLine.trim()), info.stdout);
+    t.regex(info.stdout, /layer  0: 4 heads \[0,1,2,3\] \(3 alive in the masks\)/);
+    const json = JSON.parse(cli('info', tmp.path, '--json').stdout);
+    t.like(json, { patched: true, threshold: 0.1, density: { nonZero: kept, dense } });
+    const report = cli('report', tmp.path);
+    t.is(report.status, 0, report.stderr);
+    t.true(report.stdout.includes(densityLine.trim()));
+  } finally {
+    tmp.cleanup();
   }
 });

@@ -5,7 +5,7 @@
  * checkpoints (no record) resume with a warning. keepCheckpoints never deletes the checkpoint just written.
  */
 import test from 'ava';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
@@ -38,7 +38,7 @@ test.serial('a resume with another seed, batch size, data, preset, model or epoc
   try {
     const ckpt = await interruptedRun(join(tmp.path, 'a'), 2);
     t.regex(ckpt, /checkpoint-2$/);
-    const state = JSON.parse(readFileSync(join(ckpt, 'trainer_state.json'), 'utf8'));
+    const state = JSON.parse(readFileSync(join(ckpt, 'blockprune_trainer_state.json'), 'utf8'));
     t.like(state.run, { seed: 5, batchSize: 8, worldSize: 1, epochs: 1, maxSteps: null, totalSteps: 6, data: { length: 48 } });
     t.regex(state.run.data.hash, /^[0-9a-f]{16}$/);
     t.deepEqual(state.run.model.layers, [[2, 64], [2, 64]]);
@@ -105,7 +105,7 @@ test.serial('a checkpoint without a run record (older version) resumes with a wa
     const ckpt = await interruptedRun(join(tmp.path, 'a'), 2);
     const old = join(tmp.path, 'old', 'checkpoint-2');
     cpSync(ckpt, old, { recursive: true });
-    const statePath = join(old, 'trainer_state.json');
+    const statePath = join(old, 'blockprune_trainer_state.json');
     const { run: _dropped, ...state } = JSON.parse(readFileSync(statePath, 'utf8'));
     writeFileSync(statePath, JSON.stringify(state));
     const model = await BertModel.fromConfig(TINY, { seed: 9 });
@@ -152,8 +152,52 @@ test.serial('keepCheckpoints: 1 never deletes the checkpoint just written (resum
     const r = await trainer.train();
     t.true(r.interrupted);
     t.is(r.lastCheckpoint, join(out, 'checkpoint-4'));
-    t.true(existsSync(join(r.lastCheckpoint!, 'trainer_state.json')), 'result.lastCheckpoint exists');
+    t.true(existsSync(join(r.lastCheckpoint!, 'blockprune_trainer_state.json')), 'result.lastCheckpoint exists');
     r.model.dispose();
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test.serial('log and checkpoint agree on "epoch" (epochs done, fractional); the state file is ours, the old name still resumes', async (t) => {
+  const tmp = tempDir();
+  try {
+    // 6 steps an epoch, 2 epochs, a checkpoint every 3 steps and at each epoch end.
+    const logs: LogEntry[] = [];
+    const out = join(tmp.path, 'a');
+    const o = { ...COMMON, epochs: 2, checkpointEvery: 3, keepCheckpoints: 10, outputDir: out, evaluate: async () => ({ accuracy: 1 }) };
+    const r = await new SparseTrainer({ ...o, model: await BertModel.fromConfig(TINY, { seed: 1 }), onLog: (e) => logs.push(e) }).train();
+    r.model.dispose();
+    const at = (type: string, step: number) => logs.find((e) => e.type === type && e.step === step)?.epoch;
+    t.deepEqual([at('step', 3), at('step', 6), at('eval', 6), at('checkpoint', 6), at('step', 9), at('eval', 12)], [0.5, 1, 1, 1, 1.5, 2]);
+    t.deepEqual(r.history.map((h) => h.epoch), [1, 2]);
+    let checked = 0;
+    for (const e of logs.filter((l) => l.type === 'checkpoint')) {
+      const dir = e.dir as string;
+      t.false(existsSync(join(dir, 'trainer_state.json')), "transformers' file name is not borrowed");
+      const state = JSON.parse(readFileSync(join(dir, 'blockprune_trainer_state.json'), 'utf8'));
+      t.is(state.epoch, e.epoch, `${dir}: the checkpoint's epoch is the log's`);
+      t.is(state.epoch, at('step', e.step), `${dir}: and the step line's`);
+      checked++;
+    }
+    t.is(checked, 4, 'checkpoints at steps 3, 6, 9, 12');
+
+    // A checkpoint written before (trainer_state.json, format 1: epoch = the epoch in progress) resumes.
+    const old = join(tmp.path, 'old', 'checkpoint-9');
+    cpSync(join(out, 'checkpoint-9'), old, { recursive: true });
+    const { epochIndex, ...state } = JSON.parse(readFileSync(join(old, 'blockprune_trainer_state.json'), 'utf8'));
+    rmSync(join(old, 'blockprune_trainer_state.json'));
+    writeFileSync(join(old, 'trainer_state.json'), JSON.stringify({ ...state, format: 'blockprune-trainer-1', epoch: epochIndex, history: [{ epoch: 0, step: 6, accuracy: 1 }] }));
+    const resumed = await new SparseTrainer({ ...o, outputDir: join(tmp.path, 'b'), model: await BertModel.fromConfig(TINY, { seed: 1 }), resume: old }).train();
+    t.is(resumed.steps, 12);
+    t.deepEqual(resumed.history.map((h) => h.epoch), [1, 2], "the old history's epoch index is read as epochs done");
+    resumed.model.dispose();
+
+    // transformers' own trainer_state.json is not taken for ours.
+    writeFileSync(join(old, 'trainer_state.json'), JSON.stringify({ epoch: 1.5, global_step: 9, log_history: [] }));
+    const err = (await t.throwsAsync(new SparseTrainer({ ...o, outputDir: join(tmp.path, 'c'), model: await BertModel.fromConfig(TINY, { seed: 1 }), resume: old }).train())) as Error & { code?: string };
+    t.is(err.code, 'E_BAD_CHECKPOINT');
+    t.regex(err.message, /trainer_state\.json is not a blockprune trainer state \(it is transformers' Trainer state\)/);
   } finally {
     tmp.cleanup();
   }

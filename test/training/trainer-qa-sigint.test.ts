@@ -97,7 +97,7 @@ const data = { length: 4096, *batches(bs, o) { for (let i = 0; i < 4096 / bs; i+
     const result = JSON.parse(out.trim().split('\n').pop()!);
     t.true(result.interrupted);
     t.true(result.steps >= 5 && result.steps < 50 * 512);
-    t.true(existsSync(join(result.lastCheckpoint, 'trainer_state.json')), 'a complete checkpoint was written');
+    t.true(existsSync(join(result.lastCheckpoint, 'blockprune_trainer_state.json')), 'a complete checkpoint was written');
     t.deepEqual(readdirSync(join(tmp.path, 'out')).filter((d) => d.endsWith('.tmp')), []);
     t.regex(err, /stopping after this step/);
   } finally {

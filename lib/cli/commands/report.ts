@@ -13,8 +13,10 @@ export const reportCommand: Command<{ dir: string; device: string; images?: stri
   help: `Usage: blockprune report <model-dir|org/name> [--json] [--images DIR] [--device cpu] [--revision REV] [--offline]
 
 Prints the parameter summary (total, embeddings, encoder, linear layers; reduction vs the dense model and vs
-BERT-base 110M), per layer the heads kept, FFN width and density of non-zero weights (masks when the
-checkpoint was saved patched), and the shape table "[3072, 768] => [552, 768], intermediate.dense.weight".
+BERT-base 110M), the density (non-zero weights of the encoder's linear layers, masks when patched, over those
+of the dense architecture: the figure info and train print), per layer the heads, FFN width and density, and
+the shape table "[3072, 768] => [552, 768], intermediate.dense.weight". A checkpoint saved patched is said to
+be, with its threshold; its heads and FFN units are then those its masks keep (alive in q, k and v).
 --images DIR writes PNGs: one per encoder linear, masks.png (all layers) and density.png. --json prints the
 same as JSON.
 
