@@ -10,7 +10,7 @@ import { DistributedBackend, launch, ProcessGroup } from '../../training/distrib
 import { RUN_FIELDS, RunField } from '../../training/trainer';
 import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
-import { bool, choiceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
+import { bool, choiceFlag, deviceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
 import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
@@ -32,6 +32,7 @@ Data and model:
   --tokenizer DIR              tokenizer.json, vocab.txt or vocab.json+merges.txt (default: the model's, else built from the data)
   --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
   --family bert|distilbert|roberta|xlm-roberta   the random model's family (bert)
+  --device cpu|cuda|cuda:N     where the job's models train and run (cpu; cuda needs a CUDA build of libtorch)
   --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
   --skip-invalid               skip bad data rows (counted, reasons shown) instead of stopping at the first
 Training:
@@ -86,7 +87,7 @@ const FLAG_OF: Record<string, string> = {
 };
 
 const FLAGS: FlagSpec = {
-  task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str,
+  task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str, device: str,
   hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
   'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
   'filled-epochs': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
@@ -220,6 +221,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     ...geometry,
     tokenizer: pick(values.tokenizer as string | undefined, 'tokenizer'),
     family: pick(values.family as ModelFamily | undefined, 'family'),
+    device: pick(values.device === undefined ? undefined : deviceFlag(values), 'device'),
     // The model's position table bounds the sequence length.
     maxLength: pick(intFlag(values, 'max-length', 4, maxPositions(geometry)), 'maxLength'),
     limit: pick(intFlag(values, 'limit', 1), 'limit'),
