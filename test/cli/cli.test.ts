@@ -196,7 +196,7 @@ test.serial('serve: the service from the CLI answers /classify and /health, and 
     // A tiny WordPiece vocabulary: the specials and the letters, so any lowercase text encodes.
     writeVocab(tmp.path, ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...'abcdefghijklmnopqrstuvwxyz'.split(''), ...'abcdefghijklmnopqrstuvwxyz'.split('').map((c) => `##${c}`)]);
     const { spawn } = await import('node:child_process');
-    const child = spawn(process.execPath, [CLI, 'serve', '--model', tmp.path, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--model', tmp.path, '--port', '0', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no "listening" line: ${out}`)), 60_000);
