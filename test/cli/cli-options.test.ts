@@ -12,7 +12,7 @@ import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import { packageRoot } from '../../lib/runtime/native';
 import { buildWordPieceVocab, writeVocab } from '../../lib/tokenizer/vocab';
-import { tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 import { TINY } from '../toy';
 
 const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
@@ -222,6 +222,18 @@ test('train reads a flat --config in the reference\'s names (nn_pruning\'s shape
     const o = PruningConfig.fromJSON({ attention_output_with_dense: 0, bias_mask: 1 }).options;
     t.deepEqual([o.attentionOutputWithDense, o.biasMask], [false, true]);
     t.throws(() => PruningConfig.fromJSON({ bias_mask: 'yes' }), { message: /biasMask/ });
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+withShared('fixtures/pruning/hybrid')('train --config reads the sparse_args.json nn_pruning dumps (every field at the top level) as it is', (t) => {
+  const tmp = tempDir();
+  try {
+    const r = tinyJob(tmp.path)('--config', join(shared('fixtures/pruning/hybrid'), 'sparse_args.json'));
+    t.is(r.status, 0, r.stderr);
+    // Its threshold 0 -> 0.1, lambda 10 and mask lr 0.01 are what the job prunes with (its alpha and temperature too).
+    t.regex(r.stdout, /fine-pruning \(hybrid, lambda 10, threshold 0 -> 0\.1, mask lr 0\.01, distilling/);
   } finally {
     tmp.cleanup();
   }
