@@ -108,7 +108,7 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['bench', '--models', 'sparse'], /--models/],
       [['bench', '--frob'], /unknown option --frob for bench/],
       [['bench', '--rnus', '3'], /unknown option --rnus for bench \(did you mean --runs\?\)/],
-      [['bench', 'dense'], /bench takes options only, got dense/],
+      [['bench', 'a', 'b', 'c'], /bench needs <model-dir> .*, or --synthetic/],
       [['bench', '--runs'], /--runs/],
       [['serve', '--model', model, '--port', '99999'], /--port/],
       [['serve', '--model', model, '--max-batch', '0'], /--max-batch/],

@@ -302,15 +302,9 @@ model or --synthetic); --vs-onnxruntime adds onnxruntime-node on the same weight
 ${HUB_HELP}`,
   flags: { synthetic: bool, models: str, runs: str, warmup: str, batches: str, seq: str, shapes: str, rounds: str, 'vs-onnxruntime': bool, 'no-cpp': bool, json: str, ...HUB_FLAGS },
   args({ values, positionals }) {
-    const synthetic = values.synthetic === true;
-    if (synthetic && positionals.length) throw new UsageError(`bench --synthetic measures a random bert-base: no model too (got ${positionals.join(' ')})`);
-    if (!synthetic && (positionals.length < 1 || positionals.length > 2))
-      throw new UsageError('bench needs <model-dir> (it against its compact form), two model dirs (the first against the second), or --synthetic');
-    const sources = positionals.map((p) => checkModelSource('<model-dir>', p));
-    if (sources.length === 2 && values.models !== undefined) throw new UsageError('--models picks dense or compact of one model (or --synthetic): not with two models');
-    return {
-      sources,
-      synthetic,
+    // The flags first (each names itself), then what is measured.
+    const flags = {
+      synthetic: values.synthetic === true,
       models: listFlag(values, 'models', ['dense', 'compact'] as const) ?? ['dense', 'compact'],
       shapes: shapesFlag(values),
       batches: intsFlag(values, 'batches', 1, MAX_BATCH) ?? [1, 8],
@@ -324,6 +318,11 @@ ${HUB_HELP}`,
       json: values.json === undefined ? undefined : v.writableFile('--json', values.json),
       hub: hubFlags(values),
     };
+    if (flags.synthetic && positionals.length) throw new UsageError(`bench --synthetic measures a random bert-base: no model too (got ${positionals.join(' ')})`);
+    if (!flags.synthetic && (positionals.length < 1 || positionals.length > 2))
+      throw new UsageError('bench needs <model-dir> (it against its compact form), two model dirs (the first against the second), or --synthetic');
+    if (positionals.length === 2 && values.models !== undefined) throw new UsageError('--models picks dense or compact of one model (or --synthetic): not with two models');
+    return { ...flags, sources: positionals.map((p) => checkModelSource('<model-dir>', p)) };
   },
   run: bench,
 };
