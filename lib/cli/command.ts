@@ -2,6 +2,8 @@
  * What a `blockprune` command is (node-llama-cpp's `src/cli/commands/*Command.ts`, smaller): its name, its
  * line in the global usage, its help, its flags and its handler. main.ts dispatches over a table of these.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { checkRevision } from '../hub/cache';
 import { checkModelSource, type HubOptions } from '../hub/hub';
 import { bool, str, UsageError, type FlagSpec, type FlagValues, type ParsedFlags } from './flags';
@@ -58,4 +60,39 @@ export function hubFlags(values: FlagValues): HubOptions {
 /** For commands that take flags only (train, bench, serve). */
 export function noPositionals(name: string, positionals: readonly string[]): void {
   if (positionals.length) throw new UsageError(`${name} takes options only, got ${positionals.join(' ')}`);
+}
+
+/** The tasks a checkpoint's head serves ('bare': an encoder without a head). */
+export type ModelTask = 'text-classification' | 'question-answering' | 'bare';
+
+/**
+ * The task config.json's architectures name (…ForQuestionAnswering, …ForSequenceClassification, a bare
+ * …Model), as transformers' pipelines read it; undefined when the file names none or cannot be read (loading
+ * the model then says why).
+ */
+export function configTask(dir: string): { task: ModelTask; architecture: string } | undefined {
+  let architectures: unknown;
+  try {
+    architectures = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'))?.architectures;
+  } catch {
+    return undefined;
+  }
+  for (const a of Array.isArray(architectures) ? architectures.map(String) : []) {
+    if (a.endsWith('ForQuestionAnswering')) return { task: 'question-answering', architecture: a };
+    if (a.endsWith('ForSequenceClassification')) return { task: 'text-classification', architecture: a };
+    if (a.endsWith('Model')) return { task: 'bare', architecture: a };
+  }
+  return undefined;
+}
+
+/**
+ * Refuses (a usage error: exit 2) a model whose head does not serve what the command line asks for, naming
+ * both: a classifier asked a question would otherwise get a random QA head and answer noise with exit 0.
+ * `dir` is the model's local directory, `shown` how the user named it, `asked` what `by` (the flags) ask for.
+ */
+export function checkModelTask(dir: string, shown: string, asked: Exclude<ModelTask, 'bare'>, by: string): void {
+  const has = configTask(dir);
+  if (!has || has.task === asked) return;
+  const what = has.task === 'bare' ? 'a bare encoder with no task head' : `a ${has.task} model`;
+  throw new UsageError(`${by} asks for ${asked}, but ${shown} is ${what} (${has.architecture} in its config.json)`);
 }

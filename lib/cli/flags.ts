@@ -30,26 +30,57 @@ export class UsageError extends Error {
 }
 
 /**
- * node's parseArgs with --help/-h added. A negative number after a flag that takes a value is that value
- * (`--lambda -5` reads as `--lambda=-5`, then refused by its range with the flag's own message, instead of
- * parseArgs' "ambiguous" error); an unknown flag names the closest known one. `where` names the command or
- * script in that message.
+ * node's parseArgs with --help/-h added, after our own pass over the words so that every mistake gets one
+ * line of ours that names the flag (node's texts are several lines, or end in an unbalanced quote):
+ * an unknown flag names the closest known one; a flag that takes a value and has none, or is followed by
+ * another flag, says so; a switch given a value says it takes none. A negative number after a flag that
+ * takes a value is that value (`--lambda -5` reads as `--lambda=-5`, then refused by its range with the
+ * flag's own message). `where` names the command or script in the messages.
  */
 export function parseFlags(argv: readonly string[], spec: FlagSpec, where: string): ParsedFlags {
+  const options: FlagSpec = { ...spec, help: { type: 'boolean', short: 'h' } };
+  const longOf = new Map(Object.entries(options).flatMap(([k, o]) => (o.short ? [[o.short, k]] : [])));
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const name = /^--([\w-]+)$/.exec(argv[i])?.[1];
-    if (name && spec[name]?.type === 'string' && /^-(\d|\.\d|Infinity)/.test(argv[i + 1] ?? '')) args.push(`--${name}=${argv[++i]}`);
-    else args.push(argv[i]);
+    const a = argv[i];
+    // After `--` every word is a positional.
+    if (a === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
+    const m = /^(--?)([^=]+)(=.*)?$/.exec(a);
+    if (!m || a === '-' || /^-\d/.test(a)) {
+      args.push(a);
+      continue;
+    }
+    const [, dashes, raw, inline] = m;
+    const name = dashes === '--' ? raw : longOf.get(raw);
+    const opt = name === undefined ? undefined : options[name];
+    if (!opt || name === undefined) {
+      const hint = v.didYouMean(raw, Object.keys(options));
+      throw new UsageError(`unknown option ${dashes}${raw} for ${where}${hint ? ` (did you mean --${hint}?)` : ''}`);
+    }
+    if (opt.type === 'boolean') {
+      if (inline !== undefined) throw new UsageError(`--${name} is a switch and takes no value (got ${a})`);
+      args.push(`--${name}`);
+      continue;
+    }
+    if (inline !== undefined) {
+      args.push(`--${name}${inline}`);
+      continue;
+    }
+    const next = argv[i + 1];
+    if (next === undefined) throw new UsageError(`--${name} needs a value`);
+    if (/^-/.test(next) && !/^-(\d|\.\d|Infinity)/.test(next))
+      throw new UsageError(`--${name} needs a value, got the option ${next} (a value that starts with '-' is written --${name}=VALUE)`);
+    args.push(`--${name}=${next}`);
+    i++;
   }
   try {
-    return parseArgs({ args, allowPositionals: true, options: { ...spec, help: { type: 'boolean', short: 'h' } } }) as ParsedFlags;
+    return parseArgs({ args, allowPositionals: true, options }) as ParsedFlags;
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    const flag = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec((e as Error).message)?.[1] : undefined;
-    if (!flag) throw new UsageError((e as Error).message);
-    const hint = v.didYouMean(flag.replace(/^-+/, ''), [...Object.keys(spec), 'help']);
-    throw new UsageError(`unknown option ${flag} for ${where}${hint ? ` (did you mean --${hint}?)` : ''}`);
+    // Not expected after the pass above; one line of node's text, in case.
+    throw new UsageError(`${where}: ${(e as Error).message.split('\n')[0]}`);
   }
 }
 

@@ -26,6 +26,8 @@ export interface FinePruneJobOptions {
   modelConfig?: Partial<BertConfigJson>;
   /** The random model's family (default 'bert'): the same geometry as a DistilBERT, RoBERTa or XLM-R. */
   family?: ModelFamily;
+  /** Where the job's models live and train: 'cpu' (default), 'cuda' or 'cuda:N' (a CUDA build of libtorch). */
+  device?: string;
   maxLength?: number;
   batchSize?: number;
   /** Dense training epochs before pruning (0 when starting from a fine-tuned checkpoint). */
@@ -67,7 +69,7 @@ export interface FinePruneJobOptions {
 
 /** Every option's name (a --config file may hold all but log and distributed). */
 export const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
-  'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'family', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
+  'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'family', 'device', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
   'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
   'filledEpochs', 'warmupSteps', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
   'log', 'distributed',
@@ -140,6 +142,7 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
     const heads = (c.num_attention_heads as number | undefined) ?? 4;
     if (hidden % heads !== 0) throw v.invalidParameterError(nameOf('modelConfig.hidden_size'), `a multiple of num_attention_heads (${heads})`, hidden, 'range');
   }
+  if (o.device !== undefined) v.string(nameOf('device'), o.device, { nonEmpty: true });
   if (o.family !== undefined) {
     v.oneOf(nameOf('family'), o.family, MODEL_FAMILIES);
     if (o.model !== undefined) throw v.invalidParameterError(nameOf('family'), `no value with ${nameOf('model')} (the checkpoint's config says its family)`, o.family);

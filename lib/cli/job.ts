@@ -118,7 +118,7 @@ async function fineprune(
   let dense: BertModel;
   let denseMetrics: Metrics | undefined;
   if (o.model) {
-    dense = await BertModel.fromPretrained(o.model, { task: 'text-classification', numLabels: data.labels.length, seed });
+    dense = await BertModel.fromPretrained(o.model, { task: 'text-classification', numLabels: data.labels.length, seed, device: o.device });
     log(`[${elapsed()}] loaded ${o.model} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
   } else {
     const family = o.family ?? 'bert';
@@ -136,7 +136,7 @@ async function fineprune(
       pad_token_id: tokenizer.padId,
       ...o.modelConfig,
     };
-    dense = await BertModel.fromConfig(configForFamily(family, geometry), { task: 'text-classification', seed });
+    dense = await BertModel.fromConfig(configForFamily(family, geometry), { task: 'text-classification', seed, device: o.device });
     const d = dense.dimensions;
     log(`[${elapsed()}] a random ${dense.config.architectures?.[0] ?? family}: hidden ${d.hiddenSize}, ${d.numLayers} layers, ${d.numHeads} heads, FFN ${d.intermediateSize} (${dense.numParameters.toLocaleString('en-US')} parameters)`);
   }
@@ -175,9 +175,9 @@ async function fineprune(
   if (denseMetrics) log(`[${elapsed()}] dense: accuracy ${denseMetrics.accuracy.toFixed(2)}% (saved to ${join(out, 'dense')})`);
 
   // Fine-pruning: a copy of the dense model, patched; the dense model is the teacher unless told otherwise.
-  const student = await BertModel.fromPretrained(join(work, 'dense'));
+  const student = await BertModel.fromPretrained(join(work, 'dense'), { device: o.device });
   const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? join(work, 'dense'));
-  const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir) : undefined;
+  const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir, { device: o.device }) : undefined;
   for (const w of pruning.warnings) log(`  warning: ${w}`);
   const pruneEpochs = o.pruneEpochs ?? 4;
   log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneEpochs} epochs, lr ${o.learningRate ?? 2e-4}`);

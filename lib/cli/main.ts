@@ -34,11 +34,17 @@ const USAGE = `Usage: blockprune <command> [options]
 Commands:
 ${COMMANDS.map((c) => `  ${c.synopsis.padEnd(22)} ${c.summary}`).join('\n')}
 
-Each command takes --help (-h); info, predict, report and compact take --device cpu|cuda|cuda:N.
+Each command takes --help (-h); every command but export and bench takes --device cpu|cuda|cuda:N (default cpu).
 blockprune --version prints the version.`;
 
 /** The command being run, for the hint after a usage error. */
-let current = '';
+let current: Command<unknown> | undefined;
+
+/** What follows a usage error: the command's own usage lines (its help up to the first blank line) and where to look. */
+function hintFor(u: UsageError): string {
+  if (u.showUsage || !current) return `\n${USAGE}`;
+  return `${current.help.split('\n\n')[0]}\nRun 'blockprune ${current.name} --help' for the options.`;
+}
 
 async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv;
@@ -46,8 +52,8 @@ async function main(argv: string[]): Promise<void> {
   if (name === '--version' || name === '-v') return void console.log(packageVersion());
   // `blockprune help train` is `blockprune train --help`.
   const [cmdName, cmdArgv] = name === 'help' ? [rest[0], ['--help']] : [name, rest];
-  current = cmdName;
   const command = COMMANDS.find((c) => c.name === cmdName);
+  current = command;
   if (!command) {
     const hint = didYouMean(cmdName, COMMANDS.map((c) => c.name));
     throw new UsageError(`unknown command '${cmdName}'${hint ? ` (did you mean '${hint}'?)` : ''}`, true);
@@ -58,7 +64,5 @@ async function main(argv: string[]): Promise<void> {
   await command.run(args);
 }
 
-main(process.argv.slice(2)).catch((e: unknown) =>
-  // One line that names the flag, then where to look; the whole usage only when the command is unknown.
-  exitWithError('blockprune', e, (u) => (u.showUsage ? `\n${USAGE}` : `Run 'blockprune ${current} --help' for the options.`)),
-);
+// One line that names the flag, then the command's usage; the whole usage only when the command is unknown.
+main(process.argv.slice(2)).catch((e: unknown) => exitWithError('blockprune', e, hintFor));

@@ -176,20 +176,30 @@ export interface ScheduleValue {
   progress: number;
 }
 
+/** Every field name a pruning JSON object may hold: ours, the reference's, and the reference's we ignore. */
+export const PRUNING_JSON_FIELDS: readonly string[] = [...Object.keys(DEFAULT_PRUNING), ...Object.keys(SNAKE), ...Object.keys(IGNORED_REFERENCE_FIELDS)];
+
+/** The reference writes its booleans as 0 / 1 in JSON (attention_output_with_dense: 0): read those as false / true. */
+function referenceBoolean(value: unknown): unknown {
+  return value === 0 ? false : value === 1 ? true : value;
+}
+
 /**
  * The options a JSON object gives, camelCased (the reference's snake_case names are accepted), without
- * defaults filled in: suitable as overrides of a preset. Unknown fields and reference features we do not
- * have are errors.
+ * defaults filled in: suitable as overrides of a preset. A boolean field may be 0 or 1, as the reference
+ * writes them. Unknown fields and reference features we do not have are errors.
  */
 export function normalizePruningOptions(json: Record<string, unknown>): Partial<PruningOptions> {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw configError('expected a JSON object');
   const out: Record<string, unknown> = {};
   for (const [k, value] of Object.entries(json)) {
-    if (k in DEFAULT_PRUNING) out[k] = value;
-    else if (k in SNAKE) out[SNAKE[k]] = value;
-    else if (k in IGNORED_REFERENCE_FIELDS) {
+    // Own keys only: "constructor" or "toString" in a file is an unknown field, not Object's.
+    const field = Object.hasOwn(DEFAULT_PRUNING, k) ? (k as keyof PruningOptions) : Object.hasOwn(SNAKE, k) ? SNAKE[k] : undefined;
+    if (field !== undefined) out[field] = typeof DEFAULT_PRUNING[field] === 'boolean' ? referenceBoolean(value) : value;
+    else if (Object.hasOwn(IGNORED_REFERENCE_FIELDS, k)) {
       const inert = IGNORED_REFERENCE_FIELDS[k];
-      if (inert.length && !inert.some((x) => x === value))
+      const x = inert.includes(false) ? referenceBoolean(value) : value;
+      if (inert.length && !inert.some((y) => y === x))
         throw configError(`"${k}": ${JSON.stringify(value)} selects a reference feature blockprune does not have`);
     } else {
       const hint = v.didYouMean(k, [...Object.keys(SNAKE), ...Object.keys(DEFAULT_PRUNING)]);

@@ -9,9 +9,10 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BertModel } from '../../lib/model/model';
+import { PruningConfig } from '../../lib/pruning/config';
 import { packageRoot } from '../../lib/runtime/native';
 import { buildWordPieceVocab, writeVocab } from '../../lib/tokenizer/vocab';
-import { tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 import { TINY } from '../toy';
 
 const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
@@ -107,7 +108,7 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['bench', '--models', 'sparse'], /--models/],
       [['bench', '--frob'], /unknown option --frob for bench/],
       [['bench', '--rnus', '3'], /unknown option --rnus for bench \(did you mean --runs\?\)/],
-      [['bench', 'dense'], /bench takes options only, got dense/],
+      [['bench', 'a', 'b', 'c'], /bench needs <model-dir> .*, or --synthetic/],
       [['bench', '--runs'], /--runs/],
       [['serve', '--model', model, '--port', '99999'], /--port/],
       [['serve', '--model', model, '--max-batch', '0'], /--max-batch/],
@@ -118,6 +119,8 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [['serve'], /--model/],
       [['serve', '--model', model, '--prot', '8080'], /unknown option --prot for serve \(did you mean --port\?\)/],
       [['serve', '--model', model, '--close-grace-ms', '-1'], /--close-grace-ms/],
+      [['serve', '--model', model, '--device', 'gpu'], /--device/],
+      [train('--device', 'tpu'), /--device/],
     ];
     let slowest = 0;
     for (const [args, re] of cases) {
@@ -190,6 +193,107 @@ test('train builds its pruning config once from the --config file\'s "pruning" (
     t.regex(bad.stderr.split('\n')[0], /pruning config: unknown field "final_treshold" \(did you mean "final_threshold"\?\)/);
   } finally {
     tmp.cleanup();
+  }
+});
+
+test('train reads a flat --config in the reference\'s names (nn_pruning\'s shape, 0/1 booleans), on --device cpu; unknown or doubled fields refused', (t) => {
+  const tmp = tempDir();
+  try {
+    const run = tinyJob(tmp.path);
+    const config = join(tmp.path, 'flat.json');
+    // What nn_pruning's README and example configs write: the pruning fields at the top level, booleans as 0/1.
+    writeFileSync(config, JSON.stringify({ final_threshold: 0.3, mask_scores_learning_rate: 0.5, regularization_final_lambda: 5, attention_output_with_dense: 0, bias_mask: 1, final_finetune: 0, distil_temperature: 3 }));
+    const r = run('--config', config, '--device', 'cpu');
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /fine-pruning \(hybrid, lambda 5, threshold 0 -> 0\.3, mask lr 0\.5/);
+    for (const [body, re] of [
+      [{ final_treshold: 0.3 }, /unknown option "final_treshold" in --config .*flat\.json \(did you mean "final_threshold"\?\)/],
+      [{ final_threshold: 0.3, pruning: { finalThreshold: 0.2 } }, /the pruning field finalThreshold is given twice \(at the top level and under "pruning"\)/],
+      [{ temperature: 2, distil_temperature: 3 }, /temperature is given twice/],
+      [{ attention_output_with_dense: 2 }, /attentionOutputWithDense/],
+      [{ final_finetune: 1 }, /"final_finetune": 1 selects a reference feature blockprune does not have/],
+    ] as Array<[object, RegExp]>) {
+      writeFileSync(config, JSON.stringify(body));
+      const bad = run('--config', config);
+      t.is(bad.status, 2, `${JSON.stringify(body)}: ${bad.stderr}`);
+      t.regex(bad.stderr.split('\n')[0], re);
+    }
+    // The API reads the reference's 0/1 booleans too (PruningConfig.fromJSON), and nothing else as a boolean.
+    const o = PruningConfig.fromJSON({ attention_output_with_dense: 0, bias_mask: 1 }).options;
+    t.deepEqual([o.attentionOutputWithDense, o.biasMask], [false, true]);
+    t.throws(() => PruningConfig.fromJSON({ bias_mask: 'yes' }), { message: /biasMask/ });
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+withShared('fixtures/pruning/hybrid')('train --config reads the sparse_args.json nn_pruning dumps (every field at the top level) as it is', (t) => {
+  const tmp = tempDir();
+  try {
+    const r = tinyJob(tmp.path)('--config', join(shared('fixtures/pruning/hybrid'), 'sparse_args.json'));
+    t.is(r.status, 0, r.stderr);
+    // Its threshold 0 -> 0.1, lambda 10 and mask lr 0.01 are what the job prunes with (its alpha and temperature too).
+    t.regex(r.stdout, /fine-pruning \(hybrid, lambda 10, threshold 0 -> 0\.1, mask lr 0\.01, distilling/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('predict and serve refuse a model whose head does not fit the flags (exit 2, naming both); a fitting one answers', async (t) => {
+  const tmp = tempDir();
+  try {
+    const dirs: Record<string, string> = {};
+    for (const task of ['text-classification', 'question-answering', 'bare'] as const) {
+      dirs[task] = join(tmp.path, task);
+      const m = await BertModel.fromConfig({ ...TINY, vocab_size: 128 }, { task });
+      await m.save(dirs[task]);
+      m.dispose();
+      writeVocab(dirs[task], buildWordPieceVocab(['a film', 'a dull film', 'who is it'], { size: 100 }));
+    }
+    const cli = (...a: string[]) => spawnSync(process.execPath, [CLI, ...a], { encoding: 'utf8', timeout: 60_000 });
+    const qa = ['--question', 'who', '--context', 'a film'];
+    for (const [args, re] of [
+      [['predict', dirs['text-classification'], ...qa], /--question asks for question-answering, but .*text-classification is a text-classification model \(BertForSequenceClassification in its config\.json\)/],
+      [['predict', dirs['question-answering'], '--text', 'a film'], /--text asks for text-classification, but .*question-answering is a question-answering model \(BertForQuestionAnswering/],
+      [['predict', dirs.bare, '--text', 'a film'], /--text asks for text-classification, but .*bare is a bare encoder with no task head \(BertModel/],
+      [['serve', '--model', dirs['text-classification'], '--task', 'question-answering', '--port', '0'], /--task question-answering asks for question-answering, but .* is a text-classification model/],
+      [['serve', '--model', dirs.bare, '--port', '0'], /serve \(no --task\) asks for text-classification, but .*bare is a bare encoder/],
+    ] as Array<[string[], RegExp]>) {
+      const r = cli(...args);
+      t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}${r.stdout}`);
+      t.regex(r.stderr.split('\n')[0], re);
+      t.regex(r.stderr, new RegExp(`Usage: blockprune ${args[0]}`), 'the command\'s usage follows');
+      t.notRegex(r.stderr, CRASH);
+      t.is(r.stdout, '', 'no answer printed');
+    }
+    const ok = cli('predict', dirs['question-answering'], ...qa);
+    t.is(ok.status, 0, ok.stderr);
+    t.is(typeof JSON.parse(ok.stdout).answer, 'string');
+    const cls = cli('predict', dirs['text-classification'], '--text', 'a film');
+    t.is(cls.status, 0, cls.stderr);
+    t.regex(JSON.parse(cls.stdout).label, /^LABEL_[01]$/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('a flag without its value, a switch with one, a flag as a value: one line of ours naming it, then the command\'s usage', (t) => {
+  for (const [args, line] of [
+    [['train', '--epochs'], 'blockprune: --epochs needs a value'],
+    [['train', '--epoch', '1'], 'blockprune: unknown option --epoch for train (did you mean --epochs?)'],
+    [['train', '--resume=yes'], 'blockprune: --resume is a switch and takes no value (got --resume=yes)'],
+    [['train', '--lr', '--seed', '3'], "blockprune: --lr needs a value, got the option --seed (a value that starts with '-' is written --lr=VALUE)"],
+    [['predict', 'x', '--top-k'], 'blockprune: --top-k needs a value'],
+    [['bench', '-x'], 'blockprune: unknown option -x for bench'],
+  ] as Array<[string[], string]>) {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+    t.is(r.status, 2, args.join(' '));
+    const lines = r.stderr.split('\n');
+    t.is(lines[0], line);
+    // The command's own usage, not the list of commands; none of node's parser text.
+    t.regex(lines[1], new RegExp(`^Usage: blockprune ${args[0]}\\b`), args.join(' '));
+    t.regex(r.stderr, new RegExp(`Run 'blockprune ${args[0]} --help' for the options\\.`));
+    t.notRegex(r.stderr, /Usage: blockprune <command>|Option '|ambiguous|To specify/);
   }
 });
 

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/runtime/native';
-import { tempDir } from '../helpers';
+import { shared, tempDir, withShared } from '../helpers';
 
 const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
 
@@ -172,6 +172,8 @@ test('dispatch: usage, --version, every command\'s --help, did-you-mean for an u
     t.is(cli([cmd, '-h']).out, h.out, `${cmd} -h`);
   }
   t.regex(cli(['bench', '--help']).out, /--shapes[\s\S]*--vs-onnxruntime[\s\S]*--no-cpp/);
+  // Every help says how an installed package is called: `blockprune <cmd>`, never a script of the source tree.
+  for (const cmd of commands) t.notRegex(cli([cmd, '--help']).out, /npm run|node dist|scripts\//, `${cmd} --help`);
   t.regex(cli(['serve', '--help']).out, /--model DIR[\s\S]*--close-grace-ms/);
   // An unknown command: exit 2, the closest one named, then the whole usage.
   for (const [typo, near] of [['trian', 'train'], ['serv', 'serve'], ['benhc', 'bench'], ['exprot', 'export']]) {
@@ -185,6 +187,70 @@ test('dispatch: usage, --version, every command\'s --help, did-you-mean for an u
   t.is(cli(['help', 'trian']).code, 2);
 });
 
+test.serial('bench measures the user\'s model (alone when there is nothing to compact, or against a second one); bert-base only with --synthetic', async (t) => {
+  const { BertModel } = await import('../../lib/model/model');
+  const tmp = tempDir();
+  try {
+    const [a, b] = [join(tmp.path, 'a'), join(tmp.path, 'b')];
+    for (const [dir, ffn] of [[a, 64], [b, 32]] as const) {
+      const m = await BertModel.fromConfig({ vocab_size: 128, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: ffn, max_position_embeddings: 32 }, { task: 'text-classification', seed: 1 });
+      await m.save(dir);
+      m.dispose();
+    }
+    const quick = ['--runs', '2', '--warmup', '0', '--rounds', '1', '--batches', '1'];
+    let r = cli(['bench', a, ...quick]);
+    t.is(r.code, 0, r.err);
+    // A dense model has nothing to compact; the sequence defaults to its 32 positions, not 128.
+    t.regex(r.out, /a \(nothing to compact: no pruned head or FFN unit, so it is measured alone\)/);
+    t.regex(r.out, /^model +1x32: node [\d.]+ ± [\d.]+ ms/m);
+    t.notRegex(r.out, /bert-base|bench_forward/);
+    r = cli(['bench', a, b, ...quick, '--seq', '16', '--json', join(tmp.path, 'b.json')]);
+    t.is(r.code, 0, r.err);
+    t.regex(r.out, /=> .*b speed-up over .*a at 1x16: [\d.]+x/);
+    const json = JSON.parse(readFileSync(join(tmp.path, 'b.json'), 'utf8'));
+    t.true(json.results.some((x: { speedup?: number }) => x.speedup! > 0));
+    for (const [args, re] of [
+      [['bench'], /bench needs <model-dir> .* or --synthetic/],
+      [['bench', a, '--seq', '64'], /--seq: 64 tokens is more than the model's 32 positions/],
+      [['bench', a, b, '--models', 'dense'], /--models .*not with two models/],
+      [['bench', '--synthetic', a], /bench --synthetic measures a random bert-base: no model too/],
+    ] as Array<[string[], RegExp]>) {
+      const e = cli(args);
+      t.is(e.code, 2, `${args.join(' ')}: ${e.err}`);
+      t.regex(e.err, re);
+    }
+    // On request: the synthetic bert-base geometry (its compact form alone here, one tiny shape).
+    r = cli(['bench', '--synthetic', '--models', 'compact', '--shapes', '1x8', '--runs', '1', '--warmup', '0', '--rounds', '1']);
+    t.is(r.code, 0, r.err);
+    t.regex(r.out, /synthetic bert-base geometry, random weights; models: compact/);
+    t.regex(r.out, /^compact 1x8: node/m);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+withShared('fixtures/pruning/model', 'fixtures/pruning/hybrid')('bench <pruned checkpoint>: the model (masks baked in) against its compact form', async (t) => {
+  const { BertModel } = await import('../../lib/model/model');
+  const { PruningConfig } = await import('../../lib/pruning/config');
+  await import('../../lib/pruning/model-pruning');
+  const root = join(shared('fixtures/pruning/model'), '..');
+  const tmp = tempDir();
+  try {
+    const model = await BertModel.fromPretrained(join(root, 'model'));
+    await model.patch(PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, 'hybrid', 'sparse_args.json'), 'utf8'))));
+    await model.loadState(join(root, 'hybrid', 'mask_scores.safetensors'));
+    await model.setThreshold(0.1);
+    await model.save(tmp.path);
+    model.dispose();
+    const r = cli(['bench', tmp.path, '--runs', '2', '--warmup', '0', '--rounds', '1', '--batches', '1', '--seq', '16']);
+    t.is(r.code, 0, r.err);
+    t.regex(r.out, /as it is \(dense\) and compacted \(compact: heads \d+ \d+, FFN \d+ \d+; [\d.]+x fewer parameters\)/);
+    t.regex(r.out, /=> compact speed-up over dense at 1x16: [\d.]+x/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test.serial('serve: the service from the CLI answers /classify and /health, and SIGTERM stops it cleanly', async (t) => {
   const { BertModel } = await import('../../lib/model/model');
   const { writeVocab } = await import('../../lib/tokenizer/vocab');
@@ -196,7 +262,7 @@ test.serial('serve: the service from the CLI answers /classify and /health, and 
     // A tiny WordPiece vocabulary: the specials and the letters, so any lowercase text encodes.
     writeVocab(tmp.path, ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...'abcdefghijklmnopqrstuvwxyz'.split(''), ...'abcdefghijklmnopqrstuvwxyz'.split('').map((c) => `##${c}`)]);
     const { spawn } = await import('node:child_process');
-    const child = spawn(process.execPath, [CLI, 'serve', '--model', tmp.path, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'serve', '--model', tmp.path, '--port', '0', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no "listening" line: ${out}`)), 60_000);

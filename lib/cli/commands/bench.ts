@@ -1,41 +1,49 @@
 /**
- * `blockprune bench` (npm run bench): forward latency of a bert-base-sized model (random weights), through Node
- * and from the plain C++ program native/tools/bench_forward linked to the same libtorch, plus the machine's
- * GEMM throughput to express each time as a multiple of the roofline (model FLOPs / GEMM FLOP/s).
+ * `blockprune bench`: forward latency of the user's own model, dense against its compact form (or of two
+ * models given), and on request (--synthetic) of a bert-base-sized model with random weights against its
+ * compact geometry, the figures the reference quotes.
  *
- * The VM drifts 15-25% over minutes, so the three are measured in alternating rounds (runs/rounds each):
- * per-call forwards from JS, the same forward looped inside the addon (model.timeForward: no JS between
- * runs), and the separate C++ program. Only ratios from this one run are printed. Each per-run time is kept:
- * next to the mean ± std, p50 / p90 / p99 (nearest rank; with fewer than 100 runs p99 is the slowest), which
- * show the stalls a mean hides.
+ * The VM drifts 15-25% over minutes, so the models are measured in alternating rounds (runs/rounds each):
+ * per-call forwards from JS and the same forward looped inside the addon (model.timeForward: no JS between
+ * runs); with --synthetic in a source checkout, also the plain C++ program native/tools/bench_forward linked
+ * to the same libtorch, and the machine's GEMM throughput to express each time as a multiple of the roofline
+ * (an installed package has no build/ folder: those are left out, and the output says so once). Only ratios
+ * from this one run are printed. Each per-run time is kept: next to the mean ± std, p50 / p90 / p99 (nearest
+ * rank; with fewer than 100 runs p99 is the slowest), which show the stalls a mean hides.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BertConfigJson, BertModel } from '../../model/model';
+import { BertModel } from '../../model/model';
 import { exportOnnx } from '../../model/onnx';
 import { writeFileAtomicSync } from '../../runtime/atomic';
 import { native, packageRoot } from '../../runtime/native';
 import * as v from '../../runtime/validate';
+import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { BERT_BASE, compactConfig } from '../bert-base';
-import { Command, noPositionals } from '../command';
-import { bool, FlagValues, intFlag, intsFlag, listFlag, str } from '../flags';
+import { Command, HUB_FLAGS, HUB_HELP, hubFlags } from '../command';
+import { bool, FlagValues, intFlag, intsFlag, listFlag, str, UsageError } from '../flags';
 import { formatPercentiles, latencyStats } from '../latency-stats';
 
 type ModelName = 'dense' | 'compact';
 
 interface BenchArgs {
+  /** The models as given: one (it and its compact form) or two (the first against the second); none with --synthetic. */
+  sources: string[];
+  synthetic: boolean;
   models: ModelName[];
-  /** batch x sequence shapes: --shapes, else every --batches at --seq. */
-  shapes: Array<[number, number]>;
+  /** --shapes (batch x sequence), else every --batches at --seq (the model's positions bound the default). */
+  shapes?: Array<[number, number]>;
+  batches: number[];
+  seq?: number;
   vsOrt: boolean;
   noCpp: boolean;
   runs: number;
   warmup: number;
-  seq: number;
   rounds: number;
   json?: string;
+  hub: HubOptions;
 }
 
 /** The longest sequence: bert-base's position table (a longer one would index past it). */
@@ -77,19 +85,59 @@ function runCpp(exe: string, args: string[]): Array<Record<string, number | stri
 }
 
 interface BenchModel {
-  name: ModelName;
-  config: BertConfigJson;
-  cppArgs: string[];
+  name: string;
+  model: BertModel;
+  /** The C++ program's arguments for this geometry (--synthetic only). */
+  cppArgs?: string[];
+}
+
+/**
+ * The models to measure: --synthetic's bert-base geometry (dense, compact); one model given: as it is (a
+ * patched one with its masks baked in) and its compact form, when compaction removes anything; two given:
+ * each as it is. Returns them with a line that says what they are.
+ */
+async function benchModels(a: BenchArgs): Promise<{ specs: BenchModel[]; what: string }> {
+  if (a.synthetic) {
+    const specs: BenchModel[] = [];
+    if (a.models.includes('dense')) specs.push({ name: 'dense', model: await BertModel.fromConfig(BERT_BASE, { task: 'text-classification', seed: 0, }), cppArgs: [] });
+    if (a.models.includes('compact'))
+      specs.push({ name: 'compact', model: await BertModel.fromConfig(compactConfig(), { task: 'text-classification', seed: 0, }), cppArgs: ['--kept-heads', '4', '--kept-ffn', '552'] });
+    return { specs, what: `synthetic bert-base geometry, random weights; models: ${a.models.join(', ')} (compact = 4 heads, FFN 552 per layer)` };
+  }
+  const load = async (source: string) => {
+    const m = await BertModel.fromPretrained(await resolveModel(source, a.hub, '<model-dir>'));
+    // A patched model's forward recomputes its masks: what it runs as once trained is the masked weights.
+    if (m.patched) await m.compile();
+    return m;
+  };
+  if (a.sources.length === 2) {
+    const specs = [];
+    for (const s of a.sources) specs.push({ name: s, model: await load(s) });
+    return { specs, what: `${a.sources[0]} against ${a.sources[1]}` };
+  }
+  const model = await load(a.sources[0]);
+  const { model: compact, report } = await model.compact('dense');
+  if (report.parametersAfter === report.parametersBefore) {
+    compact.dispose();
+    return { specs: [{ name: 'model', model }], what: `${a.sources[0]} (nothing to compact: no pruned head or FFN unit, so it is measured alone)` };
+  }
+  const specs: BenchModel[] = [];
+  if (a.models.includes('dense')) specs.push({ name: 'dense', model });
+  else model.dispose();
+  if (a.models.includes('compact')) specs.push({ name: 'compact', model: compact });
+  else compact.dispose();
+  const ratio = (report.parametersBefore / report.parametersAfter).toFixed(2);
+  return { specs, what: `${a.sources[0]} as it is (dense) and compacted (compact: heads ${report.heads.join(' ')}, FFN ${report.ffnWidths.join(' ')}; ${ratio}x fewer parameters)` };
 }
 
 /** onnxruntime sessions on the same weights, exported by exportOnnx (onnxruntime-node is a dev dependency). */
-async function ortSessions(ort: any, specs: BenchModel[], models: BertModel[]): Promise<Array<{ run(feeds: Record<string, unknown>): Promise<unknown> }>> {
+async function ortSessions(ort: any, specs: BenchModel[]): Promise<Array<{ run(feeds: Record<string, unknown>): Promise<unknown> }>> {
   const sessions = [];
   const dir = mkdtempSync(join(tmpdir(), 'blockprune-bench-'));
   try {
     for (let k = 0; k < specs.length; k++) {
-      const file = join(dir, `${specs[k].name}.onnx`);
-      await exportOnnx(models[k], file);
+      const file = join(dir, `${k}.onnx`);
+      await exportOnnx(specs[k].model, file);
       sessions.push(await ort.InferenceSession.create(file, { intraOpNumThreads: native().getNumThreads(), interOpNumThreads: 1, graphOptimizationLevel: 'all' }));
     }
   } finally {
@@ -101,34 +149,41 @@ async function ortSessions(ort: any, specs: BenchModel[], models: BertModel[]): 
 
 async function bench(args: BenchArgs): Promise<void> {
   const exe = join(packageRoot(), 'build', 'bench_forward');
-  const haveExe = existsSync(exe);
+  // The C++ program and the GEMM roofline measure the synthetic bert-base geometry; a source checkout builds them.
+  const haveExe = args.synthetic && existsSync(exe);
   const haveCpp = haveExe && !args.noCpp;
   const info = native().buildInfo();
   console.log(`blockprune bench: libtorch ${info.torchVersion}, CUDA ${info.cuda ? 'on' : 'off'}, threads ${native().getNumThreads()} (OpenBLAS ${info.openblasThreads})`);
-  console.log(
-    `bert-base geometry, random weights, seq ${args.seq}; models: ${args.models.join(', ')} (compact = 4 heads, FFN 552 per layer); ` +
-      `${args.warmup} warm-ups, ${args.runs} runs in ${args.rounds} alternating rounds\n`,
-  );
+  const { specs, what } = await benchModels(args);
+  // The model's position table bounds the sequence (bert-base's 512 with --synthetic).
+  const maxSeq = Math.min(MAX_SEQ, ...specs.map((s) => s.model.dimensions.maxSequenceLength));
+  const seq = args.seq ?? Math.min(128, maxSeq);
+  for (const [flag, sq] of [['--seq', args.seq ?? 0], ...(args.shapes ?? []).map(([, x]) => ['--shapes', x] as const)] as const)
+    if (sq > maxSeq) throw new UsageError(`${flag}: ${sq} tokens is more than the model's ${maxSeq} positions (max_position_embeddings)`);
+  const shapes = args.shapes ?? args.batches.map((b): [number, number] => [b, seq]);
+  console.log(`${what}; ${args.warmup} warm-ups, ${args.runs} runs in ${args.rounds} alternating rounds`);
+  if (args.synthetic && !existsSync(exe))
+    console.log(`(no C++ comparison or GEMM roofline: ${exe} is built in a source checkout by npm run build:native, not shipped)`);
+  console.log('');
 
   const gflopsAt = new Map<number, number>();
   if (haveExe)
-    for (const [b, sq] of args.shapes) {
+    for (const [b, sq] of shapes) {
       if (gflopsAt.has(b * sq)) continue;
       const g = runCpp(exe, ['--gemm', '--batch', String(b), '--seq', String(sq), '--runs', '1', '--warmup', '0', '--layers', '1']).find((x) => x.kind === 'gemm');
       // The best GEMM this machine has: OpenBLAS through libtorch, or our kernels on packed weights.
       if (g) gflopsAt.set(Number(g.rows), Math.max(Number(g.gflops), Number(g.kernels_gflops ?? 0)));
     }
 
-  const specs: BenchModel[] = [];
-  if (args.models.includes('dense')) specs.push({ name: 'dense', config: BERT_BASE, cppArgs: [] });
-  if (args.models.includes('compact')) specs.push({ name: 'compact', config: compactConfig(), cppArgs: ['--kept-heads', '4', '--kept-ffn', '552'] });
-  const models = await Promise.all(specs.map((s) => BertModel.fromConfig(s.config, { task: 'text-classification', seed: 0 })));
+  const models = specs.map((s) => s.model);
   const ort = args.vsOrt ? require('onnxruntime-node') : undefined;
-  const sessions = ort ? await ortSessions(ort, specs, models) : [];
+  const sessions = ort ? await ortSessions(ort, specs) : [];
   const results: Array<Record<string, unknown>> = [];
-  for (const [batch, seq] of args.shapes) {
+  for (const [batch, seq] of shapes) {
     const n = batch * seq;
-    const ids = new Int32Array(n).map((_, i) => 1000 + ((i * 7919) % 20000));
+    // Ids spread over the vocabulary, below its size (bert-base's 1000..20999, as the C++ program uses).
+    const vocab = Math.min(...models.map((m) => m.dimensions.vocabSize));
+    const ids = new Int32Array(n).map((_, i) => (vocab > 21000 ? 1000 + ((i * 7919) % 20000) : 1 + ((i * 7919) % (vocab - 1))));
     const input = { inputIds: ids, attentionMask: new Int32Array(n).fill(1), tokenTypeIds: new Int32Array(n), batchSize: batch, seqLen: seq };
     const feeds = ort
       ? {
@@ -159,7 +214,7 @@ async function bench(args: BenchArgs): Promise<void> {
             ortTimes[k].push(performance.now() - t0);
           }
         if (haveCpp) {
-          const out = runCpp(exe, ['--batch', String(batch), '--seq', String(seq), '--runs', String(per), '--warmup', String(Math.min(args.warmup, 3)), ...specs[k].cppArgs]);
+          const out = runCpp(exe, ['--batch', String(batch), '--seq', String(seq), '--runs', String(per), '--warmup', String(Math.min(args.warmup, 3)), ...(specs[k].cppArgs ?? [])]);
           const f = out.find((x) => x.kind === 'forward')!;
           cpp[k].push({ mean: Number(f.mean_ms), runs: per });
         }
@@ -173,7 +228,8 @@ async function bench(args: BenchArgs): Promise<void> {
       means.push(nd.mean);
       const cppMean = cpp[k].length ? cpp[k].reduce((a, b) => a + b.mean * b.runs, 0) / cpp[k].reduce((a, b) => a + b.runs, 0) : NaN;
       const layers = models[k].layers.map((l) => ({ heads: l.heads, ffn: l.intermediateSize }));
-      const flops = forwardFlops({ hidden: 768, layers, headDim: 64 }, batch, seq);
+      const g = models[k].geometry();
+      const flops = forwardFlops({ hidden: g.hiddenSize, layers, headDim: g.headDim }, batch, seq);
       const rooflineMs = gf ? flops / (gf * 1e6) : NaN;
       const row = {
         model: specs[k].name,
@@ -201,22 +257,21 @@ async function bench(args: BenchArgs): Promise<void> {
       if (ort) {
         const o = latencyStats(ortTimes[k]);
         Object.assign(row, { ort_mean_ms: o.mean, ort_std_ms: o.std, ort_p50_ms: o.p50, ort_p90_ms: o.p90, ort_p99_ms: o.p99, vs_ort: nd.mean / o.mean });
-        ortPart = ` | onnxruntime ${o.mean.toFixed(1)} ± ${o.std.toFixed(1)} ms, ${formatPercentiles(o)} (ours / ort ${(nd.mean / o.mean).toFixed(2)}, ort ${(o.mean / rooflineMs).toFixed(2)}x roofline)`;
+        ortPart = ` | onnxruntime ${o.mean.toFixed(1)} ± ${o.std.toFixed(1)} ms, ${formatPercentiles(o)} (ours / ort ${(nd.mean / o.mean).toFixed(2)}${gf ? `, ort ${(o.mean / rooflineMs).toFixed(2)}x roofline` : ''})`;
       }
       const cppPart = haveCpp ? ` | C++ program ${cppMean.toFixed(1)} ms (binding overhead ${row.binding_overhead_pct.toFixed(2)}%)` : '';
-      const roofPart = gf
-        ? `GEMM ${gf.toFixed(0)} GFLOP/s -> roofline ${rooflineMs.toFixed(1)} ms, ${row.x_roofline.toFixed(2)}x roofline`
-        : 'no GEMM figure (build/bench_forward missing)';
+      const roofPart = gf ? `, GEMM ${gf.toFixed(0)} GFLOP/s -> roofline ${rooflineMs.toFixed(1)} ms, ${row.x_roofline.toFixed(2)}x roofline` : '';
       console.log(
         `${specs[k].name.padEnd(7)} ${batch}x${seq}: node ${nd.mean.toFixed(1)} ± ${nd.std.toFixed(1)} ms, ${formatPercentiles(nd)}${cppPart} | ` +
           `native loop in the addon ${lp.mean.toFixed(1)} ms, ${formatPercentiles(lp)} (per-call overhead ${row.per_call_overhead_pct.toFixed(2)}%)${ortPart}\n` +
-          `        ${row.gflop.toFixed(2)} GFLOP, ${roofPart}`,
+          `        ${row.gflop >= 1 ? `${row.gflop.toFixed(2)} GFLOP` : `${(row.gflop * 1e3).toFixed(2)} MFLOP`}${roofPart}`,
       );
     }
     if (specs.length === 2) {
       const speedup = means[0] / means[1];
-      results.push({ batch, seq, compact_speedup: speedup });
-      console.log(`  => compact speed-up at ${batch}x${seq}: ${speedup.toFixed(2)}x (dense ${means[0].toFixed(1)} ms / compact ${means[1].toFixed(1)} ms)\n`);
+      const [a, b] = specs.map((x) => x.name);
+      results.push({ batch, seq, [b === 'compact' ? 'compact_speedup' : 'speedup']: speedup });
+      console.log(`  => ${b} speed-up over ${a} at ${batch}x${seq}: ${speedup.toFixed(2)}x (${a} ${means[0].toFixed(1)} ms / ${b} ${means[1].toFixed(1)} ms)\n`);
     }
   }
   for (const m of models) m.dispose();
@@ -225,32 +280,49 @@ async function bench(args: BenchArgs): Promise<void> {
 
 export const benchCommand: Command<BenchArgs> = {
   name: 'bench',
-  synopsis: 'bench',
-  summary: 'forward latency of a bert-base-sized model (see: blockprune bench --help)',
-  help: `Usage: blockprune bench [--models dense,compact] [--runs 100] [--warmup 10] [--batches 1,8] [--seq 128]
-                       [--shapes 1x79,1x128,8x128] [--vs-onnxruntime] [--rounds 4] [--no-cpp] [--json out.json]
+  synopsis: 'bench <dir> [<dir2>]',
+  summary: 'forward latency: a model dense vs compact, two models, or bert-base (--synthetic)',
+  help: `Usage: blockprune bench <model-dir|org/name> [<model-dir|org/name>] [--models dense,compact] [--runs 100] [--warmup 10]
+                       [--batches 1,8] [--seq 128] [--shapes 1x79,1x128,8x128] [--vs-onnxruntime] [--rounds 4]
+                       [--json out.json] [--revision REV] [--offline]
+       blockprune bench --synthetic [--models dense,compact] [--no-cpp] [same options]
 
-Forward latency of bert-base (random weights) and of its compact form (4 heads, FFN 552 per layer: what block
-pruning leaves of it), through Node, looped inside the addon and from the C++ program build/bench_forward,
-in alternating rounds; each time also as a multiple of the GEMM roofline. Prints mean ± std and p50 / p90 /
-p99 per shape, and the compact speed-up. --shapes BxS,... replaces --batches/--seq; --vs-onnxruntime adds
-onnxruntime-node on the same weights; --no-cpp skips the C++ program; --json writes every figure.`,
-  flags: { models: str, runs: str, warmup: str, batches: str, seq: str, shapes: str, rounds: str, 'vs-onnxruntime': bool, 'no-cpp': bool, json: str },
+Forward latency through Node and looped inside the addon, in alternating rounds, with mean ± std and p50 /
+p90 / p99 per shape, and the speed-up. One model: the model as it is (a patched checkpoint with its masks
+baked in) against its compact form (pruned heads and empty FFN units removed: what \`blockprune compact\`
+writes), or alone when there is nothing to compact; two models: the first against the second (e.g. out/dense
+out/compact). --synthetic: bert-base with random weights against its compact form (4 heads, FFN 552 per
+layer: what block pruning leaves of it, the reference's figures); in a source checkout also the C++ program
+build/bench_forward (--no-cpp skips it) and each time as a multiple of the GEMM roofline (an installed
+package has no build/ folder: those are left out, and it says so). --seq defaults to 128 or the model's
+positions if fewer; --shapes BxS,... replaces --batches/--seq; --models picks dense and/or compact (one
+model or --synthetic); --vs-onnxruntime adds onnxruntime-node on the same weights (a dev dependency);
+--json writes every figure.
+
+${HUB_HELP}`,
+  flags: { synthetic: bool, models: str, runs: str, warmup: str, batches: str, seq: str, shapes: str, rounds: str, 'vs-onnxruntime': bool, 'no-cpp': bool, json: str, ...HUB_FLAGS },
   args({ values, positionals }) {
-    noPositionals('bench', positionals);
-    const seq = intFlag(values, 'seq', 1, MAX_SEQ) ?? 128;
-    const batches = intsFlag(values, 'batches', 1, MAX_BATCH) ?? [1, 8];
-    return {
+    // The flags first (each names itself), then what is measured.
+    const flags = {
+      synthetic: values.synthetic === true,
       models: listFlag(values, 'models', ['dense', 'compact'] as const) ?? ['dense', 'compact'],
-      shapes: shapesFlag(values) ?? batches.map((b): [number, number] => [b, seq]),
+      shapes: shapesFlag(values),
+      batches: intsFlag(values, 'batches', 1, MAX_BATCH) ?? [1, 8],
+      // The model's positions are checked once it is read (bench()).
+      seq: intFlag(values, 'seq', 1, MAX_SEQ),
       vsOrt: values['vs-onnxruntime'] === true,
       noCpp: values['no-cpp'] === true,
       runs: intFlag(values, 'runs', 1) ?? 100,
       warmup: intFlag(values, 'warmup', 0) ?? 10,
-      seq,
       rounds: intFlag(values, 'rounds', 1) ?? 4,
       json: values.json === undefined ? undefined : v.writableFile('--json', values.json),
+      hub: hubFlags(values),
     };
+    if (flags.synthetic && positionals.length) throw new UsageError(`bench --synthetic measures a random bert-base: no model too (got ${positionals.join(' ')})`);
+    if (!flags.synthetic && (positionals.length < 1 || positionals.length > 2))
+      throw new UsageError('bench needs <model-dir> (it against its compact form), two model dirs (the first against the second), or --synthetic');
+    if (positionals.length === 2 && values.models !== undefined) throw new UsageError('--models picks dense or compact of one model (or --synthetic): not with two models');
+    return { ...flags, sources: positionals.map((p) => checkModelSource('<model-dir>', p)) };
   },
   run: bench,
 };

@@ -3,8 +3,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { pipeline } from '../../model/pipelines';
 import { BlockpruneError } from '../../runtime/errors';
 import * as v from '../../runtime/validate';
-import type { HubOptions } from '../../hub/hub';
-import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
+import { resolveModel, type HubOptions } from '../../hub/hub';
+import { checkModelTask, Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
 import { deviceFlag, intFlag, str, UsageError } from '../flags';
 
 interface PredictArgs {
@@ -27,7 +27,9 @@ export const predictCommand: Command<PredictArgs> = {
        blockprune predict <model-dir|org/name> --question Q (--context C | --context-file FILE) [--top-k K]
 
 Runs the text-classification or question-answering pipeline on the model directory (its tokenizer: tokenizer.json,
-vocab.txt or vocab.json + merges.txt, or --tokenizer DIR). Prints JSON.
+vocab.txt or vocab.json + merges.txt, or --tokenizer DIR). Prints JSON. The flags must fit the model's head
+(config.json's architectures): --text on a question-answering model, --question on a classifier, or either on
+a bare encoder is refused (exit 2), naming both.
 
 ${HUB_HELP}`,
   flags: { text: str, pair: str, question: str, context: str, 'context-file': str, 'top-k': str, tokenizer: str, device: str, ...HUB_FLAGS },
@@ -57,13 +59,17 @@ ${HUB_HELP}`,
     };
   },
   async run(a) {
-    const popts = { device: a.device, tokenizer: a.tokenizer, ...a.hub };
+    // A hub id is resolved (downloaded when needed) first: its config.json says which head the model has.
+    const dir = await resolveModel(a.dir, a.hub, '<model-dir>');
+    const popts = { device: a.device, tokenizer: a.tokenizer };
     if (a.question !== undefined) {
-      const qa = await pipeline('question-answering', a.dir, popts);
+      checkModelTask(dir, a.dir, 'question-answering', '--question');
+      const qa = await pipeline('question-answering', dir, popts);
       console.log(JSON.stringify(await qa({ question: a.question, context: a.context as string }, { topK: a.topK }), null, 2));
       qa.dispose();
     } else {
-      const classify = await pipeline('text-classification', a.dir, popts);
+      checkModelTask(dir, a.dir, 'text-classification', '--text');
+      const classify = await pipeline('text-classification', dir, popts);
       const text = a.text as string;
       const input = a.pair === undefined ? text : { text, textPair: a.pair };
       console.log(JSON.stringify(await classify(input, { topK: a.topK }), null, 2));

@@ -2,22 +2,21 @@
  * `blockprune serve`: the inference service (lib/serve) from the command line, its start and its stop.
  *
  * Without --task the task follows config.json's architectures (…ForQuestionAnswering: question-answering,
- * else text-classification). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0
+ * else text-classification); a --task the model's head does not serve, or a bare encoder, is refused (exit 2).
+ * Prints "listening on http://HOST:PORT" once it accepts requests (--port 0
  * picks a free port; scripts/load.ts and the tests read that line). SIGINT / SIGTERM close it: no new
  * connections, idle ones closed, requests still sending their body and those waiting for a batch answered
  * 503 at once, model work already running given --close-grace-ms to finish (then 503), every connection
  * cut, and the process exits (within the grace plus about 250 ms). A second signal exits at once.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { pipeline } from '../../model/pipelines';
 import { native } from '../../runtime/native';
 import * as v from '../../runtime/validate';
 import { createInferenceServer } from '../../serve/server';
 import type { InferenceServerOptions } from '../../serve/server-options';
-import { Command, HUB_FLAGS, HUB_HELP, hubFlags, noPositionals } from '../command';
-import { bool, choiceFlag, intFlag, numFlag, str } from '../flags';
+import { checkModelTask, Command, configTask, HUB_FLAGS, HUB_HELP, hubFlags, noPositionals } from '../command';
+import { bool, choiceFlag, deviceFlag, intFlag, numFlag, str } from '../flags';
 
 type ServeTask = 'text-classification' | 'question-answering';
 
@@ -36,21 +35,8 @@ interface ServeArgs {
   maxBodyBytes?: number;
   closeGraceMs?: number;
   threads?: number;
+  device: string;
   hub: HubOptions;
-}
-
-/** question-answering when config.json names a …ForQuestionAnswering architecture, else text-classification. */
-function taskOf(dir: string): ServeTask {
-  const p = join(dir, 'config.json');
-  if (!existsSync(p)) return 'text-classification';
-  try {
-    const c = JSON.parse(readFileSync(p, 'utf8'));
-    return Array.isArray(c.architectures) && c.architectures.some((x: unknown) => String(x).endsWith('ForQuestionAnswering'))
-      ? 'question-answering'
-      : 'text-classification';
-  } catch {
-    return 'text-classification';
-  }
 }
 
 /** Loads the model, listens, and closes the service on SIGINT / SIGTERM (a second one exits at once). */
@@ -58,9 +44,11 @@ async function serve(args: ServeArgs): Promise<void> {
   if (args.threads) native().setNumThreads(args.threads);
   // A hub id is resolved (downloaded when needed) before the task is read from its config.json.
   const model = await resolveModel(args.model, args.hub, '--model');
-  const task = args.task ?? taskOf(model);
+  // The task follows the model's head; a --task it does not have is refused (a random head would answer noise).
+  const task = args.task ?? (configTask(model)?.task === 'question-answering' ? 'question-answering' : 'text-classification');
+  checkModelTask(model, args.model, task, args.task === undefined ? 'serve (no --task)' : `--task ${task}`);
   // The pipeline's batchSize is the batch limit, so that one batch is one forward pass.
-  const popts = { tokenizer: args.tokenizer, batchSize: args.maxBatch };
+  const popts = { tokenizer: args.tokenizer, batchSize: args.maxBatch, device: args.device };
   const options: InferenceServerOptions = {
     batching: args.batching ? { maxBatch: args.maxBatch, windowMs: args.windowMs } : false,
     maxTextChars: args.maxTextChars,
@@ -106,18 +94,21 @@ export const serveCommand: Command<ServeArgs> = {
   summary: 'HTTP service: POST /classify, POST /qa, GET /health, dynamic batching (serve --help)',
   help: `Usage: blockprune serve --model DIR [--task text-classification|question-answering] [--port 8080] [--host 127.0.0.1]
        [--no-batching] [--max-batch 32] [--window-ms 5] [--tokenizer DIR] [--max-text-chars N] [--max-context-tokens N]
-       [--windows-per-forward N] [--max-body-bytes N] [--close-grace-ms N] [--threads N] [--revision REV] [--offline]
+       [--windows-per-forward N] [--max-body-bytes N] [--close-grace-ms N] [--threads N] [--device cpu|cuda|cuda:N]
+       [--revision REV] [--offline]
 
 Serves the model over HTTP: POST /classify {"text"[, "textPair"]}, POST /qa {"question", "context"}, GET
 /health. Requests arriving within --window-ms are run as one batch of up to --max-batch (--no-batching: one
 forward per request). Prints "listening on http://HOST:PORT" once it accepts requests (--port 0 picks a free
-port). SIGINT / SIGTERM close it: waiting requests get 503, model work already running gets --close-grace-ms
-to finish, then the process exits; a second signal exits at once.
+port). The task follows the model's head (config.json's architectures); a --task the model has no head for,
+or a bare encoder, is refused (exit 2). SIGINT / SIGTERM close it: waiting requests get 503, model work already running gets --close-grace-ms
+to finish, then the process exits; a second signal exits at once. --device puts the served model on a GPU
+(a CUDA build of libtorch).
 
 ${HUB_HELP}`,
   flags: {
     model: str, task: str, port: str, host: str, 'no-batching': bool, 'max-batch': str, 'window-ms': str, tokenizer: str,
-    'max-text-chars': str, 'max-context-tokens': str, 'windows-per-forward': str, 'max-body-bytes': str, 'close-grace-ms': str, threads: str, ...HUB_FLAGS,
+    'max-text-chars': str, 'max-context-tokens': str, 'windows-per-forward': str, 'max-body-bytes': str, 'close-grace-ms': str, threads: str, device: str, ...HUB_FLAGS,
   },
   args({ values, positionals }) {
     noPositionals('serve', positionals);
@@ -137,6 +128,7 @@ ${HUB_HELP}`,
       closeGraceMs: numFlag(values, 'close-grace-ms', { min: 0 }),
       // The addon's range for its thread pools.
       threads: intFlag(values, 'threads', 1, 1024),
+      device: deviceFlag(values),
     };
     if (values.model === undefined) throw v.invalidParameterError('--model', 'a model directory or hub id (it is required)', undefined);
     // A missing model folder is the coded error of any missing input (exit 1), found before the addon loads.

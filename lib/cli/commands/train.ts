@@ -8,9 +8,10 @@ import { BlockpruneError } from '../../runtime/errors';
 import * as v from '../../runtime/validate';
 import { DistributedBackend, launch, ProcessGroup } from '../../training/distributed';
 import { RUN_FIELDS, RunField } from '../../training/trainer';
+import { normalizePruningOptions, PRUNING_JSON_FIELDS } from '../../pruning/config';
 import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
-import { bool, choiceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
+import { bool, choiceFlag, deviceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
 import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
@@ -32,6 +33,7 @@ Data and model:
   --tokenizer DIR              tokenizer.json, vocab.txt or vocab.json+merges.txt (default: the model's, else built from the data)
   --hidden N --layers N --heads N --ffn N   the random model's geometry (128, 2, 4, 512)
   --family bert|distilbert|roberta|xlm-roberta   the random model's family (bert)
+  --device cpu|cuda|cuda:N     where the job's models train and run (cpu; cuda needs a CUDA build of libtorch)
   --max-length N               sequence length (128)   --limit N / --eval-limit N   fewer examples
   --skip-invalid               skip bad data rows (counted, reasons shown) instead of stopping at the first
 Training:
@@ -47,8 +49,11 @@ Pruning (the reference's arguments):
   --attention-block RxC  --dense-block RxC  --regularization l1|l0|disabled
   --teacher DIR|none (default: the dense model)  --alpha-ce X  --alpha-teacher X  --temperature X
   --config FILE   a JSON object of these options in camelCase (batchSize, pruneEpochs, learningRate, preset,
-                  lambda, modelConfig...; pruning fields under "pruning", camelCase or the reference's snake_case);
-                  flags given on the command line win; unknown keys are refused
+                  lambda, modelConfig, device...) and the pruning fields in the reference's names or camelCase,
+                  at the top level as nn_pruning writes them ({"final_threshold": 0.3, "mask_scores_learning_rate":
+                  0.5, "regularization_final_lambda": 5, "attention_output_with_dense": 0}: 0/1 booleans read) or
+                  under "pruning"; distil_alpha_ce, distil_alpha_teacher, distil_temperature set the distillation;
+                  flags given on the command line win; unknown keys are refused (did you mean ...)
 Output:
   --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
   --latency-runs N (30)
@@ -86,7 +91,7 @@ const FLAG_OF: Record<string, string> = {
 };
 
 const FLAGS: FlagSpec = {
-  task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str,
+  task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str, device: str,
   hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
   'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
   'filled-epochs': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
@@ -119,25 +124,54 @@ interface TrainArgs {
   hub: HubOptions;
 }
 
-/** What a --config file may hold: the job's options (camelCase; pruning fields under "pruning"). */
+/** What a --config file may hold: the job's options (camelCase) and the pruning fields (see readConfigFile). */
 const CONFIG_KEYS = JOB_OPTIONS.filter((k) => k !== 'log' && k !== 'distributed');
 
+/** The reference's distillation fields, which a flat nn_pruning config holds next to its pruning fields: the job's options. */
+const DISTIL_FIELDS: Record<string, string> = { distil_alpha_ce: 'alphaCe', distil_alpha_teacher: 'alphaTeacher', distil_temperature: 'temperature' };
+
+/**
+ * A --config file: a JSON object of the job's options, with the pruning fields either at the top level (the
+ * reference's flat shape: {"final_threshold": 0.3, "attention_output_with_dense": 0, ...}, either spelling)
+ * or under "pruning"; the same field in both places is refused, as is any unknown key (with did-you-mean
+ * over both kinds). Returns the job's options with every pruning field under "pruning".
+ */
 function readConfigFile(path: string): Record<string, unknown> {
+  const where = `--config ${path}`;
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new BlockpruneError('E_FILE_NOT_FOUND', `--config ${path}: ${(e as Error).message}`);
+    throw new BlockpruneError('E_FILE_NOT_FOUND', `${where}: ${(e as Error).message}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
+    throw new UsageError(`${where}: not valid JSON (${(e as Error).message})`);
   }
-  const o = v.options(`--config ${path}`, v.object(`--config ${path}`, json), CONFIG_KEYS, JOB_ALIASES);
-  if (o.pruning !== undefined) v.object(`--config ${path}: pruning`, o.pruning);
-  if (o.modelConfig !== undefined) v.object(`--config ${path}: modelConfig`, o.modelConfig);
+  const all = v.object(where, json);
+  // Did-you-mean over both kinds of key, in the key's own spelling first (final_treshold -> final_threshold).
+  const known = [...new Set([...CONFIG_KEYS, ...Object.keys(DISTIL_FIELDS), ...PRUNING_JSON_FIELDS])];
+  const snakeFirst = [...known.filter((k) => k.includes('_')), ...known.filter((k) => !k.includes('_'))];
+  for (const k of Object.keys(all)) v.knownKeys(where, { [k]: 0 }, k.includes('_') ? snakeFirst : known, JOB_ALIASES);
+  const o: Record<string, unknown> = {};
+  const flat: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(all)) {
+    const key = DISTIL_FIELDS[k] ?? k;
+    if (key in o) throw new UsageError(`${where}: ${key} is given twice (as ${k} and as ${key})`);
+    if ((CONFIG_KEYS as readonly string[]).includes(key)) o[key] = x;
+    else flat[k] = x;
+  }
+  if (o.modelConfig !== undefined) v.object(`${where}: modelConfig`, o.modelConfig);
+  if (o.pruning !== undefined) v.object(`${where}: pruning`, o.pruning);
+  if (Object.keys(flat).length) {
+    const nested = normalizePruningOptions((o.pruning as Record<string, unknown> | undefined) ?? {});
+    const top = normalizePruningOptions(flat);
+    const twice = Object.keys(top).find((k) => k in nested);
+    if (twice) throw new UsageError(`${where}: the pruning field ${twice} is given twice (at the top level and under "pruning")`);
+    o.pruning = { ...(o.pruning as Record<string, unknown> | undefined), ...flat };
+  }
   return o;
 }
 
@@ -220,6 +254,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     ...geometry,
     tokenizer: pick(values.tokenizer as string | undefined, 'tokenizer'),
     family: pick(values.family as ModelFamily | undefined, 'family'),
+    device: pick(values.device === undefined ? undefined : deviceFlag(values), 'device'),
     // The model's position table bounds the sequence length.
     maxLength: pick(intFlag(values, 'max-length', 4, maxPositions(geometry)), 'maxLength'),
     limit: pick(intFlag(values, 'limit', 1), 'limit'),
