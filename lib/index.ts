@@ -144,3 +144,29 @@ export type { BatchingOptions, InferenceServerOptions } from './serve/server-opt
 export { DynamicBatcher } from './serve/batcher';
 export type { BatcherStats, DynamicBatcherOptions } from './serve/batcher';
 export { HttpError } from './serve/http-error';
+// Types that the public types above refer to (fields, parameters, results): exported so a user can name them and
+// the API docs (npm run docs, typedoc) document them instead of leaving dangling references.
+export type {
+  DType,
+  IntArray,
+  NativeCompactReport,
+  NativeForwardInputs,
+  NativeForwardOptions,
+  NativeGradients,
+  NativeLayerInfo,
+  NativeLoadReport,
+  NativeLossOptions,
+  NativeModelDimensions,
+  NativeModelStructure,
+  NativeRegularization,
+  NativeTrainStepOptions,
+  NativeTrainStepResult,
+} from './runtime/native';
+export type { TokenizerErrorCode } from './tokenizer/tokenizer-error';
+export type { BatchItem, PaddingStrategy, TokenizedWithOffsets } from './tokenizer/tokenizer';
+export type { TruncationStrategy } from './tokenizer/assemble';
+export type { BertTokenizerConfig } from './tokenizer/tokenizer-json';
+export type { SpecialNames } from './tokenizer/family';
+export type { VocabOptions } from './tokenizer/vocab';
+export type { TaskData } from './cli/task-data';
+export type { TrainerState } from './training/checkpoint';

@@ -13,7 +13,7 @@ import { BlockpruneError } from '../runtime/errors';
 export type JobTask = 'spam' | 'sst2' | 'boolq' | 'rte';
 export const JOB_TASKS: readonly JobTask[] = ['spam', 'sst2', 'boolq', 'rte'];
 
-interface TaskData {
+export interface TaskData {
   train: ClassificationExample[];
   eval: ClassificationExample[];
   labels: readonly string[];
