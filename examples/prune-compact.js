@@ -10,7 +10,7 @@ const {
   BertModel, PruningConfig, SparseTrainer, ClassificationDataset, loadGlue, BertTokenizer, writeMaskImages,
   buildReport, formatReport, evaluateClassifier,
 } = require('blockprune');
-const { SENTENCES, makeTinyModel, tempFolder } = require('./tiny-model.js');
+const { SENTENCES, makeTinyModel, runInTempFolder } = require('./tiny-model.js');
 
 async function main(work) {
   const dir = await makeTinyModel(join(work, 'bert-sst2'));
@@ -33,7 +33,7 @@ async function main(work) {
     distillation: { teacher: await BertModel.fromPretrained(dir), alphaCe: 0.1, alphaTeacher: 0.9 },
     evaluate: (m) => evaluateClassifier(m, dev), outputDir: join(work, 'ckpt'), logFile: join(work, 'log.jsonl'),
   }).train();
-  console.log(`trained ${history.length} log entries; checkpoints: ${readdirSync(join(work, 'ckpt')).join(', ')}`);
+  console.log(`trained: ${history.length} evaluations; checkpoints: ${readdirSync(join(work, 'ckpt')).join(', ')}`);
 
   const images = await writeMaskImages(pruned, join(work, 'masks')); // PNGs of weight != 0 per matrix
   console.log(`mask pictures: ${images.length}`);
@@ -58,10 +58,4 @@ async function main(work) {
   for (const m of [model, pruned, small, reloaded]) m.dispose();
 }
 
-const work = tempFolder();
-main(work.path)
-  .finally(work.cleanup)
-  .catch((e) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
+runInTempFolder(main);

@@ -50,4 +50,15 @@ async function makeTinyModel(dir, task = 'text-classification', seed = 0) {
   return dir;
 }
 
-module.exports = { SENTENCES, makeTinyModel, tempFolder };
+/** Runs an example's `main(folder)` in a temporary folder, removed afterwards; a failure prints it and exits 1. */
+function runInTempFolder(main) {
+  const work = tempFolder();
+  main(work.path)
+    .finally(work.cleanup)
+    .catch((e) => {
+      console.error(e);
+      process.exitCode = 1;
+    });
+}
+
+module.exports = { SENTENCES, makeTinyModel, runInTempFolder, tempFolder };

@@ -34,9 +34,11 @@ export interface FilledOptions {
 }
 
 export interface SparseTrainerOptions {
+  /** The model to train (required): patched for fine-pruning, or as loaded for plain fine-tuning (transformers' `model`). */
   model: BertModel;
   /** Fine-pruning config; omit for plain (dense) fine-tuning. */
   pruning?: PruningConfig;
+  /** The training set (required): a ClassificationDataset, QADataset or any TrainData (transformers' `train_dataset`). */
   train: TrainData;
   /** Called after each epoch with the model in eval mode at the final threshold. */
   evaluate?: (model: BertModel) => Promise<Metrics>;
