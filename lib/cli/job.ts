@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ClassificationDataset } from '../data/classification-dataset';
+import type { PostprocessOptions, QADataset } from '../data/qa-dataset';
 import { resolveModel } from '../hub/hub';
 import { BertConfigJson, BertModel } from '../model/model';
 import { configForFamily } from '../model/family-config';
@@ -20,7 +21,7 @@ import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json'
 import { loadTokenizer } from '../model/pipelines';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { ProcessGroup } from '../training/distributed';
-import { accuracy as accuracyOf, argmax, f1Binary } from '../training/metrics';
+import { accuracy as accuracyOf, argmax, f1Binary, squadMetrics, type SquadMetrics } from '../training/metrics';
 import { Metrics, SparseTrainer } from '../training/trainer';
 import { checkFinePruneJobOptions, FinePruneJobOptions } from './job-options';
 import { loadTaskData } from './task-data';
@@ -39,20 +40,45 @@ export interface JobResult {
   images: string[];
 }
 
-/** Accuracy (and F1 for two classes) of a classifier on a dataset. */
-export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64): Promise<Metrics> {
+/**
+ * Accuracy (and F1 of class 1 for two classes) of a classifier on a dataset, in percent. `labelMap[k]` is the
+ * dataset's class of the model's class k, for a model whose id2label orders the task's labels otherwise
+ * (default: the same order).
+ */
+export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64, labelMap?: ArrayLike<number>): Promise<Metrics> {
   const preds = new Int32Array(data.length);
   let k = 0;
   for (const b of data.batches(batchSize)) {
     const out = await model.forward(b);
     const n = out.logits.shape[1];
     const p = argmax(out.logits.data as Float32Array, n);
-    for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = p[i];
+    for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = labelMap ? labelMap[p[i]] : p[i];
     k += b.batchSize;
   }
   const m: Metrics = { accuracy: 100 * accuracyOf(preds, data.labels) };
   if (new Set(data.labels).size <= 2) m.f1 = 100 * f1Binary(preds, data.labels);
   return m;
+}
+
+/**
+ * SQuAD exact match and F1 (percent, the official normalisation: lib/training/metrics squadMetrics) of a
+ * question-answering model on a dataset's windows, with run_qa's post-processing (QADataset.postprocess:
+ * best start + end logit over the windows, the null answer for SQuAD 2.0 data). Returns the figures and the
+ * predictions {id: answer} (run_qa's predictions.json).
+ */
+export async function evaluateQuestionAnswering(
+  model: BertModel,
+  data: QADataset,
+  batchSize = 32,
+  postprocess: PostprocessOptions = {},
+): Promise<{ metrics: SquadMetrics; predictions: Record<string, string> }> {
+  const c = data.logitCollector();
+  for (const b of data.batches(batchSize)) {
+    const out = await model.forward(b);
+    c.add(b, out.start_logits.data as Float32Array, out.end_logits.data as Float32Array);
+  }
+  const predictions = data.postprocess(c.start, c.end, c.seqLen, postprocess);
+  return { metrics: squadMetrics(predictions, data.examples), predictions };
 }
 
 async function latency(model: BertModel, batch: number, seq: number, vocab: number, runs: number): Promise<number> {
