@@ -12,7 +12,7 @@ import type { PostprocessOptions, QADataset } from '../data/qa-dataset';
 import { resolveModel } from '../hub/hub';
 import { BertConfigJson, BertModel } from '../model/model';
 import { configForFamily } from '../model/family-config';
-import { PruningConfig } from '../pruning/config';
+import { PruningConfig, type PruningOptions } from '../pruning/config';
 import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
@@ -22,8 +22,8 @@ import { loadTokenizer } from '../model/pipelines';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { ProcessGroup } from '../training/distributed';
 import { accuracy as accuracyOf, argmax, f1Binary, squadMetrics, type SquadMetrics } from '../training/metrics';
-import { Metrics, SparseTrainer } from '../training/trainer';
-import { checkFinePruneJobOptions, FinePruneJobOptions } from './job-options';
+import { LogEntry, Metrics, SparseTrainer } from '../training/trainer';
+import { checkFinePruneJobOptions, FinePruneJobOptions, REFERENCE_PRUNING_NAMES } from './job-options';
 import { loadTaskData } from './task-data';
 
 export interface JobResult {
@@ -120,6 +120,8 @@ async function fineprune(
   const batchSize = o.batchSize ?? 32;
   const t0 = Date.now();
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
+  // Where an evaluation stands: "epoch 2", or "step 30 (epoch 1.88)" for one of evalSteps inside an epoch.
+  const at = (e: LogEntry) => (Number.isInteger(e.epoch) ? `epoch ${e.epoch}` : `step ${e.step} (epoch ${e.epoch.toFixed(2)})`);
 
   // Data before the output folder: a missing or bad data file leaves nothing behind.
   const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit, skipInvalid: o.skipInvalid });
@@ -187,8 +189,11 @@ async function fineprune(
       logFile,
       outputDir: join(out, 'checkpoints', 'dense'),
       keepCheckpoints: 1,
+      evalSteps: o.evalSteps,
+      saveSteps: o.saveSteps,
+      logEvery: o.logEvery,
       distributed: group,
-      onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
+      onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense ${at(e)}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
     }).train();
     dense = r.model;
     if (r.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; a checkpoint is in ${r.lastCheckpoint}`);
@@ -206,17 +211,26 @@ async function fineprune(
   const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir, { device: o.device }) : undefined;
   for (const w of pruning.warnings) log(`  warning: ${w}`);
   const pruneEpochs = o.pruneEpochs ?? 4;
-  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneEpochs} epochs, lr ${o.learningRate ?? 2e-4}`);
   const stepsPerEpoch = Math.ceil(trainSet.length / batchSize);
+  const pruneSteps = o.maxSteps ?? pruneEpochs * stepsPerEpoch;
+  const warmupSteps = o.warmupSteps ?? Math.max(1, Math.round((0.1 * pruneSteps) / 3));
+  const every = [o.evalSteps && `evaluating every ${o.evalSteps}`, o.saveSteps && `checkpointing every ${o.saveSteps}`].filter(Boolean);
+  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir} at temperature ${o.temperature ?? 2}, alpha_ce ${o.alphaCe ?? 0.5}, alpha_teacher ${o.alphaTeacher ?? 0.5}` : ''}): ${o.maxSteps ? `${pruneSteps} steps (--max-steps)` : `${pruneEpochs} epochs (${pruneSteps} steps)`}, lr ${o.learningRate ?? 2e-4}, warm-up ${warmupSteps} steps${every.length ? `, ${every.join(' and ')} steps` : ''}`);
+  // Every pruning argument in force, in the reference's names: what a flag or a --config field changed shows here.
+  log(`  pruning arguments: ${Object.entries(pruning.options).map(([k, x]) => `${REFERENCE_PRUNING_NAMES[k as keyof PruningOptions] ?? k}=${x}`).join(' ')}`);
   const pr = await new SparseTrainer({
     model: student,
     pruning,
     train: trainSet,
     evaluate,
     epochs: pruneEpochs,
+    maxSteps: o.maxSteps,
+    evalSteps: o.evalSteps,
+    saveSteps: o.saveSteps,
+    logEvery: o.logEvery,
     batchSize,
     learningRate: o.learningRate ?? 2e-4,
-    warmupSteps: o.warmupSteps ?? Math.max(1, Math.round(0.1 * pruneEpochs * stepsPerEpoch / 3)),
+    warmupSteps,
     distillation: teacher ? { teacher, alphaCe: o.alphaCe ?? 0.5, alphaTeacher: o.alphaTeacher ?? 0.5, temperature: o.temperature ?? 2 } : undefined,
     filled: o.filledEpochs ? { epochs: o.filledEpochs } : undefined,
     seed,
@@ -228,7 +242,7 @@ async function fineprune(
     onLog: (e) => {
       if (e.type === 'eval') {
         const d = e.density as Record<string, number> | undefined;
-        log(`[${elapsed()}]   prune epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
+        log(`[${elapsed()}]   prune ${at(e)}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
       }
     },
   }).train();
