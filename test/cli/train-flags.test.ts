@@ -60,6 +60,16 @@ withShared('data/sst2/train.tsv').serial('train with nn_pruning\'s arguments and
     t.true(prune.every((e) => e.lr !== undefined) && prune[0].lr === 0 && Math.abs(prune[1].lr - 1e-3) < 1e-12, 'the peak lr (--learning-rate) after 1 warm-up step');
     t.deepEqual(log.filter((e) => e.type === 'eval' && e.threshold === undefined && e.step <= 8 && e.density).map((e) => e.step), [3, 6, 8]);
     t.deepEqual(readdirSync(join(out, 'checkpoints', 'prune')).filter((d) => d.startsWith('checkpoint-')).sort(), ['checkpoint-4', 'checkpoint-8']);
+
+    // evaluate on the job's output, by default on the set the job evaluated on: the figures of its report.
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    const ev = cli(['evaluate', join(out, 'compact'), '--task', 'sst2', '--data', shared('data'), '--limit', '48', '--max-length', '32', '--json']);
+    t.is(ev.code, 0, ev.err);
+    t.regex(ev.err, /sst2: 48 examples from the job's evaluation set \(train .*train\.tsv.*, eval .*test\.tsv\)/);
+    const got = JSON.parse(ev.out);
+    t.log(`job's report: compact accuracy ${report.compact.accuracy}, F1 ${report.compact.f1}; evaluate: ${got.accuracy}, ${got.f1}`);
+    t.is(got.accuracy, report.compact.accuracy);
+    t.is(got.f1, report.compact.f1);
   } finally {
     tmp.cleanup();
   }
