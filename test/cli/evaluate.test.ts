@@ -4,8 +4,9 @@
  * written out again here, over the predictions it writes), and models whose head or labels do not fit refused.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import test from 'ava';
 import { ClassificationDataset } from '../../lib/data/classification-dataset';
 import { loadGlue } from '../../lib/data/glue';
 import { QADataset } from '../../lib/data/qa-dataset';
@@ -74,6 +75,17 @@ withShared('data/sst2/train.tsv', 'data/sst2/dev.tsv', TOK).serial('evaluate sst
     const h = cli(['evaluate', dir, '--task', 'sst2', '--data', shared('data'), '--split', 'dev', '--limit', '150']);
     t.is(h.code, 0, h.err);
     t.true(h.out.includes(`accuracy ${accuracy.toFixed(2)}%, F1 ${f1.toFixed(2)}% over 150 examples`), h.out);
+
+    // GLUE's own test.tsv has no labels: refused, naming it; a split the folder lacks: named with where it was looked for.
+    const glue = join(tmp.path, 'glue', 'sst2');
+    mkdirSync(glue, { recursive: true });
+    writeFileSync(join(glue, 'test.tsv'), 'index\tsentence\n0\ta fine film\n');
+    const unlabelled = cli(['evaluate', dir, '--task', 'sst2', '--data', join(tmp.path, 'glue'), '--split', 'test']);
+    t.is(unlabelled.code, 1);
+    t.regex(unlabelled.err, /\[E_BAD_DATA\] sst2: .*test\.tsv has no labels .*--split dev/);
+    const missing = cli(['evaluate', dir, '--task', 'sst2', '--data', join(tmp.path, 'glue'), '--split', 'train']);
+    t.is(missing.code, 1);
+    t.regex(missing.err, /\[E_FILE_NOT_FOUND\] sst2: no train split under .*glue \(looked for sst2\/train\.tsv/);
 
     // Another task's labels, or a question-answering head: refused before any data is read, naming both.
     const rte = cli(['evaluate', dir, '--task', 'rte', '--data', shared('data')]);
@@ -165,5 +177,23 @@ withShared('data/squad/dev-v2.0-first5articles.json', TOK).serial('evaluate squa
     t.regex(cls.err, /--task sst2 asks for text-classification, but .* is a question-answering model/);
   } finally {
     tmp.cleanup();
+  }
+});
+
+test('evaluate: bad command lines exit 2 naming the flag, before any model is loaded (\'.\' is never read)', (t) => {
+  for (const [args, re] of [
+    [['evaluate', '.'], /evaluate needs --task \(spam, sst2, boolq, rte, squad\)/],
+    [['evaluate', '.', '--task', 'sst3'], /--task/],
+    [['evaluate', '.', '--task', 'sst2', '--split', 'validation'], /--split/],
+    [['evaluate', '.', '--task', 'sst2', '--limit', '0'], /--limit/],
+    [['evaluate', '.', '--task', 'sst2', '--doc-stride', '64'], /--doc-stride is for --task squad/],
+    [['evaluate', '.', '--task', 'squad', '--null-score-diff-threshold', 'x'], /--null-score-diff-threshold/],
+    [['evaluate', '.', '--task', 'sst2', '--limt', '5'], /did you mean --limit/],
+    [['evaluate', '--task', 'sst2'], /evaluate needs exactly one <model-dir>/],
+  ] as Array<[string[], RegExp]>) {
+    const r = cli(args);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    t.regex(r.err, re);
+    t.notRegex(r.err, /\n\s+at /, 'no stack');
   }
 });
