@@ -131,7 +131,7 @@ export { QADataset, QALogitCollector } from './data/qa-dataset';
 export type { PostprocessOptions, QADatasetOptions, QAFeature } from './data/qa-dataset';
 export * from './training/metrics';
 export { buildWordPieceVocab, writeVocab } from './tokenizer/vocab';
-export { runFinePruneJob, evaluateClassifier } from './cli/job';
+export { runFinePruneJob, evaluateClassifier, evaluateQuestionAnswering } from './cli/job';
 export { loadTaskData, JOB_TASKS } from './cli/task-data';
 export type { JobResult } from './cli/job';
 export type { FinePruneJobOptions } from './cli/job-options';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { checkModelSource, localModelPath } from '../hub/hub';
 import { BertConfigJson, MODEL_FAMILIES } from '../model/model';
 import type { ModelFamily } from '../model/model';
-import { normalizePruningOptions, PruningConfig, PruningOptions } from '../pruning/config';
+import { normalizePruningOptions, PRUNING_JSON_FIELDS, PruningConfig, PruningOptions } from '../pruning/config';
 import * as v from '../runtime/validate';
 import { ProcessGroup } from '../training/distributed';
 import { checkAllowResumeMismatch, RunField } from '../training/trainer';
@@ -46,6 +46,14 @@ export interface FinePruneJobOptions {
   temperature?: number;
   filledEpochs?: number;
   warmupSteps?: number;
+  /** Stop fine-pruning after this many optimizer steps (its schedule's length; transformers' `max_steps`). */
+  maxSteps?: number;
+  /** Also evaluate every N steps, in both training stages (default: epoch ends only; `eval_steps`). */
+  evalSteps?: number;
+  /** Also checkpoint every N steps, in both training stages (default: epoch ends only; `save_steps`). */
+  saveSteps?: number;
+  /** Log a step entry (loss, threshold, lambda, density) every N steps (default 10; transformers' `logging_steps`). */
+  logEvery?: number;
   seed?: number;
   /** Read at most this many training / evaluation examples. */
   limit?: number;
@@ -71,7 +79,7 @@ export interface FinePruneJobOptions {
 export const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
   'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'family', 'device', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
   'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
-  'filledEpochs', 'warmupSteps', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
+  'filledEpochs', 'warmupSteps', 'maxSteps', 'evalSteps', 'saveSteps', 'logEvery', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
   'log', 'distributed',
 ];
 
@@ -84,7 +92,32 @@ export const JOB_ALIASES: Record<string, string> = {
   num_train_epochs: 'pruneEpochs',
   per_device_train_batch_size: 'batchSize',
   max_seq_length: 'maxLength',
+  warmup_steps: 'warmupSteps',
+  max_steps: 'maxSteps',
+  eval_steps: 'evalSteps',
+  save_steps: 'saveSteps',
+  logging_steps: 'logEvery',
 };
+
+/**
+ * Each pruning option's name in the reference (nn_pruning's sparse args: `final_threshold`, `mask_scale`...),
+ * read off the pruning config's own table of them (normalizePruningOptions), so the two cannot drift: the
+ * train command's flags and the job's log use these names.
+ */
+export const REFERENCE_PRUNING_NAMES: Readonly<Partial<Record<keyof PruningOptions, string>>> = Object.freeze(
+  Object.fromEntries(
+    PRUNING_JSON_FIELDS.filter((k) => !/[A-Z]/.test(k)).flatMap((k) => {
+      let fields: string[];
+      try {
+        // The reference's features we do not have are accepted only with their inert value: not ours.
+        fields = Object.keys(normalizePruningOptions({ [k]: 0 }));
+      } catch {
+        fields = [];
+      }
+      return fields.map((f) => [f, k]);
+    }),
+  ),
+);
 
 /**
  * The random model's geometry fields and their caps: 4x BERT-large's sizes. A larger value is a typo, and the
@@ -155,6 +188,10 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
   int('pruneEpochs', 1);
   int('filledEpochs', 0);
   int('warmupSteps', 0);
+  int('maxSteps', 1);
+  int('evalSteps', 1);
+  int('saveSteps', 1);
+  int('logEvery', 1);
   int('seed', 0);
   int('limit', 1);
   int('evalLimit', 1);

@@ -8,10 +8,11 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ClassificationDataset } from '../data/classification-dataset';
+import type { PostprocessOptions, QADataset } from '../data/qa-dataset';
 import { resolveModel } from '../hub/hub';
 import { BertConfigJson, BertModel } from '../model/model';
 import { configForFamily } from '../model/family-config';
-import { PruningConfig } from '../pruning/config';
+import { PruningConfig, type PruningOptions } from '../pruning/config';
 import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
@@ -20,9 +21,9 @@ import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json'
 import { loadTokenizer } from '../model/pipelines';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { ProcessGroup } from '../training/distributed';
-import { accuracy as accuracyOf, argmax, f1Binary } from '../training/metrics';
-import { Metrics, SparseTrainer } from '../training/trainer';
-import { checkFinePruneJobOptions, FinePruneJobOptions } from './job-options';
+import { accuracy as accuracyOf, argmax, f1Binary, squadMetrics, type SquadMetrics } from '../training/metrics';
+import { LogEntry, Metrics, SparseTrainer } from '../training/trainer';
+import { checkFinePruneJobOptions, FinePruneJobOptions, REFERENCE_PRUNING_NAMES } from './job-options';
 import { loadTaskData } from './task-data';
 
 export interface JobResult {
@@ -39,20 +40,45 @@ export interface JobResult {
   images: string[];
 }
 
-/** Accuracy (and F1 for two classes) of a classifier on a dataset. */
-export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64): Promise<Metrics> {
+/**
+ * Accuracy (and F1 of class 1 for two classes) of a classifier on a dataset, in percent. `labelMap[k]` is the
+ * dataset's class of the model's class k, for a model whose id2label orders the task's labels otherwise
+ * (default: the same order).
+ */
+export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64, labelMap?: ArrayLike<number>): Promise<Metrics> {
   const preds = new Int32Array(data.length);
   let k = 0;
   for (const b of data.batches(batchSize)) {
     const out = await model.forward(b);
     const n = out.logits.shape[1];
     const p = argmax(out.logits.data as Float32Array, n);
-    for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = p[i];
+    for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = labelMap ? labelMap[p[i]] : p[i];
     k += b.batchSize;
   }
   const m: Metrics = { accuracy: 100 * accuracyOf(preds, data.labels) };
   if (new Set(data.labels).size <= 2) m.f1 = 100 * f1Binary(preds, data.labels);
   return m;
+}
+
+/**
+ * SQuAD exact match and F1 (percent, the official normalisation: lib/training/metrics squadMetrics) of a
+ * question-answering model on a dataset's windows, with run_qa's post-processing (QADataset.postprocess:
+ * best start + end logit over the windows, the null answer for SQuAD 2.0 data). Returns the figures and the
+ * predictions {id: answer} (run_qa's predictions.json).
+ */
+export async function evaluateQuestionAnswering(
+  model: BertModel,
+  data: QADataset,
+  batchSize = 32,
+  postprocess: PostprocessOptions = {},
+): Promise<{ metrics: SquadMetrics; predictions: Record<string, string> }> {
+  const c = data.logitCollector();
+  for (const b of data.batches(batchSize)) {
+    const out = await model.forward(b);
+    c.add(b, out.start_logits.data as Float32Array, out.end_logits.data as Float32Array);
+  }
+  const predictions = data.postprocess(c.start, c.end, c.seqLen, postprocess);
+  return { metrics: squadMetrics(predictions, data.examples), predictions };
 }
 
 async function latency(model: BertModel, batch: number, seq: number, vocab: number, runs: number): Promise<number> {
@@ -94,6 +120,8 @@ async function fineprune(
   const batchSize = o.batchSize ?? 32;
   const t0 = Date.now();
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
+  // Where an evaluation stands: "epoch 2", or "step 30 (epoch 1.88)" for one of evalSteps inside an epoch.
+  const at = (e: LogEntry) => (Number.isInteger(e.epoch) ? `epoch ${e.epoch}` : `step ${e.step} (epoch ${e.epoch.toFixed(2)})`);
 
   // Data before the output folder: a missing or bad data file leaves nothing behind.
   const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit, skipInvalid: o.skipInvalid });
@@ -161,8 +189,11 @@ async function fineprune(
       logFile,
       outputDir: join(out, 'checkpoints', 'dense'),
       keepCheckpoints: 1,
+      evalSteps: o.evalSteps,
+      saveSteps: o.saveSteps,
+      logEvery: o.logEvery,
       distributed: group,
-      onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
+      onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense ${at(e)}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
     }).train();
     dense = r.model;
     if (r.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; a checkpoint is in ${r.lastCheckpoint}`);
@@ -180,17 +211,26 @@ async function fineprune(
   const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir, { device: o.device }) : undefined;
   for (const w of pruning.warnings) log(`  warning: ${w}`);
   const pruneEpochs = o.pruneEpochs ?? 4;
-  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneEpochs} epochs, lr ${o.learningRate ?? 2e-4}`);
   const stepsPerEpoch = Math.ceil(trainSet.length / batchSize);
+  const pruneSteps = o.maxSteps ?? pruneEpochs * stepsPerEpoch;
+  const warmupSteps = o.warmupSteps ?? Math.max(1, Math.round((0.1 * pruneSteps) / 3));
+  const every = [o.evalSteps && `evaluating every ${o.evalSteps}`, o.saveSteps && `checkpointing every ${o.saveSteps}`].filter(Boolean);
+  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir} at temperature ${o.temperature ?? 2}, alpha_ce ${o.alphaCe ?? 0.5}, alpha_teacher ${o.alphaTeacher ?? 0.5}` : ''}): ${o.maxSteps ? `${pruneSteps} steps (--max-steps)` : `${pruneEpochs} epochs (${pruneSteps} steps)`}, lr ${o.learningRate ?? 2e-4}, warm-up ${warmupSteps} steps${every.length ? `, ${every.join(' and ')} steps` : ''}`);
+  // Every pruning argument in force, in the reference's names: what a flag or a --config field changed shows here.
+  log(`  pruning arguments: ${Object.entries(pruning.options).map(([k, x]) => `${REFERENCE_PRUNING_NAMES[k as keyof PruningOptions] ?? k}=${x}`).join(' ')}`);
   const pr = await new SparseTrainer({
     model: student,
     pruning,
     train: trainSet,
     evaluate,
     epochs: pruneEpochs,
+    maxSteps: o.maxSteps,
+    evalSteps: o.evalSteps,
+    saveSteps: o.saveSteps,
+    logEvery: o.logEvery,
     batchSize,
     learningRate: o.learningRate ?? 2e-4,
-    warmupSteps: o.warmupSteps ?? Math.max(1, Math.round(0.1 * pruneEpochs * stepsPerEpoch / 3)),
+    warmupSteps,
     distillation: teacher ? { teacher, alphaCe: o.alphaCe ?? 0.5, alphaTeacher: o.alphaTeacher ?? 0.5, temperature: o.temperature ?? 2 } : undefined,
     filled: o.filledEpochs ? { epochs: o.filledEpochs } : undefined,
     seed,
@@ -202,7 +242,7 @@ async function fineprune(
     onLog: (e) => {
       if (e.type === 'eval') {
         const d = e.density as Record<string, number> | undefined;
-        log(`[${elapsed()}]   prune epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
+        log(`[${elapsed()}]   prune ${at(e)}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
       }
     },
   }).train();

@@ -9,6 +9,7 @@ import { didYouMean } from '../runtime/validate';
 import { Command } from './command';
 import { benchCommand } from './commands/bench';
 import { compactCommand } from './commands/compact';
+import { evaluateCommand } from './commands/evaluate';
 import { exportCommand } from './commands/export';
 import { infoCommand } from './commands/info';
 import { predictCommand } from './commands/predict';
@@ -20,6 +21,7 @@ import { exitWithError, parseFlags, usageChecked, UsageError } from './flags';
 /** Every command, in the order the usage lists them. */
 const COMMANDS: ReadonlyArray<Command<unknown>> = [
   trainCommand,
+  evaluateCommand,
   infoCommand,
   predictCommand,
   reportCommand,

@@ -24,7 +24,7 @@ export interface TaskData {
   skippedReasons?: string[];
 }
 
-function firstExisting(...paths: string[]): string | undefined {
+export function firstExisting(...paths: string[]): string | undefined {
   return paths.find((p) => existsSync(p));
 }
 

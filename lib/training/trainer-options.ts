@@ -62,8 +62,18 @@ export interface SparseTrainerOptions {
   seed?: number;
   /** Checkpoints go to outputDir/checkpoint-<step>; the last `keepCheckpoints` are kept. */
   outputDir?: string;
-  /** Also checkpoint every N steps (epoch ends always checkpoint when outputDir is set). */
+  /**
+   * Also checkpoint every N optimizer steps (default: epoch ends only; transformers' `save_steps`). Epoch ends
+   * always checkpoint when outputDir is set.
+   */
+  saveSteps?: number;
+  /** @deprecated The former name of `saveSteps`, still read (both given must agree). */
   checkpointEvery?: number;
+  /**
+   * Also evaluate every N optimizer steps (default: epoch ends only; transformers' `eval_steps`), logged as
+   * `eval` entries and kept in the history. Needs `evaluate`. Epoch ends always evaluate.
+   */
+  evalSteps?: number;
   /** Checkpoints kept in outputDir, newest first (default 2; transformers' `save_total_limit`). */
   keepCheckpoints?: number;
   /**
@@ -123,7 +133,8 @@ const HF_TRAINER_NAMES: Record<string, string> = {
   warmup_ratio: 'warmupSteps',
   max_grad_norm: 'maxGradNorm',
   output_dir: 'outputDir',
-  save_steps: 'checkpointEvery',
+  save_steps: 'saveSteps',
+  eval_steps: 'evalSteps',
   save_total_limit: 'keepCheckpoints',
   logging_steps: 'logEvery',
   resume_from_checkpoint: 'resume',
@@ -131,7 +142,7 @@ const HF_TRAINER_NAMES: Record<string, string> = {
 
 const TRAINER_OPTIONS: ReadonlyArray<keyof SparseTrainerOptions> = [
   'model', 'pruning', 'train', 'evaluate', 'epochs', 'maxSteps', 'batchSize', 'learningRate', 'weightDecay', 'warmupSteps',
-  'maxGradNorm', 'distillation', 'seed', 'outputDir', 'checkpointEvery', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
+  'maxGradNorm', 'distillation', 'seed', 'outputDir', 'saveSteps', 'checkpointEvery', 'evalSteps', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
   'logFile', 'logEvery', 'progress', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
 ];
 
@@ -158,7 +169,12 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
   int('batchSize', 1);
   int('warmupSteps', 0);
   int('seed', 0);
+  int('saveSteps', 1);
   int('checkpointEvery', 1);
+  int('evalSteps', 1);
+  if (o.saveSteps !== undefined && o.checkpointEvery !== undefined && o.saveSteps !== o.checkpointEvery)
+    throw v.invalidParameterError('options.checkpointEvery', `the same as options.saveSteps (${o.saveSteps}), its new name, or left out`, o.checkpointEvery, 'range');
+  if (o.evalSteps !== undefined && o.evaluate === undefined) throw v.invalidParameterError('options.evaluate', 'a function (options.evalSteps evaluates with it)', undefined);
   int('keepCheckpoints', 1);
   int('logEvery', 1);
   if (o.learningRate !== undefined) v.number('options.learningRate', o.learningRate, { min: 0, max: 10 });

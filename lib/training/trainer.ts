@@ -109,6 +109,7 @@ export class SparseTrainer {
     const lr = o.learningRate ?? 5e-5;
     const pruning = o.pruning;
     const keep = o.keepCheckpoints ?? 2;
+    const saveSteps = o.saveSteps ?? o.checkpointEvery;
     const group = o.distributed;
     const worldSize = group?.worldSize ?? 1;
     if (o.logFile && this.rank === 0) ensureDir(resolve(o.logFile, '..'));
@@ -234,7 +235,13 @@ export class SparseTrainer {
               process.stderr.write(`\r[${step}/${totalSteps}] epoch ${epochsDone(step).toFixed(2)} loss ${r.loss.toFixed(4)}${sched ? ` t ${sched.threshold.toFixed(4)}` : ''} ${d}   `);
             }
           }
-          if (o.outputDir && o.checkpointEvery && step % o.checkpointEvery === 0 && batchInEpoch < stepsPerEpoch)
+          // Within an epoch: its end evaluates and checkpoints below (as does the last step, which ends the loop).
+          const inside = batchInEpoch < stepsPerEpoch && step < totalSteps;
+          if (o.evalSteps && step % o.evalSteps === 0 && inside) {
+            const metrics = await this.evaluateNow(epochsDone(step), step);
+            if (metrics) history.push({ epoch: epochsDone(step), step, ...metrics });
+          }
+          if (o.outputDir && saveSteps && step % saveSteps === 0 && inside)
             lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
           // Data-parallel: stop when any rank asked (the vote rode on this step's all-reduce), all at this step.
           if (group ? r.stop : this.stopRequested) {

@@ -8,12 +8,12 @@ import { BlockpruneError } from '../../runtime/errors';
 import * as v from '../../runtime/validate';
 import { DistributedBackend, launch, ProcessGroup } from '../../training/distributed';
 import { RUN_FIELDS, RunField } from '../../training/trainer';
-import { normalizePruningOptions, PRUNING_JSON_FIELDS } from '../../pruning/config';
+import { DEFAULT_PRUNING, normalizePruningOptions, PRUNING_JSON_FIELDS, type PruningOptions } from '../../pruning/config';
 import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
 import { bool, choiceFlag, deviceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
-import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions } from '../job-options';
+import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions, REFERENCE_PRUNING_NAMES } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
 import type { ModelFamily } from '../../model/model';
 
@@ -39,15 +39,30 @@ Data and model:
 Training:
   --dense-epochs N (3)  --dense-lr X (5e-4)  --epochs N: fine-pruning epochs (4)  --lr X (2e-4)
   --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)
+  --max-steps N                fine-prune for N optimizer steps (the schedule's length) instead of --epochs
+  --eval-steps N --save-steps N   also evaluate / checkpoint every N steps (both stages; epoch ends always do)
+  --logging-steps N            a step entry in log.jsonl every N steps (10)
+  transformers' names work too: --num-train-epochs, --learning-rate, --per-device-train-batch-size,
+  --max-seq-length, --output-dir, --model-name-or-path
   --resume                     continue from the latest checkpoint of --output; a checkpoint of another run
                                (seed, batch size, data, preset, model, epochs differ) is refused, naming the field
   --allow-resume-mismatch all|FIELD,...   resume anyway where these differ (seed, batchSize, epochs, maxSteps,
                                data, pruning, model)
-Pruning (the reference's arguments):
-  --preset hybrid|heads|unstructured|block:RxC (hybrid)  --lambda X (20)  --final-threshold X
-  --initial-threshold X  --mask-lr X (1e-2)  --dense-lambda X  --attention-lambda X
-  --attention-block RxC  --dense-block RxC  --regularization l1|l0|disabled
+Pruning:
+  --preset hybrid|heads|unstructured|block:RxC (hybrid)  --lambda X (20)  --mask-lr X (1e-2)
+  --attention-block RxC  --dense-block RxC
+  every nn_pruning argument under its own name, over the preset's value (two flags of one field are refused):
+  --dense-pruning-method M[:SUB] --attention-pruning-method M[:SUB]   topK, threshold, sigmoied_threshold, l0,
+                               magnitude, disabled; SUB default, 1d, 1d_alt, joint
+  --attention-block-rows N|head|full --attention-block-cols N|head|full --dense-block-rows N --dense-block-cols N
+  --attention-output-with-dense 0|1  --bias-mask 0|1  --initial-threshold X  --final-threshold X
+  --initial-warmup N  --final-warmup N (in multiples of --warmup-steps)  --regularization l1|l0|disabled
+  --regularization-final-lambda X  --attention-lambda X  --dense-lambda X  --mask-scores-learning-rate X
+  --linear-min-parameters X  --mask-scale X
+  The log's "pruning arguments" line shows every one in force.
   --teacher DIR|none (default: the dense model)  --alpha-ce X  --alpha-teacher X  --temperature X
+                               (or --distil-teacher-name-or-path, --distil-alpha-ce, --distil-alpha-teacher,
+                               --distil-temperature)
   --config FILE   a JSON object of these options in camelCase (batchSize, pruneEpochs, learningRate, preset,
                   lambda, modelConfig, device...) and the pruning fields in the reference's names or camelCase,
                   at the top level as nn_pruning writes them ({"final_threshold": 0.3, "mask_scores_learning_rate":
@@ -65,14 +80,77 @@ Data-parallel (c10d: Gloo on CPU, NCCL on CUDA builds; --batch-size is the globa
   --dist-backend gloo|nccl (gloo)  --dist-timeout S (300): a rank that dies or hangs ends all within S s
   Rank 0 alone logs, checkpoints, evaluates and reports; --resume needs the same world size.`;
 
-/** The pruning flags that set one PruningOptions field each, and their ranges (the blocks are RxC pairs). */
-const PRUNING_FLAGS: Record<string, [field: string, range: v.NumberRange]> = {
-  'final-threshold': ['finalThreshold', {}],
-  'initial-threshold': ['initialThreshold', {}],
-  'mask-lr': ['maskScoresLearningRate', { min: 0, max: 100 }],
-  'dense-lambda': ['denseLambda', { min: 0 }],
-  'attention-lambda': ['attentionLambda', { min: 0 }],
+/**
+ * Every pruning option as a flag under its name in the reference (nn_pruning's sparse args, dashed:
+ * --final-threshold, --dense-block-rows, --attention-output-with-dense 0|1, --mask-scale...), read by its
+ * type; the ranges that the pruning config checks too, so that a flag's mistake names the flag.
+ */
+const REFERENCE_FLAGS: Record<string, keyof PruningOptions> = Object.fromEntries(
+  Object.entries(REFERENCE_PRUNING_NAMES).map(([field, name]) => [name.replace(/_/g, '-'), field as keyof PruningOptions]),
+);
+const PRUNING_RANGES: Partial<Record<keyof PruningOptions, v.NumberRange>> = {
+  maskScoresLearningRate: { min: 0, max: 100 },
+  linearMinParameters: { min: 0, max: 1 },
+  regularizationFinalLambda: { min: 0 },
+  attentionLambda: { min: 0 },
+  denseLambda: { min: 0 },
+  initialWarmup: { min: 0 },
+  finalWarmup: { min: 0 },
 };
+const BLOCK_FIELDS: ReadonlyArray<keyof PruningOptions> = ['attentionBlockRows', 'attentionBlockCols', 'denseBlockRows', 'denseBlockCols'];
+
+/** One reference flag's value, by its field's type. */
+function referenceFlag(values: FlagValues, flag: string, field: keyof PruningOptions): unknown {
+  const text = values[flag];
+  if (text === undefined) return undefined;
+  if (BLOCK_FIELDS.includes(field)) return text === 'head' || text === 'full' ? text : numFlag(values, flag, { integer: true, min: 1 });
+  if (field === 'regularization') return choiceFlag(values, flag, ['disabled', 'l1', 'l0'] as const);
+  const kind = typeof DEFAULT_PRUNING[field];
+  // The reference writes its booleans as 0 / 1.
+  if (kind === 'boolean') return v.oneOf(`--${flag}`, text, ['0', '1', 'true', 'false']) === '1' || text === 'true';
+  if (kind === 'number') return numFlag(values, flag, PRUNING_RANGES[field] ?? {});
+  return v.string(`--${flag}`, text, { nonEmpty: true });
+}
+
+/** Our short spellings of pruning options (--mask-lr, --dense-lambda...) besides the reference's names. */
+const SHORT_PRUNING_FLAGS: Record<string, keyof PruningOptions> = { 'mask-lr': 'maskScoresLearningRate' };
+
+/**
+ * transformers' and nn_pruning's names of the job's other flags (run_glue's command line): the same option
+ * under its own name. Giving both spellings of one option is refused.
+ */
+const FLAG_ALIASES: Record<string, string> = {
+  'num-train-epochs': 'epochs',
+  'learning-rate': 'lr',
+  'per-device-train-batch-size': 'batch-size',
+  'max-seq-length': 'max-length',
+  'output-dir': 'output',
+  'model-name-or-path': 'model',
+  'distil-alpha-ce': 'alpha-ce',
+  'distil-alpha-teacher': 'alpha-teacher',
+  'distil-temperature': 'temperature',
+  'distil-teacher-name-or-path': 'teacher',
+};
+
+/**
+ * Reads the flags with each alias under its canonical name (`read`), and names in any message the spelling
+ * that was typed: `--learning-rate abc` is refused as --learning-rate, not as --lr.
+ */
+function withAliases<T>(values: FlagValues, read: (canonical: FlagValues) => T): T {
+  const out: FlagValues = { ...values };
+  const typed = Object.entries(FLAG_ALIASES).filter(([alias]) => values[alias] !== undefined);
+  for (const [alias, flag] of typed) {
+    if (values[flag] !== undefined) throw new UsageError(`--${alias} and --${flag} are the same option: give one`);
+    out[flag] = values[alias];
+    delete out[alias];
+  }
+  try {
+    return read(out);
+  } catch (e) {
+    if (e instanceof Error) for (const [alias, flag] of typed) e.message = e.message.replace(new RegExp(`--${flag}(?![\\w-])`, 'g'), `--${alias}`);
+    throw e;
+  }
+}
 
 /** The random model's geometry flags and the config.json field each sets. */
 const GEOMETRY_FLAGS = [['hidden', 'hidden_size'], ['layers', 'num_hidden_layers'], ['heads', 'num_attention_heads'], ['ffn', 'intermediate_size']] as const;
@@ -81,6 +159,7 @@ const GEOMETRY_FLAGS = [['hidden', 'hidden_size'], ['layers', 'num_hidden_layers
 const FLAG_OF: Record<string, string> = {
   denseLearningRate: '--dense-lr',
   pruneEpochs: '--epochs',
+  logEvery: '--logging-steps',
   learningRate: '--lr',
   pruning: 'the pruning flags',
   modelConfig: '--hidden/--layers/--heads/--ffn',
@@ -94,9 +173,9 @@ const FLAGS: FlagSpec = {
   task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str, device: str,
   hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
   'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
-  'filled-epochs': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
-  ...Object.fromEntries(Object.keys(PRUNING_FLAGS).map((k) => [k, str])),
-  'attention-block': str, 'dense-block': str, regularization: str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
+  'filled-epochs': str, 'max-steps': str, 'eval-steps': str, 'save-steps': str, 'logging-steps': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
+  ...Object.fromEntries([...Object.keys(REFERENCE_FLAGS), ...Object.keys(SHORT_PRUNING_FLAGS), ...Object.keys(FLAG_ALIASES)].map((k) => [k, str])),
+  'attention-block': str, 'dense-block': str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
   'latency-runs': str, 'skip-invalid': bool,
   nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
   'dist-backend': str, 'dist-timeout': str, ...HUB_FLAGS,
@@ -198,12 +277,20 @@ function pruningFlags(values: FlagValues, fromFile: unknown): Record<string, unk
     delete pruning[field];
     pruning[field] = x;
   };
-  for (const [flag, [field, range]] of Object.entries(PRUNING_FLAGS)) set(field, numFlag(values, flag, range));
-  set('regularization', choiceFlag(values, 'regularization', ['disabled', 'l1', 'l0'] as const));
+  // Two flags of one field (--mask-lr and --mask-scores-learning-rate, --dense-block and --dense-block-rows)
+  // would leave the winner to the order of this code: refused.
+  const by: Record<string, string> = {};
+  const fromFlag = (flag: string, field: string, x: unknown) => {
+    if (x === undefined) return;
+    if (by[field]) throw new UsageError(`--${by[field]} and --${flag} both set ${REFERENCE_PRUNING_NAMES[field as keyof PruningOptions] ?? field}: give one`);
+    by[field] = flag;
+    set(field, x);
+  };
+  for (const [flag, field] of Object.entries({ ...REFERENCE_FLAGS, ...SHORT_PRUNING_FLAGS })) fromFlag(flag, field, referenceFlag(values, flag, field));
   for (const [flag, rows, cols] of [['attention-block', 'attentionBlockRows', 'attentionBlockCols'], ['dense-block', 'denseBlockRows', 'denseBlockCols']]) {
     const rc = pairFlag(values, flag);
-    set(rows, rc?.[0]);
-    set(cols, rc?.[1]);
+    fromFlag(flag, rows, rc?.[0]);
+    fromFlag(flag, cols, rc?.[1]);
   }
   return pruning;
 }
@@ -265,6 +352,10 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     learningRate: pick(numFlag(values, 'lr', { min: 0, max: 10 }), 'learningRate'),
     batchSize: pick(intFlag(values, 'batch-size', 1), 'batchSize'),
     warmupSteps: pick(intFlag(values, 'warmup-steps', 0), 'warmupSteps'),
+    maxSteps: pick(intFlag(values, 'max-steps', 1), 'maxSteps'),
+    evalSteps: pick(intFlag(values, 'eval-steps', 1), 'evalSteps'),
+    saveSteps: pick(intFlag(values, 'save-steps', 1), 'saveSteps'),
+    logEvery: pick(intFlag(values, 'logging-steps', 1), 'logEvery'),
     seed: pick(intFlag(values, 'seed', 0), 'seed'),
     filledEpochs: pick(intFlag(values, 'filled-epochs', 0), 'filledEpochs'),
     resume: pick(values.resume as boolean | undefined, 'resume'),
@@ -320,7 +411,7 @@ export const trainCommand: Command<TrainArgs> = {
   summary: 'fine-prune end to end: data, dense training, fine-pruning, compaction, report, latency',
   help: HELP,
   flags: FLAGS,
-  args: ({ values, positionals }, argv) => trainArgs(values, positionals, argv),
+  args: ({ values, positionals }, argv) => withAliases(values, (canonical) => trainArgs(canonical, positionals, argv)),
   async run({ job, dist, rankArgv, hub }) {
     // A rank (or a process started by hand or by torchrun) joins the group that --rank/--world-size or the
     // environment name.
