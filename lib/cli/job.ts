@@ -23,6 +23,7 @@ import { ProcessGroup } from '../training/distributed';
 import { accuracy as accuracyOf, argmax, f1Binary } from '../training/metrics';
 import { Metrics, SparseTrainer } from '../training/trainer';
 import { checkFinePruneJobOptions, FinePruneJobOptions } from './job-options';
+import { countProgress, trainingProgress } from './progress';
 import { loadTaskData } from './task-data';
 
 export interface JobResult {
@@ -39,16 +40,19 @@ export interface JobResult {
   images: string[];
 }
 
-/** Accuracy (and F1 for two classes) of a classifier on a dataset. */
-export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64): Promise<Metrics> {
+/** Accuracy (and F1 for two classes) of a classifier on a dataset; `onBatch` is told the batches done of all. */
+export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64, onBatch?: (done: number, total: number) => void): Promise<Metrics> {
   const preds = new Int32Array(data.length);
+  const batches = Math.ceil(data.length / batchSize);
   let k = 0;
+  let done = 0;
   for (const b of data.batches(batchSize)) {
     const out = await model.forward(b);
     const n = out.logits.shape[1];
     const p = argmax(out.logits.data as Float32Array, n);
     for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = p[i];
     k += b.batchSize;
+    onBatch?.(++done, batches);
   }
   const m: Metrics = { accuracy: 100 * accuracyOf(preds, data.labels) };
   if (new Set(data.labels).size <= 2) m.f1 = 100 * f1Binary(preds, data.labels);
@@ -145,9 +149,17 @@ async function fineprune(
   const trainSet = new ClassificationDataset(data.train, tokenizer, { maxLength, tokenTypes });
   const evalSet = new ClassificationDataset(data.eval, tokenizer, { maxLength, tokenTypes });
   log(`[${elapsed()}] tokenized (max length ${maxLength}; ${trainSet.truncated} training examples truncated)`);
-  const evaluate = (m: BertModel) => evaluateClassifier(m, evalSet);
+  // Progress on stderr (a bar on a terminal, periodic lines otherwise), rank 0's only.
+  const evaluate = (m: BertModel) => {
+    const bar = main ? countProgress('evaluate', Math.ceil(evalSet.length / 64), 'batches') : undefined;
+    return evaluateClassifier(m, evalSet, 64, (done) => bar?.update(done)).finally(() => bar?.stop());
+  };
+  // TensorBoard event files: one run per stage, so that `tensorboard --logdir <out>/runs` shows both.
+  const runsDir = join(out, 'runs');
+  const stage = (label: string) => (main ? trainingProgress(label) : undefined);
   const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 3);
   if (denseEpochs > 0) {
+    const progress = stage('dense');
     log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}${group ? ` (${group.worldSize} processes)` : ''}, lr ${o.denseLearningRate ?? 5e-4}`);
     const r = await new SparseTrainer({
       model: dense,
@@ -162,8 +174,13 @@ async function fineprune(
       outputDir: join(out, 'checkpoints', 'dense'),
       keepCheckpoints: 1,
       distributed: group,
+      tensorboardDir: join(runsDir, 'dense'),
+      onProgress: progress?.onProgress,
+      progress: false,
       onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
-    }).train();
+    })
+      .train()
+      .finally(() => progress?.stop());
     dense = r.model;
     if (r.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; a checkpoint is in ${r.lastCheckpoint}`);
     denseMetrics = r.history[r.history.length - 1];
@@ -182,6 +199,7 @@ async function fineprune(
   const pruneEpochs = o.pruneEpochs ?? 4;
   log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneEpochs} epochs, lr ${o.learningRate ?? 2e-4}`);
   const stepsPerEpoch = Math.ceil(trainSet.length / batchSize);
+  const pruneProgress = stage('prune');
   const pr = await new SparseTrainer({
     model: student,
     pruning,
@@ -199,13 +217,18 @@ async function fineprune(
     resume: o.resume ? true : undefined,
     allowResumeMismatch: o.allowResumeMismatch,
     distributed: group,
+    tensorboardDir: join(runsDir, 'prune'),
+    onProgress: pruneProgress?.onProgress,
+    progress: false,
     onLog: (e) => {
       if (e.type === 'eval') {
         const d = e.density as Record<string, number> | undefined;
         log(`[${elapsed()}]   prune epoch ${e.epoch}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
       }
     },
-  }).train();
+  })
+    .train()
+    .finally(() => pruneProgress?.stop());
   if (pr.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; resume with --resume (checkpoint ${pr.lastCheckpoint})`);
   const pruned = pr.model;
   // No collective follows: release the group now, so that the other ranks need not wait for rank 0's report.
@@ -261,7 +284,7 @@ async function fineprune(
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
       ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),
-      `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}`,
+      `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}; curves: tensorboard --logdir ${runsDir}`,
     ].join('\n'),
   );
   for (const m of new Set([dense, student, pruned, compact, teacher].filter((x): x is BertModel => !!x))) m.dispose();

@@ -1,10 +1,10 @@
 /**
- * The hand-written protobuf writer (lib/model/onnx-protobuf.ts) against the encodings of the protobuf
+ * The hand-written protobuf writer (lib/runtime/protobuf.ts) against the encodings of the protobuf
  * documentation, and the ONNX message encoders (lib/model/onnx-messages.ts) against hand-assembled bytes.
  * No addon: the whole ONNX file is checked by onnx.test.ts, which runs it in onnxruntime.
  */
 import test from 'ava';
-import { ProtoWriter } from '../../lib/model/onnx-protobuf';
+import { ProtoWriter } from '../../lib/runtime/protobuf';
 import { attributeProto, DataType, tensorProto, valueInfoProto } from '../../lib/model/onnx-messages';
 
 const bytes = (p: ProtoWriter): number[] => Array.from(Buffer.concat(p.finish()));

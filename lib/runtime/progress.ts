@@ -1,0 +1,110 @@
+/**
+ * Progress of long work (training steps, evaluation batches, downloads, benchmark rounds) on a stream, stderr
+ * by default: on a terminal, a bar redrawn in place by cli-progress with the rate and the ETA; otherwise (a log
+ * file, CI) one plain line every `intervalMs` and one at the end, so that a log shows how far a run got and at
+ * what pace without a screenful of carriage returns.
+ */
+import { SingleBar } from 'cli-progress';
+
+/** A stream with the one property that decides how progress is shown. */
+export type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean };
+
+export interface ProgressOptions {
+  /** What is measured, first on the line: "train", "evaluate", a file name. */
+  label: string;
+  /** Units of work in all (steps, batches, bytes...). */
+  total: number;
+  /** The unit's name as printed ("steps", "MB"). */
+  unit: string;
+  /** Where to draw (default process.stderr). */
+  stream?: ProgressStream;
+  /** Raw units per printed unit (1e6 to count bytes in MB; default 1). */
+  scale?: number;
+  /** Not a terminal: the least time between two lines (default 10 s). */
+  intervalMs?: number;
+}
+
+/** 75 -> "1m15s", 4000 -> "1h06m", as a human reads an ETA. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+function figure(x: number): string {
+  return Number.isInteger(x) ? String(x) : x.toFixed(x >= 100 ? 0 : 1);
+}
+
+export class ProgressDisplay {
+  private readonly stream: ProgressStream;
+  private readonly scale: number;
+  private readonly interval: number;
+  private readonly started = Date.now();
+  /** Units already done when the display began (a resumed run): the rate counts this session's work only. */
+  private first?: number;
+  private bar?: SingleBar;
+  // Not a terminal: the first line after one interval, so that short work prints its final line only.
+  private lastLine = Date.now();
+  private done = 0;
+  private info = '';
+  private stopped = false;
+
+  constructor(private readonly o: ProgressOptions) {
+    this.stream = o.stream ?? process.stderr;
+    this.scale = o.scale ?? 1;
+    this.interval = o.intervalMs ?? 10_000;
+    if (this.stream.isTTY) {
+      // cli-progress draws the bar and computes its ETA; rate and figures are ours (payload), in the unit given.
+      this.bar = new SingleBar({
+        stream: this.stream,
+        format: `${o.label} [{bar}] {percentage}% | {now}/{all} ${o.unit} | {rate} ${o.unit}/s | ETA {eta_formatted}{info}`,
+        barsize: 24,
+        etaBuffer: 20,
+        fps: 10,
+      });
+      this.bar.start(o.total, 0, this.payload());
+    }
+  }
+
+  /** Units per second over this display's life. */
+  get rate(): number {
+    const sec = (Date.now() - this.started) / 1000;
+    return sec > 0 ? (this.done - (this.first ?? this.done)) / this.scale / sec : 0;
+  }
+
+  private payload(): Record<string, string> {
+    return { now: figure(this.done / this.scale), all: figure(this.o.total / this.scale), rate: this.rate.toFixed(2), info: this.info ? ` | ${this.info}` : '' };
+  }
+
+  /** `done` units of `total` so far, and what else to show after them (e.g. "loss 0.4312"). */
+  update(done: number, info = ''): void {
+    if (this.stopped) return;
+    this.first ??= done;
+    this.done = done;
+    this.info = info;
+    const end = done >= this.o.total;
+    if (this.bar) {
+      this.bar.update(done, this.payload());
+      if (end) this.stop();
+      return;
+    }
+    const now = Date.now();
+    if (!end && now - this.lastLine < this.interval) return;
+    this.lastLine = now;
+    const rate = this.rate;
+    const eta = rate > 0 ? (this.o.total - done) / this.scale / rate : NaN;
+    const pct = this.o.total > 0 ? Math.floor((100 * done) / this.o.total) : 100;
+    const p = this.payload();
+    this.stream.write(`${this.o.label} ${p.now}/${p.all} ${this.o.unit} (${pct}%), ${p.rate} ${this.o.unit}/s, ${end ? `took ${formatDuration((now - this.started) / 1000)}` : `ETA ${formatDuration(eta)}`}${p.info.replace(' |', ',')}\n`);
+    if (end) this.stopped = true;
+  }
+
+  /** Ends the display (the bar's line is kept); safe to call more than once, and needed when work stops early. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.bar?.stop();
+  }
+}
