@@ -33,8 +33,10 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** A count or a rate as printed: whole, one decimal, or two significant digits below 1 (0.076 MB). */
 function figure(x: number): string {
-  return Number.isInteger(x) ? String(x) : x.toFixed(x >= 100 ? 0 : 1);
+  if (Number.isInteger(x) || x >= 100) return x.toFixed(0);
+  return x >= 1 ? x.toFixed(1) : x.toPrecision(2);
 }
 
 export class ProgressDisplay {
@@ -75,7 +77,7 @@ export class ProgressDisplay {
   }
 
   private payload(): Record<string, string> {
-    return { now: figure(this.done / this.scale), all: figure(this.o.total / this.scale), rate: this.rate.toFixed(2), info: this.info ? ` | ${this.info}` : '' };
+    return { now: figure(this.done / this.scale), all: figure(this.o.total / this.scale), rate: figure(this.rate), info: this.info ? ` | ${this.info}` : '' };
   }
 
   /** `done` units of `total` so far, and what else to show after them (e.g. "loss 0.4312"). */
