@@ -14,6 +14,7 @@ import { configForFamily } from '../model/family-config';
 import { PruningConfig } from '../pruning/config';
 import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
+import { clearProgress } from '../runtime/progress';
 import { BlockpruneError } from '../runtime/errors';
 import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
 import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
@@ -73,7 +74,9 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   if (o.model !== undefined) o = { ...o, model: await resolveModel(o.model, {}, 'options.model') };
   const group = o.distributed;
   const main = !group || group.isMain;
-  const log = main ? (o.log ?? ((l: string) => console.log(l))) : () => {};
+  const print = o.log ?? ((l: string) => console.log(l));
+  // A line logged while a progress bar is drawn on the terminal clears the bar first (it comes back below).
+  const log = main ? (l: string) => (clearProgress(), print(l)) : () => {};
   const out = resolve(o.output);
   // Rank 0 writes the output folder; the other ranks save their intermediate models in a folder of their own.
   const work = main ? out : mkdtempSync(join(tmpdir(), `blockprune-rank${group!.rank}-`));

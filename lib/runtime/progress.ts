@@ -39,6 +39,17 @@ function figure(x: number): string {
   return x >= 1 ? x.toFixed(1) : x.toPrecision(2);
 }
 
+/** The display whose bar is on each terminal now: one bar at a time, so nested work (an evaluation inside training) does not fight over the line. */
+const shown = new Map<ProgressStream, ProgressDisplay>();
+
+/**
+ * Clears the bar drawn on `stream` (default stderr), so that a line printed next is not mixed into it; the bar
+ * comes back at its next update. What a program calls before it logs a line to the same terminal.
+ */
+export function clearProgress(stream: ProgressStream = process.stderr): void {
+  shown.get(stream)?.hide();
+}
+
 export class ProgressDisplay {
   private readonly stream: ProgressStream;
   private readonly scale: number;
@@ -57,17 +68,6 @@ export class ProgressDisplay {
     this.stream = o.stream ?? process.stderr;
     this.scale = o.scale ?? 1;
     this.interval = o.intervalMs ?? 10_000;
-    if (this.stream.isTTY) {
-      // cli-progress draws the bar and computes its ETA; rate and figures are ours (payload), in the unit given.
-      this.bar = new SingleBar({
-        stream: this.stream,
-        format: `${o.label} [{bar}] {percentage}% | {now}/{all} ${o.unit} | {rate} ${o.unit}/s | ETA {eta_formatted}{info}`,
-        barsize: 24,
-        etaBuffer: 20,
-        fps: 10,
-      });
-      this.bar.start(o.total, 0, this.payload());
-    }
   }
 
   /** Units per second over this display's life. */
@@ -77,7 +77,9 @@ export class ProgressDisplay {
   }
 
   private payload(): Record<string, string> {
-    return { now: figure(this.done / this.scale), all: figure(this.o.total / this.scale), rate: figure(this.rate), info: this.info ? ` | ${this.info}` : '' };
+    const rate = this.rate;
+    const eta = formatDuration(rate > 0 ? (this.o.total - this.done) / this.scale / rate : NaN);
+    return { now: figure(this.done / this.scale), all: figure(this.o.total / this.scale), rate: figure(rate), left: eta, info: this.info ? ` | ${this.info}` : '' };
   }
 
   /** `done` units of `total` so far, and what else to show after them (e.g. "loss 0.4312"). */
@@ -87,26 +89,57 @@ export class ProgressDisplay {
     this.done = done;
     this.info = info;
     const end = done >= this.o.total;
-    if (this.bar) {
-      this.bar.update(done, this.payload());
-      if (end) this.stop();
-      return;
-    }
+    if (this.stream.isTTY && !end) return this.draw();
     const now = Date.now();
     if (!end && now - this.lastLine < this.interval) return;
     this.lastLine = now;
-    const rate = this.rate;
-    const eta = rate > 0 ? (this.o.total - done) / this.scale / rate : NaN;
-    const pct = this.o.total > 0 ? Math.floor((100 * done) / this.o.total) : 100;
-    const p = this.payload();
-    this.stream.write(`${this.o.label} ${p.now}/${p.all} ${this.o.unit} (${pct}%), ${p.rate} ${this.o.unit}/s, ${end ? `took ${formatDuration((now - this.started) / 1000)}` : `ETA ${formatDuration(eta)}`}${p.info.replace(' |', ',')}\n`);
-    if (end) this.stopped = true;
+    if (end) this.stop();
+    else this.line(now);
   }
 
-  /** Ends the display (the bar's line is kept); safe to call more than once, and needed when work stops early. */
+  /** Ends the display; safe to call more than once, and needed when work stops early. Its last figures stay as one line. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.bar?.stop();
+    const drawn = this.bar !== undefined || !this.stream.isTTY;
+    this.hide();
+    // A terminal keeps the finished work as a plain line; a log got its periodic lines and gets the last one.
+    if (drawn || this.done >= this.o.total) this.line(Date.now());
+  }
+
+  /** One plain line: figures, percentage, rate, and the ETA (or, done, the time taken). */
+  private line(now: number): void {
+    const end = this.done >= this.o.total;
+    const pct = this.o.total > 0 ? Math.floor((100 * this.done) / this.o.total) : 100;
+    const p = this.payload();
+    this.stream.write(`${this.o.label} ${p.now}/${p.all} ${this.o.unit} (${pct}%), ${p.rate} ${this.o.unit}/s, ${end ? `took ${formatDuration((now - this.started) / 1000)}` : `ETA ${p.left}`}${p.info.replace(' |', ',')}\n`);
+  }
+
+  /** The bar on a terminal: cli-progress draws it; the figures, the rate and the ETA are ours (payload), as on the plain lines. */
+  private draw(): void {
+    if (!this.bar) {
+      const other = shown.get(this.stream);
+      if (other && other !== this) other.hide();
+      this.bar = new SingleBar({
+        stream: this.stream,
+        format: `${this.o.label} [{bar}] {percentage}% | {now}/{all} ${this.o.unit} | {rate} ${this.o.unit}/s | ETA {left}{info}`,
+        barsize: 24,
+        fps: 10,
+        // Hidden (another bar, a log line) or done, the bar's line is cleared: done, our plain line replaces it.
+        clearOnComplete: true,
+      });
+      this.bar.start(this.o.total, this.done, this.payload());
+      shown.set(this.stream, this);
+      return;
+    }
+    this.bar.update(this.done, this.payload());
+  }
+
+  /** Clears the bar's line (it is drawn again at the next update). */
+  hide(): void {
+    if (!this.bar) return;
+    this.bar.stop();
+    this.bar = undefined;
+    if (shown.get(this.stream) === this) shown.delete(this.stream);
   }
 }

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { Writable } from 'node:stream';
 import { countProgress, downloadProgress, trainingProgress } from '../../lib/cli/progress';
-import { formatDuration, ProgressDisplay } from '../../lib/runtime/progress';
+import { clearProgress, formatDuration, ProgressDisplay } from '../../lib/runtime/progress';
 
 /** A stream that keeps what is written; `isTTY` as asked. */
 function sink(isTTY: boolean): Writable & { isTTY: boolean; columns: number; text(): string } {
@@ -58,14 +58,39 @@ test('the rate counts from the first update (a resumed run) and the ETA follows 
   p.stop();
 });
 
-test('on a terminal: a cli-progress bar with percentage, figures, rate and ETA, redrawn in place', (t) => {
+test('on a terminal: a cli-progress bar with percentage, figures, rate and ETA; done, one plain line replaces it', (t) => {
   const s = sink(true);
   const p = countProgress('evaluate', 4, 'batches', s);
   for (let i = 1; i <= 4; i++) p.update(i);
   p.stop();
   const text = s.text();
-  t.regex(text, /evaluate \[[^\]]+\] 100% \| 4\/4 batches \| [\d.]+ batches\/s \| ETA \d+s/, JSON.stringify(text));
-  t.true(/\r|\x1b\[/.test(text), 'redrawn with cursor moves');
+  t.regex(text, /evaluate \[[^\]]+\] \d+% \| [123]\/4 batches \| [\d.]+ batches\/s \| ETA \d+s/, JSON.stringify(text));
+  t.true(/\x1b\[/.test(text), 'redrawn with cursor moves');
+  t.regex(text, /evaluate 4\/4 batches \(100%\), [\d.]+ batches\/s, took \d+s\n$/, JSON.stringify(text));
+});
+
+test('on a terminal, one bar at a time: nested work hides the outer bar, a logged line clears it, each comes back at its update', async (t) => {
+  const s = sink(true);
+  const train = new ProgressDisplay({ label: 'train', total: 10, unit: 'steps', stream: s });
+  train.update(1);
+  const evaluate = new ProgressDisplay({ label: 'evaluate', total: 2, unit: 'batches', stream: s });
+  const mark = s.text().length;
+  evaluate.update(1);
+  await sleep(250); // cli-progress redraws 10 times a second
+  const during = s.text().slice(mark);
+  // The evaluation's bar is drawn; the training bar was stopped (its line cleared), so its timer draws no more.
+  t.regex(during, /evaluate \[/);
+  t.false(during.includes('train ['), JSON.stringify(during));
+  evaluate.update(2);
+  clearProgress(s); // nothing shown now: a no-op
+  train.update(2);
+  const again = s.text().length;
+  clearProgress(s);
+  t.regex(s.text().slice(again), /\x1b\[/, 'the line is cleared');
+  train.update(3);
+  t.regex(s.text().slice(again), /train \[[^\]]+\] \d+% \| 3\/10 steps/);
+  train.stop(); // stopped early: the last figures stay as a line
+  t.regex(s.text(), /train 3\/10 steps \(30%\), [\d.]+ steps\/s, ETA [^\n]+\n$/);
 });
 
 test('downloads: one display per file in MB; without a terminal, each finished file says its size', (t) => {
