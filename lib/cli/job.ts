@@ -15,6 +15,7 @@ import { configForFamily } from '../model/family-config';
 import { PruningConfig, type PruningOptions } from '../pruning/config';
 import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport, writeMaskImages } from '../report/report';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
+import { clearProgress } from '../runtime/progress';
 import { BlockpruneError } from '../runtime/errors';
 import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
 import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
@@ -24,6 +25,7 @@ import { ProcessGroup } from '../training/distributed';
 import { accuracy as accuracyOf, argmax, f1Binary, squadMetrics, type SquadMetrics } from '../training/metrics';
 import { LogEntry, Metrics, SparseTrainer } from '../training/trainer';
 import { checkFinePruneJobOptions, FinePruneJobOptions, REFERENCE_PRUNING_NAMES } from './job-options';
+import { countProgress, trainingProgress } from './progress';
 import { loadTaskData } from './task-data';
 
 export interface JobResult {
@@ -43,17 +45,26 @@ export interface JobResult {
 /**
  * Accuracy (and F1 of class 1 for two classes) of a classifier on a dataset, in percent. `labelMap[k]` is the
  * dataset's class of the model's class k, for a model whose id2label orders the task's labels otherwise
- * (default: the same order).
+ * (default: the same order). `onBatch` is told the batches done of all.
  */
-export async function evaluateClassifier(model: BertModel, data: ClassificationDataset, batchSize = 64, labelMap?: ArrayLike<number>): Promise<Metrics> {
+export async function evaluateClassifier(
+  model: BertModel,
+  data: ClassificationDataset,
+  batchSize = 64,
+  labelMap?: ArrayLike<number>,
+  onBatch?: (done: number, total: number) => void,
+): Promise<Metrics> {
   const preds = new Int32Array(data.length);
+  const batches = Math.ceil(data.length / batchSize);
   let k = 0;
+  let done = 0;
   for (const b of data.batches(batchSize)) {
     const out = await model.forward(b);
     const n = out.logits.shape[1];
     const p = argmax(out.logits.data as Float32Array, n);
     for (let i = 0; i < p.length; i++) preds[b.indices ? b.indices[i] : k + i] = labelMap ? labelMap[p[i]] : p[i];
     k += b.batchSize;
+    onBatch?.(++done, batches);
   }
   const m: Metrics = { accuracy: 100 * accuracyOf(preds, data.labels) };
   if (new Set(data.labels).size <= 2) m.f1 = 100 * f1Binary(preds, data.labels);
@@ -95,7 +106,9 @@ export async function runFinePruneJob(o: FinePruneJobOptions): Promise<JobResult
   if (o.model !== undefined) o = { ...o, model: await resolveModel(o.model, {}, 'options.model') };
   const group = o.distributed;
   const main = !group || group.isMain;
-  const log = main ? (o.log ?? ((l: string) => console.log(l))) : () => {};
+  const print = o.log ?? ((l: string) => console.log(l));
+  // A line logged while a progress bar is drawn on the terminal clears the bar first (it comes back below).
+  const log = main ? (l: string) => (clearProgress(), print(l)) : () => {};
   const out = resolve(o.output);
   // Rank 0 writes the output folder; the other ranks save their intermediate models in a folder of their own.
   const work = main ? out : mkdtempSync(join(tmpdir(), `blockprune-rank${group!.rank}-`));
@@ -173,9 +186,17 @@ async function fineprune(
   const trainSet = new ClassificationDataset(data.train, tokenizer, { maxLength, tokenTypes });
   const evalSet = new ClassificationDataset(data.eval, tokenizer, { maxLength, tokenTypes });
   log(`[${elapsed()}] tokenized (max length ${maxLength}; ${trainSet.truncated} training examples truncated)`);
-  const evaluate = (m: BertModel) => evaluateClassifier(m, evalSet);
+  // Progress on stderr (a bar on a terminal, periodic lines otherwise), rank 0's only.
+  const evaluate = (m: BertModel) => {
+    const bar = main ? countProgress('evaluate', Math.ceil(evalSet.length / 64), 'batches') : undefined;
+    return evaluateClassifier(m, evalSet, 64, undefined, (done) => bar?.update(done)).finally(() => bar?.stop());
+  };
+  // TensorBoard event files: one run per stage, so that `tensorboard --logdir <out>/runs` shows both.
+  const runsDir = join(out, 'runs');
+  const stage = (label: string) => (main ? trainingProgress(label) : undefined);
   const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 3);
   if (denseEpochs > 0) {
+    const progress = stage('dense');
     log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}${group ? ` (${group.worldSize} processes)` : ''}, lr ${o.denseLearningRate ?? 5e-4}`);
     const r = await new SparseTrainer({
       model: dense,
@@ -193,8 +214,13 @@ async function fineprune(
       saveSteps: o.saveSteps,
       logEvery: o.logEvery,
       distributed: group,
+      tensorboardDir: join(runsDir, 'dense'),
+      onProgress: progress?.onProgress,
+      progress: false,
       onLog: (e) => e.type === 'eval' && log(`[${elapsed()}]   dense ${at(e)}: accuracy ${(e.accuracy as number).toFixed(2)}%`),
-    }).train();
+    })
+      .train()
+      .finally(() => progress?.stop());
     dense = r.model;
     if (r.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; a checkpoint is in ${r.lastCheckpoint}`);
     denseMetrics = r.history[r.history.length - 1];
@@ -218,6 +244,7 @@ async function fineprune(
   log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir} at temperature ${o.temperature ?? 2}, alpha_ce ${o.alphaCe ?? 0.5}, alpha_teacher ${o.alphaTeacher ?? 0.5}` : ''}): ${o.maxSteps ? `${pruneSteps} steps (--max-steps)` : `${pruneEpochs} epochs (${pruneSteps} steps)`}, lr ${o.learningRate ?? 2e-4}, warm-up ${warmupSteps} steps${every.length ? `, ${every.join(' and ')} steps` : ''}`);
   // Every pruning argument in force, in the reference's names: what a flag or a --config field changed shows here.
   log(`  pruning arguments: ${Object.entries(pruning.options).map(([k, x]) => `${REFERENCE_PRUNING_NAMES[k as keyof PruningOptions] ?? k}=${x}`).join(' ')}`);
+  const pruneProgress = stage('prune');
   const pr = await new SparseTrainer({
     model: student,
     pruning,
@@ -239,13 +266,18 @@ async function fineprune(
     resume: o.resume ? true : undefined,
     allowResumeMismatch: o.allowResumeMismatch,
     distributed: group,
+    tensorboardDir: join(runsDir, 'prune'),
+    onProgress: pruneProgress?.onProgress,
+    progress: false,
     onLog: (e) => {
       if (e.type === 'eval') {
         const d = e.density as Record<string, number> | undefined;
         log(`[${elapsed()}]   prune ${at(e)}: accuracy ${(e.accuracy as number).toFixed(2)}%` + (d ? `, density of the masks: ${Object.entries(d).map(([k, v]) => `${k === 'dense' ? 'FFN' : k} ${(100 * v).toFixed(1)}%`).join(', ')}` : ''));
       }
     },
-  }).train();
+  })
+    .train()
+    .finally(() => pruneProgress?.stop());
   if (pr.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; resume with --resume (checkpoint ${pr.lastCheckpoint})`);
   const pruned = pr.model;
   // No collective follows: release the group now, so that the other ranks need not wait for rank 0's report.
@@ -301,7 +333,7 @@ async function fineprune(
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
       ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),
-      `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}`,
+      `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}; curves: tensorboard --logdir ${runsDir}`,
     ].join('\n'),
   );
   for (const m of new Set([dense, student, pruned, compact, teacher].filter((x): x is BertModel => !!x))) m.dispose();

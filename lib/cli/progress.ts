@@ -1,29 +1,40 @@
 /**
- * Download progress on stderr for the commands that read a model by hub id: a bar redrawn in place when
- * stderr is a terminal, one line per finished file otherwise (logs and CI stay readable).
+ * The commands' progress on stderr (runtime/progress.ts draws it: a bar with rate and ETA on a terminal, a
+ * plain line every few seconds otherwise): downloads by hub id, the job's training stages through
+ * SparseTrainer's onProgress hook, evaluations batch by batch, benchmark rounds.
  */
 import type { DownloadProgress } from '../hub/hub';
+import { ProgressDisplay, type ProgressStream } from '../runtime/progress';
+import type { TrainProgress } from '../training/trainer';
 
-function mb(n: number): string {
-  return `${(n / 1e6).toFixed(1)} MB`;
+/** An onProgress callback for downloads: one display per file, in MB. */
+export function downloadProgress(stream: ProgressStream = process.stderr): (p: DownloadProgress) => void {
+  let current: { key: string; display: ProgressDisplay } | undefined;
+  return (p) => {
+    const key = `${p.id}/${p.file}`;
+    if (current?.key !== key) {
+      current?.display.stop();
+      current = { key, display: new ProgressDisplay({ label: `${p.id} ${p.file}`, total: p.total, unit: 'MB', scale: 1e6, stream }) };
+    }
+    current.display.update(p.bytes);
+  };
 }
 
-/** An onProgress callback that draws on `stream` (stderr by default). */
-export function downloadProgress(stream: NodeJS.WriteStream = process.stderr): (p: DownloadProgress) => void {
-  let lastDraw = 0;
-  return (p) => {
-    const done = p.bytes >= p.total;
-    if (!stream.isTTY) {
-      if (done) stream.write(`downloaded ${p.id} ${p.file} (${mb(p.total)})\n`);
-      return;
-    }
-    // Redrawn at most 10 times a second, and once at the end of each file.
-    const now = Date.now();
-    if (!done && now - lastDraw < 100) return;
-    lastDraw = now;
-    const width = 24;
-    const frac = p.total > 0 ? Math.min(1, p.bytes / p.total) : 1;
-    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
-    stream.write(`\r\x1b[K${p.id} ${p.file} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(p.bytes)} / ${mb(p.total)}${done ? '\n' : ''}`);
+/** SparseTrainer's onProgress for one stage of the job ("dense", "prune"): loss, threshold and densities after the figures. */
+export function trainingProgress(label: string, stream: ProgressStream = process.stderr): { onProgress: (p: TrainProgress) => void; stop: () => void } {
+  let display: ProgressDisplay | undefined;
+  return {
+    onProgress(p) {
+      display ??= new ProgressDisplay({ label, total: p.totalSteps, unit: 'steps', stream });
+      const d = Object.entries(p.density ?? {}).map(([k, x]) => `${k === 'dense' ? 'FFN' : k} ${(100 * x).toFixed(1)}%`);
+      display.update(p.step, [`epoch ${p.epoch.toFixed(2)}`, `loss ${p.loss.toFixed(4)}`, ...(p.threshold !== undefined ? [`threshold ${p.threshold.toFixed(4)}`] : []), ...d].join(' '));
+    },
+    // An interrupted or failed stage ends before its last step: the bar is closed all the same.
+    stop: () => display?.stop(),
   };
+}
+
+/** A display of `total` units of `label` (evaluation batches, benchmark rounds). */
+export function countProgress(label: string, total: number, unit: string, stream: ProgressStream = process.stderr): ProgressDisplay {
+  return new ProgressDisplay({ label, total, unit, stream });
 }

@@ -2,7 +2,7 @@
  * GraphBuilder: an ONNX graph as it is built, node by node in topological order, with unique names, the
  * weights as initializers and small int64 / float constants shared between the nodes that use them.
  */
-import type { ProtoWriter } from './onnx-protobuf';
+import type { ProtoWriter } from '../runtime/protobuf';
 import { AttrValue, nodeProto, tensorProto } from './onnx-messages';
 
 export class GraphBuilder {

@@ -3,7 +3,7 @@
  * (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto3), and one encoder per message.
  */
 import { endianness } from 'node:os';
-import { ProtoWriter } from './onnx-protobuf';
+import { ProtoWriter } from '../runtime/protobuf';
 
 /** ModelProto: the file. */
 export const ModelProto = { irVersion: 1, producerName: 2, producerVersion: 3, domain: 4, modelVersion: 5, docString: 6, graph: 7, opsetImport: 8, metadataProps: 14 } as const;

@@ -1,7 +1,7 @@
 /**
  * exportOnnx: a BertModel (dense, head-pruned or compacted with per-layer sizes) as an ONNX file, with no
  * dependency. The graph reproduces the native forward (HF transformers 4.x BERT in eval mode), built one HF
- * module at a time (onnx-bert.ts) and written with our protobuf writer (onnx-messages.ts, onnx-protobuf.ts):
+ * module at a time (onnx-bert.ts) and written with our protobuf writer (onnx-messages.ts, runtime/protobuf.ts):
  *
  *   embeddings  LayerNorm(word[ids] + token_type[types] + position[0..S)), by family (no token types in
  *               DistilBERT; RoBERTa's positions from input_ids)

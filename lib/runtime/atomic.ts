@@ -228,11 +228,11 @@ export function copyFileAtomicSync(src: string, dst: string): void {
 }
 
 /**
- * Appends `text` to `path` (created when missing) and fsyncs it. A failed append (a full disk) is thrown,
- * and the part of `text` already written is cut off again, so the file still ends where it did: earlier
+ * Appends `text` (or bytes) to `path` (created when missing) and fsyncs it. A failed append (a full disk) is thrown,
+ * and the part of it already written is cut off again, so the file still ends where it did: earlier
  * lines are never corrupted and the next append does not continue a half line.
  */
-export function appendDurableSync(path: string, text: string): void {
+export function appendDurableSync(path: string, text: FileData): void {
   const target = resolve(path);
   const created = !existsSync(target);
   let fd: number | undefined;

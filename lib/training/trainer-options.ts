@@ -91,8 +91,18 @@ export interface SparseTrainerOptions {
   logFile?: string;
   /** Log every N steps (default 10). */
   logEvery?: number;
-  /** Progress line on stderr when it is a terminal (default: process.stderr.isTTY). */
+  /**
+   * A progress bar with rate and ETA on stderr (rank 0; plain periodic lines when stderr is no terminal).
+   * Default: on when stderr is a terminal and no `onProgress` is given.
+   */
   progress?: boolean;
+  /** Called after every optimizer step with the step, the schedule's length, the loss and the rate (on every rank). */
+  onProgress?: (progress: TrainProgress) => void;
+  /**
+   * Also write the log as TensorBoard event files in this folder (rank 0): `tensorboard --logdir` plots
+   * train/loss, train/lambda, train/threshold, train/density/*, eval/accuracy... (transformers' `logging_dir`).
+   */
+  tensorboardDir?: string;
   /** Extra stage after pruning: see FilledOptions. */
   filled?: FilledOptions;
   /** Write a checkpoint and stop on SIGINT (default true). */
@@ -106,6 +116,24 @@ export interface SparseTrainerOptions {
   distributed?: ProcessGroup;
   /** Data-parallel: how long the other ranks wait for rank 0's evaluation (default 6 hours). */
   evaluationTimeoutMs?: number;
+}
+
+/** What `onProgress` gets after each optimizer step. */
+export interface TrainProgress {
+  /** Optimizer steps done. */
+  step: number;
+  /** Steps of the whole run (maxSteps, or epochs x steps per epoch). */
+  totalSteps: number;
+  /** Epochs done, fractional (as log entries say it). */
+  epoch: number;
+  /** This step's loss (the combined one: task, distillation, regularization). */
+  loss: number;
+  /** Steps per second since this run (or its resume) began. */
+  rate: number;
+  /** The pruning schedule's threshold at this step (when pruning). */
+  threshold?: number;
+  /** The masks' density per group at this step (when pruning). */
+  density?: Record<string, number>;
 }
 
 export interface LogEntry {
@@ -138,12 +166,13 @@ const HF_TRAINER_NAMES: Record<string, string> = {
   save_total_limit: 'keepCheckpoints',
   logging_steps: 'logEvery',
   resume_from_checkpoint: 'resume',
+  logging_dir: 'tensorboardDir',
 };
 
 const TRAINER_OPTIONS: ReadonlyArray<keyof SparseTrainerOptions> = [
   'model', 'pruning', 'train', 'evaluate', 'epochs', 'maxSteps', 'batchSize', 'learningRate', 'weightDecay', 'warmupSteps',
   'maxGradNorm', 'distillation', 'seed', 'outputDir', 'saveSteps', 'checkpointEvery', 'evalSteps', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
-  'logFile', 'logEvery', 'progress', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
+  'logFile', 'logEvery', 'progress', 'onProgress', 'tensorboardDir', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
 ];
 
 /**
@@ -163,6 +192,7 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
   if (o.pruning !== undefined) v.instance('options.pruning', o.pruning, PruningConfig, 'a PruningConfig');
   if (o.evaluate !== undefined) v.func('options.evaluate', o.evaluate);
   if (o.onLog !== undefined) v.func('options.onLog', o.onLog);
+  if (o.onProgress !== undefined) v.func('options.onProgress', o.onProgress);
   const int = (name: keyof SparseTrainerOptions, min: number) => o[name] !== undefined && v.integer(`options.${name}`, o[name], { min });
   int('epochs', 0);
   int('maxSteps', 1);
@@ -212,5 +242,9 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
   if (o.logFile !== undefined) {
     if (writes) v.writableFile('options.logFile', o.logFile);
     else v.string('options.logFile', o.logFile, { nonEmpty: true });
+  }
+  if (o.tensorboardDir !== undefined) {
+    if (writes) v.writableDirectory('options.tensorboardDir', o.tensorboardDir);
+    else v.string('options.tensorboardDir', o.tensorboardDir, { nonEmpty: true });
   }
 }

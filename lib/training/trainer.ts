@@ -23,19 +23,21 @@ import { appendDurableSync, ensureDir } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
 import { BertModel, ForwardBatch } from '../model/model';
 import { native } from '../runtime/native';
+import { ProgressDisplay } from '../runtime/progress';
 import '../pruning/model-pruning'; // model.patch(), setThreshold(), compact(), fillZeros(), regularization()
 import { shardBatch } from './distributed';
 import './model-training'; // model.trainStep(), loadTrainingState()
 import type { TrainStepResult } from './model-training';
 import { TrainerState, writeCheckpoint, latestCheckpoint, readCheckpointState } from './checkpoint';
 import { checkResume, RunFingerprint } from './run-fingerprint';
-import { checkTrainerOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions } from './trainer-options';
+import { logEntryScalars, TensorBoardWriter } from './tensorboard';
+import { checkTrainerOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions, TrainProgress } from './trainer-options';
 import { dataFingerprint } from './train-data';
 
 export { latestCheckpoint, readCheckpointState } from './checkpoint';
 export { checkAllowResumeMismatch, RUN_FIELDS } from './run-fingerprint';
 export type { RunField, RunFingerprint } from './run-fingerprint';
-export type { DistillationOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions } from './trainer-options';
+export type { DistillationOptions, FilledOptions, LogEntry, Metrics, SparseTrainerOptions, TrainProgress } from './trainer-options';
 export type { TrainData } from './train-data';
 
 export interface TrainResult {
@@ -62,6 +64,8 @@ export class SparseTrainer {
   private stopRequested = false;
   /** This run's fingerprint, written into each checkpoint. */
   private fingerprint?: RunFingerprint;
+  /** This run's TensorBoard events file (rank 0, with tensorboardDir). */
+  private events?: TensorBoardWriter;
 
   constructor(options: SparseTrainerOptions) {
     checkTrainerOptions(options);
@@ -84,6 +88,7 @@ export class SparseTrainer {
     // Durable, and a failed append is thrown (a full disk stops the run with E_NO_SPACE) with the file cut
     // back to its last complete line.
     if (this.options.logFile) appendDurableSync(this.options.logFile, JSON.stringify(entry) + '\n');
+    this.events?.scalars(entry.step, logEntryScalars(entry));
     this.options.onLog?.(entry);
   }
 
@@ -113,6 +118,7 @@ export class SparseTrainer {
     const group = o.distributed;
     const worldSize = group?.worldSize ?? 1;
     if (o.logFile && this.rank === 0) ensureDir(resolve(o.logFile, '..'));
+    if (o.tensorboardDir && this.rank === 0) this.events = new TensorBoardWriter(resolve(o.tensorboardDir));
     if (group) {
       // Every rank must run the same schedule on the same data: compare what decides it before any step.
       const plan = { length: o.train.length, batchSize, totalSteps, seed, epochs, warmup, lr, pruning: pruning?.options ?? null, teacher: !!o.distillation };
@@ -176,8 +182,11 @@ export class SparseTrainer {
     };
     const handleSigint = o.handleSigint ?? true;
     if (handleSigint) process.on('SIGINT', onSigint);
-    const progress = o.progress ?? !!process.stderr.isTTY;
     const started = Date.now();
+    const firstStep = step;
+    // The bar is rank 0's (the others' would draw the same steps over it).
+    const bar = (o.progress ?? (!o.onProgress && !!process.stderr.isTTY)) && this.rank === 0 ? new ProgressDisplay({ label: 'train', total: totalSteps, unit: 'steps' }) : undefined;
+    if (bar && step > 0) bar.update(step);
     let interrupted = false;
     try {
       const po = pruning?.options;
@@ -230,11 +239,8 @@ export class SparseTrainer {
               elapsedSec: (Date.now() - started) / 1000,
             };
             this.log(entry);
-            if (progress) {
-              const d = Object.entries(groups).map(([k, g]) => `${k} ${(100 * g.density).toFixed(1)}%`).join(' ');
-              process.stderr.write(`\r[${step}/${totalSteps}] epoch ${epochsDone(step).toFixed(2)} loss ${r.loss.toFixed(4)}${sched ? ` t ${sched.threshold.toFixed(4)}` : ''} ${d}   `);
-            }
           }
+          this.progress(bar, r, { step, totalSteps, epoch: epochsDone(step), loss: r.loss, rate: (step - firstStep) / Math.max(1e-3, (Date.now() - started) / 1000), threshold: sched?.threshold });
           // Within an epoch: its end evaluates and checkpoints below (as does the last step, which ends the loop).
           const inside = batchInEpoch < stepsPerEpoch && step < totalSteps;
           if (o.evalSteps && step % o.evalSteps === 0 && inside) {
@@ -251,7 +257,6 @@ export class SparseTrainer {
           if (step >= totalSteps) break;
         }
         if (interrupted) break;
-        if (progress) process.stderr.write('\n');
         const metrics = await this.evaluateNow(epochsDone(step), step);
         if (metrics) history.push({ epoch: epochsDone(step), step, ...metrics });
         epoch++;
@@ -260,12 +265,23 @@ export class SparseTrainer {
       }
       if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
     } finally {
+      bar?.stop();
       if (handleSigint) process.removeListener('SIGINT', onSigint);
     }
     if (pruning && !interrupted) await this.model.setThreshold(pruning.options.finalThreshold);
     let model = this.model;
     if (o.filled && !interrupted) model = await this.filledStage(o.filled, history, step, epochsDone(step));
     return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint, worldSize };
+  }
+
+  /** After each step: the onProgress hook, and the bar with the loss, threshold and densities. */
+  private progress(bar: ProgressDisplay | undefined, r: TrainStepResult, p: TrainProgress): void {
+    const groups = Object.entries(r.regularization.groups);
+    if (groups.length) p.density = Object.fromEntries(groups.map(([k, g]) => [k, g.density]));
+    this.options.onProgress?.(p);
+    if (!bar) return;
+    const d = groups.map(([k, g]) => `${k} ${(100 * g.density).toFixed(1)}%`).join(' ');
+    bar.update(p.step, `epoch ${p.epoch.toFixed(2)} loss ${p.loss.toFixed(4)}${p.threshold !== undefined ? ` t ${p.threshold.toFixed(4)}` : ''}${d ? ` ${d}` : ''}`);
   }
 
   private async evaluateNow(epoch: number, step: number): Promise<Metrics | undefined> {
@@ -325,6 +341,7 @@ export class SparseTrainer {
       filled: undefined,
       resume: undefined,
       outputDir: this.options.outputDir ? join(this.options.outputDir, 'filled') : undefined,
+      tensorboardDir: this.options.tensorboardDir ? join(this.options.tensorboardDir, 'filled') : undefined,
     });
     const r = await stage.train();
     for (const h of r.history) history.push({ stage: 1, ...h });

@@ -40,6 +40,13 @@ withSpam(`train (small) writes dense, pruned, compact, masks and a report; repor
     t.true(readdirSync(join(out, 'masks')).includes('masks.png'));
     for (const d of ['dense', 'pruned', 'compact']) t.true(existsSync(join(out, d, 'config.json')), d);
     t.true(readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"type":"eval"'));
+    // Progress without a terminal: a final line per training stage and evaluation, with rate and time taken.
+    t.regex(r.err, /^dense \d+\/\d+ steps \(100%\), [\d.]+ steps\/s, took \d+s, epoch 1\.00 loss [\d.]+$/m, r.err);
+    t.regex(r.err, /^prune \d+\/\d+ steps \(100%\), [\d.]+ steps\/s, took \d+s, epoch 2\.00 loss [\d.]+ threshold [\d.]+ attention [\d.]+% FFN [\d.]+%$/m);
+    t.regex(r.err, /^evaluate 2\/2 batches \(100%\)/m);
+    // TensorBoard: one run per stage under out/runs, named in the summary.
+    for (const stage of ['dense', 'prune']) t.true(readdirSync(join(out, 'runs', stage)).some((f) => f.startsWith('events.out.tfevents.')), stage);
+    t.regex(r.out, /curves: tensorboard --logdir .*runs/);
 
     const rep = cli(['report', join(out, 'pruned'), '--json', '--images', join(tmp.path, 'img')]);
     t.is(rep.code, 0, rep.err);

@@ -95,6 +95,7 @@ test('SparseTrainer: every option checked (type, range, integer, unknown keys wi
       ['progress', ['yes']],
       ['handleSigint', [1]],
       ['evaluate', ['accuracy']],
+      ['onProgress', ['bar']],
       ['resume', ['', 3]],
     ] as const)
       for (const x of bad) cases.push([`${k} ${String(x)}`, make({ [k]: x }), new RegExp(`options\\.${k}`)]);
@@ -121,6 +122,8 @@ test('SparseTrainer: every option checked (type, range, integer, unknown keys wi
       ['outputDir is a file', make({ outputDir: aFile }), /options\.outputDir.*is a file/, 'E_WRITE_FAILED'],
       ['outputDir under a file', make({ outputDir: join(aFile, 'sub') }), /options\.outputDir.*is a file/, 'E_WRITE_FAILED'],
       ['logFile is a directory', make({ logFile: out }), /options\.logFile.*is a directory/, 'E_WRITE_FAILED'],
+      ['tensorboardDir is a file', make({ tensorboardDir: aFile }), /options\.tensorboardDir.*is a file/, 'E_WRITE_FAILED'],
+      ['logging_dir', make({ logging_dir: out }), /"logging_dir".*did you mean "tensorboardDir"/],
     );
     const n = await expectRefused(t, cases);
     t.deepEqual(readdirSync(out), [], 'nothing written');

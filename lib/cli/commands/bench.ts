@@ -25,6 +25,7 @@ import { BERT_BASE, compactConfig } from '../bert-base';
 import { Command, HUB_FLAGS, HUB_HELP, hubFlags } from '../command';
 import { bool, FlagValues, intFlag, intsFlag, listFlag, str, UsageError } from '../flags';
 import { formatPercentiles, latencyStats } from '../latency-stats';
+import { countProgress } from '../progress';
 
 type ModelName = 'dense' | 'compact';
 
@@ -199,6 +200,8 @@ async function bench(args: BenchArgs): Promise<void> {
     const loop: number[][] = specs.map(() => []);
     const cpp: Array<Array<{ mean: number; runs: number }>> = specs.map(() => []);
     for (const m of models) for (let i = 0; i < args.warmup; i++) await m.forward(input);
+    // Progress on stderr, one per shape and stopped before its figures go to stdout (an error exits the process).
+    const progress = countProgress(`bench ${batch}x${seq}`, args.rounds * specs.length, 'rounds');
     for (let r = 0; r < args.rounds; r++) {
       for (let k = 0; k < specs.length; k++) {
         for (let i = 0; i < per; i++) {
@@ -218,8 +221,10 @@ async function bench(args: BenchArgs): Promise<void> {
           const f = out.find((x) => x.kind === 'forward')!;
           cpp[k].push({ mean: Number(f.mean_ms), runs: per });
         }
+        progress.update(r * specs.length + k + 1, specs[k].name);
       }
     }
+    progress.stop();
     const gf = gflopsAt.get(n);
     const means: number[] = [];
     for (let k = 0; k < specs.length; k++) {

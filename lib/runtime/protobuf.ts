@@ -1,12 +1,14 @@
 /**
- * Kept hand-written: a 90-line writer of the protobuf subset we emit; protobufjs's schema machinery would be a 1 MB dependency for it.
+ * Kept hand-written: a 100-line writer of the protobuf subset we emit; protobufjs's schema machinery would be a 1 MB dependency for it.
  *
- * ProtoWriter encodes varint, 32-bit float and length-delimited fields: enough for ModelProto and the messages
- * inside it, whose field numbers onnx-messages.ts names after onnx.proto3.
+ * ProtoWriter encodes varint, 32-bit float, 64-bit double and length-delimited fields: enough for ONNX's
+ * ModelProto and the messages inside it (field numbers in model/onnx-messages.ts, after onnx.proto3) and for
+ * TensorBoard's Event (training/tensorboard.ts, after tensorflow's event.proto and summary.proto).
  */
 
 // Wire types (protobuf encoding: a field's key is field number * 8 + wire type).
 const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
 const WIRE_I32 = 5;
 const WIRE_LEN = 2;
 
@@ -59,6 +61,14 @@ export class ProtoWriter {
     this.key(field, WIRE_I32);
     const b = new Uint8Array(4);
     new DataView(b.buffer).setFloat32(0, v, true);
+    this.pushBytes(b);
+    return this;
+  }
+
+  double(field: number, v: number): this {
+    this.key(field, WIRE_I64);
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, v, true);
     this.pushBytes(b);
     return this;
   }

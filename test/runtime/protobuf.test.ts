@@ -1,10 +1,10 @@
 /**
- * The hand-written protobuf writer (lib/model/onnx-protobuf.ts) against the encodings of the protobuf
+ * The hand-written protobuf writer (lib/runtime/protobuf.ts) against the encodings of the protobuf
  * documentation, and the ONNX message encoders (lib/model/onnx-messages.ts) against hand-assembled bytes.
  * No addon: the whole ONNX file is checked by onnx.test.ts, which runs it in onnxruntime.
  */
 import test from 'ava';
-import { ProtoWriter } from '../../lib/model/onnx-protobuf';
+import { ProtoWriter } from '../../lib/runtime/protobuf';
 import { attributeProto, DataType, tensorProto, valueInfoProto } from '../../lib/model/onnx-messages';
 
 const bytes = (p: ProtoWriter): number[] => Array.from(Buffer.concat(p.finish()));
@@ -18,6 +18,8 @@ test('varint, negative int64, float, string and nested messages encode as protob
   t.deepEqual(bytes(new ProtoWriter().int(1, -1)), [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
   t.deepEqual(bytes(new ProtoWriter().int(1, 2n ** 40n)), [0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20]);
   t.deepEqual(bytes(new ProtoWriter().float(2, 1)), [0x15, 0x00, 0x00, 0x80, 0x3f]);
+  // A double is wire type 1, 8 bytes little-endian (TensorBoard's Event.wall_time).
+  t.deepEqual(bytes(new ProtoWriter().double(1, 1)), [0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]);
   t.throws(() => new ProtoWriter().int(1, 0.5), { instanceOf: RangeError });
   // Large payloads are referenced, not copied, and `length` counts every byte.
   const big = new Uint8Array(1000).fill(7);
