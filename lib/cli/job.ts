@@ -128,13 +128,71 @@ async function fineprune(
   out: string,
   work: string,
 ): Promise<JobResult | null> {
+  const s = await trainDense(o, group, main, log, out, work);
+  const p = await prunePass(s, pruning, out);
+  // No collective follows: release the group now, so that the other ranks need not wait for rank 0's report.
+  if (group) await group.destroy();
+  try {
+    // Training is over: rank 0 alone compacts, evaluates, reports and benchmarks.
+    return main ? await compactAndMeasure(s, p, out, `${o.task}`) : null;
+  } finally {
+    p.dispose();
+    s.dense.dispose();
+  }
+}
+
+/**
+ * What the dense stage leaves to the stages after it: the tokenized data, the dense model (saved in
+ * `denseDir` with its tokenizer) and its figures. `blockprune frontier` fine-prunes from one of these at
+ * each lambda.
+ */
+export interface DenseStage {
+  o: FinePruneJobOptions;
+  group?: ProcessGroup;
+  main: boolean;
+  log: (line: string) => void;
+  /** Seconds since the job started, as its log lines show them. */
+  elapsed: () => string;
+  tokDir: string;
+  trainSet: ClassificationDataset;
+  evalSet: ClassificationDataset;
+  /** Accuracy (and F1) on the evaluation set, with a progress display on rank 0. */
+  evaluate: (m: BertModel) => Promise<Metrics>;
+  dense: BertModel;
+  /** Rank 0's (or a single process's) figures of the dense model; undefined on the other ranks. */
+  denseMetrics?: Metrics;
+  denseDir: string;
+}
+
+/** One fine-pruning run from the dense model: the pruned model, its figures, and the models to dispose. */
+export interface PrunePass {
+  pruned: BertModel;
+  prunedMetrics?: Metrics;
+  logFile: string;
+  runsDir: string;
+  dispose(): void;
+}
+
+/** Where an evaluation stands: "epoch 2", or "step 30 (epoch 1.88)" for one of evalSteps inside an epoch. */
+const at = (e: LogEntry) => (Number.isInteger(e.epoch) ? `epoch ${e.epoch}` : `step ${e.step} (epoch ${e.epoch.toFixed(2)})`);
+
+/**
+ * The job's first stage: data, tokenizer, the dense model (random and trained, or --model), evaluated and
+ * saved in `<work>/dense`. Logs and TensorBoard runs go under `out`.
+ */
+export async function trainDense(
+  o: FinePruneJobOptions,
+  group: ProcessGroup | undefined,
+  main: boolean,
+  log: (line: string) => void,
+  out: string,
+  work: string,
+): Promise<DenseStage> {
   const seed = o.seed ?? 42;
   const maxLength = o.maxLength ?? 128;
   const batchSize = o.batchSize ?? 32;
   const t0 = Date.now();
   const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
-  // Where an evaluation stands: "epoch 2", or "step 30 (epoch 1.88)" for one of evalSteps inside an epoch.
-  const at = (e: LogEntry) => (Number.isInteger(e.epoch) ? `epoch ${e.epoch}` : `step ${e.step} (epoch ${e.epoch.toFixed(2)})`);
 
   // Data before the output folder: a missing or bad data file leaves nothing behind.
   const data = await loadTaskData(o.task, o.data, seed, { limit: o.limit, evalLimit: o.evalLimit, skipInvalid: o.skipInvalid });
@@ -230,10 +288,24 @@ async function fineprune(
   await dense.save(join(work, 'dense'));
   if (!hasTokenizerFiles(join(work, 'dense'))) writeVocabFrom(tokDir, join(work, 'dense'));
   if (denseMetrics) log(`[${elapsed()}] dense: accuracy ${denseMetrics.accuracy.toFixed(2)}% (saved to ${join(out, 'dense')})`);
+  return { o, group, main, log, elapsed, tokDir, trainSet, evalSet, evaluate, dense, denseMetrics, denseDir: join(work, 'dense') };
+}
+
+/**
+ * Fine-prunes a copy of the dense model with `pruning`, distilling from the dense model unless told
+ * otherwise; its log, checkpoints and TensorBoard run go under `out`.
+ */
+export async function prunePass(s: DenseStage, pruning: PruningConfig, out: string): Promise<PrunePass> {
+  const { o, group, main, log, elapsed, trainSet, evaluate } = s;
+  const seed = o.seed ?? 42;
+  const batchSize = o.batchSize ?? 32;
+  const logFile = join(out, 'log.jsonl');
+  const runsDir = join(out, 'runs');
+  const stage = (label: string) => (main ? trainingProgress(label) : undefined);
 
   // Fine-pruning: a copy of the dense model, patched; the dense model is the teacher unless told otherwise.
-  const student = await BertModel.fromPretrained(join(work, 'dense'), { device: o.device });
-  const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? join(work, 'dense'));
+  const student = await BertModel.fromPretrained(s.denseDir, { device: o.device });
+  const teacherDir = o.teacher === 'none' ? undefined : (o.teacher ?? s.denseDir);
   const teacher = teacherDir ? await BertModel.fromPretrained(teacherDir, { device: o.device }) : undefined;
   for (const w of pruning.warnings) log(`  warning: ${w}`);
   const pruneEpochs = o.pruneEpochs ?? 4;
@@ -280,15 +352,23 @@ async function fineprune(
     .finally(() => pruneProgress?.stop());
   if (pr.interrupted) throw new BlockpruneError('E_INVALID_ARG', `interrupted; resume with --resume (checkpoint ${pr.lastCheckpoint})`);
   const pruned = pr.model;
-  // No collective follows: release the group now, so that the other ranks need not wait for rank 0's report.
-  if (group) await group.destroy();
-  if (!main) {
-    // Training is over: rank 0 alone compacts, evaluates, reports and benchmarks.
-    for (const m of new Set([dense, student, pruned, teacher].filter((x): x is BertModel => !!x))) m.dispose();
-    return null;
-  }
-  const denseScore = denseMetrics as Metrics; // rank 0 (or a single process) always evaluated the dense model
-  const prunedMetrics = pr.history.filter((h) => h.stage === undefined).pop() ?? (await evaluate(pruned));
+  const dispose = () => {
+    for (const m of new Set([student, pruned, teacher].filter((x): x is BertModel => !!x && x !== s.dense))) m.dispose();
+  };
+  // The last figures of the pruning stage (compactAndMeasure evaluates the model when there are none).
+  return { pruned, prunedMetrics: pr.history.filter((h) => h.stage === undefined).pop(), logFile, runsDir, dispose };
+}
+
+/**
+ * The job's last stage, on rank 0: mask pictures, the compact model (evaluated), latency dense vs compact,
+ * report.json and the summary, all under `out`. `name` heads the summary.
+ */
+export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string, name: string): Promise<JobResult> {
+  const { o, log, elapsed, evaluate, dense, tokDir } = s;
+  const { pruned, logFile, runsDir } = p;
+  const prunedMetrics = p.prunedMetrics ?? (await evaluate(pruned));
+  const maxLength = o.maxLength ?? 128;
+  const denseScore = s.denseMetrics as Metrics; // rank 0 (or a single process) always evaluated the dense model
 
   // Masks, then the compact model.
   const images = pruned.patched ? await writeMaskImages(pruned, join(out, 'masks')) : [];
@@ -327,7 +407,7 @@ async function fineprune(
   log(
     [
       '',
-      `Summary (${o.task}, ${elapsed()}):`,
+      `Summary (${name}, ${elapsed()}):`,
       `  accuracy: dense ${denseScore.accuracy.toFixed(2)}% -> pruned ${prunedMetrics.accuracy.toFixed(2)}% -> compact ${compactMetrics.accuracy.toFixed(2)}%`,
       `  density, ${DENSITY_DEFINITION}: pruned ${prunedWeights ? densityFigures(prunedWeights) : 'n/a (not patched)'}; compact ${densityFigures(rep.weights!)}`,
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
@@ -336,7 +416,7 @@ async function fineprune(
       `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}; curves: tensorboard --logdir ${runsDir}`,
     ].join('\n'),
   );
-  for (const m of new Set([dense, student, pruned, compact, teacher].filter((x): x is BertModel => !!x))) m.dispose();
+  if (compact !== pruned) compact.dispose();
   return result;
 }
 

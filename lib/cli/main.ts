@@ -11,6 +11,7 @@ import { benchCommand } from './commands/bench';
 import { compactCommand } from './commands/compact';
 import { evaluateCommand } from './commands/evaluate';
 import { exportCommand } from './commands/export';
+import { frontierCommand } from './commands/frontier';
 import { infoCommand } from './commands/info';
 import { predictCommand } from './commands/predict';
 import { reportCommand } from './commands/report';
@@ -21,6 +22,7 @@ import { exitWithError, parseFlags, usageChecked, UsageError } from './flags';
 /** Every command, in the order the usage lists them. */
 const COMMANDS: ReadonlyArray<Command<unknown>> = [
   trainCommand,
+  frontierCommand,
   evaluateCommand,
   infoCommand,
   predictCommand,

@@ -1,0 +1,161 @@
+/**
+ * The pruning frontier (`blockprune frontier`): one dense model (trained once as the job does, or --model),
+ * then for each regularization lambda the job's own stages (job.ts: fine-prune from the dense model, compact,
+ * evaluate, latency dense vs compact), and a table and a plot of accuracy vs speed-up with the dense model as
+ * a point: frontier.json, frontier.md, frontier.png and frontier.svg.
+ */
+import { join, resolve } from 'node:path';
+import { resolveModel } from '../hub/hub';
+import type { PruningConfig } from '../pruning/config';
+import { DENSITY_DEFINITION } from '../report/report';
+import { plotFrontier, type FrontierPoint, type PlotFiles } from '../report/plot';
+import { writeFileAtomicSync } from '../runtime/atomic';
+import { clearProgress } from '../runtime/progress';
+import * as v from '../runtime/validate';
+import { compactAndMeasure, JobResult, prunePass, trainDense } from './job';
+import { checkFinePruneJobOptions, FinePruneJobOptions } from './job-options';
+
+/** The job's options without the single lambda (`lambdas` replaces it), resuming, and data-parallel ranks. */
+export interface FrontierOptions extends Omit<FinePruneJobOptions, 'lambda' | 'resume' | 'allowResumeMismatch' | 'distributed'> {
+  /** The regularization lambdas to fine-prune with, one compact model each (distinct, >= 0). */
+  lambdas: number[];
+}
+
+/** One model of the frontier, as frontier.json and frontier.md show it. */
+export interface FrontierRow {
+  /** The lambda it was fine-pruned with; undefined for the dense model. */
+  lambda?: number;
+  /** Encoder density (DENSITY_DEFINITION) of the pruned model; 1 for the dense model. */
+  density: number;
+  /** Accuracy of the compact model (of the dense model for its row), in percent. */
+  accuracy: number;
+  parameters: number;
+  /** Dense latency over this model's, per measured shape (batch x sequence); 1 for the dense model. */
+  speedups: Array<{ batch: number; seq: number; speedup: number }>;
+  /** The lambda's folder (pruned/, compact/, masks/, report.json, log.jsonl); the dense model's for its row. */
+  outputDir: string;
+}
+
+export interface FrontierResult {
+  rows: FrontierRow[];
+  files: { json: string; markdown: string } & PlotFiles;
+}
+
+/** The option keys the frontier has no use for, and why they are refused. */
+const NOT_FOR_FRONTIER: Record<string, string> = {
+  lambda: 'lambdas gives the lambdas',
+  resume: 'each lambda fine-prunes from the start',
+  allowResumeMismatch: 'each lambda fine-prunes from the start',
+  distributed: 'the frontier runs in one process',
+};
+
+/**
+ * Every option checked before any work (the CLI calls it first too): the job's checks once per lambda (each
+ * builds its pruning config), and `lambdas` a non-empty list of distinct numbers >= 0. Returns the configs.
+ */
+export function checkFrontierOptions(o: FrontierOptions, nameOf: (key: string) => string = (k) => `options.${k}`): PruningConfig[] {
+  const { lambdas, ...job } = v.object('options', o) as unknown as FrontierOptions;
+  for (const [k, why] of Object.entries(NOT_FOR_FRONTIER))
+    if ((job as Record<string, unknown>)[k] !== undefined) throw v.invalidParameterError(nameOf(k), `no value (${why})`, (job as Record<string, unknown>)[k]);
+  if (!Array.isArray(lambdas) || lambdas.length === 0) throw v.invalidParameterError(nameOf('lambdas'), 'a non-empty array of numbers >= 0', lambdas, 'type');
+  lambdas.forEach((l, i) => v.number(`${nameOf('lambdas')}[${i}]`, l, { min: 0 }));
+  if (new Set(lambdas).size !== lambdas.length) throw v.invalidParameterError(nameOf('lambdas'), 'distinct lambdas', lambdas.join(','), 'range');
+  // A pruning override of the final lambda would give every point the same one.
+  const p = (job.pruning ?? {}) as Record<string, unknown>;
+  for (const k of ['regularizationFinalLambda', 'regularization_final_lambda'])
+    if (p[k] !== undefined) throw v.invalidParameterError(nameOf('pruning'), `no ${k} (lambdas gives the lambdas)`, p[k]);
+  return lambdas.map((lambda) => checkFinePruneJobOptions({ ...job, lambda }, nameOf));
+}
+
+/** The speed-up the plot shows: the largest batch measured (throughput, where compaction shows most). */
+function plotted(r: FrontierRow): number {
+  return r.speedups.reduce((a, b) => (b.batch >= a.batch ? b : a)).speedup;
+}
+
+/** frontier.md: one row per model, the dense model first. */
+export function frontierMarkdown(rows: readonly FrontierRow[], title: string): string {
+  const shapes = rows[0].speedups.map((s) => `${s.batch}x${s.seq}`);
+  const head = ['lambda', 'encoder density', 'accuracy (%)', 'parameters', ...shapes.map((s) => `speed-up ${s}`)];
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [
+    `# ${title}`,
+    '',
+    line(head),
+    line(head.map((_, i) => (i === 0 ? '---' : '---:'))),
+    ...rows.map((r) =>
+      line([
+        r.lambda === undefined ? 'dense' : String(r.lambda),
+        `${(100 * r.density).toFixed(1)}%`,
+        r.accuracy.toFixed(2),
+        r.parameters.toLocaleString('en-US'),
+        ...r.speedups.map((s) => `${s.speedup.toFixed(2)}x`),
+      ]),
+    ),
+    '',
+    `Encoder density: ${DENSITY_DEFINITION}. Accuracy and parameters are the compact model's; speed-up is the`,
+    `dense model's latency over the compact model's, measured in the same run (batch x sequence length).`,
+    '',
+  ].join('\n');
+}
+
+/** The dense row and one row per lambda, from the job's results (the dense figures are each run's). */
+function rowsOf(lambdas: readonly number[], results: readonly JobResult[], denseDir: string): FrontierRow[] {
+  const first = results[0];
+  const dense: FrontierRow = {
+    density: 1,
+    accuracy: first.dense!.accuracy,
+    parameters: first.parameters.dense,
+    speedups: first.latency.map((l) => ({ batch: l.batch, seq: l.seq, speedup: 1 })),
+    outputDir: denseDir,
+  };
+  return [
+    dense,
+    ...results.map((r, i) => ({
+      lambda: lambdas[i],
+      density: r.density.encoder ?? 1,
+      accuracy: r.compact.accuracy,
+      parameters: r.parameters.compact,
+      speedups: r.latency.map((l) => ({ batch: l.batch, seq: l.seq, speedup: l.speedup })),
+      outputDir: r.outputDir,
+    })),
+  ];
+}
+
+/** Runs the frontier: options checked first, then the dense model once and each lambda in its own folder. */
+export async function runFrontier(o: FrontierOptions): Promise<FrontierResult> {
+  const configs = checkFrontierOptions(o);
+  const { lambdas, ...rest } = o;
+  let job: FinePruneJobOptions = rest;
+  if (job.model !== undefined) job = { ...job, model: await resolveModel(job.model, {}, 'options.model') };
+  const print = o.log ?? ((l: string) => console.log(l));
+  // A line logged while a progress bar is drawn clears the bar first (as the job's log does).
+  const log = (l: string) => (clearProgress(), print(l));
+  const out = resolve(o.output);
+  const s = await trainDense(job, undefined, true, log, out, out);
+  const results: JobResult[] = [];
+  try {
+    for (const [i, lambda] of lambdas.entries()) {
+      const dir = join(out, `lambda-${lambda}`);
+      log(`\n[${s.elapsed()}] lambda ${lambda} (${i + 1} of ${lambdas.length}): ${dir}`);
+      const p = await prunePass(s, configs[i], dir);
+      try {
+        results.push(await compactAndMeasure(s, p, dir, `${o.task}, lambda ${lambda}`));
+      } finally {
+        p.dispose();
+      }
+    }
+  } finally {
+    s.dense.dispose();
+  }
+  const rows = rowsOf(lambdas, results, s.denseDir);
+  const title = `${o.task}: accuracy vs speed-up`;
+  const points: FrontierPoint[] = rows.map((r) => ({ label: r.lambda === undefined ? 'dense' : `λ ${r.lambda}`, lambda: r.lambda, accuracy: r.accuracy, speedup: plotted(r) }));
+  const shape = rows[0].speedups.reduce((a, b) => (b.batch >= a.batch ? b : a));
+  const plot = await plotFrontier(points, join(out, 'frontier.png'), { title, xTitle: `speed-up over the dense model (x, batch ${shape.batch} x ${shape.seq})` });
+  const files = { json: join(out, 'frontier.json'), markdown: join(out, 'frontier.md'), ...plot };
+  writeFileAtomicSync(files.json, JSON.stringify({ task: o.task, densityDefinition: DENSITY_DEFINITION, rows }, null, 2));
+  writeFileAtomicSync(files.markdown, frontierMarkdown(rows, title));
+  log(`\n[${s.elapsed()}] frontier of ${lambdas.length} lambdas and the dense model:\n${frontierMarkdown(rows, title).split('\n').slice(2, 4 + rows.length).join('\n')}`);
+  log(`  table: ${files.markdown}; data: ${files.json}; plot: ${files.png} (${plot.width}x${plot.height}), ${files.svg}`);
+  return { rows, files };
+}

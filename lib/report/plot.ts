@@ -1,0 +1,128 @@
+/**
+ * The accuracy vs speed-up plot of a pruning frontier (`blockprune frontier`), drawn the way a Node user
+ * would: a vega-lite spec compiled by `vega-lite`, rendered to SVG by `vega` (pure JavaScript, no canvas),
+ * rasterised to PNG by `@resvg/resvg-js` (a prebuilt binary per platform, from the npm registry). Both files
+ * are written atomically.
+ */
+import { pathToFileURL } from 'node:url';
+import { writeFileAtomicSync } from '../runtime/atomic';
+import * as v from '../runtime/validate';
+
+/** One model on the frontier: the dense model, or the compact model fine-pruned at one lambda. */
+export interface FrontierPoint {
+  /** What the legend and the point's label call it: 'dense', or 'λ 5' for a pruned model. */
+  label: string;
+  /** The regularization lambda it was fine-pruned with (none for the dense model). */
+  lambda?: number;
+  /** Accuracy on the evaluation set, in percent. */
+  accuracy: number;
+  /** Latency of the dense model over this model's (1 for the dense model itself). */
+  speedup: number;
+}
+
+export interface PlotOptions {
+  /** The plot's title (default: "Accuracy vs speed-up"). */
+  title?: string;
+  /** The x axis's title (default: "speed-up over the dense model (x)"). */
+  xTitle?: string;
+  /** Width and height of the plotting area in CSS pixels (default 480 x 320); the PNG is drawn at `scale`. */
+  width?: number;
+  height?: number;
+  /** Pixels per CSS pixel in the PNG (default 2: sharp on a high-density screen and in a README). */
+  scale?: number;
+}
+
+export interface PlotFiles {
+  svg: string;
+  png: string;
+  /** The PNG's size in pixels. */
+  width: number;
+  height: number;
+}
+
+/** The legend's two kinds of point. */
+export const DENSE_KIND = 'dense model';
+export const PRUNED_KIND = 'fine-pruned (compact)';
+
+// vega and vega-lite 6 are ES modules with top-level await, which require() cannot load: they are imported
+// at run time. TypeScript compiles `import()` to require() under "module": "commonjs", so the import is
+// built where it cannot see it; such an import resolves a bare name from the working directory, so the
+// file is found from here first (require.resolve: the packages' exports hold a "default" entry).
+const dynamicImport = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
+const importModule = (name: string) => dynamicImport(pathToFileURL(require.resolve(name)).href);
+
+/** The few parts of vega, vega-lite and resvg used here. */
+interface VegaLite {
+  compile(spec: object): { spec: object };
+}
+interface Vega {
+  parse(spec: object): unknown;
+  View: new (runtime: unknown, options: { renderer: 'none' }) => { toSVG(): Promise<string>; finalize(): void };
+}
+interface Resvg {
+  Resvg: new (svg: string, options: object) => { render(): { asPng(): Buffer; width: number; height: number } };
+}
+
+/** The vega-lite spec of a frontier: the pruned models joined by a line in speed-up order, every point labelled. */
+export function frontierSpec(points: readonly FrontierPoint[], o: PlotOptions = {}): object {
+  const values = points.map((p) => ({ ...p, kind: p.lambda === undefined ? DENSE_KIND : PRUNED_KIND }));
+  const x = { field: 'speedup', type: 'quantitative', title: o.xTitle ?? 'speed-up over the dense model (x)', scale: { zero: false, nice: true } };
+  const y = { field: 'accuracy', type: 'quantitative', title: 'accuracy (%)', scale: { zero: false, nice: true } };
+  const kind = { field: 'kind', type: 'nominal', title: 'model', legend: { labelLimit: 0 }, scale: { domain: [DENSE_KIND, PRUNED_KIND], range: ['#d62728', '#1f77b4'] } };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: o.title ?? 'Accuracy vs speed-up',
+    width: o.width ?? 480,
+    height: o.height ?? 320,
+    // A white background: the PNG is read on dark pages too. Fonts most systems have, before the generic name
+    // (resvg draws 'sans-serif' in its own default, a serif face where Arial is missing).
+    background: 'white',
+    config: { font: 'Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif' },
+    data: { values },
+    encoding: { x, y },
+    layer: [
+      { transform: [{ filter: `datum.kind === '${PRUNED_KIND}'` }], mark: { type: 'line', color: '#1f77b4', opacity: 0.5 }, encoding: { order: { field: 'speedup' } } },
+      { mark: { type: 'point', filled: true, size: 90 }, encoding: { color: kind, shape: { ...kind, scale: { domain: kind.scale.domain, range: ['diamond', 'circle'] } } } },
+      { mark: { type: 'text', align: 'left', dx: 8, dy: -8, fontSize: 11 }, encoding: { text: { field: 'label' } } },
+    ],
+  };
+}
+
+/** Each point checked: a label, a finite accuracy, a positive speed-up. */
+function checkPoints(points: unknown): FrontierPoint[] {
+  if (!Array.isArray(points) || points.length === 0) throw v.invalidParameterError('points', 'a non-empty array of frontier points', points, 'type');
+  return points.map((p, i) => {
+    const o = v.object(`points[${i}]`, p);
+    v.string(`points[${i}].label`, o.label, { nonEmpty: true });
+    v.number(`points[${i}].accuracy`, o.accuracy);
+    v.number(`points[${i}].speedup`, o.speedup, { min: 0, exclusiveMin: true });
+    if (o.lambda !== undefined) v.number(`points[${i}].lambda`, o.lambda, { min: 0 });
+    return o as unknown as FrontierPoint;
+  });
+}
+
+/**
+ * Plots accuracy vs speed-up and writes `<file>.svg` and `<file>.png` (a `.png` or `.svg` ending of `file` is
+ * dropped first). The points are checked before anything is rendered or written.
+ */
+export async function plotFrontier(points: readonly FrontierPoint[], file: string, o: PlotOptions = {}): Promise<PlotFiles> {
+  const checked = checkPoints(points);
+  v.string('file', file, { nonEmpty: true });
+  const scale = o.scale === undefined ? 2 : v.number('options.scale', o.scale, { min: 0.1, max: 8 });
+  for (const k of ['width', 'height'] as const) if (o[k] !== undefined) v.integer(`options.${k}`, o[k], { min: 50, max: 4000 });
+  const base = file.replace(/\.(png|svg)$/i, '');
+  const [vl, vega, resvg] = (await Promise.all([importModule('vega-lite'), importModule('vega'), importModule('@resvg/resvg-js')])) as [VegaLite, Vega, Resvg];
+  const view = new vega.View(vega.parse(vl.compile(frontierSpec(checked, o)).spec), { renderer: 'none' });
+  let svg: string;
+  try {
+    svg = await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+  // vega writes text in the generic 'sans-serif' family: the system's fonts are loaded to draw it.
+  const image = new resvg.Resvg(svg, { fitTo: { mode: 'zoom', value: scale }, font: { loadSystemFonts: true } }).render();
+  const files: PlotFiles = { svg: `${base}.svg`, png: `${base}.png`, width: image.width, height: image.height };
+  writeFileAtomicSync(files.svg, svg);
+  writeFileAtomicSync(files.png, image.asPng());
+  return files;
+}
