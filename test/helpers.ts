@@ -1,11 +1,12 @@
 /** Shared test helpers: where ../shared is (and tests that need it), temp dirs, tensor comparisons. */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext, SkipFn, TestFn } from 'ava';
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { native, TensorData } from '../lib/runtime/native';
+import { native, packageRoot, TensorData } from '../lib/runtime/native';
 import { sharedDir } from '../scripts/common';
 
 /** ../shared beside the checkout (or BLOCKPRUNE_SHARED), recognised by its fixtures/; undefined when absent. */
@@ -164,4 +165,10 @@ export function call(port: number, method: string, path: string, body?: unknown,
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/** Runs the built `blockprune` command line (dist/lib/cli/main.js) with `args`: its exit code, stdout and stderr. */
+export function runCli(args: readonly string[], timeoutMs = 120_000): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [join(packageRoot(), 'dist', 'lib', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: timeoutMs });
+  return { code: r.status, out: r.stdout, err: r.stderr };
 }

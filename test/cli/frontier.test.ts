@@ -3,19 +3,12 @@
  * point per lambda plus the dense model in frontier.json and frontier.md, a PNG whose IHDR gives the plot's
  * size, an SVG with the axis titles and the legend; bad options refused before anything is written.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { plotFrontier } from '../../lib/report/plot';
-import { packageRoot } from '../../lib/runtime/native';
-import { tempDir } from '../helpers';
+import { runCli as cli, tempDir } from '../helpers';
 
-const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-};
 const rows = (n: number, from = 0) => 'sentence\tlabel\n' + Array.from({ length: n }, (_, i) => `${(from + i) % 2 ? 'a fine good film' : 'a dull bad film'} ${from + i}\t${(from + i) % 2}\n`).join('');
 
 /** GLUE's SST-2 layout: train.tsv, dev.tsv and an unlabelled test.tsv. */
