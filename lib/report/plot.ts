@@ -66,8 +66,8 @@ interface Resvg {
 /** The vega-lite spec of a frontier: the pruned models joined by a line in speed-up order, every point labelled. */
 export function frontierSpec(points: readonly FrontierPoint[], o: PlotOptions = {}): object {
   const values = points.map((p) => ({ ...p, kind: p.lambda === undefined ? DENSE_KIND : PRUNED_KIND }));
-  const x = { field: 'speedup', type: 'quantitative', title: o.xTitle ?? 'speed-up over the dense model (x)', axis: { format: '.2f' }, scale: { zero: false, nice: true } };
-  const y = { field: 'accuracy', type: 'quantitative', title: 'accuracy (%)', axis: { format: '.1f' }, scale: { zero: false, nice: true } };
+  const x = { field: 'speedup', type: 'quantitative', title: o.xTitle ?? 'speed-up over the dense model (x)', axis: { format: '.2~f' }, scale: { zero: false, nice: true } };
+  const y = { field: 'accuracy', type: 'quantitative', title: 'accuracy (%)', axis: { format: '.2~f' }, scale: { zero: false, nice: true } };
   const kind = { field: 'kind', type: 'nominal', title: 'model', legend: { labelLimit: 0 }, scale: { domain: [DENSE_KIND, PRUNED_KIND], range: ['#d62728', '#1f77b4'] } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
