@@ -3,18 +3,14 @@
  * compact -> predict, and clear errors (exit 2 with usage) for bad combinations.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../lib/runtime/native';
-import { shared, tempDir, withShared } from '../helpers';
+import { runCli, shared, tempDir, withShared } from '../helpers';
 
 const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
 
-function cli(args: string[], timeout = 300_000) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
+const cli = (args: string[], timeout = 300_000) => runCli(args, timeout);
 
 /** The end-to-end test's data: the SpamAssassin corpus, an optional dependency (skipped, with the reason, when absent). */
 const haveSpam = (() => {

@@ -3,7 +3,6 @@
  * computation (the text-classification pipeline and hand counting for SST-2; the official SQuAD scorer,
  * written out again here, over the predictions it writes), and models whose head or labels do not fit refused.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
@@ -14,16 +13,11 @@ import { loadSquad } from '../../lib/data/squad';
 import { TASK_LABELS } from '../../lib/data/tasks';
 import { BertModel } from '../../lib/model/model';
 import { pipeline } from '../../lib/model/pipelines';
-import { packageRoot } from '../../lib/runtime/native';
 import { BertTokenizer } from '../../lib/tokenizer/tokenizer';
 import { SparseTrainer, TrainData } from '../../lib/training/trainer';
-import { shared, tempDir, withShared } from '../helpers';
+import { runCli, shared, tempDir, withShared } from '../helpers';
 
-const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-};
+const cli = (args: string[]) => runCli(args);
 const TOK = 'data/bert-base-uncased';
 const GEOMETRY = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128 };
 

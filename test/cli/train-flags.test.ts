@@ -5,18 +5,12 @@
  * spellings of one option are refused, and a mistake names the spelling typed.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REFERENCE_PRUNING_NAMES } from '../../lib/cli/job-options';
-import { packageRoot } from '../../lib/runtime/native';
-import { shared, tempDir, withShared } from '../helpers';
+import { runCli, shared, tempDir, withShared } from '../helpers';
 
-const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 180_000 });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-};
+const cli = (args: string[]) => runCli(args, 180_000);
 
 withShared('data/sst2/train.tsv').serial('train with nn_pruning\'s arguments and the step flags: the log shows their effect', (t) => {
   const tmp = tempDir();
