@@ -289,12 +289,13 @@ export class BertModel {
 
   /** The geometry a pruning plan is made for. */
   geometry(): ModelGeometry {
-    const d = this.dimensions;
+    // One description read: each getter would build it again.
+    const { dimensions: d, layers, structure } = this.#live().info();
     return {
       hiddenSize: d.hiddenSize,
       headDim: d.headDim,
-      layers: this.layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
-      structure: { layers: this.structure.layers, linears: this.structure.linears },
+      layers: layers.map((l) => ({ heads: l.heads, intermediateSize: l.intermediateSize })),
+      structure: { layers: structure.layers, linears: structure.linears },
     };
   }
 

@@ -173,9 +173,11 @@ export function parameterSummary(model: BertModel): ParameterSummary {
 /** Per-layer parameter shapes: dense (from the config) => now. */
 export function shapeTable(model: BertModel): ShapeRow[] {
   const dense = denseShapes(model);
+  // Read once: each getter call builds the model's description anew.
+  const structure = model.structure;
   const rows: ShapeRow[] = [];
   for (const [name, shape] of model.parameterShapes) {
-    const inLayer = layerParameter(model.structure, name);
+    const inLayer = layerParameter(structure, name);
     if (!inLayer || name.includes('mask_scores')) continue;
     const [layer, inner] = inLayer;
     rows.push({ layer, name: inner, dense: dense[inner] ?? shape, now: shape });
@@ -246,11 +248,12 @@ export async function buildReport(model: BertModel, options: { masks?: boolean }
     const perLayer = new Map<number, number>();
     let nonZero = 0;
     let attentionNonZero = 0;
-    const attentionNames = ATTENTION_ROLES.map((r) => `${model.structure.linears[r]}.weight`);
+    const structure = model.structure;
+    const attentionNames = ATTENTION_ROLES.map((r) => `${structure.linears[r]}.weight`);
     for (const [key, t] of Object.entries(masks)) {
       if (!key.startsWith('mask.')) continue;
       const name = key.slice(5);
-      const inLayer = layerParameter(model.structure, `${name}.weight`);
+      const inLayer = layerParameter(structure, `${name}.weight`);
       if (!inLayer) continue;
       const nz = countNonZero(t.data as Uint8Array);
       const denseN = numel(dense[inLayer[1]] ?? t.shape);
@@ -259,7 +262,7 @@ export async function buildReport(model: BertModel, options: { masks?: boolean }
       nonZero += nz;
       if (attentionNames.includes(inLayer[1])) attentionNonZero += nz;
     }
-    const denseOf = (roles: readonly Role[]) => roles.reduce((a, r) => a + numel(dense[`${model.structure.linears[r]}.weight`]), 0);
+    const denseOf = (roles: readonly Role[]) => roles.reduce((a, r) => a + numel(dense[`${structure.linears[r]}.weight`]), 0);
     const denseLayer = denseOf(ROLES);
     const denseAttention = denseOf(ATTENTION_ROLES) * report.layers.length;
     for (const l of report.layers) {
