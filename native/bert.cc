@@ -115,6 +115,11 @@ std::vector<int64_t> weights_key(std::initializer_list<const Linear*> linears) {
   }
   return key;
 }
+// Whether a linear can run on the CPU kernels: no mask patched in, a bias, fp32 weights.
+bool kernel_ready(const Linear& l) {
+  return !l->mask && l->bias.defined() && l->weight.scalar_type() == at::kFloat && l->bias.scalar_type() == at::kFloat;
+}
+
 // A linear's weight [out, in] and bias packed for the CPU kernels.
 fast::PackedLinear pack(const at::Tensor& w, const at::Tensor& b) {
   auto wc = w.contiguous(), bc = b.contiguous();
@@ -162,11 +167,8 @@ bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
   if (fast_act() < 0 || heads == 0 || inter->weight.size(0) == 0 || !h.device().is_cpu() ||
       h.scalar_type() != at::kFloat)
     return false;
-  for (const Linear* l : linears) {
-    const auto& w = (*l)->weight;
-    const auto& b = (*l)->bias;
-    if ((*l)->mask || !b.defined() || w.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat) return false;
-  }
+  for (const Linear* l : linears)
+    if (!kernel_ready(*l)) return false;
   for (const LayerNorm* ln : {&attn_norm, &out_norm})
     if ((*ln)->weight.scalar_type() != at::kFloat || !(*ln)->weight.is_contiguous() || !(*ln)->bias.is_contiguous())
       return false;
@@ -422,8 +424,7 @@ at::Tensor BertImpl::head_forward(const Linear& head, const at::Tensor& x, size_
   const auto& w = head->weight;
   const auto& b = head->bias;
   if (is_training() || at::GradMode::is_enabled() || !fast::enabled() || !x.device().is_cpu() ||
-      x.scalar_type() != at::kFloat || head->mask || !b.defined() || w.scalar_type() != at::kFloat ||
-      b.scalar_type() != at::kFloat)
+      x.scalar_type() != at::kFloat || !kernel_ready(head))
     return head->forward(x);
   auto& cache = head_packed_[slot];
   const auto versions = weights_key({&head});
