@@ -110,7 +110,8 @@ export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, R
 export { TensorBoardWriter } from './training/tensorboard';
 export { ProcessGroup, launch, freePort, shardBatch } from './training/distributed';
 export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './training/distributed';
-export { buildReport, formatReport, parameterSummary, shapeTable, writeMaskImages, BERT_BASE_PARAMETERS, DENSITY_DEFINITION, densityFigures, formatDensity } from './report/report';
+export { writeMaskImages } from './report/mask-plots';
+export { buildReport, formatReport, parameterSummary, shapeTable, BERT_BASE_PARAMETERS, DENSITY_DEFINITION, densityFigures, formatDensity } from './report/report';
 export type { DensitySummary, LayerSummary, ModelReport, ParameterSummary, ShapeRow } from './report/report';
 export { encodePng } from './report/png';
 export { hasLabels, loadBoolQ, loadClassificationFile, loadGlue } from './data/glue';

@@ -40,6 +40,12 @@ export interface PlotFiles {
   height: number;
 }
 
+/**
+ * What every chart shares: a white background (the PNG is read on dark pages too) and fonts most systems have
+ * before the generic name (resvg draws 'sans-serif' in its own default, a serif face where Arial is missing).
+ */
+export const CHART_STYLE = { background: 'white', config: { font: 'Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif' } } as const;
+
 /** The legend's two kinds of point. */
 export const DENSE_KIND = 'dense model';
 export const PRUNED_KIND = 'fine-pruned (compact)';
@@ -74,10 +80,7 @@ export function frontierSpec(points: readonly FrontierPoint[], o: PlotOptions = 
     title: o.title ?? 'Accuracy vs speed-up',
     width: o.width ?? 480,
     height: o.height ?? 320,
-    // A white background: the PNG is read on dark pages too. Fonts most systems have, before the generic name
-    // (resvg draws 'sans-serif' in its own default, a serif face where Arial is missing).
-    background: 'white',
-    config: { font: 'Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif' },
+    ...CHART_STYLE,
     data: { values },
     encoding: { x, y },
     layer: [
@@ -101,6 +104,39 @@ function checkPoints(points: unknown): FrontierPoint[] {
   });
 }
 
+/** What renderChart gives: the SVG text and the PNG drawn from it. */
+export interface RenderedChart {
+  svg: string;
+  png: Buffer;
+  width: number;
+  height: number;
+}
+
+let modules: Promise<[VegaLite, Vega, Resvg]> | undefined;
+
+/**
+ * Renders a vega-lite spec: compiled by vega-lite, drawn to SVG by vega's headless view, rasterised by resvg at
+ * `scale` pixels per CSS pixel. Every chart of the library (frontier, mask pictures) goes through here.
+ */
+export async function renderChart(spec: object, scale = 2): Promise<RenderedChart> {
+  modules ??= Promise.all([importModule('vega-lite'), importModule('vega'), importModule('@resvg/resvg-js')]) as Promise<[VegaLite, Vega, Resvg]>;
+  const [vl, vega, resvg] = await modules;
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  let svg: string;
+  try {
+    svg = await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+  // An image mark that asks not to be smoothed gets two declarations from vega, the second ('pixelated', CSS
+  // Images 3) unknown to resvg, which then smooths: the first ('optimizeSpeed', SVG 1.1) is kept alone so
+  // that a mask's blocks keep sharp edges.
+  svg = svg.replaceAll('image-rendering: optimizeSpeed; image-rendering: pixelated;', 'image-rendering: optimizeSpeed;');
+  // vega writes text in the generic 'sans-serif' family: the system's fonts are loaded to draw it.
+  const image = new resvg.Resvg(svg, { fitTo: { mode: 'zoom', value: scale }, font: { loadSystemFonts: true } }).render();
+  return { svg, png: image.asPng(), width: image.width, height: image.height };
+}
+
 /**
  * Plots accuracy vs speed-up and writes `<file>.svg` and `<file>.png` (a `.png` or `.svg` ending of `file` is
  * dropped first). The points are checked before anything is rendered or written.
@@ -111,18 +147,9 @@ export async function plotFrontier(points: readonly FrontierPoint[], file: strin
   const scale = o.scale === undefined ? 2 : v.number('options.scale', o.scale, { min: 0.1, max: 8 });
   for (const k of ['width', 'height'] as const) if (o[k] !== undefined) v.integer(`options.${k}`, o[k], { min: 50, max: 4000 });
   const base = file.replace(/\.(png|svg)$/i, '');
-  const [vl, vega, resvg] = (await Promise.all([importModule('vega-lite'), importModule('vega'), importModule('@resvg/resvg-js')])) as [VegaLite, Vega, Resvg];
-  const view = new vega.View(vega.parse(vl.compile(frontierSpec(checked, o)).spec), { renderer: 'none' });
-  let svg: string;
-  try {
-    svg = await view.toSVG();
-  } finally {
-    view.finalize();
-  }
-  // vega writes text in the generic 'sans-serif' family: the system's fonts are loaded to draw it.
-  const image = new resvg.Resvg(svg, { fitTo: { mode: 'zoom', value: scale }, font: { loadSystemFonts: true } }).render();
-  const files: PlotFiles = { svg: `${base}.svg`, png: `${base}.png`, width: image.width, height: image.height };
-  writeFileAtomicSync(files.svg, svg);
-  writeFileAtomicSync(files.png, image.asPng());
+  const chart = await renderChart(frontierSpec(checked, o), scale);
+  const files: PlotFiles = { svg: `${base}.svg`, png: `${base}.png`, width: chart.width, height: chart.height };
+  writeFileAtomicSync(files.svg, chart.svg);
+  writeFileAtomicSync(files.png, chart.png);
   return files;
 }

@@ -3,13 +3,10 @@
  * table nn_pruning users know ("[3072, 768] => [552, 768], intermediate.dense.weight"), densities, and mask
  * pictures (PNG) of `weight != 0`.
  */
-import { join } from 'node:path';
-import { ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { BertModel } from '../model/model';
 import type { ModelStructure } from '../model/model';
 import type { TensorData } from '../runtime/native';
 import '../pruning/model-pruning'; // model.masks()
-import { Canvas, encodePng } from './png';
 import * as v from '../runtime/validate';
 
 /**
@@ -25,9 +22,9 @@ export const DENSITY_DEFINITION = "non-zero weights of the encoder's linear laye
 export const BERT_BASE_PARAMETERS = 110e6;
 
 /** The six linears of a layer, by role (their names are the family's: model.structure.linears). */
-const ROLES = ['query', 'key', 'value', 'attentionOutput', 'intermediate', 'output'] as const;
-type Role = (typeof ROLES)[number];
-const ATTENTION_ROLES: readonly Role[] = ['query', 'key', 'value', 'attentionOutput'];
+export const ROLES = ['query', 'key', 'value', 'attentionOutput', 'intermediate', 'output'] as const;
+export type Role = (typeof ROLES)[number];
+export const ATTENTION_ROLES: readonly Role[] = ['query', 'key', 'value', 'attentionOutput'];
 
 export interface ParameterSummary {
   total: number;
@@ -65,6 +62,10 @@ export interface LayerSummary {
   ffn: number;
   /** The layer's density (DENSITY_DEFINITION, over the layer's six dense linears), when masks were read. */
   density?: number;
+  /** The same over the layer's four attention linears (q, k, v, attention output), when masks were read. */
+  attentionDensity?: number;
+  /** The same over the layer's two FFN linears, when masks were read. */
+  ffnDensity?: number;
 }
 
 /** DENSITY_DEFINITION's two counts and their ratio. */
@@ -240,49 +241,62 @@ export async function buildReport(model: BertModel, options: { masks?: boolean }
     layers: model.layers.map((l, i) => ({ layer: i, heads: l.heads, keptHeads: l.keptHeads, ffn: l.intermediateSize })),
     shapes: shapeTable(model),
   };
-  if (options.masks) {
-    const masks = await model.masks();
-    const dense = denseShapes(model);
-    report.density = {};
-    report.densityDefinition = DENSITY_DEFINITION;
-    const perLayer = new Map<number, number>();
-    let nonZero = 0;
-    let attentionNonZero = 0;
-    const structure = model.structure;
-    const attentionNames = ATTENTION_ROLES.map((r) => `${structure.linears[r]}.weight`);
-    for (const [key, t] of Object.entries(masks)) {
-      if (!key.startsWith('mask.')) continue;
-      const name = key.slice(5);
-      const inLayer = layerParameter(structure, `${name}.weight`);
-      if (!inLayer) continue;
-      const nz = countNonZero(t.data as Uint8Array);
-      const denseN = numel(dense[inLayer[1]] ?? t.shape);
-      report.density[name] = denseN ? nz / denseN : 0;
-      perLayer.set(inLayer[0], (perLayer.get(inLayer[0]) ?? 0) + nz);
-      nonZero += nz;
-      if (attentionNames.includes(inLayer[1])) attentionNonZero += nz;
-    }
-    const denseOf = (roles: readonly Role[]) => roles.reduce((a, r) => a + numel(dense[`${structure.linears[r]}.weight`]), 0);
-    const denseLayer = denseOf(ROLES);
-    const denseAttention = denseOf(ATTENTION_ROLES) * report.layers.length;
-    for (const l of report.layers) {
-      l.density = denseLayer ? (perLayer.get(l.layer) ?? 0) / denseLayer : 0;
-      if (model.patched) {
-        const alive = aliveInMasks(model, masks, l.layer);
-        Object.assign(l, { heads: alive.keptHeads.length, ...alive });
-      }
-    }
-    const denseAll = denseLayer * report.layers.length;
-    const ratio = (a: number, b: number) => (b ? a / b : 0);
-    report.weights = {
-      nonZero,
-      dense: denseAll,
-      density: ratio(nonZero, denseAll),
-      attention: ratio(attentionNonZero, denseAttention),
-      ffn: ratio(nonZero - attentionNonZero, denseAll - denseAttention),
-    };
-    if (model.patched) report.parameters.headsKept = report.layers.reduce((a, l) => a + l.heads, 0);
+  return options.masks ? withDensities(report, model, await model.masks()) : report;
+}
+
+/**
+ * Adds to `report` the densities of `masks` (model.masks() of `model`): per encoder linear, per layer and in
+ * all (DENSITY_DEFINITION), and for a patched model the heads and FFN units the masks keep. Returns `report`.
+ */
+export function withDensities(report: ModelReport, model: BertModel, masks: Record<string, TensorData>): ModelReport {
+  const dense = denseShapes(model);
+  report.density = {};
+  report.densityDefinition = DENSITY_DEFINITION;
+  const perLayer = new Map<number, { all: number; attention: number }>();
+  let nonZero = 0;
+  let attentionNonZero = 0;
+  const structure = model.structure;
+  const attentionNames = ATTENTION_ROLES.map((r) => `${structure.linears[r]}.weight`);
+  for (const [key, t] of Object.entries(masks)) {
+    if (!key.startsWith('mask.')) continue;
+    const name = key.slice(5);
+    const inLayer = layerParameter(structure, `${name}.weight`);
+    if (!inLayer) continue;
+    const nz = countNonZero(t.data as Uint8Array);
+    const denseN = numel(dense[inLayer[1]] ?? t.shape);
+    report.density[name] = denseN ? nz / denseN : 0;
+    const inAttention = attentionNames.includes(inLayer[1]);
+    const layer = perLayer.get(inLayer[0]) ?? { all: 0, attention: 0 };
+    layer.all += nz;
+    layer.attention += inAttention ? nz : 0;
+    perLayer.set(inLayer[0], layer);
+    nonZero += nz;
+    if (inAttention) attentionNonZero += nz;
   }
+  const denseOf = (roles: readonly Role[]) => roles.reduce((a, r) => a + numel(dense[`${structure.linears[r]}.weight`]), 0);
+  const denseLayer = denseOf(ROLES);
+  const denseLayerAttention = denseOf(ATTENTION_ROLES);
+  const denseAttention = denseLayerAttention * report.layers.length;
+  const ratio = (a: number, b: number) => (b ? a / b : 0);
+  for (const l of report.layers) {
+    const nz = perLayer.get(l.layer) ?? { all: 0, attention: 0 };
+    l.density = ratio(nz.all, denseLayer);
+    l.attentionDensity = ratio(nz.attention, denseLayerAttention);
+    l.ffnDensity = ratio(nz.all - nz.attention, denseLayer - denseLayerAttention);
+    if (model.patched) {
+      const alive = aliveInMasks(model, masks, l.layer);
+      Object.assign(l, { heads: alive.keptHeads.length, ...alive });
+    }
+  }
+  const denseAll = denseLayer * report.layers.length;
+  report.weights = {
+    nonZero,
+    dense: denseAll,
+    density: ratio(nonZero, denseAll),
+    attention: ratio(attentionNonZero, denseAttention),
+    ffn: ratio(nonZero - attentionNonZero, denseAll - denseAttention),
+  };
+  if (model.patched) report.parameters.headsKept = report.layers.reduce((a, l) => a + l.heads, 0);
   return report;
 }
 
@@ -333,117 +347,4 @@ export function formatReport(r: ModelReport): string {
   return lines.join('\n');
 }
 
-/** Averages a 0/1 matrix [rows, cols] into at most maxSide x maxSide cells (density per cell). */
-function downsample(mask: Uint8Array, rows: number, cols: number, maxSide: number): { data: Float32Array; rows: number; cols: number } {
-  const fr = Math.max(1, Math.ceil(rows / maxSide));
-  const fc = Math.max(1, Math.ceil(cols / maxSide));
-  const R = Math.ceil(rows / fr);
-  const C = Math.ceil(cols / fc);
-  const sum = new Float32Array(R * C);
-  const cnt = new Float32Array(R * C);
-  for (let r = 0; r < rows; r++) {
-    const rr = Math.floor(r / fr);
-    for (let c = 0; c < cols; c++) {
-      const i = rr * C + Math.floor(c / fc);
-      sum[i] += mask[r * cols + c] ? 1 : 0;
-      cnt[i] += 1;
-    }
-  }
-  for (let i = 0; i < sum.length; i++) sum[i] /= cnt[i] || 1;
-  return { data: sum, rows: R, cols: C };
-}
 
-/**
- * Writes the mask pictures into `dir`:
- * - `layer<N>.<linear>.png`: `weight != 0` (masks when patched) of each encoder linear, kept = dark,
- *   one pixel per weight up to 1024 per side (larger matrices are averaged: gray = partly kept);
- * - `masks.png`: every layer (rows) x the six linears (columns), each squeezed into a square;
- * - `density.png`: per layer, the heads (blue = alive in q, k and v; gray = masked out; lightest = already
- *   removed) and bars of the attention (orange) and FFN (green) density.
- * Each file is written atomically and durably (lib/atomic.ts). Returns the files written.
- */
-export async function writeMaskImages(model: BertModel, dir: string): Promise<string[]> {
-  v.writableDirectory('dir', dir);
-  ensureDir(dir);
-  const masks = await model.masks();
-  const d = model.dimensions;
-  const structure = model.structure;
-  const files: string[] = [];
-  const L = d.numLayers;
-  const panel = 96;
-  const gap = 6;
-  const grid = new Canvas(ROLES.length * (panel + gap) + gap, L * (panel + gap) + gap, [255, 255, 255]);
-  const layerDensity: Array<{ attn: number; ffn: number }> = [];
-  for (let i = 0; i < L; i++) {
-    let attnNz = 0;
-    let attnN = 0;
-    let ffnNz = 0;
-    let ffnN = 0;
-    ROLES.forEach((role, j) => {
-      const lin = structure.linears[role];
-      const t = masks[`mask.${structure.layers}.${i}.${lin}`];
-      if (!t) return;
-      const [rows, cols] = t.shape;
-      const d = t.data as Uint8Array;
-      const nz = countNonZero(d);
-      if (ATTENTION_ROLES.includes(role)) {
-        attnNz += nz;
-        attnN += d.length;
-      } else {
-        ffnNz += nz;
-        ffnN += d.length;
-      }
-      if (rows === 0 || cols === 0) return;
-      const big = downsample(d, rows, cols, 1024);
-      const img = new Canvas(big.cols, big.rows);
-      img.drawDensity(0, 0, big.cols, big.rows, big.data, big.cols, big.rows);
-      const file = join(dir, `layer${i}.${lin}.png`);
-      writeFileAtomicSync(file, img.toPng());
-      files.push(file);
-      const small = downsample(d, rows, cols, panel);
-      grid.drawDensity(gap + j * (panel + gap), gap + i * (panel + gap), panel, panel, small.data, small.cols, small.rows);
-    });
-    layerDensity.push({ attn: attnN ? attnNz / attnN : 0, ffn: ffnN ? ffnNz / ffnN : 0 });
-  }
-  const gridFile = join(dir, 'masks.png');
-  writeFileAtomicSync(gridFile, grid.toPng());
-  files.push(gridFile);
-
-  // density.png: [heads cells][gap][attention bar][gap][FFN bar] per layer.
-  const cell = 14;
-  const barW = 200;
-  const H = d.numHeads;
-  const width = gap + H * (cell + 2) + gap * 2 + barW + gap * 2 + barW + gap;
-  const rowH = cell + 6;
-  const dens = new Canvas(width, gap + L * rowH + gap, [255, 255, 255]);
-  const layers = model.layers;
-  const hd = d.headDim;
-  for (let i = 0; i < L; i++) {
-    const y = gap + i * rowH;
-    // A head is alive if its rows are non-zero in q, k and v (the compaction rule); heads a previous
-    // compaction removed are drawn lightest.
-    const kept = layers[i].keptHeads;
-    const rowsAlive = (role: 'query' | 'key' | 'value', k: number): boolean => {
-      const t = masks[`mask.${structure.layers}.${i}.${structure.linears[role]}`];
-      return !!t && anyRows(t, k * hd, (k + 1) * hd);
-    };
-    for (let h = 0; h < H; h++) {
-      const k = kept.indexOf(h);
-      const color: [number, number, number] =
-        k < 0 ? [240, 240, 240] : rowsAlive('query', k) && rowsAlive('key', k) && rowsAlive('value', k) ? [40, 70, 160] : [200, 200, 200];
-      dens.fillRect(gap + h * (cell + 2), y, cell, cell, color);
-    }
-    const x1 = gap + H * (cell + 2) + gap * 2;
-    dens.fillRect(x1, y, barW, cell, [235, 235, 235]);
-    dens.fillRect(x1, y, barW * layerDensity[i].attn, cell, [200, 90, 40]);
-    const x2 = x1 + barW + gap * 2;
-    dens.fillRect(x2, y, barW, cell, [235, 235, 235]);
-    dens.fillRect(x2, y, barW * layerDensity[i].ffn, cell, [40, 140, 80]);
-  }
-  const densFile = join(dir, 'density.png');
-  writeFileAtomicSync(densFile, dens.toPng());
-  files.push(densFile);
-  return files;
-}
-
-export { encodePng };

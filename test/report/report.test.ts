@@ -1,6 +1,6 @@
 /**
  * Reports users look at: the parameter count the reference prints for a compact bert-base QA model, the
- * per-layer shape table, and mask pictures that are valid PNGs showing what is kept.
+ * per-layer shape table, and mask pictures: charts (titles, axes, legends) of rasters showing what is kept.
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
-import { buildReport, DENSITY_DEFINITION, formatReport, parameterSummary, writeMaskImages } from '../../lib/report/report';
+import { buildReport, DENSITY_DEFINITION, formatReport, parameterSummary } from '../../lib/report/report';
+import { densitySpec, maskGridSpec, maskRaster, matrixSpec, writeMaskImages } from '../../lib/report/mask-plots';
+import { renderChart } from '../../lib/report/plot';
 import { encodePng } from '../../lib/report/png';
 import { shared, tempDir, withShared } from '../helpers';
 import { spawnSync } from 'node:child_process';
@@ -74,7 +76,7 @@ test('encodePng round-trips through zlib', (t) => {
   t.throws(() => encodePng(2, 2, 3, new Uint8Array(5)), { instanceOf: RangeError });
 });
 
-withShared('fixtures/pruning')('mask pictures show the kept blocks, heads and FFN density of a pruned model', async (t) => {
+withShared('fixtures/pruning')('mask pictures: charts with the layer, matrix and density in the title, axes and a legend, over rasters of the masks', async (t) => {
   const root = shared('fixtures/pruning');
   const config = PruningConfig.fromJSON(JSON.parse(readFileSync(join(root, 'hybrid', 'sparse_args.json'), 'utf8')));
   const model = await BertModel.fromPretrained(join(root, 'model'));
@@ -85,20 +87,43 @@ withShared('fixtures/pruning')('mask pictures show the kept blocks, heads and FF
   try {
     const files = await writeMaskImages(model, tmp.path);
     t.is(files.length, 2 * 6 + 2);
-    // Layer 0 query: head 1 (rows 16..31) is pruned in the fixture (scores -8): light; the rest follows the mask.
+    for (const f of files) {
+      const png = readFileSync(f);
+      t.true(png.subarray(1, 4).toString('latin1') === 'PNG' && png.readUInt32BE(16) > 200 && png.readUInt32BE(20) > 150, f);
+    }
+    // The raster a chart shows is the mask itself, one pixel per weight: dark exactly where a weight is kept.
+    // Layer 0 query: head 1 (rows 16..31) is pruned in the fixture (scores -8): light.
     const masks = await model.masks();
     const q = masks['mask.bert.encoder.layer.0.attention.self.query'];
-    const img = readPng(readFileSync(join(tmp.path, 'layer0.attention.self.query.png')));
-    t.is(img.width, 64);
-    t.is(img.height, 64);
     const m = q.data as Uint8Array;
+    const raster = maskRaster(m, 64, 64);
+    const img = readPng(raster.png);
+    t.deepEqual([img.width, img.height, raster.cellRows, raster.cellCols], [64, 64, 64, 64]);
     let agree = 0;
-    for (let i = 0; i < 64 * 64; i++) agree += (img.pixels[i * 3] < 128) === (m[i] !== 0) ? 1 : 0;
+    for (let i = 0; i < 64 * 64; i++) agree += (img.pixels[i] < 128) === (m[i] !== 0) ? 1 : 0;
     t.is(agree, 64 * 64, 'dark pixels are exactly the kept weights');
-    for (let r = 16; r < 32; r++) t.true(img.pixels[(r * 64 + 5) * 3] > 200, 'pruned head 1 is light');
-    const grid = readPng(readFileSync(join(tmp.path, 'masks.png')));
-    t.true(grid.width > 6 * 96 && grid.height > 2 * 96);
+    for (let r = 16; r < 32; r++) t.true(img.pixels[r * 64 + 5] > 200, 'pruned head 1 is light');
+    // A larger matrix is averaged: 2 x 2 weights a cell, gray where partly kept.
+    const half = maskRaster(new Uint8Array([1, 0, 1, 1, 0, 0, 1, 1]), 2, 4, 1);
+    t.deepEqual([half.cellRows, half.cellCols], [1, 1]);
+    const g = readPng(half.png).pixels[0];
+    t.true(g > 30 && g < 245, `partly kept is gray: ${g}`);
+
+    // What the chart says is the report's density of that matrix, with axes and a legend.
     const report = await buildReport(model, { masks: true });
+    const density = report.density!['bert.encoder.layer.0.attention.self.query'];
+    t.is(density, m.reduce((a, b) => a + b, 0) / (64 * 64));
+    const chart = await renderChart(matrixSpec({ layer: 0, linear: 'attention.self.query', density, rows: 64, cols: 64, raster }));
+    const pct = `${(100 * density).toFixed(1)}%`;
+    for (const text of ['layer 0 · attention.self.query', `density ${pct} · 64 x 64`, 'input (column)', 'output (row)', 'kept fraction', raster.png.toString('base64')])
+      t.true(chart.svg.includes(text), `the chart shows ${text.slice(0, 40)}`);
+    const gridSvg = (await renderChart(maskGridSpec([{ layer: 0, linear: 'attention.self.query', density, rows: 64, cols: 64, raster }], ['attention.self.query'], 0.5))).svg;
+    t.true(gridSvg.includes(pct) && gridSvg.includes('layer 0') && gridSvg.includes('encoder density 50.0%'));
+    // Heads: alive in q, k and v, masked, or removed by an earlier compaction.
+    const heads = (await renderChart(densitySpec(report, 4, [[0, 1, 2, 3], [0, 1, 2]]))).svg;
+    for (const text of ['alive', 'masked', 'removed', 'attention', 'FFN', 'density (%)']) t.true(heads.includes(text), text);
+    t.false(report.layers[0].keptHeads.includes(1));
+    t.true(report.layers[0].attentionDensity! < report.layers[0].ffnDensity!, 'layer 0 prunes attention more than FFN in the fixture');
     t.true(report.layers[0].density! > 0 && report.layers[0].density! < 1);
     t.log(formatReport(report).split('\n').slice(0, 9).join('\n'));
   } finally {

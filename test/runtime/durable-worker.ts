@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { appendDurableSync, copyFileAtomicSync, writeFileAtomicSync } from '../../lib/runtime/atomic';
 import { BertConfigJson, BertModel, ForwardBatch } from '../../lib/model/model';
 import { exportOnnx } from '../../lib/model/onnx';
-import { writeMaskImages } from '../../lib/report/report';
+import { writeMaskImages } from '../../lib/report/mask-plots';
 import { latestCheckpoint, readCheckpointState, SparseTrainer, TrainData } from '../../lib/training/trainer';
 import { writeVocab } from '../../lib/tokenizer/vocab';
 

@@ -1,6 +1,7 @@
 /** `blockprune report <model-dir>`: parameters, per-layer shapes and densities, mask pictures. */
 import { BertModel } from '../../model/model';
-import { buildReport, formatReport, writeMaskImages } from '../../report/report';
+import { buildReport, formatReport } from '../../report/report';
+import { writeMaskImages } from '../../report/mask-plots';
 import * as v from '../../runtime/validate';
 import type { HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
