@@ -1,6 +1,6 @@
 /**
- * The accuracy vs speed-up plot of a pruning frontier (`blockprune frontier`), drawn the way a Node user
- * would: a vega-lite spec compiled by `vega-lite`, rendered to SVG by `vega` (pure JavaScript, no canvas),
+ * Charts, drawn the way a Node user would (the frontier's accuracy vs speed-up plot here, the mask pictures in
+ * mask-plots.ts): a vega-lite spec compiled by `vega-lite`, rendered to SVG by `vega` (pure JavaScript, no canvas),
  * rasterised to PNG by `@resvg/resvg-js` (a prebuilt binary per platform, from the npm registry). Both files
  * are written atomically.
  */

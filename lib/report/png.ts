@@ -1,8 +1,8 @@
 /**
  * Kept hand-written: zlib from Node plus a CRC table is all 8-bit gray/RGB PNGs need; a PNG library would add a dependency for it.
  *
- * A minimal PNG writer (8-bit grayscale or RGB, no interlace): enough for mask pictures without a native
- * image dependency. Rows are filtered with "none"; zlib (node:zlib) does the compression.
+ * A minimal PNG writer (8-bit grayscale or RGB, no interlace): the mask rasters the charts embed
+ * (mask-plots.ts), without a native image dependency. Rows are filtered with "none"; zlib (node:zlib) does the compression.
  */
 import { deflateSync } from 'node:zlib';
 
@@ -53,43 +53,4 @@ export function encodePng(width: number, height: number, channels: 1 | 3, pixels
   ihdr[12] = 0;
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', new Uint8Array(0))]);
-}
-
-/** An RGB raster to draw rectangles on. */
-export class Canvas {
-  readonly pixels: Uint8Array;
-  constructor(
-    readonly width: number,
-    readonly height: number,
-    background: [number, number, number] = [255, 255, 255],
-  ) {
-    this.pixels = new Uint8Array(width * height * 3);
-    for (let i = 0; i < width * height; i++) this.pixels.set(background, i * 3);
-  }
-
-  fillRect(x: number, y: number, w: number, h: number, rgb: [number, number, number]): void {
-    const x0 = Math.max(0, Math.floor(x));
-    const y0 = Math.max(0, Math.floor(y));
-    const x1 = Math.min(this.width, Math.floor(x + w));
-    const y1 = Math.min(this.height, Math.floor(y + h));
-    for (let yy = y0; yy < y1; yy++) for (let xx = x0; xx < x1; xx++) this.pixels.set(rgb, (yy * this.width + xx) * 3);
-  }
-
-  /** Draws a gray-level map (0 = pruned .. 1 = kept) scaled into the box, kept dark on light. */
-  drawDensity(x: number, y: number, w: number, h: number, density: Float32Array, cols: number, rows: number): void {
-    for (let yy = 0; yy < h; yy++) {
-      for (let xx = 0; xx < w; xx++) {
-        const r = Math.min(rows - 1, Math.floor((yy * rows) / h));
-        const c = Math.min(cols - 1, Math.floor((xx * cols) / w));
-        const v = Math.round(245 - 215 * density[r * cols + c]);
-        const px = x + xx;
-        const py = y + yy;
-        if (px >= 0 && px < this.width && py >= 0 && py < this.height) this.pixels.set([v, v, v], (py * this.width + px) * 3);
-      }
-    }
-  }
-
-  toPng(): Buffer {
-    return encodePng(this.width, this.height, 3, this.pixels);
-  }
 }
