@@ -83,7 +83,7 @@ test('bad flag values of every command: exit 2, one line naming the flag, no sta
       [train('--config', config('null.json', 'null')), /--config .*null\.json/],
       [train('--config', config('array.json', '[1,2]')), /--config .*array\.json/],
       [train('--config', config('typo.json', '{"batchsize": 8}')), /"batchsize" in --config .*did you mean "batchSize"/],
-      [train('--config', config('hf.json', '{"num_train_epochs": 8}')), /did you mean "pruneEpochs"/],
+      [train('--config', config('hf.json', '{"num_train_epoch": 8}')), /did you mean "num_train_epochs"/],
       [train('--config', config('pruning.json', '{"pruning": 5}')), /--config .*pruning/],
       [train('--config', config('values.json', '{"batchSize": 0}')), /for batchSize in --config .*values\.json/],
       [train('--config', config('geometry.json', '{"modelConfig": {"hidden_size": 30}}')), /for modelConfig\.hidden_size in --config/],
@@ -191,6 +191,25 @@ test('train builds its pruning config once from the --config file\'s "pruning" (
     const bad = run('--config', config);
     t.is(bad.status, 2, bad.stderr);
     t.regex(bad.stderr.split('\n')[0], /pruning config: unknown field "final_treshold" \(did you mean "final_threshold"\?\)/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('train reads transformers\' TrainingArguments names in --config (max_steps, learning_rate, save_steps) as the options they name', (t) => {
+  const tmp = tempDir();
+  try {
+    const run = tinyJob(tmp.path);
+    const config = join(tmp.path, 'hf.json');
+    writeFileSync(config, JSON.stringify({ max_steps: 2, learning_rate: 0.001, save_steps: 1, final_threshold: 0.2 }));
+    const r = run('--config', config);
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /threshold 0 -> 0\.2, .*: 2 steps \(--max-steps\), lr 0\.001, .*checkpointing every 1 steps/);
+    // The same option twice, in transformers' name and in ours: refused before any work.
+    writeFileSync(config, JSON.stringify({ max_steps: 2, maxSteps: 3 }));
+    const twice = run('--config', config);
+    t.is(twice.status, 2, twice.stderr);
+    t.regex(twice.stderr, /maxSteps is given twice \(as max_steps and as maxSteps\)/);
   } finally {
     tmp.cleanup();
   }

@@ -210,6 +210,12 @@ const CONFIG_KEYS = JOB_OPTIONS.filter((k) => k !== 'log' && k !== 'distributed'
 const DISTIL_FIELDS: Record<string, string> = { distil_alpha_ce: 'alphaCe', distil_alpha_teacher: 'alphaTeacher', distil_temperature: 'temperature' };
 
 /**
+ * transformers' TrainingArguments names a config file may carry (`max_steps`, `eval_steps`, `learning_rate`,
+ * ...): the job's aliases spelt in snake_case, read as the options they name. (The API keeps them as hints only.)
+ */
+const TRAINING_ARGUMENTS: Record<string, string> = Object.fromEntries(Object.entries(JOB_ALIASES).filter(([k]) => k.includes('_')));
+
+/**
  * A --config file: a JSON object of the job's options, with the pruning fields either at the top level (the
  * reference's flat shape: {"final_threshold": 0.3, "attention_output_with_dense": 0, ...}, either spelling)
  * or under "pruning"; the same field in both places is refused, as is any unknown key (with did-you-mean
@@ -231,14 +237,16 @@ function readConfigFile(path: string): Record<string, unknown> {
   }
   const all = v.object(where, json);
   // Did-you-mean over both kinds of key, in the key's own spelling first (final_treshold -> final_threshold).
-  const known = [...new Set([...CONFIG_KEYS, ...Object.keys(DISTIL_FIELDS), ...PRUNING_JSON_FIELDS])];
+  const known = [...new Set([...CONFIG_KEYS, ...Object.keys(DISTIL_FIELDS), ...Object.keys(TRAINING_ARGUMENTS), ...PRUNING_JSON_FIELDS])];
   const snakeFirst = [...known.filter((k) => k.includes('_')), ...known.filter((k) => !k.includes('_'))];
   for (const k of Object.keys(all)) v.knownKeys(where, { [k]: 0 }, k.includes('_') ? snakeFirst : known, JOB_ALIASES);
   const o: Record<string, unknown> = {};
   const flat: Record<string, unknown> = {};
+  const spelt: Record<string, string> = {};
   for (const [k, x] of Object.entries(all)) {
-    const key = DISTIL_FIELDS[k] ?? k;
-    if (key in o) throw new UsageError(`${where}: ${key} is given twice (as ${k} and as ${key})`);
+    const key = DISTIL_FIELDS[k] ?? TRAINING_ARGUMENTS[k] ?? k;
+    if (key in o) throw new UsageError(`${where}: ${key} is given twice (as ${spelt[key]} and as ${k})`);
+    spelt[key] = k;
     if ((CONFIG_KEYS as readonly string[]).includes(key)) o[key] = x;
     else flat[k] = x;
   }
