@@ -68,6 +68,8 @@ Pruning:
                   at the top level as nn_pruning writes them ({"final_threshold": 0.3, "mask_scores_learning_rate":
                   0.5, "regularization_final_lambda": 5, "attention_output_with_dense": 0}: 0/1 booleans read) or
                   under "pruning"; distil_alpha_ce, distil_alpha_teacher, distil_temperature set the distillation;
+                  transformers' max_steps, eval_steps, save_steps, logging_steps, learning_rate, num_train_epochs,
+                  per_device_train_batch_size, warmup_steps, max_seq_length are read as the options they name;
                   flags given on the command line win; unknown keys are refused (did you mean ...)
 Output:
   --output DIR (out/<task>)   dense/, pruned/, compact/, masks/*.png, report.json, log.jsonl, checkpoints/
