@@ -152,21 +152,33 @@ void micro(const QGemm& g, int64_t row, int64_t p) {
   const int64_t col = p * NR;
   const uint8_t* a = g.a + row * g.lda;
   const uint8_t* b = g.packed + p * g.groups * NR * LANE;
+  // Every loop over i and j that touches acc is unrolled in full, and the epilogue reads a copy, so acc is only
+  // ever indexed by constants and lives in registers: GCC 12 at -O2 otherwise keeps it in memory as well and
+  // stores all 24 accumulators on every step (measured: 60% of the VNNI peak instead of ~90%).
   Q::A acc[R][NV];
+#pragma GCC unroll 4
   for (int j = 0; j < NV; ++j) {
     const Q::A init = Q::init(g.comp ? g.comp + col + j * V::W : nullptr);
+#pragma GCC unroll 8
     for (int i = 0; i < R; ++i) acc[i][j] = init;
   }
-#pragma GCC unroll 2
   for (int64_t gi = 0; gi < g.groups; ++gi) {
     Q::B bv[NV];
+#pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) bv[j] = Q::load(b + (gi * NR + j * V::W) * LANE);
     _mm_prefetch(reinterpret_cast<const char*>(b + (gi + 8) * NR * LANE), _MM_HINT_T0);
+#pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const Q::B av = Q::bcast(a + i * g.lda + gi * LANE);
+#pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = Q::dot(acc[i][j], av, bv[j]);
     }
   }
+  alignas(64) Q::A out[R][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) out[i][j] = acc[i][j];
   const int64_t nvalid = std::min<int64_t>(NR, g.n - col);
   const Epilogue& e = g.epi;
   for (int j = 0; j < NV; ++j) {
@@ -176,7 +188,7 @@ void micro(const QGemm& g, int64_t row, int64_t p) {
     const T ws = g.wscale ? V::loadu(g.wscale + c0) : V::zero();  // wscale is padded to whole panels
     for (int i = 0; i < R; ++i) {
       const int64_t r = row + i;
-      const T y = V::add(Q::value(acc[i][j], g.xscale ? g.xscale[r] : 1.0f, ws), bias);
+      const T y = V::add(Q::value(out[i][j], g.xscale ? g.xscale[r] : 1.0f, ws), bias);
       finish(g.c + r * g.ldc + c0, m, y, e.act, e.residual ? e.residual + r * e.ldr + c0 : nullptr);
     }
   }
