@@ -2,7 +2,8 @@
 // quant.h's text, over a grid of shapes and every epilogue; and, with --bench, their speed against the fp32
 // PackedLinear at BERT's shapes, in one run with alternating rounds.
 //
-//   check_quant [--check]     compare; exit 0 when nothing is out of tolerance, 1 otherwise
+//   check_quant [--check] [--format int8|bf16]   compare (both formats by default); exit 0 when nothing is out
+//                                                of tolerance, 1 otherwise
 //   check_quant --isa         print the kernel sets this CPU and environment give, and exit
 //   check_quant --bench [--rounds 7] [--runs 20]
 //
@@ -195,10 +196,11 @@ void print_isa() {
               bp::fast::enabled() ? bp::fast::isa() : "none");
 }
 
-int check() {
+int check(const std::string& only) {
   print_isa();
   bool ok = true;
   for (QuantFormat f : {QuantFormat::kInt8, QuantFormat::kBf16}) {
+    if (!only.empty() && only != name_of(f)) continue;
     if (!bp::fast::quant_supported(f)) {
       // Then building a layer must say so, not crash.
       std::string msg = "did not throw";
@@ -291,15 +293,17 @@ int bench(int64_t rounds, int64_t runs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string mode = "check";
+  std::string mode = "check", format;
   int64_t rounds = 7, runs = 20;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--check" || a == "--bench" || a == "--isa") mode = a.substr(2);
+    else if (a == "--format" && i + 1 < argc && (std::strcmp(argv[i + 1], "int8") == 0 || std::strcmp(argv[i + 1], "bf16") == 0))
+      format = argv[++i];
     else if (a == "--rounds" && i + 1 < argc) rounds = tools::int_arg("--rounds", argv[++i], 1, 1000);
     else if (a == "--runs" && i + 1 < argc) runs = tools::int_arg("--runs", argv[++i], 1, 100000);
     else {
-      std::fprintf(stderr, "unknown argument %s (check_quant [--check | --isa | --bench [--rounds N] [--runs N]])\n", argv[i]);
+      std::fprintf(stderr, "unknown argument %s (check_quant [--check [--format int8|bf16] | --isa | --bench [--rounds N] [--runs N]])\n", argv[i]);
       return 2;
     }
   }
@@ -308,7 +312,7 @@ int main(int argc, char** argv) {
       print_isa();
       return 0;
     }
-    return mode == "bench" ? bench(rounds, runs) : check();
+    return mode == "bench" ? bench(rounds, runs) : check(format);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "check_quant: %s\n", e.what());
     return 1;
