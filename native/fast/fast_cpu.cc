@@ -196,6 +196,8 @@ void PackedLinear::forward(const float* x, int64_t m, float* y, int act, const f
   pool().run(tiles, chunk_for(tiles), [&](int64_t t0, int64_t t1) { t->run(g, t0, t1); });
 }
 
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) { pool().run(n, chunk_for(n), fn); }
+
 void layer_norm(float* x, int64_t rows, int64_t n, const float* gamma, const float* beta, float eps) {
   const KernelTable* t = kernels();
   pool().run(rows, chunk_for(rows), [&](int64_t r0, int64_t r1) { t->layer_norm(x + r0 * n, r1 - r0, n, gamma, beta, eps); });

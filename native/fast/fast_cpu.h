@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,6 +42,10 @@ class PackedLinear {
   std::vector<float> bias_;
   int64_t n_ = 0, k_ = 0;
 };
+
+// fn(i0, i1) over chunks of [0, n) on the kernels' thread pool, the caller taking part; returns when all are
+// done. The quantized layers (quant.cc) run on it too: one pool for every kernel, one job at a time.
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
 // In place over [rows, n]: LayerNorm with gamma, beta.
 void layer_norm(float* x, int64_t rows, int64_t n, const float* gamma, const float* beta, float eps);

@@ -1,0 +1,154 @@
+// QuantLinear (quant.h): the kernel set for this CPU, the packed weights, and a forward that prepares the
+// activations (per-row int8 quantization or bf16 rounding) and then runs the GEMM tiles, both split over the
+// fp32 kernels' pool (fast_cpu.cc).
+#include "fast/quant.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fast/fast_cpu.h"
+#include "fast/quant_kernels.h"
+
+namespace bp::fast {
+namespace {
+
+// The widest set the CPU runs, by its features; BLOCKPRUNE_CPU_KERNELS=avx2 keeps to AVX2 (int8 by
+// vpmaddubsw, no bf16) and =none to nothing, as for the fp32 kernels. The AVX-512 sets are compiled with BW
+// and VL as well, so they need those too.
+const QuantKernels* pick(QuantFormat f) {
+#if defined(__x86_64__)
+  const char* env = std::getenv("BLOCKPRUNE_CPU_KERNELS");
+  const std::string want = env ? env : "";
+  if (want == "none") return nullptr;
+  __builtin_cpu_init();
+  const bool avx512 = want != "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl");
+  if (f == QuantFormat::kBf16) return avx512 && __builtin_cpu_supports("avx512bf16") ? quant_kernels_bf16() : nullptr;
+  if (avx512 && __builtin_cpu_supports("avx512vnni"))
+    if (auto* t = quant_kernels_vnni()) return t;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return quant_kernels_avx2();
+#endif
+  return nullptr;
+}
+
+// Null when the format cannot run here: no kernels for this CPU, or the fast path switched off
+// (BLOCKPRUNE_FAST_KERNELS=0, set_enabled(false), no fp32 kernels): then callers run the layer in fp32.
+const QuantKernels* kernels_for(QuantFormat f) {
+  static const QuantKernels* int8 = pick(QuantFormat::kInt8);
+  static const QuantKernels* bf16 = pick(QuantFormat::kBf16);
+  if (!enabled()) return nullptr;
+  return f == QuantFormat::kInt8 ? int8 : bf16;
+}
+
+const char* format_name(QuantFormat f) { return f == QuantFormat::kInt8 ? "int8" : "bf16"; }
+
+// The sums stay exact in int32 while k * 255 * 127 < 2^31 (VNNI adds u8 up to 255 times q up to 127).
+constexpr int64_t kMaxK = 65536;
+
+}  // namespace
+
+const char* quant_isa(QuantFormat f) {
+  const QuantKernels* t = kernels_for(f);
+  return t ? t->name : "none";
+}
+
+namespace {
+// QuantLinear::Impl's contents, named here so the builder below (not a member) can fill them.
+struct Packed {
+  const QuantKernels* kern = nullptr;
+  std::vector<uint8_t> data;  // over-allocated by 64 bytes; packed is its 64-byte aligned start
+  const uint8_t* packed = nullptr;
+  std::vector<int32_t> comp;  // int8: [panels * nr]
+  std::vector<float> wscale;  // int8: [panels * nr]
+  std::vector<float> bias;    // [n] or empty
+  int64_t groups = 0;
+};
+}  // namespace
+
+struct QuantLinear::Impl : Packed {};
+
+namespace {
+
+// The layer's kernels and its packed weights; the checks come before any allocation.
+void build(QuantFormat f, const void* w, const float* bias, int64_t n, int64_t k, Packed* impl) {
+  const QuantKernels* t = kernels_for(f);
+  const std::string what = std::string("QuantLinear::") + format_name(f);
+  if (!t)
+    throw std::runtime_error(what + ": no " + format_name(f) + " kernels on this CPU or fast kernels off (quant_isa: none)");
+  if (w == nullptr || n <= 0 || k <= 0 || k > kMaxK)
+    throw std::invalid_argument(what + ": expected weights [n, k] with n >= 1 and 1 <= k <= " + std::to_string(kMaxK) +
+                                ", got [" + std::to_string(n) + ", " + std::to_string(k) + "]");
+  impl->kern = t;
+  impl->groups = (k + t->kgroup - 1) / t->kgroup;
+  impl->data.resize(static_cast<size_t>(t->packed_bytes(n, k) + 64));
+  uint8_t* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(impl->data.data()) + 63) & ~uintptr_t{63});
+  t->pack(w, n, k, aligned);
+  impl->packed = aligned;
+  if (bias) impl->bias.assign(bias, bias + n);
+}
+
+}  // namespace
+
+QuantLinear QuantLinear::int8(const int8_t* q, const float* wscale, const float* bias, int64_t n, int64_t k) {
+  if (wscale == nullptr) throw std::invalid_argument("QuantLinear::int8: wscale is null");
+  auto impl = std::make_shared<Impl>();
+  build(QuantFormat::kInt8, q, bias, n, k, impl.get());
+  const int64_t padded = (n + impl->kern->nr - 1) / impl->kern->nr * impl->kern->nr;
+  impl->comp.assign(static_cast<size_t>(padded), 0);
+  impl->wscale.assign(static_cast<size_t>(padded), 0.0f);
+  for (int64_t c = 0; c < n; ++c) {
+    int32_t sum = 0;
+    for (int64_t kk = 0; kk < k; ++kk) sum += q[c * k + kk];
+    impl->comp[static_cast<size_t>(c)] = -impl->kern->offset * sum;
+    impl->wscale[static_cast<size_t>(c)] = wscale[c];
+  }
+  QuantLinear l;
+  l.impl_ = std::move(impl);
+  l.format_ = QuantFormat::kInt8;
+  l.n_ = n;
+  l.k_ = k;
+  return l;
+}
+
+QuantLinear QuantLinear::bf16(const uint16_t* w, const float* bias, int64_t n, int64_t k) {
+  auto impl = std::make_shared<Impl>();
+  build(QuantFormat::kBf16, w, bias, n, k, impl.get());
+  QuantLinear l;
+  l.impl_ = std::move(impl);
+  l.format_ = QuantFormat::kBf16;
+  l.n_ = n;
+  l.k_ = k;
+  return l;
+}
+
+size_t QuantLinear::bytes() const {
+  if (!impl_) return 0;
+  return impl_->data.size() + impl_->comp.size() * sizeof(int32_t) + (impl_->wscale.size() + impl_->bias.size()) * sizeof(float);
+}
+
+void QuantLinear::forward(const float* x, int64_t m, float* y, int act, const float* residual) const {
+  if (!impl_) throw std::logic_error("QuantLinear::forward on an empty layer");
+  if (m <= 0) return;
+  const Impl& l = *impl_;
+  const QuantKernels* t = l.kern;
+  // Per calling thread (two models may run at once); the pool's workers read them while this thread waits.
+  thread_local std::vector<uint8_t> rows;
+  thread_local std::vector<float> xscale;
+  const int64_t lda = t->row_bytes(k_);
+  rows.resize(static_cast<size_t>(m * lda));
+  xscale.resize(static_cast<size_t>(m));
+  uint8_t* a = rows.data();
+  float* xs = xscale.data();
+  parallel_for(m, [&](int64_t r0, int64_t r1) { t->prepare(x, k_, r0, r1, a, lda, xs); });
+  const bool int8 = format_ == QuantFormat::kInt8;
+  const QGemm g{a,        lda,      int8 ? xs : nullptr, m, l.groups, n_, l.packed, int8 ? l.comp.data() : nullptr,
+                int8 ? l.wscale.data() : nullptr, y, n_, Epilogue{l.bias.empty() ? nullptr : l.bias.data(), residual, n_, act}};
+  const int64_t tiles = t->tiles(g);
+  parallel_for(tiles, [&](int64_t t0, int64_t t1) { t->run(g, t0, t1); });
+}
+
+}  // namespace bp::fast
