@@ -16,6 +16,7 @@ import { int8Linear } from '../../lib/model/onnx-int8';
 import { DataType, graphProto, modelProto, valueInfoProto } from '../../lib/model/onnx-messages';
 import { native, TensorData } from '../../lib/runtime/native';
 import { fixtureBatch, maxAbsDiff, readTensors, shared, tempDir, withShared } from '../helpers';
+import { feeds } from './onnx-feeds';
 
 // The machine is small and shared: one thread for each runtime.
 native().setNumThreads(1);
@@ -191,15 +192,6 @@ function readGraph(file: string): { ops: string[]; initializers: Array<{ type: n
 
 // ---- fixture models ----------------------------------------------------------------------------------
 
-function feeds(b: ReturnType<typeof fixtureBatch>, tokenTypes: boolean): Record<string, ort.Tensor> {
-  const dims = [b.batchSize, b.seqLen];
-  return {
-    input_ids: new ort.Tensor('int64', b.inputIds, dims),
-    attention_mask: new ort.Tensor('int64', b.attentionMask, dims),
-    ...(tokenTypes ? { token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims) } : {}),
-  };
-}
-
 async function runOnnx(file: string, batch: ReturnType<typeof fixtureBatch>, tokenTypes: boolean, outputs: string[]): Promise<Record<string, Float32Array>> {
   const session = await ort.InferenceSession.create(file, SESSION);
   try {
@@ -215,7 +207,7 @@ async function runOnnx(file: string, batch: ReturnType<typeof fixtureBatch>, tok
  * largest value), an error of about 2^-8 of each product's scale; twelve such linears in two layers, the
  * LayerNorms keeping the scale, and tiny models (hidden 32: per-row scales over only 32 values) make errors
  * of a few percent of the logits' range. The bound is 8% of the largest |fp32 output| (at least 0.08):
- * measured 1-4% on these fixtures, and a mistake in the graph (a wrong scale, a transposed weight, a bad
+ * measured 0.5-2.6% on these fixtures, and a mistake in the graph (a wrong scale, a transposed weight, a bad
  * zero point) gives errors the size of the outputs themselves.
  */
 const REL_TOL = 0.08;
