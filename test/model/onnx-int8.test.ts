@@ -4,7 +4,7 @@
  * graph's math; fixture models exported with quantize 'int8' and run in onnxruntime against our fp32
  * forward, with the file read back (MatMulInteger nodes and int8 initializers counted, size against fp32).
  */
-import test from 'ava';
+import test, { ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -16,7 +16,7 @@ import { int8Linear } from '../../lib/model/onnx-int8';
 import { DataType, graphProto, modelProto, valueInfoProto } from '../../lib/model/onnx-messages';
 import { native, TensorData } from '../../lib/runtime/native';
 import { fixtureBatch, maxAbsDiff, readTensors, shared, tempDir, withShared } from '../helpers';
-import { feeds } from './onnx-feeds';
+import { feeds, type OnnxBatch } from './onnx-feeds';
 
 // The machine is small and shared: one thread for each runtime.
 native().setNumThreads(1);
@@ -192,7 +192,7 @@ function readGraph(file: string): { ops: string[]; initializers: Array<{ type: n
 
 // ---- fixture models ----------------------------------------------------------------------------------
 
-async function runOnnx(file: string, batch: ReturnType<typeof fixtureBatch>, tokenTypes: boolean, outputs: string[]): Promise<Record<string, Float32Array>> {
+async function runOnnx(file: string, batch: OnnxBatch, tokenTypes: boolean, outputs: string[]): Promise<Record<string, Float32Array>> {
   const session = await ort.InferenceSession.create(file, SESSION);
   try {
     const out = await session.run(feeds(batch, tokenTypes));
@@ -212,6 +212,68 @@ async function runOnnx(file: string, batch: ReturnType<typeof fixtureBatch>, tok
  */
 const REL_TOL = 0.08;
 
+/**
+ * Exports `model` as fp32, int8 and int8 per tensor, reads the files back and runs them on `batch`: the
+ * checks of every int8 test below. Returns the number of int8 linears.
+ */
+async function checkInt8Export(t: ExecutionContext, name: string, model: BertModel, batch: OnnxBatch): Promise<number> {
+  const tmp = tempDir('blockprune-onnx-int8-');
+  try {
+    const tokenTypes = model.structure.tokenTypes;
+    const ours = await model.forward(batch);
+    const files: Record<string, string> = {};
+    const reports: Record<string, Awaited<ReturnType<typeof exportOnnx>>> = {};
+    const variants: Array<[string, OnnxExportOptions]> = [['fp32', {}], ['int8', { quantize: 'int8' }], ['int8-per-tensor', { quantize: 'int8', perChannel: false }]];
+    for (const [v, options] of variants) {
+      files[v] = join(tmp.path, `${v}.onnx`);
+      reports[v] = await exportOnnx(model, files[v], options);
+    }
+    t.is(reports.int8.quantize, 'int8');
+    t.is(reports.fp32.quantize, 'none');
+    const outputs = reports.int8.outputs;
+
+    // The graph: one MatMulInteger and one int8 weight per fused q|k|v, attention output, intermediate and
+    // output of each layer (a layer without heads or FFN units has none for them); no int8 in fp32.
+    const expected = model.layers.reduce((n, l) => n + (l.heads > 0 ? 2 : 0) + (l.intermediateSize > 0 ? 2 : 0), 0);
+    const g8 = readGraph(files.int8);
+    const g32 = readGraph(files.fp32);
+    t.is(g8.ops.filter((o) => o === 'MatMulInteger').length, expected);
+    const int8Inits = g8.initializers.filter((x) => x.type === DataType.INT8);
+    t.is(int8Inits.length, expected);
+    t.is(g32.ops.filter((o) => o === 'MatMulInteger').length, 0);
+    t.is(g32.initializers.filter((x) => x.type === DataType.INT8).length, 0);
+    // Each of those replaces one float MatMul; the attention products, pooler and heads stay float.
+    t.is(g8.ops.filter((o) => o === 'MatMul').length, g32.ops.filter((o) => o === 'MatMul').length - expected);
+
+    // Size: every weight of the encoder linears is one int8 byte (instead of 4); embeddings, the bulk of a
+    // tiny model, stay float32, and each int8 linear adds about 15 small nodes (activation quantization).
+    const linearParams = model.parameterShapes
+      .filter(([n, s]) => s.length === 2 && /\.layer\.\d+\./.test(n) && n.endsWith('.weight'))
+      .reduce((a, [, s]) => a + s[0] * s[1], 0);
+    t.is(int8Inits.reduce((a, x) => a + x.bytes, 0), linearParams);
+    const ratio = reports.fp32.bytes / reports.int8.bytes;
+    t.log(`${name}: fp32 ${reports.fp32.bytes} bytes, int8 ${reports.int8.bytes} bytes (${ratio.toFixed(2)}x smaller; ${linearParams} encoder linear weights at 1 byte instead of 4)`);
+    t.true(reports.int8.bytes < reports.fp32.bytes);
+
+    const fp32 = await runOnnx(files.fp32, batch, tokenTypes, outputs);
+    for (const v of ['int8', 'int8-per-tensor']) {
+      const got = await runOnnx(files[v], batch, tokenTypes, outputs);
+      for (const k of outputs) {
+        const want = ours[k].data as Float32Array;
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        const d = maxAbsDiff(got[k], want);
+        t.log(`${name} ${v}: ${k} max |onnx int8 - fp32 forward| ${d.toExponential(2)} (${((100 * d) / scale).toFixed(2)}% of max(1, max |fp32|) ${scale.toFixed(3)})`);
+        t.true(d <= REL_TOL * scale, `${v} ${k}: ${d}`);
+        // Quantization is in effect: not the fp32 file's outputs (those are within 1e-5 of ours).
+        t.true(maxAbsDiff(got[k], fp32[k]) > 1e-5, `${v} ${k} equals fp32`);
+      }
+    }
+    return expected;
+  } finally {
+    tmp.cleanup();
+  }
+}
+
 for (const [name, ioPath] of [
   ['bert-tiny-cls', 'bert-tiny-cls/io.safetensors'],
   ['bert-tiny-qa', 'bert-tiny-qa/io.safetensors'],
@@ -221,67 +283,42 @@ for (const [name, ioPath] of [
 ] as const) {
   withShared(`fixtures/${name}`, `fixtures/${ioPath}`)(`fixture ${name}: the int8 export runs in onnxruntime, close to fp32, MatMulInteger on int8 weights, smaller`, async (t) => {
     const model = await BertModel.fromPretrained(shared(`fixtures/${name}`));
-    const tmp = tempDir('blockprune-onnx-int8-');
     try {
       const io: Record<string, TensorData> = await readTensors(shared(`fixtures/${ioPath}`));
       const [B, S] = io.input_ids.shape;
       // DistilBERT's fixtures have no token types (its graph takes none; forward reads zeros).
-      const batch = fixtureBatch({ token_type_ids: { dtype: 'I64', shape: [B, S], data: new BigInt64Array(B * S) }, ...io }, false);
-      const tokenTypes = model.structure.tokenTypes;
-      const ours = await model.forward(batch);
-      const files: Record<string, string> = {};
-      const reports: Record<string, Awaited<ReturnType<typeof exportOnnx>>> = {};
-      const variants: Array<[string, OnnxExportOptions]> = [['fp32', {}], ['int8', { quantize: 'int8' }], ['int8-per-tensor', { quantize: 'int8', perChannel: false }]];
-      for (const [v, options] of variants) {
-        files[v] = join(tmp.path, `${v}.onnx`);
-        reports[v] = await exportOnnx(model, files[v], options);
-      }
-      t.is(reports.int8.quantize, 'int8');
-      t.is(reports.fp32.quantize, 'none');
-      const outputs = reports.int8.outputs;
-
-      // The graph: one MatMulInteger and one int8 weight per fused q|k|v, attention output, intermediate and
-      // output of each layer (a layer without heads or FFN units has none for them); no int8 in fp32.
-      const expected = model.layers.reduce((n, l) => n + (l.heads > 0 ? 2 : 0) + (l.intermediateSize > 0 ? 2 : 0), 0);
-      const g8 = readGraph(files.int8);
-      const g32 = readGraph(files.fp32);
-      t.is(g8.ops.filter((o) => o === 'MatMulInteger').length, expected);
-      const int8Inits = g8.initializers.filter((x) => x.type === DataType.INT8);
-      t.is(int8Inits.length, expected);
-      t.is(g32.ops.filter((o) => o === 'MatMulInteger').length, 0);
-      t.is(g32.initializers.filter((x) => x.type === DataType.INT8).length, 0);
-      // Each of those replaces one float MatMul; the attention products, pooler and heads stay float.
-      t.is(g8.ops.filter((o) => o === 'MatMul').length, g32.ops.filter((o) => o === 'MatMul').length - expected);
-
-      // Size: every weight of the encoder linears is one int8 byte (instead of 4); embeddings, the bulk of a
-      // tiny model, stay float32, and each int8 linear adds about 15 small nodes (activation quantization).
-      const linearParams = model.parameterShapes
-        .filter(([n, s]) => s.length === 2 && /\.layer\.\d+\./.test(n) && n.endsWith('.weight'))
-        .reduce((a, [, s]) => a + s[0] * s[1], 0);
-      t.is(int8Inits.reduce((a, x) => a + x.bytes, 0), linearParams);
-      const ratio = reports.fp32.bytes / reports.int8.bytes;
-      t.log(`${name}: fp32 ${reports.fp32.bytes} bytes, int8 ${reports.int8.bytes} bytes (${ratio.toFixed(2)}x smaller; ${linearParams} encoder linear weights at 1 byte instead of 4)`);
-      t.true(reports.int8.bytes < reports.fp32.bytes);
-
-      const fp32 = await runOnnx(files.fp32, batch, tokenTypes, outputs);
-      for (const v of ['int8', 'int8-per-tensor']) {
-        const got = await runOnnx(files[v], batch, tokenTypes, outputs);
-        for (const k of outputs) {
-          const want = ours[k].data as Float32Array;
-          const scale = Math.max(1, ...Array.from(want, Math.abs));
-          const d = maxAbsDiff(got[k], want);
-          t.log(`${name} ${v}: ${k} max |onnx int8 - fp32 forward| ${d.toExponential(2)} (${((100 * d) / scale).toFixed(2)}% of max(1, max |fp32|) ${scale.toFixed(3)})`);
-          t.true(d <= REL_TOL * scale, `${v} ${k}: ${d}`);
-          // Quantization is in effect: not the fp32 file's outputs (those are within 1e-5 of ours).
-          t.true(maxAbsDiff(got[k], fp32[k]) > 1e-5, `${v} ${k} equals fp32`);
-        }
-      }
+      await checkInt8Export(t, name, model, fixtureBatch({ token_type_ids: { dtype: 'I64', shape: [B, S], data: new BigInt64Array(B * S) }, ...io }, false));
     } finally {
       model.dispose();
-      tmp.cleanup();
     }
   });
 }
+
+test('a compact model with a layer without heads and one without FFN units: int8 linears only where there are weights', async (t) => {
+  const model = await BertModel.fromConfig(
+    {
+      vocab_size: 97, hidden_size: 32, num_hidden_layers: 3, num_attention_heads: 4, intermediate_size: 64, intermediate_sizes: [100, 0, 33],
+      pruned_heads: { '1': [0, 2, 3], '2': [0, 1, 2, 3] }, max_position_embeddings: 48, type_vocab_size: 2,
+    },
+    // Bare: last_hidden_state is O(1) after its LayerNorm; a classifier's logits at HF's init (std 0.02) are near 0.
+    { task: 'bare', seed: 13 },
+  );
+  try {
+    t.deepEqual(model.layers.map((l) => [l.heads, l.intermediateSize]), [[4, 100], [1, 0], [0, 33]]);
+    const [B, S] = [3, 20];
+    const batch = {
+      inputIds: BigInt64Array.from({ length: B * S }, (_, i) => BigInt((i * 37) % 97)),
+      attentionMask: BigInt64Array.from({ length: B * S }, (_, i) => (i % S < S - 4 * Math.floor(i / S) ? 1n : 0n)),
+      tokenTypeIds: BigInt64Array.from({ length: B * S }, (_, i) => BigInt(i % S >= S / 2 ? 1 : 0)),
+      batchSize: B,
+      seqLen: S,
+    };
+    // layer 0: q|k|v, attention output, intermediate, output; layer 1: the attention pair; layer 2: the FFN pair.
+    t.is(await checkInt8Export(t, 'compact 4/1/0 heads, FFN 100/0/33', model, batch), 8);
+  } finally {
+    model.dispose();
+  }
+});
 
 test('options: quantize and perChannel are checked before anything is written', async (t) => {
   const model = await BertModel.fromConfig({ vocab_size: 64, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 48, max_position_embeddings: 16 }, { seed: 3 });
