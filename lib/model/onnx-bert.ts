@@ -15,7 +15,9 @@
 import { BlockpruneError } from '../runtime/errors';
 import type { TensorData } from '../runtime/native';
 import type { LayerInfo, ModelStructure } from './model';
-import { GraphBuilder } from './onnx-graph';
+import { quantizeInt8, type Int8Weights } from './int8-weights';
+import { GraphBuilder, transposeWeight } from './onnx-graph';
+import { int8Linear } from './onnx-int8';
 import { DataType } from './onnx-messages';
 
 /** The float32 tensors of a state dict under `prefix`, each checked against the shape the graph needs. */
@@ -53,18 +55,13 @@ export interface BertGraph {
   eps: number;
   act: string;
   opset: number;
+  /**
+   * Set: the six linears of every encoder layer are int8 (onnx-int8.ts), weights per output channel or per
+   * tensor; embeddings, LayerNorm, softmax, the pooler and the heads stay float32.
+   */
+  int8?: { perChannel: boolean };
   /** The extended attention mask, built when the first layer with heads asks for it (extendedMask). */
   mask(): string;
-}
-
-/** [out, in] row-major -> [in, out] row-major, times `scale`. */
-function transpose(w: Float32Array, out: number, inp: number, scale = 1): Float32Array {
-  const t = new Float32Array(w.length);
-  for (let o = 0; o < out; o++) {
-    const row = o * inp;
-    for (let i = 0; i < inp; i++) t[i * out + o] = w[row + i] * scale;
-  }
-  return t;
 }
 
 function scaled(a: Float32Array, s: number): Float32Array {
@@ -77,9 +74,25 @@ function scaled(a: Float32Array, s: number): Float32Array {
  */
 export function linear(b: BertGraph, x: string, name: string, outF: number, inF: number, opts: { from?: Weights; output?: string } = {}): string {
   const w = opts.from ?? b.w;
-  const wt = b.g.init(`${name}.weight_t`, [inF, outF], transpose(w.get(`${name}.weight`, [outF, inF]), outF, inF));
+  const wt = b.g.init(`${name}.weight_t`, [inF, outF], transposeWeight(w.get(`${name}.weight`, [outF, inF]), outF, inF));
   const bias = b.g.init(`${name}.bias`, [outF], w.get(`${name}.bias`, [outF]));
   return b.g.node('Add', `${name}/add`, [b.g.node('MatMul', `${name}/matmul`, [x, wt]), bias], {}, opts.output);
+}
+
+/**
+ * The int8 weight and scales of the encoder linear `name` ([outF, inF]), for b.int8.
+ * SEAM (issue 16, model.quantize()): today the float32 weights are quantized here by quant.h's rule
+ * (int8-weights.ts). A model already quantized (model.dtype 'int8') must hand its own integers and scales
+ * from this function instead, unchanged: that is the one place to read them, not a second graph path.
+ */
+function encoderInt8Weights(b: BertGraph, name: string, outF: number, inF: number): Int8Weights {
+  return quantizeInt8(b.w.get(`${name}.weight`, [outF, inF]), outF, inF, b.int8!.perChannel);
+}
+
+/** A linear of an encoder layer: int8 when the export quantizes (b.int8), else float32 as `linear`. */
+function encoderLinear(b: BertGraph, x: string, name: string, outF: number, inF: number): string {
+  if (!b.int8) return linear(b, x, name, outF, inF);
+  return int8Linear(b.g, x, name, encoderInt8Weights(b, name, outF, inF), b.w.get(`${name}.bias`, [outF]));
 }
 
 /** torch.nn.LayerNorm over the hidden size: one LayerNormalization node from opset 17, decomposed below it. */
@@ -176,37 +189,66 @@ export function extendedMask(g: GraphBuilder): string {
   return g.node('Mul', 'mask/extended', [g.node('Sub', 'mask/invert', [g.scalar(1), mf]), g.scalar(-10000)]);
 }
 
-/**
- * HF BertSelfAttention with `heads` heads: softmax(q k^T / sqrt(D) + mask) v, the heads merged
- * back to [B, S, heads * D]. q, k and v come from one fused MatMul, the query part pre-scaled by 1 / sqrt(D).
- * No output when the layer has no head left.
- * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertSelfAttention.
- */
-export function selfAttention(b: BertGraph, h: string, L: string, heads: number): string | undefined {
-  if (heads === 0) return undefined;
-  const { g, w, hidden: H, headDim: D } = b;
+/** Layer L's attention module ("encoder.layer.0.attention.self" in BERT), which names the fused q|k|v. */
+function attentionName(b: BertGraph, L: string): string {
+  const q = b.s.linears.query;
+  return `${L}.${q.slice(0, q.lastIndexOf('.'))}`;
+}
+
+/** The fused q|k|v weight as MatMul's [H, 3 * HD], the query part scaled by `s` = 1 / sqrt(D). */
+function fusedQkv(b: BertGraph, L: string, HD: number, s: number): string {
+  const { w, hidden: H } = b;
   const n = b.s.linears;
-  const HD = heads * D;
-  // Fused q|k|v: weight [H, 3 * HD], query part scaled by 1 / sqrt(D).
-  const s = 1 / Math.sqrt(D);
-  const qw = transpose(w.get(`${L}.${n.query}.weight`, [HD, H]), HD, H, s);
-  const kw = transpose(w.get(`${L}.${n.key}.weight`, [HD, H]), HD, H);
-  const vw = transpose(w.get(`${L}.${n.value}.weight`, [HD, H]), HD, H);
+  const qw = transposeWeight(w.get(`${L}.${n.query}.weight`, [HD, H]), HD, H, s);
+  const kw = transposeWeight(w.get(`${L}.${n.key}.weight`, [HD, H]), HD, H);
+  const vw = transposeWeight(w.get(`${L}.${n.value}.weight`, [HD, H]), HD, H);
   const wqkv = new Float32Array(H * 3 * HD);
   for (let r = 0; r < H; r++) {
     wqkv.set(qw.subarray(r * HD, (r + 1) * HD), r * 3 * HD);
     wqkv.set(kw.subarray(r * HD, (r + 1) * HD), r * 3 * HD + HD);
     wqkv.set(vw.subarray(r * HD, (r + 1) * HD), r * 3 * HD + 2 * HD);
   }
+  return b.g.init(`${attentionName(b, L)}.qkv.weight_t`, [H, 3 * HD], wqkv);
+}
+
+/**
+ * q|k|v as one int8 linear: each of query, key and value quantized on its own (its own channels, or its own
+ * tensor), their rows stacked ([out, in] row-major stacks by concatenation); 1 / sqrt(D) goes into the
+ * query's scales and bias, so the integers are those of the unscaled query weight, as our kernels hold them.
+ */
+function int8Qkv(b: BertGraph, h: string, L: string, HD: number, s: number, bias: Float32Array): string {
+  const n = b.s.linears;
+  const parts = [n.query, n.key, n.value].map((x) => encoderInt8Weights(b, `${L}.${x}`, HD, b.hidden));
+  const q = new Int8Array(3 * HD * b.hidden);
+  const scale = new Float32Array(3 * HD);
+  parts.forEach((p, i) => {
+    q.set(p.q, i * HD * b.hidden);
+    scale.set(i === 0 ? scaled(p.scale, s) : p.scale, i * HD);
+  });
+  return int8Linear(b.g, h, `${attentionName(b, L)}.qkv`, { q, scale, rows: 3 * HD, cols: b.hidden }, bias);
+}
+
+/**
+ * HF BertSelfAttention with `heads` heads: softmax(q k^T / sqrt(D) + mask) v, the heads merged
+ * back to [B, S, heads * D]. q, k and v come from one fused MatMul (int8: one fused int8 linear), the query part
+ * pre-scaled by 1 / sqrt(D).
+ * No output when the layer has no head left.
+ * Mirrors https://github.com/huggingface/transformers/blob/v4.4.2/src/transformers/models/bert/modeling_bert.py class BertSelfAttention.
+ */
+export function selfAttention(b: BertGraph, h: string, L: string, heads: number): string | undefined {
+  if (heads === 0) return undefined;
+  const { g, w, headDim: D } = b;
+  const n = b.s.linears;
+  const HD = heads * D;
+  const s = 1 / Math.sqrt(D);
   const bqkv = new Float32Array(3 * HD);
   bqkv.set(scaled(w.get(`${L}.${n.query}.bias`, [HD]), s), 0);
   bqkv.set(w.get(`${L}.${n.key}.bias`, [HD]), HD);
   bqkv.set(w.get(`${L}.${n.value}.bias`, [HD]), 2 * HD);
-  const A = `${L}.${n.query.slice(0, n.query.lastIndexOf('.'))}`;
-  const qkv = g.node('Add', `${A}/qkv_add`, [
-    g.node('MatMul', `${A}/qkv_matmul`, [h, g.init(`${A}.qkv.weight_t`, [H, 3 * HD], wqkv)]),
-    g.init(`${A}.qkv.bias`, [3 * HD], bqkv),
-  ]);
+  const A = attentionName(b, L);
+  const qkv = b.int8
+    ? int8Qkv(b, h, L, HD, s, bqkv)
+    : g.node('Add', `${A}/qkv_add`, [g.node('MatMul', `${A}/qkv_matmul`, [h, fusedQkv(b, L, HD, s)]), g.init(`${A}.qkv.bias`, [3 * HD], bqkv)]);
   // [B, S, 3 * HD] -> [B, S, 3 * heads, D] -> q, k, v [B, S, heads, D]
   const split = g.node('Reshape', `${A}/split_heads`, [qkv, g.ints([0, 0, 3 * heads, D])]);
   const [q, k, v] = g.nodeN('Split', `${A}/qkv_split`, [split], 3, { axis: { i: 2 } });
@@ -227,7 +269,7 @@ export function selfAttention(b: BertGraph, h: string, L: string, heads: number)
 export function selfOutput(b: BertGraph, context: string | undefined, h: string, L: string, heads: number): string {
   const { g, w, hidden: H } = b;
   const name = `${L}.${b.s.linears.attentionOutput}`;
-  const dense = context !== undefined ? linear(b, context, name, H, heads * b.headDim) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
+  const dense = context !== undefined ? encoderLinear(b, context, name, H, heads * b.headDim) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
   return layerNorm(b, g.node('Add', `${name}/residual`, [dense, h]), `${L}.${b.s.norms.attention}`);
 }
 
@@ -238,7 +280,7 @@ export function selfOutput(b: BertGraph, context: string | undefined, h: string,
 export function intermediate(b: BertGraph, a: string, L: string, width: number): string | undefined {
   if (width === 0) return undefined;
   const name = `${L}.${b.s.linears.intermediate}`;
-  return activation(b, linear(b, a, name, width, b.hidden), `${name}/act`);
+  return activation(b, encoderLinear(b, a, name, width, b.hidden), `${name}/act`);
 }
 
 /**
@@ -249,7 +291,7 @@ export function intermediate(b: BertGraph, a: string, L: string, width: number):
 export function output(b: BertGraph, inter: string | undefined, a: string, L: string, width: number, outputName?: string): string {
   const { g, w, hidden: H } = b;
   const name = `${L}.${b.s.linears.output}`;
-  const dense = inter !== undefined ? linear(b, inter, name, H, width) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
+  const dense = inter !== undefined ? encoderLinear(b, inter, name, H, width) : g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
   return layerNorm(b, g.node('Add', `${name}/residual`, [dense, a]), `${L}.${b.s.norms.output}`, outputName);
 }
 

@@ -3,7 +3,20 @@
  * weights as initializers and small int64 / float constants shared between the nodes that use them.
  */
 import type { ProtoWriter } from '../runtime/protobuf';
-import { AttrValue, nodeProto, tensorProto } from './onnx-messages';
+import { AttrValue, nodeProto, tensorProto, type TensorValues } from './onnx-messages';
+
+/**
+ * An nn.Linear weight [out, in] row-major as MatMul's right operand [in, out] row-major, times `scale`
+ * (float weights only: int8 ones are never scaled, their scales are applied after the product).
+ */
+export function transposeWeight<T extends Float32Array | Int8Array>(w: T, out: number, inp: number, scale = 1): T {
+  const t = (w instanceof Int8Array ? new Int8Array(w.length) : new Float32Array(w.length)) as T;
+  for (let o = 0; o < out; o++) {
+    const row = o * inp;
+    for (let i = 0; i < inp; i++) t[i * out + o] = scale === 1 ? w[row + i] : w[row + i] * scale;
+  }
+  return t;
+}
 
 export class GraphBuilder {
   readonly nodes: ProtoWriter[] = [];
@@ -20,32 +33,38 @@ export class GraphBuilder {
   }
 
   /** Adds an initializer; returns its name. */
-  init(name: string, dims: number[], data: Float32Array | BigInt64Array): string {
+  init(name: string, dims: number[], data: TensorValues): string {
     const n = this.unique(name);
     this.initializers.push(tensorProto(n, dims, data));
     return n;
   }
 
-  /** A shared int64 constant (shapes, axes, indices). */
-  ints(values: number[], scalar = false): string {
-    const key = `i64:${scalar ? 's' : 'v'}:${values.join(',')}`;
+  /** The constant under `key`, made by `make` the first time it is asked for. */
+  private shared(key: string, make: () => string): string {
     let name = this.constants.get(key);
     if (!name) {
-      name = this.init(`const_i64_${scalar ? 'scalar_' : ''}${values.join('_').replace(/-/g, 'm')}`, scalar ? [] : [values.length], BigInt64Array.from(values.map((v) => BigInt(v))));
+      name = make();
       this.constants.set(key, name);
     }
     return name;
   }
 
+  /** A shared int64 constant (shapes, axes, indices). */
+  ints(values: number[], scalar = false): string {
+    const tag = `${scalar ? 'scalar_' : ''}${values.join('_').replace(/-/g, 'm')}`;
+    return this.shared(`i64:${scalar ? 's' : 'v'}:${values.join(',')}`, () =>
+      this.init(`const_i64_${tag}`, scalar ? [] : [values.length], BigInt64Array.from(values.map((v) => BigInt(v)))),
+    );
+  }
+
   /** A shared float scalar constant. */
   scalar(v: number): string {
-    const key = `f32:${v}`;
-    let name = this.constants.get(key);
-    if (!name) {
-      name = this.init(`const_f32_${String(v).replace(/[^0-9a-zA-Z]/g, '_')}`, [], Float32Array.of(v));
-      this.constants.set(key, name);
-    }
-    return name;
+    return this.shared(`f32:${v}`, () => this.init(`const_f32_${String(v).replace(/[^0-9a-zA-Z]/g, '_')}`, [], Float32Array.of(v)));
+  }
+
+  /** A shared uint8 scalar constant (a quantization zero point). */
+  uint8(v: number): string {
+    return this.shared(`u8:${v}`, () => this.init(`const_u8_${v}`, [], Uint8Array.of(v)));
   }
 
   /** Adds a node; returns its output names (`outputs` of them, named after `name`). */

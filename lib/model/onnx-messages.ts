@@ -15,7 +15,7 @@ export const AttributeProto = { name: 1, f: 2, i: 3, ints: 8, type: 20 } as cons
 export const AttributeType = { FLOAT: 1, INT: 2, INTS: 7 } as const;
 export const TensorProto = { dims: 1, dataType: 2, name: 8, rawData: 9 } as const;
 /** TensorProto.DataType. */
-export const DataType = { FLOAT: 1, INT64: 7 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
 export const ValueInfoProto = { name: 1, type: 2 } as const;
 /** TypeProto (its tensor_type case) and TypeProto.Tensor. */
 export const TypeProto = { tensorType: 1 } as const;
@@ -48,10 +48,19 @@ export function nodeProto(op: string, name: string, inputs: string[], outputs: s
   return n;
 }
 
-/** Little-endian bytes of a typed array (a view when the machine is little-endian). */
-function leBytes(a: Float32Array | BigInt64Array): Uint8Array {
+/** The element types of initializers: float32 weights, int64 shapes and indices, int8 / uint8 quantized values. */
+export type TensorValues = Float32Array | BigInt64Array | Int8Array | Uint8Array;
+
+function dataType(a: TensorValues): number {
+  if (a instanceof Float32Array) return DataType.FLOAT;
+  if (a instanceof BigInt64Array) return DataType.INT64;
+  return a instanceof Int8Array ? DataType.INT8 : DataType.UINT8;
+}
+
+/** Little-endian bytes of a typed array (a view when the machine is little-endian or the elements are bytes). */
+function leBytes(a: TensorValues): Uint8Array {
   const view = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  if (endianness() === 'LE') return view;
+  if (endianness() === 'LE' || a.BYTES_PER_ELEMENT === 1) return view;
   const out = new Uint8Array(view.length);
   const w = a.BYTES_PER_ELEMENT;
   for (let i = 0; i < view.length; i += w) for (let j = 0; j < w; j++) out[i + j] = view[i + w - 1 - j];
@@ -59,10 +68,10 @@ function leBytes(a: Float32Array | BigInt64Array): Uint8Array {
 }
 
 /** A weight or constant, its data as raw little-endian bytes (referenced, not copied, on little-endian machines). */
-export function tensorProto(name: string, dims: number[], data: Float32Array | BigInt64Array): ProtoWriter {
+export function tensorProto(name: string, dims: number[], data: TensorValues): ProtoWriter {
   const t = new ProtoWriter();
   for (const d of dims) t.int(TensorProto.dims, d);
-  t.int(TensorProto.dataType, data instanceof Float32Array ? DataType.FLOAT : DataType.INT64);
+  t.int(TensorProto.dataType, dataType(data));
   t.string(TensorProto.name, name);
   t.bytes(TensorProto.rawData, leBytes(data));
   return t;

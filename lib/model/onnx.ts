@@ -31,8 +31,18 @@ export interface OnnxExportOptions {
    * forward's `extras` option. Bare models always do.
    */
   extras?: boolean;
-  /** Extra key/value pairs for the model's metadata_props (beside "task", "config" and "labels"). */
+  /** Extra key/value pairs for the model's metadata_props (beside "task", "config", "labels" and "quantization"). */
   metadata?: Record<string, string>;
+  /**
+   * 'int8': the six linears of every encoder layer (query, key, value, attention output, intermediate,
+   * output) are written quantized, in standard ops onnxruntime runs (onnx-int8.ts): int8 weights, symmetric,
+   * by native/fast/quant.h's rule; activations quantized per token at run time (ReduceMax, Round, Clip, Cast),
+   * MatMulInteger, then Cast and Mul by the scales, plus the bias. Embeddings, LayerNorm, softmax, the pooler
+   * and the heads stay float32. Default: none (float32 throughout).
+   */
+  quantize?: 'int8';
+  /** With quantize 'int8': one weight scale per output channel (default true) or one per weight tensor (false). */
+  perChannel?: boolean;
 }
 
 export interface OnnxExportReport {
@@ -48,6 +58,8 @@ export interface OnnxExportReport {
   initializers: number;
   /** File size in bytes. */
   bytes: number;
+  /** 'int8' when the encoder linears were quantized (options.quantize), else 'none'. */
+  quantize: 'int8' | 'none';
 }
 
 /** What onnxruntime >= 1.14 reads (opset 17 needs IR 8). */
@@ -74,11 +86,17 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
   if (typeof model !== 'object' || model === null || typeof (model as BertModel).readStateDict !== 'function')
     throw invalidArg('model', 'a BertModel', model);
   v.writableFile('path', path);
-  v.options('options', v.object('options', options), ['opset', 'extras', 'metadata']);
+  v.options('options', v.object('options', options), ['opset', 'extras', 'metadata', 'quantize', 'perChannel']);
   const opset = v.integer('options.opset', options.opset ?? MAX_OPSET, { min: MIN_OPSET, max: MAX_OPSET });
   if (options.extras !== undefined) v.boolean('options.extras', options.extras);
   if (options.metadata !== undefined && (!v.is.object(options.metadata) || Object.values(options.metadata).some((x) => typeof x !== 'string')))
     throw v.invalidParameterError('options.metadata', 'an object of string values', options.metadata);
+  const quantize = options.quantize === undefined ? undefined : v.oneOf('options.quantize', options.quantize, ['int8'] as const);
+  if (options.perChannel !== undefined) {
+    v.boolean('options.perChannel', options.perChannel);
+    if (!quantize) throw v.invalidParameterError('options.perChannel', "no value (it applies to quantize 'int8' only)", options.perChannel, 'range');
+  }
+  const int8 = quantize ? { perChannel: options.perChannel ?? true } : undefined;
 
   // No await between this read and the getters below: they describe these weights.
   const sd = await model.readStateDict();
@@ -114,7 +132,7 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
   const SEQ = 'sequence';
   // The mask is built once, when the first layer with heads needs it.
   let mask: string | undefined;
-  const b: BertGraph = { g, s, w, hidden: H, headDim: D, eps, act, opset, mask: () => (mask ??= extendedMask(g)) };
+  const b: BertGraph = { g, s, w, hidden: H, headDim: D, eps, act, opset, int8, mask: () => (mask ??= extendedMask(g)) };
 
   let h = embeddings(b, { vocab: dims.vocabSize, typeVocab: dims.typeVocabSize, maxPos, padId: dims.padTokenId });
   // The last layer's output is last_hidden_state when that is an output.
@@ -156,7 +174,7 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
     docString: `${model.family} ${task}; inputs int64 [batch, sequence], sequence <= ${dims.maxSequenceLength}`,
     graph,
     opset,
-    metadata: { task, config: JSON.stringify(config), ...(labels.length ? { labels: JSON.stringify(labels) } : {}), ...options.metadata },
+    metadata: { task, config: JSON.stringify(config), ...(labels.length ? { labels: JSON.stringify(labels) } : {}), ...(int8 ? { quantization: quantizationNote(int8.perChannel) } : {}), ...options.metadata },
   });
   const chunks = m.finish();
   if (m.length > MAX_PROTO_BYTES)
@@ -175,5 +193,16 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
     nodes: g.nodes.length,
     initializers: g.initializers.length,
     bytes: m.length,
+    quantize: quantize ?? 'none',
   };
+}
+
+/** metadata_props "quantization" of an int8 export: what a reader needs to know the numbers' rule. */
+function quantizationNote(perChannel: boolean): string {
+  return JSON.stringify({
+    dtype: 'int8',
+    layers: 'encoder linears (query, key, value, attention output, intermediate, output)',
+    weights: `symmetric int8, ${perChannel ? 'per output channel' : 'per tensor'}, scale = max|w| / 127, round half to even`,
+    activations: 'dynamic, symmetric int8 per token (row), scale = max|x| / 127, stored as uint8 with zero point 128',
+  });
 }

@@ -13,6 +13,7 @@ import { exportOnnx, OnnxExportOptions } from '../../lib/model/onnx';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
 import { maxAbsDiff, shared, tempDir, withShared, writeSafetensorsFile } from '../helpers';
+import { feeds, type OnnxBatch } from './onnx-feeds';
 
 const ATOL = 1e-4;
 // The machine is small and shared: one thread for each runtime.
@@ -30,13 +31,7 @@ function rng(seed: number) {
   return { uniform, normal };
 }
 
-interface Batch {
-  inputIds: BigInt64Array;
-  attentionMask: BigInt64Array;
-  tokenTypeIds: BigInt64Array;
-  batchSize: number;
-  seqLen: number;
-}
+type Batch = OnnxBatch;
 
 /** Random ids and token types; rows padded on the right (every other row shorter), row 2 left-padded. */
 function makeBatch(batchSize: number, seqLen: number, vocab: number, typeVocab: number, seed: number): Batch {
@@ -53,16 +48,6 @@ function makeBatch(batchSize: number, seqLen: number, vocab: number, typeVocab: 
     }
   }
   return { inputIds, attentionMask, tokenTypeIds, batchSize, seqLen };
-}
-
-/** The session's inputs: DistilBERT's graph takes no token_type_ids. */
-function feeds(b: Batch, tokenTypes = true): Record<string, ort.Tensor> {
-  const dims = [b.batchSize, b.seqLen];
-  return {
-    input_ids: new ort.Tensor('int64', b.inputIds, dims),
-    attention_mask: new ort.Tensor('int64', b.attentionMask, dims),
-    ...(tokenTypes ? { token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims) } : {}),
-  };
 }
 
 function expectedOutputs(task: Task, extras: boolean, hasPooler = true): string[] {

@@ -44,6 +44,9 @@ test('ONNX messages: AttributeProto, TensorProto, ValueInfoProto with their fiel
     0x08, 0x02, 0x10, DataType.INT64, 0x42, 0x01, 0x63, 0x4a, 16,
     0x01, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
   ]);
+  // int8 and uint8 tensors (quantized weights, zero points): one raw byte per value, two's complement for int8.
+  t.deepEqual(bytes(tensorProto('q', [2], Int8Array.of(-1, 2))), [0x08, 0x02, 0x10, DataType.INT8, 0x42, 0x01, 0x71, 0x4a, 2, 0xff, 0x02]);
+  t.deepEqual(bytes(tensorProto('z', [], Uint8Array.of(128))), [0x10, DataType.UINT8, 0x42, 0x01, 0x7a, 0x4a, 1, 0x80]);
   // ValueInfoProto { name = 1, type = 2: TypeProto { tensor_type = 1: { elem_type = 1, shape = 2: { dim = 1: { dim_value = 1 | dim_param = 2 } } } } }.
   t.deepEqual(bytes(valueInfoProto('x', DataType.FLOAT, ['b', 3])), [
     0x0a, 0x01, 0x78, 0x12, 15, 0x0a, 13, 0x08, DataType.FLOAT, 0x12, 9, 0x0a, 3, 0x12, 1, 0x62, 0x0a, 2, 0x08, 3,

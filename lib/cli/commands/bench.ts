@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BertModel } from '../../model/model';
-import { exportOnnx } from '../../model/onnx';
+import { exportOnnx, type OnnxExportOptions } from '../../model/onnx';
 import { writeFileAtomicSync } from '../../runtime/atomic';
 import { native, packageRoot } from '../../runtime/native';
 import * as v from '../../runtime/validate';
@@ -24,6 +24,7 @@ import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { BERT_BASE, compactConfig } from '../bert-base';
 import { Command, HUB_FLAGS, HUB_HELP, hubFlags } from '../command';
 import { bool, FlagValues, intFlag, intsFlag, listFlag, str, UsageError } from '../flags';
+import { BenchDtype, DTYPES, DtypeCell, dtypeCells, OrtSession, printDtypeTable, runCells, timeCalls } from '../bench-dtypes';
 import { formatPercentiles, latencyStats } from '../latency-stats';
 import { countProgress } from '../progress';
 
@@ -39,6 +40,8 @@ interface BenchArgs {
   batches: number[];
   seq?: number;
   vsOrt: boolean;
+  /** --dtype: fp32 is always measured (the base of the ratios); bf16 / int8 add a table per shape. */
+  dtypes: BenchDtype[];
   noCpp: boolean;
   runs: number;
   warmup: number;
@@ -131,20 +134,24 @@ async function benchModels(a: BenchArgs): Promise<{ specs: BenchModel[]; what: s
   return { specs, what: `${a.sources[0]} as it is (dense) and compacted (compact: heads ${report.heads.join(' ')}, FFN ${report.ffnWidths.join(' ')}; ${ratio}x fewer parameters)` };
 }
 
-/** onnxruntime sessions on the same weights, exported by exportOnnx (onnxruntime-node is a dev dependency). */
-async function ortSessions(ort: any, specs: BenchModel[]): Promise<Array<{ run(feeds: Record<string, unknown>): Promise<unknown> }>> {
+/**
+ * onnxruntime sessions on the same weights, exported by exportOnnx with `options` (quantize 'int8' for the
+ * int8 rows); onnxruntime-node is a dev dependency.
+ */
+async function ortSessions(ort: any, specs: BenchModel[], options: OnnxExportOptions = {}): Promise<OrtSession[]> {
   const sessions = [];
   const dir = mkdtempSync(join(tmpdir(), 'blockprune-bench-'));
   try {
     for (let k = 0; k < specs.length; k++) {
       const file = join(dir, `${k}.onnx`);
-      await exportOnnx(specs[k].model, file);
+      await exportOnnx(specs[k].model, file, options);
       sessions.push(await ort.InferenceSession.create(file, { intraOpNumThreads: native().getNumThreads(), interOpNumThreads: 1, graphOptimizationLevel: 'all' }));
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  console.log(`onnxruntime-node ${require('onnxruntime-node/package.json').version}: the same weights exported with exportOnnx, ${native().getNumThreads()} intra-op threads\n`);
+  const what = options.quantize ? `exported with exportOnnx quantize '${options.quantize}'` : 'exported with exportOnnx';
+  console.log(`onnxruntime-node ${require('onnxruntime-node/package.json').version}: the same weights ${what}, ${native().getNumThreads()} intra-op threads\n`);
   return sessions;
 }
 
@@ -179,6 +186,10 @@ async function bench(args: BenchArgs): Promise<void> {
   const models = specs.map((s) => s.model);
   const ort = args.vsOrt ? require('onnxruntime-node') : undefined;
   const sessions = ort ? await ortSessions(ort, specs) : [];
+  const int8Sessions = ort && args.dtypes.includes('int8') ? await ortSessions(ort, specs, { quantize: 'int8' }) : [];
+  const cells: DtypeCell[][] = [];
+  for (let k = 0; k < specs.length; k++) cells.push(await dtypeCells(models[k], args.dtypes, int8Sessions[k], args.vsOrt));
+  const withDtypes = args.dtypes.some((d) => d !== 'fp32');
   const results: Array<Record<string, unknown>> = [];
   for (const [batch, seq] of shapes) {
     const n = batch * seq;
@@ -195,6 +206,7 @@ async function bench(args: BenchArgs): Promise<void> {
       : {};
     const ortTimes: number[][] = specs.map(() => []);
     for (const s of sessions) for (let i = 0; i < args.warmup; i++) await s.run(feeds);
+    for (const c of cells) await runCells(c, input, feeds, args.warmup, false);
     const per = Math.max(1, Math.round(args.runs / args.rounds));
     const node: number[][] = specs.map(() => []);
     const loop: number[][] = specs.map(() => []);
@@ -210,12 +222,8 @@ async function bench(args: BenchArgs): Promise<void> {
           node[k].push(performance.now() - t0);
         }
         loop[k].push(...(await models[k].timeForward(input, { runs: per })));
-        if (ort)
-          for (let i = 0; i < per; i++) {
-            const t0 = performance.now();
-            await sessions[k].run(feeds);
-            ortTimes[k].push(performance.now() - t0);
-          }
+        if (ort) await timeCalls(() => sessions[k].run(feeds), per, ortTimes[k]);
+        await runCells(cells[k], input, feeds, per);
         if (haveCpp) {
           const out = runCpp(exe, ['--batch', String(batch), '--seq', String(seq), '--runs', String(per), '--warmup', String(Math.min(args.warmup, 3)), ...(specs[k].cppArgs ?? [])]);
           const f = out.find((x) => x.kind === 'forward')!;
@@ -227,6 +235,7 @@ async function bench(args: BenchArgs): Promise<void> {
     progress.stop();
     const gf = gflopsAt.get(n);
     const means: number[] = [];
+    const ortMeans: Array<number | undefined> = [];
     for (let k = 0; k < specs.length; k++) {
       const nd = latencyStats(node[k]);
       const lp = latencyStats(loop[k]);
@@ -261,6 +270,7 @@ async function bench(args: BenchArgs): Promise<void> {
       let ortPart = '';
       if (ort) {
         const o = latencyStats(ortTimes[k]);
+        ortMeans[k] = o.mean;
         Object.assign(row, { ort_mean_ms: o.mean, ort_std_ms: o.std, ort_p50_ms: o.p50, ort_p90_ms: o.p90, ort_p99_ms: o.p99, vs_ort: nd.mean / o.mean });
         ortPart = ` | onnxruntime ${o.mean.toFixed(1)} ± ${o.std.toFixed(1)} ms, ${formatPercentiles(o)} (ours / ort ${(nd.mean / o.mean).toFixed(2)}${gf ? `, ort ${(o.mean / rooflineMs).toFixed(2)}x roofline` : ''})`;
       }
@@ -278,8 +288,10 @@ async function bench(args: BenchArgs): Promise<void> {
       results.push({ batch, seq, [b === 'compact' ? 'compact_speedup' : 'speedup']: speedup });
       console.log(`  => ${b} speed-up over ${a} at ${batch}x${seq}: ${speedup.toFixed(2)}x (${a} ${means[0].toFixed(1)} ms / ${b} ${means[1].toFixed(1)} ms)\n`);
     }
+    if (withDtypes) results.push(...printDtypeTable([batch, seq], specs.map((s, k) => ({ name: s.name, fp32: { ours: means[k], ort: ortMeans[k] }, cells: cells[k] }))));
   }
   for (const m of models) m.dispose();
+  for (const c of cells.flat()) c.ours?.dispose();
   if (args.json) writeFileAtomicSync(args.json, JSON.stringify({ build: info, threads: native().getNumThreads(), results }, null, 2));
 }
 
@@ -289,6 +301,7 @@ export const benchCommand: Command<BenchArgs> = {
   summary: 'forward latency: a model dense vs compact, two models, or bert-base (--synthetic)',
   help: `Usage: blockprune bench <model-dir|org/name> [<model-dir|org/name>] [--models dense,compact] [--runs 100] [--warmup 10]
                        [--batches 1,8] [--seq 128] [--shapes 1x79,1x128,8x128] [--vs-onnxruntime] [--rounds 4]
+                       [--dtype fp32,bf16,int8]
                        [--json out.json] [--revision REV] [--offline]
        blockprune bench --synthetic [--models dense,compact] [--no-cpp] [same options]
 
@@ -302,10 +315,13 @@ build/bench_forward (--no-cpp skips it) and each time as a multiple of the GEMM 
 package has no build/ folder: those are left out, and it says so). --seq defaults to 128 or the model's
 positions if fewer; --shapes BxS,... replaces --batches/--seq; --models picks dense and/or compact (one
 model or --synthetic); --vs-onnxruntime adds onnxruntime-node on the same weights (a dev dependency);
---json writes every figure.
+--dtype adds the models in bf16 and/or int8 (default fp32, or fp32,int8 with --vs-onnxruntime): a table per
+shape of ours and onnxruntime (on exportOnnx's int8 file) in each dtype, in the same alternating rounds, with
+ours / ort and each runtime's speed-up over its own fp32; a cell that cannot run says "not available" and
+why; --json writes every figure.
 
 ${HUB_HELP}`,
-  flags: { synthetic: bool, models: str, runs: str, warmup: str, batches: str, seq: str, shapes: str, rounds: str, 'vs-onnxruntime': bool, 'no-cpp': bool, json: str, ...HUB_FLAGS },
+  flags: { synthetic: bool, models: str, runs: str, warmup: str, batches: str, seq: str, shapes: str, rounds: str, 'vs-onnxruntime': bool, dtype: str, 'no-cpp': bool, json: str, ...HUB_FLAGS },
   args({ values, positionals }) {
     // The flags first (each names itself), then what is measured.
     const flags = {
@@ -316,6 +332,7 @@ ${HUB_HELP}`,
       // The model's positions are checked once it is read (bench()).
       seq: intFlag(values, 'seq', 1, MAX_SEQ),
       vsOrt: values['vs-onnxruntime'] === true,
+      dtypes: [...new Set(listFlag(values, 'dtype', DTYPES) ?? (values['vs-onnxruntime'] === true ? ['fp32', 'int8'] : ['fp32']) as BenchDtype[])],
       noCpp: values['no-cpp'] === true,
       runs: intFlag(values, 'runs', 1) ?? 100,
       warmup: intFlag(values, 'warmup', 0) ?? 10,
