@@ -306,6 +306,16 @@ withShared(CLS).serial('refusals are coded: options, a patched model, quantizing
   t.is(qs.dtype, 'bf16', 'a compact model quantizes');
   t.truthy((await q.forward(batch)).logits, 'the refused model still runs');
   for (const x of [m, q, small, qs]) x.dispose();
+  // A config that says it is quantized builds a quantized model (random fp32 weights, quantized by the rule).
+  const geometry = { vocab_size: 64, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 48, max_position_embeddings: 16 };
+  const qc = { quant_method: 'blockprune', dtype: 'int8', weights: 'symmetric-per-tensor', activations: 'dynamic-per-row' };
+  const fromConfig = await BertModel.fromConfig({ ...geometry, quantization_config: qc });
+  t.is(fromConfig.dtype, 'int8');
+  t.deepEqual(fromConfig.config.quantization_config, qc);
+  fromConfig.dispose();
+  const bad = (await t.throwsAsync(BertModel.fromConfig({ ...geometry, quantization_config: { ...qc, dtype: 'int4' } }))) as Error & { code: string };
+  t.is(bad.code, 'E_BAD_CONFIG');
+  t.regex(bad.message, /quantization_config\.dtype must be 'int8' or 'bf16' but is "int4"/);
 });
 
 const VOCAB = 'data/bert-base-uncased/vocab.txt';
