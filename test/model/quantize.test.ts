@@ -75,18 +75,18 @@ withFixtures.serial('quantized outputs stay within the stated tolerance of fp32 
 });
 
 const info = buildInfo();
-const CHECK_QUANT = join(packageRoot(), 'build', 'check_quant');
+const CHECK_QUANT = join(packageRoot(), 'build', 'check_quant_reference');
 const haveKernels = (['int8', 'bf16'] as const).some((d) => info.quantKernels[d] !== 'none');
 if (!haveKernels) console.log(`quantize: no quantized kernels on this CPU (${JSON.stringify(info.quantKernels)}); the kernel tests are skipped`);
 
 const checkQuantTest = !haveKernels ? skipped('no quantized kernels on this CPU') : existsSync(CHECK_QUANT) ? test.serial : skipped(`${CHECK_QUANT} not built (BP_BUILD_TOOLS=OFF)`);
-checkQuantTest('check_quant: each quantized kernel equals the reference path on the same input within 1e-5 (relative), 7 shapes x 3 formats x 2 epilogues', (t) => {
+checkQuantTest('check_quant_reference: each quantized kernel equals the reference path on the same input within 1e-5 (relative), 7 shapes x 3 formats x 2 epilogues', (t) => {
   const r = spawnSync(CHECK_QUANT, { encoding: 'utf8', timeout: 120_000 });
   const lines = r.stdout.trim().split('\n');
   t.log(lines.filter((l) => /FAIL|skipped|3072|cases/.test(l)).join('\n'));
   t.is(r.signal, null, 'no crash');
   t.is(r.status, 0, r.stderr + r.stdout.slice(-2000));
-  t.regex(lines[lines.length - 1], /check_quant: [1-9]\d* cases, 0 failures/);
+  t.regex(lines[lines.length - 1], /check_quant_reference: [1-9]\d* cases, 0 failures/);
 });
 
 for (const dtype of ['int8', 'bf16'] as const) {
@@ -120,7 +120,7 @@ for (const dtype of ['int8', 'bf16'] as const) {
       m.dispose();
     }
     t.log(`${dtype}: worst relative |kernels - reference| over 4 fixtures ${worst.toExponential(2)}; ${exact} outputs within 1e-5`);
-    // Per linear the two agree within 1e-5 (check_quant, same input). Through a model, the fp32 parts of the
+    // Per linear the two agree within 1e-5 (check_quant_reference, same input). Through a model, the fp32 parts of the
     // paths (attention, LayerNorm) differ in the last bits, and a next layer's int8 (bf16) rounding of an input
     // that sits on a rounding boundary may then move one step: one activation step times a weight row, a few
     // 1e-3 of the outputs' scale (RoBERTa's fixture shows it). A bound of 2% still catches any real fault

@@ -3,15 +3,18 @@
 // comparison cannot be this strict, since the fp32 parts of the two paths (attention, LayerNorm) differ in
 // the last bits and an int8 or bf16 rounding of the next layer's input may then land one step apart.
 //
-//   check_quant        prints one line per case; exits 1 if any differs by more than 1e-5 relative to the
+//   check_quant_reference  prints one line per case; exits 1 if any differs by more than 1e-5 relative to the
 //                      largest |output|, 3 if this CPU has no kernels for either format (nothing checked)
 //
 // Cases: int8 per channel and per tensor, bf16; shapes with remainders on every tiling edge; a row of zeros
 // (scale 1 by the rule) and rows of very different magnitudes; with and without GELU + residual epilogues.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <vector>
 
 #include "bert.h"
@@ -63,7 +66,7 @@ int main() {
       }
     }
   }
-  std::printf("check_quant: %d cases, %d failures\n", checked, failures);
+  std::printf("check_quant_reference: %d cases, %d failures\n", checked, failures);
   if (checked == 0) return 3;
   return failures ? 1 : 0;
 }
