@@ -6,11 +6,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BlockpruneError } from './errors';
 
-export type DType = 'F32' | 'I64' | 'I32' | 'U8' | 'BOOL';
+export type DType = 'F32' | 'I64' | 'I32' | 'I8' | 'U8' | 'BOOL';
 
 /** A tensor copied out of the native core: flat row-major data plus its shape. */
 export interface TensorData {
-  data: Float32Array | BigInt64Array | Int32Array | Uint8Array;
+  data: Float32Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
   shape: number[];
   dtype: DType;
 }

@@ -274,6 +274,11 @@ withShared(CLS).serial('a corrupt or inconsistent quantized directory is a coded
     t.is(err.code, 'E_BAD_CHECKPOINT');
     t.regex(err.message, /has dtype F32 but the model's is I8/);
     t.truthy(await q.forward({ inputIds: new Int32Array([1, 2, 3]), batchSize: 1, seqLen: 3 }), 'the model still runs');
+    // The state dict gives the integers as they are (I8), never as if they were float weights.
+    const sd = await q.readStateDict();
+    t.is(sd[QW].dtype, 'I8');
+    t.true(sd[QW].data instanceof Int8Array);
+    t.is(sd[`${QW}_scale`].dtype, 'F32');
   } finally {
     q.dispose();
     m.dispose();
