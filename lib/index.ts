@@ -10,6 +10,7 @@ export type {
   DistilBertConfigJson,
   ModelConfigJson,
   ModelDimensions,
+  ModelDtype,
   ModelFamily,
   ModelGeometry,
   ModelStructure,
@@ -20,6 +21,7 @@ export type {
   FromPretrainedOptions,
   LayerInfo,
   LoadReport,
+  QuantizeOptions,
   Task,
 } from './model/model';
 export { pipeline, loadTokenizer, answerWindows } from './model/pipelines';

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <initializer_list>
+#include <mutex>
 #include <vector>
 
 #include "errors.h"
@@ -21,9 +23,56 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   if (with_bias) bias = register_parameter("bias", at::zeros({out}));
 }
 
+namespace {
+// fast/quant.h's int8 product with tensor ops: activations quantized per row, the integer product exact (in
+// float64: |acc| <= 127 * 127 * K < 2^53), then dequantized. Every float operation is the one quant.h names,
+// in the same precision, so the kernels can be held to it within rounding of the last steps.
+at::Tensor int8_linear(const at::Tensor& x_in, const at::Tensor& q, const at::Tensor& wscale, const at::Tensor& bias) {
+  const auto x = x_in.to(at::kFloat);
+  const auto amax = x.abs().amax(-1, /*keepdim=*/true);
+  const auto live = amax.gt(0);
+  const auto one = at::ones_like(amax);
+  const auto inv = at::where(live, at::full_like(amax, 127.0f).div(amax), one);
+  const auto xq = x.mul(inv).round().clamp(-127, 127);  // round(): half to even, as nearbyint
+  const auto xscale = at::where(live, amax.div(127.0f), one);
+  const auto acc = at::matmul(xq.to(at::kDouble), q.to(at::kDouble).t()).to(at::kFloat);
+  auto y = acc.mul(xscale.mul(wscale));
+  return bias.defined() ? y.add(bias) : y;
+}
+}  // namespace
+
 at::Tensor LinearImpl::forward(const at::Tensor& x) const {
   if (mask) return masked_linear(x, weight, bias, *mask, is_training());
+  if (weight.scalar_type() == at::kChar) return int8_linear(x, weight, weight_scale, bias);
+  // bf16: x and w rounded to bf16, products summed in fp32.
+  if (weight.scalar_type() == at::kBFloat16) return at::linear(x.to(at::kBFloat16).to(at::kFloat), weight.to(at::kFloat), bias);
   return at::linear(x, weight, bias);
+}
+
+void LinearImpl::quantize(fast::QuantFormat format, bool per_channel) {
+  at::NoGradGuard no_grad;
+  const auto w = weight.detach().to(at::kFloat);
+  at::Tensor q;
+  if (format == fast::QuantFormat::kBf16) {
+    q = w.to(at::kBFloat16);  // round to nearest even
+  } else {
+    // quant.h: scale = max |w| / 127 per row (or over the tensor), 1 for zeros; q = clamp(nearbyint(w / scale)).
+    const auto amax = per_channel ? w.abs().amax(1) : w.abs().max().expand({w.size(0)});
+    auto scale = at::where(amax.gt(0), amax.div(127.0f), at::ones_like(amax)).contiguous();
+    q = w.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar);
+    if (weight_scale.defined())
+      weight_scale = parameters_["weight_scale"] = scale;
+    else
+      weight_scale = register_parameter("weight_scale", scale, /*requires_grad=*/false);
+  }
+  q.set_requires_grad(false);
+  // The registered parameter is replaced, not copied into: its dtype changes.
+  weight = parameters_["weight"] = q;
+}
+
+at::Tensor LinearImpl::float_weight() const {
+  if (weight.scalar_type() == at::kChar) return weight.to(at::kFloat).mul(weight_scale.unsqueeze(1));
+  return weight.to(at::kFloat);
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -112,12 +161,15 @@ std::vector<int64_t> weights_key(std::initializer_list<const Linear*> linears) {
     const auto& w = (*l)->weight;
     const auto& b = (*l)->bias;
     key.insert(key.end(), {w._version(), b._version(), reinterpret_cast<int64_t>(w.data_ptr()), reinterpret_cast<int64_t>(b.data_ptr())});
+    if (const auto& s = (*l)->weight_scale; s.defined()) key.insert(key.end(), {s._version(), reinterpret_cast<int64_t>(s.data_ptr())});
   }
   return key;
 }
-// Whether a linear can run on the CPU kernels: no mask patched in, a bias, fp32 weights.
-bool kernel_ready(const Linear& l) {
-  return !l->mask && l->bias.defined() && l->weight.scalar_type() == at::kFloat && l->bias.scalar_type() == at::kFloat;
+// Whether a linear can run on the CPU kernels: no mask patched in, a bias, fp32 weights (or, where the caller
+// takes them, quantized ones).
+bool kernel_ready(const Linear& l, bool quantized_ok = false) {
+  return !l->mask && l->bias.defined() && l->bias.scalar_type() == at::kFloat &&
+         (l->weight.scalar_type() == at::kFloat || (quantized_ok && l->quantized()));
 }
 
 // A linear's weight [out, in] and bias packed for the CPU kernels.
@@ -125,7 +177,59 @@ fast::PackedLinear pack(const at::Tensor& w, const at::Tensor& b) {
   auto wc = w.contiguous(), bc = b.contiguous();
   return fast::PackedLinear(wc.data_ptr<float>(), bc.data_ptr<float>(), wc.size(0), wc.size(1));
 }
+
+// Said once per format and process: the layers still run, in fp32, and the user should know why it is slower.
+void say_no_quant_kernels(fast::QuantFormat f) {
+  static std::once_flag once[2];
+  const bool int8 = f == fast::QuantFormat::kInt8;
+  std::call_once(once[int8 ? 0 : 1], [int8] {
+    std::fprintf(stderr, "%s\n", int8 ? "blockprune: no int8 kernels for this CPU (needs AVX-512 VNNI or AVX2): running int8 layers in fp32"
+                                       : "blockprune: no bf16 kernels for this CPU (needs AVX-512 BF16): running bf16 layers in fp32");
+  });
+}
+
+// Quantized linears (one, or q/k/v concatenated: same format, rows stacked) for the CPU path: on the quantized
+// kernels where this CPU has them, else their fp32 values on the fp32 kernels. The first `scale_cols` output
+// columns are multiplied by `scale` after the product (the query's 1/sqrt(head_dim)).
+FastLinear pack_quantized(std::initializer_list<const Linear*> linears, int64_t scale_cols, float scale) {
+  const Linear& first = **linears.begin();
+  const auto format = first->quant_format();
+  std::vector<at::Tensor> ws, ss, bs;
+  for (const Linear* l : linears) {
+    if ((*l)->weight.scalar_type() != first->weight.scalar_type())
+      throw Error("E_BAD_CHECKPOINT", "a layer mixes quantized formats (" + std::string(c10::toString((*l)->weight.scalar_type())) +
+                                          " and " + c10::toString(first->weight.scalar_type()) + ")");
+    ws.push_back(fast::quant_supported(format) ? (*l)->weight : (*l)->float_weight());
+    if ((*l)->weight_scale.defined()) ss.push_back((*l)->weight_scale);
+    bs.push_back((*l)->bias);
+  }
+  const auto w = at::cat(ws, 0).contiguous(), b = at::cat(bs, 0).contiguous();
+  FastLinear f;
+  f.scale_cols = scale_cols;
+  f.scale = scale;
+  if (!fast::quant_supported(format)) {
+    say_no_quant_kernels(format);
+    f.fp32 = pack(w, b);
+  } else if (format == fast::QuantFormat::kInt8) {
+    const auto s = at::cat(ss, 0).contiguous();
+    f.quant = fast::QuantLinear::int8(w.data_ptr<int8_t>(), s.data_ptr<float>(), b.data_ptr<float>(), w.size(0), w.size(1));
+  } else {
+    f.quant = fast::QuantLinear::bf16(reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), b.data_ptr<float>(), w.size(0), w.size(1));
+  }
+  return f;
+}
 }  // namespace
+
+void FastLinear::forward(const float* x, int64_t m, float* y, int act, const float* residual) const {
+  if (quant.empty())
+    fp32.forward(x, m, y, act, residual);
+  else
+    quant.forward(x, m, y, act, residual);
+  if (scale_cols == 0) return;
+  const int64_t ld = n();
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < scale_cols; ++c) y[r * ld + c] *= scale;
+}
 
 void set_fused_qkv(bool on) { g_fused_qkv = on; }
 
@@ -146,7 +250,7 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c, int64_t i)
 }
 
 at::Tensor BertLayerImpl::fused_qkv(const at::Tensor& h) const {
-  if (!g_fused_qkv || query->mask || key->mask || value->mask || !query->bias.defined()) return at::Tensor();
+  if (!g_fused_qkv || query->mask || key->mask || value->mask || !query->bias.defined() || query->quantized()) return at::Tensor();
   const auto versions = weights_key({&query, &key, &value});
   if (!fused_weight_.defined() || versions != fused_versions_ || fused_weight_.device() != h.device()) {
     at::NoGradGuard no_grad;
@@ -168,7 +272,7 @@ bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
       h.scalar_type() != at::kFloat)
     return false;
   for (const Linear* l : linears)
-    if (!kernel_ready(*l)) return false;
+    if (!kernel_ready(*l, /*quantized_ok=*/true)) return false;
   for (const LayerNorm* ln : {&attn_norm, &out_norm})
     if ((*ln)->weight.scalar_type() != at::kFloat || !(*ln)->weight.is_contiguous() || !(*ln)->bias.is_contiguous())
       return false;
@@ -176,11 +280,17 @@ bool BertLayerImpl::prepare_fast(const at::Tensor& h) const {
   if (versions != packed_.versions) {
     // 1/sqrt(head_dim) folded into the query rows, so the scores need no division.
     const double qs = 1.0 / std::sqrt(static_cast<double>(head_dim));
-    packed_.qkv = pack(at::cat({query->weight * qs, key->weight, value->weight}, 0),
-                       at::cat({query->bias * qs, key->bias, value->bias}, 0));
-    packed_.attn_out = pack(attn_out->weight, attn_out->bias);
-    packed_.inter = pack(inter->weight, inter->bias);
-    packed_.out = pack(out->weight, out->bias);
+    if (query->quantized()) {
+      packed_.qkv = pack_quantized({&query, &key, &value}, query->weight.size(0), static_cast<float>(qs));
+      packed_.attn_out = pack_quantized({&attn_out}, 0, 1.0f);
+      packed_.inter = pack_quantized({&inter}, 0, 1.0f);
+      packed_.out = pack_quantized({&out}, 0, 1.0f);
+    } else {
+      packed_.qkv = {pack(at::cat({query->weight * qs, key->weight, value->weight}, 0), at::cat({query->bias * qs, key->bias, value->bias}, 0))};
+      packed_.attn_out = {pack(attn_out->weight, attn_out->bias)};
+      packed_.inter = {pack(inter->weight, inter->bias)};
+      packed_.out = {pack(out->weight, out->bias)};
+    }
     packed_.versions = versions;
   }
   return true;

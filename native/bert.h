@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "fast/fast_cpu.h"
+#include "fast/quant.h"
 #include "masks.h"
 
 namespace bp {
@@ -28,10 +29,21 @@ void set_fused_qkv(bool on);
 // A linear layer y = x W^T + b held as plain parameters ("weight" [out, in], "bias" [out]).
 // Mirrors torch.nn.Linear; kept our own so the pruning core can swap in masked variants.
 // When patched (pruning), `mask` holds the scores and method: the layer computes with W * M.
+// Quantized (issue 16, native/quantize.h), `weight` is int8 [out, in] with `weight_scale` fp32 [out], or bf16
+// [out, in]; the bias stays fp32. forward() then computes fast/quant.h's semantics with plain tensor ops: the
+// reference the CPU kernels are checked against.
 struct LinearImpl : torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   at::Tensor forward(const at::Tensor& x) const;
+  // Replaces the fp32 weight by its quantized form, by quant.h's weight rule (per output channel, or one
+  // scale for the whole tensor stored once per row).
+  void quantize(fast::QuantFormat format, bool per_channel);
+  bool quantized() const { return weight.scalar_type() == at::kChar || weight.scalar_type() == at::kBFloat16; }
+  fast::QuantFormat quant_format() const { return weight.scalar_type() == at::kChar ? fast::QuantFormat::kInt8 : fast::QuantFormat::kBf16; }
+  // The weight as fp32 (q * scale for int8, exact for bf16; the weight itself when not quantized).
+  at::Tensor float_weight() const;
   at::Tensor weight, bias;
+  at::Tensor weight_scale;  // int8 only
   std::shared_ptr<MaskState> mask;
 };
 TORCH_MODULE(Linear);
@@ -69,6 +81,19 @@ struct BertEmbeddingsImpl : torch::nn::Module {
   int64_t padding_idx;
 };
 TORCH_MODULE(BertEmbeddings);
+
+// One linear of the layers' CPU inference path (BertLayerImpl::forward_fast): fp32 weights on the fp32
+// kernels, or a quantized linear on its own kernels (fast/quant.h). A quantized q/k/v product keeps its weights as they are and scales the query columns
+// after the product (scale_cols, scale): folding 1/sqrt(head_dim) into int8 or bf16 weights would change
+// what they round to.
+struct FastLinear {
+  fast::PackedLinear fp32;
+  fast::QuantLinear quant;
+  int64_t scale_cols = 0;
+  float scale = 1.0f;
+  int64_t n() const { return quant.empty() ? fp32.n() : quant.n(); }
+  void forward(const float* x, int64_t m, float* y, int act, const float* residual) const;
+};
 
 // One post-LN encoder layer (HF BertLayer, RobertaLayer, DistilBERT's TransformerBlock: the same math), its
 // modules registered where the family puts them ("attention.self.query" or "attention.q_lin", ...). `heads`
@@ -109,7 +134,7 @@ struct BertLayerImpl : torch::nn::Module {
   mutable bool fused_scaled_ = false;
   // Weights packed for it, rebuilt when any of the twelve tensors changes (version counters and storage).
   struct Packed {
-    fast::PackedLinear qkv, attn_out, inter, out;
+    FastLinear qkv, attn_out, inter, out;
     std::vector<int64_t> versions;
   };
   mutable Packed packed_;

@@ -15,6 +15,7 @@
 #include "atomic_file.h"
 #include "errors.h"
 #include "patch.h"
+#include "quantize.h"
 #include "safetensors.h"
 #include "torch_bin.h"
 
@@ -155,10 +156,11 @@ NamedTensors read_weights(const std::string& dir, std::string* source) {
 }
 
 int64_t count_parameters(const Bert& model) {
-  // Mask scores are training state, not part of the model users deploy: not counted.
+  // Mask scores are training state, not part of the model users deploy, and a quantized linear's scales are
+  // part of its weight: not counted.
   int64_t n = 0;
   for (const auto& item : model->named_parameters())
-    if (item.key().find("mask_scores") == std::string::npos) n += item.value().numel();
+    if (item.key().find("mask_scores") == std::string::npos && item.key().find("weight_scale") == std::string::npos) n += item.value().numel();
   return n;
 }
 
@@ -178,12 +180,22 @@ ModelInfo describe_model(const Bert& model) {
     info.pruning_plan = model->pruning_plan.dump();
   }
   info.parameters = state_dict_shapes(model);
-  for (const auto& p : model->parameters())
+  for (const auto& p : model->parameters()) {
+    info.weight_bytes += p.numel() * p.element_size();
     if (p.is_cpu()) info.cpu_bytes += p.numel() * p.element_size();
+  }
+  info.dtype = dtype_name(quant_spec(c, "model configuration"));
   return info;
 }
 
 Bert create_random(const BertConfig& config, TaskKind kind, uint64_t seed, const std::string& device) {
+  const QuantSpec q = quant_spec(config, "model configuration");
+  if (q.quantized) {
+    // Random fp32 weights, quantized as quantize() would: the config's quantization_config describes the result.
+    BertConfig fp32 = config;
+    fp32.raw.erase("quantization_config");
+    return quantize_model(create_random(fp32, kind, seed, device), dtype_name(q), q.per_channel);
+  }
   Bert m(config, kind);
   m->init_weights(seed);
   m->to(parse_device(device));
@@ -195,6 +207,9 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
   const auto config_path = join_path(dir, "config.json");
   if (!dir_exists(dir)) throw Error("E_FILE_NOT_FOUND", "model directory " + dir + " does not exist");
   BertConfig config = BertConfig::from_file(config_path);
+  const QuantSpec quant = quant_spec(config, config_path);
+  if (quant.quantized && config.raw.contains("pruning_plan"))
+    throw Error("E_BAD_CONFIG", "invalid config " + config_path + ": a quantized model cannot carry a pruning_plan (compact before quantizing)");
   Loaded out;
   NamedTensors raw = read_weights(dir, &out.report.weights_file);
   const std::string& src = out.report.weights_file;
@@ -273,6 +288,8 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
       throw Error("E_BAD_CONFIG", "invalid config " + config_path + ": its pruning_plan cannot be applied (" + e.what() + ")");
     }
   }
+  // Quantized linears take the dtypes the checkpoint must hold (int8 + fp32 scales, or bf16).
+  apply_quant_layout(model);
   {
     at::NoGradGuard no_grad;
     std::set<std::string> used;
@@ -294,14 +311,27 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
       if (it->second.sizes() != param.sizes())
         throw Error("E_SHAPE", src + ": tensor '" + it->first + "' has shape " + shape_str(it->second.sizes().vec()) +
                                    " but the config implies " + shape_str(param.sizes().vec()));
-      if (!it->second.is_floating_point())
-        throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has integer dtype " + c10::toString(it->second.scalar_type()));
+      const bool scale = name.size() > 13 && name.compare(name.size() - 13, 13, ".weight_scale") == 0;
+      if (param.scalar_type() != at::kFloat || scale) {
+        // A quantized weight or its scales are read as stored: another dtype is not what quantization_config says.
+        if (it->second.scalar_type() != param.scalar_type())
+          throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has dtype " + safetensors_dtype(it->second.scalar_type()) + " but " +
+                                              config_path + " (quantization_config: " + dtype_name(quant) + ") implies " +
+                                              safetensors_dtype(param.scalar_type()));
+        if (param.scalar_type() == at::kChar && it->second.min().item<int64_t>() < -127)
+          throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' holds -128, outside the symmetric int8 range [-127, 127]");
+        if (scale && !(it->second.gt(0).all().item<bool>()))
+          throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' holds a scale that is not positive");
+      } else if (!it->second.is_floating_point()) {
+        throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has integer dtype " + c10::toString(it->second.scalar_type()) +
+                                            (quant.quantized ? "" : " (a quantized checkpoint needs quantization_config in config.json)"));
+      }
       // A NaN or infinite weight would only show up later as NaN outputs: refuse it here, by name.
       if (!at::isfinite(it->second).all().item<bool>()) {
         const int64_t bad = it->second.numel() - at::isfinite(it->second).sum().item<int64_t>();
         throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' holds " + std::to_string(bad) + " NaN or infinite value(s)");
       }
-      param.copy_(it->second.to(at::kFloat));
+      param.copy_(it->second.to(param.scalar_type()));
       used.insert(name);
     }
     for (const auto& [name, t] : tensors) {

@@ -69,6 +69,8 @@ struct ModelInfo {
   std::string pruning_plan;  // JSON text, while patched
   std::vector<std::pair<std::string, std::vector<int64_t>>> parameters;  // as state_dict_shapes
   int64_t cpu_bytes = 0;     // parameters held in CPU memory
+  int64_t weight_bytes = 0;  // every parameter's bytes, wherever it is (int8 / bf16 weights: 1 / 2 bytes each)
+  std::string dtype;         // "fp32" | "int8" | "bf16" (native/quantize.h)
 };
 ModelInfo describe_model(const Bert& model);
 

@@ -6,6 +6,7 @@
 #include "checkpoint.h"
 #include "errors.h"
 #include "patch.h"
+#include "quantize.h"
 
 namespace bp {
 namespace {
@@ -31,6 +32,7 @@ Bert clone_model(const Bert& model) {
 Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport* report) {
   if (mode != "dense" && mode != "heads")
     throw Error("E_INVALID_ARG", "Expected compaction mode 'dense' or 'heads' but received '" + mode + "'");
+  refuse_quantized(model_in, "compaction");
   at::NoGradGuard no_grad;
   Bert model = clone_model(model_in);
   if (is_patched(model)) compile_model(model);
@@ -138,6 +140,7 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
 
 int64_t fill_zeros(Bert& model, uint64_t seed) {
   if (is_patched(model)) throw Error("E_INVALID_ARG", "compile or compact the model before filling it");
+  refuse_quantized(model, "fillZeros");
   at::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   int64_t filled = 0;
@@ -157,6 +160,7 @@ int64_t fill_zeros(Bert& model, uint64_t seed) {
 
 Bert pad_ffn_to_config(const Bert& model) {
   if (is_patched(model)) throw Error("E_INVALID_ARG", "compile or compact the model before exporting it");
+  refuse_quantized(model, "padFfn");
   at::NoGradGuard no_grad;
   BertConfig nc = model->config();
   const int64_t full = nc.intermediate_size;

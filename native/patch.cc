@@ -7,6 +7,7 @@
 #include <set>
 
 #include "errors.h"
+#include "quantize.h"
 
 namespace bp {
 namespace {
@@ -46,6 +47,7 @@ void set_threshold(Bert& model, double threshold) {
 
 PatchReport patch_model(Bert& model, const nlohmann::json& plan) {
   if (is_patched(model)) throw Error("E_INVALID_ARG", "the model is already patched: compile() it before patching again");
+  refuse_quantized(model, "patching for pruning");
   if (!plan.is_object() || !plan.contains("modules") || !plan["modules"].is_array())
     throw Error("E_INVALID_ARG", "pruning plan: expected {\"modules\": [...]}");
   auto linears = linears_by_name(model);

@@ -4,6 +4,7 @@
 
 #include "checkpoint.h"
 #include "errors.h"
+#include "quantize.h"
 
 #include <chrono>
 #include <cmath>
@@ -33,6 +34,7 @@ LossResult compute_loss(Bert& model, const Batch& batch, const LossOptions& opts
 }
 
 NamedTensors compute_gradients(Bert& model, const Batch& batch, const LossOptions& opts, LossResult* result) {
+  refuse_quantized(model, "gradients");
   model->train();
   for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
   LossResult r;
@@ -79,6 +81,7 @@ at::Tensor distillation_loss(const NamedTensors& student, const NamedTensors& te
 TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, const TrainStepOptions& opts, Bert* teacher) {
   ProcessGroup* group = opts.group.get();
   if (!batch && !group) throw Error("E_INVALID_ARG", "a train step needs a batch");
+  refuse_quantized(model, "a train step");
   if (opts.set_threshold && is_patched(model)) set_threshold(model, opts.threshold);
   model->train();
   for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();

@@ -94,7 +94,8 @@ export function fixtureBatch(io: Record<string, TensorData>, withLabels = true) 
   return {
     inputIds: io.input_ids.data as BigInt64Array,
     attentionMask: io.attention_mask.data as BigInt64Array,
-    tokenTypeIds: io.token_type_ids.data as BigInt64Array,
+    // DistilBERT fixtures have no token types.
+    tokenTypeIds: io.token_type_ids ? (io.token_type_ids.data as BigInt64Array) : undefined,
     batchSize,
     seqLen,
     labels: withLabels && io.labels ? (io.labels.data as BigInt64Array) : undefined,

@@ -14,6 +14,7 @@ import { exportCommand } from './commands/export';
 import { frontierCommand } from './commands/frontier';
 import { infoCommand } from './commands/info';
 import { predictCommand } from './commands/predict';
+import { quantizeCommand } from './commands/quantize';
 import { reportCommand } from './commands/report';
 import { serveCommand } from './commands/serve';
 import { trainCommand } from './commands/train';
@@ -28,6 +29,7 @@ const COMMANDS: ReadonlyArray<Command<unknown>> = [
   predictCommand,
   reportCommand,
   compactCommand,
+  quantizeCommand,
   exportCommand,
   benchCommand,
   serveCommand,

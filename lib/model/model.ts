@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { HUB_OPTIONS, resolveModel, type HubOptions } from '../hub/hub';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
-import { NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, TensorData, native } from '../runtime/native';
+import { ModelDtype, NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, TensorData, native } from '../runtime/native';
 import { TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 
 export type Task = 'bare' | 'text-classification' | 'question-answering';
@@ -105,6 +105,16 @@ export type LayerInfo = NativeLayerInfo;
 export type LoadReport = NativeLoadReport;
 export type ModelStructure = NativeModelStructure;
 export type ModelDimensions = NativeModelDimensions;
+export type { ModelDtype };
+
+/** model.quantize()'s options. */
+export interface QuantizeOptions {
+  /** 'int8': weights symmetric int8, activations quantized per row at run time; 'bf16': weights and activations in bf16, fp32 sums. */
+  dtype: 'int8' | 'bf16';
+  /** int8: one scale per output channel (default), or one per weight tensor (false). */
+  perChannel?: boolean;
+}
+
 /** The encoder families: config.json `model_type`. */
 export type ModelFamily = NativeModelStructure['modelType'];
 export const MODEL_FAMILIES: readonly ModelFamily[] = ['bert', 'distilbert', 'roberta', 'xlm-roberta'];
@@ -270,6 +280,16 @@ export class BertModel {
     return this.#live().info().device;
   }
 
+  /** The number format of the encoder linears: 'fp32', or 'int8' / 'bf16' after quantize(). */
+  get dtype(): ModelDtype {
+    return this.#live().info().dtype;
+  }
+
+  /** Bytes the parameters hold (quantized weights count 1 or 2 bytes each). */
+  get weightBytes(): number {
+    return this.#live().info().weightBytes;
+  }
+
   /** Label names by class id (config id2label, else LABEL_i). */
   get labels(): string[] {
     const c = this.config;
@@ -333,6 +353,22 @@ export class BertModel {
       const copies = this.sourceDir && this.sourceDir !== abs ? TOKENIZER_FILES.map((f) => join(this.sourceDir!, f)).filter((p) => existsSync(p)) : [];
       await h.save(abs, copies);
     });
+  }
+
+  /**
+   * A quantized copy for inference, as compact() gives a compact copy (this model is unchanged): the six linears
+   * of every encoder layer in int8 (symmetric weights, per output channel unless perChannel is false;
+   * activations quantized per row at run time) or bf16; embeddings, LayerNorms, pooler and heads stay fp32.
+   * The number semantics are native/fast/quant.h's. Saved and reloaded as such (README, "Quantized models").
+   * Refused (E_INVALID_ARG) for a patched model (compile or compact it first) and a model already quantized;
+   * the quantized model refuses training, gradients, patching and compaction.
+   */
+  async quantize(options: QuantizeOptions): Promise<BertModel> {
+    const o = v.object('options', options);
+    v.knownKeys('options', o, ['dtype', 'perChannel']);
+    const dtype = v.oneOf('options.dtype', o.dtype, ['int8', 'bf16'] as const);
+    const perChannel = o.perChannel === undefined ? true : v.boolean('options.perChannel', o.perChannel);
+    return this.#enqueue(async (h) => new BertModel(await h.quantize(dtype, perChannel), this.sourceDir));
   }
 
   /** Loads tensors from a safetensors file into the parameters of the same names (mask scores too). */

@@ -4,7 +4,7 @@
  * pictures (PNG) of `weight != 0`.
  */
 import { BertModel } from '../model/model';
-import type { ModelStructure } from '../model/model';
+import type { ModelDtype, ModelStructure } from '../model/model';
 import type { TensorData } from '../runtime/native';
 import '../pruning/model-pruning'; // model.masks()
 import * as v from '../runtime/validate';
@@ -87,6 +87,9 @@ export interface ModelReport {
   /** The mask threshold in force (patched models). */
   threshold?: number;
   parameters: ParameterSummary;
+  /** The encoder linears' number format ('fp32', or 'int8' / 'bf16' once quantized) and the bytes every parameter holds. */
+  dtype: ModelDtype;
+  weightBytes: number;
   layers: LayerSummary[];
   shapes: ShapeRow[];
   /** The density of every encoder linear (DENSITY_DEFINITION for one matrix), when masks were read. */
@@ -138,7 +141,8 @@ export function parameterSummary(model: BertModel): ParameterSummary {
   let denseEncoder = 0;
   let denseLinear = 0;
   for (const [name, shape] of model.parameterShapes) {
-    if (name.includes('mask_scores')) continue;
+    // Mask scores are training state; an int8 linear's scales belong to its weight.
+    if (name.includes('mask_scores') || name.endsWith('.weight_scale')) continue;
     const n = numel(shape);
     const inLayer = layerParameter(structure, name);
     if (name.includes('embeddings.')) embeddings += n;
@@ -238,6 +242,8 @@ export async function buildReport(model: BertModel, options: { masks?: boolean }
     patched: model.patched,
     ...(model.patched ? { threshold: model.threshold } : {}),
     parameters: parameterSummary(model),
+    dtype: model.dtype,
+    weightBytes: model.weightBytes,
     layers: model.layers.map((l, i) => ({ layer: i, heads: l.heads, keptHeads: l.keptHeads, ffn: l.intermediateSize })),
     shapes: shapeTable(model),
   };
@@ -324,6 +330,7 @@ export function formatReport(r: ModelReport): string {
       : []),
     `Parameters: ${fmt(p.total)} (${(p.total / 1e6).toFixed(1)}M): embeddings ${fmt(p.embeddings)}, encoder ${fmt(p.encoder)}, head ${fmt(p.head)}`,
     `  encoder linear layers: ${fmt(p.linear)} parameters (${fmt(p.denseLinear)} with every head and FFN unit)`,
+    `  weights: ${r.dtype === 'fp32' ? 'fp32' : `${r.dtype} encoder linears (quantized), the rest fp32`}, ${(r.weightBytes / 1e6).toFixed(2)} MB`,
     ...(r.weights ? [`  ${formatDensity(r.weights)}`] : []),
     `  heads ${r.patched && r.weights ? 'alive in the q, k and v masks' : 'kept'}: ${p.headsKept} of ${p.headsTotal}`,
     `  reduction vs the dense model (${(p.denseTotal / 1e6).toFixed(1)}M): ${p.reductionVsDense.toFixed(2)}X; vs BERT-base (110.0M): ${p.reductionVsBertBase.toFixed(2)}X`,

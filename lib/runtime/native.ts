@@ -6,11 +6,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BlockpruneError } from './errors';
 
-export type DType = 'F32' | 'I64' | 'I32' | 'U8' | 'BOOL';
+export type DType = 'F32' | 'I64' | 'I32' | 'I8' | 'U8' | 'BOOL';
 
 /** A tensor copied out of the native core: flat row-major data plus its shape. */
 export interface TensorData {
-  data: Float32Array | BigInt64Array | Int32Array | Uint8Array;
+  data: Float32Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
   shape: number[];
   dtype: DType;
 }
@@ -89,6 +89,8 @@ export interface NativeModelDimensions {
   numLabels: number;
 }
 
+export type ModelDtype = 'fp32' | 'int8' | 'bf16';
+
 export interface NativeModelInfo {
   task: 'bare' | 'text-classification' | 'question-answering';
   architecture: string;
@@ -98,6 +100,10 @@ export interface NativeModelInfo {
   config: string;
   numParameters: number;
   device: string;
+  /** The encoder linears' number format (native/quantize.h): 'fp32', or 'int8' / 'bf16' once quantized. */
+  dtype: ModelDtype;
+  /** Bytes every parameter holds (int8 / bf16 weights count 1 / 2 bytes each, their scales 4). */
+  weightBytes: number;
   layers: NativeLayerInfo[];
   /** [HF state-dict name, shape] in named_parameters() order. */
   parameters: Array<[string, number[]]>;
@@ -227,6 +233,8 @@ export interface NativeModel {
   compile(): Promise<void>;
   compact(mode?: 'dense' | 'heads'): Promise<{ model: NativeModel; report: NativeCompactReport }>;
   padFfn(): Promise<NativeModel>;
+  /** A quantized copy (native/quantize.h); this model is unchanged. */
+  quantize(dtype: 'int8' | 'bf16', perChannel: boolean): Promise<NativeModel>;
   masks(): Promise<Record<string, TensorData>>;
   regularization(options?: NativeLossOptions): Promise<NativeRegularization>;
   gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
@@ -277,6 +285,11 @@ export interface BuildInfo {
   cpuKernels: string;
   /** Whether inference uses them now (setFastKernels, BLOCKPRUNE_FAST_KERNELS=0). */
   fastKernels: boolean;
+  /**
+   * The quantized kernels per format (native/fast/quant.h): "avx512-vnni" / "avx2" (int8), "avx512-bf16", or
+   * "none": quantized layers then run their dequantized weights on the fp32 kernels (said once on stderr).
+   */
+  quantKernels: { int8: string; bf16: string };
   /** Data-parallel backends this build has: "gloo" (c10d with Gloo), "nccl" (CUDA builds with NCCL). */
   distributedBackends: string[];
 }

@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "distributed.h"
 #include "fast/fast_cpu.h"
+#include "fast/quant.h"
 #include "group_handle.h"
 #include "model_handle.h"
 #include "runtime.h"
@@ -190,6 +191,10 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("openblasThreads", Napi::Number::New(env, blas));
   o.Set("cpuKernels", bp::fast::isa());
   o.Set("fastKernels", Napi::Boolean::New(env, bp::fast::enabled()));
+  Napi::Object quant = Napi::Object::New(env);
+  quant.Set("int8", bp::fast::quant_isa(bp::fast::QuantFormat::kInt8));
+  quant.Set("bf16", bp::fast::quant_isa(bp::fast::QuantFormat::kBf16));
+  o.Set("quantKernels", quant);
   Napi::Array backends = Napi::Array::New(env);
   if (bp::distributed_available()) backends.Set(backends.Length(), "gloo");
   if (bp::nccl_available()) backends.Set(backends.Length(), "nccl");

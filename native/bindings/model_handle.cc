@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "errors.h"
 #include "loss_args.h"
+#include "quantize.h"
 #include "safetensors.h"
 #include "training.h"
 #include "worker.h"
@@ -94,6 +95,7 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                         InstanceMethod<&ModelHandle::Compile>("compile"),
                                         InstanceMethod<&ModelHandle::Compact>("compact"),
                                         InstanceMethod<&ModelHandle::PadFfn>("padFfn"),
+                                        InstanceMethod<&ModelHandle::Quantize>("quantize"),
                                         InstanceMethod<&ModelHandle::Masks>("masks"),
                                         InstanceMethod<&ModelHandle::Regularization>("regularization"),
                                         InstanceMethod<&ModelHandle::Gradients>("gradients"),
@@ -200,6 +202,20 @@ Napi::Value ModelHandle::Save(const Napi::CallbackInfo& info) {
                [](Napi::Env e) { return e.Undefined(); });
 }
 
+Napi::Value ModelHandle::Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bp::Bert m = cell(env)->model;
+  const std::string dtype = get_string(info[0], "dtype");
+  if (dtype != "int8" && dtype != "bf16") throw_range_error(env, "Expected 'int8' or 'bf16' for dtype but received '" + dtype + "'");
+  if (!info[1].IsBoolean()) throw_type_error(env, "Expected a boolean for perChannel but received " + describe(info[1]));
+  const bool per_channel = info[1].As<Napi::Boolean>().Value();
+  auto result = std::make_shared<bp::Bert>(nullptr);
+  // A new model, as compact() gives: the fp32 one stays usable (and is the one to train or prune further).
+  return Queue(
+      info, "blockprune.quantize", After::Keep, [m, dtype, per_channel, result]() { *result = bp::quantize_model(m, dtype, per_channel); },
+      [result](Napi::Env e) -> Napi::Value { return ModelHandle::Wrap(e, *result); });
+}
+
 Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   // The description published by the last job that changed the model: never the model itself.
@@ -260,6 +276,8 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   o.Set("config", d.config_json);
   o.Set("numParameters", Napi::Number::New(env, static_cast<double>(d.num_parameters)));
   o.Set("device", d.device);
+  o.Set("dtype", d.dtype);
+  o.Set("weightBytes", Napi::Number::New(env, static_cast<double>(d.weight_bytes)));
   Napi::Array layers = Napi::Array::New(env, d.layers.size());
   for (size_t i = 0; i < d.layers.size(); ++i) {
     Napi::Object l = Napi::Object::New(env);
@@ -364,6 +382,10 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
           if (p->sizes() != t.sizes())
             throw bp::Error("E_SHAPE", path + ": tensor '" + name + "' has shape " + bp::shape_str(t.sizes().vec()) +
                                            " but the model's is " + bp::shape_str(p->sizes().vec()));
+          // A quantized weight or scale takes only its own dtype: converting into it would requantize nothing.
+          if (p->scalar_type() != at::kFloat && t.scalar_type() != p->scalar_type())
+            throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' has dtype " + bp::safetensors_dtype(t.scalar_type()) +
+                                                    " but the model's is " + bp::safetensors_dtype(p->scalar_type()));
           if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
             throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' holds NaN or infinite values");
           plan.emplace_back(p, &t);

@@ -37,6 +37,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Compile(const Napi::CallbackInfo& info);
   Napi::Value Compact(const Napi::CallbackInfo& info);
   Napi::Value PadFfn(const Napi::CallbackInfo& info);
+  Napi::Value Quantize(const Napi::CallbackInfo& info);
   Napi::Value Masks(const Napi::CallbackInfo& info);
   Napi::Value Regularization(const Napi::CallbackInfo& info);
   Napi::Value Gradients(const Napi::CallbackInfo& info);

@@ -300,6 +300,11 @@ Napi::Object tensor_to_js(Napi::Env env, const at::Tensor& t_in) {
       o.Set("data", copy(Napi::Int32Array::New(env, n), n * 4));
       o.Set("dtype", "I32");
       break;
+    case at::kChar:
+      // A quantized model's int8 weights (native/quantize.h): as they are, so no reader takes them for floats.
+      o.Set("data", copy(Napi::Int8Array::New(env, n), n));
+      o.Set("dtype", "I8");
+      break;
     case at::kBool:
     case at::kByte:
       o.Set("data", copy(Napi::Uint8Array::New(env, n), n));

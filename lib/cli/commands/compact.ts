@@ -12,6 +12,7 @@ interface CompactArgs {
   mode: 'dense' | 'heads';
   device: string;
   filled?: string;
+  quantize?: 'int8' | 'bf16';
   hub: HubOptions;
 }
 
@@ -19,17 +20,18 @@ export const compactCommand: Command<CompactArgs> = {
   name: 'compact',
   synopsis: 'compact <dir> <out>',
   summary: 'drop pruned heads and empty FFN units: a smaller dense model with the same outputs',
-  help: `Usage: blockprune compact <model-dir|org/name> <out-dir> [--mode dense|heads] [--export-filled DIR] [--device cpu]
-       [--revision REV] [--offline]
+  help: `Usage: blockprune compact <model-dir|org/name> <out-dir> [--mode dense|heads] [--quantize int8|bf16]
+       [--export-filled DIR] [--device cpu] [--revision REV] [--offline]
 
 Compacts a pruned model (patched checkpoints are compiled first): heads dead in q, k and v are removed, empty
 FFN units dropped (--mode dense, the default) or only heads (--mode heads). Saves the smaller dense model to
 <out-dir> (per-layer sizes in config.json; loads with blockprune) and prints parameters before/after and the
 largest output difference on a random batch. --export-filled DIR also writes an HF-compatible copy (FFN
-zero-padded back to intermediate_size, heads via pruned_heads).
+zero-padded back to intermediate_size, heads via pruned_heads). --quantize int8|bf16 saves the compact model
+quantized (as 'blockprune quantize' does, int8 per channel; the --export-filled copy stays fp32).
 
 ${HUB_HELP}`,
-  flags: { mode: str, 'export-filled': str, device: str, ...HUB_FLAGS },
+  flags: { mode: str, 'export-filled': str, quantize: str, device: str, ...HUB_FLAGS },
   args({ values, positionals }) {
     return {
       dir: modelDirArg(positionals, 2, 'compact needs <model-dir> <out-dir>'),
@@ -38,6 +40,7 @@ ${HUB_HELP}`,
       outArg: positionals[1],
       out: v.writableDirectory('<out-dir>', positionals[1]),
       filled: values['export-filled'] === undefined ? undefined : v.writableDirectory('--export-filled', values['export-filled']),
+      quantize: values.quantize === undefined ? undefined : v.oneOf('--quantize', values.quantize, QUANT_DTYPES),
       hub: hubFlags(values),
     };
   },
@@ -45,22 +48,34 @@ ${HUB_HELP}`,
     const model = await BertModel.fromPretrained(a.dir, { device: a.device, ...a.hub });
     const { model: small, report } = await model.compact(a.mode);
     const diff = await outputDifference(model, small);
-    await small.save(a.out);
+    const quantized = a.quantize ? await small.quantize({ dtype: a.quantize }) : undefined;
+    const quantDiff = quantized ? await outputDifference(small, quantized) : 0;
+    await (quantized ?? small).save(a.out);
     if (a.filled) await small.exportFilled(a.filled);
     console.log(
-      `compacted ${a.dir} -> ${a.outArg} (${a.mode})\n` +
+      `compacted ${a.dir} -> ${a.outArg} (${a.mode}${quantized ? `, ${quantized.dtype}` : ''})\n` +
         `  parameters ${report.parametersBefore.toLocaleString('en-US')} -> ${report.parametersAfter.toLocaleString('en-US')} ` +
         `(${(report.parametersBefore / report.parametersAfter).toFixed(2)}x fewer)\n` +
         `  heads per layer ${report.heads.join(' ')}\n  FFN per layer ${report.ffnWidths.join(' ')}\n` +
-        `  max |output difference| on a random batch: ${diff.toExponential(2)}`,
+        `  max |output difference| on a random batch: ${diff.toExponential(2)}` +
+        (quantized ? `\n  ${quantizeSummary(small, quantized, quantDiff)}` : ''),
     );
     model.dispose();
     small.dispose();
+    quantized?.dispose();
   },
 };
 
+export const QUANT_DTYPES = ['int8', 'bf16'] as const;
+
+/** One line: dtype, weight bytes before and after, and the output difference quantization made. */
+export function quantizeSummary(fp32: BertModel, quantized: BertModel, diff: number): string {
+  const mb = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
+  return `${quantized.dtype}: weights ${mb(fp32.weightBytes)} -> ${mb(quantized.weightBytes)}, max |output difference| vs fp32 on a random batch: ${diff.toExponential(2)}`;
+}
+
 /** Largest absolute difference between two models' outputs on a random 2 x 32 batch. */
-async function outputDifference(a: BertModel, b: BertModel): Promise<number> {
+export async function outputDifference(a: BertModel, b: BertModel): Promise<number> {
   const d = a.dimensions;
   const seqLen = Math.min(32, d.maxSequenceLength);
   const ids = new Int32Array(2 * seqLen).map((_, i) => 1 + ((i * 7919) % (d.vocabSize - 1)));

@@ -12,7 +12,7 @@ export const infoCommand: Command<{ dir: string; device: string; json: boolean; 
   help: `Usage: blockprune info <model-dir|org/name> [--device cpu] [--json] [--revision REV] [--offline]
 
 Loads config.json plus model.safetensors / model.safetensors.index.json / pytorch_model.bin and prints the
-task, parameter count, whether it is patched (masks, and their threshold), its density (non-zero weights of the
+task, parameter count, its number format (fp32, or quantized int8 / bf16, and the weight bytes), whether it is patched (masks, and their threshold), its density (non-zero weights of the
 encoder's linear layers, masks when patched, over those of the dense architecture: as report and train print it)
 and, per layer, the heads and the FFN width of its tensors (report shows what a patched model's masks keep).
 
@@ -31,6 +31,8 @@ ${HUB_HELP}`,
       architecture: c.architectures?.[0],
       weights: model.loadReport?.weightsFile,
       parameters: model.numParameters,
+      dtype: model.dtype,
+      weightBytes: model.weightBytes,
       patched: model.patched,
       ...(model.patched ? { threshold: model.threshold } : {}),
       density: weights,
@@ -49,6 +51,11 @@ ${HUB_HELP}`,
     else {
       console.log(`${summary.dir}\n  ${summary.architecture} (${summary.task}), ${summary.parameters.toLocaleString('en-US')} parameters`);
       console.log(`  weights: ${summary.weights}`);
+      console.log(
+        model.dtype === 'fp32'
+          ? `  fp32 (not quantized), ${(model.weightBytes / 1e6).toFixed(2)} MB of weights`
+          : `  quantized: ${model.dtype} encoder linears (${model.config.quantization_config ? (model.config.quantization_config as { weights: string }).weights : ''}), ${(model.weightBytes / 1e6).toFixed(2)} MB of weights`,
+      );
       console.log(model.patched ? `  patched: masks at threshold ${model.threshold} (report: what they keep)` : '  not patched (no masks)');
       console.log(`  ${formatDensity(weights!)}`);
       const masked = (n: number) => (model.patched ? ` (${n} alive in the masks)` : '');
