@@ -4,7 +4,8 @@ import * as ort from 'onnxruntime-node';
 export interface OnnxBatch {
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
-  tokenTypeIds: BigInt64Array;
+  /** None: zeros (DistilBERT's fixtures have none). */
+  tokenTypeIds?: BigInt64Array;
   batchSize: number;
   seqLen: number;
 }
@@ -15,6 +16,6 @@ export function feeds(b: OnnxBatch, tokenTypes = true): Record<string, ort.Tenso
   return {
     input_ids: new ort.Tensor('int64', b.inputIds, dims),
     attention_mask: new ort.Tensor('int64', b.attentionMask, dims),
-    ...(tokenTypes ? { token_type_ids: new ort.Tensor('int64', b.tokenTypeIds, dims) } : {}),
+    ...(tokenTypes ? { token_type_ids: new ort.Tensor('int64', b.tokenTypeIds ?? new BigInt64Array(b.batchSize * b.seqLen), dims) } : {}),
   };
 }
