@@ -32,13 +32,22 @@ export class Weights {
   }
 
   get(name: string, shape: number[]): Float32Array {
+    return this.typed(name, shape, 'F32', Float32Array);
+  }
+
+  /** A quantized model's int8 weight (native/quantize.h: `<linear>.weight` is int8 beside `weight_scale`). */
+  getInt8(name: string, shape: number[]): Int8Array {
+    return this.typed(name, shape, 'I8', Int8Array);
+  }
+
+  private typed<A extends Float32Array | Int8Array>(name: string, shape: number[], dtype: 'F32' | 'I8', kind: new (n: number) => A): A {
     const t = this.sd[this.prefix + name];
     if (!t) throw new BlockpruneError('E_MISSING_TENSOR', `ONNX export: the model has no parameter ${this.prefix + name}`);
-    if (t.dtype !== 'F32' || !(t.data instanceof Float32Array))
-      throw new BlockpruneError('E_SHAPE', `ONNX export: ${this.prefix + name} is ${t.dtype}, only float32 models can be exported`);
+    if (t.dtype !== dtype || !(t.data instanceof kind))
+      throw new BlockpruneError('E_SHAPE', `ONNX export: ${this.prefix + name} is ${t.dtype}, expected ${dtype}`);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
       throw new BlockpruneError('E_SHAPE', `ONNX export: ${this.prefix + name} has shape [${t.shape}], expected [${shape}]`);
-    return t.data;
+    return t.data as A;
   }
 }
 
@@ -59,7 +68,11 @@ export interface BertGraph {
    * Set: the six linears of every encoder layer are int8 (onnx-int8.ts), weights per output channel or per
    * tensor; embeddings, LayerNorm, softmax, the pooler and the heads stay float32.
    */
-  int8?: { perChannel: boolean };
+  int8?: {
+    perChannel: boolean;
+    /** The model is quantized (model.dtype 'int8'): its own integers and scales are written, not re-quantized. */
+    fromModel: boolean;
+  };
   /** The extended attention mask, built when the first layer with heads asks for it (extendedMask). */
   mask(): string;
 }
@@ -80,12 +93,12 @@ export function linear(b: BertGraph, x: string, name: string, outF: number, inF:
 }
 
 /**
- * The int8 weight and scales of the encoder linear `name` ([outF, inF]), for b.int8.
- * SEAM (issue 16, model.quantize()): today the float32 weights are quantized here by quant.h's rule
- * (int8-weights.ts). A model already quantized (model.dtype 'int8') must hand its own integers and scales
- * from this function instead, unchanged: that is the one place to read them, not a second graph path.
+ * The int8 weight and scales of the encoder linear `name` ([outF, inF]), for b.int8: a quantized model's own
+ * (model.quantize(): `weight` int8 and `weight_scale`), else the float32 weights quantized here by quant.h's rule
+ * (int8-weights.ts), which gives the same integers and scales.
  */
 function encoderInt8Weights(b: BertGraph, name: string, outF: number, inF: number): Int8Weights {
+  if (b.int8!.fromModel) return { q: b.w.getInt8(`${name}.weight`, [outF, inF]), scale: b.w.get(`${name}.weight_scale`, [outF]), rows: outF, cols: inF };
   return quantizeInt8(b.w.get(`${name}.weight`, [outF, inF]), outF, inF, b.int8!.perChannel);
 }
 

@@ -38,7 +38,10 @@ export interface OnnxExportOptions {
    * output) are written quantized, in standard ops onnxruntime runs (onnx-int8.ts): int8 weights, symmetric,
    * by native/fast/quant.h's rule; activations quantized per token at run time (ReduceMax, Round, Clip, Cast),
    * MatMulInteger, then Cast and Mul by the scales, plus the bias. Embeddings, LayerNorm, softmax, the pooler
-   * and the heads stay float32. Default: none (float32 throughout).
+   * and the heads stay float32. Default: none (float32 throughout). A model quantized by
+   * `model.quantize({ dtype: 'int8' })` is always written so, with its own integers and scales (this option may
+   * be left out); a bf16 model is written in float32 with its bf16-rounded weights (onnxruntime's CPU provider
+   * has no bf16 MatMul).
    */
   quantize?: 'int8';
   /** With quantize 'int8': one weight scale per output channel (default true) or one per weight tensor (false). */
@@ -58,7 +61,7 @@ export interface OnnxExportReport {
   initializers: number;
   /** File size in bytes. */
   bytes: number;
-  /** 'int8' when the encoder linears were quantized (options.quantize), else 'none'. */
+  /** 'int8' when the encoder linears were written quantized (options.quantize, or an int8 model), else 'none'. */
   quantize: 'int8' | 'none';
 }
 
@@ -96,7 +99,13 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
     v.boolean('options.perChannel', options.perChannel);
     if (!quantize) throw v.invalidParameterError('options.perChannel', "no value (it applies to quantize 'int8' only)", options.perChannel, 'range');
   }
-  const int8 = quantize ? { perChannel: options.perChannel ?? true } : undefined;
+  // A model quantized to int8 (model.quantize) is written with its own integers and scales, whatever the
+  // options say; a perChannel that contradicts how it was quantized is refused.
+  const fromModel = model.dtype === 'int8';
+  const modelPerChannel = fromModel && (model.config.quantization_config as { weights?: string } | undefined)?.weights !== 'symmetric-per-tensor';
+  if (fromModel && options.perChannel !== undefined && options.perChannel !== modelPerChannel)
+    throw v.invalidParameterError('options.perChannel', `${modelPerChannel} (the model's int8 weights are quantized ${modelPerChannel ? 'per channel' : 'per tensor'})`, options.perChannel, 'range');
+  const int8 = quantize || fromModel ? { perChannel: fromModel ? modelPerChannel : (options.perChannel ?? true), fromModel } : undefined;
 
   // No await between this read and the getters below: they describe these weights.
   const sd = await model.readStateDict();
@@ -193,7 +202,7 @@ export async function exportOnnx(model: BertModel, path: string, options: OnnxEx
     nodes: g.nodes.length,
     initializers: g.initializers.length,
     bytes: m.length,
-    quantize: quantize ?? 'none',
+    quantize: int8 ? 'int8' : 'none',
   };
 }
 

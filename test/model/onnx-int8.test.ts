@@ -2,7 +2,9 @@
  * int8 ONNX export (issue 16): quant.h's weight rule in TypeScript against hand-made cases (ties included);
  * one int8 linear as the export writes it, run in onnxruntime-node, against a TypeScript reference of the
  * graph's math; fixture models exported with quantize 'int8' and run in onnxruntime against our fp32
- * forward, with the file read back (MatMulInteger nodes and int8 initializers counted, size against fp32).
+ * forward, with the file read back (MatMulInteger nodes and int8 initializers counted, size against fp32); a
+ * model quantized by model.quantize() exported with its own integers, against quantizing at export and against
+ * our int8 forward.
  */
 import test, { ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
@@ -293,6 +295,49 @@ for (const [name, ioPath] of [
     }
   });
 }
+
+withShared('fixtures/bert-tiny-cls', 'fixtures/bert-tiny-cls/io.safetensors')('a model quantized by model.quantize() exports its own integers: the same graph as quantizing at export, close to our int8 forward', async (t) => {
+  const fp32 = await BertModel.fromPretrained(shared('fixtures/bert-tiny-cls'));
+  const tmp = tempDir('blockprune-onnx-int8-');
+  const quantized: BertModel[] = [];
+  try {
+    const io: Record<string, TensorData> = await readTensors(shared('fixtures/bert-tiny-cls/io.safetensors'));
+    const batch = fixtureBatch(io, false);
+    const file = (n: string) => join(tmp.path, `${n}.onnx`);
+    for (const perChannel of [true, false]) {
+      const m = await fp32.quantize({ dtype: 'int8', perChannel });
+      quantized.push(m);
+      t.is(m.dtype, 'int8');
+      const own = await exportOnnx(m, file('own')); // no quantize option: an int8 model is written int8
+      t.is(own.quantize, 'int8');
+      await exportOnnx(fp32, file('at-export'), { quantize: 'int8', perChannel });
+      const outputs = own.outputs;
+      const a = await runOnnx(file('own'), batch, true, outputs);
+      const b = await runOnnx(file('at-export'), batch, true, outputs);
+      const ours = await m.forward(batch);
+      for (const k of outputs) {
+        // The model's integers and scales are those quant.h's rule gives at export: the same outputs, exactly.
+        t.is(maxAbsDiff(a[k], b[k]), 0, `${k} per ${perChannel ? 'channel' : 'tensor'}`);
+        // onnxruntime on the model's own weights vs our int8 forward: the same int32 sums; float order differs
+        // in attention and LayerNorm, so a value can land one rounding step apart in the next layer's int8.
+        const want = ours[k].data as Float32Array;
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        const d = maxAbsDiff(a[k], want);
+        t.log(`per ${perChannel ? 'channel' : 'tensor'}: ${k} max |onnxruntime int8 - our int8 forward| ${d.toExponential(2)} (scale ${scale.toFixed(3)})`);
+        t.true(d <= 0.02 * scale, `${k}: ${d}`);
+      }
+      t.is(readGraph(file('own')).ops.filter((o) => o === 'MatMulInteger').length, 2 * 2 * fp32.layers.length);
+      // A perChannel that contradicts the model's quantization is refused before anything is written.
+      const err = await t.throwsAsync(exportOnnx(m, file('contradiction'), { quantize: 'int8', perChannel: !perChannel }), { message: /options\.perChannel/ });
+      t.is((err as Error & { code?: string }).code, 'E_INVALID_ARG');
+      t.throws(() => readFileSync(file('contradiction')), { code: 'ENOENT' });
+    }
+  } finally {
+    for (const m of quantized) m.dispose();
+    fp32.dispose();
+    tmp.cleanup();
+  }
+});
 
 test('a compact model with a layer without heads and one without FFN units: int8 linears only where there are weights', async (t) => {
   const model = await BertModel.fromConfig(
