@@ -32,6 +32,11 @@ export interface FrontierRow {
   parameters: number;
   /** Dense latency over this model's, per measured shape (batch x sequence); 1 for the dense model. */
   speedups: Array<{ batch: number; seq: number; speedup: number }>;
+  /**
+   * The compact model quantized to int8 (model.quantize()): its accuracy and the dense fp32 model's latency
+   * over its own, per shape. Absent for the dense row.
+   */
+  int8?: { accuracy: number; kernels: string; speedups: Array<{ batch: number; seq: number; speedup: number }> };
   /** The lambda's folder (pruned/, compact/, masks/, report.json, log.jsonl); the dense model's for its row. */
   outputDir: string;
 }
@@ -68,14 +73,15 @@ export function checkFrontierOptions(o: FrontierOptions, nameOf: (key: string) =
 }
 
 /** The speed-up the plot shows: the largest batch measured (throughput, where compaction shows most). */
-function plotted(r: FrontierRow): number {
-  return r.speedups.reduce((a, b) => (b.batch >= a.batch ? b : a)).speedup;
+function plotted(speedups: FrontierRow['speedups']): number {
+  return speedups.reduce((a, b) => (b.batch >= a.batch ? b : a)).speedup;
 }
 
 /** frontier.md: one row per model, the dense model first. */
 export function frontierMarkdown(rows: readonly FrontierRow[], title: string): string {
   const shapes = rows[0].speedups.map((s) => `${s.batch}x${s.seq}`);
-  const head = ['lambda', 'encoder density', 'accuracy (%)', 'parameters', ...shapes.map((s) => `speed-up ${s}`)];
+  const int8 = rows.some((r) => r.int8);
+  const head = ['lambda', 'encoder density', 'accuracy (%)', 'parameters', ...shapes.map((s) => `speed-up ${s}`), ...(int8 ? ['int8 accuracy (%)', ...shapes.map((s) => `int8 speed-up ${s}`)] : [])];
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [
     `# ${title}`,
@@ -89,11 +95,13 @@ export function frontierMarkdown(rows: readonly FrontierRow[], title: string): s
         r.accuracy.toFixed(2),
         r.parameters.toLocaleString('en-US'),
         ...r.speedups.map((s) => `${s.speedup.toFixed(2)}x`),
+        ...(!int8 ? [] : r.int8 ? [r.int8.accuracy.toFixed(2), ...r.int8.speedups.map((s) => `${s.speedup.toFixed(2)}x`)] : ['-', ...shapes.map(() => '-')]),
       ]),
     ),
     '',
     `Encoder density: ${DENSITY_DEFINITION}. Accuracy and parameters are the compact model's; speed-up is the`,
     `dense model's latency over the compact model's, measured in the same run (batch x sequence length).`,
+    ...(int8 ? ['int8: the compact model quantized by model.quantize({ dtype: \'int8\' }); its speed-up is over the dense fp32 model.'] : []),
     '',
   ].join('\n');
 }
@@ -116,9 +124,18 @@ function rowsOf(lambdas: readonly number[], results: readonly JobResult[], dense
       accuracy: r.compact.accuracy,
       parameters: r.parameters.compact,
       speedups: r.latency.map((l) => ({ batch: l.batch, seq: l.seq, speedup: l.speedup })),
+      ...int8Of(r),
       outputDir: r.outputDir,
     })),
   ];
+}
+
+/** A lambda's int8 figures from its job result: speed-ups over the dense fp32 model of the same run. */
+function int8Of(r: JobResult): Pick<FrontierRow, 'int8'> {
+  const q = r.quantized.find((x) => x.dtype === 'int8');
+  if (!q) return {};
+  const denseMs = (batch: number) => r.latency.find((l) => l.batch === batch)!.denseMs;
+  return { int8: { accuracy: q.metrics.accuracy, kernels: q.kernels, speedups: q.latency.map((l) => ({ batch: l.batch, seq: l.seq, speedup: denseMs(l.batch) / l.ms })) } };
 }
 
 /** Runs the frontier: options checked first, then the dense model once and each lambda in its own folder. */
@@ -149,7 +166,10 @@ export async function runFrontier(o: FrontierOptions): Promise<FrontierResult> {
   }
   const rows = rowsOf(lambdas, results, s.denseDir);
   const title = `${o.task}: accuracy vs speed-up`;
-  const points: FrontierPoint[] = rows.map((r) => ({ label: r.lambda === undefined ? 'dense' : `λ ${r.lambda}`, lambda: r.lambda, accuracy: r.accuracy, speedup: plotted(r) }));
+  const points: FrontierPoint[] = [
+    ...rows.map((r) => ({ label: r.lambda === undefined ? 'dense' : `λ ${r.lambda}`, lambda: r.lambda, accuracy: r.accuracy, speedup: plotted(r.speedups) })),
+    ...rows.flatMap((r) => (r.int8 ? [{ label: `λ ${r.lambda} int8`, lambda: r.lambda, dtype: 'int8' as const, accuracy: r.int8.accuracy, speedup: plotted(r.int8.speedups) }] : [])),
+  ];
   const shape = rows[0].speedups.reduce((a, b) => (b.batch >= a.batch ? b : a));
   const plot = await plotFrontier(points, join(out, 'frontier.png'), { title, xTitle: `speed-up over the dense model (x, batch ${shape.batch} x ${shape.seq})` });
   const files = { json: join(out, 'frontier.json'), markdown: join(out, 'frontier.md'), ...plot };

@@ -18,6 +18,7 @@ import { writeMaskImages } from '../report/mask-plots';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { clearProgress } from '../runtime/progress';
 import { BlockpruneError } from '../runtime/errors';
+import { native } from '../runtime/native';
 import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
 import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 import { loadTokenizer } from '../model/pipelines';
@@ -39,6 +40,12 @@ export interface JobResult {
   heads: number[];
   ffn: number[];
   latency: Array<{ batch: number; seq: number; denseMs: number; compactMs: number; speedup: number }>;
+  /**
+   * The compact model quantized (model.quantize(): int8 per channel, bf16), evaluated and timed as the fp32
+   * compact model is: accuracy, latency per batch shape and the speed-up over the fp32 compact model. `kernels`
+   * is what ran its layers (buildInfo().quantKernels): 'none' means they ran in fp32.
+   */
+  quantized: Array<{ dtype: 'int8' | 'bf16'; kernels: string; metrics: Metrics; latency: Array<{ batch: number; seq: number; ms: number; speedup: number }> }>;
   outputDir: string;
   images: string[];
 }
@@ -392,6 +399,22 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
     const c = await latency(compact, b, maxLength, compact.dimensions.vocabSize, runs);
     lat.push({ batch: b, seq: maxLength, denseMs: d, compactMs: c, speedup: d / c });
   }
+  // The compact model in each number format: accuracy and latency beside fp32's (issue 16).
+  const quantized: JobResult['quantized'] = [];
+  for (const dtype of ['int8', 'bf16'] as const) {
+    const q = await compact.quantize({ dtype });
+    try {
+      const metrics = await evaluate(q);
+      const qlat = [];
+      for (const l of lat) {
+        const ms = await latency(q, l.batch, maxLength, q.dimensions.vocabSize, runs);
+        qlat.push({ batch: l.batch, seq: l.seq, ms, speedup: l.compactMs / ms });
+      }
+      quantized.push({ dtype, kernels: native().buildInfo().quantKernels[dtype], metrics, latency: qlat });
+    } finally {
+      q.dispose();
+    }
+  }
   const result: JobResult = {
     dense: denseScore,
     pruned: prunedMetrics,
@@ -401,6 +424,7 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
     heads: compact.layers.map((l) => l.heads),
     ffn: compact.layers.map((l) => l.intermediateSize),
     latency: lat,
+    quantized,
     outputDir: out,
     images,
   };
@@ -414,6 +438,11 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
       ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),
+      ...quantized.map(
+        (q) =>
+          `  compact ${q.dtype}${q.kernels === 'none' ? ' (no kernels for this CPU: its layers ran in fp32)' : ` (${q.kernels} kernels)`}: accuracy ${q.metrics.accuracy.toFixed(2)}% (fp32 ${compactMetrics.accuracy.toFixed(2)}%); ` +
+          q.latency.map((l) => `${l.batch}x${l.seq} ${l.ms.toFixed(2)} ms (${l.speedup.toFixed(2)}x the fp32 compact)`).join(', '),
+      ),
       `  mask pictures: ${images.length ? join(out, 'masks') : 'none'}; report: ${join(out, 'report.json')}; log: ${logFile}; curves: tensorboard --logdir ${runsDir}`,
     ].join('\n'),
   );

@@ -18,6 +18,8 @@ export interface FrontierPoint {
   accuracy: number;
   /** Latency of the dense model over this model's (1 for the dense model itself). */
   speedup: number;
+  /** 'int8': the pruned compact model quantized (model.quantize()), plotted as its own kind. Default fp32. */
+  dtype?: 'int8';
 }
 
 export interface PlotOptions {
@@ -49,6 +51,7 @@ export const CHART_STYLE = { background: 'white', config: { font: 'Helvetica, Ar
 /** The legend's two kinds of point. */
 export const DENSE_KIND = 'dense model';
 export const PRUNED_KIND = 'fine-pruned (compact)';
+export const INT8_KIND = 'fine-pruned (compact, int8)';
 
 // vega and vega-lite 6 are ES modules with top-level await, which require() cannot load: they are imported
 // at run time. TypeScript compiles `import()` to require() under "module": "commonjs", so the import is
@@ -71,10 +74,14 @@ interface Resvg {
 
 /** The vega-lite spec of a frontier: the pruned models joined by a line in speed-up order, every point labelled. */
 export function frontierSpec(points: readonly FrontierPoint[], o: PlotOptions = {}): object {
-  const values = points.map((p) => ({ ...p, kind: p.lambda === undefined ? DENSE_KIND : PRUNED_KIND }));
+  const values = points.map((p) => ({ ...p, kind: p.dtype === 'int8' ? INT8_KIND : p.lambda === undefined ? DENSE_KIND : PRUNED_KIND }));
+  // The legend lists the kinds there are (no int8 entry for a frontier without int8 points).
+  const kinds = [DENSE_KIND, PRUNED_KIND, INT8_KIND].filter((k) => values.some((x) => x.kind === k));
+  const colors: Record<string, string> = { [DENSE_KIND]: '#d62728', [PRUNED_KIND]: '#1f77b4', [INT8_KIND]: '#2ca02c' };
+  const shapes: Record<string, string> = { [DENSE_KIND]: 'diamond', [PRUNED_KIND]: 'circle', [INT8_KIND]: 'square' };
   const x = { field: 'speedup', type: 'quantitative', title: o.xTitle ?? 'speed-up over the dense model (x)', axis: { format: '.2~f' }, scale: { zero: false, nice: true } };
   const y = { field: 'accuracy', type: 'quantitative', title: 'accuracy (%)', axis: { format: '.2~f' }, scale: { zero: false, nice: true } };
-  const kind = { field: 'kind', type: 'nominal', title: 'model', legend: { labelLimit: 0 }, scale: { domain: [DENSE_KIND, PRUNED_KIND], range: ['#d62728', '#1f77b4'] } };
+  const kind = { field: 'kind', type: 'nominal', title: 'model', legend: { labelLimit: 0 }, scale: { domain: kinds, range: kinds.map((k) => colors[k]) } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: o.title ?? 'Accuracy vs speed-up',
@@ -84,8 +91,9 @@ export function frontierSpec(points: readonly FrontierPoint[], o: PlotOptions = 
     data: { values },
     encoding: { x, y },
     layer: [
-      { transform: [{ filter: `datum.kind === '${PRUNED_KIND}'` }], mark: { type: 'line', color: '#1f77b4', opacity: 0.5 }, encoding: { order: { field: 'speedup' } } },
-      { mark: { type: 'point', filled: true, size: 90 }, encoding: { color: kind, shape: { ...kind, scale: { domain: kind.scale.domain, range: ['diamond', 'circle'] } } } },
+      // Each kind of pruned model joined in speed-up order.
+      { transform: [{ filter: `datum.kind !== '${DENSE_KIND}'` }], mark: { type: 'line', opacity: 0.5 }, encoding: { color: kind, detail: { field: 'kind' }, order: { field: 'speedup' } } },
+      { mark: { type: 'point', filled: true, size: 90 }, encoding: { color: kind, shape: { ...kind, scale: { domain: kinds, range: kinds.map((k) => shapes[k]) } } } },
       { mark: { type: 'text', align: 'left', dx: 8, dy: -8, fontSize: 11 }, encoding: { text: { field: 'label' } } },
     ],
   };
@@ -100,6 +108,7 @@ function checkPoints(points: unknown): FrontierPoint[] {
     v.number(`points[${i}].accuracy`, o.accuracy);
     v.number(`points[${i}].speedup`, o.speedup, { min: 0, exclusiveMin: true });
     if (o.lambda !== undefined) v.number(`points[${i}].lambda`, o.lambda, { min: 0 });
+    if (o.dtype !== undefined) v.oneOf(`points[${i}].dtype`, o.dtype, ['int8'] as const);
     return o as unknown as FrontierPoint;
   });
 }

@@ -33,6 +33,14 @@ withSpam(`train (small) writes dense, pruned, compact, masks and a report; repor
     t.regex(r.out, /\[512, 64\] => \[\d+, 64\]|\[128, 64\] => \[\d+, 64\], intermediate\.dense\.weight/);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     t.is(report.pruned.accuracy, report.compact.accuracy, 'compact model scores as the masked one');
+    // The compact model in int8 and bf16, evaluated and timed beside fp32 (issue 16).
+    t.deepEqual(report.quantized.map((q: { dtype: string }) => q.dtype), ['int8', 'bf16']);
+    for (const q of report.quantized) {
+      t.true(q.metrics.accuracy >= 0 && q.metrics.accuracy <= 100);
+      t.deepEqual(q.latency.map((l: { batch: number }) => l.batch), [1, 8]);
+      t.true(q.latency.every((l: { ms: number; speedup: number }) => l.ms > 0 && l.speedup > 0));
+    }
+    t.regex(r.out, /compact int8 \(.*\): accuracy [\d.]+% \(fp32 [\d.]+%\); 1x48 [\d.]+ ms \([\d.]+x the fp32 compact\), 8x48/);
     t.true(readdirSync(join(out, 'masks')).includes('masks.png'));
     for (const d of ['dense', 'pruned', 'compact']) t.true(existsSync(join(out, d, 'config.json')), d);
     t.true(readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"type":"eval"'));

@@ -48,10 +48,15 @@ test.serial('frontier on GLUE-layout SST-2: one point per lambda plus dense, a t
       const rep = JSON.parse(readFileSync(join(row.outputDir, 'report.json'), 'utf8'));
       t.is(row.accuracy, rep.compact.accuracy);
       t.is(row.parameters, rep.parameters.compact);
+      // The int8 point: the job's quantized compact model, its speed-up over the dense fp32 model of that run.
+      const q = rep.quantized.find((x: { dtype: string }) => x.dtype === 'int8');
+      t.is(row.int8.accuracy, q.metrics.accuracy);
+      t.deepEqual(row.int8.speedups.map((s: { speedup: number }) => s.speedup), q.latency.map((l: { ms: number }, i: number) => rep.latency[i].denseMs / l.ms));
     }
+    t.is(json.rows[0].int8, undefined, 'no int8 point for the dense model');
 
     const md = readFileSync(join(out, 'frontier.md'), 'utf8');
-    t.regex(md, /\| lambda \| encoder density \| accuracy \(%\) \| parameters \| speed-up 1x16 \| speed-up 8x16 \|/);
+    t.regex(md, /\| lambda \| encoder density \| accuracy \(%\) \| parameters \| speed-up 1x16 \| speed-up 8x16 \| int8 accuracy \(%\) \| int8 speed-up 1x16 \| int8 speed-up 8x16 \|/);
     t.is(md.split('\n').filter((l) => /^\| (dense|1|20) \|/.test(l)).length, 3, md);
 
     // The PNG is the SVG drawn at scale 2: its IHDR size is twice the SVG's.
@@ -62,7 +67,7 @@ test.serial('frontier on GLUE-layout SST-2: one point per lambda plus dense, a t
     t.deepEqual(size, { width: 2 * Number(m![1]), height: 2 * Number(m![2]) });
     t.true(size.width > 2 * 480 && size.height > 2 * 320, 'at least the plotting area');
     t.regex(r.out, new RegExp(`frontier\\.png \\(${size.width}x${size.height}\\)`));
-    for (const text of ['accuracy (%)', 'speed-up over the dense model (x, batch 8 x 16)', 'sst2: accuracy vs speed-up', 'dense model', 'fine-pruned (compact)', 'λ 1', 'λ 20'])
+    for (const text of ['accuracy (%)', 'speed-up over the dense model (x, batch 8 x 16)', 'sst2: accuracy vs speed-up', 'dense model', 'fine-pruned (compact)', 'fine-pruned (compact, int8)', 'λ 1', 'λ 20', 'λ 20 int8'])
       t.true(svg.includes(`>${text}<`), `the SVG draws "${text}"`);
   } finally {
     tmp.cleanup();
