@@ -93,12 +93,14 @@ const ratio = (a: number | undefined, b: number | undefined): string => (a === u
  */
 export function printDtypeTable(
   shape: [number, number],
-  models: Array<{ name: string; fp32: { ours: number; ort?: number }; cells: DtypeCell[] }>,
+  models: Array<{ name: string; fp32: { ours: number; ort?: number }; cells: DtypeCell[]; roofline?: Partial<Record<BenchDtype, number>> }>,
 ): Array<Record<string, unknown>> {
   const [batch, seq] = shape;
   const rows: Array<Record<string, unknown>> = [];
   const notes = new Set<string>();
-  const lines = [['model', 'dtype', 'ours ms', 'onnxruntime ms', 'ours / ort', 'ours vs fp32', 'ort vs fp32']];
+  // The roofline of a dtype: the model's FLOPs at that dtype's GEMM rate (bench_forward --gemm; source checkouts).
+  const withRoofline = models.some((m) => m.roofline && Object.keys(m.roofline).length);
+  const lines = [['model', 'dtype', 'ours ms', 'onnxruntime ms', 'ours / ort', 'ours vs fp32', 'ort vs fp32', ...(withRoofline ? ['ours x roofline'] : [])]];
   for (const m of models) {
     const all = [
       { dtype: 'fp32' as BenchDtype, ours: m.fp32.ours, ort: m.fp32.ort, oursNote: undefined, ortNote: m.fp32.ort === undefined ? 'not measured (add --vs-onnxruntime)' : undefined },
@@ -113,7 +115,8 @@ export function printDtypeTable(
     for (const r of all) {
       for (const [who, note] of [['ours', r.oursNote], ['onnxruntime', r.ortNote]]) if (note) notes.add(`${who} ${r.dtype}: ${note}`);
       // Speed-up over fp32 of the same runtime: fp32 ms / this dtype's ms (above 1 is faster).
-      lines.push([m.name, r.dtype, ms(r.ours), ms(r.ort), ratio(r.ours, r.ort), ratio(m.fp32.ours, r.ours), ratio(m.fp32.ort, r.ort)]);
+      const roof = m.roofline?.[r.dtype];
+      lines.push([m.name, r.dtype, ms(r.ours), ms(r.ort), ratio(r.ours, r.ort), ratio(m.fp32.ours, r.ours), ratio(m.fp32.ort, r.ort), ...(withRoofline ? [ratio(r.ours, roof)] : [])]);
       rows.push({
         model: m.name,
         batch,
@@ -124,13 +127,19 @@ export function printDtypeTable(
         ours_vs_ort: r.ours !== undefined && r.ort !== undefined ? r.ours / r.ort : null,
         ours_speedup_over_fp32: r.ours !== undefined ? m.fp32.ours / r.ours : null,
         ort_speedup_over_fp32: r.ort !== undefined && m.fp32.ort !== undefined ? m.fp32.ort / r.ort : null,
+        roofline_ms: roof ?? null,
+        ours_x_roofline: r.ours !== undefined && roof !== undefined ? r.ours / roof : null,
         ...(r.oursNote ? { ours_note: r.oursNote } : {}),
         ...(r.ortNote ? { ort_note: r.ortNote } : {}),
       });
     }
   }
   const widths = lines[0].map((_, j) => Math.max(...lines.map((l) => l[j].length)));
-  console.log(`  dtypes at ${batch}x${seq} (mean ms over the alternating rounds; "vs fp32" = that runtime's fp32 ms / this ms):`);
+  console.log(
+    `  dtypes at ${batch}x${seq} (mean ms over the alternating rounds; "vs fp32" = that runtime's fp32 ms / this ms` +
+      (withRoofline ? '; "x roofline" = ours ms / the model\'s FLOPs at that dtype\'s GEMM rate' : '') +
+      '):',
+  );
   for (const l of lines) console.log(`  ${l.map((c, j) => (j < 2 ? c.padEnd(widths[j]) : c.padStart(widths[j]))).join('  ')}`);
   for (const n of notes) console.log(`  (${n})`);
   console.log('');

@@ -1,6 +1,6 @@
 // bench_forward: the forward pass of the same BERT as the addon, timed from plain C++ (no Node), so the
-// bench script can show what the binding costs. Also measures this machine's fp32 GEMM throughput, so
-// latencies can be read as multiples of the roofline (model FLOPs / GEMM FLOP/s).
+// bench script can show what the binding costs. Also measures this machine's GEMM throughput (fp32, and int8 /
+// bf16 on the quantized kernels), so latencies can be read as multiples of the roofline (model FLOPs / GEMM rate).
 //
 //   bench_forward [--batch 1,8] [--seq 128] [--runs 100] [--warmup 10] [--threads N] [--gemm]
 //                 [--hidden 768 --layers 12 --heads 12 --ffn 3072 --vocab 30522]
@@ -23,6 +23,7 @@
 #include "args.h"
 #include "checkpoint.h"
 #include "fast/fast_cpu.h"
+#include "fast/quant.h"
 #include "runtime.h"
 #include "tool_common.h"
 
@@ -108,11 +109,24 @@ int main(int argc, char** argv) {
           bp::fast::PackedLinear packed(w.data_ptr<float>(), nullptr, ffn, hidden);
           kernels_ms = time([&] { packed.forward(x.data_ptr<float>(), rows, y.data_ptr<float>(), bp::fast::kActNone, nullptr); });
         }
+        // The same product on the quantized kernels (quant.h), where this CPU has them: the int8 / bf16 roofline.
+        double int8_ms = 0, bf16_ms = 0;
+        if (bp::fast::quant_supported(bp::fast::QuantFormat::kInt8)) {
+          auto scale = (w.abs().amax(1) / 127.0).contiguous();
+          auto q = (w / scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
+          auto layer = bp::fast::QuantLinear::int8(q.data_ptr<int8_t>(), scale.data_ptr<float>(), nullptr, ffn, hidden);
+          int8_ms = time([&] { layer.forward(x.data_ptr<float>(), rows, y.data_ptr<float>(), bp::fast::kActNone, nullptr); });
+        }
+        if (bp::fast::quant_supported(bp::fast::QuantFormat::kBf16)) {
+          auto wb = w.to(at::kBFloat16).contiguous();
+          auto layer = bp::fast::QuantLinear::bf16(reinterpret_cast<const uint16_t*>(wb.data_ptr()), nullptr, ffn, hidden);
+          bf16_ms = time([&] { layer.forward(x.data_ptr<float>(), rows, y.data_ptr<float>(), bp::fast::kActNone, nullptr); });
+        }
         const double flop = 2.0 * rows * hidden * ffn;
+        auto rate = [&](double t) { return t > 0 ? flop / (t * 1e6) : 0.0; };
         std::printf("{\"kind\":\"gemm\",\"rows\":%lld,\"k\":%lld,\"n\":%lld,\"ms\":%.4f,\"gflops\":%.2f,"
-                    "\"kernels_gflops\":%.2f}\n",
-                    (long long)rows, (long long)hidden, (long long)ffn, ms, flop / (ms * 1e6),
-                    kernels_ms > 0 ? flop / (kernels_ms * 1e6) : 0.0);
+                    "\"kernels_gflops\":%.2f,\"int8_gops\":%.2f,\"bf16_gflops\":%.2f}\n",
+                    (long long)rows, (long long)hidden, (long long)ffn, ms, rate(ms), rate(kernels_ms), rate(int8_ms), rate(bf16_ms));
       }
     }
     bp::BertConfig c;

@@ -175,12 +175,15 @@ async function bench(args: BenchArgs): Promise<void> {
   console.log('');
 
   const gflopsAt = new Map<number, number>();
+  // The int8 (GOP/s) and bf16 GEMM rates of the quantized kernels, where this CPU has them (0: none).
+  const quantRateAt = new Map<number, { int8: number; bf16: number }>();
   if (haveExe)
     for (const [b, sq] of shapes) {
       if (gflopsAt.has(b * sq)) continue;
       const g = runCpp(exe, ['--gemm', '--batch', String(b), '--seq', String(sq), '--runs', '1', '--warmup', '0', '--layers', '1']).find((x) => x.kind === 'gemm');
       // The best GEMM this machine has: OpenBLAS through libtorch, or our kernels on packed weights.
       if (g) gflopsAt.set(Number(g.rows), Math.max(Number(g.gflops), Number(g.kernels_gflops ?? 0)));
+      if (g) quantRateAt.set(Number(g.rows), { int8: Number(g.int8_gops ?? 0), bf16: Number(g.bf16_gflops ?? 0) });
     }
 
   const models = specs.map((s) => s.model);
@@ -236,6 +239,7 @@ async function bench(args: BenchArgs): Promise<void> {
     const gf = gflopsAt.get(n);
     const means: number[] = [];
     const ortMeans: Array<number | undefined> = [];
+    const rooflines: Array<Partial<Record<BenchDtype, number>>> = [];
     for (let k = 0; k < specs.length; k++) {
       const nd = latencyStats(node[k]);
       const lp = latencyStats(loop[k]);
@@ -245,6 +249,8 @@ async function bench(args: BenchArgs): Promise<void> {
       const g = models[k].geometry();
       const flops = forwardFlops({ hidden: g.hiddenSize, layers, headDim: g.headDim }, batch, seq);
       const rooflineMs = gf ? flops / (gf * 1e6) : NaN;
+      const q = quantRateAt.get(n);
+      rooflines.push({ ...(gf ? { fp32: rooflineMs } : {}), ...(q?.int8 ? { int8: flops / (q.int8 * 1e6) } : {}), ...(q?.bf16 ? { bf16: flops / (q.bf16 * 1e6) } : {}) });
       const row = {
         model: specs[k].name,
         batch,
@@ -288,7 +294,7 @@ async function bench(args: BenchArgs): Promise<void> {
       results.push({ batch, seq, [b === 'compact' ? 'compact_speedup' : 'speedup']: speedup });
       console.log(`  => ${b} speed-up over ${a} at ${batch}x${seq}: ${speedup.toFixed(2)}x (${a} ${means[0].toFixed(1)} ms / ${b} ${means[1].toFixed(1)} ms)\n`);
     }
-    if (withDtypes) results.push(...printDtypeTable([batch, seq], specs.map((s, k) => ({ name: s.name, fp32: { ours: means[k], ort: ortMeans[k] }, cells: cells[k] }))));
+    if (withDtypes) results.push(...printDtypeTable([batch, seq], specs.map((s, k) => ({ name: s.name, fp32: { ours: means[k], ort: ortMeans[k] }, cells: cells[k], roofline: rooflines[k] }))));
   }
   for (const m of models) m.dispose();
   for (const c of cells.flat()) c.ours?.dispose();
