@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <vector>
 
+#include "dropout.h"
 #include "errors.h"
 
 namespace bp {
@@ -42,10 +43,6 @@ EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, int64_t padding_idx_) : p
 at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids, padding_idx); }
 
 namespace {
-
-at::Tensor dropout(const at::Tensor& x, double p, bool train) {
-  return (train && p > 0) ? at::dropout(x, p, /*train=*/true) : x;
-}
 
 at::Tensor activation(const at::Tensor& x, const std::string& act) {
   if (act == "gelu") return at::gelu(x);  // exact erf GELU, as HF's "gelu"
