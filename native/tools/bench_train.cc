@@ -4,11 +4,13 @@
 //
 //   bench_train [--geometry base|small] [--batch 8] [--seq 128] [--steps 4] [--warmup 1] [--patched]
 //               [--profile] [--top 30]
+//   bench_train --check   (the fused training loops of train_kernels.h against libtorch; exit 1 on a failure)
 // Prints one JSON object per line: each step's ms, then (--profile) the stages and the top ops by self time.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -19,6 +21,9 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "dropout.h"
+#include "fast/fast_cpu.h"
+#include "train_kernels.h"
 #include "runtime.h"
 #include "tool_common.h"
 #include "training.h"
@@ -63,6 +68,66 @@ std::map<std::string, Totals> aggregate(const prof::thread_event_lists& lists, s
   return out;
 }
 
+// A checksum of a float tensor's bits: equal checksums across kernel sets (default, BLOCKPRUNE_CPU_KERNELS=none)
+// mean the same bits.
+uint64_t bits_hash(const at::Tensor& t) {
+  auto c = t.contiguous();
+  uint64_t h = 1469598103934665603ull;
+  const auto* w = reinterpret_cast<const uint32_t*>(c.data_ptr<float>());
+  for (int64_t i = 0; i < c.numel(); ++i) h = (h ^ w[i]) * 1099511628211ull;
+  return h;
+}
+
+// Dropout: rate, scale, the backward's mask equal to the forward's, the same output for the same seed. AdamW:
+// the fused update against libtorch's op sequence (its vectorized add_ and addcmul_ may use FMA where the fused
+// loop does not: a few ulps of the moments, then of p). Prints one line with the checks and a checksum.
+int check() {
+  const int64_t n = (int64_t{1} << 20) + 13;  // a tail off every vector width
+  const double p = 0.1;
+  at::manual_seed(7);
+  auto x = at::randn({n}).requires_grad_(true);
+  auto y = bp::dropout(x, p, true);
+  y.sum().backward();
+  at::NoGradGuard no_grad;
+  const float scale = 1.0f / static_cast<float>(1.0 - p);
+  auto kept = y.ne(0);
+  const double frac = kept.to(at::kDouble).mean().item<double>();
+  const double sigma = std::sqrt(p * (1 - p) / static_cast<double>(n));
+  const bool rate_ok = std::abs(frac - (1 - p)) < 5 * sigma;  // five standard deviations of a binomial
+  const bool scale_ok = at::equal(y.masked_select(kept), (x.detach() * scale).masked_select(kept));
+  const bool grad_ok = at::equal(x.grad(), kept.to(at::kFloat) * scale);
+  at::manual_seed(7);
+  auto x2 = at::randn({n});
+  const bool repeat_ok = at::equal(bp::dropout(x2, p, true), y);
+  // AdamW: 3 steps from zero moments, weight decay on, against the op sequence of AdamW::step.
+  auto p1 = at::randn({n}), m1 = at::zeros({n}), v1 = at::zeros({n});
+  auto p2 = p1.clone(), m2 = m1.clone(), v2 = v1.clone();
+  const double lr = 1e-3, wd = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  for (int step = 1; step <= 3; ++step) {
+    auto g = at::randn({n}) * 0.1;
+    const double step_size = lr * std::sqrt(1.0 - std::pow(b2, step)) / (1.0 - std::pow(b1, step));
+    bp::train_kernels::adamw(p1.data_ptr<float>(), g.data_ptr<float>(), m1.data_ptr<float>(), v1.data_ptr<float>(), n,
+                             {static_cast<float>(b1), static_cast<float>(1 - b1), static_cast<float>(b2), static_cast<float>(1 - b2),
+                              static_cast<float>(eps), static_cast<float>(-step_size), static_cast<float>(-lr * wd)});
+    m2.mul_(b1).add_(g, 1 - b1);
+    v2.mul_(b2).addcmul_(g, g, 1 - b2);
+    p2.addcdiv_(m2, v2.sqrt().add_(eps), -step_size);
+    p2.add_(p2, -lr * wd);
+  }
+  // In ulps of max(|p|, lr) (the update is ~lr: near p = 0 its own rounding dominates). The two differ only in
+  // rounding (libtorch's vectorized add_ and addcmul_ fuse multiply-adds, the fused loop does not), which can
+  // move p's rounding by 1 ulp a step: 3 steps, at most 3 ulps; bound 4. A wrong term would be ~8000 ulps.
+  const double adam_diff = ((p1 - p2).abs() / p2.abs().clamp_min(lr)).max().item<double>() / std::ldexp(1.0, -23);
+  const bool adam_ok = adam_diff <= 4;
+  const bool ok = rate_ok && scale_ok && grad_ok && repeat_ok && adam_ok;
+  std::printf("{\"kind\":\"check\",\"isa\":\"%s\",\"ok\":%s,\"dropout_kept\":%.6f,\"dropout_rate_ok\":%s,\"dropout_scale_ok\":%s,"
+              "\"dropout_grad_ok\":%s,\"dropout_repeat_ok\":%s,\"adamw_max_ulps\":%.2f,\"adamw_ok\":%s,\"checksum\":\"%016llx\"}\n",
+              bp::fast::isa(), ok ? "true" : "false", frac, rate_ok ? "true" : "false", scale_ok ? "true" : "false", grad_ok ? "true" : "false",
+              repeat_ok ? "true" : "false", adam_diff, adam_ok ? "true" : "false",
+              static_cast<unsigned long long>(bits_hash(y) ^ (bits_hash(p1) * 31)));
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,6 +162,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(a, "--top")) top = tools::int_arg(a, next(), 1, 100000);
     else if (!std::strcmp(a, "--patched")) patched = true;
     else if (!std::strcmp(a, "--profile")) profile = true;
+    else if (!std::strcmp(a, "--check")) return check();
     else {
       std::fprintf(stderr, "unknown argument %s\n", a);
       return 2;
