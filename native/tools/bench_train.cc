@@ -141,13 +141,7 @@ int main(int argc, char** argv) {
   int64_t batch_size = 8, seq = 128, steps = 4, warmup = 1, top = 30;
   bool patched = false, profile = false;
   for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "missing value for %s\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return tools::next_value(argc, argv, &i); };
     const char* a = argv[i];
     if (!std::strcmp(a, "--geometry")) {
       geometry = next();
