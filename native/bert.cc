@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "dropout.h"
 #include "errors.h"
 
 namespace bp {
@@ -91,10 +92,6 @@ EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, int64_t padding_idx_) : p
 at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids, padding_idx); }
 
 namespace {
-
-at::Tensor dropout(const at::Tensor& x, double p, bool train) {
-  return (train && p > 0) ? at::dropout(x, p, /*train=*/true) : x;
-}
 
 at::Tensor activation(const at::Tensor& x, const std::string& act) {
   if (act == "gelu") return at::gelu(x);  // exact erf GELU, as HF's "gelu"

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "train_kernels.h"
 
 namespace bp {
 
@@ -13,6 +14,16 @@ ParamGroup param_group(const std::string& name) {
   if (name.find("bias") != std::string::npos || name.find("LayerNorm.weight") != std::string::npos) return ParamGroup::NoDecay;
   return ParamGroup::Decay;
 }
+
+namespace {
+
+bool fusable(const at::Tensor& p, const at::Tensor& g, const at::Tensor& m, const at::Tensor& v) {
+  for (const at::Tensor* t : {&p, &g, &m, &v})
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || !t->is_contiguous()) return false;
+  return true;
+}
+
+}  // namespace
 
 void AdamW::step(Bert& model, const AdamWOptions& o, double lr_scale) {
   at::NoGradGuard no_grad;
@@ -30,11 +41,19 @@ void AdamW::step(Bert& model, const AdamWOptions& o, double lr_scale) {
       s.exp_avg_sq = at::zeros_like(p);
     }
     s.step += 1;
+    const double step_size =
+        lr * std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(s.step))) / (1.0 - std::pow(o.beta1, static_cast<double>(s.step)));
+    if (fusable(p, g, s.exp_avg, s.exp_avg_sq)) {
+      // One pass over p, g and the moments instead of seven and a temporary (train_kernels.h).
+      const train_kernels::AdamWScalars k{static_cast<float>(o.beta1), static_cast<float>(1.0 - o.beta1), static_cast<float>(o.beta2),
+                                          static_cast<float>(1.0 - o.beta2), static_cast<float>(o.eps), static_cast<float>(-step_size),
+                                          static_cast<float>(-lr * wd)};
+      train_kernels::adamw(p.data_ptr<float>(), g.data_ptr<float>(), s.exp_avg.data_ptr<float>(), s.exp_avg_sq.data_ptr<float>(), p.numel(), k);
+      continue;
+    }
     s.exp_avg.mul_(o.beta1).add_(g, 1.0 - o.beta1);
     s.exp_avg_sq.mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
     auto denom = s.exp_avg_sq.sqrt().add_(o.eps);
-    const double step_size =
-        lr * std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(s.step))) / (1.0 - std::pow(o.beta1, static_cast<double>(s.step)));
     p.addcdiv_(s.exp_avg, denom, -step_size);
     if (wd > 0) p.add_(p, -lr * wd);
   }
@@ -93,9 +112,14 @@ double clip_grad_norm(Bert& model, double max_norm) {
   for (auto& p : model->parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0.0;
-  at::Tensor total = at::zeros({}, grads[0].options());
-  for (const auto& g : grads) total = total + g.pow(2).sum();
-  const double norm = std::sqrt(total.item<double>());
+  // One pass per gradient, no temporary (g.pow(2).sum() wrote a squared copy of every gradient): torch's
+  // clip_grad_norm_ computes the same, the norm of the per-tensor norms.
+  double sum_sq = 0;
+  for (const auto& g : grads) {
+    const double n = at::linalg_vector_norm(g, 2).item<double>();
+    sum_sq += n * n;
+  }
+  const double norm = std::sqrt(sum_sq);
   if (max_norm > 0) {
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0)

@@ -1,5 +1,6 @@
 #include "training.h"
 
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "checkpoint.h"
@@ -99,7 +100,12 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
     reducer->begin(static_cast<double>(rows));
   }
   if (batch) {
-    LossResult r = compute_loss(model, *batch, opts.loss);
+    // Scopes named "bp::*" give a profile (native/tools/bench_train --profile) its stages; free when off.
+    LossResult r;
+    {
+      RECORD_USER_SCOPE("bp::forward");
+      r = compute_loss(model, *batch, opts.loss);
+    }
     at::Tensor loss = r.loss;
     if (teacher) {
       NamedTensors teacher_out;
@@ -122,6 +128,7 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
       const char* overlap = std::getenv("BLOCKPRUNE_DDP_OVERLAP");
       if (!(overlap && std::string(overlap) == "0")) reducer->attach();
     }
+    RECORD_USER_SCOPE("bp::backward");
     loss.backward();
     out.task_loss = r.task_loss.item<double>();
     out.regu_loss = r.regu_loss.defined() ? r.regu_loss.item<double>() : 0.0;
@@ -158,8 +165,14 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
       throw Error("E_NUMERIC", "the loss over the global batch is " + std::to_string(loss_value) + ": no step taken on any rank (lower the learning rate?)");
     }
   }
-  out.grad_norm = clip_grad_norm(model, opts.max_grad_norm);
-  optimizer.step(model, opts.adam, opts.lr_scale);
+  {
+    RECORD_USER_SCOPE("bp::clip_grad_norm");
+    out.grad_norm = clip_grad_norm(model, opts.max_grad_norm);
+  }
+  {
+    RECORD_USER_SCOPE("bp::adamw");
+    optimizer.step(model, opts.adam, opts.lr_scale);
+  }
   for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
   out.loss = loss_value;
   return out;

@@ -27,6 +27,15 @@ inline int64_t int_arg(const char* flag, const char* text, int64_t lo, int64_t h
   return v;
 }
 
+// The value after flag argv[*i] (advancing *i), or a usage error: exit(2).
+inline const char* next_value(int argc, char** argv, int* i) {
+  if (*i + 1 >= argc) {
+    std::fprintf(stderr, "missing value for %s\n", argv[*i]);
+    std::exit(2);
+  }
+  return argv[++*i];
+}
+
 // A comma-separated list of such integers (`--batch 1,8`), at least one.
 inline std::vector<int64_t> int_list_arg(const char* flag, const char* text, int64_t lo, int64_t hi) {
   std::vector<int64_t> out;
