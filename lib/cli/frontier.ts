@@ -138,6 +138,14 @@ function int8Of(r: JobResult): Pick<FrontierRow, 'int8'> {
   return { int8: { accuracy: q.metrics.accuracy, kernels: q.kernels, speedups: q.latency.map((l) => ({ batch: l.batch, seq: l.seq, speedup: denseMs(l.batch) / l.ms })) } };
 }
 
+/** The plot's points of a frontier's rows (frontier.json): each model in fp32, and each lambda's int8 model. */
+export function frontierPoints(rows: readonly FrontierRow[]): FrontierPoint[] {
+  return [
+    ...rows.map((r) => ({ label: r.lambda === undefined ? 'dense' : `λ ${r.lambda}`, lambda: r.lambda, accuracy: r.accuracy, speedup: plotted(r.speedups) })),
+    ...rows.flatMap((r) => (r.int8 ? [{ label: `λ ${r.lambda} int8`, lambda: r.lambda, dtype: 'int8' as const, accuracy: r.int8.accuracy, speedup: plotted(r.int8.speedups) }] : [])),
+  ];
+}
+
 /** Runs the frontier: options checked first, then the dense model once and each lambda in its own folder. */
 export async function runFrontier(o: FrontierOptions): Promise<FrontierResult> {
   const configs = checkFrontierOptions(o);
@@ -166,10 +174,7 @@ export async function runFrontier(o: FrontierOptions): Promise<FrontierResult> {
   }
   const rows = rowsOf(lambdas, results, s.denseDir);
   const title = `${o.task}: accuracy vs speed-up`;
-  const points: FrontierPoint[] = [
-    ...rows.map((r) => ({ label: r.lambda === undefined ? 'dense' : `λ ${r.lambda}`, lambda: r.lambda, accuracy: r.accuracy, speedup: plotted(r.speedups) })),
-    ...rows.flatMap((r) => (r.int8 ? [{ label: `λ ${r.lambda} int8`, lambda: r.lambda, dtype: 'int8' as const, accuracy: r.int8.accuracy, speedup: plotted(r.int8.speedups) }] : [])),
-  ];
+  const points = frontierPoints(rows);
   const shape = rows[0].speedups.reduce((a, b) => (b.batch >= a.batch ? b : a));
   const plot = await plotFrontier(points, join(out, 'frontier.png'), { title, xTitle: `speed-up over the dense model (x, batch ${shape.batch} x ${shape.seq})` });
   const files = { json: join(out, 'frontier.json'), markdown: join(out, 'frontier.md'), ...plot };

@@ -94,7 +94,9 @@ export function frontierSpec(points: readonly FrontierPoint[], o: PlotOptions = 
       // Each kind of pruned model joined in speed-up order.
       { transform: [{ filter: `datum.kind !== '${DENSE_KIND}'` }], mark: { type: 'line', opacity: 0.5 }, encoding: { color: kind, detail: { field: 'kind' }, order: { field: 'speedup' } } },
       { mark: { type: 'point', filled: true, size: 90 }, encoding: { color: kind, shape: { ...kind, scale: { domain: kinds, range: kinds.map((k) => shapes[k]) } } } },
-      { mark: { type: 'text', align: 'left', dx: 8, dy: -8, fontSize: 11 }, encoding: { text: { field: 'label' } } },
+      // Labels above their points, int8 ones below theirs: an int8 point often sits next to its fp32 twin.
+      { transform: [{ filter: `datum.kind !== '${INT8_KIND}'` }], mark: { type: 'text', align: 'left', dx: 8, dy: -8, fontSize: 11 }, encoding: { text: { field: 'label' } } },
+      { transform: [{ filter: `datum.kind === '${INT8_KIND}'` }], mark: { type: 'text', align: 'left', dx: 8, dy: 14, fontSize: 11 }, encoding: { text: { field: 'label' } } },
     ],
   };
 }
