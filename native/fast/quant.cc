@@ -106,23 +106,13 @@ QuantLinear QuantLinear::int8(const int8_t* q, const float* wscale, const float*
     impl->comp[static_cast<size_t>(c)] = -impl->kern->offset * sum;
     impl->wscale[static_cast<size_t>(c)] = wscale[c];
   }
-  QuantLinear l;
-  l.impl_ = std::move(impl);
-  l.format_ = QuantFormat::kInt8;
-  l.n_ = n;
-  l.k_ = k;
-  return l;
+  return QuantLinear(std::move(impl), QuantFormat::kInt8, n, k);
 }
 
 QuantLinear QuantLinear::bf16(const uint16_t* w, const float* bias, int64_t n, int64_t k) {
   auto impl = std::make_shared<Impl>();
   build(QuantFormat::kBf16, w, bias, n, k, impl.get());
-  QuantLinear l;
-  l.impl_ = std::move(impl);
-  l.format_ = QuantFormat::kBf16;
-  l.n_ = n;
-  l.k_ = k;
-  return l;
+  return QuantLinear(std::move(impl), QuantFormat::kBf16, n, k);
 }
 
 size_t QuantLinear::bytes() const {

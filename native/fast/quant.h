@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "fast/kernels.h"
 
@@ -52,6 +53,8 @@ class QuantLinear {
 
  private:
   struct Impl;
+  QuantLinear(std::shared_ptr<const Impl> impl, QuantFormat format, int64_t n, int64_t k)
+      : impl_(std::move(impl)), format_(format), n_(n), k_(k) {}
   std::shared_ptr<const Impl> impl_;
   QuantFormat format_ = QuantFormat::kInt8;
   int64_t n_ = 0, k_ = 0;
