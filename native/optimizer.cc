@@ -49,6 +49,10 @@ void AdamW::step(Bert& model, const AdamWOptions& o, double lr_scale) {
                                           static_cast<float>(1.0 - o.beta2), static_cast<float>(o.eps), static_cast<float>(-step_size),
                                           static_cast<float>(-lr * wd)};
       train_kernels::adamw(p.data_ptr<float>(), g.data_ptr<float>(), s.exp_avg.data_ptr<float>(), s.exp_avg_sq.data_ptr<float>(), p.numel(), k);
+      // Written through raw pointers: the version counters move as an in-place op's would, so that whatever
+      // was built from the old values (the inference path's packed weights, the fused q/k/v cache: see
+      // weights_key in bert.cc) is rebuilt.
+      for (const at::Tensor* t : {&p, &s.exp_avg, &s.exp_avg_sq}) t->unsafeGetTensorImpl()->bump_version();
       continue;
     }
     s.exp_avg.mul_(o.beta1).add_(g, 1.0 - o.beta1);

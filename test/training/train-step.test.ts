@@ -18,6 +18,9 @@ withShared('fixtures/bert-tiny-cls')('3 AdamW steps (lr 1e-3, wd 0.01, HF semant
   const ref = await readTensors(join(dir, 'steps.safetensors'));
   const steps = JSON.parse(require('node:fs').readFileSync(join(dir, 'steps.json'), 'utf8'));
   const m = await BertModel.fromPretrained(dir);
+  // An inference first: the layers pack their weights for the CPU kernels. The steps below must make the
+  // forwards after them see the new weights (AdamW writes through raw pointers and moves the version counters).
+  await m.forward(fixtureBatch(io));
   const losses: number[] = [];
   for (let i = 0; i < 3; i++) {
     const r = await m.trainStep(fixtureBatch(io), { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 0 });

@@ -33,7 +33,9 @@ test.serial('dense fine-tuning learns the toy task, evaluates each epoch and log
     const model = await BertModel.fromConfig(CONFIG, { seed: 1 });
     const before = await accuracy(model, evalSet);
     const logFile = join(tmp.path, 'log.jsonl');
-    const r = await new SparseTrainer({ model, train, evaluate: (m) => accuracy(m, evalSet), epochs: 4, batchSize: 16, learningRate: 2e-3, warmupSteps: 4, logFile, seed: 3 }).train();
+    // lr 4e-3: at 2e-3 the task is learnt within these 64 steps for only some dropout streams (3 of seeds 1-6),
+    // at 4e-3 for all six.
+    const r = await new SparseTrainer({ model, train, evaluate: (m) => accuracy(m, evalSet), epochs: 4, batchSize: 16, learningRate: 4e-3, warmupSteps: 4, logFile, seed: 3 }).train();
     t.is(r.steps, 64);
     t.is(r.history.length, 4);
     t.log(`accuracy ${before.accuracy.toFixed(3)} -> ${r.history.map((h) => h.accuracy.toFixed(3)).join(' -> ')}`);
