@@ -22,6 +22,7 @@ const EXPECTED: Record<string, RegExp[]> = {
   'hub-cache.js': [/^from the cache: bert, \d+ parameters$/m, /^sentiment-analysis at v1\.0: \w+$/m, /progress events for a cached model: 0$/m, /^missing offline: E_NOT_CACHED$/m],
   'onnx-export.js': [/^compact: layer 0 \d heads, FFN \d+/m, /^model\.onnx: \d+ kB, inputs input_ids, attention_mask, token_type_ids$/m, /^onnxruntime vs blockprune logits: max \|diff\| /m],
   'serve.js': [/^POST \/classify \{text\} x3: 200 \w+, 200 \w+, 200 \w+$/m, /^POST \/classify \{inputs\}: 200 \{"label"/m, /^POST \/classify \{txt\}: 400 unknown field "txt"/m, /^GET \/health: ok, \/classify answered 5 /m],
+  'quantize.js': [/^int8: weights \d+ kB -> \d+ kB; logits vs fp32: max \|diff\| /m, /^bf16: weights \d+ kB -> \d+ kB/m, /pipeline on the int8 folder: (positive|negative)/],
   'data-parallel.js': [/rank 0: 8 steps in a world of 2/, /rank 1: 8 steps in a world of 2/, /^both ranks done, exit code 0$/m],
 };
 
