@@ -5,6 +5,7 @@
 //   bench_forward [--batch 1,8] [--seq 128] [--runs 100] [--warmup 10] [--threads N] [--gemm]
 //                 [--hidden 768 --layers 12 --heads 12 --ffn 3072 --vocab 30522]
 //                 [--kept-heads 4 --kept-ffn 552]   (a compact model: heads and FFN width kept per layer)
+//                 [--dtype fp32|int8|bf16]           (the encoder linears quantized as model.quantize does)
 // Prints one JSON object per line.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -22,6 +23,7 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "quantize.h"
 #include "fast/fast_cpu.h"
 #include "fast/quant.h"
 #include "runtime.h"
@@ -48,15 +50,10 @@ int main(int argc, char** argv) {
   // --ab-fused-qkv / --ab-fast: alternate rounds of 5 with and without the fused q/k/v product (libtorch path)
   // or the fast CPU kernels (fast_cpu.h), and print both means: an A/B in one run, immune to the VM's drift.
   std::string ab;
+  std::string dtype = "fp32";  // the encoder linears' number format (model.quantize's)
   bool profile = false;  // then: per-stage times of the fast path over 20 more forwards
   for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "missing value for %s\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return tools::next_value(argc, argv, &i); };
     // Ranges: seq within the position table (512), sizes that a forward can hold in memory.
     const char* a = argv[i];
     if (!std::strcmp(a, "--batch")) batches = tools::int_list_arg(a, next(), 1, 4096);
@@ -73,6 +70,13 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--ab-fused-qkv")) ab = "fused_qkv";
     else if (!std::strcmp(argv[i], "--ab-fast")) ab = "fast";
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
+    else if (!std::strcmp(a, "--dtype")) {
+      dtype = next();
+      if (dtype != "fp32" && dtype != "int8" && dtype != "bf16") {
+        std::fprintf(stderr, "--dtype: expected fp32, int8 or bf16, got \"%s\"\n", dtype.c_str());
+        return 2;
+      }
+    }
     else if (!std::strcmp(a, "--kept-heads")) kept_heads = tools::int_arg(a, next(), 0, 1024);
     else if (!std::strcmp(a, "--kept-ffn")) kept_ffn = tools::int_arg(a, next(), 1, 1 << 20);
     else {
@@ -139,6 +143,7 @@ int main(int argc, char** argv) {
       for (int64_t h = kept_heads; h < heads; ++h) c.pruned_heads[l].insert(h);
     if (kept_ffn > 0) c.intermediate_sizes.assign(static_cast<size_t>(layers), kept_ffn);
     auto model = bp::create_random(c, bp::TaskKind::SequenceClassification, 0, "cpu");
+    if (dtype != "fp32") model = bp::quantize_model(model, dtype, true);  // per-channel int8, or bf16
     for (int64_t b : batches) {
       bp::Batch batch;
       batch.input_ids = at::randint(1, vocab, {b, seq}, at::kLong);
