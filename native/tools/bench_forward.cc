@@ -42,6 +42,7 @@ void stats(const std::vector<double>& v, double* mean, double* sd) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tools::run_as_the_addon(argv);
   std::vector<int64_t> batches = {1, 8};
   int64_t seq = 128, runs = 100, warmup = 10, threads = 0;
   int64_t hidden = 768, layers = 12, heads = 12, ffn = 3072, vocab = 30522;

@@ -131,12 +131,7 @@ int check() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // As the addon runs (lib/runtime/native.ts): OMP_WAIT_POLICY=PASSIVE unless set. libgomp reads it when it
-  // loads, before main, hence the re-exec; with spinning OpenMP threads OpenBLAS's GEMMs ran at half speed.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);
-  }
+  tools::run_as_the_addon(argv);
   std::string geometry = "base";
   int64_t batch_size = 8, seq = 128, steps = 4, warmup = 1, top = 30;
   bool patched = false, profile = false;

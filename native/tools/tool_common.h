@@ -1,7 +1,10 @@
 // Shared by the native tools (one program per .cc file in this folder).
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +12,16 @@
 #include "config.h"
 
 namespace tools {
+
+// As the addon runs (lib/runtime/native.ts): OMP_WAIT_POLICY=PASSIVE unless set. libgomp reads it when it
+// loads, before main, hence the re-exec of this program (call first thing in main). With spinning OpenMP
+// threads OpenBLAS's GEMMs ran at half speed, and the first parallel work after an OpenMP region waited.
+inline void run_as_the_addon(char** argv) {
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);
+  }
+}
 
 inline double now_ms() {
   using namespace std::chrono;
