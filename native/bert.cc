@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dropout.h"
+#include "mixed_precision.h"
 #include "errors.h"
 
 namespace bp {
@@ -47,7 +48,7 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) const {
   if (weight.scalar_type() == at::kChar) return int8_linear(x, weight, weight_scale, bias);
   // bf16: x and w rounded to bf16, products summed in fp32.
   if (weight.scalar_type() == at::kBFloat16) return at::linear(x.to(at::kBFloat16).to(at::kFloat), weight.to(at::kFloat), bias);
-  return at::linear(x, weight, bias);
+  return train_linear(x, weight, bias);  // at::linear, or bf16 products in a bf16 training step
 }
 
 void LinearImpl::quantize(fast::QuantFormat format, bool per_channel) {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "mixed_precision.h"
 
 namespace bp {
 
@@ -226,7 +227,7 @@ at::Tensor masked_linear(const at::Tensor& x, const at::Tensor& weight, const at
   auto f = compute_factored_mask(m, weight, training);
   at::Tensor b = bias;
   if (bias.defined() && m.bias_mask) b = bias * f.row_any(weight.size(0), weight.size(1)).to(bias.scalar_type());
-  return at::linear(x, f.apply(weight), b);
+  return train_linear(x, f.apply(weight), b);  // at::linear, or bf16 products in a bf16 training step
 }
 
 at::Tensor score_regularization(const at::Tensor& scores, const std::string& kind) {

@@ -5,6 +5,7 @@
 
 #include "checkpoint.h"
 #include "errors.h"
+#include "mixed_precision.h"
 #include "quantize.h"
 
 #include <chrono>
@@ -104,6 +105,7 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
     LossResult r;
     {
       RECORD_USER_SCOPE("bp::forward");
+      Bf16Training bf16(opts.bf16);
       r = compute_loss(model, *batch, opts.loss);
     }
     at::Tensor loss = r.loss;

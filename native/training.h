@@ -46,6 +46,7 @@ struct TrainStepOptions {
   // Data-parallel: this rank's part of the global batch (possibly empty) joins the others' (see train_step).
   std::shared_ptr<ProcessGroup> group;
   bool stop_vote = false;  // this rank asks every rank to stop after this step
+  bool bf16 = false;       // the linears' products in bf16 (mixed_precision.h); weights and optimizer stay fp32
 };
 
 struct TrainStepResult {

@@ -3,7 +3,9 @@
  * Training-step throughput (samples/s) at batch 8 x 128, plain vs patched with the hybrid preset, in one
  * run (alternating rounds): what one fine-pruning step costs and what patching adds.
  *
- *   node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda]
+ *   node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda] [--bf16]
+ *
+ * --bf16 also times each model in bf16 mixed precision (trainStep's mixedPrecision: 'bf16').
  *
  * Reference (nn_pruning on transformers 4.4.2 eager, 8 x 128, samples/s; /work/shared/NOTES.md, 2026-11-29), with the
  * OpenBLAS variables unset / as given (OPENBLAS_CORETYPE=Haswell OPENBLAS_L2_SIZE=512): bert-base plain 3.89 /
@@ -14,33 +16,37 @@
 import { BertModel } from '../lib/model/model';
 import { getNumThreads } from '../lib/index';
 import { PruningConfig } from '../lib/pruning/config';
-import { choiceFlag, deviceFlag, intFlag, str } from '../lib/cli/flags';
+import { bool, choiceFlag, deviceFlag, intFlag, str } from '../lib/cli/flags';
+import { checkMixedPrecision, type TrainStepOptions } from '../lib/training/model-training';
 import { runScript, scriptFlags, TRAIN_GEOMETRIES } from './common';
 
-const USAGE = 'usage: node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda]';
+const USAGE = 'usage: node dist/scripts/bench-train.js [--geometry small|base|both] [--steps 10] [--warmup 2] [--rounds 2] [--device cpu|cuda] [--bf16]';
 
 type Reference = Record<string, { patched: number; plain: number }>;
 const REFERENCE_UNSET: Reference = { small: { patched: 34.6, plain: 50.5 }, base: { patched: 2.45, plain: 3.89 } };
 const REFERENCE_AS_GIVEN: Reference = { small: { patched: 30.1, plain: 39.5 }, base: { patched: 1.85, plain: 2.55 } };
 
 async function main(): Promise<void> {
-  const { which, steps, warmup, rounds, device } = scriptFlags('bench-train', USAGE, { geometry: str, steps: str, warmup: str, rounds: str, device: str }, (f) => ({
+  const { which, steps, warmup, rounds, device, bf16 } = scriptFlags('bench-train', USAGE, { geometry: str, steps: str, warmup: str, rounds: str, device: str, bf16: bool }, (f) => ({
     which: choiceFlag(f, 'geometry', ['both', ...Object.keys(TRAIN_GEOMETRIES)]) ?? 'both',
     steps: intFlag(f, 'steps', 1) ?? 10,
     warmup: intFlag(f, 'warmup', 0) ?? 2,
     rounds: intFlag(f, 'rounds', 1) ?? 2,
     device: deviceFlag(f),
+    bf16: f.bf16 === true,
   }));
+  // Refused before any model is built when the CPU has no bf16 kernels.
+  if (bf16) checkMixedPrecision('--bf16', 'bf16');
   const B = 8;
   const S = 128;
-  console.log(`training-step throughput on ${device}, batch ${B} x ${S}, threads ${getNumThreads()}; ${warmup} warm-up steps, ${steps} timed steps per model in ${rounds} alternating rounds`);
+  console.log(
+    `training-step throughput on ${device}, batch ${B} x ${S}, threads ${getNumThreads()}; ${warmup} warm-up steps, ${steps} timed steps per model in ${rounds} alternating rounds` +
+      (bf16 ? '; each model also in bf16 mixed precision (its own copy)' : ''),
+  );
   for (const g of which === 'both' ? ['small', 'base'] : [which]) {
     const config = TRAIN_GEOMETRIES[g];
     if (!config) throw new Error(`unknown geometry ${g}`);
-    const plain = await BertModel.fromConfig(config, { seed: 1, device });
-    const patched = await BertModel.fromConfig(config, { seed: 1, device });
     const pruning = PruningConfig.hybrid(20);
-    await patched.patch(pruning);
     const n = B * S;
     const batch = {
       inputIds: new Int32Array(n).map((_, i) => 1000 + ((i * 7919) % 20000)),
@@ -50,33 +56,50 @@ async function main(): Promise<void> {
       seqLen: S,
       labels: new Int32Array(B).map((_, i) => i % 2),
     };
-    const opts = { lr: 3e-5, maskLr: 1e-2, threshold: 0.05, regularization: 'l1' as const, lambda: 10, attentionLambda: 1, denseLambda: 1 };
-    for (let i = 0; i < warmup; i++) {
-      await plain.trainStep(batch, { lr: 3e-5 });
-      await patched.trainStep(batch, opts);
-    }
-    const times = { plain: [] as number[], patched: [] as number[] };
+    const plainOptions: TrainStepOptions = { lr: 3e-5 };
+    const patchedOptions: TrainStepOptions = { lr: 3e-5, maskLr: 1e-2, threshold: 0.05, regularization: 'l1', lambda: 10, attentionLambda: 1, denseLambda: 1 };
+    // Each variant its own model (same seed), so that each has its own optimizer state.
+    const variants: Array<{ name: string; model: BertModel; options: TrainStepOptions; times: number[] }> = [];
+    for (const mixed of bf16 ? [false, true] : [false])
+      for (const kind of ['plain', 'patched'] as const) {
+        const model = await BertModel.fromConfig(config, { seed: 1, device });
+        if (kind === 'patched') await model.patch(pruning);
+        const options = { ...(kind === 'plain' ? plainOptions : patchedOptions), ...(mixed ? { mixedPrecision: 'bf16' as const } : {}) };
+        variants.push({ name: `${kind}${mixed ? ' bf16' : ''}`, model, options, times: [] });
+      }
+    for (let i = 0; i < warmup; i++) for (const x of variants) await x.model.trainStep(batch, x.options);
     const per = Math.max(1, Math.round(steps / rounds));
     for (let r = 0; r < rounds; r++) {
-      for (const [name, m] of [['plain', plain], ['patched', patched]] as const) {
+      for (const x of variants) {
         for (let i = 0; i < per; i++) {
           const t0 = performance.now();
-          await m.trainStep(batch, name === 'plain' ? { lr: 3e-5 } : opts);
-          times[name].push(performance.now() - t0);
+          await x.model.trainStep(batch, x.options);
+          x.times.push(performance.now() - t0);
         }
       }
     }
-    const sps = (xs: number[]) => (B * 1000) / (xs.reduce((a, b) => a + b, 0) / xs.length);
-    const p = sps(times.plain);
-    const q = sps(times.patched);
+    const sps = (name: string) => {
+      const xs = variants.find((x) => x.name === name)!.times;
+      return (B * 1000) / (xs.reduce((a, b) => a + b, 0) / xs.length);
+    };
+    const p = sps('plain');
+    const q = sps('patched');
     const given = process.env.OPENBLAS_CORETYPE !== undefined || process.env.OPENBLAS_L2_SIZE !== undefined;
     const ref = (given ? REFERENCE_AS_GIVEN : REFERENCE_UNSET)[g];
+    const geometry = g === 'small' ? 'hidden 256 / 4 layers' : 'bert-base';
     console.log(
-      `${g === 'small' ? 'hidden 256 / 4 layers' : 'bert-base'}: plain ${p.toFixed(2)} samples/s, patched (hybrid) ${q.toFixed(2)} samples/s; ` +
+      `${geometry}: plain ${p.toFixed(2)} samples/s, patched (hybrid) ${q.toFixed(2)} samples/s; ` +
         `patching costs ${((p / q - 1) * 100).toFixed(1)}%; vs reference (OpenBLAS variables ${given ? 'as given' : 'unset'}) patched ${ref.patched} -> ${(q / ref.patched).toFixed(2)}x, plain ${ref.plain} -> ${(p / ref.plain).toFixed(2)}x`,
     );
-    plain.dispose();
-    patched.dispose();
+    if (bf16) {
+      const pb = sps('plain bf16');
+      const qb = sps('patched bf16');
+      console.log(
+        `${geometry} in bf16 mixed precision: plain ${pb.toFixed(2)} samples/s (${(pb / p).toFixed(2)}x fp32; ${(pb / ref.plain).toFixed(2)}x the reference), ` +
+          `patched ${qb.toFixed(2)} samples/s (${(qb / q).toFixed(2)}x fp32; ${(qb / ref.patched).toFixed(2)}x the reference)`,
+      );
+    }
+    for (const x of variants) x.model.dispose();
   }
 }
 

@@ -11,6 +11,7 @@ import { normalizePruningOptions, PRUNING_JSON_FIELDS, PruningConfig, PruningOpt
 import * as v from '../runtime/validate';
 import { ProcessGroup } from '../training/distributed';
 import { checkAllowResumeMismatch, RunField } from '../training/trainer';
+import { checkMixedPrecision } from '../training/model-training';
 import { JOB_TASKS, JobTask } from './task-data';
 
 export interface FinePruneJobOptions {
@@ -46,6 +47,8 @@ export interface FinePruneJobOptions {
   temperature?: number;
   filledEpochs?: number;
   warmupSteps?: number;
+  /** 'bf16': both training stages in bf16 mixed precision (SparseTrainerOptions.mixedPrecision; `--bf16`). */
+  mixedPrecision?: 'bf16';
   /** Stop fine-pruning after this many optimizer steps (its schedule's length; transformers' `max_steps`). */
   maxSteps?: number;
   /** Also evaluate every N steps, in both training stages (default: epoch ends only; `eval_steps`). */
@@ -79,7 +82,7 @@ export interface FinePruneJobOptions {
 export const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
   'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'family', 'device', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
   'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
-  'filledEpochs', 'warmupSteps', 'maxSteps', 'evalSteps', 'saveSteps', 'logEvery', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
+  'filledEpochs', 'warmupSteps', 'mixedPrecision', 'maxSteps', 'evalSteps', 'saveSteps', 'logEvery', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
   'log', 'distributed',
 ];
 
@@ -196,6 +199,7 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
   int('limit', 1);
   int('evalLimit', 1);
   int('latencyRuns', 1);
+  if (o.mixedPrecision !== undefined) checkMixedPrecision(nameOf('mixedPrecision'), o.mixedPrecision);
   // The native step's ranges.
   for (const k of ['denseLearningRate', 'learningRate'] as const) if (o[k] !== undefined) v.number(nameOf(k), o[k], { min: 0, max: 10 });
   for (const k of ['alphaCe', 'alphaTeacher'] as const) if (o[k] !== undefined) v.number(nameOf(k), o[k], { min: 0, max: 1e6 });

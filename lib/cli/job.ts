@@ -263,7 +263,7 @@ export async function trainDense(
   const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 3);
   if (denseEpochs > 0) {
     const progress = stage('dense');
-    log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}${group ? ` (${group.worldSize} processes)` : ''}, lr ${o.denseLearningRate ?? 5e-4}`);
+    log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}${group ? ` (${group.worldSize} processes)` : ''}, lr ${o.denseLearningRate ?? 5e-4}${o.mixedPrecision ? ', bf16 mixed precision' : ''}`);
     const r = await new SparseTrainer({
       model: dense,
       train: trainSet,
@@ -272,6 +272,7 @@ export async function trainDense(
       batchSize,
       learningRate: o.denseLearningRate ?? 5e-4,
       warmupSteps: o.warmupSteps ?? Math.ceil(0.06 * denseEpochs * Math.ceil(trainSet.length / batchSize)),
+      mixedPrecision: o.mixedPrecision,
       seed,
       logFile,
       outputDir: join(out, 'checkpoints', 'dense'),
@@ -321,7 +322,7 @@ export async function prunePass(s: DenseStage, pruning: PruningConfig, out: stri
   const pruneSteps = o.maxSteps ?? pruneEpochs * stepsPerEpoch;
   const warmupSteps = o.warmupSteps ?? Math.max(1, Math.round((0.1 * pruneSteps) / 3));
   const every = [o.evalSteps && `evaluating every ${o.evalSteps}`, o.saveSteps && `checkpointing every ${o.saveSteps}`].filter(Boolean);
-  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir} at temperature ${o.temperature ?? 2}, alpha_ce ${o.alphaCe ?? 0.5}, alpha_teacher ${o.alphaTeacher ?? 0.5}` : ''}): ${o.maxSteps ? `${pruneSteps} steps (--max-steps)` : `${pruneEpochs} epochs (${pruneSteps} steps)`}, lr ${o.learningRate ?? 2e-4}, warm-up ${warmupSteps} steps${every.length ? `, ${every.join(' and ')} steps` : ''}`);
+  log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir} at temperature ${o.temperature ?? 2}, alpha_ce ${o.alphaCe ?? 0.5}, alpha_teacher ${o.alphaTeacher ?? 0.5}` : ''}): ${o.maxSteps ? `${pruneSteps} steps (--max-steps)` : `${pruneEpochs} epochs (${pruneSteps} steps)`}, lr ${o.learningRate ?? 2e-4}, warm-up ${warmupSteps} steps${every.length ? `, ${every.join(' and ')} steps` : ''}${o.mixedPrecision ? ', bf16 mixed precision' : ''}`);
   // Every pruning argument in force, in the reference's names: what a flag or a --config field changed shows here.
   log(`  pruning arguments: ${Object.entries(pruning.options).map(([k, x]) => `${REFERENCE_PRUNING_NAMES[k as keyof PruningOptions] ?? k}=${x}`).join(' ')}`);
   const pruneProgress = stage('prune');
@@ -338,6 +339,7 @@ export async function prunePass(s: DenseStage, pruning: PruningConfig, out: stri
     batchSize,
     learningRate: o.learningRate ?? 2e-4,
     warmupSteps,
+    mixedPrecision: o.mixedPrecision,
     distillation: teacher ? { teacher, alphaCe: o.alphaCe ?? 0.5, alphaTeacher: o.alphaTeacher ?? 0.5, temperature: o.temperature ?? 2 } : undefined,
     filled: o.filledEpochs ? { epochs: o.filledEpochs } : undefined,
     seed,

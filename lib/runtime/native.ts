@@ -150,6 +150,12 @@ export interface NativeTrainStepOptions extends NativeLossOptions {
   alphaCe?: number;
   alphaTeacher?: number;
   temperature?: number;
+  /**
+   * 'bf16': the linear layers' products in bf16 (operands rounded to bf16, sums in fp32) forward and backward;
+   * weights, gradients and the optimizer stay fp32 (transformers' `bf16: true`). Needs the bf16 kernels
+   * (buildInfo().quantKernels.bf16 not 'none'). Default: fp32.
+   */
+  mixedPrecision?: 'bf16';
 }
 
 export interface NativeTrainStepResult {

@@ -55,6 +55,17 @@ declare module '../model/model' {
   }
 }
 
+/**
+ * A mixedPrecision option: 'bf16', on a CPU with the bf16 kernels (E_INVALID_ARG naming `name` otherwise, before
+ * any step).
+ */
+export function checkMixedPrecision(name: string, value: unknown): 'bf16' {
+  const mp = v.oneOf(name, value, ['bf16'] as const);
+  if (native().buildInfo().quantKernels.bf16 === 'none')
+    throw v.invalidParameterError(name, "no mixed precision on this CPU (bf16 training needs AVX-512 BF16: buildInfo().quantKernels.bf16 is 'none')", value, 'range');
+  return mp;
+}
+
 /** Each train-step option's range (the binding's), beyond the loss options. */
 export const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
   lr: { min: 0, max: 10 },
@@ -86,7 +97,9 @@ extendModel({
   async trainStep(batch: ForwardBatch | null, options: TrainStepOptions = {}, teacher?: BertModel, dist?: { group: ProcessGroup; stop?: boolean }): Promise<TrainStepResult> {
     const t = teacher ? handle(teacher) : undefined;
     if (!dist && (typeof batch !== 'object' || batch === null)) throw invalidArg('batch', 'an object', batch);
-    checkLossOptions(options, TRAIN_STEP_RANGES);
+    const { mixedPrecision, ...rest } = v.object('options', options) as TrainStepOptions;
+    checkLossOptions(rest, TRAIN_STEP_RANGES);
+    if (mixedPrecision !== undefined) checkMixedPrecision('options.mixedPrecision', mixedPrecision);
     const g = dist ? dist.group.handle() : undefined;
     return enqueue(this, (h) => stateOf(this, h).trainStep(h, batch, options, t, g, dist?.stop ?? false));
   },

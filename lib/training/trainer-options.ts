@@ -8,7 +8,7 @@ import { BertModel } from '../model/model';
 import { PruningConfig } from '../pruning/config';
 import * as v from '../runtime/validate';
 import { ProcessGroup } from './distributed';
-import { TRAIN_STEP_RANGES } from './model-training';
+import { checkMixedPrecision, TRAIN_STEP_RANGES } from './model-training';
 import { checkAllowResumeMismatch, RunField } from './run-fingerprint';
 import type { TrainData } from './train-data';
 
@@ -56,6 +56,11 @@ export interface SparseTrainerOptions {
   warmupSteps?: number;
   /** Gradient clipping by global norm; 0 or less disables it (default 1.0; `max_grad_norm`). */
   maxGradNorm?: number;
+  /**
+   * 'bf16': the linear layers' products in bf16 forward and backward, weights and optimizer in fp32 (default
+   * fp32; transformers' `bf16: true`). Needs a CPU with AVX-512 BF16 (buildInfo().quantKernels.bf16).
+   */
+  mixedPrecision?: 'bf16';
   /** Distil from a teacher: see DistillationOptions (default none). */
   distillation?: DistillationOptions;
   /** Seed of data order, dropout and initialisation of missing heads (default 42; `seed`). */
@@ -160,6 +165,7 @@ const HF_TRAINER_NAMES: Record<string, string> = {
   warmup_steps: 'warmupSteps',
   warmup_ratio: 'warmupSteps',
   max_grad_norm: 'maxGradNorm',
+  bf16: 'mixedPrecision',
   output_dir: 'outputDir',
   save_steps: 'saveSteps',
   eval_steps: 'evalSteps',
@@ -171,7 +177,7 @@ const HF_TRAINER_NAMES: Record<string, string> = {
 
 const TRAINER_OPTIONS: ReadonlyArray<keyof SparseTrainerOptions> = [
   'model', 'pruning', 'train', 'evaluate', 'epochs', 'maxSteps', 'batchSize', 'learningRate', 'weightDecay', 'warmupSteps',
-  'maxGradNorm', 'distillation', 'seed', 'outputDir', 'saveSteps', 'checkpointEvery', 'evalSteps', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
+  'maxGradNorm', 'mixedPrecision', 'distillation', 'seed', 'outputDir', 'saveSteps', 'checkpointEvery', 'evalSteps', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
   'logFile', 'logEvery', 'progress', 'onProgress', 'tensorboardDir', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
 ];
 
@@ -210,6 +216,7 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
   if (o.learningRate !== undefined) v.number('options.learningRate', o.learningRate, { min: 0, max: 10 });
   if (o.weightDecay !== undefined) v.number('options.weightDecay', o.weightDecay, { min: 0, max: 10 });
   if (o.maxGradNorm !== undefined) v.number('options.maxGradNorm', o.maxGradNorm, { min: 0 });
+  if (o.mixedPrecision !== undefined) checkMixedPrecision('options.mixedPrecision', o.mixedPrecision);
   if (o.evaluationTimeoutMs !== undefined) v.number('options.evaluationTimeoutMs', o.evaluationTimeoutMs, { min: 0, exclusiveMin: true });
   if (o.progress !== undefined) v.boolean('options.progress', o.progress);
   if (o.handleSigint !== undefined) v.boolean('options.handleSigint', o.handleSigint);

@@ -206,6 +206,7 @@ export class SparseTrainer {
             weightDecay: o.weightDecay ?? 0,
             lrScale: linearSchedule(step, totalSteps, warmup),
             maxGradNorm: o.maxGradNorm ?? 1.0,
+            ...(o.mixedPrecision ? { mixedPrecision: o.mixedPrecision } : {}),
             threshold: sched?.threshold,
             regularization: po?.regularization ?? 'disabled',
             lambda: sched?.lambda ?? 0,

@@ -6,6 +6,7 @@
 #include "loss_args.h"
 #include "model_handle.h"
 #include "training.h"
+#include "mixed_precision.h"
 
 namespace bpn {
 
@@ -105,6 +106,16 @@ Napi::Value TrainingHandle::TrainStep(const Napi::CallbackInfo& info) {
     teacher = tc->model;
     // The teacher's forward sets its eval mode and fills its caches: it is locked like the student.
     others.push_back({tc, After::Keep});
+  }
+  {
+    Napi::Value mp = o.Get("mixedPrecision");
+    if (!mp.IsUndefined() && !mp.IsNull()) {
+      if (!mp.IsString() || mp.As<Napi::String>().Utf8Value() != "bf16")
+        throw_type_error(env, "Expected 'bf16' for mixedPrecision but received " + describe(mp));
+      if (!bp::bf16_training_supported())
+        throw_range_error(env, "mixedPrecision 'bf16' needs the bf16 kernels (AVX-512 BF16), which this CPU does not have");
+      so.bf16 = true;
+    }
   }
   so.group = group;
   so.stop_vote = info.Length() > 5 && info[5].ToBoolean().Value();

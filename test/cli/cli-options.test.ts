@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
-import { packageRoot } from '../../lib/runtime/native';
+import { native, packageRoot } from '../../lib/runtime/native';
 import { buildWordPieceVocab, writeVocab } from '../../lib/tokenizer/vocab';
-import { shared, tempDir, withShared } from '../helpers';
+import { shared, skipped, tempDir, withShared } from '../helpers';
 import { TINY } from '../toy';
 
 const CLI = join(packageRoot(), 'dist', 'lib', 'cli', 'main.js');
@@ -196,6 +196,21 @@ test('train builds its pruning config once from the --config file\'s "pruning" (
   }
 });
 
+// Reported as skipped, saying why, on a CPU without the bf16 kernels (AVX-512 BF16).
+const bf16Test = native().buildInfo().quantKernels.bf16 === 'none' ? skipped('this CPU has no bf16 kernels (quantKernels.bf16: none)') : test;
+
+bf16Test('train --bf16 (transformers\' flag) trains both stages in bf16 mixed precision', (t) => {
+  const tmp = tempDir();
+  try {
+    const r = tinyJob(tmp.path)('--bf16', '--max-steps', '2', '--dense-epochs', '1');
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /dense training: 1 epochs, .*, bf16 mixed precision/);
+    t.regex(r.stdout, /fine-pruning .*, bf16 mixed precision/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('train reads transformers\' TrainingArguments names in --config (max_steps, learning_rate, save_steps) as the options they name', (t) => {
   const tmp = tempDir();
   try {
@@ -205,6 +220,7 @@ test('train reads transformers\' TrainingArguments names in --config (max_steps,
     const r = run('--config', config);
     t.is(r.status, 0, r.stderr);
     t.regex(r.stdout, /threshold 0 -> 0\.2, .*: 2 steps \(--max-steps\), lr 0\.001, .*checkpointing every 1 steps/);
+
     // The same option twice, in transformers' name and in ours: refused before any work.
     writeFileSync(config, JSON.stringify({ max_steps: 2, maxSteps: 3 }));
     const twice = run('--config', config);

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { BertConfigJson, BertModel } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import { latestCheckpoint, LogEntry, SparseTrainer } from '../../lib/training/trainer';
-import { maxAbsDiff, tempDir } from '../helpers';
+import { maxAbsDiff, skipped, tempDir } from '../helpers';
+import { native } from '../../lib/runtime/native';
 import { TINY, ToyData } from '../toy';
 
 // The toy task with dropout on: resume must restore the dropout generator too.
@@ -46,6 +47,21 @@ test.serial('dense fine-tuning learns the toy task, evaluates each epoch and log
     model.dispose();
   } finally {
     tmp.cleanup();
+  }
+});
+
+// Reported as skipped, saying why, on a CPU without the bf16 kernels (AVX-512 BF16).
+const bf16Test = native().buildInfo().quantKernels.bf16 === 'none' ? skipped('this CPU has no bf16 kernels (quantKernels.bf16: none)').serial : test.serial;
+
+bf16Test('bf16 mixed precision (mixedPrecision, transformers\' bf16) learns the toy task as fp32 does; a bad value is refused at construction', async (t) => {
+  const model = await BertModel.fromConfig(CONFIG, { seed: 1 });
+  try {
+    const r = await new SparseTrainer({ model, train, evaluate: (m) => accuracy(m, evalSet), epochs: 4, batchSize: 16, learningRate: 4e-3, warmupSteps: 4, seed: 3, mixedPrecision: 'bf16' }).train();
+    t.log(`accuracy ${r.history.map((h) => h.accuracy.toFixed(3)).join(' -> ')}`);
+    t.true(r.history[3].accuracy > 0.9, `accuracy ${r.history[3].accuracy}`);
+    t.throws(() => new SparseTrainer({ model, train, mixedPrecision: 'fp16' as 'bf16' }), { message: /options\.mixedPrecision/, code: 'E_INVALID_ARG' });
+  } finally {
+    model.dispose();
   }
 });
 

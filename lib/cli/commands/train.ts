@@ -39,6 +39,7 @@ Data and model:
 Training:
   --dense-epochs N (3)  --dense-lr X (5e-4)  --epochs N: fine-pruning epochs (4)  --lr X (2e-4)
   --batch-size N (32)  --warmup-steps N  --seed N (42)  --filled-epochs N (0)
+  --bf16               train in bf16 mixed precision (products in bf16, weights and AdamW in fp32; AVX-512 BF16)
   --max-steps N                fine-prune for N optimizer steps (the schedule's length) instead of --epochs
   --eval-steps N --save-steps N   also evaluate / checkpoint every N steps (both stages; epoch ends always do)
   --logging-steps N            a step entry in log.jsonl every N steps (10)
@@ -175,7 +176,7 @@ const FLAGS: FlagSpec = {
   task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str, device: str,
   hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
   'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
-  'filled-epochs': str, 'max-steps': str, 'eval-steps': str, 'save-steps': str, 'logging-steps': str, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
+  'filled-epochs': str, 'max-steps': str, 'eval-steps': str, 'save-steps': str, 'logging-steps': str, bf16: bool, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
   ...Object.fromEntries([...Object.keys(REFERENCE_FLAGS), ...Object.keys(SHORT_PRUNING_FLAGS), ...Object.keys(FLAG_ALIASES)].map((k) => [k, str])),
   'attention-block': str, 'dense-block': str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
   'latency-runs': str, 'skip-invalid': bool,
@@ -362,6 +363,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     learningRate: pick(numFlag(values, 'lr', { min: 0, max: 10 }), 'learningRate'),
     batchSize: pick(intFlag(values, 'batch-size', 1), 'batchSize'),
     warmupSteps: pick(intFlag(values, 'warmup-steps', 0), 'warmupSteps'),
+    mixedPrecision: pick(values.bf16 ? ('bf16' as const) : undefined, 'mixedPrecision'),
     maxSteps: pick(intFlag(values, 'max-steps', 1), 'maxSteps'),
     evalSteps: pick(intFlag(values, 'eval-steps', 1), 'evalSteps'),
     saveSteps: pick(intFlag(values, 'save-steps', 1), 'saveSteps'),
