@@ -9,15 +9,14 @@ namespace {
 
 thread_local bool t_bf16 = false;
 
-// out[m, n] = a[m, k] b[n, k]^T (+ bias) on the bf16 kernels: b is rounded to bf16 and packed for this call,
-// a is rounded row by row inside the kernel.
+// out[m, n] = a[m, k] b[n, k]^T (+ bias) on the bf16 kernels: b (any strides: a transposed view too) is rounded
+// to bf16 while it is packed for this call, a is rounded row by row inside the kernel.
 at::Tensor bf16_product(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias) {
   const auto a2 = a.contiguous();
-  const auto bb = b.to(at::kBFloat16).contiguous();
   const auto bias2 = bias.defined() ? bias.contiguous() : at::Tensor();
-  const int64_t m = a2.size(0), n = bb.size(0), k = bb.size(1);
-  auto layer = fast::QuantLinear::bf16(reinterpret_cast<const uint16_t*>(bb.data_ptr<at::BFloat16>()),
-                                       bias2.defined() ? bias2.data_ptr<float>() : nullptr, n, k);
+  const int64_t m = a2.size(0), n = b.size(0), k = b.size(1);
+  auto layer = fast::QuantLinear::bf16_from_float(b.data_ptr<float>(), b.stride(0), b.stride(1),
+                                                  bias2.defined() ? bias2.data_ptr<float>() : nullptr, n, k);
   auto out = at::empty({m, n}, a2.options());
   layer.forward(a2.data_ptr<float>(), m, out.data_ptr<float>(), fast::kActNone, nullptr);
   return out;
@@ -26,7 +25,7 @@ at::Tensor bf16_product(const at::Tensor& a, const at::Tensor& b, const at::Tens
 struct Bf16Linear : public torch::autograd::Function<Bf16Linear> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
     const int64_t in = w.size(1), out = w.size(0);
-    const auto x2 = x.reshape({-1, in});
+    const auto x2 = x.reshape({-1, in}).contiguous();
     ctx->save_for_backward({x2, w});
     ctx->saved_data["has_bias"] = b.defined();
     auto sizes = x.sizes().vec();

@@ -73,22 +73,34 @@ struct QuantLinear::Impl : Packed {};
 
 namespace {
 
-// The layer's kernels and its packed weights; the checks come before any allocation.
-void build(QuantFormat f, const void* w, const float* bias, int64_t n, int64_t k, Packed* impl) {
+// The layer's kernels and its packed weights (`pack` writes them, given the kernels and the aligned buffer); the
+// checks come before any allocation.
+template <typename PackFn>
+void build(QuantFormat f, bool have_w, const float* bias, int64_t n, int64_t k, Packed* impl, const PackFn& pack) {
   const QuantKernels* t = kernels_for(f);
   const std::string what = std::string("QuantLinear::") + format_name(f);
   if (!t)
     throw std::runtime_error(what + ": no " + format_name(f) + " kernels on this CPU or fast kernels off (quant_isa: none)");
-  if (w == nullptr || n <= 0 || k <= 0 || k > kMaxK)
+  if (!have_w || n <= 0 || k <= 0 || k > kMaxK)
     throw std::invalid_argument(what + ": expected weights [n, k] with n >= 1 and 1 <= k <= " + std::to_string(kMaxK) +
                                 ", got [" + std::to_string(n) + ", " + std::to_string(k) + "]");
   impl->kern = t;
   impl->groups = (k + t->kgroup - 1) / t->kgroup;
   impl->data.resize(static_cast<size_t>(t->packed_bytes(n, k) + 64));
   uint8_t* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(impl->data.data()) + 63) & ~uintptr_t{63});
-  t->pack(w, n, k, aligned);
+  pack(t, aligned);
   impl->packed = aligned;
   if (bias) impl->bias.assign(bias, bias + n);
+}
+
+// bf16 bits of an fp32 value, rounded to nearest even as torch's .to(torch.bfloat16) and _mm512_cvtne2ps_pbh;
+// a NaN stays a (quiet) NaN.
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
 }
 
 }  // namespace
@@ -96,7 +108,7 @@ void build(QuantFormat f, const void* w, const float* bias, int64_t n, int64_t k
 QuantLinear QuantLinear::int8(const int8_t* q, const float* wscale, const float* bias, int64_t n, int64_t k) {
   if (wscale == nullptr) throw std::invalid_argument("QuantLinear::int8: wscale is null");
   auto impl = std::make_shared<Impl>();
-  build(QuantFormat::kInt8, q, bias, n, k, impl.get());
+  build(QuantFormat::kInt8, q != nullptr, bias, n, k, impl.get(), [&](const QuantKernels* t, uint8_t* out) { t->pack(q, n, k, out); });
   const int64_t padded = (n + impl->kern->nr - 1) / impl->kern->nr * impl->kern->nr;
   impl->comp.assign(static_cast<size_t>(padded), 0);
   impl->wscale.assign(static_cast<size_t>(padded), 0.0f);
@@ -111,7 +123,27 @@ QuantLinear QuantLinear::int8(const int8_t* q, const float* wscale, const float*
 
 QuantLinear QuantLinear::bf16(const uint16_t* w, const float* bias, int64_t n, int64_t k) {
   auto impl = std::make_shared<Impl>();
-  build(QuantFormat::kBf16, w, bias, n, k, impl.get());
+  build(QuantFormat::kBf16, w != nullptr, bias, n, k, impl.get(), [&](const QuantKernels* t, uint8_t* out) { t->pack(w, n, k, out); });
+  return QuantLinear(std::move(impl), QuantFormat::kBf16, n, k);
+}
+
+QuantLinear QuantLinear::bf16_from_float(const float* w, int64_t col_stride, int64_t k_stride, const float* bias, int64_t n, int64_t k) {
+  auto impl = std::make_shared<Impl>();
+  // The packed layout (quant_impl.h pack): panels of nr columns, in each, groups of kgroup k, in each, nr lanes
+  // of kgroup bf16: written here in that order, so the writes are sequential and the padding is zeros.
+  build(QuantFormat::kBf16, w != nullptr, bias, n, k, impl.get(), [&](const QuantKernels* t, uint8_t* out) {
+    auto* dst = reinterpret_cast<uint16_t*>(out);
+    const int64_t nr = t->nr, kg = t->kgroup, groups = (k + kg - 1) / kg;
+    for (int64_t p = 0; p * nr < n; ++p)
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t c = 0; c < nr; ++c) {
+          const int64_t col = p * nr + c;
+          for (int64_t e = 0; e < kg; ++e) {
+            const int64_t kk = g * kg + e;
+            *dst++ = col < n && kk < k ? to_bf16(w[col * col_stride + kk * k_stride]) : uint16_t{0};
+          }
+        }
+  });
   return QuantLinear(std::move(impl), QuantFormat::kBf16, n, k);
 }
 

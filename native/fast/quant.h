@@ -41,6 +41,10 @@ class QuantLinear {
   // w [n, k] row-major bf16 bits (the upper 16 bits of the fp32 value after rounding), bias [n] (or null).
   // Requires quant_supported(kBf16).
   static QuantLinear bf16(const uint16_t* w, const float* bias, int64_t n, int64_t k);
+  // The same from fp32 weights rounded here (as torch's .to(torch.bfloat16)): element (col, kk) of w is
+  // w[col * col_stride + kk * k_stride], so a transposed view packs without a copy (bf16 training, whose
+  // weights change every step: mixed_precision.cc).
+  static QuantLinear bf16_from_float(const float* w, int64_t col_stride, int64_t k_stride, const float* bias, int64_t n, int64_t k);
 
   bool empty() const { return n_ == 0; }
   int64_t n() const { return n_; }

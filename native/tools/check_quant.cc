@@ -187,6 +187,28 @@ void check_layer(const Layer& l, QuantFormat f, bool with_bias, Tally* t) {
         }
       }
     }
+  if (f == QuantFormat::kBf16) {
+    // The same weights packed from fp32 (rounded while packing: bf16_from_float), row-major and through a
+    // transposed view: the same layer, so the same outputs bit for bit.
+    std::vector<float> wt(l.w.size());
+    for (int64_t c = 0; c < l.n; ++c)
+      for (int64_t j = 0; j < l.k; ++j) wt[static_cast<size_t>(j * l.n + c)] = l.w[static_cast<size_t>(c * l.k + j)];
+    const QuantLinear rows = QuantLinear::bf16_from_float(l.w.data(), l.k, 1, bias, l.n, l.k);
+    const QuantLinear view = QuantLinear::bf16_from_float(wt.data(), 1, l.n, bias, l.n, l.k);
+    std::vector<float> a(y.size()), b(y.size()), c(y.size());
+    ql.forward(l.x.data(), l.m, a.data(), bp::fast::kActNone, nullptr);
+    rows.forward(l.x.data(), l.m, b.data(), bp::fast::kActNone, nullptr);
+    view.forward(l.x.data(), l.m, c.data(), bp::fast::kActNone, nullptr);
+    ++t->cases;
+    for (size_t o = 0; o < a.size(); ++o) {
+      ++t->outputs;
+      if (a[o] == b[o] && a[o] == c[o]) continue;
+      if (t->mismatches < 5)
+        std::fprintf(stderr, "bf16_from_float %lldx%lldx%lld at %zu: %.9g / %.9g / %.9g\n", static_cast<long long>(l.m),
+                     static_cast<long long>(l.n), static_cast<long long>(l.k), o, a[o], b[o], c[o]);
+      ++t->mismatches;
+    }
+  }
 }
 
 const char* name_of(QuantFormat f) { return f == QuantFormat::kInt8 ? "int8" : "bf16"; }
