@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { ClassificationDataset } from '../data/classification-dataset';
 import type { PostprocessOptions, QADataset } from '../data/qa-dataset';
 import { resolveModel } from '../hub/hub';
-import { BertConfigJson, BertModel } from '../model/model';
+import { BertConfigJson, BertModel, QUANT_DTYPES } from '../model/model';
 import { configForFamily } from '../model/family-config';
 import { PruningConfig, type PruningOptions } from '../pruning/config';
 import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport } from '../report/report';
@@ -403,7 +403,7 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
   }
   // The compact model in each number format: accuracy and latency beside fp32's (issue 16).
   const quantized: JobResult['quantized'] = [];
-  for (const dtype of ['int8', 'bf16'] as const) {
+  for (const dtype of QUANT_DTYPES) {
     const q = await compact.quantize({ dtype });
     try {
       const metrics = await evaluate(q);

@@ -108,9 +108,12 @@ export type ModelDimensions = NativeModelDimensions;
 export type { ModelDtype };
 
 /** model.quantize()'s options. */
+/** The number formats model.quantize() makes. */
+export const QUANT_DTYPES = ['int8', 'bf16'] as const;
+
 export interface QuantizeOptions {
   /** 'int8': weights symmetric int8, activations quantized per row at run time; 'bf16': weights and activations in bf16, fp32 sums. */
-  dtype: 'int8' | 'bf16';
+  dtype: (typeof QUANT_DTYPES)[number];
   /** int8: one scale per output channel (default), or one per weight tensor (false). */
   perChannel?: boolean;
 }
@@ -366,7 +369,7 @@ export class BertModel {
   async quantize(options: QuantizeOptions): Promise<BertModel> {
     const o = v.object('options', options);
     v.knownKeys('options', o, ['dtype', 'perChannel']);
-    const dtype = v.oneOf('options.dtype', o.dtype, ['int8', 'bf16'] as const);
+    const dtype = v.oneOf('options.dtype', o.dtype, QUANT_DTYPES);
     const perChannel = o.perChannel === undefined ? true : v.boolean('options.perChannel', o.perChannel);
     return this.#enqueue(async (h) => new BertModel(await h.quantize(dtype, perChannel), this.sourceDir));
   }

@@ -222,7 +222,8 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
   const linears = ROLES.map((r) => structure.linears[r]);
   const pictures: MatrixPicture[] = [];
   const grid: MatrixPicture[] = [];
-  for (let layer = 0; layer < model.dimensions.numLayers; layer++) {
+  const { numLayers, numHeads } = model.dimensions;
+  for (let layer = 0; layer < numLayers; layer++) {
     for (const linear of linears) {
       const name = `${structure.layers}.${layer}.${linear}`;
       const t = masks[`mask.${name}`];
@@ -244,6 +245,6 @@ export async function writeMaskImages(model: BertModel, dir: string): Promise<st
   };
   for (const p of pictures) await write(`layer${p.layer}.${p.linear}.png`, matrixSpec(p));
   await write('masks.png', maskGridSpec(grid, linears, report.weights?.density ?? 0));
-  await write('density.png', densitySpec(report, model.dimensions.numHeads, model.layers.map((l) => l.keptHeads)));
+  await write('density.png', densitySpec(report, numHeads, model.layers.map((l) => l.keptHeads)));
   return files;
 }

@@ -216,11 +216,14 @@ function anyColumn(t: TensorData, c: number): boolean {
  * What a patched model's masks keep of layer i, by compaction's rules (native/compact.cc): heads alive in q, k
  * and v (their indices among the config's), and FFN units alive in both the intermediate rows and output columns.
  */
-function aliveInMasks(model: BertModel, masks: Record<string, TensorData>, i: number): { keptHeads: number[]; ffn: number } {
-  const s = model.structure;
+function aliveInMasks(
+  s: ModelStructure,
+  hd: number,
+  layer: { keptHeads: number[]; intermediateSize: number },
+  masks: Record<string, TensorData>,
+  i: number,
+): { keptHeads: number[]; ffn: number } {
   const mask = (role: Role) => masks[`mask.${s.layers}.${i}.${s.linears[role]}`];
-  const hd = model.dimensions.headDim;
-  const layer = model.layers[i];
   const keptHeads = layer.keptHeads.filter((_, k) => (['query', 'key', 'value'] as const).every((r) => mask(r) && anyRows(mask(r), k * hd, (k + 1) * hd)));
   const inter = mask('intermediate');
   const out = mask('output');
@@ -284,13 +287,16 @@ export function withDensities(report: ModelReport, model: BertModel, masks: Reco
   const denseLayerAttention = denseOf(ATTENTION_ROLES);
   const denseAttention = denseLayerAttention * report.layers.length;
   const ratio = (a: number, b: number) => (b ? a / b : 0);
+  // Read once: each getter describes the whole model natively.
+  const layers = report.patched ? model.layers : [];
+  const headDim = report.patched ? model.dimensions.headDim : 0;
   for (const l of report.layers) {
     const nz = perLayer.get(l.layer) ?? { all: 0, attention: 0 };
     l.density = ratio(nz.all, denseLayer);
     l.attentionDensity = ratio(nz.attention, denseLayerAttention);
     l.ffnDensity = ratio(nz.all - nz.attention, denseLayer - denseLayerAttention);
-    if (model.patched) {
-      const alive = aliveInMasks(model, masks, l.layer);
+    if (report.patched) {
+      const alive = aliveInMasks(structure, headDim, layers[l.layer], masks, l.layer);
       Object.assign(l, { heads: alive.keptHeads.length, ...alive });
     }
   }
@@ -302,7 +308,7 @@ export function withDensities(report: ModelReport, model: BertModel, masks: Reco
     attention: ratio(attentionNonZero, denseAttention),
     ffn: ratio(nonZero - attentionNonZero, denseAll - denseAttention),
   };
-  if (model.patched) report.parameters.headsKept = report.layers.reduce((a, l) => a + l.heads, 0);
+  if (report.patched) report.parameters.headsKept = report.layers.reduce((a, l) => a + l.heads, 0);
   return report;
 }
 

@@ -55,13 +55,17 @@ declare module '../model/model' {
   }
 }
 
+let bf16Kernels: string | undefined;
+
 /**
  * A mixedPrecision option: 'bf16', on a CPU with the bf16 kernels (E_INVALID_ARG naming `name` otherwise, before
  * any step).
  */
 export function checkMixedPrecision(name: string, value: unknown): 'bf16' {
   const mp = v.oneOf(name, value, ['bf16'] as const);
-  if (native().buildInfo().quantKernels.bf16 === 'none')
+  // Asked once: the CPU does not change, and trainStep checks its options at every step.
+  bf16Kernels ??= native().buildInfo().quantKernels.bf16;
+  if (bf16Kernels === 'none')
     throw v.invalidParameterError(name, "no mixed precision on this CPU (bf16 training needs AVX-512 BF16: buildInfo().quantKernels.bf16 is 'none')", value, 'range');
   return mp;
 }

@@ -1,5 +1,5 @@
 /** `blockprune compact <model-dir> <out-dir>`: drop pruned heads and empty FFN units, same outputs. */
-import { BertModel } from '../../model/model';
+import { BertModel, QUANT_DTYPES } from '../../model/model';
 import * as v from '../../runtime/validate';
 import type { HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
@@ -66,7 +66,6 @@ ${HUB_HELP}`,
   },
 };
 
-export const QUANT_DTYPES = ['int8', 'bf16'] as const;
 
 /** One line: dtype, weight bytes before and after, and the output difference quantization made. */
 export function quantizeSummary(fp32: BertModel, quantized: BertModel, diff: number): string {

@@ -4,7 +4,8 @@ import * as v from '../../runtime/validate';
 import type { HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, HUB_HELP, hubFlags, modelDirArg } from '../command';
 import { bool, deviceFlag, str } from '../flags';
-import { QUANT_DTYPES, outputDifference, quantizeSummary } from './compact';
+import { outputDifference, quantizeSummary } from './compact';
+import { QUANT_DTYPES } from '../../model/model';
 
 interface QuantizeArgs {
   dir: string;
