@@ -311,17 +311,14 @@ Loaded load_pretrained(const std::string& dir, const LoadOptions& opts) {
       if (it->second.sizes() != param.sizes())
         throw Error("E_SHAPE", src + ": tensor '" + it->first + "' has shape " + shape_str(it->second.sizes().vec()) +
                                    " but the config implies " + shape_str(param.sizes().vec()));
-      const bool scale = name.size() > 13 && name.compare(name.size() - 13, 13, ".weight_scale") == 0;
+      const bool scale = is_weight_scale(name);
       if (param.scalar_type() != at::kFloat || scale) {
         // A quantized weight or its scales are read as stored: another dtype is not what quantization_config says.
         if (it->second.scalar_type() != param.scalar_type())
           throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has dtype " + safetensors_dtype(it->second.scalar_type()) + " but " +
                                               config_path + " (quantization_config: " + dtype_name(quant) + ") implies " +
                                               safetensors_dtype(param.scalar_type()));
-        if (param.scalar_type() == at::kChar && it->second.min().item<int64_t>() < -127)
-          throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' holds -128, outside the symmetric int8 range [-127, 127]");
-        if (scale && !(it->second.gt(0).all().item<bool>()))
-          throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' holds a scale that is not positive");
+        check_quantized_values(it->second, param.scalar_type(), scale, src + ": tensor '" + it->first + "'");
       } else if (!it->second.is_floating_point()) {
         throw Error("E_BAD_CHECKPOINT", src + ": tensor '" + it->first + "' has integer dtype " + c10::toString(it->second.scalar_type()) +
                                             (quant.quantized ? "" : " (a quantized checkpoint needs quantization_config in config.json)"));

@@ -116,14 +116,12 @@ double clip_grad_norm(Bert& model, double max_norm) {
   for (auto& p : model->parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0.0;
-  // One pass per gradient, no temporary (g.pow(2).sum() wrote a squared copy of every gradient): torch's
-  // clip_grad_norm_ computes the same, the norm of the per-tensor norms.
-  double sum_sq = 0;
-  for (const auto& g : grads) {
-    const double n = at::linalg_vector_norm(g, 2).item<double>();
-    sum_sq += n * n;
-  }
-  const double norm = std::sqrt(sum_sq);
+  // One pass per gradient, no temporary (g.pow(2).sum() wrote a squared copy of every gradient), and one read
+  // of the result (on CUDA, one wait): torch's clip_grad_norm_ computes the same, the norm of the per-tensor norms.
+  std::vector<at::Tensor> norms;
+  norms.reserve(grads.size());
+  for (const auto& g : grads) norms.push_back(at::linalg_vector_norm(g, 2));
+  const double norm = at::linalg_vector_norm(at::stack(norms), 2).item<double>();
   if (max_norm > 0) {
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0)

@@ -54,6 +54,17 @@ nlohmann::json config_of(const QuantSpec& s) {
 }
 }  // namespace
 
+bool is_weight_scale(const std::string& name) {
+  static const std::string suffix = ".weight_scale";
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void check_quantized_values(const at::Tensor& stored, at::ScalarType param, bool scale, const std::string& what) {
+  if (param == at::kChar && stored.numel() > 0 && stored.min().item<int64_t>() < -127)
+    throw Error("E_BAD_CHECKPOINT", what + " holds -128, outside the symmetric int8 range [-127, 127]");
+  if (scale && !(stored.gt(0).all().item<bool>())) throw Error("E_BAD_CHECKPOINT", what + " holds a scale that is not positive");
+}
+
 void refuse_quantized(const Bert& model, const std::string& what) {
   const QuantSpec s = quant_spec(model->config(), "model configuration");
   if (s.quantized)

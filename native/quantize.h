@@ -35,6 +35,14 @@ Bert quantize_model(const Bert& model, const std::string& dtype, bool per_channe
 // quantization_config (the loader then overwrites them with the checkpoint's values).
 void apply_quant_layout(Bert& model);
 
+// Whether parameter `name` is an int8 linear's scales ("....weight_scale"): fp32, but read as stored.
+bool is_weight_scale(const std::string& name);
+
+// Values a stored tensor for a quantized parameter must hold: int8 weights within [-127, 127] (quant.h's
+// symmetric range), scales that are positive. Throws E_BAD_CHECKPOINT naming `what` (the file and tensor).
+// Every reader of stored tensors into a model calls it: from_pretrained and loadState.
+void check_quantized_values(const at::Tensor& stored, at::ScalarType param, bool scale, const std::string& what);
+
 // Throws E_INVALID_ARG naming `what` (e.g. "a train step") when the model is quantized.
 void refuse_quantized(const Bert& model, const std::string& what);
 

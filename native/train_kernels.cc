@@ -93,10 +93,10 @@ __attribute__((target("avx2"))) void adamw_avx2(float* p, const float* g, float*
 }
 #endif
 
+// The fp32 kernels' choice (fast_cpu.cc: CPU features and BLOCKPRUNE_CPU_KERNELS): either set implies AVX2.
 bool use_avx2() {
 #ifdef BP_TRAIN_AVX2
-  static const bool cpu = __builtin_cpu_supports("avx2");
-  return cpu && std::strcmp(fast::isa(), "none") != 0;
+  return std::strcmp(fast::isa(), "none") != 0;
 #else
   return false;
 #endif

@@ -382,10 +382,15 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
           if (p->sizes() != t.sizes())
             throw bp::Error("E_SHAPE", path + ": tensor '" + name + "' has shape " + bp::shape_str(t.sizes().vec()) +
                                            " but the model's is " + bp::shape_str(p->sizes().vec()));
-          // A quantized weight or scale takes only its own dtype: converting into it would requantize nothing.
-          if (p->scalar_type() != at::kFloat && t.scalar_type() != p->scalar_type())
-            throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' has dtype " + bp::safetensors_dtype(t.scalar_type()) +
-                                                    " but the model's is " + bp::safetensors_dtype(p->scalar_type()));
+          // A quantized weight or scale takes only its own dtype (converting into it would requantize nothing) and
+          // values quantization allows, as from_pretrained reads them.
+          const bool scale = bp::is_weight_scale(key);
+          if (p->scalar_type() != at::kFloat || scale) {
+            if (t.scalar_type() != p->scalar_type())
+              throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' has dtype " + bp::safetensors_dtype(t.scalar_type()) +
+                                                      " but the model's is " + bp::safetensors_dtype(p->scalar_type()));
+            bp::check_quantized_values(t, p->scalar_type(), scale, path + ": tensor '" + name + "'");
+          }
           if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
             throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' holds NaN or infinite values");
           plan.emplace_back(p, &t);

@@ -4,8 +4,8 @@
 #include "fast/quant.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -16,21 +16,19 @@
 namespace bp::fast {
 namespace {
 
-// The widest set the CPU runs, by its features; BLOCKPRUNE_CPU_KERNELS=avx2 keeps to AVX2 (int8 by
-// vpmaddubsw, no bf16) and =none to nothing, as for the fp32 kernels. The AVX-512 sets are compiled with BW
-// and VL as well, so they need those too.
+// The widest set the CPU runs, within the fp32 kernels' choice (fast_cpu.cc: CPU features, and
+// BLOCKPRUNE_CPU_KERNELS=avx2 keeps to AVX2, so int8 by vpmaddubsw and no bf16; =none to nothing). The AVX-512
+// sets are compiled with BW and VL as well, so they need those too.
 const QuantKernels* pick(QuantFormat f) {
 #if defined(__x86_64__)
-  const char* env = std::getenv("BLOCKPRUNE_CPU_KERNELS");
-  const std::string want = env ? env : "";
-  if (want == "none") return nullptr;
+  const std::string isa = fast::isa();
+  if (isa == "none") return nullptr;
   __builtin_cpu_init();
-  const bool avx512 = want != "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl");
+  const bool avx512 = isa == "avx512" && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   if (f == QuantFormat::kBf16) return avx512 && __builtin_cpu_supports("avx512bf16") ? quant_kernels_bf16() : nullptr;
   if (avx512 && __builtin_cpu_supports("avx512vnni"))
     if (auto* t = quant_kernels_vnni()) return t;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return quant_kernels_avx2();
+  return quant_kernels_avx2();  // the fp32 kernels run here: AVX2 and FMA
 #endif
   return nullptr;
 }
@@ -81,9 +79,12 @@ void build(QuantFormat f, bool have_w, const float* bias, int64_t n, int64_t k, 
   const std::string what = std::string("QuantLinear::") + format_name(f);
   if (!t)
     throw std::runtime_error(what + ": no " + format_name(f) + " kernels on this CPU or fast kernels off (quant_isa: none)");
-  if (!have_w || n <= 0 || k <= 0 || k > kMaxK)
-    throw std::invalid_argument(what + ": expected weights [n, k] with n >= 1 and 1 <= k <= " + std::to_string(kMaxK) +
-                                ", got [" + std::to_string(n) + ", " + std::to_string(k) + "]");
+  // The bound on k keeps int8's int32 sums exact; bf16 sums in fp32 and has none.
+  const int64_t max_k = f == QuantFormat::kInt8 ? kMaxK : std::numeric_limits<int64_t>::max();
+  if (!have_w || n <= 0 || k <= 0 || k > max_k)
+    throw std::invalid_argument(what + ": expected weights [n, k] with n >= 1 and 1 <= k" +
+                                (f == QuantFormat::kInt8 ? " <= " + std::to_string(kMaxK) : std::string()) + ", got [" + std::to_string(n) +
+                                ", " + std::to_string(k) + "]");
   impl->kern = t;
   impl->groups = (k + t->kgroup - 1) / t->kgroup;
   impl->data.resize(static_cast<size_t>(t->packed_bytes(n, k) + 64));

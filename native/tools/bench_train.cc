@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include "args.h"
 #include "checkpoint.h"

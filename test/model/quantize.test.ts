@@ -273,6 +273,19 @@ withShared(CLS).serial('a corrupt or inconsistent quantized directory is a coded
     const err = (await t.throwsAsync(q.loadState(fp32File))) as Error & { code: string };
     t.is(err.code, 'E_BAD_CHECKPOINT');
     t.regex(err.message, /has dtype F32 but the model's is I8/);
+    // ... and the values quantization allows, as fromPretrained reads them: nothing is copied when one is refused.
+    const probe = { inputIds: new Int32Array([1, 2, 3]), batchSize: 1, seqLen: 3 };
+    const before = (await q.forward(probe)).logits.data as Float32Array;
+    for (const [dir, re] of [
+      ['minus-128', /query\.weight' holds -128/],
+      ['zero-scale', /weight_scale' holds a scale that is not positive/],
+      ['scale-dtype', /query\.weight_scale' has dtype F64 but the model's is F32/],
+    ] as const) {
+      const bad = (await t.throwsAsync(q.loadState(join(tmp.path, dir, 'model.safetensors')))) as Error & { code: string };
+      t.is(bad.code, 'E_BAD_CHECKPOINT', dir);
+      t.regex(bad.message, re);
+    }
+    t.is(maxAbsDiff((await q.forward(probe)).logits.data as Float32Array, before), 0, 'the refused files changed nothing');
     t.truthy(await q.forward({ inputIds: new Int32Array([1, 2, 3]), batchSize: 1, seqLen: 3 }), 'the model still runs');
     // The state dict gives the integers as they are (I8), never as if they were float weights.
     const sd = await q.readStateDict();
