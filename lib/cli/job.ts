@@ -13,7 +13,7 @@ import { resolveModel } from '../hub/hub';
 import { BertConfigJson, BertModel, QUANT_DTYPES } from '../model/model';
 import { configForFamily } from '../model/family-config';
 import { PruningConfig, type PruningOptions } from '../pruning/config';
-import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport } from '../report/report';
+import { buildReport, DENSITY_DEFINITION, densityFigures, formatReport, withDensities } from '../report/report';
 import { writeMaskImages } from '../report/mask-plots';
 import { copyFileAtomicSync, ensureDir, writeFileAtomicSync } from '../runtime/atomic';
 import { clearProgress } from '../runtime/progress';
@@ -381,9 +381,12 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
   const denseScore = s.denseMetrics as Metrics; // rank 0 (or a single process) always evaluated the dense model
 
   // Masks, then the compact model.
-  const images = pruned.patched ? await writeMaskImages(pruned, join(out, 'masks')) : [];
   // One definition of density everywhere (report.ts DENSITY_DEFINITION); the keys are those of the scores' groups.
-  const prunedWeights = pruned.patched ? (await buildReport(pruned, { masks: true })).weights : undefined;
+  // The masks are read once, for the densities and the pictures.
+  const masks = pruned.patched ? await pruned.masks() : undefined;
+  const prunedReport = masks ? withDensities(await buildReport(pruned), pruned, masks) : undefined;
+  const images = masks ? await writeMaskImages(pruned, join(out, 'masks'), { masks, report: prunedReport! }) : [];
+  const prunedWeights = prunedReport?.weights;
   const density: Record<string, number> = prunedWeights ? { attention: prunedWeights.attention, dense: prunedWeights.ffn, encoder: prunedWeights.density } : {};
   if (pruned.patched) await pruned.save(join(out, 'pruned'));
   const { model: compact, report } = pruned.patched ? await pruned.compact('dense') : { model: pruned, report: undefined };

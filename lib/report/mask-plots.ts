@@ -212,12 +212,14 @@ export function densitySpec(report: ModelReport, numHeads: number, present: read
  * - `masks.png`: every layer (rows) x the six linears (columns), each squeezed into a square, its density below;
  * - `density.png`: per layer, each head (alive in the q, k and v masks / masked / removed by an earlier
  *   compaction) and bars of the attention and FFN densities.
- * Each file is written atomically and durably (runtime/atomic.ts). Returns the files written.
+ * Each file is written atomically and durably (runtime/atomic.ts). Returns the files written. `from`: the model's
+ * masks (model.masks()) and its report with them (buildReport with masks), when the caller has read them
+ * already (the job reports the same densities), so that they are read once.
  */
-export async function writeMaskImages(model: BertModel, dir: string): Promise<string[]> {
+export async function writeMaskImages(model: BertModel, dir: string, from?: { masks: Record<string, TensorData>; report: ModelReport }): Promise<string[]> {
   v.writableDirectory('dir', dir);
-  const masks: Record<string, TensorData> = await model.masks();
-  const report = withDensities(await buildReport(model), model, masks);
+  const masks: Record<string, TensorData> = from?.masks ?? (await model.masks());
+  const report = from?.report ?? withDensities(await buildReport(model), model, masks);
   const structure = model.structure;
   const linears = ROLES.map((r) => structure.linears[r]);
   const pictures: MatrixPicture[] = [];
