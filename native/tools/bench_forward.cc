@@ -117,8 +117,11 @@ int main(int argc, char** argv) {
         // The same product on the quantized kernels (quant.h), where this CPU has them: the int8 / bf16 roofline.
         double int8_ms = 0, bf16_ms = 0;
         if (bp::fast::quant_supported(bp::fast::QuantFormat::kInt8)) {
-          auto scale = (w.abs().amax(1) / 127.0).contiguous();
-          auto q = (w / scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
+          // Quantized by the model's own rule (LinearImpl::quantize, quant.h).
+          bp::Linear lin(hidden, ffn);
+          lin->weight.set_data(w);
+          lin->quantize(bp::fast::QuantFormat::kInt8, /*per_channel=*/true);
+          auto q = lin->weight.contiguous(), scale = lin->weight_scale.contiguous();
           auto layer = bp::fast::QuantLinear::int8(q.data_ptr<int8_t>(), scale.data_ptr<float>(), nullptr, ffn, hidden);
           int8_ms = time([&] { layer.forward(x.data_ptr<float>(), rows, y.data_ptr<float>(), bp::fast::kActNone, nullptr); });
         }
