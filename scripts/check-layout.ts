@@ -14,6 +14,7 @@ const ONE_CONCEPT: Record<string, string> = {
   'native/torch_bin.cc': 'the restricted unpickler of torch.save zips: one pickle opcode loop and its whitelist',
   'native/tools/check_torch_bin.cc': 'one test program for that unpickler (hostile pickles, one case after another)',
   'native/bert.cc': 'the BERT modules of transformers modeling_bert.py, one after another, and their forward',
+  'lib/runtime/native.ts': 'the typed contract with the addon: every native function and object typed in one place, and the loader',
 };
 
 function sources(dir: string, root: string, out: string[] = []): string[] {
