@@ -19,13 +19,6 @@ struct ScoresImpl : torch::nn::Module {
 };
 TORCH_MODULE(Scores);
 
-std::map<std::string, LinearImpl*> linears_by_name(const Bert& model) {
-  std::map<std::string, LinearImpl*> out;
-  for (const auto& item : model->named_modules("", /*include_self=*/false))
-    if (auto* lin = item.value()->as<LinearImpl>()) out[item.key()] = lin;
-  return out;
-}
-
 template <typename T>
 T field(const nlohmann::json& j, const char* key, T def, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return def;
@@ -37,6 +30,13 @@ T field(const nlohmann::json& j, const char* key, T def, const std::string& wher
 }
 
 }  // namespace
+
+std::map<std::string, LinearImpl*> linears_by_name(const Bert& model) {
+  std::map<std::string, LinearImpl*> out;
+  for (const auto& item : model->named_modules("", /*include_self=*/false))
+    if (auto* lin = item.value()->as<LinearImpl>()) out[item.key()] = lin;
+  return out;
+}
 
 bool is_patched(const Bert& model) { return model->pruning_state != nullptr; }
 

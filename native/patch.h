@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct PatchReport {
 PatchReport patch_model(Bert& model, const nlohmann::json& plan);
 
 bool is_patched(const Bert& model);
+// Every linear of the model under its HF module name ("bert.encoder.layer.0.attention.self.query").
+std::map<std::string, LinearImpl*> linears_by_name(const Bert& model);
 void set_threshold(Bert& model, double threshold);
 
 // Bakes W * M (at the current threshold, eval mode) and the bias mask into plain weights, drops the scores.

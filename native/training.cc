@@ -32,6 +32,10 @@ LossResult compute_loss(Bert& model, const Batch& batch, const LossOptions& opts
   } else {
     r.regu_loss = at::zeros({}, r.loss.options());
   }
+  if (opts.budget) {
+    r.budget = std::make_shared<BudgetCost>(budget_cost(model, *opts.budget, /*with_grad=*/true));
+    r.loss = r.loss + r.budget->term.to(r.loss.device());
+  }
   return r;
 }
 
@@ -119,6 +123,7 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
       auto kd = distillation_loss(r.outputs, teacher_out, opts.distil.temperature);
       loss = opts.distil.alpha_teacher * kd + opts.distil.alpha_ce * r.task_loss;
       if (r.regu_loss.defined() && opts.loss.regularization != "disabled") loss = loss + opts.loss.lambda * r.regu_loss;
+      if (r.budget) loss = loss + r.budget->term.to(loss.device());
       out.distil_loss = kd.item<double>();
     }
     loss_value = loss.item<double>();
@@ -135,10 +140,17 @@ TrainStepResult train_step(Bert& model, AdamW& optimizer, const Batch* batch, co
     out.task_loss = r.task_loss.item<double>();
     out.regu_loss = r.regu_loss.defined() ? r.regu_loss.item<double>() : 0.0;
     out.regu = r.regu;
+    out.budget = r.budget;
   } else if (opts.loss.regularization != "disabled" && is_patched(model)) {
     at::NoGradGuard no_grad;
     out.regu = regularization(model, opts.loss.regularization, opts.loss.attention_lambda, opts.loss.dense_lambda);
     out.regu_loss = out.regu.loss.item<double>();
+  }
+  if (opts.loss.budget && !out.budget) out.budget = std::make_shared<BudgetCost>(budget_cost(model, *opts.loss.budget, /*with_grad=*/false));
+  if (out.budget) {
+    // Reported, not differentiated: the graph goes with the step.
+    out.budget->expected = out.budget->expected.detach();
+    out.budget->term = out.budget->term.detach();
   }
   out.examples = rows;
   if (group) {

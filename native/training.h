@@ -2,9 +2,11 @@
 // mean of start/end CE for QA) + lambda x regularization of the mask scores (l1 / l0, by group).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "bert.h"
+#include "budget.h"
 #include "distributed.h"
 #include "optimizer.h"
 #include "patch.h"
@@ -15,12 +17,15 @@ struct LossOptions {
   std::string regularization = "disabled";  // "disabled" | "l1" | "l0"
   double lambda = 0;                        // the schedule's current regularization lambda
   double attention_lambda = 1, dense_lambda = 1;
+  // Pruning to a budget (budget.h): its Lagrangian term joins the loss; null: none.
+  std::shared_ptr<const BudgetSpec> budget;
 };
 
 struct LossResult {
   at::Tensor loss, task_loss, regu_loss;  // scalars
   NamedTensors outputs;                   // the forward's outputs (logits ...)
   RegularizationResult regu;
+  std::shared_ptr<BudgetCost> budget;  // with LossOptions::budget: the costs (budget->term is in `loss`)
 };
 
 // One forward in the model's current mode (train/eval) with the task loss from the batch's labels or
@@ -53,6 +58,7 @@ struct TrainStepResult {
   // With a group: averages over the global batch (every rank gets the same values).
   double loss = 0, task_loss = 0, regu_loss = 0, distil_loss = 0, grad_norm = 0;
   RegularizationResult regu;
+  std::shared_ptr<BudgetCost> budget;  // with a budget: expected and hard cost, per-layer counts (term detached)
   int64_t examples = 0;  // rows in the (global) batch
   double sync_ms = 0;    // data-parallel: time spent waiting for the all-reduce after this rank's backward
   bool stop = false;     // some rank voted to stop

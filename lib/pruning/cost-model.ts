@@ -80,3 +80,8 @@ export function parameterCostModel(geometry: ModelGeometry, numParameters: numbe
     units: { x: [0, 1], y: [0, perUnit] },
   };
 }
+
+/** The speed-up of a compact model over the dense one, by a latency cost model: dense cost / its cost. */
+export function predictedSpeedup(m: CostModel, dense: ReadonlyArray<{ heads: number; intermediateSize: number }>, compact: ReadonlyArray<{ heads: number; intermediateSize: number }>): number {
+  return predictCost(m, dense) / predictCost(m, compact);
+}

@@ -6,9 +6,10 @@
  */
 import { BertModel, extendModel, modelInternals } from '../model/model';
 import { invalidArg } from '../runtime/errors';
-import { NativeCompactReport, NativeLossOptions, NativeRegularization, TensorData } from '../runtime/native';
+import { NativeBudget, NativeBudgetCost, NativeCompactReport, NativeLossOptions, NativeRegularization, TensorData } from '../runtime/native';
 import * as v from '../runtime/validate';
 import { PruningConfig } from './config';
+import { checkCostModel } from './cost-model';
 
 export type LossOptions = NativeLossOptions;
 export type RegularizationInfo = NativeRegularization;
@@ -54,6 +55,11 @@ declare module '../model/model' {
     masks(): Promise<Record<string, TensorData>>;
     /** The regularization term of the scores by group, and each group's density at the current threshold. */
     regularization(options?: LossOptions): Promise<RegularizationInfo>;
+    /**
+     * What the masks cost under a budget (lib/pruning/budget.ts): expected from the scores' probabilities at
+     * `budget.threshold`, and hard (the compact model they give now), with the Lagrangian term's value.
+     */
+    budgetCost(budget: NativeBudget): Promise<NativeBudgetCost>;
     /**
      * The "filled" stage's start: zeros inside the encoder's linear weights become small noise
      * (v += [v == 0] * (randn * std(v) * 0.01 + mean(v))). Resolves with the number of weights filled.
@@ -113,13 +119,26 @@ extendModel({
     return enqueue(this, (h) => h.regularization(options));
   },
 
+  async budgetCost(budget: NativeBudget): Promise<NativeBudgetCost> {
+    checkBudget('budget', budget);
+    return enqueue(this, (h) => h.budgetCost(budget));
+  },
+
   async fillZeros(seed = 0): Promise<number> {
     v.integer('seed', seed, { min: 0 });
     return enqueue(this, (h) => h.fillZeros(seed));
   },
 });
 
-const LOSS_OPTIONS = ['regularization', 'lambda', 'attentionLambda', 'denseLambda'];
+const LOSS_OPTIONS = ['regularization', 'lambda', 'attentionLambda', 'denseLambda', 'budget'];
+
+/** A native budget (cost model, target, multipliers, threshold), checked before the call. */
+function checkBudget(name: string, b: unknown): void {
+  const o = v.options(name, b, ['constant', 'heads', 'units', 'target', 'dense', 'lambda1', 'lambda2', 'threshold']);
+  checkCostModel(name, { ...o, unit: 'ms' });
+  for (const k of ['target', 'lambda1', 'lambda2', 'threshold']) v.number(`${name}.${k}`, o[k]);
+  v.number(`${name}.dense`, o.dense, { min: 0, exclusiveMin: true });
+}
 
 /**
  * The loss options of regularization() and gradients(), plus `ranges`: the numeric options a call takes beyond
@@ -130,5 +149,6 @@ export function checkLossOptions(options: unknown, ranges: Record<string, v.Numb
   const o = v.options('options', options, [...LOSS_OPTIONS, ...Object.keys(ranges)]);
   if (o.regularization !== undefined) v.oneOf('options.regularization', o.regularization, ['disabled', 'l1', 'l0']);
   for (const k of ['lambda', 'attentionLambda', 'denseLambda']) if (o[k] !== undefined) v.number(`options.${k}`, o[k]);
+  if (o.budget !== undefined) checkBudget('options.budget', o.budget);
   for (const [k, range] of Object.entries(ranges)) if (o[k] !== undefined) v.number(`options.${k}`, o[k], range);
 }

@@ -123,6 +123,37 @@ export interface NativeLossOptions {
   lambda?: number;
   attentionLambda?: number;
   denseLambda?: number;
+  /** Pruning to a budget: the Lagrangian term of native/budget.h joins the loss. */
+  budget?: NativeBudget;
+}
+
+/** native/budget.h's BudgetSpec: a cost model (lib/pruning/cost-model.ts), the target and the multipliers. */
+export interface NativeBudget {
+  constant: number;
+  heads: { x: number[]; y: number[] };
+  units: { x: number[]; y: number[] };
+  /** In the cost's unit. */
+  target: number;
+  /** The unpruned model's cost: the term is lambda1 r + lambda2 r^2 with r = (expected - target) / dense. */
+  dense: number;
+  lambda1: number;
+  lambda2: number;
+  /** The final threshold: the masks the budget is about. */
+  threshold: number;
+}
+
+/** What the masks cost: expected (from the scores' probabilities) and hard (the compact model they give now). */
+export interface NativeBudgetCost {
+  expected: number;
+  /** The Lagrangian term's value. */
+  term: number;
+  hard: number;
+  /** Expected heads and FFN units per layer. */
+  heads: number[];
+  units: number[];
+  /** The compact model's heads and FFN units per layer (at least one of each, as compaction keeps). */
+  hardHeads: number[];
+  hardUnits: number[];
 }
 
 export interface NativeGradients {
@@ -171,6 +202,8 @@ export interface NativeTrainStepResult {
   /** Data-parallel: ms this rank waited for the all-reduce after its backward (what overlapping did not hide). */
   syncMs: number;
   regularization: NativeRegularization;
+  /** With a budget: what the masks cost before this step. */
+  budget?: NativeBudgetCost;
 }
 
 export interface NativeProcessGroupOptions {
@@ -243,6 +276,7 @@ export interface NativeModel {
   quantize(dtype: 'int8' | 'bf16', perChannel: boolean): Promise<NativeModel>;
   masks(): Promise<Record<string, TensorData>>;
   regularization(options?: NativeLossOptions): Promise<NativeRegularization>;
+  budgetCost(budget: NativeBudget): Promise<NativeBudgetCost>;
   gradients(inputs: NativeForwardInputs, options?: NativeLossOptions): Promise<NativeGradients>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
   fillZeros(seed?: number): Promise<number>;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { ensureDir, removeStaleTemps, removeTreeSync, renameDirectorySync, tempSibling, writeFileAtomicSync } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
 import type { BertModel } from '../model/model';
+import type { BudgetState } from '../pruning/budget';
 import './model-training'; // model.saveTrainingState()
 import type { RunFingerprint } from './run-fingerprint';
 import type { Metrics } from './trainer-options';
@@ -39,6 +40,8 @@ export interface TrainerState {
   worldSize?: number;
   /** What defines the run (absent in checkpoints of older versions: resumed with a warning). */
   run?: RunFingerprint;
+  /** Pruning to a budget: the Lagrangian multipliers at this step. */
+  budget?: BudgetState;
 }
 
 export const STATE_FILE = 'blockprune_trainer_state.json';

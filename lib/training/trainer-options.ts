@@ -5,7 +5,11 @@
  */
 import { BlockpruneError } from '../runtime/errors';
 import { BertModel } from '../model/model';
-import { PruningConfig } from '../pruning/config';
+import { parseMethod, PruningConfig } from '../pruning/config';
+import { BudgetOptions, checkBudgetOptions } from '../pruning/budget';
+
+/** The mask methods whose scores give keep probabilities (native/budget.h). */
+const BUDGET_METHODS: readonly string[] = ['threshold', 'sigmoied_threshold', 'l0'];
 import * as v from '../runtime/validate';
 import { ProcessGroup } from './distributed';
 import { checkMixedPrecision, TRAIN_STEP_RANGES } from './model-training';
@@ -63,6 +67,13 @@ export interface SparseTrainerOptions {
   mixedPrecision?: 'bf16';
   /** Distil from a teacher: see DistillationOptions (default none). */
   distillation?: DistillationOptions;
+  /**
+   * Prune to a budget (needs `pruning` with threshold, sigmoied_threshold or l0 methods): a speed-up or latency
+   * (by a latency profile: lib/pruning/latency-profile.ts) or a parameter count; a Lagrangian term on the masks'
+   * expected cost joins the loss, and at the end the final threshold is raised until the hard masks meet the
+   * target (lib/pruning/budget.ts). The result's `budget` says what was reached.
+   */
+  budget?: BudgetOptions;
   /** Seed of data order, dropout and initialisation of missing heads (default 42; `seed`). */
   seed?: number;
   /** Checkpoints go to outputDir/checkpoint-<step>; the last `keepCheckpoints` are kept. */
@@ -177,7 +188,7 @@ const HF_TRAINER_NAMES: Record<string, string> = {
 
 const TRAINER_OPTIONS: ReadonlyArray<keyof SparseTrainerOptions> = [
   'model', 'pruning', 'train', 'evaluate', 'epochs', 'maxSteps', 'batchSize', 'learningRate', 'weightDecay', 'warmupSteps',
-  'maxGradNorm', 'mixedPrecision', 'distillation', 'seed', 'outputDir', 'saveSteps', 'checkpointEvery', 'evalSteps', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
+  'maxGradNorm', 'mixedPrecision', 'distillation', 'budget', 'seed', 'outputDir', 'saveSteps', 'checkpointEvery', 'evalSteps', 'keepCheckpoints', 'resume', 'allowResumeMismatch',
   'logFile', 'logEvery', 'progress', 'onProgress', 'tensorboardDir', 'filled', 'handleSigint', 'onLog', 'distributed', 'evaluationTimeoutMs',
 ];
 
@@ -228,6 +239,15 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
     if (d.alphaCe !== undefined) v.number('options.distillation.alphaCe', d.alphaCe, TRAIN_STEP_RANGES.alphaCe);
     if (d.alphaTeacher !== undefined) v.number('options.distillation.alphaTeacher', d.alphaTeacher, TRAIN_STEP_RANGES.alphaTeacher);
     if (d.temperature !== undefined) v.number('options.distillation.temperature', d.temperature, TRAIN_STEP_RANGES.temperature);
+  }
+  if (o.budget !== undefined) {
+    checkBudgetOptions('options.budget', o.budget);
+    if (o.pruning === undefined) throw v.invalidParameterError('options.pruning', 'a PruningConfig (options.budget prunes to its target)', undefined);
+    for (const field of ['attentionPruningMethod', 'densePruningMethod'] as const) {
+      const { method } = parseMethod(o.pruning.options[field], field);
+      if (method !== 'disabled' && !BUDGET_METHODS.includes(method))
+        throw v.invalidParameterError(`options.pruning ${field}`, `one of ${BUDGET_METHODS.join(', ')} with options.budget (its masks need keep probabilities)`, method, 'range');
+    }
   }
   if (o.filled !== undefined) {
     const f = v.options('options.filled', o.filled, ['epochs', 'learningRate']);

@@ -24,7 +24,8 @@ import { BlockpruneError } from '../runtime/errors';
 import { BertModel, ForwardBatch } from '../model/model';
 import { native } from '../runtime/native';
 import { ProgressDisplay } from '../runtime/progress';
-import '../pruning/model-pruning'; // model.patch(), setThreshold(), compact(), fillZeros(), regularization()
+import '../pruning/model-pruning'; // model.patch(), setThreshold(), compact(), fillZeros(), regularization(), budgetCost()
+import { Budget } from '../pruning/budget';
 import { shardBatch } from './distributed';
 import './model-training'; // model.trainStep(), loadTrainingState()
 import type { TrainStepResult } from './model-training';
@@ -50,6 +51,21 @@ export interface TrainResult {
   lastCheckpoint?: string;
   /** Processes that trained together (1 unless distributed). */
   worldSize: number;
+  /** With a budget: the target, what the compact model's masks cost (predicted by the cost model), and the final threshold. */
+  budget?: BudgetResult;
+}
+
+export interface BudgetResult {
+  unit: 'ms' | 'parameters';
+  target: number;
+  dense: number;
+  /** The hard masks' cost at `threshold` (the compact model's, by the cost model). */
+  cost: number;
+  /** The threshold the masks were fitted to (the final threshold, or above it to meet the target). */
+  threshold: number;
+  met: boolean;
+  heads: number[];
+  units: number[];
 }
 
 /** HF get_linear_schedule_with_warmup: 0 -> 1 over warmup steps, then linearly to 0 at the last step. */
@@ -64,6 +80,8 @@ export class SparseTrainer {
   private stopRequested = false;
   /** This run's fingerprint, written into each checkpoint. */
   private fingerprint?: RunFingerprint;
+  /** Pruning to a budget: the threshold the masks were fitted to at the end (evaluation uses it). */
+  private fittedThreshold?: number;
   /** This run's TensorBoard events file (rank 0, with tensorboardDir). */
   private events?: TensorBoardWriter;
 
@@ -169,6 +187,11 @@ export class SparseTrainer {
       native().manualSeed(seed);
       if (pruning && !this.model.patched) await this.model.patch(pruning);
     }
+    // The dense cost is the model's before pruning: patching keeps its geometry, and a resumed run's checkpoint
+    // is still patched (compaction comes after training).
+    const budget = o.budget ? new Budget(o.budget, this.model, resumeDir ? readCheckpointState(resumeDir).budget : undefined) : undefined;
+    if (budget && this.rank === 0 && !resumeDir)
+      this.log({ type: 'stage', step, epoch: epochsDone(step), budget: { unit: budget.cost.unit, target: budget.target, dense: budget.dense } });
     if (group) {
       // Same weights, scores and (distillation) teacher on every rank before the first step.
       await group.syncModel(this.model);
@@ -215,10 +238,12 @@ export class SparseTrainer {
             alphaCe: o.distillation?.alphaCe ?? 0.5,
             alphaTeacher: o.distillation?.alphaTeacher ?? 0.5,
             temperature: o.distillation?.temperature ?? 2,
+            ...(budget && po ? { budget: budget.spec(po.finalThreshold, sched?.progress) } : {}),
           };
           const r: TrainStepResult = group
             ? await this.model.trainStep(batch, stepOptions, teacher, { group, stop: this.stopRequested })
             : await this.model.trainStep(batch as ForwardBatch, stepOptions, teacher);
+          if (budget && r.budget) budget.update(r.budget, sched?.progress);
           step++;
           batchInEpoch++;
           if (step % (o.logEvery ?? 10) === 0 || step === totalSteps) {
@@ -237,6 +262,7 @@ export class SparseTrainer {
               gradNorm: r.gradNorm,
               ...(group ? { syncMs: r.syncMs } : {}),
               density: Object.fromEntries(Object.entries(groups).map(([k, g]) => [k, g.density])),
+              ...(budget && r.budget ? { budget: { expected: r.budget.expected, hard: r.budget.hard, target: budget.targetAt(sched?.progress ?? 1), finalTarget: budget.target, lambda1: budget.lambda1, lambda2: budget.lambda2 } } : {}),
               elapsedSec: (Date.now() - started) / 1000,
             };
             this.log(entry);
@@ -249,7 +275,7 @@ export class SparseTrainer {
             if (metrics) history.push({ epoch: epochsDone(step), step, ...metrics });
           }
           if (o.outputDir && saveSteps && step % saveSteps === 0 && inside)
-            lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
+            lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history, budget: budget?.state }, keep);
           // Data-parallel: stop when any rank asked (the vote rode on this step's all-reduce), all at this step.
           if (group ? r.stop : this.stopRequested) {
             interrupted = true;
@@ -262,17 +288,30 @@ export class SparseTrainer {
         if (metrics) history.push({ epoch: epochsDone(step), step, ...metrics });
         epoch++;
         batchInEpoch = 0;
-        if (o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
+        if (o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history, budget: budget?.state }, keep);
       }
-      if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history }, keep);
+      if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history, budget: budget?.state }, keep);
     } finally {
       bar?.stop();
       if (handleSigint) process.removeListener('SIGINT', onSigint);
     }
     if (pruning && !interrupted) await this.model.setThreshold(pruning.options.finalThreshold);
+    let budgetResult: BudgetResult | undefined;
+    if (budget && pruning && !interrupted) {
+      const sigmoied = [pruning.options.attentionPruningMethod, pruning.options.densePruningMethod].every((m) => m.startsWith('sigmoied_threshold') || m.startsWith('disabled'));
+      const fit = await budget.fit(this.model, pruning.options.finalThreshold, sigmoied);
+      budgetResult = { unit: budget.cost.unit, target: budget.target, dense: budget.dense, cost: fit.cost.hard, threshold: fit.threshold, met: fit.met, heads: fit.cost.hardHeads, units: fit.cost.hardUnits };
+      this.log({ type: 'stage', step, epoch: epochsDone(step), stage: 'budget', ...budgetResult });
+      if (fit.threshold !== pruning.options.finalThreshold) {
+        // The masks changed after the last evaluation: evaluate the ones the run ends with.
+        this.fittedThreshold = fit.threshold;
+        const metrics = await this.evaluateNow(epochsDone(step), step);
+        if (metrics) history.push({ epoch: epochsDone(step), step, ...metrics });
+      }
+    }
     let model = this.model;
     if (o.filled && !interrupted) model = await this.filledStage(o.filled, history, step, epochsDone(step));
-    return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint, worldSize };
+    return { model, steps: step, epochs: epoch, interrupted, history, lastCheckpoint, worldSize, ...(budgetResult ? { budget: budgetResult } : {}) };
   }
 
   /** After each step: the onProgress hook, and the bar with the loss, threshold and densities. */
@@ -289,7 +328,7 @@ export class SparseTrainer {
     if (!this.options.evaluate) return undefined;
     const pruning = this.options.pruning;
     // Evaluation uses the final threshold, as the reference does.
-    if (pruning && this.model.patched) await this.model.setThreshold(pruning.options.finalThreshold);
+    if (pruning && this.model.patched) await this.model.setThreshold(this.fittedThreshold ?? pruning.options.finalThreshold);
     const group = this.options.distributed;
     if (group && !group.isMain) {
       // Rank 0 evaluates; the others take its figures (and notice at once if it dies meanwhile).
@@ -336,6 +375,7 @@ export class SparseTrainer {
       ...this.options,
       model: compact,
       pruning: undefined,
+      budget: undefined,
       epochs: f.epochs,
       maxSteps: undefined,
       learningRate: f.learningRate ?? this.options.learningRate,

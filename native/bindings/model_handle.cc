@@ -98,6 +98,7 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                                         InstanceMethod<&ModelHandle::Quantize>("quantize"),
                                         InstanceMethod<&ModelHandle::Masks>("masks"),
                                         InstanceMethod<&ModelHandle::Regularization>("regularization"),
+                                        InstanceMethod<&ModelHandle::BudgetCost>("budgetCost"),
                                         InstanceMethod<&ModelHandle::Gradients>("gradients"),
                                         InstanceMethod<&ModelHandle::LoadState>("loadState"),
                                         InstanceMethod<&ModelHandle::FillZeros>("fillZeros"),

@@ -40,6 +40,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Quantize(const Napi::CallbackInfo& info);
   Napi::Value Masks(const Napi::CallbackInfo& info);
   Napi::Value Regularization(const Napi::CallbackInfo& info);
+  Napi::Value BudgetCost(const Napi::CallbackInfo& info);
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value FillZeros(const Napi::CallbackInfo& info);

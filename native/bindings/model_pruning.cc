@@ -127,6 +127,15 @@ Napi::Value ModelHandle::Regularization(const Napi::CallbackInfo& info) {
       [result](Napi::Env e) -> Napi::Value { return regularization_to_js(e, *result); });
 }
 
+Napi::Value ModelHandle::BudgetCost(const Napi::CallbackInfo& info) {
+  bp::Bert m = cell(info.Env())->model;
+  const bp::BudgetSpec spec = read_budget(get_object(info[0], "budget"));
+  auto result = std::make_shared<bp::BudgetCost>();
+  return Queue(
+      info, "blockprune.budgetCost", After::Keep, [m, spec, result]() { *result = bp::budget_cost(m, spec, /*with_grad=*/false); },
+      [result](Napi::Env e) -> Napi::Value { return budget_to_js(e, *result); });
+}
+
 Napi::Value ModelHandle::FillZeros(const Napi::CallbackInfo& info) {
   bp::Bert m = cell(info.Env())->model;
   const uint64_t seed = info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()) : 0;

@@ -138,6 +138,7 @@ Napi::Value TrainingHandle::TrainStep(const Napi::CallbackInfo& info) {
         r.Set("examples", Napi::Number::New(e, static_cast<double>(result->examples)));
         r.Set("stop", Napi::Boolean::New(e, result->stop));
         r.Set("syncMs", result->sync_ms);
+        if (result->budget) r.Set("budget", budget_to_js(e, *result->budget));
         r.Set("regularization", regularization_to_js(e, result->regu));
         return r;
       },
