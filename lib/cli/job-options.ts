@@ -40,6 +40,13 @@ export interface FinePruneJobOptions {
   lambda?: number;
   /** Overrides of the preset's pruning options (camelCase, or the reference's snake_case names). */
   pruning?: Partial<PruningOptions>;
+  /**
+   * Prune to a budget (issue 17) instead of a lambda: one of a speed-up or a latency at `shape` (by a latency
+   * profile of the dense model on this machine, cached in its directory) or a parameter count. The L1 penalty's
+   * lambda defaults to 0 then (the budget's Lagrangian term replaces it). The compact model is timed at `shape`
+   * against the dense one, and the report says whether the target was met.
+   */
+  budget?: JobBudget;
   /** Distil from this teacher directory; default: the dense model trained here (if any). 'none' disables. */
   teacher?: string;
   alphaCe?: number;
@@ -78,10 +85,18 @@ export interface FinePruneJobOptions {
   distributed?: ProcessGroup;
 }
 
+export interface JobBudget {
+  speedup?: number;
+  latencyMs?: number;
+  parameters?: number;
+  /** Batch x sequence length of the latency targets (default [1, 128]). */
+  shape?: [number, number];
+}
+
 /** Every option's name (a --config file may hold all but log and distributed). */
 export const JOB_OPTIONS: ReadonlyArray<keyof FinePruneJobOptions> = [
   'task', 'data', 'output', 'model', 'tokenizer', 'modelConfig', 'family', 'device', 'maxLength', 'batchSize', 'denseEpochs', 'denseLearningRate',
-  'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
+  'pruneEpochs', 'learningRate', 'preset', 'lambda', 'pruning', 'budget', 'teacher', 'alphaCe', 'alphaTeacher', 'temperature',
   'filledEpochs', 'warmupSteps', 'mixedPrecision', 'maxSteps', 'evalSteps', 'saveSteps', 'logEvery', 'seed', 'limit', 'evalLimit', 'skipInvalid', 'latencyRuns', 'resume', 'allowResumeMismatch',
   'log', 'distributed',
 ];
@@ -210,7 +225,19 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
   if (o.preset !== undefined) v.string(nameOf('preset'), o.preset);
   if (o.pruning !== undefined) v.object(nameOf('pruning'), o.pruning);
   if (o.lambda !== undefined) v.number(nameOf('lambda'), o.lambda, { min: 0 });
+  if (o.budget !== undefined) {
+    const b = v.options(nameOf('budget'), o.budget, ['speedup', 'latencyMs', 'parameters', 'shape']);
+    const given = (['speedup', 'latencyMs', 'parameters'] as const).filter((k) => b[k] !== undefined);
+    if (given.length !== 1) throw v.argumentError(`${nameOf('budget')}: one target of speedup, latencyMs, parameters (got ${given.length ? given.join(', ') : 'none'})`);
+    if (b.speedup !== undefined) v.number(nameOf('budget.speedup'), b.speedup, { min: 1, exclusiveMin: true });
+    for (const k of ['latencyMs', 'parameters'] as const) if (b[k] !== undefined) v.number(nameOf(`budget.${k}`), b[k], { min: 0, exclusiveMin: true });
+    if (b.shape !== undefined) {
+      if (!Array.isArray(b.shape) || b.shape.length !== 2) throw v.invalidParameterError(nameOf('budget.shape'), '[batch, sequence length]', b.shape);
+      v.integer(nameOf('budget.shape[0]'), b.shape[0], { min: 1, max: 256 });
+      v.integer(nameOf('budget.shape[1]'), b.shape[1], { min: 1, max: o.maxLength ?? 128 });
+    }
+  }
   // The one place the job's pruning config is made: the CLI passes its pruning flags and its --config file's
   // "pruning" object here as they are (either spelling), and this builds the config the job trains with.
-  return PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? 20, normalizePruningOptions(o.pruning ?? {}));
+  return PruningConfig.preset(o.preset ?? 'hybrid', o.lambda ?? (o.budget ? 0 : 20), normalizePruningOptions(o.pruning ?? {}));
 }

@@ -25,8 +25,9 @@ import { loadTokenizer } from '../model/pipelines';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { ProcessGroup } from '../training/distributed';
 import { accuracy as accuracyOf, argmax, f1Binary, squadMetrics, type SquadMetrics } from '../training/metrics';
-import { LogEntry, Metrics, SparseTrainer } from '../training/trainer';
+import { BudgetResult, LogEntry, Metrics, SparseTrainer } from '../training/trainer';
 import { checkFinePruneJobOptions, FinePruneJobOptions, REFERENCE_PRUNING_NAMES } from './job-options';
+import { formatBudget, JobBudgetPlan, JobBudgetResult, measureBudget, planBudget } from './job-budget';
 import { countProgress, trainingProgress } from './progress';
 import { loadTaskData } from './task-data';
 
@@ -46,6 +47,8 @@ export interface JobResult {
    * is what ran its layers (buildInfo().quantKernels): 'none' means they ran in fp32.
    */
   quantized: Array<{ dtype: 'int8' | 'bf16'; kernels: string; metrics: Metrics; latency: Array<{ batch: number; seq: number; ms: number; speedup: number }> }>;
+  /** Pruning to a budget: the target, the cost model's prediction and the measured figure (job-budget.ts). */
+  budget?: JobBudgetResult;
   outputDir: string;
   images: string[];
 }
@@ -175,6 +178,8 @@ export interface DenseStage {
 /** One fine-pruning run from the dense model: the pruned model, its figures, and the models to dispose. */
 export interface PrunePass {
   pruned: BertModel;
+  /** Pruning to a budget: the plan and what the trainer reached. */
+  budget?: { plan: JobBudgetPlan; trained?: BudgetResult };
   prunedMetrics?: Metrics;
   logFile: string;
   runsDir: string;
@@ -325,10 +330,12 @@ export async function prunePass(s: DenseStage, pruning: PruningConfig, out: stri
   log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}, mask lr ${pruning.options.maskScoresLearningRate}${teacher ? `, distilling from ${teacherDir} at temperature ${o.temperature ?? 2}, alpha_ce ${o.alphaCe ?? 0.5}, alpha_teacher ${o.alphaTeacher ?? 0.5}` : ''}): ${o.maxSteps ? `${pruneSteps} steps (--max-steps)` : `${pruneEpochs} epochs (${pruneSteps} steps)`}, lr ${o.learningRate ?? 2e-4}, warm-up ${warmupSteps} steps${every.length ? `, ${every.join(' and ')} steps` : ''}${o.mixedPrecision ? ', bf16 mixed precision' : ''}`);
   // Every pruning argument in force, in the reference's names: what a flag or a --config field changed shows here.
   log(`  pruning arguments: ${Object.entries(pruning.options).map(([k, x]) => `${REFERENCE_PRUNING_NAMES[k as keyof PruningOptions] ?? k}=${x}`).join(' ')}`);
+  const budget = o.budget ? await planBudget(o.budget, s.dense, s.denseDir, group, log) : undefined;
   const pruneProgress = stage('prune');
   const pr = await new SparseTrainer({
     model: student,
     pruning,
+    budget: budget?.options,
     train: trainSet,
     evaluate,
     epochs: pruneEpochs,
@@ -366,7 +373,7 @@ export async function prunePass(s: DenseStage, pruning: PruningConfig, out: stri
     for (const m of new Set([student, pruned, teacher].filter((x): x is BertModel => !!x && x !== s.dense))) m.dispose();
   };
   // The last figures of the pruning stage (compactAndMeasure evaluates the model when there are none).
-  return { pruned, prunedMetrics: pr.history.filter((h) => h.stage === undefined).pop(), logFile, runsDir, dispose };
+  return { pruned, prunedMetrics: pr.history.filter((h) => h.stage === undefined).pop(), logFile, runsDir, dispose, budget: budget && { plan: budget, trained: pr.budget } };
 }
 
 /**
@@ -404,6 +411,7 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
     const c = await latency(compact, b, maxLength, compact.dimensions.vocabSize, runs);
     lat.push({ batch: b, seq: maxLength, denseMs: d, compactMs: c, speedup: d / c });
   }
+  const budget: JobBudgetResult | undefined = p.budget ? await measureBudget(p.budget.plan, p.budget.trained, dense, compact, runs) : undefined;
   // The compact model in each number format: accuracy and latency beside fp32's (issue 16).
   const quantized: JobResult['quantized'] = [];
   for (const dtype of QUANT_DTYPES) {
@@ -430,6 +438,7 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
     ffn: compact.layers.map((l) => l.intermediateSize),
     latency: lat,
     quantized,
+    ...(budget ? { budget } : {}),
     outputDir: out,
     images,
   };
@@ -443,6 +452,7 @@ export async function compactAndMeasure(s: DenseStage, p: PrunePass, out: string
       `  heads kept per layer: ${result.heads.join(' ')} of ${dense.dimensions.numHeads}; FFN widths ${result.ffn.join(' ')} of ${dense.dimensions.intermediateSize}`,
       `  parameters: ${denseParams.toLocaleString('en-US')} -> ${compact.numParameters.toLocaleString('en-US')} (${result.parameters.reduction.toFixed(2)}x fewer)`,
       ...lat.map((l) => `  latency ${l.batch}x${l.seq}: dense ${l.denseMs.toFixed(2)} ms, compact ${l.compactMs.toFixed(2)} ms (${l.speedup.toFixed(2)}x faster; ${runs} runs after 10 warm-ups)`),
+      ...(budget ? [formatBudget(budget)] : []),
       ...quantized.map(
         (q) =>
           `  compact ${q.dtype}${q.kernels === 'none' ? ' (no kernels for this CPU: its layers ran in fp32)' : ` (${q.kernels} kernels)`}: accuracy ${q.metrics.accuracy.toFixed(2)}% (fp32 ${compactMetrics.accuracy.toFixed(2)}%); ` +

@@ -13,7 +13,7 @@ import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
 import { bool, choiceFlag, deviceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
-import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, maxPositions, REFERENCE_PRUNING_NAMES } from '../job-options';
+import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, JobBudget, maxPositions, REFERENCE_PRUNING_NAMES } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
 import type { ModelFamily } from '../../model/model';
 
@@ -61,6 +61,12 @@ Pruning:
   --regularization-final-lambda X  --attention-lambda X  --dense-lambda X  --mask-scores-learning-rate X
   --linear-min-parameters X  --mask-scale X
   The log's "pruning arguments" line shows every one in force.
+Budget (instead of a lambda: the L1 lambda defaults to 0, a Lagrangian term on the masks' cost drives them):
+  --target-speedup X | --target-latency Nms | --target-params N[K|M]   what the compact model must reach: a
+                               speed-up over the dense model or a latency at --shape (by a latency profile of the
+                               dense model measured on this machine, cached in its directory: see profile-latency),
+                               or a parameter count; the summary times the compact model and says if it was met
+  --shape BxS                  batch x sequence length of latency targets (1x128)
   --teacher DIR|none (default: the dense model)  --alpha-ce X  --alpha-teacher X  --temperature X
                                (or --distil-teacher-name-or-path, --distil-alpha-ce, --distil-alpha-teacher,
                                --distil-temperature)
@@ -179,7 +185,7 @@ const FLAGS: FlagSpec = {
   'filled-epochs': str, 'max-steps': str, 'eval-steps': str, 'save-steps': str, 'logging-steps': str, bf16: bool, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
   ...Object.fromEntries([...Object.keys(REFERENCE_FLAGS), ...Object.keys(SHORT_PRUNING_FLAGS), ...Object.keys(FLAG_ALIASES)].map((k) => [k, str])),
   'attention-block': str, 'dense-block': str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
-  'latency-runs': str, 'skip-invalid': bool,
+  'latency-runs': str, 'skip-invalid': bool, 'target-speedup': str, 'target-latency': str, 'target-params': str, shape: str,
   nproc: str, nnodes: str, 'node-rank': str, 'master-addr': str, 'master-port': str, rank: str, 'world-size': str,
   'dist-backend': str, 'dist-timeout': str, ...HUB_FLAGS,
 };
@@ -375,6 +381,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     preset: pick(values.preset as string | undefined, 'preset'),
     lambda: pick(numFlag(values, 'lambda', { min: 0 }), 'lambda'),
     pruning,
+    budget: pick(budgetFlags(values), 'budget'),
     teacher: pick(values.teacher as string | undefined, 'teacher'),
     alphaCe: pick(numFlag(values, 'alpha-ce', { min: 0 }), 'alphaCe'),
     alphaTeacher: pick(numFlag(values, 'alpha-teacher', { min: 0 }), 'alphaTeacher'),
@@ -397,6 +404,24 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     else if (!/^--(nproc|nnodes|node-rank)=/.test(a)) rankArgv.push(a);
   }
   return { job, dist, rankArgv, hub: hubFlags(values) };
+}
+
+/** --target-speedup / --target-latency 20ms / --target-params 30M, and --shape (with a latency target). */
+function budgetFlags(values: FlagValues): JobBudget | undefined {
+  const targets = ['target-speedup', 'target-latency', 'target-params'].filter((k) => values[k] !== undefined);
+  if (targets.length > 1) throw new UsageError(`one budget at a time: ${targets.map((k) => `--${k}`).join(' and ')} given`);
+  if (targets.length === 0) {
+    if (values.shape !== undefined) throw new UsageError('--shape is the shape of a --target-speedup or --target-latency budget: give one');
+    return undefined;
+  }
+  const shape = values.shape === undefined ? undefined : v.flagPair('--shape', values.shape, { min: 1 });
+  if (values['target-speedup'] !== undefined) return { speedup: v.flagNumber('--target-speedup', String(values['target-speedup']).replace(/x$/, ''), { min: 1, exclusiveMin: true }), shape };
+  if (values['target-latency'] !== undefined) return { latencyMs: v.flagNumber('--target-latency', String(values['target-latency']).replace(/ms$/, ''), { min: 0, exclusiveMin: true }), shape };
+  if (shape) throw new UsageError('--shape goes with --target-speedup or --target-latency, not --target-params');
+  const m = /^\s*([0-9.eE+-]+)\s*([kKmM]?)\s*$/.exec(String(values['target-params']));
+  if (!m) throw v.invalidParameterError('--target-params', 'a parameter count (e.g. 30M, 500K, 1200000)', values['target-params']);
+  const scale = { '': 1, k: 1e3, m: 1e6 }[m[2].toLowerCase() as '' | 'k' | 'm'];
+  return { parameters: Math.round(v.flagNumber('--target-params', m[1], { min: 0, exclusiveMin: true }) * scale) };
 }
 
 /** --nproc: start the ranks on this machine (as torchrun does) and wait for them; exits with the first failure's code. */
