@@ -3,6 +3,7 @@
  * and its compact form after block pruning (the reference's speed figures).
  */
 import type { BertConfigJson } from '../model/model';
+import { compactLayersConfig } from '../pruning/latency-profile';
 
 export const BERT_BASE: BertConfigJson = {
   vocab_size: 30522,
@@ -16,11 +17,5 @@ export const BERT_BASE: BertConfigJson = {
 
 /** The compact geometry of the reference's speed figures: `heads` heads and FFN `ffn` in every layer of `base`. */
 export function compactConfig(heads = 4, ffn = 552, base: BertConfigJson = BERT_BASE): BertConfigJson {
-  return {
-    ...base,
-    pruned_heads: Object.fromEntries(
-      Array.from({ length: base.num_hidden_layers }, (_, i) => [String(i), Array.from({ length: base.num_attention_heads - heads }, (_, k) => heads + k)]),
-    ),
-    intermediate_sizes: Array(base.num_hidden_layers).fill(ffn),
-  };
+  return compactLayersConfig(base, base.num_attention_heads, Array.from({ length: base.num_hidden_layers }, () => ({ heads, intermediateSize: ffn })));
 }

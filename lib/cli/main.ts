@@ -14,6 +14,7 @@ import { exportCommand } from './commands/export';
 import { frontierCommand } from './commands/frontier';
 import { infoCommand } from './commands/info';
 import { predictCommand } from './commands/predict';
+import { profileLatencyCommand } from './commands/profile-latency';
 import { quantizeCommand } from './commands/quantize';
 import { reportCommand } from './commands/report';
 import { serveCommand } from './commands/serve';
@@ -32,6 +33,7 @@ const COMMANDS: ReadonlyArray<Command<unknown>> = [
   quantizeCommand,
   exportCommand,
   benchCommand,
+  profileLatencyCommand,
   serveCommand,
 ];
 
@@ -40,7 +42,7 @@ const USAGE = `Usage: blockprune <command> [options]
 Commands:
 ${COMMANDS.map((c) => `  ${c.synopsis.padEnd(22)} ${c.summary}`).join('\n')}
 
-Each command takes --help (-h); every command but export and bench takes --device cpu|cuda|cuda:N (default cpu).
+Each command takes --help (-h); every command but export, bench and profile-latency takes --device cpu|cuda|cuda:N (default cpu).
 blockprune --version prints the version.`;
 
 /** The command being run, for the hint after a usage error. */

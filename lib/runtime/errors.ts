@@ -29,6 +29,8 @@
  * - `E_DOWNLOAD`        the hub refused a file (401/403: gated or private, a token is needed), answered
  *                       something that is not a hub answer, or sent a file of the wrong size (nothing of it is
  *                       placed in the cache); the message names the id, the file and the URL
+ * - `E_BAD_PROFILE`     a latency profile file (latency-profile-BxS.json in a model directory) is not one
+ *                       blockprune wrote; the message names it (delete it, or measure again with force)
  */
 export type ErrorCode =
   | 'E_FILE_NOT_FOUND'
@@ -52,7 +54,8 @@ export type ErrorCode =
   | 'E_BUSY'
   | 'E_RESUME_MISMATCH'
   | 'E_NOT_CACHED'
-  | 'E_DOWNLOAD';
+  | 'E_DOWNLOAD'
+  | 'E_BAD_PROFILE';
 
 export class BlockpruneError extends Error {
   readonly code: ErrorCode;
