@@ -10,10 +10,12 @@
 //   l0                  sigmoid(s - (2/3) ln(0.1/1.1))   (P(hard-concrete sample > 0), CoFi's expected L0)
 // topK and magnitude have no such probability and are refused. A head survives compaction when each of its q,
 // k and v rows has a kept weight somewhere (compact.cc), an FFN unit when its intermediate row and its output
-// column do: P(any kept) = 1 - prod(1 - p) over the distinct scores covering those rows or columns, and a head's
-// (unit's) probability is the product over q, k, v (intermediate, output) of distinct score tensors (joint q/k/v
-// and the 1d_alt pair share theirs: one factor). The hard counts use the binarizers' own masks at t (with their
-// minimum-kept rule) through the same formulas, and compaction's at least one head and one unit per layer.
+// column do. The hard counts are exactly that (the binarizers' own masks at t, with their minimum-kept rule,
+// and compaction's at least one head and one unit per layer). The expected counts use the mean keep
+// probability of the distinct scores covering a head's rows (a unit's row or column) instead of P(any kept),
+// whose derivative vanishes while most blocks are kept (budget.cc says why); a head's (unit's) value is the
+// product over q, k, v (intermediate, output) of distinct score tensors (joint q/k/v and the 1d_alt pair
+// share theirs: one factor).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -234,7 +234,7 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
     if (b.shape !== undefined) {
       if (!Array.isArray(b.shape) || b.shape.length !== 2) throw v.invalidParameterError(nameOf('budget.shape'), '[batch, sequence length]', b.shape);
       v.integer(nameOf('budget.shape[0]'), b.shape[0], { min: 1, max: 256 });
-      v.integer(nameOf('budget.shape[1]'), b.shape[1], { min: 1, max: o.maxLength ?? 128 });
+      v.integer(nameOf('budget.shape[1]'), b.shape[1], { min: 1, max: 512 });
     }
   }
   // The one place the job's pruning config is made: the CLI passes its pruning flags and its --config file's

@@ -38,6 +38,8 @@ export interface BudgetOptions {
 export interface BudgetState {
   lambda1: number;
   lambda2: number;
+  /** The expected cost the warm-up starts from. */
+  start?: number;
 }
 
 /** Checks budget options before any work; returns the target's kind and value. */
@@ -71,6 +73,11 @@ export class Budget {
   readonly options: BudgetOptions;
   lambda1 = 0;
   lambda2 = 0;
+  /**
+   * The expected cost of the masks before training: the warm-up starts there (the expected counts of fresh
+   * scores are below the dense ones: their mean keep probability is under 1).
+   */
+  start?: number;
 
   /** `model`: the model to prune, before pruning (its geometry is the dense cost's). */
   constructor(options: BudgetOptions, model: BertModel, state?: BudgetState) {
@@ -81,17 +88,23 @@ export class Budget {
     this.target = 'speedup' in t ? this.dense / t.speedup : 'latencyMs' in t ? t.latencyMs : t.parameters;
     if (this.target >= this.dense)
       throw new BlockpruneError('E_INVALID_ARG', `budget: the target (${this.describeCost(this.target)}) is not below the dense model's ${this.describeCost(this.dense)}: nothing to prune for`);
-    if (state) ({ lambda1: this.lambda1, lambda2: this.lambda2 } = state);
+    if (state) ({ lambda1: this.lambda1, lambda2: this.lambda2, start: this.start } = state);
   }
 
   get state(): BudgetState {
-    return { lambda1: this.lambda1, lambda2: this.lambda2 };
+    return { lambda1: this.lambda1, lambda2: this.lambda2, start: this.start };
+  }
+
+  /** Reads the masks' expected cost before the first step (a resumed run keeps its own). */
+  async begin(model: BertModel, finalThreshold: number): Promise<void> {
+    this.start ??= (await model.budgetCost(this.spec(finalThreshold, 0))).expected;
   }
 
   /** The target at `progress` (0..1) of the threshold schedule's ramp (see above). */
   targetAt(progress: number): number {
     const x = Math.min(1, Math.max(0, progress) / RAMP_END);
-    return this.dense - (this.dense - this.target) * (1 - (1 - x) ** 3);
+    const from = Math.max(this.start ?? this.dense, this.target);
+    return from - (from - this.target) * (1 - (1 - x) ** 3);
   }
 
   /** The native step's budget at the final threshold `threshold`, `progress` into the schedule's ramp (default: its end). */

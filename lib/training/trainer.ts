@@ -190,8 +190,9 @@ export class SparseTrainer {
     // The dense cost is the model's before pruning: patching keeps its geometry, and a resumed run's checkpoint
     // is still patched (compaction comes after training).
     const budget = o.budget ? new Budget(o.budget, this.model, resumeDir ? readCheckpointState(resumeDir).budget : undefined) : undefined;
+    if (budget && pruning) await budget.begin(this.model, pruning.options.finalThreshold);
     if (budget && this.rank === 0 && !resumeDir)
-      this.log({ type: 'stage', step, epoch: epochsDone(step), budget: { unit: budget.cost.unit, target: budget.target, dense: budget.dense } });
+      this.log({ type: 'stage', step, epoch: epochsDone(step), budget: { unit: budget.cost.unit, target: budget.target, dense: budget.dense, start: budget.start } });
     if (group) {
       // Same weights, scores and (distillation) teacher on every rank before the first step.
       await group.syncModel(this.model);

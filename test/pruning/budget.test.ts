@@ -53,15 +53,16 @@ function reference(scores: Record<string, Float32Array>, layer: number) {
   const s = (linear: string) => scores[`bert.encoder.layer.${layer}.${linear}.mask_module.context_modules.0.mask_scores`];
   const p = (x: number) => sigmoid(x - logit(T));
   const kept = (x: number) => (sigmoid(x) > T ? 1 : 0);
-  const head = (f: (x: number) => number, h: number) =>
-    ['attention.self.query', 'attention.self.key', 'attention.self.value']
-      .map((l) => 1 - Array.from(s(l).subarray(4 * h, 4 * h + 4)).reduce((dead, x) => dead * (1 - f(x)), 1))
-      .reduce((a, b) => a * b, 1);
+  // Hard: some block of the head kept in each of q, k and v. Expected: the product of the blocks' mean keep probability.
+  const blocks = (l: string, h: number) => Array.from(s(l).subarray(4 * h, 4 * h + 4));
+  const qkv = ['attention.self.query', 'attention.self.key', 'attention.self.value'];
+  const hardHead = (h: number) => qkv.map((l): number => (blocks(l, h).some((x) => kept(x) === 1) ? 1 : 0)).reduce((a, b) => a * b, 1);
+  const softHead = (h: number) => qkv.map((l) => blocks(l, h).reduce((a, x) => a + p(x), 0) / 4).reduce((a, b) => a * b, 1);
   const unitScores = Array.from(s('intermediate.dense'));
   return {
-    heads: [0, 1, 2, 3].reduce((a, h) => a + head(p, h), 0),
+    heads: [0, 1, 2, 3].reduce((a, h) => a + softHead(h), 0),
     units: unitScores.reduce((a, x) => a + p(x), 0),
-    hardHeads: Math.max(1, [0, 1, 2, 3].reduce((a, h) => a + head(kept, h), 0)),
+    hardHeads: Math.max(1, [0, 1, 2, 3].reduce((a, h) => a + hardHead(h), 0)),
     hardUnits: Math.max(1, unitScores.reduce((a, x) => a + kept(x), 0)),
   };
 }
