@@ -106,9 +106,15 @@ export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, 
 import './pruning/model-pruning';
 import './training/model-training';
 export type { CompactReport, LossOptions, PatchReport, RegularizationInfo } from './pruning/model-pruning';
+export { evalPiecewise, parameterCostModel, predictCost } from './pruning/cost-model';
+export type { CostModel, PiecewiseLinear } from './pruning/cost-model';
+export { Budget, checkBudgetOptions } from './pruning/budget';
+export type { BudgetOptions, BudgetState, BudgetTarget } from './pruning/budget';
+export { loadOrProfileLatency, predictLatency, profileLatency } from './pruning/latency-profile';
+export type { LatencyProfile, ProfileLatencyOptions } from './pruning/latency-profile';
 export type { Gradients, TrainStepOptions, TrainStepResult } from './training/model-training';
 export { SparseTrainer, latestCheckpoint, linearSchedule, readCheckpointState, RUN_FIELDS } from './training/trainer';
-export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainProgress, TrainResult } from './training/trainer';
+export type { DistillationOptions, FilledOptions, LogEntry, Metrics, RunField, RunFingerprint, SparseTrainerOptions, TrainData, TrainProgress, TrainResult, BudgetResult } from './training/trainer';
 export { TensorBoardWriter } from './training/tensorboard';
 export { ProcessGroup, launch, freePort, shardBatch } from './training/distributed';
 export type { DistributedBackend, DistributedOptions, LaunchOptions, LaunchResult } from './training/distributed';
