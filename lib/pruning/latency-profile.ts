@@ -168,7 +168,8 @@ export async function timeModels(
   const runs = o.runs ?? 3;
   const rounds = o.rounds ?? 3;
   const first = [];
-  for (const m of models) first.push((await m.timeForward(batch, { runs: 1, warmup: 1 }))[0]);
+  // Its first forward also packs the model's weights for the kernels: an overestimate, which only costs a small model a few runs.
+  for (const m of models) first.push((await m.timeForward(batch, { runs: 1, warmup: 0 }))[0]);
   const perRound = first.map((ms) => Math.min(200, Math.max(runs, Math.ceil((o.minRoundMs ?? 30) / Math.max(ms, 1e-3)))));
   const times: number[][] = models.map(() => []);
   for (let r = 0; r < rounds; r++) {
