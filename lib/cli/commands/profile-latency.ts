@@ -48,7 +48,7 @@ export const profileLatencyCommand: Command<ProfileLatencyArgs> = {
 Builds random-weight models of the model's geometry with fewer heads and FFN units per layer (what compaction
 makes), times them at --shape (batch x sequence, default 1x128) in fp32 in alternating rounds, and fits a
 latency model: a constant plus, per layer, a piecewise-linear cost of its kept heads and of its kept FFN units
-(a few seconds for bert-base at 1x128 on an idle machine). Prints the fitted tables and the dense model's
+(about 15 s for bert-base at 1x128 on an idle 2-core machine, a minute at 8x128). Prints the fitted tables and the dense model's
 measured and predicted latency. The profile is cached in the model directory as latency-profile-<B>x<S>.json
 and reused while the shape, threads, CPU kernels and geometry match; --force measures again. A file of that
 name that is not a profile is refused (E_BAD_PROFILE) rather than overwritten; --force replaces it.
