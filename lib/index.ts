@@ -101,6 +101,9 @@ export async function readSafetensors(path: string): Promise<{ tensors: Record<s
 
 export { PruningConfig, DEFAULT_PRUNING, normalizePruningOptions, parseMethod } from './pruning/config';
 export type { BlockDim, PlanEntry, PlanGeometry, PruningMethod, PruningOptions, PruningPlan, PruningSubmethod, Regularization, ScheduleValue } from './pruning/config';
+export { LATENCY_PROFILE_FORMAT, latencyProfilePath, loadOrProfileLatency, predictLatency, profileLatency } from './pruning/latency-profile';
+export type { LatencyGeometry, LatencyGridPoint, LatencyProfile, LatencyProgress, LayerShape, LoadOrProfileOptions, ProfileLatencyOptions } from './pruning/latency-profile';
+export type { LatencyGridKind } from './pruning/latency-fit';
 // Pruning and training add their methods to BertModel when their modules load: loaded here, so that a user of
 // the package always has model.patch(), model.trainStep() and the rest (their declarations come along).
 import './pruning/model-pruning';
@@ -110,9 +113,6 @@ export { evalPiecewise, parameterCostModel, predictCost } from './pruning/cost-m
 export type { CostModel, PiecewiseLinear } from './pruning/cost-model';
 export { Budget, checkBudgetOptions } from './pruning/budget';
 export type { BudgetOptions, BudgetState, BudgetTarget } from './pruning/budget';
-export { loadOrProfileLatency, predictLatency, profileLatency } from './pruning/latency-profile';
-export type { LatencyGeometry, LatencyGridPoint, LatencyProfile, LatencyProgress, LoadOrProfileOptions, ProfileLatencyOptions } from './pruning/latency-profile';
-export type { LatencyGridKind, LayerShape } from './pruning/latency-fit';
 export type { JobBudgetResult } from './cli/job-budget';
 export type { NativeBudget, NativeBudgetCost } from './runtime/native';
 export type { Gradients, TrainStepOptions, TrainStepResult } from './training/model-training';

@@ -39,7 +39,8 @@ const nearest = (xs: number[], x: number): number => xs.reduce((a, b) => (Math.a
 /**
  * The models a profile measures, as layer shapes: heads swept at a fixed width (the breakpoint nearest a
  * quarter), widths swept at fixed heads (nearest a third), `mixed` non-uniform models with random counts per
- * layer, and the dense model.
+ * layer (drawn as all x r^2, r uniform: mostly small, where compact models are, and cheap to time), and the
+ * dense model, which also stands for the width sweep's last point (the heads sweep gives its heads' part).
  */
 export function latencyGrid(
   dims: { layers: number; heads: number; intermediate: number },
@@ -52,13 +53,14 @@ export function latencyGrid(
   const uniform = (heads: number, intermediateSize: number) => Array.from({ length: dims.layers }, () => ({ heads, intermediateSize }));
   const points: Array<{ kind: LatencyGridKind; layers: LayerShape[] }> = [
     ...knots.heads.map((h) => ({ kind: 'heads' as const, layers: uniform(h, uFix) })),
-    ...knots.units.filter((u) => u !== uFix).map((u) => ({ kind: 'units' as const, layers: uniform(hFix, u) })),
+    ...knots.units.filter((u) => u !== uFix && u !== dims.intermediate).map((u) => ({ kind: 'units' as const, layers: uniform(hFix, u) })),
   ];
   const r = lcg(seed);
-  const pick = (n: number) => 1 + Math.floor(r() * n);
+  const pick = (n: number) => 1 + Math.floor(r() ** 2 * n);
   for (let k = 0; k < mixed; k++)
     points.push({ kind: 'mixed', layers: Array.from({ length: dims.layers }, () => ({ heads: pick(dims.heads), intermediateSize: pick(dims.intermediate) })) });
-  if (hFix !== dims.heads || uFix !== dims.intermediate) points.push({ kind: 'dense', layers: uniform(dims.heads, dims.intermediate) });
+  // With uFix the whole width, the heads sweep's last model is the dense one.
+  if (uFix !== dims.intermediate) points.push({ kind: 'dense', layers: uniform(dims.heads, dims.intermediate) });
   return { knots, points };
 }
 

@@ -168,7 +168,8 @@ export async function timeModels(
   const runs = o.runs ?? 3;
   const rounds = o.rounds ?? 3;
   const first = [];
-  for (const m of models) first.push((await m.timeForward(batch, { runs: 1, warmup: 1 }))[0]);
+  // Its first forward also packs the model's weights for the kernels: an overestimate, which only costs a small model a few runs.
+  for (const m of models) first.push((await m.timeForward(batch, { runs: 1, warmup: 0 }))[0]);
   const perRound = first.map((ms) => Math.min(200, Math.max(runs, Math.ceil((o.minRoundMs ?? 30) / Math.max(ms, 1e-3)))));
   const times: number[][] = models.map(() => []);
   for (let r = 0; r < rounds; r++) {
@@ -264,7 +265,8 @@ function readCachedProfile(path: string, want: Pick<LatencyProfile, 'batch' | 's
   try {
     data = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw badProfile(path, e instanceof SyntaxError ? `not JSON: ${e.message}` : String(e));
+    if (e instanceof SyntaxError) throw badProfile(path, `not JSON: ${e.message}`);
+    throw new BlockpruneError('E_FILE_NOT_FOUND', `cannot read the latency profile ${path}: ${(e as Error).message}`);
   }
   const format = v.is.object(data) ? data.format : undefined;
   if (typeof format !== 'string' || !format.startsWith('blockprune-latency-profile/')) throw badProfile(path, `format ${JSON.stringify(format)}`);
@@ -273,12 +275,16 @@ function readCachedProfile(path: string, want: Pick<LatencyProfile, 'batch' | 's
   try {
     checkCostModel('profile', p);
     if (p.unit !== 'ms') throw new Error(`unit ${JSON.stringify(p.unit)}`);
-    for (const k of ['batch', 'seq', 'threads'] as const) v.integer(k, p[k], { min: 1 });
+    for (const k of ['batch', 'seq', 'threads', 'runs', 'rounds'] as const) v.integer(k, p[k], { min: 1 });
+    v.oneOf('dtype', p.dtype, ['fp32']);
+    for (const k of ['maxFitError', 'seconds'] as const) v.number(k, p[k], { min: 0 });
+    if (!Array.isArray(p.grid)) throw new Error('grid: not an array');
     v.string('kernels', p.kernels);
     const g = v.object('geometry', p.geometry);
     for (const k of Object.keys(want.geometry)) if (typeof g[k] !== typeof (want.geometry as unknown as Record<string, unknown>)[k]) throw new Error(`geometry.${k} missing`);
     v.object('dense', p.dense);
     v.number('dense.ms', p.dense.ms);
+    v.number('dense.predictedMs', p.dense.predictedMs);
   } catch (e) {
     throw badProfile(path, (e as Error).message);
   }

@@ -161,7 +161,7 @@ test('bad combinations are usage errors (exit 2), bad files are coded errors (ex
 });
 
 test('dispatch: usage, --version, every command\'s --help, did-you-mean for an unknown command', (t) => {
-  const commands = ['train', 'info', 'predict', 'report', 'compact', 'export', 'bench', 'serve'];
+  const commands = ['train', 'info', 'predict', 'report', 'compact', 'export', 'bench', 'profile-latency', 'serve'];
   for (const args of [[], ['--help'], ['-h'], ['help']]) {
     const r = cli(args);
     t.is(r.code, 0, args.join(' '));

@@ -8,7 +8,7 @@
 import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BertModel, type BertConfigJson } from '../../lib/model/model';
+import { BertModel, type BertConfigJson, type ModelConfigJson } from '../../lib/model/model';
 import { predictCost, type CostModel } from '../../lib/pruning/cost-model';
 import { fitLatency, latencyGrid, latencyKnots, leastSquares, nonNegativeLeastSquares, type LayerShape } from '../../lib/pruning/latency-fit';
 import { compactLayersConfig, latencyBatch, latencyProfilePath, loadOrProfileLatency, predictLatency, profileLatency, timeModels } from '../../lib/pruning/latency-profile';
@@ -125,6 +125,21 @@ test.serial('the profile of a small model predicts measured non-uniform compact 
     t.log(`heads ${layers.map((l) => l.heads).join(',')} FFN ${layers.map((l) => l.intermediateSize).join(',')}: measured ${ms[k].toFixed(3)} ms, predicted ${predicted.toFixed(3)} ms (${(100 * err).toFixed(1)}%)`);
     t.true(Math.abs(err) <= 1.0, `error ${(100 * err).toFixed(1)}%`);
   });
+});
+
+test.serial('DistilBERT and RoBERTa: the profile builds its models from the family\'s own config names', async (t) => {
+  const configs: ModelConfigJson[] = [
+    { model_type: 'distilbert', vocab_size: 512, dim: 64, n_layers: 2, n_heads: 4, hidden_dim: 128, max_position_embeddings: 64 },
+    { ...TINY, model_type: 'roberta', type_vocab_size: 1, pad_token_id: 1, max_position_embeddings: 66 },
+  ];
+  for (const config of configs) {
+    const model = await BertModel.fromConfig(config, { task: 'question-answering', seed: 1 });
+    const p = await profileLatency(model, { batch: 1, seq: 32, runs: 1, rounds: 1 });
+    model.dispose();
+    t.like(p.geometry, { family: config.model_type, task: 'question-answering', layers: 2, heads: 4, intermediate: 128 });
+    t.deepEqual(p.heads.x, [1, 2, 3, 4]);
+    t.true(p.grid.length > 10 && p.grid.every((g) => g.ms > 0 && g.heads.length === 2), `${p.grid.length} models measured`);
+  }
 });
 
 test.serial('the cache: written once, reused, measured again for another shape, other threads, or force', async (t) => {

@@ -34,6 +34,8 @@ function formatProfile(p: LatencyProfile, path: string, cached: boolean, reason?
     table('per layer, its kept FFN units', p.units, 'units'),
     `  dense: measured ${p.dense.ms.toFixed(2)} ms, predicted ${p.dense.predictedMs.toFixed(2)} ms (${pct((p.dense.predictedMs - p.dense.ms) / p.dense.ms)})`,
     `  fit over ${p.grid.length} models (${p.runs} runs x ${p.rounds} alternating rounds, medians): worst error ${(100 * p.maxFitError).toFixed(1)}%`,
+    // The costs add up within a few percent on a steady machine (README, Performance): more is load that came and went.
+    ...(p.maxFitError > 0.1 ? ['  warning: the machine was busy while measuring (the fit misses a model by more than 10%): measure again with --force when it is quiet'] : []),
   ].join('\n');
 }
 
@@ -46,11 +48,12 @@ export const profileLatencyCommand: Command<ProfileLatencyArgs> = {
 Builds random-weight models of the model's geometry with fewer heads and FFN units per layer (what compaction
 makes), times them at --shape (batch x sequence, default 1x128) in fp32 in alternating rounds, and fits a
 latency model: a constant plus, per layer, a piecewise-linear cost of its kept heads and of its kept FFN units
-(a few seconds for bert-base at 1x128 on an idle machine). Prints the fitted tables and the dense model's
+(about 15 s for bert-base at 1x128 on an idle 2-core machine, a minute at 8x128). Prints the fitted tables and the dense model's
 measured and predicted latency. The profile is cached in the model directory as latency-profile-<B>x<S>.json
 and reused while the shape, threads, CPU kernels and geometry match; --force measures again. A file of that
 name that is not a profile is refused (E_BAD_PROFILE) rather than overwritten; --force replaces it.
---json prints { path, cached, reason, profile }.`,
+--json prints { path, cached, reason, profile }. <model-dir> is a local directory (the profile is cached there,
+so a hub id is not taken).`,
   flags: { shape: str, force: bool, json: bool },
   args({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError('profile-latency needs exactly one <model-dir>');
