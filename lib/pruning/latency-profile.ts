@@ -156,7 +156,8 @@ const median = (xs: number[]): number => {
 /**
  * The median forward milliseconds of each model, timed in alternating rounds (forward order, then backward:
  * every model sees the same drift of the machine). A first pass warms each model and estimates its time: a
- * model under a few milliseconds gets more runs per round (at least `minRoundMs` of them), so that its median
+ * model under a few milliseconds gets more runs per round (at least `minRoundMs`, default 100, of them: 30 let
+ * a 0.8 ms model's profile move by 10% between runs of the SST-2 job), so that its median
  * rests on enough runs. The forward is timed in the addon's loop (model.timeForward), as the fine-pruning job
  * times its compact model: JS between runs would add the event loop's noise to a few milliseconds.
  */
@@ -170,7 +171,7 @@ export async function timeModels(
   const first = [];
   // Its first forward also packs the model's weights for the kernels: an overestimate, which only costs a small model a few runs.
   for (const m of models) first.push((await m.timeForward(batch, { runs: 1, warmup: 0 }))[0]);
-  const perRound = first.map((ms) => Math.min(200, Math.max(runs, Math.ceil((o.minRoundMs ?? 30) / Math.max(ms, 1e-3)))));
+  const perRound = first.map((ms) => Math.min(200, Math.max(runs, Math.ceil((o.minRoundMs ?? 100) / Math.max(ms, 1e-3)))));
   const times: number[][] = models.map(() => []);
   for (let r = 0; r < rounds; r++) {
     const order = models.map((_, k) => (r % 2 ? models.length - 1 - k : k));

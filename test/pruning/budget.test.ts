@@ -200,6 +200,11 @@ test('budget options are checked before any work', async (t) => {
     t.throws(make({ target: { parameters: 1000 }, multiplierLr: -1 }), { code: 'E_INVALID_ARG', message: /multiplierLr/ });
     // A target at or above the dense cost prunes for nothing: refused when the run starts, before any step.
     t.throws(() => new Budget({ target: { parameters: model.numParameters + 1 } }, model), { code: 'E_INVALID_ARG', message: /not below the dense/ });
+    // Below one head and one unit per layer: no masks can get there.
+    const floor = parameterCostModel(model.geometry(), model.numParameters);
+    const least = predictCost(floor, model.layers.map(() => ({ heads: 1, intermediateSize: 1 })));
+    t.throws(() => new Budget({ target: { parameters: least - 1 } }, model), { code: 'E_INVALID_ARG', message: /below the smallest compact model/ });
+    t.notThrows(() => new Budget({ target: { parameters: least } }, model));
   } finally {
     model.dispose();
   }
