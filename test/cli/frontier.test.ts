@@ -74,6 +74,31 @@ test.serial('frontier on GLUE-layout SST-2: one point per lambda plus dense, a t
   }
 });
 
+test.serial('frontier --speedups: one point per speed-up target, each pruned to its budget, the table says target and measurement', (t) => {
+  const tmp = tempDir();
+  try {
+    const out = join(tmp.path, 'out');
+    const args = ['--dense-epochs', '1', '--epochs', '1', '--hidden', '64', '--layers', '2', '--heads', '4', '--ffn', '128', '--max-length', '16',
+      '--batch-size', '8', '--latency-runs', '2', '--attention-block', '16x16', '--mask-lr', '0.1'];
+    const r = cli(['frontier', '--task', 'sst2', '--data', glueSst2(tmp.path), '--speedups', '1.05,1.1', '--shape', '16x32', ...args, '--output', out]);
+    t.is(r.code, 0, r.err + r.out.slice(-2000));
+    const json = JSON.parse(readFileSync(join(out, 'frontier.json'), 'utf8'));
+    t.is(json.rows.length, 3);
+    t.deepEqual(json.rows.map((x: { budget?: { target: number } }) => x.budget?.target), [undefined, 1.05, 1.1]);
+    for (const row of json.rows.slice(1)) {
+      t.like(row.budget, { kind: 'speedup', shape: [16, 32] });
+      t.true(row.budget.predicted >= row.budget.target - 1e-9, `the masks fitted to ${row.budget.target}x: predicted ${row.budget.predicted}`);
+      t.true(existsSync(join(out, `speedup-${row.budget.target}`, 'compact', 'config.json')));
+      t.like(JSON.parse(readFileSync(join(row.outputDir, 'report.json'), 'utf8')).budget, { target: row.budget.target });
+    }
+    const md = readFileSync(join(out, 'frontier.md'), 'utf8');
+    t.regex(md, /\| target speed-up \| encoder density \|/);
+    t.regex(md, /\| 1\.05x \(measured [\d.]+x at 16x32\) \|/);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('frontier refuses bad options before any work, naming the flag, and writes nothing', (t) => {
   const tmp = tempDir();
   try {
@@ -87,6 +112,10 @@ test('frontier refuses bad options before any work, naming the flag, and writes 
       [['--lambdas', '1', '--lambda', '3'], /unknown option --lambda for frontier.*did you mean --lambdas/],
       [['--lambdas', '1', '--nproc', '2'], /unknown option --nproc/],
       [['--lambdas', '1', '--batch-size', '0'], /--batch-size/],
+      [['--lambdas', '1', '--speedups', '2'], /--lambdas .* or --speedups .*not both/],
+      [['--speedups', '1,2'], /--speedups/],
+      [['--lambdas', '1', '--shape', '1x16'], /--shape is the shape of --speedups targets/],
+      [['--speedups', '2', '--target-speedup', '3'], /the frontier sweeps --speedups/],
     ];
     for (const [args, why] of cases) {
       const r = cli(['frontier', '--task', 'sst2', '--data', data, '--output', out, ...args]);

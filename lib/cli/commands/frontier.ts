@@ -11,7 +11,7 @@ import { checkFrontierOptions, FrontierOptions, runFrontier } from '../frontier'
 import * as v from '../../runtime/validate';
 import { trainCommand } from './train';
 
-const HELP = `Usage: blockprune frontier --lambdas X,Y,... [train's options]
+const HELP = `Usage: blockprune frontier --lambdas X,Y,... | --speedups X,Y,... [--shape BxS] [train's options]
 
 Fine-prunes at several regularization lambdas from one dense model and plots accuracy vs speed-up: trains the
 dense model once as \`blockprune train\` does (or loads --model), then for each lambda fine-prunes a copy
@@ -19,6 +19,8 @@ dense model once as \`blockprune train\` does (or loads --model), then for each 
 
   --lambdas X,Y,...    the lambdas, e.g. 1,5,20,50 (distinct, >= 0); one folder each: <output>/lambda-X/
                        (pruned/, compact/, masks/, report.json, log.jsonl)
+  --speedups X,Y,...   or speed-up targets, e.g. 2,3 (distinct, > 1): each point pruned to a budget
+                       (train --target-speedup) at --shape BxS (1x128); folders <output>/speedup-X/
   --output DIR         (out/<task>-frontier) frontier.json, frontier.md (lambda, encoder density, accuracy,
                        parameters, speed-up), frontier.png and frontier.svg (accuracy vs speed-up, the dense
                        model as its own point), dense/
@@ -33,7 +35,7 @@ const NOT_HERE = [
   'nproc', 'nnodes', 'node-rank', 'master-addr', 'master-port', 'rank', 'world-size', 'dist-backend', 'dist-timeout',
 ];
 
-const FLAGS: FlagSpec = { ...Object.fromEntries(Object.entries(trainCommand.flags).filter(([k]) => !NOT_HERE.includes(k))), lambdas: str };
+const FLAGS: FlagSpec = { ...Object.fromEntries(Object.entries(trainCommand.flags).filter(([k]) => !NOT_HERE.includes(k))), lambdas: str, speedups: str };
 
 interface FrontierArgs {
   options: FrontierOptions;
@@ -43,22 +45,33 @@ interface FrontierArgs {
 export const frontierCommand: Command<FrontierArgs> = {
   name: 'frontier',
   synopsis: 'frontier',
-  summary: 'fine-prune at several lambdas from one dense model; table and plot of accuracy vs speed-up',
+  summary: 'fine-prune at several lambdas or speed-up targets from one dense model; table and plot of accuracy vs speed-up',
   help: HELP,
   flags: FLAGS,
   args(flags, argv) {
     const { values } = flags;
-    if (values.lambdas === undefined) throw new UsageError('frontier needs --lambdas (e.g. --lambdas 1,5,20,50)');
-    const lambdas = v.flagNumbers('--lambdas', values.lambdas, { min: 0 });
+    if ((values.lambdas === undefined) === (values.speedups === undefined))
+      throw new UsageError('frontier needs --lambdas (e.g. --lambdas 1,5,20,50) or --speedups (e.g. --speedups 2,3), not both');
+    const sweep =
+      values.lambdas !== undefined
+        ? { lambdas: v.flagNumbers('--lambdas', values.lambdas, { min: 0 }) }
+        : {
+            speedups: v.flagNumbers('--speedups', values.speedups, { min: 1, exclusiveMin: true }),
+            ...(values.shape !== undefined ? { shape: v.flagPair('--shape', values.shape, { min: 1 }) } : {}),
+          };
+    if (values.shape !== undefined && values.speedups === undefined) throw new UsageError('--shape is the shape of --speedups targets');
     const task = typeof values.task === 'string' ? values.task : 'spam';
     const own: FlagValues = { ...values };
-    delete own.lambdas;
+    for (const k of ['lambdas', 'speedups', 'shape', 'target-speedup', 'target-latency', 'target-params']) {
+      if (values[k] !== undefined && k.startsWith('target-')) throw new UsageError(`--${k}: the frontier sweeps --speedups (one target per point)`);
+      delete own[k];
+    }
     if (values.output === undefined && values['output-dir'] === undefined) own.output = join('out', `${task}-frontier`);
     // train's reader checks every other flag (and a --config file), naming the flag.
     const { job, hub } = trainCommand.args({ ...flags, values: own }, argv);
-    const options: FrontierOptions = { ...(job as FrontierOptions), lambdas };
+    const options: FrontierOptions = { ...(job as FrontierOptions), ...sweep };
     // What is left to refuse came from a --config file (its lambda, resume...), or is --lambdas itself.
-    checkFrontierOptions(options, (k) => (k === 'lambdas' ? '--lambdas' : `${k} in --config ${values.config}`));
+    checkFrontierOptions(options, (k) => (k === 'lambdas' || k === 'speedups' ? `--${k}` : `${k} in --config ${values.config}`));
     return { options, hub };
   },
   async run({ options, hub }) {
