@@ -30,6 +30,47 @@ export interface NativeForwardInputs {
   endPositions?: IntArray;
 }
 
+/** An encoder-decoder batch (native/seq2seq.h): the source [batchSize, seqLen], the target [batchSize, targetLen]. */
+export interface NativeSeq2SeqInputs {
+  inputIds: IntArray;
+  attentionMask?: IntArray;
+  batchSize: number;
+  seqLen: number;
+  /** The decoder's length; needed with decoderInputIds, decoderAttentionMask or token labels. */
+  targetLen?: number;
+  /** Default: shifted right from labels, by the family's rule. */
+  decoderInputIds?: IntArray;
+  decoderAttentionMask?: IntArray;
+  /** [batchSize, targetLen] token ids (-100 ignored) for generation models, [batchSize] for classification: adds "loss". */
+  labels?: IntArray;
+}
+
+/** What an encoder-decoder model says of itself. */
+export interface NativeSeq2SeqInfo {
+  modelType: 'bart' | 't5';
+  architecture: string;
+  /** config.json as loaded (JSON text). */
+  config: string;
+  vocabSize: number;
+  dModel: number;
+  encoderLayers: number;
+  decoderLayers: number;
+  heads: number;
+  numLabels: number;
+  padTokenId: number;
+  eosTokenId: number;
+  decoderStartTokenId: number;
+  numParameters: number;
+}
+
+/** The native encoder-decoder model (native/bindings/seq2seq_handle.h). */
+export interface NativeSeq2Seq {
+  forward(inputs: NativeSeq2SeqInputs, options?: { hiddenStates?: boolean; attentions?: boolean }): Promise<Record<string, TensorData>>;
+  info(): NativeSeq2SeqInfo;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
 export interface NativeForwardOptions {
   /** Adds "hidden_states.0" .. "hidden_states.L" (0 is the embeddings output). */
   hiddenStates?: boolean;
@@ -339,6 +380,7 @@ export interface NativeBinding {
   createModel(configJson: string, options?: { task?: string; device?: string; seed?: number }): Promise<NativeModel>;
   /** An empty training state (no moments yet) for `model`. */
   NativeTrainingState: new (model: NativeModel) => NativeTrainingState;
+  loadSeq2Seq(dir: string, options?: { device?: string }): Promise<NativeSeq2Seq>;
   readSafetensors(path: string): Promise<{ tensors: Record<string, TensorData>; metadata: Record<string, string> }>;
   setNumThreads(n: number): void;
   setFastKernels(on: boolean): void;

@@ -15,6 +15,7 @@
 #include "model_handle.h"
 #include "runtime.h"
 #include "safetensors.h"
+#include "seq2seq_handle.h"
 #include "training_handle.h"
 #include "training_state.h"
 #include "worker.h"
@@ -206,6 +207,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   bp::configure_default_threads();
   exports.Set("NativeModel", ModelHandle::Define(env));
   exports.Set("NativeTrainingState", TrainingHandle::Define(env));
+  exports.Set("NativeSeq2Seq", Seq2SeqHandle::Define(env));
+  exports.Set("loadSeq2Seq", Napi::Function::New(env, LoadSeq2Seq, "loadSeq2Seq"));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));

@@ -1,0 +1,114 @@
+#include "seq2seq_handle.h"
+
+#include <c10/core/GradMode.h>
+
+#include "errors.h"
+#include "worker.h"
+
+namespace bpn {
+
+namespace {
+Napi::FunctionReference* constructor = nullptr;
+}
+
+Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeSeq2Seq",
+                                 {InstanceMethod<&Seq2SeqHandle::Forward>("forward"), InstanceMethod<&Seq2SeqHandle::Info>("info"),
+                                  InstanceMethod<&Seq2SeqHandle::Dispose>("dispose"), InstanceMethod<&Seq2SeqHandle::IsDisposed>("isDisposed")});
+  constructor = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+Seq2SeqHandle::Seq2SeqHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Seq2SeqHandle>(info) {}
+
+Napi::Object Seq2SeqHandle::Wrap(Napi::Env env, std::shared_ptr<bp::Seq2SeqImpl> model) {
+  Napi::Object o = constructor->New({});
+  auto* h = Napi::ObjectWrap<Seq2SeqHandle>::Unwrap(o);
+  h->cell_ = std::make_shared<Cell>();
+  h->cell_->model = std::move(model);
+  return o;
+}
+
+const std::shared_ptr<Seq2SeqHandle::Cell>& Seq2SeqHandle::cell(Napi::Env env) const {
+  if (!cell_) throw make_error(env, "E_DISPOSED", "this model was disposed");
+  return cell_;
+}
+
+Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  Napi::Object in = get_object(info[0], "inputs");
+  const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
+  const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
+  if (B < 0 || S < 0) throw_type_error(env, "Expected integers for inputs.batchSize and inputs.seqLen");
+  // Copied out of V8 now: the worker never reads JS memory.
+  bp::Seq2SeqBatch b;
+  b.input_ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
+  Napi::Value am = in.Get("attentionMask");
+  if (!am.IsUndefined() && !am.IsNull()) b.attention_mask = int_tensor(am, "inputs.attentionMask", {B, S});
+  const int64_t T = get_int(in, "targetLen", 0, 0, 1 << 20);
+  for (const auto& [key, dst] : std::vector<std::pair<const char*, at::Tensor*>>{
+           {"decoderInputIds", &b.decoder_input_ids}, {"decoderAttentionMask", &b.decoder_attention_mask}}) {
+    Napi::Value v = in.Get(key);
+    if (v.IsUndefined() || v.IsNull()) continue;
+    if (T < 1) throw_type_error(env, std::string("inputs.") + key + " needs inputs.targetLen");
+    *dst = int_tensor(v, std::string("inputs.") + key, {B, T});
+  }
+  Napi::Value labels = in.Get("labels");
+  if (!labels.IsUndefined() && !labels.IsNull()) b.labels = int_tensor(labels, "inputs.labels", T > 0 ? std::vector<int64_t>{B, T} : std::vector<int64_t>{B});
+  Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
+  bp::Seq2SeqFlags flags;
+  flags.hidden_states = get_bool(o, "hiddenStates", false);
+  flags.attentions = get_bool(o, "attentions", false);
+  auto out = std::make_shared<bp::NamedTensors>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqForward",
+      [c, b, flags, out]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        at::NoGradGuard no_grad;
+        c->model->eval();
+        *out = c->model->forward(b, flags);
+        for (auto& [name, t] : *out) t = t.detach().to(at::kCPU).contiguous();
+      },
+      [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
+}
+
+Napi::Value Seq2SeqHandle::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  bp::Seq2SeqInfo i;
+  {
+    std::lock_guard<std::mutex> lock(c->mutex);
+    i = guarded(env, [&] { return c->model->info(); });
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("modelType", i.model_type);
+  o.Set("architecture", i.architecture);
+  o.Set("config", i.config_json);
+  for (const auto& [k, v] : std::vector<std::pair<const char*, int64_t>>{{"vocabSize", i.vocab_size}, {"dModel", i.d_model}, {"encoderLayers", i.encoder_layers},
+                                                                          {"decoderLayers", i.decoder_layers}, {"heads", i.heads}, {"numLabels", i.num_labels},
+                                                                          {"padTokenId", i.pad_token_id}, {"eosTokenId", i.eos_token_id},
+                                                                          {"decoderStartTokenId", i.decoder_start_token_id}, {"numParameters", i.num_parameters}})
+    o.Set(k, Napi::Number::New(env, static_cast<double>(v)));
+  return o;
+}
+
+Napi::Value Seq2SeqHandle::Dispose(const Napi::CallbackInfo& info) {
+  cell_.reset();  // a running job holds its own reference
+  return info.Env().Undefined();
+}
+
+Napi::Value Seq2SeqHandle::IsDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !cell_); }
+
+Napi::Value LoadSeq2Seq(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir = get_string(info[0], "dir");
+  Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
+  std::string device = get_string_opt(o, "device", "cpu");
+  auto out = std::make_shared<std::shared_ptr<bp::Seq2SeqImpl>>();
+  return queue_lambda(
+      env, Napi::Object(), "blockprune.loadSeq2Seq", [dir, device, out]() { *out = bp::load_seq2seq(dir, device); },
+      [out](Napi::Env e) -> Napi::Value { return Seq2SeqHandle::Wrap(e, *out); });
+}
+
+}  // namespace bpn

@@ -1,0 +1,40 @@
+// Seq2SeqHandle: the JS object that owns one native encoder-decoder model (native/seq2seq.h; blockprune's
+// `NativeSeq2Seq`, typed in lib/runtime/native.ts). Its jobs run on the worker pool one at a time per model
+// (a mutex of its own: the model's forward reads its weights while nothing else runs on it), and a job keeps
+// the model alive past dispose().
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+
+#include "seq2seq.h"
+
+namespace bpn {
+
+class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<bp::Seq2SeqImpl> model);
+  explicit Seq2SeqHandle(const Napi::CallbackInfo& info);
+
+  struct Cell {
+    std::shared_ptr<bp::Seq2SeqImpl> model;
+    std::mutex mutex;
+  };
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
+  const std::shared_ptr<Cell>& cell(Napi::Env env) const;
+
+  std::shared_ptr<Cell> cell_;  // null once disposed
+};
+
+// loadSeq2Seq(dir, {device}) -> Promise<NativeSeq2Seq>.
+Napi::Value LoadSeq2Seq(const Napi::CallbackInfo& info);
+
+}  // namespace bpn

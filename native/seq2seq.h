@@ -1,0 +1,78 @@
+// Encoder-decoder models (issue 18): BART and T5, as transformers 4.4.2 computes them. One interface for both
+// families (the binding and the TypeScript Seq2SeqModel know only this file); each family implements it in its
+// own file (bart.cc, t5.cc) with a loader that load_seq2seq picks by config.json model_type.
+//
+// Names: parameters under their HF state-dict names ("model.encoder.layers.0.self_attn.q_proj.weight",
+// "encoder.block.0.layer.0.SelfAttention.q.weight"); tied embeddings are stored once ("model.shared.weight" /
+// "shared.weight") and tied on load, as current checkpoints do.
+//
+// Outputs, by HF's names (the fixtures' io.safetensors): "logits" (conditional generation [B, T, vocab];
+// classification [B, labels]), "loss" (with labels), "encoder_last_hidden_state", and when asked
+// "encoder_hidden_states.{0..L}", "decoder_hidden_states.{0..L}", "encoder_attentions.i",
+// "decoder_attentions.i", "cross_attentions.i" ([B, heads, target, source]).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "safetensors.h"
+
+namespace bp {
+
+struct Seq2SeqBatch {
+  at::Tensor input_ids;               // [B, S] int64
+  at::Tensor attention_mask;          // [B, S] int64 (1 token, 0 padding); undefined = all ones
+  at::Tensor decoder_input_ids;       // [B, T] int64; undefined: shifted right from labels (the family's rule)
+  at::Tensor decoder_attention_mask;  // [B, T] int64; undefined = all ones (HF's default)
+  at::Tensor labels;                  // generation: [B, T] int64, -100 ignored; classification: [B]
+};
+
+struct Seq2SeqFlags {
+  bool hidden_states = false;
+  bool attentions = false;
+};
+
+// What a model says of itself (the binding's info()).
+struct Seq2SeqInfo {
+  std::string model_type;    // "bart" | "t5"
+  std::string architecture;  // "BartForConditionalGeneration", "BartForSequenceClassification", "T5ForConditionalGeneration"
+  std::string config_json;   // config.json as loaded
+  int64_t vocab_size = 0, d_model = 0, encoder_layers = 0, decoder_layers = 0, heads = 0, num_labels = 0;
+  int64_t pad_token_id = 0, eos_token_id = 0, decoder_start_token_id = 0;
+  int64_t num_parameters = 0;  // tied tensors once
+};
+
+class Seq2SeqImpl : public torch::nn::Module {
+ public:
+  virtual ~Seq2SeqImpl() = default;
+  // One eval-mode forward (no autograd) unless the caller enables grad; throws bp::Error (E_INVALID_ARG /
+  // E_SHAPE) naming the input for bad shapes or ids out of range.
+  virtual NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) = 0;
+  virtual Seq2SeqInfo info() const = 0;
+};
+
+// The families' loaders (bart.cc, t5.cc): the model of `dir` (config.json + model.safetensors) on `device`;
+// E_BAD_CONFIG / E_BAD_CHECKPOINT naming the file and the field or tensor. (Called by name, not registered
+// from static initialisers: the core is a static library, whose linker drops objects nothing references.)
+std::shared_ptr<Seq2SeqImpl> load_bart(const std::string& dir, const std::string& device);
+std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string& device);
+
+// The model of `dir` by its config.json model_type; E_BAD_CONFIG naming the types known for another.
+std::shared_ptr<Seq2SeqImpl> load_seq2seq(const std::string& dir, const std::string& device = "cpu");
+
+// The families read config.json with read_json_file (config.h) and their weights with read_weights
+// (checkpoint.h: model.safetensors, a sharded index or pytorch_model.bin), and load them with load_named.
+
+// Copies `weights` into `module`'s parameters and buffers by name: every parameter and buffer (register only
+// persistent ones) must be given with its shape, and no stored tensor may be left unused; E_BAD_CHECKPOINT
+// names the first missing, unexpected or misshapen tensor. `aliases` maps a module name to the stored name it
+// shares (e.g. "lm_head.weight" -> "model.shared.weight"); a stored tensor under an aliased module name (an
+// older checkpoint's own copy) is accepted and left, the tie wins.
+void load_named(torch::nn::Module& module, const NamedTensors& weights, const std::vector<std::pair<std::string, std::string>>& aliases,
+                const std::string& source);
+
+}  // namespace bp
