@@ -66,6 +66,29 @@ torch::nn::Module& container(torch::nn::Module& parent, const std::string& name)
   return *parent.register_module(name, std::make_shared<torch::nn::Module>(name));
 }
 
+// The config's sizes against the checkpoint before anything is allocated: a config asking for a huge model
+// (vocab_size 1e10, num_layers 1e8) next to a tiny checkpoint is refused, not built. load_named checks the rest.
+void check_sizes(const T5Config& c, const NamedTensors& weights, const std::string& config_path, const std::string& source) {
+  auto expect = [&](const std::string& name, std::vector<int64_t> shape, const std::string& fields) {
+    for (const auto& [key, t] : weights) {
+      if (key != name) continue;
+      if (t.sizes().vec() == shape) return;
+      throw Error("E_BAD_CONFIG", config_path + " (" + fields + ") implies '" + name + "' " + shape_str(shape) + " but " + source + " holds " +
+                                      shape_str(t.sizes().vec()));
+    }
+    throw Error("E_BAD_CHECKPOINT", source + " has no tensor '" + name + "' (" + fields + ")");
+  };
+  const int64_t inner = c.num_heads * c.d_kv;
+  expect("shared.weight", {c.vocab_size, c.d_model}, "vocab_size, d_model");
+  for (const auto& [stack, layers] : {std::pair<std::string, int64_t>{"encoder", c.num_layers}, {"decoder", c.num_decoder_layers}}) {
+    const auto last = stack + ".block." + std::to_string(layers - 1) + ".layer.0.SelfAttention.q.weight";
+    expect(last, {inner, c.d_model}, stack == "encoder" ? "num_layers, num_heads, d_kv" : "num_decoder_layers, num_heads, d_kv");
+    expect(stack + ".block.0.layer.0.SelfAttention.relative_attention_bias.weight", {c.relative_attention_num_buckets, c.num_heads},
+           "relative_attention_num_buckets, num_heads");
+    expect(stack + ".block.0.layer." + (stack == "encoder" ? "1" : "2") + ".DenseReluDense.wo.weight", {c.d_model, c.d_ff}, "d_model, d_ff");
+  }
+}
+
 }  // namespace
 
 T5Config T5Config::from_json(const nlohmann::json& j, const std::string& source) {
@@ -306,9 +329,11 @@ std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string& 
   const auto arch = j.value("architectures", nlohmann::json::array());
   if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
     throw Error("E_BAD_CONFIG", path + ": architecture " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
-  auto model = std::make_shared<T5Model>(T5Config::from_json(j, path), j.dump());
+  const auto config = T5Config::from_json(j, path);
   std::string source;
   const auto weights = read_weights(dir, &source);
+  check_sizes(config, weights, path, source);
+  auto model = std::make_shared<T5Model>(config, j.dump());
   load_named(*model, weights, model->tied_aliases(), source);
   model->to(parse_device(device));
   model->eval();
