@@ -294,7 +294,21 @@ t5Test('t5: a bad config, or one that disagrees with the weights, is refused nam
   }
 });
 
-t5Test('t5: ids outside the vocabulary, bad shapes and missing decoder inputs get coded errors; the model still works', async (t) => {
+t5Test('t5: without decoder_start_token_id (T5Config default None) labels cannot be shifted, decoder inputs still work', async (t) => {
+  const { dir, io, weights } = await fixture();
+  const tmp = modelCopy(dir, weights, (c) => delete c.decoder_start_token_id);
+  t.teardown(tmp.cleanup);
+  const model = await Seq2SeqModel.fromPretrained(tmp.path);
+  t.is(model.info.decoderStartTokenId, -1);
+  const err = await t.throwsAsync(model.forward(inputs(io)), { code: 'E_BAD_CONFIG' } as never);
+  t.true(err?.message.includes('decoder_start_token_id'), err?.message);
+  const out = await model.forward(inputs(io, { decoderInputIds: io.decoder_input_ids.data as BigInt64Array }));
+  expectClose(t, 'logits with explicit decoder inputs', out.logits, io.logits, ATOL);
+  expectClose(t, 'loss with explicit decoder inputs', out.loss, io.loss, ATOL);
+  model.dispose();
+});
+
+t5Test('t5: ids outside the vocabulary, a bad mask and missing decoder inputs get coded errors; the model still works', async (t) => {
   const { dir, io } = await fixture();
   const model = await Seq2SeqModel.fromPretrained(dir);
   const withId = (src: TensorData, at: number, v: bigint) => {
