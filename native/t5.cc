@@ -1,11 +1,343 @@
-// t5: not implemented yet (issue 18 in progress): load_seq2seq refuses the family with a coded error.
+// T5ForConditionalGeneration as transformers 4.4.2 computes it (t5.h; semantics in ../shared/fixtures/README.md).
+#include "t5.h"
+
+#include <cmath>
+
+#include "checkpoint.h"
+#include "config.h"
 #include "errors.h"
-#include "seq2seq.h"
 
 namespace bp {
 
-std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string&) {
-  throw Error("E_BAD_CONFIG", dir + "/config.json: model_type 't5' is not supported yet");
+namespace {
+
+[[noreturn]] void bad_config(const std::string& source, const std::string& what) {
+  throw Error("E_BAD_CONFIG", "invalid config " + source + ": " + what);
+}
+
+// A required positive size: a config without it cannot say how big the model is.
+int64_t size_field(const nlohmann::json& j, const char* key, const std::string& source, int64_t def = -1) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (def >= 0) return def;
+    bad_config(source, std::string("field '") + key + "' is missing");
+  }
+  if (!j[key].is_number_integer() || j[key].get<int64_t>() < 1)
+    bad_config(source, std::string("field '") + key + "' must be a positive integer, got " + j[key].dump());
+  return j[key].get<int64_t>();
+}
+
+int64_t id_field(const nlohmann::json& j, const char* key, const std::string& source, int64_t def) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0)
+    bad_config(source, std::string("field '") + key + "' must be a token id (an integer >= 0), got " + j[key].dump());
+  return j[key].get<int64_t>();
+}
+
+// Attention bias of a 0/1 mask [B, K] -> [B, 1, 1, K]: (1 - mask) * fill, as 4.4.2 (-10000 for self-attention,
+// -1e9 for cross-attention).
+at::Tensor mask_bias(const at::Tensor& mask, double fill) { return mask.to(at::kFloat).neg().add(1.0).mul(fill).unsqueeze(1).unsqueeze(1); }
+
+// Checks an id tensor: [B, T] with B = `batch` (when >= 0) and every id in [0, vocab) (or -100 when `ignore`).
+void check_ids(const at::Tensor& t, const char* name, int64_t batch, int64_t vocab, bool ignore = false) {
+  if (t.dim() != 2 || t.size(0) < 1 || t.size(1) < 1 || (batch >= 0 && t.size(0) != batch))
+    throw Error("E_SHAPE", std::string(name) + " is " + shape_str(t.sizes().vec()) + ", expected [" + (batch >= 0 ? std::to_string(batch) : "batch") +
+                               ", length >= 1]");
+  const auto ids = t.to(at::kLong);
+  auto bad = ids.lt(0).logical_or(ids.ge(vocab));
+  if (ignore) bad = bad.logical_and(ids.ne(-100));
+  if (bad.any().item<bool>()) {
+    const auto pos = bad.flatten().nonzero()[0].item<int64_t>();
+    throw Error("E_INVALID_ARG", std::string(name) + "[" + std::to_string(pos / t.size(1)) + "][" + std::to_string(pos % t.size(1)) + "] is " +
+                                     std::to_string(ids.flatten()[pos].item<int64_t>()) + ", outside the vocabulary [0, " + std::to_string(vocab) + ")" +
+                                     (ignore ? " (or -100, ignored)" : ""));
+  }
+}
+
+void check_mask(const at::Tensor& m, const char* name, const at::Tensor& like) {
+  if (m.sizes() != like.sizes()) throw Error("E_SHAPE", std::string(name) + " is " + shape_str(m.sizes().vec()) + ", expected " + shape_str(like.sizes().vec()));
+  if (m.ne(0).logical_and(m.ne(1)).any().item<bool>()) throw Error("E_INVALID_ARG", std::string(name) + " must hold only 0 and 1");
+}
+
+// The plain container module `name` under `parent`, made on first use: HF's "layer", "0", "DenseReluDense"
+// hold no weights of their own, they only make the state-dict names.
+torch::nn::Module& container(torch::nn::Module& parent, const std::string& name) {
+  for (const auto& child : parent.named_children())
+    if (child.key() == name) return *child.value();
+  return *parent.register_module(name, std::make_shared<torch::nn::Module>(name));
+}
+
+// The config's sizes against the checkpoint before anything is allocated: a config asking for a huge model
+// (vocab_size 1e10, num_layers 1e8) next to a tiny checkpoint is refused, not built. load_named checks the rest.
+void check_sizes(const T5Config& c, const NamedTensors& weights, const std::string& config_path, const std::string& source) {
+  auto expect = [&](const std::string& name, std::vector<int64_t> shape, const std::string& fields) {
+    for (const auto& [key, t] : weights) {
+      if (key != name) continue;
+      if (t.sizes().vec() == shape) return;
+      throw Error("E_BAD_CONFIG", config_path + " (" + fields + ") implies '" + name + "' " + shape_str(shape) + " but " + source + " holds " +
+                                      shape_str(t.sizes().vec()));
+    }
+    throw Error("E_BAD_CHECKPOINT", source + " has no tensor '" + name + "' (" + fields + ")");
+  };
+  const int64_t inner = c.num_heads * c.d_kv;
+  expect("shared.weight", {c.vocab_size, c.d_model}, "vocab_size, d_model");
+  for (const auto& [stack, layers] : {std::pair<std::string, int64_t>{"encoder", c.num_layers}, {"decoder", c.num_decoder_layers}}) {
+    const auto last = stack + ".block." + std::to_string(layers - 1) + ".layer.0.SelfAttention.q.weight";
+    expect(last, {inner, c.d_model}, stack == "encoder" ? "num_layers, num_heads, d_kv" : "num_decoder_layers, num_heads, d_kv");
+    expect(stack + ".block.0.layer.0.SelfAttention.relative_attention_bias.weight", {c.relative_attention_num_buckets, c.num_heads},
+           "relative_attention_num_buckets, num_heads");
+    expect(stack + ".block.0.layer." + (stack == "encoder" ? "1" : "2") + ".DenseReluDense.wo.weight", {c.d_model, c.d_ff}, "d_model, d_ff");
+  }
+}
+
+}  // namespace
+
+T5Config T5Config::from_json(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) bad_config(source, "not a JSON object");
+  T5Config c;
+  c.raw = j;
+  c.vocab_size = size_field(j, "vocab_size", source);
+  c.d_model = size_field(j, "d_model", source);
+  c.d_kv = size_field(j, "d_kv", source);
+  c.d_ff = size_field(j, "d_ff", source);
+  c.num_layers = size_field(j, "num_layers", source);
+  c.num_decoder_layers = size_field(j, "num_decoder_layers", source, c.num_layers);  // T5Config: num_layers when absent
+  c.num_heads = size_field(j, "num_heads", source);
+  c.relative_attention_num_buckets = size_field(j, "relative_attention_num_buckets", source, 32);
+  // Fewer than 4 buckets leave no exact bucket (max_exact 0) and 4.4.2's log bucket divides by zero.
+  if (c.relative_attention_num_buckets < 4) bad_config(source, "field 'relative_attention_num_buckets' must be at least 4");
+  if (j.contains("layer_norm_epsilon") && !j["layer_norm_epsilon"].is_null()) {
+    if (!j["layer_norm_epsilon"].is_number() || !(j["layer_norm_epsilon"].get<double>() >= 0))
+      bad_config(source, "field 'layer_norm_epsilon' must be a number >= 0, got " + j["layer_norm_epsilon"].dump());
+    c.layer_norm_epsilon = j["layer_norm_epsilon"].get<double>();
+  }
+  const auto ff = j.value("feed_forward_proj", nlohmann::json("relu"));
+  if (ff != "relu" && ff != "gated-gelu") bad_config(source, "field 'feed_forward_proj' must be \"relu\" or \"gated-gelu\" (as 4.4.2), got " + ff.dump());
+  c.gated_gelu = ff == "gated-gelu";
+  const auto tie = j.value("tie_word_embeddings", nlohmann::json(true));
+  if (!tie.is_boolean()) bad_config(source, "field 'tie_word_embeddings' must be a boolean, got " + tie.dump());
+  c.tie_word_embeddings = tie.get<bool>();
+  c.pad_token_id = id_field(j, "pad_token_id", source, 0);
+  c.eos_token_id = id_field(j, "eos_token_id", source, 1);
+  c.decoder_start_token_id = id_field(j, "decoder_start_token_id", source, -1);
+  for (const auto& [key, id] : {std::pair<const char*, int64_t>{"pad_token_id", c.pad_token_id}, {"eos_token_id", c.eos_token_id},
+                                {"decoder_start_token_id", c.decoder_start_token_id}})
+    if (id >= c.vocab_size) bad_config(source, std::string("field '") + key + "' is " + std::to_string(id) + ", outside the vocabulary");
+  return c;
+}
+
+at::Tensor t5_relative_buckets(const at::Tensor& rel_in, bool bidirectional, int64_t num_buckets) {
+  auto rel = rel_in.to(at::kLong);
+  auto buckets = at::zeros_like(rel);
+  int64_t n = num_buckets;
+  if (bidirectional) {
+    n /= 2;
+    buckets = buckets.add(rel.gt(0).to(at::kLong).mul(n));
+    rel = rel.abs();
+  } else {
+    rel = rel.clamp_max(0).neg();
+  }
+  const int64_t exact = n / 2;
+  // Far positions share log-spaced buckets up to max_distance 128 (hard-coded in 4.4.2); float32 as there.
+  auto large = rel.to(at::kFloat).div(static_cast<double>(exact)).log().div(std::log(128.0 / static_cast<double>(exact))).mul(static_cast<double>(n - exact));
+  large = large.to(at::kLong).add(exact).clamp_max(n - 1);
+  return buckets.add(at::where(rel.lt(exact), rel, large));
+}
+
+T5LayerNormImpl::T5LayerNormImpl(int64_t dim, double eps_) : eps(eps_) { weight = register_parameter("weight", at::ones({dim})); }
+
+at::Tensor T5LayerNormImpl::forward(const at::Tensor& x) const {
+  const auto variance = x.to(at::kFloat).pow(2).mean(-1, /*keepdim=*/true);
+  return weight.mul(x.mul(variance.add(eps).rsqrt()));
+}
+
+T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool bidirectional_)
+    : heads(c.num_heads), d_kv(c.d_kv), buckets(c.relative_attention_num_buckets), bidirectional(bidirectional_) {
+  const int64_t inner = c.num_heads * c.d_kv;
+  q = register_module("q", Linear(c.d_model, inner, false));
+  k = register_module("k", Linear(c.d_model, inner, false));
+  v = register_module("v", Linear(c.d_model, inner, false));
+  o = register_module("o", Linear(inner, c.d_model, false));
+  if (has_relative_bias) relative_attention_bias = register_module("relative_attention_bias", Embedding(buckets, heads));
+}
+
+at::Tensor T5AttentionImpl::compute_bias(int64_t q_len, int64_t k_len) const {
+  const auto opts = at::TensorOptions().dtype(at::kLong).device(relative_attention_bias->weight.device());
+  const auto rel = at::arange(k_len, opts).unsqueeze(0).sub(at::arange(q_len, opts).unsqueeze(1));
+  const auto b = relative_attention_bias->forward(t5_relative_buckets(rel, bidirectional, buckets));  // [q, k, H]
+  return b.permute({2, 0, 1}).unsqueeze(0);
+}
+
+at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, at::Tensor* probs) const {
+  const int64_t B = x.size(0), Tq = x.size(1), Tk = kv.size(1);
+  auto split = [&](const at::Tensor& t, int64_t len) { return t.view({B, len, heads, d_kv}).transpose(1, 2); };
+  const auto scores = at::matmul(split(q->forward(x), Tq), split(k->forward(kv), Tk).transpose(-1, -2)).add(bias);
+  const auto p = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
+  if (probs) *probs = p;
+  return o->forward(at::matmul(p, split(v->forward(kv), Tk)).transpose(1, 2).reshape({B, Tq, heads * d_kv}));
+}
+
+T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias) {
+  auto& layers = container(*this, "layer");
+  auto& l0 = container(layers, "0");
+  self_attn = l0.register_module("SelfAttention", T5Attention(c, has_relative_bias, !decoder));
+  self_norm = l0.register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+  if (decoder) {
+    auto& l1 = container(layers, "1");
+    cross_attn = l1.register_module("EncDecAttention", T5Attention(c, false, true));
+    cross_norm = l1.register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+  }
+  auto& lf = container(layers, decoder ? "2" : "1");
+  // 4.4.2 names the FFN DenseReluDense whichever activation it has.
+  auto& dense = container(lf, "DenseReluDense");
+  if (c.gated_gelu) {
+    wi_0 = dense.register_module("wi_0", Linear(c.d_model, c.d_ff, false));
+    wi_1 = dense.register_module("wi_1", Linear(c.d_model, c.d_ff, false));
+  } else {
+    wi = dense.register_module("wi", Linear(c.d_model, c.d_ff, false));
+  }
+  wo = dense.register_module("wo", Linear(c.d_ff, c.d_model, false));
+  ffn_norm = lf.register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+}
+
+at::Tensor T5BlockImpl::ffn(const at::Tensor& x) const {
+  // gated-gelu: 4.4.2's T5DenseGatedGeluDense uses gelu_new (the tanh approximation).
+  if (wi_0) return wo->forward(at::gelu(wi_0->forward(x), "tanh").mul(wi_1->forward(x)));
+  return wo->forward(at::relu(wi->forward(x)));
+}
+
+at::Tensor T5BlockImpl::forward(const at::Tensor& x_in, const at::Tensor& self_bias, const at::Tensor& enc, const at::Tensor& cross_bias,
+                                at::Tensor* self_probs, at::Tensor* cross_probs) const {
+  auto h = self_norm->forward(x_in);
+  auto x = x_in.add(self_attn->forward(h, h, self_bias, self_probs));
+  if (cross_attn) x = x.add(cross_attn->forward(cross_norm->forward(x), enc, cross_bias, cross_probs));
+  return x.add(ffn(ffn_norm->forward(x)));
+}
+
+T5StackImpl::T5StackImpl(const T5Config& c, bool decoder) {
+  const int64_t L = decoder ? c.num_decoder_layers : c.num_layers;
+  auto& list = container(*this, "block");
+  for (int64_t i = 0; i < L; ++i) blocks.push_back(list.register_module(std::to_string(i), T5Block(c, decoder, i == 0)));
+  final_layer_norm = register_module("final_layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
+}
+
+T5StackImpl::Out T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor& bias, const at::Tensor& enc, const at::Tensor& cross_bias,
+                                      const Seq2SeqFlags& flags) const {
+  Out out;
+  auto x = embeds;
+  for (const auto& block : blocks) {
+    if (flags.hidden_states) out.hidden.push_back(x);
+    at::Tensor sp, cp;
+    x = block->forward(x, bias, enc, cross_bias, flags.attentions ? &sp : nullptr, flags.attentions && enc.defined() ? &cp : nullptr);
+    if (flags.attentions) {
+      out.self_probs.push_back(sp);
+      if (cp.defined()) out.cross_probs.push_back(cp);
+    }
+  }
+  // HF's last hidden state is the final norm's output; the last block's raw output is not exposed.
+  out.last = final_layer_norm->forward(x);
+  if (flags.hidden_states) out.hidden.push_back(out.last);
+  return out;
+}
+
+T5Model::T5Model(const T5Config& c, std::string json) : config(c), config_json(std::move(json)) {
+  shared = register_module("shared", Embedding(c.vocab_size, c.d_model));
+  encoder = register_module("encoder", T5Stack(c, false));
+  decoder = register_module("decoder", T5Stack(c, true));
+  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", Linear(c.d_model, c.vocab_size, false));
+}
+
+std::vector<std::pair<std::string, std::string>> T5Model::tied_aliases() const {
+  std::vector<std::pair<std::string, std::string>> a = {{"encoder.embed_tokens.weight", "shared.weight"}, {"decoder.embed_tokens.weight", "shared.weight"}};
+  if (config.tie_word_embeddings) a.emplace_back("lm_head.weight", "shared.weight");
+  return a;
+}
+
+at::Tensor T5Model::shift_right(const at::Tensor& labels) const {
+  if (config.decoder_start_token_id < 0)
+    throw Error("E_BAD_CONFIG", "config.json has no decoder_start_token_id: decoder inputs cannot be derived from labels (pass decoderInputIds)");
+  auto shifted = at::full_like(labels, config.decoder_start_token_id);
+  shifted.narrow(1, 1, labels.size(1) - 1).copy_(labels.narrow(1, 0, labels.size(1) - 1));
+  return shifted.masked_fill(shifted.eq(-100), config.pad_token_id);
+}
+
+NamedTensors T5Model::forward(const Seq2SeqBatch& in, const Seq2SeqFlags& flags) {
+  const int64_t V = config.vocab_size;
+  if (!in.input_ids.defined()) throw Error("E_INVALID_ARG", "input_ids is required");
+  check_ids(in.input_ids, "input_ids", -1, V);
+  const int64_t B = in.input_ids.size(0);
+  if (in.labels.defined()) check_ids(in.labels, "labels", B, V, /*ignore=*/true);
+  if (in.decoder_input_ids.defined()) check_ids(in.decoder_input_ids, "decoder_input_ids", B, V);
+  if (!in.decoder_input_ids.defined() && !in.labels.defined()) throw Error("E_INVALID_ARG", "T5 needs decoder_input_ids or labels (to shift right)");
+  if (in.labels.defined() && in.decoder_input_ids.defined() && in.labels.sizes() != in.decoder_input_ids.sizes())
+    throw Error("E_SHAPE", "labels is " + shape_str(in.labels.sizes().vec()) + " but decoder_input_ids is " + shape_str(in.decoder_input_ids.sizes().vec()));
+  if (in.attention_mask.defined()) check_mask(in.attention_mask, "attention_mask", in.input_ids);
+
+  const auto dev = shared->weight.device();
+  const auto ids = in.input_ids.to(dev, at::kLong);
+  const auto dec_ids = (in.decoder_input_ids.defined() ? in.decoder_input_ids : shift_right(in.labels.to(at::kLong))).to(dev, at::kLong);
+  if (in.decoder_attention_mask.defined()) check_mask(in.decoder_attention_mask, "decoder_attention_mask", dec_ids);
+  const int64_t S = ids.size(1), T = dec_ids.size(1);
+  const auto enc_mask = in.attention_mask.defined() ? in.attention_mask.to(dev) : at::ones({B, S}, ids.options());
+  const auto dec_mask = in.decoder_attention_mask.defined() ? in.decoder_attention_mask.to(dev) : at::ones({B, T}, ids.options());
+
+  // Block 0's position bias plus the mask, computed once per stack and added by every block (as 4.4.2 passes it on).
+  const auto enc_bias = encoder->blocks[0]->self_attn->compute_bias(S, S).add(mask_bias(enc_mask, -10000.0));
+  const auto causal = at::ones({T, T}, ids.options()).tril().unsqueeze(0).mul(dec_mask.unsqueeze(1));  // [B, T, T]
+  const auto dec_bias = decoder->blocks[0]->self_attn->compute_bias(T, T).add(causal.to(at::kFloat).neg().add(1.0).mul(-10000.0).unsqueeze(1));
+  const auto cross_bias = mask_bias(enc_mask, -1e9);
+
+  const auto enc = encoder->forward(shared->forward(ids), enc_bias, at::Tensor(), at::Tensor(), flags);
+  const auto dec = decoder->forward(shared->forward(dec_ids), dec_bias, enc.last, cross_bias, flags);
+  // Tied head: 4.4.2 scales the decoder output by d_model^-0.5 first (only when tied).
+  const auto logits = lm_head ? lm_head->forward(dec.last) : at::linear(dec.last.mul(std::pow(static_cast<double>(config.d_model), -0.5)), shared->weight);
+
+  NamedTensors out{{"logits", logits}};
+  if (in.labels.defined())
+    out.emplace_back("loss", at::cross_entropy_loss(logits.reshape({-1, V}), in.labels.to(dev, at::kLong).reshape({-1}), {}, at::Reduction::Mean, -100));
+  out.emplace_back("encoder_last_hidden_state", enc.last);
+  auto add = [&](const std::string& prefix, const std::vector<at::Tensor>& ts) {
+    for (size_t i = 0; i < ts.size(); ++i) out.emplace_back(prefix + "." + std::to_string(i), ts[i]);
+  };
+  add("encoder_hidden_states", enc.hidden);
+  add("decoder_hidden_states", dec.hidden);
+  add("encoder_attentions", enc.self_probs);
+  add("decoder_attentions", dec.self_probs);
+  add("cross_attentions", dec.cross_probs);
+  return out;
+}
+
+Seq2SeqInfo T5Model::info() const {
+  Seq2SeqInfo i;
+  i.model_type = "t5";
+  i.architecture = "T5ForConditionalGeneration";
+  i.config_json = config_json;
+  i.vocab_size = config.vocab_size;
+  i.d_model = config.d_model;
+  i.encoder_layers = config.num_layers;
+  i.decoder_layers = config.num_decoder_layers;
+  i.heads = config.num_heads;
+  i.pad_token_id = config.pad_token_id;
+  i.eos_token_id = config.eos_token_id;
+  i.decoder_start_token_id = config.decoder_start_token_id;
+  for (const auto& p : parameters()) i.num_parameters += p.numel();
+  return i;
+}
+
+std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string& device) {
+  const auto path = dir + "/config.json";
+  const auto j = read_json_file(path, "E_BAD_CONFIG", "config");
+  const auto arch = j.value("architectures", nlohmann::json::array());
+  if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
+    throw Error("E_BAD_CONFIG", path + ": architecture " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
+  const auto config = T5Config::from_json(j, path);
+  std::string source;
+  const auto weights = read_weights(dir, &source);
+  check_sizes(config, weights, path, source);
+  auto model = std::make_shared<T5Model>(config, j.dump());
+  load_named(*model, weights, model->tied_aliases(), source);
+  model->to(parse_device(device));
+  model->eval();
+  return model;
 }
 
 }  // namespace bp
