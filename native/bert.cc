@@ -92,8 +92,6 @@ EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, int64_t padding_idx_) : p
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) const { return at::embedding(weight, ids, padding_idx); }
 
-namespace {
-
 at::Tensor activation(const at::Tensor& x, const std::string& act) {
   if (act == "gelu") return at::gelu(x);  // exact erf GELU, as HF's "gelu"
   if (act == "gelu_new" || act == "gelu_pytorch_tanh") return at::gelu(x, "tanh");
@@ -102,8 +100,6 @@ at::Tensor activation(const at::Tensor& x, const std::string& act) {
   if (act == "tanh") return at::tanh(x);
   throw Error("E_BAD_CONFIG", "unsupported hidden_act '" + act + "'");
 }
-
-}  // namespace
 
 // Registers `m` at a dotted path under `root`, creating the plain container modules on the way: the family
 // table says where each module lives ("attention.self.query" or "attention.q_lin").

@@ -26,6 +26,9 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 // Inference uses one fused q/k/v product per layer (default on); off only to measure what it brings.
 void set_fused_qkv(bool on);
 
+// HF's ACT2FN by name ("gelu" = exact erf GELU, "gelu_new", "relu", "silu", "tanh"); E_BAD_CONFIG for others.
+at::Tensor activation(const at::Tensor& x, const std::string& act);
+
 // A linear layer y = x W^T + b held as plain parameters ("weight" [out, in], "bias" [out]).
 // Mirrors torch.nn.Linear; kept our own so the pruning core can swap in masked variants.
 // When patched (pruning), `mask` holds the scores and method: the layer computes with W * M.
