@@ -11,6 +11,18 @@
 
 namespace bp {
 
+std::unique_ptr<DecoderCache> Seq2SeqImpl::start(const at::Tensor&, const at::Tensor&) {
+  throw Error("E_INVALID_ARG", "a " + info().architecture + " does not generate text");
+}
+
+at::Tensor Seq2SeqImpl::step(DecoderCache&, const at::Tensor&, int64_t) {
+  throw Error("E_INVALID_ARG", "a " + info().architecture + " does not generate text");
+}
+
+void Seq2SeqImpl::select(DecoderCache&, const at::Tensor&) {
+  throw Error("E_INVALID_ARG", "a " + info().architecture + " does not generate text");
+}
+
 std::shared_ptr<Seq2SeqImpl> load_seq2seq(const std::string& dir, const std::string& device) {
   const auto path = dir + "/config.json";
   const nlohmann::json j = read_json_file(path, "E_BAD_CONFIG", "config");

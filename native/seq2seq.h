@@ -46,9 +46,27 @@ struct Seq2SeqInfo {
   int64_t num_parameters = 0;  // tied tensors once
 };
 
+// What incremental decoding keeps between steps: the family's own (the encoder output and its mask, the
+// cross-attention keys and values computed once, the self-attention keys and values of the steps so far).
+struct DecoderCache {
+  virtual ~DecoderCache() = default;
+};
+
 class Seq2SeqImpl : public torch::nn::Module {
  public:
   virtual ~Seq2SeqImpl() = default;
+
+  // Incremental decoding, what generation (native/generate.h) drives; eval mode, no autograd. The defaults
+  // refuse (E_INVALID_ARG: a classification model does not generate).
+  // start: runs the encoder on [N, S] ids and mask (undefined = all ones); the cache holds N rows.
+  virtual std::unique_ptr<DecoderCache> start(const at::Tensor& input_ids, const at::Tensor& attention_mask);
+  // step: one token per row ([N] int64) at decoder position `position` (0 = the decoder start token); appends
+  // to the cache and returns the next-token logits [N, vocab] exactly as forward() would give them at that
+  // position (final_logits_bias, T5's d_model^-0.5 scaling included; no generation processing).
+  virtual at::Tensor step(DecoderCache& cache, const at::Tensor& tokens, int64_t position);
+  // select: keeps the cache rows `index` ([N'] int64) in that order (beams expanded after start, or reordered).
+  virtual void select(DecoderCache& cache, const at::Tensor& index);
+
   // One eval-mode forward (no autograd) unless the caller enables grad; throws bp::Error (E_INVALID_ARG /
   // E_SHAPE) naming the input for bad shapes or ids out of range.
   virtual NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) = 0;
