@@ -53,6 +53,8 @@ export const TOKENIZER_FAMILIES: Readonly<Record<string, TokenizerFamily>> = {
   distilbert: { name: 'distilbert', model: 'WordPiece', pairSeparators: 1, secondTypeId: 0, specials: BERT_SPECIALS, tokenizerClasses: ['DistilBertTokenizer'] },
   // RoBERTa has one token type: create_token_type_ids_from_sequences gives zeros for both sequences.
   roberta: { name: 'roberta', model: 'BPE', pairSeparators: 2, secondTypeId: 0, specials: ROBERTA_SPECIALS, tokenizerClasses: ['RobertaTokenizer'] },
+  // BART's tokenizer is RoBERTa's (the GPT-2 byte-level BPE, `<s> A </s></s> B </s>`): BartTokenizer subclasses it.
+  bart: { name: 'bart', model: 'BPE', pairSeparators: 2, secondTypeId: 0, specials: ROBERTA_SPECIALS, tokenizerClasses: ['BartTokenizer'] },
   'xlm-roberta': { name: 'xlm-roberta', model: 'Unigram', pairSeparators: 2, secondTypeId: 0, specials: ROBERTA_SPECIALS, tokenizerClasses: ['XLMRobertaTokenizer'] },
 };
 

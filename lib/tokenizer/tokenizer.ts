@@ -188,6 +188,22 @@ export class PreTrainedTokenizer {
     return this.tk.id_to_token(id);
   }
 
+  /**
+   * The text of token ids (HF `decode`): the tokenizer's decoder (byte-level BPE bytes back to text, WordPiece's
+   * `##` joined, Metaspace's `▁` as spaces); `skipSpecialTokens` drops the special tokens (`<s>`, `</s>`,
+   * `<pad>`, `[CLS]` ...), as generation pipelines do. Ids outside the vocabulary are E_INVALID_ARG.
+   */
+  decode(ids: ArrayLike<number | bigint>, options: { skipSpecialTokens?: boolean } = {}): string {
+    const o = v.options('options', options, ['skipSpecialTokens']);
+    if (o.skipSpecialTokens !== undefined) v.boolean('options.skipSpecialTokens', o.skipSpecialTokens);
+    const list = Array.from(ids as ArrayLike<number>, (x, i) => {
+      const id = Number(x);
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new TokenizerError('E_INVALID_ARG', `decode: ids[${i}] = ${String(x)} is not a token id (0..${this.vocabSize - 1})`);
+      return id;
+    });
+    return this.tk.decode(list, { skip_special_tokens: o.skipSpecialTokens === true });
+  }
+
   // -------------------------------------------------------------------------------------------------------
   // Encoding
   // -------------------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ test('the family and the files must agree; unknown classes and bad files are nam
   t.is((mismatch as TokenizerError).code, 'E_BAD_TOKENIZER');
   t.regex(mismatch!.message, /model_type 'roberta' needs a BPE tokenizer but the files hold a WordPiece model/);
   const cls = t.throws(() => AutoTokenizer.fromDir(dirWith({ ...bpeFiles, 'tokenizer_config.json': { tokenizer_class: 'GPT2Tokenizer' } })));
-  t.regex(cls!.message, /tokenizer_class 'GPT2Tokenizer' is not supported; supported: BertTokenizer, DistilBertTokenizer, RobertaTokenizer, XLMRobertaTokenizer/);
+  t.regex(cls!.message, /tokenizer_class 'GPT2Tokenizer' is not supported; supported: BertTokenizer, DistilBertTokenizer, RobertaTokenizer, BartTokenizer, XLMRobertaTokenizer/);
   // A model_type without a tokenizer family of its own: the files decide.
   t.is(AutoTokenizer.fromDir(dirWith({ 'vocab.txt': vocabTxt, 'config.json': { model_type: 'electra' } })).family, 'bert');
   t.is(code(() => AutoTokenizer.fromDir(dirWith({ ...bpeFiles, 'merges.txt': '#version: 0.2\nh i j\n' }))), 'E_BAD_TOKENIZER');
@@ -107,4 +107,32 @@ test('PreTrainedTokenizer: the family is a table entry or its name, else the mod
   t.is(code(() => new PreTrainedTokenizer(json, { family: 'gpt2' })), 'E_INVALID_ARG');
   t.is(code(() => new PreTrainedTokenizer(json, { family: { name: 'x' } as never })), 'E_INVALID_ARG');
   t.is(code(() => new PreTrainedTokenizer(json, { family: 'bert' })), 'E_BAD_TOKENIZER'); // a BPE model is not WordPiece
+});
+
+test('BART: model_type or BartTokenizerFast gives RoBERTa byte-level BPE and layout; decode gives the text back', (t) => {
+  for (const clue of [{ 'config.json': { model_type: 'bart' } }, { 'tokenizer_config.json': { tokenizer_class: 'BartTokenizerFast' } }]) {
+    const tk = AutoTokenizer.fromDir(dirWith({ ...bpeFiles, ...clue }));
+    t.is(tk.family, 'bart');
+    const e = tk.encode('hi hi', 'hi');
+    // <s> hi Ġhi </s></s> hi </s>, one token type.
+    t.deepEqual(Array.from(e.inputIds), [0, 6, 8, 2, 2, 6, 2]);
+    t.deepEqual(Array.from(e.tokenTypeIds), [0, 0, 0, 0, 0, 0, 0]);
+    t.is(tk.decode(e.inputIds), '<s>hi hi</s></s>hi</s>');
+    t.is(tk.decode(e.inputIds, { skipSpecialTokens: true }), 'hi hihi');
+  }
+});
+
+test('decode: every family maps ids back to text; special tokens dropped on request; bad ids and options are coded errors', (t) => {
+  const bert = AutoTokenizer.fromDir(dirWith({ 'vocab.txt': vocabTxt }));
+  const ids = bert.encode('hello', 'world').inputIds;
+  t.is(bert.decode(ids), '[CLS] hello [SEP] world [SEP]');
+  t.is(bert.decode(ids, { skipSpecialTokens: true }), 'hello world');
+  t.is(bert.decode(BigInt64Array.from([5n, 6n])), 'hello world');
+  t.throws(() => bert.decode([5, 99]), { code: 'E_INVALID_ARG', message: /ids\[1\] = 99 is not a token id/ });
+  t.throws(() => bert.decode([5, -1]), { code: 'E_INVALID_ARG' });
+  t.throws(() => bert.decode([5.5]), { code: 'E_INVALID_ARG' });
+  t.throws(() => bert.decode([5], { skipSpecialTokens: 'yes' } as never), { code: 'E_INVALID_ARG', message: /skipSpecialTokens/ });
+  t.throws(() => bert.decode([5], { skip_special_tokens: true } as never), { code: 'E_INVALID_ARG' });
+  const roberta = AutoTokenizer.fromDir(dirWith(bpeFiles));
+  t.is(roberta.decode(roberta.encode('hi hi').inputIds, { skipSpecialTokens: true }), 'hi hi');
 });
