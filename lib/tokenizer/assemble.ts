@@ -83,13 +83,13 @@ function truncatePair(
   throw new TokenizerError('E_INVALID_ARG', `unknown truncation strategy ${String(strategy)}`);
 }
 
-/** The special tokens around one sequence (2) or a pair (3 for BERT, 4 for RoBERTa). */
+/** The special tokens around one sequence (2; 1 for T5) or a pair (3 for BERT, 4 for RoBERTa, 2 for T5). */
 export function specialCount(layout: SpecialLayout, pair: boolean): number {
-  return pair ? 2 + layout.pairSeparators : 2;
+  return (layout.clsId === null ? 0 : 1) + 1 + (pair ? layout.pairSeparators : 0);
 }
 
 /**
- * `cls a sep` or `cls a sep [sep] b sep` from ids without special tokens, truncated as `opts` says. Token types:
+ * `cls a sep` or `cls a sep [sep] b sep` (no `cls` for T5) from ids without special tokens, truncated as `opts` says. Token types:
  * 0 up to the separators after `a`, then the layout's type of the second sequence.
  */
 export function assembleIds(idsA: number[], idsB: number[] | null, opts: EncodeOptions, layout: SpecialLayout): Encoded {
@@ -109,7 +109,7 @@ export function assembleIds(idsA: number[], idsB: number[] | null, opts: EncodeO
   }
   const inputIds: number[] = [];
   const tokenTypeIds: number[] = [];
-  if (addSpecial) inputIds.push(clsId);
+  if (addSpecial && clsId !== null) inputIds.push(clsId);
   for (const id of a) inputIds.push(id);
   if (addSpecial) inputIds.push(sepId);
   const nFirst = inputIds.length;

@@ -14,7 +14,8 @@ export type TokenizerModelKind = 'WordPiece' | 'BPE' | 'Unigram';
 
 /** Where the special tokens go and which token types the two sequences get. */
 export interface SpecialLayout {
-  clsId: number;
+  /** The start token (BERT's `[CLS]`, RoBERTa's `<s>`); null for families without one (T5: `A </s>`). */
+  clsId: number | null;
   sepId: number;
   /** Separators between the two sequences of a pair: 1 for BERT (`[SEP]`), 2 for RoBERTa (`</s></s>`). */
   pairSeparators: 1 | 2;
@@ -34,7 +35,7 @@ export interface TokenizerFamily {
   readonly tokenizerClasses: readonly string[];
 }
 
-/** The special tokens' names (tokenizer_config.json's `unk_token`, `cls_token` ...). */
+/** The special tokens' names (tokenizer_config.json's `unk_token`, `cls_token` ...); '' where a family has none. */
 export interface SpecialNames {
   unk: string;
   cls: string;
@@ -45,6 +46,8 @@ export interface SpecialNames {
 
 export const BERT_SPECIALS: Readonly<SpecialNames> = { unk: '[UNK]', cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', mask: '[MASK]' };
 export const ROBERTA_SPECIALS: Readonly<SpecialNames> = { unk: '<unk>', cls: '<s>', sep: '</s>', pad: '<pad>', mask: '<mask>' };
+/** T5 has no start token and no mask token (an empty name: none). */
+export const T5_SPECIALS: Readonly<SpecialNames> = { unk: '<unk>', cls: '', sep: '</s>', pad: '<pad>', mask: '' };
 
 export const TOKENIZER_FAMILIES: Readonly<Record<string, TokenizerFamily>> = {
   bert: { name: 'bert', model: 'WordPiece', pairSeparators: 1, secondTypeId: 1, specials: BERT_SPECIALS, tokenizerClasses: ['BertTokenizer'] },
@@ -55,6 +58,8 @@ export const TOKENIZER_FAMILIES: Readonly<Record<string, TokenizerFamily>> = {
   roberta: { name: 'roberta', model: 'BPE', pairSeparators: 2, secondTypeId: 0, specials: ROBERTA_SPECIALS, tokenizerClasses: ['RobertaTokenizer'] },
   // BART's tokenizer is RoBERTa's (the GPT-2 byte-level BPE, `<s> A </s></s> B </s>`): BartTokenizer subclasses it.
   bart: { name: 'bart', model: 'BPE', pairSeparators: 2, secondTypeId: 0, specials: ROBERTA_SPECIALS, tokenizerClasses: ['BartTokenizer'] },
+  // T5: SentencePiece Unigram, `A </s>` and `A </s> B </s>`, no start token, one token type.
+  t5: { name: 't5', model: 'Unigram', pairSeparators: 1, secondTypeId: 0, specials: T5_SPECIALS, tokenizerClasses: ['T5Tokenizer'] },
   'xlm-roberta': { name: 'xlm-roberta', model: 'Unigram', pairSeparators: 2, secondTypeId: 0, specials: ROBERTA_SPECIALS, tokenizerClasses: ['XLMRobertaTokenizer'] },
 };
 

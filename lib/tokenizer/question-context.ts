@@ -56,6 +56,8 @@ export function questionContextWindows(
 ): QuestionContextWindow[] {
   const { maxLength, docStride, maxQuestionLength } = opts;
   const { clsId, sepId } = layout;
+  // Extractive QA puts the question after a start token whose logits mean "no answer" (HF's cls_index).
+  if (clsId === null) throw new TokenizerError('E_INVALID_ARG', 'question-context windows need a tokenizer family with a start token (T5 answers questions as text-to-text)');
   const q = maxQuestionLength !== undefined && question.length > maxQuestionLength ? question.slice(0, maxQuestionLength) : question;
   const nSpecial = specialCount(layout, true);
   const maxCtx = maxLength - q.length - nSpecial;

@@ -102,8 +102,8 @@ export class PreTrainedTokenizer {
   readonly family: string;
   /** Number of ids (max id + 1), i.e. the embedding rows needed. */
   readonly vocabSize: number;
-  /** The id that starts every sequence ([CLS], <s>). */
-  readonly clsId: number;
+  /** The id that starts every sequence ([CLS], <s>); null for T5, whose sequences have no start token. */
+  readonly clsId: number | null;
   /** The separator ([SEP], </s>). */
   readonly sepId: number;
   readonly padId: number;
@@ -156,7 +156,7 @@ export class PreTrainedTokenizer {
       return id;
     };
     this.unkId = need(specials.unk, 'unk');
-    this.clsId = need(specials.cls, 'cls');
+    this.clsId = specials.cls === '' ? null : need(specials.cls, 'cls');
     this.sepId = need(specials.sep, 'sep');
     this.padId = this.tk.token_to_id(specials.pad) ?? 0;
     this.maskId = this.tk.token_to_id(specials.mask);

@@ -10,7 +10,7 @@ st('encode: pair layout, truncation strategies and errors', (t) => {
   t.is(tk.encodeText(b).length, 4);
   const full = tk.encode(a, b);
   t.is(full.inputIds.length, 17);
-  t.is(full.inputIds[0], tk.clsId);
+  t.is(full.inputIds[0], tk.clsId!);
   t.is(full.inputIds[11], tk.sepId);
   t.is(full.inputIds[16], tk.sepId);
   t.deepEqual(full.tokenTypeIds, [...new Array(12).fill(0), ...new Array(5).fill(1)]);

@@ -67,7 +67,7 @@ test('the family and the files must agree; unknown classes and bad files are nam
   t.is((mismatch as TokenizerError).code, 'E_BAD_TOKENIZER');
   t.regex(mismatch!.message, /model_type 'roberta' needs a BPE tokenizer but the files hold a WordPiece model/);
   const cls = t.throws(() => AutoTokenizer.fromDir(dirWith({ ...bpeFiles, 'tokenizer_config.json': { tokenizer_class: 'GPT2Tokenizer' } })));
-  t.regex(cls!.message, /tokenizer_class 'GPT2Tokenizer' is not supported; supported: BertTokenizer, DistilBertTokenizer, RobertaTokenizer, BartTokenizer, XLMRobertaTokenizer/);
+  t.regex(cls!.message, /tokenizer_class 'GPT2Tokenizer' is not supported; supported: BertTokenizer, DistilBertTokenizer, RobertaTokenizer, BartTokenizer, T5Tokenizer, XLMRobertaTokenizer/);
   // A model_type without a tokenizer family of its own: the files decide.
   t.is(AutoTokenizer.fromDir(dirWith({ 'vocab.txt': vocabTxt, 'config.json': { model_type: 'electra' } })).family, 'bert');
   t.is(code(() => AutoTokenizer.fromDir(dirWith({ ...bpeFiles, 'merges.txt': '#version: 0.2\nh i j\n' }))), 'E_BAD_TOKENIZER');
@@ -135,4 +135,50 @@ test('decode: every family maps ids back to text; special tokens dropped on requ
   t.throws(() => bert.decode([5], { skip_special_tokens: true } as never), { code: 'E_INVALID_ARG' });
   const roberta = AutoTokenizer.fromDir(dirWith(bpeFiles));
   t.is(roberta.decode(roberta.encode('hi hi').inputIds, { skipSpecialTokens: true }), 'hi hi');
+});
+
+/** A T5-shaped tokenizer.json (SentencePiece Unigram behind Metaspace; `$A </s>`), small enough to read. */
+const t5TokenizerJson = {
+  version: '1.0',
+  truncation: null,
+  padding: null,
+  added_tokens: [
+    { id: 0, content: '<pad>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+    { id: 1, content: '</s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+    { id: 2, content: '<unk>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+  ],
+  normalizer: null,
+  pre_tokenizer: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
+  post_processor: {
+    type: 'TemplateProcessing',
+    single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+    pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+    special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
+  },
+  decoder: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
+  model: {
+    type: 'Unigram',
+    unk_id: 2,
+    vocab: [['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁', -2], ['▁hello', -3], ['▁world', -3], ['h', -6], ['e', -6], ['l', -6], ['o', -6], ['▁he', -5], ['llo', -5]],
+  },
+};
+
+test('T5: Unigram with `A </s>` (no start token), pairs `A </s> B </s>`, decode drops </s> and pads', (t) => {
+  for (const clue of [{ 'config.json': { model_type: 't5' } }, { 'tokenizer_config.json': { tokenizer_class: 'T5TokenizerFast' } }]) {
+    const tk = AutoTokenizer.fromDir(dirWith({ 'tokenizer.json': t5TokenizerJson, ...clue }));
+    t.is(tk.family, 't5');
+    t.is(tk.clsId, null);
+    t.is(tk.sepId, 1);
+    t.is(tk.padId, 0);
+    t.is(tk.maskId, undefined);
+    t.deepEqual(Array.from(tk.encode('hello world').inputIds), [4, 5, 1]);
+    const pair = tk.encode('hello', 'world');
+    t.deepEqual(Array.from(pair.inputIds), [4, 1, 5, 1]);
+    t.deepEqual(Array.from(pair.tokenTypeIds), [0, 0, 0, 0]);
+    // Truncation counts one special token for a sequence, two for a pair.
+    t.deepEqual(Array.from(tk.encode('hello world hello', null, { maxLength: 3 }).inputIds), [4, 5, 1]);
+    t.is(tk.decode([4, 5, 1, 0, 0], { skipSpecialTokens: true }), 'hello world');
+    t.is(tk.decode([4, 5, 1]), 'hello world</s>');
+    t.throws(() => tk.encodeQuestionContext('hello', 'world', { maxLength: 16, docStride: 4 }), { code: 'E_INVALID_ARG', message: /start token/ });
+  }
 });

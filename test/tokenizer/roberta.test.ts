@@ -144,7 +144,7 @@ test('long contexts: every RoBERTa window is well formed and its offsets point a
   const all = tk.tokenizeWithOffsets(r.passage);
   for (const w of windows) {
     t.true(w.inputIds.length <= 64);
-    t.is(w.inputIds[0], tk.clsId);
+    t.is(w.inputIds[0], tk.clsId!);
     t.is(w.inputIds[w.inputIds.length - 1], tk.sepId);
     for (let i = w.contextStart; i < w.contextEnd; i++) {
       const k = w.contextTokenOffset + i - w.contextStart;
