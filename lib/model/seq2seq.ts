@@ -56,8 +56,9 @@ function checkGenerate(inputs: unknown, options: unknown): GenerateOptions {
   if (o.lengthPenalty !== undefined) v.number('options.lengthPenalty', o.lengthPenalty);
   if (o.earlyStopping !== undefined) v.boolean('options.earlyStopping', o.earlyStopping);
   for (const k of ['forcedBosTokenId', 'forcedEosTokenId']) if (o[k] !== undefined && o[k] !== null) v.integer(`options.${k}`, o[k], { min: 0 });
-  if (o.numReturnSequences !== undefined && (o.numReturnSequences as number) > ((o.numBeams as number | undefined) ?? 1))
-    throw v.invalidParameterError('options.numReturnSequences', `an integer <= numBeams (${(o.numBeams as number | undefined) ?? 1})`, o.numReturnSequences, 'range');
+  // Against numBeams when both are given; otherwise natively, against config.json's num_beams.
+  if (o.numReturnSequences !== undefined && o.numBeams !== undefined && (o.numReturnSequences as number) > (o.numBeams as number))
+    throw v.invalidParameterError('options.numReturnSequences', `an integer <= numBeams (${o.numBeams})`, o.numReturnSequences, 'range');
   return o as GenerateOptions;
 }
 
