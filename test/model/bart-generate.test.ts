@@ -5,11 +5,12 @@
  * exactly and its beam scores; stream() yields generate()'s greedy ids; bad options and a classification model
  * are coded errors.
  */
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Seq2SeqModel, GenerateInputs } from '../../lib/model/seq2seq';
 import { native, TensorData } from '../../lib/runtime/native';
-import { expectClose, maxAbsDiff, readTensors, shared, withShared } from '../helpers';
+import { expectClose, maxAbsDiff, readTensors, shared, tempDir, withShared } from '../helpers';
 
 // Fixture README: BART logits 5e-5 (they reach |32|; forward parity is 1.7e-5), beam scores 1e-5 (fp32 vs fp64
 // 2.4e-7), ids exact (the smallest greedy top-2 gap is 0.041, far above fp32 noise).
@@ -89,6 +90,15 @@ withShared('fixtures/bart-tiny')('bart-tiny: generate gives 4.4.2 greedy and bea
     t.deepEqual(twoRows[2 * b].slice(0, MAX_LENGTH), rows(io.beam_sequences)[b]);
     t.true(s[2 * b] >= s[2 * b + 1], `row ${b}: scores ${s[2 * b]} >= ${s[2 * b + 1]}`);
   }
+  // lengthPenalty divides the same sum of log-probs by hyp_len ** lengthPenalty, hyp_len 11 here (the start token
+  // included, the final eos not): same hypotheses, sums within 1e-5.
+  const sum = (io.beam_sequences_scores.data as Float32Array).map((x) => x * 11);
+  for (const lengthPenalty of [0, 2]) {
+    const p = await model.generate(source, { maxLength: MAX_LENGTH, numBeams: 3, lengthPenalty });
+    t.deepEqual(rows(p.sequences), rows(io.beam_sequences), `lengthPenalty ${lengthPenalty}`);
+    const sums = (p.scores!.data as Float32Array).map((x) => x * 11 ** lengthPenalty);
+    t.true(maxAbsDiff(sums, sum) <= SCORE_ATOL, `lengthPenalty ${lengthPenalty}: sums ${sums} vs ${sum}`);
+  }
   // Forced eos (config.json forced_eos_token_id 2) touches only the last step: without it, the first 11 ids agree.
   const free = rows((await model.generate(source, { maxLength: MAX_LENGTH, forcedEosTokenId: null })).sequences);
   t.deepEqual(
@@ -151,4 +161,28 @@ withShared('fixtures/bart-tiny', 'fixtures/bart-tiny-cls')('generate: bad option
   await t.throwsAsync(handle.decodeSteps(oneStep), { code: 'E_INVALID_ARG', message: /does not generate/ });
   handle.dispose();
   cls.dispose();
+});
+
+withShared('fixtures/bart-tiny')('generate: unset options come from config.json; processors it does not apply are refused', async (t) => {
+  const { io, source } = await fixture();
+  const dir = shared('fixtures/bart-tiny');
+  const tmp = tempDir('blockprune-bartgen-');
+  t.teardown(tmp.cleanup);
+  copyFileSync(join(dir, 'model.safetensors'), join(tmp.path, 'model.safetensors'));
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  const withConfig = async (extra: Record<string, unknown>) => {
+    writeFileSync(join(tmp.path, 'config.json'), JSON.stringify({ ...config, ...extra }));
+    return Seq2SeqModel.fromPretrained(tmp.path);
+  };
+  // config.json's num_beams 3 and max_length 12: the fixture's beam search with no options given.
+  const beamy = await withConfig({ num_beams: 3, max_length: 12 });
+  const out = await beamy.generate(source);
+  t.deepEqual(rows(out.sequences), rows(io.beam_sequences));
+  expectClose(t, 'beam scores from config', out.scores!, io.beam_sequences_scores, SCORE_ATOL);
+  beamy.dispose();
+  for (const extra of [{ repetition_penalty: 1.2 }, { bad_words_ids: [[5]] }, { encoder_no_repeat_ngram_size: 3 }, { num_beam_groups: 2 }]) {
+    const m = await withConfig(extra);
+    await t.throwsAsync(m.generate(source), { code: 'E_BAD_CONFIG', message: new RegExp(Object.keys(extra)[0]) }, JSON.stringify(extra));
+    m.dispose();
+  }
 });
