@@ -104,17 +104,25 @@ BartAttentionImpl::BartAttentionImpl(int64_t d_model, int64_t heads_, double dro
   out_proj = register_module("out_proj", Linear(d_model, d_model));
 }
 
-at::Tensor BartAttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& mask, at::Tensor* probs) const {
-  const int64_t B = x.size(0), T = x.size(1), S = kv.size(1);
-  auto split = [&](const at::Tensor& t, int64_t len) { return t.view({B, len, heads, head_dim}).transpose(1, 2); };
+std::pair<at::Tensor, at::Tensor> BartAttentionImpl::keys_values(const at::Tensor& kv) const {
+  const auto split = [&](const at::Tensor& t) { return t.view({kv.size(0), kv.size(1), heads, head_dim}).transpose(1, 2); };
+  return {split(k_proj->forward(kv)), split(v_proj->forward(kv))};
+}
+
+at::Tensor BartAttentionImpl::attend(const at::Tensor& x, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, at::Tensor* probs) const {
+  const int64_t B = x.size(0), T = x.size(1);
   // The scaling comes after the bias, as in 4.4.2 (q_proj(x) * scaling), not folded into the weights.
-  const auto q = split(q_proj->forward(x) * std::pow(static_cast<double>(head_dim), -0.5), T);
-  const auto k = split(k_proj->forward(kv), S);
-  const auto v = split(v_proj->forward(kv), S);
-  auto p = at::softmax(at::matmul(q, k.transpose(-1, -2)) + mask, -1);
+  const auto q = (q_proj->forward(x) * std::pow(static_cast<double>(head_dim), -0.5)).view({B, T, heads, head_dim}).transpose(1, 2);
+  auto scores = at::matmul(q, k.transpose(-1, -2));
+  auto p = at::softmax(mask.defined() ? scores + mask : scores, -1);
   if (probs) *probs = p;
   p = bp::dropout(p, dropout, is_training());
   return out_proj->forward(at::matmul(p, v).transpose(1, 2).reshape({B, T, heads * head_dim}));
+}
+
+at::Tensor BartAttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& mask, at::Tensor* probs) const {
+  const auto [k, v] = keys_values(kv);
+  return attend(x, k, v, mask, probs);
 }
 
 BartLayerImpl::BartLayerImpl(const BartConfig& c, bool decoder)
@@ -137,8 +145,22 @@ at::Tensor BartLayerImpl::forward(const at::Tensor& x, const at::Tensor& self_ma
   const bool train = is_training();
   auto h = self_attn_layer_norm->forward(x + bp::dropout(self_attn->forward(x, x, self_mask, self_probs), dropout, train));
   if (encoder_attn) h = encoder_attn_layer_norm->forward(h + bp::dropout(encoder_attn->forward(h, enc, cross_mask, cross_probs), dropout, train));
+  return feed_forward(h);
+}
+
+at::Tensor BartLayerImpl::feed_forward(const at::Tensor& h) const {
+  const bool train = is_training();
   auto f = bp::dropout(activation(fc1->forward(h), act), activation_dropout, train);
   return final_layer_norm->forward(h + bp::dropout(fc2->forward(f), dropout, train));
+}
+
+at::Tensor BartLayerImpl::step(const at::Tensor& x, std::pair<at::Tensor, at::Tensor>& self, const std::pair<at::Tensor, at::Tensor>& cross,
+                               const at::Tensor& cross_mask) const {
+  auto [k, v] = self_attn->keys_values(x);
+  self.first = self.first.defined() ? at::cat({self.first, k}, 2) : k;
+  self.second = self.second.defined() ? at::cat({self.second, v}, 2) : v;
+  const auto h = self_attn_layer_norm->forward(x + self_attn->attend(x, self.first, self.second, {}, nullptr));
+  return feed_forward(encoder_attn_layer_norm->forward(h + encoder_attn->attend(h, cross.first, cross.second, cross_mask, nullptr)));
 }
 
 BartStackImpl::BartStackImpl(const BartConfig& c, bool decoder)
@@ -263,26 +285,14 @@ NamedTensors BartImpl::forward(const Seq2SeqBatch& in, const Seq2SeqFlags& flags
   const int64_t T = dec_ids.size(1);
 
   NamedTensors out;
-  const auto embed = [&](const BartStackImpl& stack, const at::Tensor& ids, const char* name) {
-    auto h = model->shared->forward(ids) * stack.embed_scale +
-             stack.embed_positions->weight.narrow(0, BartStackImpl::kPositionOffset, ids.size(1)).unsqueeze(0);
-    h = bp::dropout(stack.layernorm_embedding->forward(h), stack.dropout, is_training());
-    if (flags.hidden_states) out.emplace_back(std::string(name) + "_hidden_states.0", h);
-    return h;
-  };
   // Encoder.
   const auto src_mask = in.attention_mask.defined() ? padding_mask(on(in.attention_mask), opts) : at::zeros({B, 1, 1, S}, opts);
-  auto enc = embed(*model->encoder, input_ids, "encoder");
-  for (size_t i = 0; i < model->encoder->layer_list.size(); ++i) {
-    at::Tensor p;
-    enc = model->encoder->layer_list[i]->forward(enc, src_mask, {}, {}, flags.attentions ? &p : nullptr, nullptr);
-    if (flags.hidden_states) out.emplace_back("encoder_hidden_states." + std::to_string(i + 1), enc);
-    if (flags.attentions) out.emplace_back("encoder_attentions." + std::to_string(i), p);
-  }
+  const auto enc = encode(input_ids, src_mask, flags, out);
   // Decoder: causal -inf above the diagonal, plus the decoder's own padding when given (not HF's default).
   auto self_mask = at::full({T, T}, -std::numeric_limits<float>::infinity(), opts).triu(1).view({1, 1, T, T});
   if (in.decoder_attention_mask.defined()) self_mask = self_mask + padding_mask(on(in.decoder_attention_mask), opts);
-  auto dec = embed(*model->decoder, dec_ids, "decoder");
+  auto dec = embed(*model->decoder, dec_ids, 0);
+  if (flags.hidden_states) out.emplace_back("decoder_hidden_states.0", dec);
   for (size_t i = 0; i < model->decoder->layer_list.size(); ++i) {
     at::Tensor ps, pc;
     const bool a = flags.attentions;
@@ -308,6 +318,102 @@ NamedTensors BartImpl::forward(const Seq2SeqBatch& in, const Seq2SeqFlags& flags
   if (loss.defined()) out.emplace(out.begin(), "loss", loss);
   out.emplace(out.begin(), "logits", logits);
   return out;
+}
+
+at::Device BartImpl::device() const { return model->shared->weight.device(); }
+
+at::Tensor BartImpl::embed(const BartStackImpl& stack, const at::Tensor& ids, int64_t position) const {
+  const auto h = model->shared->forward(ids) * stack.embed_scale +
+                 stack.embed_positions->weight.narrow(0, BartStackImpl::kPositionOffset + position, ids.size(1)).unsqueeze(0);
+  return bp::dropout(stack.layernorm_embedding->forward(h), stack.dropout, is_training());
+}
+
+at::Tensor BartImpl::encode(const at::Tensor& ids, const at::Tensor& src_mask, const Seq2SeqFlags& flags, NamedTensors& out) const {
+  auto enc = embed(*model->encoder, ids, 0);
+  if (flags.hidden_states) out.emplace_back("encoder_hidden_states.0", enc);
+  for (size_t i = 0; i < model->encoder->layer_list.size(); ++i) {
+    at::Tensor p;
+    enc = model->encoder->layer_list[i]->forward(enc, src_mask, {}, {}, flags.attentions ? &p : nullptr, nullptr);
+    if (flags.hidden_states) out.emplace_back("encoder_hidden_states." + std::to_string(i + 1), enc);
+    if (flags.attentions) out.emplace_back("encoder_attentions." + std::to_string(i), p);
+  }
+  return enc;
+}
+
+// ---- incremental decoding ----------------------------------------------------------------------
+
+namespace {
+
+// What BART's decoder reads at each step: the source padding mask, each layer's cross-attention keys and
+// values (computed once by start: the encoder output is read only through them, so it is not kept) and its
+// self-attention keys and values so far ([N, heads, t, head_dim]). Rows are the decoding rows (beams).
+struct BartCache : DecoderCache {
+  at::Tensor src_mask;  // [N, 1, 1, S] additive
+  std::vector<std::pair<at::Tensor, at::Tensor>> cross, self;
+  int64_t next_position = 0;  // steps must come in order: the self keys and values are appended
+  int64_t rows() const { return src_mask.size(0); }
+};
+
+BartCache& bart_cache(DecoderCache& cache) {
+  auto* c = dynamic_cast<BartCache*>(&cache);
+  if (!c) throw Error("E_INVALID_ARG", "this decoder cache was not made by a BART model's start()");
+  return *c;
+}
+
+}  // namespace
+
+std::unique_ptr<DecoderCache> BartImpl::start(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
+  if (config_.classification) return Seq2SeqImpl::start(input_ids, attention_mask);  // refuses
+  Seq2SeqBatch b;
+  b.input_ids = input_ids;
+  b.attention_mask = attention_mask;
+  check_batch(b);
+  at::NoGradGuard no_grad;
+  const auto ids = input_ids.to(device());
+  const auto opts = model->shared->weight.options();
+  auto cache = std::make_unique<BartCache>();
+  cache->src_mask = attention_mask.defined() ? padding_mask(attention_mask.to(device()), opts) : at::zeros({ids.size(0), 1, 1, ids.size(1)}, opts);
+  NamedTensors unused;
+  const auto enc = encode(ids, cache->src_mask, {}, unused);
+  for (const auto& layer : model->decoder->layer_list) {
+    cache->cross.push_back(layer->encoder_attn->keys_values(enc));
+    cache->self.emplace_back();
+  }
+  return cache;
+}
+
+at::Tensor BartImpl::step(DecoderCache& base, const at::Tensor& tokens, int64_t position) {
+  auto& cache = bart_cache(base);
+  const int64_t N = cache.rows();
+  if (tokens.dim() != 1 || tokens.size(0) != N) throw Error("E_SHAPE", "Expected tokens of shape " + shape_str({N}) + " but received " + shape_str(tokens.sizes().vec()));
+  check_shape(tokens, "tokens", {N});
+  check_range(tokens, "tokens", 0, config_.vocab_size, "vocab_size");
+  if (position != cache.next_position)
+    throw Error("E_INVALID_ARG", "step position " + std::to_string(position) + ": the cache holds " + std::to_string(cache.next_position) + " positions, steps come in order");
+  if (position >= model->decoder->max_length())
+    throw Error("E_INVALID_ARG", "step position " + std::to_string(position) + " exceeds max_position_embeddings " + std::to_string(config_.max_position_embeddings));
+  at::NoGradGuard no_grad;
+  auto h = embed(*model->decoder, tokens.to(device()).unsqueeze(1), position);
+  for (size_t i = 0; i < model->decoder->layer_list.size(); ++i)
+    h = model->decoder->layer_list[i]->step(h, cache.self[i], cache.cross[i], cache.src_mask);
+  ++cache.next_position;
+  return (at::linear(h, model->shared->weight) + final_logits_bias).squeeze(1);
+}
+
+void BartImpl::select(DecoderCache& base, const at::Tensor& index) {
+  auto& cache = bart_cache(base);
+  if (index.dim() != 1 || index.scalar_type() != at::kLong) throw Error("E_SHAPE", "Expected a 1-d int64 row index for select");
+  check_range(index, "select index", 0, cache.rows(), "the cache's rows");
+  const auto idx = index.to(device());
+  const auto take = [&](at::Tensor& t) {
+    if (t.defined()) t = t.index_select(0, idx);
+  };
+  take(cache.src_mask);
+  for (auto* list : {&cache.cross, &cache.self})
+    for (auto& [k, v] : *list) {
+      take(k);
+      take(v);
+    }
 }
 
 Seq2SeqInfo BartImpl::info() const {

@@ -38,6 +38,10 @@ struct BartAttentionImpl : torch::nn::Module {
   BartAttentionImpl(int64_t d_model, int64_t heads, double dropout);
   // mask: additive, broadcastable to [B, heads, T, S]; `probs` receives the softmax when non-null.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& mask, at::Tensor* probs) const;
+  // The two halves of forward, for incremental decoding: `kv`'s keys and values split by head ([B, heads, S,
+  // head_dim]), and x's attention over given ones (mask undefined = none).
+  std::pair<at::Tensor, at::Tensor> keys_values(const at::Tensor& kv) const;
+  at::Tensor attend(const at::Tensor& x, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, at::Tensor* probs) const;
   Linear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
   int64_t heads, head_dim;
   double dropout;
@@ -51,6 +55,12 @@ struct BartLayerImpl : torch::nn::Module {
   // `enc`/`cross_mask` only in the decoder; `self_probs`/`cross_probs` receive the attention maps when non-null.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& self_mask, const at::Tensor& enc, const at::Tensor& cross_mask,
                      at::Tensor* self_probs, at::Tensor* cross_probs) const;
+  // One decoder step ([N, 1, d_model]): appends x's self-attention keys and values to `self` and attends over
+  // them (a step sees every earlier position: no causal mask), then over the cached cross keys and values.
+  at::Tensor step(const at::Tensor& x, std::pair<at::Tensor, at::Tensor>& self, const std::pair<at::Tensor, at::Tensor>& cross,
+                  const at::Tensor& cross_mask) const;
+  // x = LN(x + fc2(act(fc1(x)))): the end of both.
+  at::Tensor feed_forward(const at::Tensor& h) const;
   BartAttention self_attn{nullptr}, encoder_attn{nullptr};
   LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   Linear fc1{nullptr}, fc2{nullptr};
@@ -86,6 +96,11 @@ class BartImpl : public Seq2SeqImpl {
   explicit BartImpl(BartConfig c);
   NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) override;
   Seq2SeqInfo info() const override;
+  // Incremental decoding (seq2seq.h): the encoder once, each decoder layer's cross keys and values once, its
+  // self-attention keys and values appended per step (BartCache in bart.cc). Classification refuses.
+  std::unique_ptr<DecoderCache> start(const at::Tensor& input_ids, const at::Tensor& attention_mask) override;
+  at::Tensor step(DecoderCache& cache, const at::Tensor& tokens, int64_t position) override;
+  void select(DecoderCache& cache, const at::Tensor& index) override;
   // Shapes and ranges of a batch (and, for classification, the eos rule); E_SHAPE / E_INVALID_ARG naming the
   // input. Reads only the config.
   void check_batch(const Seq2SeqBatch& b) const;
@@ -96,6 +111,12 @@ class BartImpl : public Seq2SeqImpl {
   Linear cls_dense{nullptr}, cls_out{nullptr};  // "classification_head.dense" / ".out_proj"
 
  private:
+  // Token embedding (scaled) + learned positions from `position` on, then layernorm_embedding and dropout.
+  at::Tensor embed(const BartStackImpl& stack, const at::Tensor& ids, int64_t position) const;
+  // The encoder over ids and its additive padding mask; each layer's output (and map) into `out` when asked.
+  at::Tensor encode(const at::Tensor& ids, const at::Tensor& src_mask, const Seq2SeqFlags& flags, NamedTensors& out) const;
+  at::Device device() const;
+
   const BartConfig config_;
 };
 

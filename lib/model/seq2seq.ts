@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { BlockpruneError } from '../runtime/errors';
-import { native, NativeSeq2Seq, NativeSeq2SeqInfo, NativeSeq2SeqInputs, TensorData } from '../runtime/native';
+import { native, NativeGenerateOptions, NativeSeq2Seq, NativeSeq2SeqInfo, NativeSeq2SeqInputs, TensorData } from '../runtime/native';
 import * as v from '../runtime/validate';
 
 export type Seq2SeqInputs = NativeSeq2SeqInputs;
@@ -16,6 +16,50 @@ export interface Seq2SeqForwardOptions {
   hiddenStates?: boolean;
   /** Adds "encoder_attentions.i", "decoder_attentions.i" and "cross_attentions.i" ([batch, heads, target, source]). */
   attentions?: boolean;
+}
+
+/** The source of generate(): token ids [batchSize, seqLen] and their padding mask. */
+export type GenerateInputs = Pick<NativeSeq2SeqInputs, 'inputIds' | 'attentionMask' | 'batchSize' | 'seqLen'>;
+
+/**
+ * transformers 4.4.2's generate() options (do_sample false). Unset ones come from the model's config.json, then
+ * 4.4.2's defaults: maxLength 20 (the decoder start token included), minLength 0, numBeams 1, lengthPenalty 1,
+ * earlyStopping false, noRepeatNgramSize 0, numReturnSequences 1, forced tokens none (BART's config forces eos).
+ */
+export type GenerateOptions = Omit<NativeGenerateOptions, 'onStep'>;
+
+export interface GenerateResult {
+  /** [rows * numReturnSequences, length] int64: the decoder start token first, padded with pad after eos. */
+  sequences: TensorData;
+  /** Beam search: each returned sequence's score (sum of log-probs / length ** lengthPenalty). */
+  scores?: TensorData;
+}
+
+const GENERATE_KEYS = [
+  'maxLength',
+  'minLength',
+  'numBeams',
+  'lengthPenalty',
+  'earlyStopping',
+  'noRepeatNgramSize',
+  'numReturnSequences',
+  'forcedBosTokenId',
+  'forcedEosTokenId',
+] as const;
+
+/** Types and ranges of generate()'s arguments, before any work (the native side checks them against the config). */
+function checkGenerate(inputs: unknown, options: unknown): GenerateOptions {
+  v.object('inputs', inputs);
+  const o = v.options('options', options, GENERATE_KEYS);
+  for (const k of ['maxLength', 'numBeams', 'numReturnSequences']) if (o[k] !== undefined) v.positiveInteger(`options.${k}`, o[k]);
+  for (const k of ['minLength', 'noRepeatNgramSize']) if (o[k] !== undefined) v.integer(`options.${k}`, o[k], { min: 0 });
+  if (o.lengthPenalty !== undefined) v.number('options.lengthPenalty', o.lengthPenalty);
+  if (o.earlyStopping !== undefined) v.boolean('options.earlyStopping', o.earlyStopping);
+  for (const k of ['forcedBosTokenId', 'forcedEosTokenId']) if (o[k] !== undefined && o[k] !== null) v.integer(`options.${k}`, o[k], { min: 0 });
+  // Against numBeams when both are given; otherwise natively, against config.json's num_beams.
+  if (o.numReturnSequences !== undefined && o.numBeams !== undefined && (o.numReturnSequences as number) > (o.numBeams as number))
+    throw v.invalidParameterError('options.numReturnSequences', `an integer <= numBeams (${o.numBeams})`, o.numReturnSequences, 'range');
+  return o as GenerateOptions;
 }
 
 export class Seq2SeqModel {
@@ -52,6 +96,51 @@ export class Seq2SeqModel {
     const o = v.options('options', options, ['hiddenStates', 'attentions']);
     for (const k of ['hiddenStates', 'attentions']) if (o[k] !== undefined) v.boolean(`options.${k}`, o[k]);
     return this.#live().forward(inputs, options);
+  }
+
+  /**
+   * Text generation as transformers 4.4.2's generate() with do_sample false: greedy search (numBeams 1) or beam
+   * search, with a self-attention key/value cache and cross-attention keys/values computed once. Bad options are
+   * E_INVALID_ARG before any work; a classification model refuses (E_INVALID_ARG).
+   */
+  async generate(inputs: GenerateInputs, options: GenerateOptions = {}): Promise<GenerateResult> {
+    const o = checkGenerate(inputs, options);
+    return this.#live().generate(inputs, o);
+  }
+
+  /**
+   * Greedy generation, one step at a time: yields each step's tokens (one per row; rows that have finished get
+   * pad), the same ids generate() returns after the decoder start token. numBeams must be 1 (or unset).
+   */
+  async *stream(inputs: GenerateInputs, options: GenerateOptions = {}): AsyncGenerator<BigInt64Array> {
+    const o = checkGenerate(inputs, options);
+    if (o.numBeams !== undefined && o.numBeams !== 1) throw v.invalidParameterError('options.numBeams', '1 (stream is greedy search)', o.numBeams, 'range');
+    const queue: BigInt64Array[] = [];
+    let wake: (() => void) | undefined;
+    let settled = false;
+    let failure: { error: unknown } | undefined;
+    let steps = Infinity;
+    // Steps arrive through a thread-safe function, possibly after the Promise settles: the stream ends once it
+    // has yielded as many steps as the result has tokens after the start token.
+    this.#live()
+      .generate(inputs, { ...o, numBeams: 1, onStep: (tokens) => (queue.push(tokens), wake?.()) })
+      .then(
+        (r) => (steps = r.sequences.shape[1] - 1),
+        (error: unknown) => (failure = { error }),
+      )
+      .finally(() => ((settled = true), wake?.()));
+    for (let yielded = 0; ; ) {
+      const next = queue.shift();
+      if (next) {
+        yielded++;
+        yield next;
+        continue;
+      }
+      if (failure) throw failure.error;
+      if (settled && yielded >= steps) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
   }
 
   /** Frees the native model now (a call in flight finishes first). */

@@ -63,9 +63,35 @@ export interface NativeSeq2SeqInfo {
   numParameters: number;
 }
 
+/** generate()'s options (native/generate.h); unset ones come from config.json, then transformers 4.4.2's defaults. */
+export interface NativeGenerateOptions {
+  maxLength?: number;
+  minLength?: number;
+  numBeams?: number;
+  lengthPenalty?: number;
+  earlyStopping?: boolean;
+  noRepeatNgramSize?: number;
+  numReturnSequences?: number;
+  /** undefined: config.json's; null: none. */
+  forcedBosTokenId?: number | null;
+  forcedEosTokenId?: number | null;
+  /** Called on the main thread with each step's tokens (one per row, or per beam), before the Promise settles. */
+  onStep?: (tokens: BigInt64Array) => void;
+}
+
 /** The native encoder-decoder model (native/bindings/seq2seq_handle.h). */
 export interface NativeSeq2Seq {
   forward(inputs: NativeSeq2SeqInputs, options?: { hiddenStates?: boolean; attentions?: boolean }): Promise<Record<string, TensorData>>;
+  /** sequences [rows, length] int64 (padded after eos); scores [rows] for beam search. */
+  generate(
+    inputs: Pick<NativeSeq2SeqInputs, 'inputIds' | 'attentionMask' | 'batchSize' | 'seqLen'>,
+    options?: NativeGenerateOptions,
+  ): Promise<{ sequences: TensorData; scores?: TensorData }>;
+  /**
+   * For checks: decoderInputIds fed one token per step through incremental decoding, each step's logits stacked
+   * ([rows, targetLen, vocab]); `select` takes the cache rows `rows` before step `after`.
+   */
+  decodeSteps(inputs: NativeSeq2SeqInputs, select?: { after: number; rows: number[] }): Promise<{ logits: TensorData }>;
   info(): NativeSeq2SeqInfo;
   dispose(): void;
   isDisposed(): boolean;

@@ -3,17 +3,32 @@
 #include <c10/core/GradMode.h>
 
 #include "errors.h"
+#include "generate.h"
 #include "worker.h"
 
 namespace bpn {
 
 namespace {
 Napi::FunctionReference* constructor = nullptr;
+
+// inputs.inputIds / attentionMask ([batchSize, seqLen]), copied out of V8 now: the worker never reads JS memory.
+bp::Seq2SeqBatch read_source(Napi::Env env, const Napi::Object& in) {
+  const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
+  const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
+  if (B < 0 || S < 0) throw_type_error(env, "Expected integers for inputs.batchSize and inputs.seqLen");
+  bp::Seq2SeqBatch b;
+  b.input_ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
+  Napi::Value am = in.Get("attentionMask");
+  if (!am.IsUndefined() && !am.IsNull()) b.attention_mask = int_tensor(am, "inputs.attentionMask", {B, S});
+  return b;
 }
+}  // namespace
 
 Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSeq2Seq",
-                                 {InstanceMethod<&Seq2SeqHandle::Forward>("forward"), InstanceMethod<&Seq2SeqHandle::Info>("info"),
+                                 {InstanceMethod<&Seq2SeqHandle::Forward>("forward"), InstanceMethod<&Seq2SeqHandle::Generate>("generate"),
+                                  InstanceMethod<&Seq2SeqHandle::DecodeSteps>("decodeSteps"),
+                                  InstanceMethod<&Seq2SeqHandle::Info>("info"),
                                   InstanceMethod<&Seq2SeqHandle::Dispose>("dispose"), InstanceMethod<&Seq2SeqHandle::IsDisposed>("isDisposed")});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -38,14 +53,8 @@ Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
   Napi::Object in = get_object(info[0], "inputs");
-  const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
-  const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
-  if (B < 0 || S < 0) throw_type_error(env, "Expected integers for inputs.batchSize and inputs.seqLen");
-  // Copied out of V8 now: the worker never reads JS memory.
-  bp::Seq2SeqBatch b;
-  b.input_ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
-  Napi::Value am = in.Get("attentionMask");
-  if (!am.IsUndefined() && !am.IsNull()) b.attention_mask = int_tensor(am, "inputs.attentionMask", {B, S});
+  bp::Seq2SeqBatch b = read_source(env, in);
+  const int64_t B = b.input_ids.size(0);
   const int64_t T = get_int(in, "targetLen", 0, 0, 1 << 20);
   for (const auto& [key, dst] : std::vector<std::pair<const char*, at::Tensor*>>{
            {"decoderInputIds", &b.decoder_input_ids}, {"decoderAttentionMask", &b.decoder_attention_mask}}) {
@@ -69,6 +78,124 @@ Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
         c->model->eval();
         *out = c->model->forward(b, flags);
         for (auto& [name, t] : *out) t = t.detach().to(at::kCPU).contiguous();
+      },
+      [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
+}
+
+Napi::Value Seq2SeqHandle::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const bp::Seq2SeqBatch src = read_source(env, get_object(info[0], "inputs"));
+  const at::Tensor ids = src.input_ids, mask = src.attention_mask;
+  Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
+  // Unset: -1, resolved from config.json by bp::generate (the TypeScript layer has checked types and ranges).
+  bp::GenerateOptions g;
+  constexpr int64_t kMax = 1 << 20;
+  g.max_length = get_int(o, "maxLength", -1, 0, kMax);
+  g.min_length = get_int(o, "minLength", -1, 0, kMax);
+  g.num_beams = get_int(o, "numBeams", -1, 0, kMax);
+  g.no_repeat_ngram_size = get_int(o, "noRepeatNgramSize", -1, 0, kMax);
+  g.num_return_sequences = get_int(o, "numReturnSequences", 1, 0, kMax);
+  Napi::Value lp = o.Get("lengthPenalty");
+  if (!lp.IsUndefined() && !lp.IsNull()) {
+    if (!lp.IsNumber()) throw_type_error(env, "Expected a number for lengthPenalty but received " + describe(lp));
+    g.length_penalty = lp.As<Napi::Number>().DoubleValue();
+  }
+  Napi::Value es = o.Get("earlyStopping");
+  if (!es.IsUndefined() && !es.IsNull()) g.early_stopping = get_bool(o, "earlyStopping", false) ? 1 : 0;
+  // Forced tokens: undefined = config.json's, null = none.
+  for (const auto& [key, dst] : std::vector<std::pair<const char*, int64_t*>>{{"forcedBosTokenId", &g.forced_bos_token_id}, {"forcedEosTokenId", &g.forced_eos_token_id}}) {
+    Napi::Value v = o.Get(key);
+    if (v.IsNull()) *dst = -1;
+    else if (!v.IsUndefined()) *dst = get_int(o, key, -2, 0, kMax);
+  }
+  std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+  Napi::Value cb = o.Get("onStep");
+  if (!cb.IsUndefined() && !cb.IsNull()) {
+    if (!cb.IsFunction()) throw_type_error(env, "Expected a function for onStep but received " + describe(cb));
+    tsfn = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "blockprune.generateStep", 0, 1));
+  }
+  auto out = std::make_shared<bp::GenerateResult>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqGenerate",
+      [c, ids, mask, g, tsfn, out]() {
+        // Released however the job ends, so the thread-safe function never keeps the event loop alive.
+        struct Release {
+          std::shared_ptr<Napi::ThreadSafeFunction> f;
+          ~Release() {
+            if (f) f->Release();
+          }
+        } release{tsfn};
+        std::function<void(const at::Tensor&)> on_step;
+        if (tsfn)
+          on_step = [tsfn](const at::Tensor& tokens) {
+            auto* copy = new std::vector<int64_t>(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + tokens.numel());
+            const auto status = tsfn->BlockingCall(copy, [](Napi::Env e, Napi::Function fn, std::vector<int64_t>* data) {
+              auto arr = Napi::BigInt64Array::New(e, data->size());
+              std::copy(data->begin(), data->end(), arr.Data());
+              delete data;
+              try {
+                fn.Call({arr});
+              } catch (const Napi::Error&) {
+                // A listener's exception is the listener's: generation goes on.
+              }
+            });
+            if (status != napi_ok) delete copy;
+          };
+        std::lock_guard<std::mutex> lock(c->mutex);
+        *out = bp::generate(*c->model, ids, mask, g, on_step);
+      },
+      [out](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        r.Set("sequences", tensor_to_js(e, out->sequences));
+        if (out->scores.defined()) r.Set("scores", tensor_to_js(e, out->scores));
+        return r;
+      });
+}
+
+Napi::Value Seq2SeqHandle::DecodeSteps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  Napi::Object in = get_object(info[0], "inputs");
+  const bp::Seq2SeqBatch src = read_source(env, in);
+  const int64_t B = src.input_ids.size(0);
+  const int64_t T = get_int(in, "targetLen", -1, 1, 1 << 20);
+  if (T < 1) throw_type_error(env, "inputs.decoderInputIds needs inputs.targetLen");
+  const at::Tensor dec = int_tensor(in.Get("decoderInputIds"), "inputs.decoderInputIds", {B, T});
+  int64_t after = -1;
+  at::Tensor rows;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    Napi::Object sel = get_object(info[1], "select");
+    after = get_int(sel, "after", 0, 0, T - 1);
+    Napi::Value r = sel.Get("rows");
+    if (!r.IsArray()) throw_type_error(env, "Expected an array of row indices for select.rows but received " + describe(r));
+    const auto arr = r.As<Napi::Array>();
+    rows = at::empty({static_cast<int64_t>(arr.Length())}, at::kLong);
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value x = arr.Get(i);
+      if (!x.IsNumber()) throw_type_error(env, "Expected integers for select.rows but received " + describe(x));
+      rows[i] = static_cast<int64_t>(x.As<Napi::Number>().DoubleValue());
+    }
+  }
+  auto out = std::make_shared<bp::NamedTensors>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqDecodeSteps",
+      [c, src, dec, after, rows, T, out]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        at::NoGradGuard no_grad;
+        c->model->eval();
+        auto cache = c->model->start(src.input_ids, src.attention_mask);
+        at::Tensor origin = at::arange(dec.size(0), at::kLong);  // each cache row's source row
+        std::vector<at::Tensor> steps;
+        for (int64_t pos = 0; pos < T; ++pos) {
+          if (pos == after) {
+            c->model->select(*cache, rows);
+            origin = origin.index_select(0, rows);
+            for (auto& s : steps) s = s.index_select(0, rows);
+          }
+          steps.push_back(c->model->step(*cache, dec.index_select(0, origin).select(1, pos).contiguous(), pos).to(at::kCPU));
+        }
+        out->emplace_back("logits", at::stack(steps, 1).contiguous());
       },
       [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
 }
