@@ -66,6 +66,16 @@ export interface NativeSeq2SeqInfo {
 /** The native encoder-decoder model (native/bindings/seq2seq_handle.h). */
 export interface NativeSeq2Seq {
   forward(inputs: NativeSeq2SeqInputs, options?: { hiddenStates?: boolean; attentions?: boolean }): Promise<Record<string, TensorData>>;
+  /**
+   * Teacher-forced incremental decoding (seq2seq.h start / step / select): the encoder once, then one step per
+   * position of `decoderInputIds` ([batchSize, targetLen]). Each `selects` entry keeps the cache rows `index`
+   * before the step at position `at` (earlier logits follow). "logits" [rows, targetLen, vocab]; "rows": the
+   * input row each final cache row decoded.
+   */
+  decodeSteps(
+    inputs: NativeSeq2SeqInputs & { targetLen: number; decoderInputIds: IntArray },
+    options?: { selects?: { at: number; index: BigInt64Array | Int32Array }[] },
+  ): Promise<{ logits: TensorData; rows: TensorData }>;
   info(): NativeSeq2SeqInfo;
   dispose(): void;
   isDisposed(): boolean;

@@ -13,7 +13,8 @@ Napi::FunctionReference* constructor = nullptr;
 
 Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSeq2Seq",
-                                 {InstanceMethod<&Seq2SeqHandle::Forward>("forward"), InstanceMethod<&Seq2SeqHandle::Info>("info"),
+                                 {InstanceMethod<&Seq2SeqHandle::Forward>("forward"), InstanceMethod<&Seq2SeqHandle::DecodeSteps>("decodeSteps"),
+                                  InstanceMethod<&Seq2SeqHandle::Info>("info"),
                                   InstanceMethod<&Seq2SeqHandle::Dispose>("dispose"), InstanceMethod<&Seq2SeqHandle::IsDisposed>("isDisposed")});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -69,6 +70,61 @@ Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
         c->model->eval();
         *out = c->model->forward(b, flags);
         for (auto& [name, t] : *out) t = t.detach().to(at::kCPU).contiguous();
+      },
+      [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
+}
+
+Napi::Value Seq2SeqHandle::DecodeSteps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  Napi::Object in = get_object(info[0], "inputs");
+  const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
+  const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
+  const int64_t T = get_int(in, "targetLen", -1, 1, 1 << 20);
+  if (B < 0 || S < 0 || T < 0) throw_type_error(env, "Expected integers for inputs.batchSize, inputs.seqLen and inputs.targetLen");
+  const auto ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
+  Napi::Value am = in.Get("attentionMask");
+  const auto mask = am.IsUndefined() || am.IsNull() ? at::Tensor() : int_tensor(am, "inputs.attentionMask", {B, S});
+  const auto dec = int_tensor(in.Get("decoderInputIds"), "inputs.decoderInputIds", {B, T});
+  // selects: [{at, index}] applied (in the order given) before the step at position `at`, as beam search
+  // reorders its rows; the logits of earlier steps are reordered with them, as beam search's sequences are.
+  std::vector<std::pair<int64_t, at::Tensor>> selects;
+  Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
+  Napi::Value sv = o.Get("selects");
+  if (!sv.IsUndefined()) {
+    if (!sv.IsArray()) throw_type_error(env, "Expected an array for options.selects but received " + describe(sv));
+    auto arr = sv.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      const auto name = "options.selects[" + std::to_string(i) + "]";
+      Napi::Object s = get_object(arr.Get(i), name);
+      const int64_t pos = get_int(s, "at", -1, 0, T - 1);
+      if (pos < 0) throw_type_error(env, "Expected an integer in [0, " + std::to_string(T - 1) + "] for " + name + ".at");
+      Napi::Value index = s.Get("index");
+      const uint32_t n = index.IsTypedArray() ? static_cast<uint32_t>(index.As<Napi::TypedArray>().ElementLength()) : 0;
+      selects.emplace_back(pos, int_tensor(index, name + ".index", {static_cast<int64_t>(n)}));
+    }
+  }
+  auto out = std::make_shared<bp::NamedTensors>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqDecodeSteps",
+      [c, ids, mask, dec, selects, T, out]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        at::NoGradGuard no_grad;
+        c->model->eval();
+        auto cache = c->model->start(ids, mask);
+        auto rows = at::arange(ids.size(0), at::kLong);  // the input row each cache row decodes
+        std::vector<at::Tensor> logits;
+        for (int64_t pos = 0; pos < T; ++pos) {
+          for (const auto& [at_pos, index] : selects) {
+            if (at_pos != pos) continue;
+            c->model->select(*cache, index);
+            rows = rows.index_select(0, index);
+            for (auto& l : logits) l = l.index_select(0, index.to(l.device()));
+          }
+          logits.push_back(c->model->step(*cache, dec.index_select(0, rows).select(1, pos), pos));
+        }
+        out->emplace_back("logits", at::stack(logits, 1).to(at::kCPU).contiguous());
+        out->emplace_back("rows", rows);
       },
       [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
 }

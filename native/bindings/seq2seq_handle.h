@@ -26,6 +26,9 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info);
+  // decodeSteps(inputs, {selects}): teacher-forced incremental decoding (start, then one step per
+  // decoderInputIds position), what tests and the decoding benchmark compare with forward().
+  Napi::Value DecodeSteps(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
