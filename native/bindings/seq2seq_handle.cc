@@ -9,7 +9,25 @@ namespace bpn {
 
 namespace {
 Napi::FunctionReference* constructor = nullptr;
+
+// The source side of `inputs` (batchSize, seqLen, inputIds, attentionMask), copied out of V8 now: the worker
+// never reads JS memory.
+struct Source {
+  int64_t batch, len;
+  at::Tensor ids, mask;  // mask undefined when not given
+};
+
+Source read_source(Napi::Env env, const Napi::Object& in) {
+  Source s;
+  s.batch = get_int(in, "batchSize", -1, 1, 1 << 20);
+  s.len = get_int(in, "seqLen", -1, 1, 1 << 20);
+  if (s.batch < 0 || s.len < 0) throw_type_error(env, "Expected integers for inputs.batchSize and inputs.seqLen");
+  s.ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {s.batch, s.len});
+  Napi::Value am = in.Get("attentionMask");
+  if (!am.IsUndefined() && !am.IsNull()) s.mask = int_tensor(am, "inputs.attentionMask", {s.batch, s.len});
+  return s;
 }
+}  // namespace
 
 Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSeq2Seq",
@@ -39,14 +57,11 @@ Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
   Napi::Object in = get_object(info[0], "inputs");
-  const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
-  const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
-  if (B < 0 || S < 0) throw_type_error(env, "Expected integers for inputs.batchSize and inputs.seqLen");
-  // Copied out of V8 now: the worker never reads JS memory.
+  const auto src = read_source(env, in);
+  const int64_t B = src.batch;
   bp::Seq2SeqBatch b;
-  b.input_ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
-  Napi::Value am = in.Get("attentionMask");
-  if (!am.IsUndefined() && !am.IsNull()) b.attention_mask = int_tensor(am, "inputs.attentionMask", {B, S});
+  b.input_ids = src.ids;
+  b.attention_mask = src.mask;
   const int64_t T = get_int(in, "targetLen", 0, 0, 1 << 20);
   for (const auto& [key, dst] : std::vector<std::pair<const char*, at::Tensor*>>{
            {"decoderInputIds", &b.decoder_input_ids}, {"decoderAttentionMask", &b.decoder_attention_mask}}) {
@@ -78,14 +93,12 @@ Napi::Value Seq2SeqHandle::DecodeSteps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
   Napi::Object in = get_object(info[0], "inputs");
-  const int64_t B = get_int(in, "batchSize", -1, 1, 1 << 20);
-  const int64_t S = get_int(in, "seqLen", -1, 1, 1 << 20);
+  const auto src = read_source(env, in);
+  const auto ids = src.ids;
+  const auto mask = src.mask;
   const int64_t T = get_int(in, "targetLen", -1, 1, 1 << 20);
-  if (B < 0 || S < 0 || T < 0) throw_type_error(env, "Expected integers for inputs.batchSize, inputs.seqLen and inputs.targetLen");
-  const auto ids = int_tensor(in.Get("inputIds"), "inputs.inputIds", {B, S});
-  Napi::Value am = in.Get("attentionMask");
-  const auto mask = am.IsUndefined() || am.IsNull() ? at::Tensor() : int_tensor(am, "inputs.attentionMask", {B, S});
-  const auto dec = int_tensor(in.Get("decoderInputIds"), "inputs.decoderInputIds", {B, T});
+  if (T < 0) throw_type_error(env, "Expected an integer for inputs.targetLen");
+  const auto dec = int_tensor(in.Get("decoderInputIds"), "inputs.decoderInputIds", {src.batch, T});
   // selects: [{at, index}] applied (in the order given) before the step at position `at`, as beam search
   // reorders its rows; the logits of earlier steps are reordered with them, as beam search's sequences are.
   std::vector<std::pair<int64_t, at::Tensor>> selects;
