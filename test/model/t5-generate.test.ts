@@ -3,7 +3,8 @@
  * feeding the fixture's decoder_input_ids one token at a time, with the encoder run once, cross-attention keys
  * and values cached at start and self-attention ones appended per step, gives at every position the logits of
  * the full forward; also after select expands, reorders and drops cache rows (as beam search does), and for the
- * gated-gelu / untied-head variant.
+ * gated-gelu / untied-head variant. Teacher-forced on the fixture's generate() outputs, the steps give 4.4.2's
+ * greedy ids and beam scores.
  */
 import type { ExecutionContext } from 'ava';
 import { native, NativeSeq2Seq, TensorData } from '../../lib/runtime/native';
@@ -91,6 +92,52 @@ t5Test('t5: gated-gelu FFN with an untied lm_head: step equals forward (also wit
   t.like(model.info(), { numParameters: 230_208 + 2 * 2 * 128 * 64 + 65_536 }); // wi_1 per block, the untied head
   await stepsMatchForward(t, 'gated-gelu / untied', model, io);
   await stepsMatchForward(t, 'gated-gelu / untied, select', model, io, SELECTS);
+  model.dispose();
+});
+
+/** Log-softmax of row `r` of [.., vocab] logits at index `i`, in float64. */
+function logProb(logits: Float32Array, vocab: number, r: number, i: number): number {
+  const row = logits.subarray(r * vocab, (r + 1) * vocab);
+  let m = -Infinity;
+  for (const x of row) m = Math.max(m, x);
+  let s = 0;
+  for (const x of row) s += Math.exp(x - m);
+  return row[i] - m - Math.log(s);
+}
+
+t5Test('t5-tiny: step reproduces 4.4.2 generate(): greedy_sequences are its argmax, beam_sequences_scores its log-probs', async (t) => {
+  const { dir, io } = await fixture();
+  const model = await native().loadSeq2Seq(dir);
+  // README: no logits processor applies to t5-tiny (no forced eos, min_length 0) and no row reaches eos, so
+  // greedy search is the argmax of each step's logits and a beam's score is the sum of its log-softmax terms
+  // over hyp_len = max_length = 12 (the start token counted). Teacher-forcing a sequence gives those steps.
+  const [B, L] = io.greedy_sequences.shape;
+  const V = 1024;
+  const source = { inputIds: io.gen_input_ids.data as BigInt64Array, attentionMask: io.gen_attention_mask.data as BigInt64Array, batchSize: B, seqLen: io.gen_input_ids.shape[1] };
+  const forced = async (seqs: TensorData) => {
+    const ids = seqs.data as BigInt64Array;
+    const dec = BigInt64Array.from({ length: B * (L - 1) }, (_, k) => ids[Math.floor(k / (L - 1)) * L + (k % (L - 1))]);
+    return (await model.decodeSteps({ ...source, targetLen: L - 1, decoderInputIds: dec })).logits.data as Float32Array;
+  };
+  const greedy = io.greedy_sequences.data as BigInt64Array;
+  const g = await forced(io.greedy_sequences);
+  const argmax: bigint[] = [];
+  for (let r = 0; r < B * (L - 1); r++) {
+    const row = g.subarray(r * V, (r + 1) * V);
+    argmax.push(BigInt(row.indexOf(Math.max(...row))));
+  }
+  const want = Array.from({ length: B * (L - 1) }, (_, k) => greedy[Math.floor(k / (L - 1)) * L + (k % (L - 1)) + 1]);
+  t.deepEqual(argmax, want, 'greedy: argmax of every step = the next token of greedy_sequences');
+  const beams = io.beam_sequences.data as BigInt64Array;
+  const b = await forced(io.beam_sequences);
+  const stored = io.beam_sequences_scores.data as Float32Array;
+  for (let r = 0; r < B; r++) {
+    let sum = 0;
+    for (let p = 0; p < L - 1; p++) sum += logProb(b, V, r * (L - 1) + p, Number(beams[r * L + p + 1]));
+    const d = Math.abs(sum / L - stored[r]);
+    t.log(`beam row ${r}: score ${(sum / L).toFixed(6)} vs stored ${stored[r].toFixed(6)}, |diff| ${d.toExponential(3)} (atol ${ATOL})`);
+    t.true(d <= ATOL);
+  }
   model.dispose();
 });
 
