@@ -160,20 +160,26 @@ T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool
   if (has_relative_bias) relative_attention_bias = register_module("relative_attention_bias", Embedding(buckets, heads));
 }
 
-at::Tensor T5AttentionImpl::compute_bias(int64_t q_len, int64_t k_len) const {
+at::Tensor T5AttentionImpl::compute_bias(int64_t q_len, int64_t k_len, int64_t q_from) const {
   const auto opts = at::TensorOptions().dtype(at::kLong).device(relative_attention_bias->weight.device());
-  const auto rel = at::arange(k_len, opts).unsqueeze(0).sub(at::arange(q_len, opts).unsqueeze(1));
+  const auto rel = at::arange(k_len, opts).unsqueeze(0).sub(at::arange(q_from, q_from + q_len, opts).unsqueeze(1));
   const auto b = relative_attention_bias->forward(t5_relative_buckets(rel, bidirectional, buckets));  // [q, k, H]
   return b.permute({2, 0, 1}).unsqueeze(0);
 }
 
-at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, at::Tensor* probs) const {
-  const int64_t B = x.size(0), Tq = x.size(1), Tk = kv.size(1);
-  auto split = [&](const at::Tensor& t, int64_t len) { return t.view({B, len, heads, d_kv}).transpose(1, 2); };
-  const auto scores = at::matmul(split(q->forward(x), Tq), split(k->forward(kv), Tk).transpose(-1, -2)).add(bias);
+at::Tensor T5AttentionImpl::heads_of(const Linear& proj, const at::Tensor& x) const {
+  return proj->forward(x).view({x.size(0), x.size(1), heads, d_kv}).transpose(1, 2);
+}
+
+at::Tensor T5AttentionImpl::attend(const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_, const at::Tensor& bias, at::Tensor* probs) const {
+  const auto scores = at::matmul(q_, k_.transpose(-1, -2)).add(bias);
   const auto p = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
   if (probs) *probs = p;
-  return o->forward(at::matmul(p, split(v->forward(kv), Tk)).transpose(1, 2).reshape({B, Tq, heads * d_kv}));
+  return o->forward(at::matmul(p, v_).transpose(1, 2).reshape({q_.size(0), q_.size(2), heads * d_kv}));
+}
+
+at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, at::Tensor* probs) const {
+  return attend(heads_of(q, x), heads_of(k, kv), heads_of(v, kv), bias, probs);
 }
 
 T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias) {
@@ -210,6 +216,17 @@ at::Tensor T5BlockImpl::forward(const at::Tensor& x_in, const at::Tensor& self_b
   auto h = self_norm->forward(x_in);
   auto x = x_in.add(self_attn->forward(h, h, self_bias, self_probs));
   if (cross_attn) x = x.add(cross_attn->forward(cross_norm->forward(x), enc, cross_bias, cross_probs));
+  return x.add(ffn(ffn_norm->forward(x)));
+}
+
+at::Tensor T5BlockImpl::step(const at::Tensor& x_in, const at::Tensor& self_bias, at::Tensor& self_k, at::Tensor& self_v, const at::Tensor& cross_k,
+                             const at::Tensor& cross_v, const at::Tensor& cross_bias) const {
+  const auto& sa = *self_attn;
+  const auto h = self_norm->forward(x_in);
+  self_k = at::cat({self_k, sa.heads_of(sa.k, h)}, 2);
+  self_v = at::cat({self_v, sa.heads_of(sa.v, h)}, 2);
+  auto x = x_in.add(sa.attend(sa.heads_of(sa.q, h), self_k, self_v, self_bias, nullptr));
+  x = x.add(cross_attn->attend(cross_attn->heads_of(cross_attn->q, cross_norm->forward(x)), cross_k, cross_v, cross_bias, nullptr));
   return x.add(ffn(ffn_norm->forward(x)));
 }
 
@@ -288,8 +305,7 @@ NamedTensors T5Model::forward(const Seq2SeqBatch& in, const Seq2SeqFlags& flags)
 
   const auto enc = encoder->forward(shared->forward(ids), enc_bias, at::Tensor(), at::Tensor(), flags);
   const auto dec = decoder->forward(shared->forward(dec_ids), dec_bias, enc.last, cross_bias, flags);
-  // Tied head: 4.4.2 scales the decoder output by d_model^-0.5 first (only when tied).
-  const auto logits = lm_head ? lm_head->forward(dec.last) : at::linear(dec.last.mul(std::pow(static_cast<double>(config.d_model), -0.5)), shared->weight);
+  const auto logits = head(dec.last);
 
   NamedTensors out{{"logits", logits}};
   if (in.labels.defined())
@@ -304,6 +320,89 @@ NamedTensors T5Model::forward(const Seq2SeqBatch& in, const Seq2SeqFlags& flags)
   add("decoder_attentions", dec.self_probs);
   add("cross_attentions", dec.cross_probs);
   return out;
+}
+
+at::Tensor T5Model::head(const at::Tensor& h) const {
+  // Tied head: 4.4.2 scales the decoder output by d_model^-0.5 first (only when tied).
+  return lm_head ? lm_head->forward(h) : at::linear(h.mul(std::pow(static_cast<double>(config.d_model), -0.5)), shared->weight);
+}
+
+namespace {
+
+// What T5 keeps between decoding steps, per decoder block: the cross-attention keys and values of the encoder
+// output (computed once by start), and the self-attention keys and values of the positions fed so far. The
+// encoder output itself is not kept: nothing reads it once its keys and values are made.
+struct T5Cache : DecoderCache {
+  at::Tensor cross_bias;                        // [N, 1, 1, S]: the source padding, -1e9 as forward
+  std::vector<at::Tensor> cross_k, cross_v;     // [N, H, S, d_kv] per block
+  std::vector<at::Tensor> self_k, self_v;       // [N, H, steps, d_kv] per block
+  int64_t steps = 0;                            // positions fed: the next step must be at this position
+};
+
+T5Cache& t5_cache(DecoderCache& cache) {
+  auto* c = dynamic_cast<T5Cache*>(&cache);
+  if (!c) throw Error("E_INVALID_ARG", "this decoder cache was not made by a t5 model's start()");
+  return *c;
+}
+
+}  // namespace
+
+std::unique_ptr<DecoderCache> T5Model::start(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
+  at::NoGradGuard no_grad;  // the cache must hold values, not graphs
+  if (!input_ids.defined()) throw Error("E_INVALID_ARG", "input_ids is required");
+  check_ids(input_ids, "input_ids", -1, config.vocab_size);
+  if (attention_mask.defined()) check_mask(attention_mask, "attention_mask", input_ids);
+  const auto dev = shared->weight.device();
+  const auto ids = input_ids.to(dev, at::kLong);
+  const int64_t N = ids.size(0), S = ids.size(1);
+  const auto mask = attention_mask.defined() ? attention_mask.to(dev) : at::ones({N, S}, ids.options());
+  const auto enc_bias = encoder->blocks[0]->self_attn->compute_bias(S, S).add(mask_bias(mask, -10000.0));
+  const auto enc = encoder->forward(shared->forward(ids), enc_bias, at::Tensor(), at::Tensor(), Seq2SeqFlags{}).last;
+  auto cache = std::make_unique<T5Cache>();
+  cache->cross_bias = mask_bias(mask, -1e9);
+  const auto empty = at::empty({N, config.num_heads, 0, config.d_kv}, enc.options());
+  for (const auto& block : decoder->blocks) {
+    const auto& ca = *block->cross_attn;
+    cache->cross_k.push_back(ca.heads_of(ca.k, enc));
+    cache->cross_v.push_back(ca.heads_of(ca.v, enc));
+    cache->self_k.push_back(empty);
+    cache->self_v.push_back(empty);
+  }
+  return cache;
+}
+
+at::Tensor T5Model::step(DecoderCache& cache_in, const at::Tensor& tokens, int64_t position) {
+  at::NoGradGuard no_grad;
+  auto& cache = t5_cache(cache_in);
+  const int64_t N = cache.cross_bias.size(0);
+  if (position != cache.steps)
+    throw Error("E_INVALID_ARG", "step at position " + std::to_string(position) + " but the cache holds " + std::to_string(cache.steps) +
+                                     " positions: steps go 0, 1, 2, ... in order");
+  if (!tokens.defined() || tokens.dim() != 1 || tokens.size(0) != N)
+    throw Error("E_SHAPE", "tokens is " + (tokens.defined() ? shape_str(tokens.sizes().vec()) : std::string("undefined")) + ", expected [" +
+                               std::to_string(N) + "] (one per cache row)");
+  check_ids(tokens.unsqueeze(1), "tokens", N, config.vocab_size);
+  auto x = shared->forward(tokens.to(shared->weight.device(), at::kLong).unsqueeze(1));  // [N, 1, D]
+  // Keys 0..position are all visible to the newest query: no causal mask, only block 0's bias row.
+  const auto bias = decoder->blocks[0]->self_attn->compute_bias(1, position + 1, position);
+  for (size_t i = 0; i < decoder->blocks.size(); ++i)
+    x = decoder->blocks[i]->step(x, bias, cache.self_k[i], cache.self_v[i], cache.cross_k[i], cache.cross_v[i], cache.cross_bias);
+  ++cache.steps;
+  return head(decoder->final_layer_norm->forward(x)).squeeze(1);
+}
+
+void T5Model::select(DecoderCache& cache_in, const at::Tensor& index) {
+  at::NoGradGuard no_grad;
+  auto& cache = t5_cache(cache_in);
+  const int64_t N = cache.cross_bias.size(0);
+  if (!index.defined() || index.dim() != 1 || index.size(0) < 1)
+    throw Error("E_SHAPE", "index is " + (index.defined() ? shape_str(index.sizes().vec()) : std::string("undefined")) + ", expected [rows >= 1]");
+  const auto idx = index.to(cache.cross_bias.device(), at::kLong);
+  if (idx.lt(0).logical_or(idx.ge(N)).any().item<bool>())
+    throw Error("E_INVALID_ARG", "index holds a row outside the cache's " + std::to_string(N) + " rows");
+  cache.cross_bias = cache.cross_bias.index_select(0, idx);
+  for (auto* list : {&cache.cross_k, &cache.cross_v, &cache.self_k, &cache.self_v})
+    for (auto& t : *list) t = t.index_select(0, idx);
 }
 
 Seq2SeqInfo T5Model::info() const {

@@ -49,11 +49,16 @@ TORCH_MODULE(T5LayerNorm);
 // relative_attention_bias [buckets, heads].
 struct T5AttentionImpl : torch::nn::Module {
   T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool bidirectional);
-  // [1, H, q_len, k_len]: the bias every block of the stack adds (block 0's table).
-  at::Tensor compute_bias(int64_t q_len, int64_t k_len) const;
+  // [1, H, q_len, k_len]: the bias every block of the stack adds (block 0's table), for query positions
+  // q_from .. q_from + q_len - 1 (incremental decoding asks for one row) against keys 0 .. k_len - 1.
+  at::Tensor compute_bias(int64_t q_len, int64_t k_len, int64_t q_from = 0) const;
   // x [B, Tq, D]; kv [B, Tk, D] (x itself for self-attention); bias [B|1, H, Tq, Tk], position bias plus mask.
   // Writes the probabilities to *probs when given.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, at::Tensor* probs) const;
+  // [B, T, D] through `proj` (q, k or v) -> [B, H, T, d_kv]: what incremental decoding caches.
+  at::Tensor heads_of(const Linear& proj, const at::Tensor& x) const;
+  // The attention of projected q [B, H, Tq, d_kv] on k, v [B, H, Tk, d_kv], through o: [B, Tq, D].
+  at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias, at::Tensor* probs) const;
   Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
   Embedding relative_attention_bias{nullptr};
   int64_t heads, d_kv, buckets;
@@ -68,6 +73,10 @@ struct T5BlockImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& self_bias, const at::Tensor& enc, const at::Tensor& cross_bias,
                      at::Tensor* self_probs, at::Tensor* cross_probs) const;
   at::Tensor ffn(const at::Tensor& x) const;
+  // One decoder position, x [N, 1, D]: appends this position's self-attention keys and values to self_k /
+  // self_v ([N, H, t, d_kv]) and attends to them and to the cached cross-attention cross_k / cross_v.
+  at::Tensor step(const at::Tensor& x, const at::Tensor& self_bias, at::Tensor& self_k, at::Tensor& self_v, const at::Tensor& cross_k,
+                  const at::Tensor& cross_v, const at::Tensor& cross_bias) const;
   T5Attention self_attn{nullptr}, cross_attn{nullptr};
   T5LayerNorm self_norm{nullptr}, cross_norm{nullptr}, ffn_norm{nullptr};
   Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
@@ -93,6 +102,13 @@ class T5Model : public Seq2SeqImpl {
   T5Model(const T5Config& c, std::string config_json);
   NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) override;
   Seq2SeqInfo info() const override;
+  // Incremental decoding (seq2seq.h): the cache is a T5Cache (t5.cc); step adds block 0's position bias of
+  // the one query row `position` against keys 0..position, recomputed per step (a [H, position + 1] lookup).
+  std::unique_ptr<DecoderCache> start(const at::Tensor& input_ids, const at::Tensor& attention_mask) override;
+  at::Tensor step(DecoderCache& cache, const at::Tensor& tokens, int64_t position) override;
+  void select(DecoderCache& cache, const at::Tensor& index) override;
+  // The LM head on the decoder's final output: lm_head, or (tied) shared^T after the d_model^-0.5 scaling.
+  at::Tensor head(const at::Tensor& h) const;
   // 4.4.2's _shift_right: [decoder_start_token_id, labels[:-1]] with -100 -> pad.
   at::Tensor shift_right(const at::Tensor& labels) const;
   // The names a checkpoint may store for the shared table (older checkpoints keep their tied copies).

@@ -88,10 +88,15 @@ export interface NativeSeq2Seq {
     options?: NativeGenerateOptions,
   ): Promise<{ sequences: TensorData; scores?: TensorData }>;
   /**
-   * For checks: decoderInputIds fed one token per step through incremental decoding, each step's logits stacked
-   * ([rows, targetLen, vocab]); `select` takes the cache rows `rows` before step `after`.
+   * Teacher-forced incremental decoding (seq2seq.h start / step / select): the encoder once, then one step per
+   * position of `decoderInputIds` ([batchSize, targetLen]). Each `selects` entry keeps the cache rows `index`
+   * before the step at position `at` (earlier logits follow). "logits" [rows, targetLen, vocab]; "rows": the
+   * input row each final cache row decoded.
    */
-  decodeSteps(inputs: NativeSeq2SeqInputs, select?: { after: number; rows: number[] }): Promise<{ logits: TensorData }>;
+  decodeSteps(
+    inputs: NativeSeq2SeqInputs & { targetLen: number; decoderInputIds: IntArray },
+    options?: { selects?: { at: number; index: BigInt64Array | Int32Array }[] },
+  ): Promise<{ logits: TensorData; rows: TensorData }>;
   info(): NativeSeq2SeqInfo;
   dispose(): void;
   isDisposed(): boolean;

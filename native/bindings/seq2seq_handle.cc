@@ -158,44 +158,50 @@ Napi::Value Seq2SeqHandle::DecodeSteps(const Napi::CallbackInfo& info) {
   auto c = cell(env);
   Napi::Object in = get_object(info[0], "inputs");
   const bp::Seq2SeqBatch src = read_source(env, in);
-  const int64_t B = src.input_ids.size(0);
+  const auto ids = src.input_ids;
+  const auto mask = src.attention_mask;
   const int64_t T = get_int(in, "targetLen", -1, 1, 1 << 20);
-  if (T < 1) throw_type_error(env, "inputs.decoderInputIds needs inputs.targetLen");
-  const at::Tensor dec = int_tensor(in.Get("decoderInputIds"), "inputs.decoderInputIds", {B, T});
-  int64_t after = -1;
-  at::Tensor rows;
-  if (info.Length() > 1 && !info[1].IsUndefined()) {
-    Napi::Object sel = get_object(info[1], "select");
-    after = get_int(sel, "after", 0, 0, T - 1);
-    Napi::Value r = sel.Get("rows");
-    if (!r.IsArray()) throw_type_error(env, "Expected an array of row indices for select.rows but received " + describe(r));
-    const auto arr = r.As<Napi::Array>();
-    rows = at::empty({static_cast<int64_t>(arr.Length())}, at::kLong);
+  if (T < 0) throw_type_error(env, "Expected an integer for inputs.targetLen");
+  const auto dec = int_tensor(in.Get("decoderInputIds"), "inputs.decoderInputIds", {ids.size(0), T});
+  // selects: [{at, index}] applied (in the order given) before the step at position `at`, as beam search
+  // reorders its rows; the logits of earlier steps are reordered with them, as beam search's sequences are.
+  std::vector<std::pair<int64_t, at::Tensor>> selects;
+  Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
+  Napi::Value sv = o.Get("selects");
+  if (!sv.IsUndefined()) {
+    if (!sv.IsArray()) throw_type_error(env, "Expected an array for options.selects but received " + describe(sv));
+    auto arr = sv.As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Napi::Value x = arr.Get(i);
-      if (!x.IsNumber()) throw_type_error(env, "Expected integers for select.rows but received " + describe(x));
-      rows[i] = static_cast<int64_t>(x.As<Napi::Number>().DoubleValue());
+      const auto name = "options.selects[" + std::to_string(i) + "]";
+      Napi::Object s = get_object(arr.Get(i), name);
+      const int64_t pos = get_int(s, "at", -1, 0, T - 1);
+      if (pos < 0) throw_type_error(env, "Expected an integer in [0, " + std::to_string(T - 1) + "] for " + name + ".at");
+      Napi::Value index = s.Get("index");
+      const uint32_t n = index.IsTypedArray() ? static_cast<uint32_t>(index.As<Napi::TypedArray>().ElementLength()) : 0;
+      selects.emplace_back(pos, int_tensor(index, name + ".index", {static_cast<int64_t>(n)}));
     }
   }
   auto out = std::make_shared<bp::NamedTensors>();
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.seq2seqDecodeSteps",
-      [c, src, dec, after, rows, T, out]() {
+      [c, ids, mask, dec, selects, T, out]() {
         std::lock_guard<std::mutex> lock(c->mutex);
         at::NoGradGuard no_grad;
         c->model->eval();
-        auto cache = c->model->start(src.input_ids, src.attention_mask);
-        at::Tensor origin = at::arange(dec.size(0), at::kLong);  // each cache row's source row
-        std::vector<at::Tensor> steps;
+        auto cache = c->model->start(ids, mask);
+        auto rows = at::arange(ids.size(0), at::kLong);  // the input row each cache row decodes
+        std::vector<at::Tensor> logits;
         for (int64_t pos = 0; pos < T; ++pos) {
-          if (pos == after) {
-            c->model->select(*cache, rows);
-            origin = origin.index_select(0, rows);
-            for (auto& s : steps) s = s.index_select(0, rows);
+          for (const auto& [at_pos, index] : selects) {
+            if (at_pos != pos) continue;
+            c->model->select(*cache, index);
+            rows = rows.index_select(0, index);
+            for (auto& l : logits) l = l.index_select(0, index.to(l.device()));
           }
-          steps.push_back(c->model->step(*cache, dec.index_select(0, origin).select(1, pos).contiguous(), pos).to(at::kCPU));
+          logits.push_back(c->model->step(*cache, dec.index_select(0, rows).select(1, pos), pos));
         }
-        out->emplace_back("logits", at::stack(steps, 1).contiguous());
+        out->emplace_back("logits", at::stack(logits, 1).to(at::kCPU).contiguous());
+        out->emplace_back("rows", rows);
       },
       [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
 }

@@ -29,10 +29,8 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   // generate(inputs, options) -> Promise<{sequences, scores?}>; options.onStep(tokens: BigInt64Array), when
   // given, receives each step's tokens on the main thread (a thread-safe function) before the Promise settles.
   Napi::Value Generate(const Napi::CallbackInfo& info);
-  // decodeSteps(inputs, select?) -> Promise<{logits}>: decoderInputIds fed one token per step through the
-  // incremental decoding (start / step / select), each step's logits stacked [rows, target, vocab]; with
-  // select {after, rows}, the cache rows are taken by `rows` before step `after` (the rows' tokens follow). What the
-  // tests compare with forward().
+  // decodeSteps(inputs, {selects}): teacher-forced incremental decoding (start, then one step per
+  // decoderInputIds position), what tests and the decoding benchmark compare with forward().
   Napi::Value DecodeSteps(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

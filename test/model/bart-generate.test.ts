@@ -64,9 +64,9 @@ withShared('fixtures/bart-tiny')('bart-tiny: incremental decoding gives forward 
   compareRows(t, 'step by step vs fixture', steps, io.logits, [0, 1, 2]);
   // Beams: rows reordered, one dropped and one repeated after 5 steps (the self keys/values cached so far follow).
   const index = [2, 0, 0, 1, 2];
-  compareRows(t, 'select [2,0,0,1,2] after 5 steps', (await handle.decodeSteps(inputs, { after: 5, rows: index })).logits, full, index);
+  compareRows(t, 'select [2,0,0,1,2] after 5 steps', (await handle.decodeSteps(inputs, { selects: [{ at: 5, index: Int32Array.from(index) }] })).logits, full, index);
   // Expanded right after the encoder (what beam search does first).
-  compareRows(t, 'select [1,1,1] at start', (await handle.decodeSteps(inputs, { after: 0, rows: [1, 1, 1] })).logits, full, [1, 1, 1]);
+  compareRows(t, 'select [1,1,1] at start', (await handle.decodeSteps(inputs, { selects: [{ at: 0, index: Int32Array.from([1, 1, 1]) }] })).logits, full, [1, 1, 1]);
   handle.dispose();
 });
 

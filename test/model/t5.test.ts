@@ -3,56 +3,15 @@
  * every forward output, the derived decoder inputs, the relative position buckets and biases (read back through
  * the attention maps of a model whose queries are zero), bad checkpoints, bad configs and bad ids.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Seq2SeqModel, Seq2SeqInputs } from '../../lib/model/seq2seq';
 import type { TensorData } from '../../lib/runtime/native';
-import { expectClose, maxAbsDiff, readTensors, shared, tempDir, withShared, writeSafetensorsFile } from '../helpers';
+import { expectClose, maxAbsDiff } from '../helpers';
+import { f32, fixture, gatedGelu, inputs, modelCopy, t5Test, Weights, zerosLike } from './t5-fixture';
 
 // README: forward outputs (logits, loss, hidden states, attentions) atol 1e-5; its fp64 reference puts fp32
 // 4.4.2 within 4.3e-6 of the exact values, so 1e-5 leaves room for a different summation order.
 const ATOL = 1e-5;
-const FIX = 'fixtures/t5-tiny';
-const t5Test = withShared(FIX);
-
-type Weights = Record<string, TensorData>;
-
-async function fixture() {
-  const dir = shared(FIX);
-  return { dir, io: await readTensors(join(dir, 'io.safetensors')), weights: await readTensors(join(dir, 'model.safetensors')) };
-}
-
-function inputs(io: Weights, extra: Partial<Seq2SeqInputs> = {}): Seq2SeqInputs {
-  const [batchSize, seqLen] = io.input_ids.shape;
-  return {
-    inputIds: io.input_ids.data as BigInt64Array,
-    attentionMask: io.attention_mask.data as BigInt64Array,
-    batchSize,
-    seqLen,
-    targetLen: io.labels.shape[1],
-    labels: io.labels.data as BigInt64Array,
-    ...extra,
-  };
-}
-
-/** A copy of the fixture's model directory with `weights` (and the config changed by `config`) in a temp dir. */
-function modelCopy(dir: string, weights: Weights, config: (c: Record<string, unknown>) => void = () => {}) {
-  const tmp = tempDir('blockprune-t5-');
-  const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-  config(c);
-  writeFileSync(join(tmp.path, 'config.json'), JSON.stringify(c));
-  writeSafetensorsFile(join(tmp.path, 'model.safetensors'), weights as Parameters<typeof writeSafetensorsFile>[1]);
-  return tmp;
-}
-
-function f32(shape: number[], fill: (i: number) => number): TensorData {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = fill(i);
-  return { data, shape, dtype: 'F32' };
-}
-
-const zerosLike = (t: TensorData) => f32(t.shape, () => 0);
 
 /** The weights with every self-attention query zero: scores are then the position bias plus the mask alone. */
 function zeroQueries(w: Weights): Weights {
@@ -208,19 +167,9 @@ t5Test('t5: untied lm_head (tie_word_embeddings false) and a stored tied copy', 
 /** Gated-GELU FFN (t5 v1.1) of block 0 against a float64 reference: with the attention output zero, block 0 adds only the FFN. */
 t5Test('t5: gated-gelu FFN (wi_0, wi_1, gelu_new) against a float64 reference of block 0', async (t) => {
   const { dir, io, weights } = await fixture();
-  const w: Weights = {};
   const F = 128;
   const D = 64;
-  for (const [k, v] of Object.entries(weights)) {
-    const m = /^(.*DenseReluDense\.)wi\.weight$/.exec(k);
-    if (!m) {
-      w[k] = v;
-      continue;
-    }
-    const src = v.data as Float32Array;
-    w[`${m[1]}wi_0.weight`] = v;
-    w[`${m[1]}wi_1.weight`] = f32(v.shape, (i) => src[(i + D) % (F * D)]); // another matrix, so the gate matters
-  }
+  const w = gatedGelu(weights, D);
   w['encoder.block.0.layer.0.SelfAttention.o.weight'] = zerosLike(weights['encoder.block.0.layer.0.SelfAttention.o.weight']);
   const tmp = modelCopy(dir, w, (c) => (c.feed_forward_proj = 'gated-gelu'));
   t.teardown(tmp.cleanup);
