@@ -25,6 +25,7 @@ export type {
   Task,
 } from './model/model';
 export { pipeline, loadTokenizer, answerWindows } from './model/pipelines';
+export type { GenerationResult, GenerationTask, TextGenerationPipeline } from './model/generation-pipeline';
 export { resolveModel } from './hub/hub';
 export { hubCacheDir, isHubId } from './hub/cache';
 export type { DownloadProgress, HubOptions } from './hub/hub';

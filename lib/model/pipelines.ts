@@ -11,6 +11,9 @@
  *   await qa({ question, context });               // { answer, score, start, end }
  *   await qa({ question, context }, { topK: 3 });  // the three best answers (topK > 1: an array)
  *
+ *   const summarize = await pipeline('summarization', dir);   // BART / T5 (generation-pipeline.ts)
+ *   await summarize('a long text');                // { summary_text }; 'text2text-generation' gives generated_text
+ *
  * The call signatures say these shapes: `(await classify('x')).label` compiles (ClassificationOutput, QAOutput).
  *
  * A pipeline is a function with the model and tokenizer attached; `dispose()` frees the model.
@@ -23,6 +26,8 @@ import { AutoTokenizer, hasTokenizerFiles, modelTypeIn } from '../tokenizer/auto
 import type { PreTrainedTokenizer, QuestionContextWindow } from '../tokenizer/tokenizer';
 import * as v from '../runtime/validate';
 import { checkQAOptions, QA_DEFAULTS, qaWindowOptions, type QAOptions } from './qa-options';
+import { generationPipeline, type GenerationTask, type TextGenerationPipeline } from './generation-pipeline';
+import { Seq2SeqModel } from './seq2seq';
 
 /** A hub id (`org/name`) is found in the Hugging Face cache, or downloaded into it: see HubOptions. */
 export interface PipelineOptions extends HubOptions {
@@ -146,14 +151,15 @@ const TASK_ALIASES = { 'sentiment-analysis': 'text-classification' } as const;
 
 export async function pipeline(task: 'text-classification' | 'sentiment-analysis', dir: string, options?: PipelineOptions): Promise<TextClassificationPipeline>;
 export async function pipeline(task: 'question-answering', dir: string, options?: PipelineOptions): Promise<QuestionAnsweringPipeline>;
+export async function pipeline(task: GenerationTask, dir: string, options?: PipelineOptions): Promise<TextGenerationPipeline>;
 export async function pipeline(
-  taskName: 'text-classification' | 'sentiment-analysis' | 'question-answering',
+  taskName: 'text-classification' | 'sentiment-analysis' | 'question-answering' | GenerationTask,
   dir: string,
   options: PipelineOptions = {},
-): Promise<TextClassificationPipeline | QuestionAnsweringPipeline> {
+): Promise<TextClassificationPipeline | QuestionAnsweringPipeline | TextGenerationPipeline> {
   const task = taskName === 'sentiment-analysis' ? TASK_ALIASES[taskName] : taskName;
-  if (task !== 'text-classification' && task !== 'question-answering')
-    throw invalidArg('task', "'text-classification', 'sentiment-analysis' or 'question-answering'", task);
+  if (task !== 'text-classification' && task !== 'question-answering' && task !== 'summarization' && task !== 'text2text-generation')
+    throw invalidArg('task', "'text-classification', 'sentiment-analysis', 'question-answering', 'summarization' or 'text2text-generation'", task);
   // Options and the model directory first: a missing model is named as such, not as a missing tokenizer.
   v.options('options', options, ['device', 'tokenizer', 'batchSize', 'maxLength', ...HUB_OPTIONS]);
   if (options.device !== undefined) v.string('options.device', options.device, { nonEmpty: true });
@@ -164,6 +170,8 @@ export async function pipeline(
   // A hub id is resolved (downloaded when needed) once, then read as a directory.
   const local = await resolveModel(dir, { revision, offline, token, cacheDir, onProgress }, 'dir');
   const tokenizer = loadTokenizer(local, options.tokenizer);
+  if (task === 'summarization' || task === 'text2text-generation')
+    return generationPipeline(task, await Seq2SeqModel.fromPretrained(local, { device: options.device }), tokenizer, batchSize, options.maxLength);
   const loadOpts: FromPretrainedOptions = { device: options.device, task };
   const model = await BertModel.fromPretrained(local, loadOpts);
   if (model.dimensions.vocabSize < tokenizer.vocabSize) {
