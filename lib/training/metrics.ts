@@ -3,9 +3,10 @@
  *
  * Classification metrics take predicted and gold class indices (any ArrayLike<number>, e.g. Int32Array) and
  * return fractions in [0, 1] (accuracy, F1) or [-1, 1] (Matthews), like HF `evaluate` / scikit-learn.
- * `squadMetrics` returns percentages, like the official SQuAD scripts.
+ * `squadMetrics` returns percentages, like the official SQuAD scripts; `rouge` F-measures as fractions.
  */
-import { invalidArg } from '../runtime/errors';
+import * as jsRouge from 'js-rouge';
+import { BlockpruneError, invalidArg } from '../runtime/errors';
 
 function checkPair(pred: ArrayLike<number>, gold: ArrayLike<number>): number {
   if (!pred || typeof pred.length !== 'number') throw invalidArg('pred', 'an array of class indices', pred);
@@ -228,4 +229,45 @@ export function squadMetrics(predictions: Readonly<Record<string, string>> | Rea
     out.noAns = score(no);
   }
   return out;
+}
+
+/** ROUGE F-measures (fractions), averaged over the pairs: what summarization reports. */
+export interface RougeScores {
+  rouge1: number;
+  rouge2: number;
+  rougeL: number;
+}
+
+/** rouge-score's default tokenizer: lower case, every run of characters other than a-z and 0-9 is a space. */
+function rougeTokens(s: string): string[] {
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, ' ')
+    .trim()
+    .split(' ')
+    .filter((w) => w !== '');
+}
+
+/**
+ * ROUGE-1, ROUGE-2 and ROUGE-L F1 of each prediction against its reference, averaged, as Google's rouge-score
+ * computes them (its tokenizer, no stemming; ROUGE-L over the whole text as one sequence), by js-rouge's n-gram
+ * and LCS scores. An empty prediction or reference scores 0.
+ */
+export function rouge(predictions: readonly string[], references: readonly string[]): RougeScores {
+  if (!Array.isArray(predictions) || !Array.isArray(references)) throw new BlockpruneError('E_INVALID_ARG', 'rouge: predictions and references must be arrays of strings');
+  if (predictions.length !== references.length)
+    throw new BlockpruneError('E_INVALID_ARG', `rouge: ${predictions.length} predictions for ${references.length} references`);
+  if (predictions.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'rouge: no predictions');
+  const opts = { tokenizer: rougeTokens, caseSensitive: true };
+  const sum = { rouge1: 0, rouge2: 0, rougeL: 0 };
+  predictions.forEach((p, i) => {
+    const r = references[i];
+    if (typeof p !== 'string' || typeof r !== 'string') throw new BlockpruneError('E_INVALID_ARG', `rouge: pair ${i} is not two strings`);
+    if (rougeTokens(p).length === 0 || rougeTokens(r).length === 0) return;
+    sum.rouge1 += jsRouge.n(p, r, { ...opts, n: 1 });
+    sum.rouge2 += rougeTokens(p).length > 1 && rougeTokens(r).length > 1 ? jsRouge.n(p, r, { ...opts, n: 2 }) : 0;
+    sum.rougeL += jsRouge.l(p, r, { ...opts, segmenter: (s: string) => [s] });
+  });
+  const n = predictions.length;
+  return { rouge1: sum.rouge1 / n, rouge2: sum.rouge2 / n, rougeL: sum.rougeL / n };
 }

@@ -1,6 +1,6 @@
 /** lib/metrics: classification metrics and the official SQuAD scoring, on hand-made cases with known values. */
 import test from 'ava';
-import { accuracy, argmax, f1Binary, matthews, normalizeAnswer, precisionRecallF1, squadF1, squadMetrics } from '../../lib/training/metrics';
+import { accuracy, argmax, f1Binary, matthews, normalizeAnswer, precisionRecallF1, rouge, squadF1, squadMetrics } from '../../lib/training/metrics';
 import type { SquadGold } from '../../lib/training/metrics';
 
 const close = (a: number, b: number, eps = 1e-9): boolean => Math.abs(a - b) <= eps;
@@ -82,4 +82,20 @@ test('squadMetrics v2: impossible questions have the gold answer ""', (t) => {
   t.is(squadF1('', ''), 1);
   t.is(squadF1('the', ''), 1, '"the" normalizes to empty');
   t.is(squadF1('', 'x'), 0);
+});
+
+test("rouge: Google rouge-score's published example (its README), averages, empty texts and bad input", (t) => {
+  // rouge-score README: scorer.score('The quick brown fox jumps over the lazy dog', 'The quick brown dog jumps on
+  // the log.') gives rouge1 fmeasure 0.7059 (P 0.75, R 0.6667) and rougeL fmeasure 0.5882 (P 0.625, R 0.5556).
+  const r = rouge(['The quick brown dog jumps on the log.'], ['The quick brown fox jumps over the lazy dog']);
+  t.true(Math.abs(r.rouge1 - 0.70588) < 1e-4, `rouge1 ${r.rouge1}`);
+  t.true(Math.abs(r.rougeL - 0.58824) < 1e-4, `rougeL ${r.rougeL}`);
+  // ROUGE-2 by hand: 2 of the candidate's 7 bigrams and of the reference's 8 match: F = 2 / (7 + 8) * 2.
+  t.true(Math.abs(r.rouge2 - 4 / 15) < 1e-9, `rouge2 ${r.rouge2}`);
+  // Identical texts score 1 (case and punctuation do not count); an empty prediction 0; the mean over pairs.
+  t.deepEqual(rouge(['Hello, World'], ['hello world']), { rouge1: 1, rouge2: 1, rougeL: 1 });
+  t.deepEqual(rouge(['', 'a b'], ['a b', 'a b']), { rouge1: 0.5, rouge2: 0.5, rougeL: 0.5 });
+  t.throws(() => rouge(['a'], []), { code: 'E_INVALID_ARG', message: /1 predictions for 0 references/ });
+  t.throws(() => rouge([], []), { code: 'E_INVALID_ARG' });
+  t.throws(() => rouge([1 as never], ['a']), { code: 'E_INVALID_ARG', message: /pair 0/ });
 });
