@@ -173,3 +173,24 @@ export function runCli(args: readonly string[], timeoutMs = 120_000): { code: nu
   const r = spawnSync(process.execPath, [join(packageRoot(), 'dist', 'lib', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: timeoutMs });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
+
+/**
+ * A T5-shaped tokenizer.json (SentencePiece Unigram behind Metaspace; `$A </s>` / `$A </s> $B </s>`) over
+ * `vocab`, whose first three pieces are `<pad>`, `</s>` and `<unk>` (ids 0, 1, 2).
+ */
+export function t5TokenizerJson(vocab: Array<[string, number]>): Record<string, unknown> {
+  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const seq = (id: string) => ({ Sequence: { id, type_id: 0 } });
+  const eos = { SpecialToken: { id: '</s>', type_id: 0 } };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [special(0, '<pad>'), special(1, '</s>'), special(2, '<unk>')],
+    normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
+    post_processor: { type: 'TemplateProcessing', single: [seq('A'), eos], pair: [seq('A'), eos, seq('B'), eos], special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } } },
+    decoder: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
+    model: { type: 'Unigram', unk_id: 2, vocab },
+  };
+}

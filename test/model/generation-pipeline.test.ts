@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from '../../lib/model/pipelines';
 import { Seq2SeqModel } from '../../lib/model/seq2seq';
 import { loadTokenizer } from '../../lib/model/pipelines';
-import { shared, skipped, tempDir } from '../helpers';
+import { shared, skipped, t5TokenizerJson, tempDir } from '../helpers';
 
 const VOCAB = 1024;
 
@@ -40,24 +40,7 @@ function t5Dir(dir: string, config: (c: Record<string, unknown>) => void = () =>
   const vocab: Array<[string, number]> = [['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁', -2]];
   for (const x of 'abcdefghijklmnopqrstuvwxyz') vocab.push([x, -5], ['▁' + x, -4]);
   for (let i = vocab.length; i < VOCAB; i++) vocab.push([`▁w${i}`, -10]);
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-  writeFileSync(
-    join(dir, 'tokenizer.json'),
-    JSON.stringify({
-      version: '1.0', truncation: null, padding: null,
-      added_tokens: [special(0, '<pad>'), special(1, '</s>'), special(2, '<unk>')],
-      normalizer: null,
-      pre_tokenizer: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
-      post_processor: {
-        type: 'TemplateProcessing',
-        single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-        pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-        special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
-      },
-      decoder: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
-      model: { type: 'Unigram', unk_id: 2, vocab },
-    }),
-  );
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(t5TokenizerJson(vocab)));
   return dir;
 }
 

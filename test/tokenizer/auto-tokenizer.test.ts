@@ -9,6 +9,7 @@ import * as path from 'path';
 import { AutoTokenizer } from '../../lib/tokenizer/auto-tokenizer';
 import { BertTokenizer, buildRobertaTokenizerJson, PreTrainedTokenizer, TOKENIZER_FAMILIES, TokenizerError } from '../../lib/tokenizer/tokenizer';
 import { tmpDir } from './helpers';
+import { t5TokenizerJson as t5Json } from '../helpers';
 
 const WORDPIECE = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'hello', 'world'];
 
@@ -137,31 +138,8 @@ test('decode: every family maps ids back to text; special tokens dropped on requ
   t.is(roberta.decode(roberta.encode('hi hi').inputIds, { skipSpecialTokens: true }), 'hi hi');
 });
 
-/** A T5-shaped tokenizer.json (SentencePiece Unigram behind Metaspace; `$A </s>`), small enough to read. */
-const t5TokenizerJson = {
-  version: '1.0',
-  truncation: null,
-  padding: null,
-  added_tokens: [
-    { id: 0, content: '<pad>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
-    { id: 1, content: '</s>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
-    { id: 2, content: '<unk>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
-  ],
-  normalizer: null,
-  pre_tokenizer: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
-  post_processor: {
-    type: 'TemplateProcessing',
-    single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-    pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-    special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
-  },
-  decoder: { type: 'Metaspace', replacement: '▁', add_prefix_space: true },
-  model: {
-    type: 'Unigram',
-    unk_id: 2,
-    vocab: [['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁', -2], ['▁hello', -3], ['▁world', -3], ['h', -6], ['e', -6], ['l', -6], ['o', -6], ['▁he', -5], ['llo', -5]],
-  },
-};
+/** A T5-shaped tokenizer.json, small enough to read. */
+const t5TokenizerJson = t5Json([['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁', -2], ['▁hello', -3], ['▁world', -3], ['h', -6], ['e', -6], ['l', -6], ['o', -6], ['▁he', -5], ['llo', -5]]);
 
 test('T5: Unigram with `A </s>` (no start token), pairs `A </s> B </s>`, decode drops </s> and pads', (t) => {
   for (const clue of [{ 'config.json': { model_type: 't5' } }, { 'tokenizer_config.json': { tokenizer_class: 'T5TokenizerFast' } }]) {
