@@ -370,11 +370,7 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
         const std::string base = m->family().prefix + ".";
         *loaded = bp::load_state(*m.ptr(), path, strict, [&](const std::string& name) { return bare && name.rfind(base, 0) != 0 ? base + name : name; });
       },
-      [loaded](Napi::Env e) -> Napi::Value {
-        Napi::Array a = Napi::Array::New(e, loaded->size());
-        for (size_t i = 0; i < loaded->size(); ++i) a.Set(static_cast<uint32_t>(i), (*loaded)[i]);
-        return a;
-      });
+      [loaded](Napi::Env e) -> Napi::Value { return strings_to_js(e, *loaded); });
 }
 
 Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {

@@ -7,6 +7,7 @@
 #include "checkpoint.h"
 #include "errors.h"
 #include "generate.h"
+#include "loss_args.h"
 #include "patch.h"
 #include "worker.h"
 
@@ -253,15 +254,7 @@ Napi::Value Seq2SeqHandle::Info(const Napi::CallbackInfo& info) {
 Napi::Value Seq2SeqHandle::Patch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
-  const std::string plan_text = get_string(info[0], "plan");
-  nlohmann::json plan;
-  guarded(env, [&] {
-    try {
-      plan = nlohmann::json::parse(plan_text);
-    } catch (const nlohmann::json::exception& e) {
-      throw bp::Error("E_INVALID_ARG", std::string("pruning plan is not valid JSON (") + e.what() + ")");
-    }
-  });
+  const nlohmann::json plan = read_plan(env, info[0]);
   auto report = std::make_shared<bp::PatchReport>();
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.seq2seqPatch",
@@ -269,14 +262,7 @@ Napi::Value Seq2SeqHandle::Patch(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lock(c->mutex);
         *report = bp::patch_seq2seq(*c->model, plan);
       },
-      [report](Napi::Env e) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(e);
-        Napi::Array mods = Napi::Array::New(e, report->modules.size());
-        for (size_t i = 0; i < report->modules.size(); ++i) mods.Set(static_cast<uint32_t>(i), report->modules[i]);
-        o.Set("modules", mods);
-        o.Set("scoreParameters", Napi::Number::New(e, static_cast<double>(report->score_parameters)));
-        return o;
-      });
+      [report](Napi::Env e) -> Napi::Value { return patch_report_to_js(e, *report); });
 }
 
 Napi::Value Seq2SeqHandle::SetThreshold(const Napi::CallbackInfo& info) {
@@ -321,11 +307,7 @@ Napi::Value Seq2SeqHandle::LoadState(const Napi::CallbackInfo& info) {
         std::lock_guard<std::mutex> lock(c->mutex);
         *loaded = bp::load_state(*c->model, path, strict);
       },
-      [loaded](Napi::Env e) -> Napi::Value {
-        Napi::Array a = Napi::Array::New(e, loaded->size());
-        for (size_t i = 0; i < loaded->size(); ++i) a.Set(static_cast<uint32_t>(i), (*loaded)[i]);
-        return a;
-      });
+      [loaded](Napi::Env e) -> Napi::Value { return strings_to_js(e, *loaded); });
 }
 
 Napi::Value Seq2SeqHandle::Dispose(const Napi::CallbackInfo& info) {

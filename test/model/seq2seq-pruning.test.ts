@@ -4,11 +4,12 @@
  * fixture's sparse_args.json through the family's prunable blocks (32 linears), its mask scores loaded, threshold
  * 0.1: every mask (and BART's bias masks) equal to masks_final, the masked forward's logits and loss within the
  * forward tolerances, the dead heads the masks imply equal to compact.json's; bad plans and a second patch are
- * coded errors that leave the model as it was.
+ * coded errors that leave the model as it was; teacher-forced incremental decoding (generation's path) gives the
+ * masked forward's logits.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import '../../lib/index';
 import { Seq2SeqModel, seq2seqInternals } from '../../lib/model/seq2seq';
 import { PruningConfig } from '../../lib/pruning/config';
@@ -105,17 +106,18 @@ for (const f of FAMILIES) {
       const io = await readTensors(join(root, 'io.safetensors'));
       const outputs = await readTensors(join(root, 'outputs.safetensors'));
       const [batchSize, seqLen] = io.input_ids.shape;
+      const inputs = { inputIds: io.input_ids.data as BigInt64Array, attentionMask: io.attention_mask.data as BigInt64Array, batchSize, seqLen };
       const out = await model.forward({
-        inputIds: io.input_ids.data as BigInt64Array,
-        attentionMask: io.attention_mask.data as BigInt64Array,
-        batchSize,
-        seqLen,
+        ...inputs,
         targetLen: io.decoder_input_ids.shape[1],
         decoderInputIds: io.decoder_input_ids.data as BigInt64Array,
         labels: io.labels.data as BigInt64Array,
       });
       expectClose(t, `${f.name} masked_logits`, out.logits, outputs.masked_logits, f.logitsAtol);
       expectClose(t, `${f.name} masked_loss`, out.loss, outputs.masked_loss, ATOL);
+      // Incremental decoding (what generate() drives) goes through the same masked linears.
+      const steps = await h.decodeSteps({ ...inputs, targetLen: io.decoder_input_ids.shape[1], decoderInputIds: io.decoder_input_ids.data as BigInt64Array });
+      expectClose(t, `${f.name} masked step logits vs forward`, steps.logits, out.logits, f.logitsAtol);
 
       // The heads the masks kill, per attention block, as compact.json lists them.
       const compact = JSON.parse(readFileSync(join(root, 'compact.json'), 'utf8')) as { attention_blocks: AttentionBlock[] };
@@ -132,3 +134,21 @@ for (const f of FAMILIES) {
     }
   });
 }
+
+test('plan: a gated FFN (T5 v1.1 wi_0, wi_1, wo) masks the gate with the intermediate unit scores', (t) => {
+  const f = 'decoder.block.0.layer.2.DenseReluDense.';
+  const plan = PruningConfig.hybrid(10, { attentionBlockRows: 16, attentionBlockCols: 16 }).plan({
+    hiddenSize: 64,
+    headDim: 16,
+    layers: [],
+    blocks: [{ kind: 'ffn', linears: [`${f}wi_0`, `${f}wi_1`, `${f}wo`], width: 128 }],
+  });
+  t.deepEqual(
+    plan.modules.map((m) => [m.module, m.layout, m.shareWith]),
+    [
+      [`${f}wi_0`, 'rows', undefined],
+      [`${f}wi_1`, 'rows', `${f}wi_0`],
+      [`${f}wo`, 'cols', `${f}wi_0`],
+    ],
+  );
+});
