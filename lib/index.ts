@@ -108,6 +108,7 @@ export type { LatencyGridKind } from './pruning/latency-fit';
 // Pruning and training add their methods to BertModel when their modules load: loaded here, so that a user of
 // the package always has model.patch(), model.trainStep() and the rest (their declarations come along).
 import './pruning/model-pruning';
+import './pruning/seq2seq-pruning';
 import './training/model-training';
 export type { CompactReport, LossOptions, PatchReport, RegularizationInfo } from './pruning/model-pruning';
 export { evalPiecewise, parameterCostModel, predictCost } from './pruning/cost-model';

@@ -435,6 +435,24 @@ Seq2SeqInfo BartImpl::info() const {
   return i;
 }
 
+std::vector<PrunableBlock> BartImpl::prunable_blocks() const {
+  std::vector<PrunableBlock> out;
+  const auto& c = config_;
+  for (const bool decoder : {false, true}) {
+    const std::string stack = decoder ? "decoder" : "encoder";
+    const int64_t layers = decoder ? c.decoder_layers : c.encoder_layers;
+    const int64_t heads = decoder ? c.decoder_attention_heads : c.encoder_attention_heads;
+    for (int64_t i = 0; i < layers; ++i) {
+      const std::string p = "model." + stack + ".layers." + std::to_string(i) + ".";
+      for (const std::string attn : decoder ? std::vector<std::string>{"self_attn", "encoder_attn"} : std::vector<std::string>{"self_attn"})
+        out.push_back({"attention", stack, i, attn == "self_attn" ? "self" : "cross",
+                       {p + attn + ".q_proj", p + attn + ".k_proj", p + attn + ".v_proj", p + attn + ".out_proj"}, heads, c.d_model / heads, 0});
+      out.push_back({"ffn", stack, i, "", {p + "fc1", p + "fc2"}, 0, 0, decoder ? c.decoder_ffn_dim : c.encoder_ffn_dim});
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<Seq2SeqImpl> load_bart(const std::string& dir, const std::string& device) {
   const auto config_path = dir + "/config.json";
   auto model = std::make_shared<BartImpl>(BartConfig::from_json(read_json_file(config_path, "E_BAD_CONFIG", "config"), config_path));

@@ -96,6 +96,8 @@ class BartImpl : public Seq2SeqImpl {
   explicit BartImpl(BartConfig c);
   NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) override;
   Seq2SeqInfo info() const override;
+  // Per layer: self_attn, (decoder) encoder_attn, then fc1/fc2.
+  std::vector<PrunableBlock> prunable_blocks() const override;
   // Incremental decoding (seq2seq.h): the encoder once, each decoder layer's cross keys and values once, its
   // self-attention keys and values appended per step (BartCache in bart.cc). Classification refuses.
   std::unique_ptr<DecoderCache> start(const at::Tensor& input_ids, const at::Tensor& attention_mask) override;

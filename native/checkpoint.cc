@@ -112,6 +112,41 @@ void check_config_against_weights(const BertConfig& config, TaskKind kind, const
 
 }  // namespace
 
+std::vector<std::string> load_state(torch::nn::Module& module, const std::string& path, bool strict,
+                                    const std::function<std::string(const std::string&)>& key_of) {
+  auto file = read_safetensors(path);
+  auto params = module.named_parameters();
+  at::NoGradGuard no_grad;
+  std::vector<std::string> loaded;
+  std::vector<std::pair<at::Tensor*, const at::Tensor*>> plan;
+  for (auto& [name, t] : file.tensors) {
+    const std::string key = key_of ? key_of(name) : name;
+    auto* p = params.find(key);
+    if (!p) {
+      if (strict) throw Error("E_UNEXPECTED_TENSOR", path + " holds tensor '" + name + "' that this model does not have");
+      continue;
+    }
+    if (p->sizes() != t.sizes())
+      throw Error("E_SHAPE", path + ": tensor '" + name + "' has shape " + shape_str(t.sizes().vec()) + " but the model's is " +
+                                 shape_str(p->sizes().vec()));
+    // A quantized weight or scale takes only its own dtype (converting into it would requantize nothing) and
+    // values quantization allows, as from_pretrained reads them.
+    const bool scale = is_weight_scale(key);
+    if (p->scalar_type() != at::kFloat || scale) {
+      if (t.scalar_type() != p->scalar_type())
+        throw Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' has dtype " + safetensors_dtype(t.scalar_type()) +
+                                            " but the model's is " + safetensors_dtype(p->scalar_type()));
+      check_quantized_values(t, p->scalar_type(), scale, path + ": tensor '" + name + "'");
+    }
+    if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
+      throw Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' holds NaN or infinite values");
+    plan.emplace_back(p, &t);
+    loaded.push_back(name);
+  }
+  for (auto& [p, t] : plan) p->copy_(t->to(p->scalar_type()));
+  return loaded;
+}
+
 at::Device parse_device(const std::string& device) {
   c10::optional<at::Device> d;
   try {

@@ -3,6 +3,7 @@
 // a missing file is an error naming it.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,13 @@ struct Loaded {
 
 // Reads the weights of a model directory (whichever format it holds) as named CPU tensors.
 NamedTensors read_weights(const std::string& dir, std::string* source);
+
+// loadState: copies the tensors of the safetensors file `path` into `module`'s parameters, a stored name
+// mapped by `key` (identity when empty), the shapes they have (checked). Every tensor is checked before any is
+// copied, so a bad file leaves the model as it was: E_UNEXPECTED_TENSOR (strict) / E_SHAPE / E_BAD_CHECKPOINT
+// (dtype of a quantized weight, NaN or infinite values) naming the tensor. Returns the stored names loaded.
+std::vector<std::string> load_state(torch::nn::Module& module, const std::string& path, bool strict,
+                                    const std::function<std::string(const std::string&)>& key = {});
 
 Loaded load_pretrained(const std::string& dir, const LoadOptions& opts);
 

@@ -31,12 +31,14 @@ T field(const nlohmann::json& j, const char* key, T def, const std::string& wher
 
 }  // namespace
 
-std::map<std::string, LinearImpl*> linears_by_name(const Bert& model) {
+std::map<std::string, LinearImpl*> linears_by_name(const torch::nn::Module& root) {
   std::map<std::string, LinearImpl*> out;
-  for (const auto& item : model->named_modules("", /*include_self=*/false))
+  for (const auto& item : root.named_modules("", /*include_self=*/false))
     if (auto* lin = item.value()->as<LinearImpl>()) out[item.key()] = lin;
   return out;
 }
+
+std::map<std::string, LinearImpl*> linears_by_name(const Bert& model) { return linears_by_name(*model); }
 
 bool is_patched(const Bert& model) { return model->pruning_state != nullptr; }
 
@@ -45,14 +47,56 @@ void set_threshold(Bert& model, double threshold) {
   model->pruning_state->threshold = threshold;
 }
 
+namespace {
+// A plan's initial threshold, in the state its linears will share.
+std::shared_ptr<PruningState> plan_state(const nlohmann::json& plan) {
+  if (!plan.is_object() || !plan.contains("modules") || !plan["modules"].is_array())
+    throw Error("E_INVALID_ARG", "pruning plan: expected {\"modules\": [...]}");
+  auto state = std::make_shared<PruningState>();
+  if (plan.contains("threshold") && plan["threshold"].is_number()) state->threshold = plan["threshold"].get<double>();
+  return state;
+}
+}  // namespace
+
 PatchReport patch_model(Bert& model, const nlohmann::json& plan) {
   if (is_patched(model)) throw Error("E_INVALID_ARG", "the model is already patched: compile() it before patching again");
   refuse_quantized(model, "patching for pruning");
-  if (!plan.is_object() || !plan.contains("modules") || !plan["modules"].is_array())
-    throw Error("E_INVALID_ARG", "pruning plan: expected {\"modules\": [...]}");
-  auto linears = linears_by_name(model);
-  auto state = std::make_shared<PruningState>();
-  if (plan.contains("threshold") && plan["threshold"].is_number()) state->threshold = plan["threshold"].get<double>();
+  auto state = plan_state(plan);
+  PatchReport report = patch_linears(*model, plan, state);
+  model->pruning_state = state;
+  model->pruning_plan = plan;
+  return report;
+}
+
+PatchReport patch_seq2seq(Seq2SeqImpl& model, const nlohmann::json& plan) {
+  if (model.is_patched()) throw Error("E_INVALID_ARG", "the model is already patched for pruning: it cannot be patched again");
+  auto state = plan_state(plan);
+  // Only the prunable blocks' linears: lm_head and a classification head stay dense, as in nn_pruning.
+  std::set<std::string> prunable;
+  for (const auto& b : model.prunable_blocks()) prunable.insert(b.linears.begin(), b.linears.end());
+  for (const auto& e : plan["modules"])
+    if (e.is_object() && e.contains("module") && e["module"].is_string() && !prunable.count(e["module"].get<std::string>()))
+      throw Error("E_INVALID_ARG", "pruning plan: '" + e["module"].get<std::string>() +
+                                       "' is not an attention or FFN linear of this model's encoder or decoder layers");
+  PatchReport report = patch_linears(model, plan, state);
+  model.pruning_state = state;
+  model.pruning_plan = plan;
+  return report;
+}
+
+void set_threshold(Seq2SeqImpl& model, double threshold) {
+  if (!model.is_patched()) throw Error("E_INVALID_ARG", "the model is not patched for pruning");
+  model.pruning_state->threshold = threshold;
+}
+
+NamedTensors current_masks(const Seq2SeqImpl& model) {
+  std::set<std::string> prunable;
+  for (const auto& b : model.prunable_blocks()) prunable.insert(b.linears.begin(), b.linears.end());
+  return linear_masks(model, [&](const std::string& name) { return prunable.count(name) > 0; });
+}
+
+PatchReport patch_linears(torch::nn::Module& root, const nlohmann::json& plan, const std::shared_ptr<PruningState>& state) {
+  auto linears = linears_by_name(root);
 
   // Validate everything first, so a bad plan leaves the model untouched.
   struct Item {
@@ -152,8 +196,6 @@ PatchReport patch_model(Bert& model, const nlohmann::json& plan) {
     item.lin->mask = item.m;
     report.modules.push_back(item.name);
   }
-  model->pruning_state = state;
-  model->pruning_plan = plan;
   return report;
 }
 
@@ -182,10 +224,15 @@ void compile_model(Bert& model) {
 }
 
 NamedTensors current_masks(const Bert& model) {
+  const std::string layers = model->family().prefix + "." + model->family().layers + ".";
+  return linear_masks(*model, [&](const std::string& name) { return name.rfind(layers, 0) == 0; });
+}
+
+NamedTensors linear_masks(const torch::nn::Module& root, const std::function<bool(const std::string&)>& keep) {
   at::NoGradGuard no_grad;
   NamedTensors out;
-  for (auto& [name, lin] : linears_by_name(model)) {
-    if (name.rfind(model->family().prefix + "." + model->family().layers + ".", 0) != 0) continue;
+  for (auto& [name, lin] : linears_by_name(root)) {
+    if (!keep(name)) continue;
     at::Tensor m = lin->mask ? compute_mask(*lin->mask, lin->weight, false) : lin->weight.ne(0).to(at::kFloat);
     out.emplace_back("mask." + name, m);
     out.emplace_back("bias_mask." + name, m.ne(0).any(1).to(at::kFloat));

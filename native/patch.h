@@ -5,11 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "bert.h"
+#include "seq2seq.h"
 
 namespace bp {
 
@@ -17,6 +19,15 @@ struct PatchReport {
   std::vector<std::string> modules;  // patched linears, in plan order
   int64_t score_parameters = 0;      // learnable scores added
 };
+
+// The core, for any module: masks `root`'s linears named by the plan (HF names relative to root), all reading
+// `state` (the caller holds it). Validates the whole plan before changing anything: a bad plan leaves the
+// model untouched.
+PatchReport patch_linears(torch::nn::Module& root, const nlohmann::json& plan, const std::shared_ptr<PruningState>& state);
+// Every linear under `root` by its HF module name.
+std::map<std::string, LinearImpl*> linears_by_name(const torch::nn::Module& root);
+// "mask.<linear>" and "bias_mask.<linear>" (as current_masks below) of root's linears whose name passes `keep`.
+NamedTensors linear_masks(const torch::nn::Module& root, const std::function<bool(const std::string&)>& keep);
 
 // Applies a plan: {"modules": [{"module", "method", "layout", "blockRows", "blockCols", "biasMask",
 // "minElements", "group", "shareWith", "init"}...]}. Throws E_INVALID_ARG naming the module for a block
@@ -27,6 +38,12 @@ bool is_patched(const Bert& model);
 // Every linear of the model under its HF module name ("bert.encoder.layer.0.attention.self.query").
 std::map<std::string, LinearImpl*> linears_by_name(const Bert& model);
 void set_threshold(Bert& model, double threshold);
+
+// The same for an encoder-decoder model (the plan's modules: its prunable_blocks' linears). current_masks of
+// a seq2seq: its prunable linears' masks (weight != 0 when unpatched).
+PatchReport patch_seq2seq(Seq2SeqImpl& model, const nlohmann::json& plan);
+void set_threshold(Seq2SeqImpl& model, double threshold);
+NamedTensors current_masks(const Seq2SeqImpl& model);
 
 // Bakes W * M (at the current threshold, eval mode) and the bias mask into plain weights, drops the scores.
 void compile_model(Bert& model);

@@ -15,10 +15,13 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include <nlohmann/json.hpp>
+
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "masks.h"
 #include "safetensors.h"
 
 namespace bp {
@@ -46,6 +49,20 @@ struct Seq2SeqInfo {
   int64_t num_parameters = 0;  // tied tensors once
 };
 
+// A part pruning masks as one unit (patch.h), listed by the family in forward order, with HF module names.
+//   attention: linears {q, k, v, out} of one attention block (encoder self, decoder self or cross);
+//   ffn: linears {intermediate, output} of one FFN, or {intermediate, gate, output} for T5's gated GELU
+//   (wi_0, wi_1, wo: the gate shares the intermediate's unit scores).
+struct PrunableBlock {
+  std::string kind;   // "attention" | "ffn"
+  std::string stack;  // "encoder" | "decoder"
+  int64_t layer = 0;
+  std::string role;  // attention: "self" | "cross"; ffn: ""
+  std::vector<std::string> linears;
+  int64_t heads = 0, head_dim = 0;  // attention
+  int64_t width = 0;                // ffn: intermediate units
+};
+
 // What incremental decoding keeps between steps: the family's own (the encoder output and its mask, the
 // cross-attention keys and values computed once, the self-attention keys and values of the steps so far).
 struct DecoderCache {
@@ -71,6 +88,14 @@ class Seq2SeqImpl : public torch::nn::Module {
   // E_SHAPE) naming the input for bad shapes or ids out of range.
   virtual NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) = 0;
   virtual Seq2SeqInfo info() const = 0;
+  // The attention blocks and FFNs pruning may mask, in forward order (encoder layers, then decoder layers).
+  virtual std::vector<PrunableBlock> prunable_blocks() const = 0;
+
+  // Pruning (patch.h: patch_seq2seq): the threshold every masked linear reads, null until patched, and the plan
+  // applied. The masks live on the linears (LinearImpl::mask), so forward, start and step compute with W * M.
+  std::shared_ptr<PruningState> pruning_state;
+  nlohmann::json pruning_plan;
+  bool is_patched() const { return pruning_state != nullptr; }
 };
 
 // The families' loaders (bart.cc, t5.cc): the model of `dir` (config.json + model.safetensors) on `device`;

@@ -422,6 +422,27 @@ Seq2SeqInfo T5Model::info() const {
   return i;
 }
 
+std::vector<PrunableBlock> T5Model::prunable_blocks() const {
+  std::vector<PrunableBlock> out;
+  const auto& c = config;
+  for (const bool decoder : {false, true}) {
+    const std::string stack = decoder ? "decoder" : "encoder";
+    for (int64_t i = 0; i < (decoder ? c.num_decoder_layers : c.num_layers); ++i) {
+      const std::string p = stack + ".block." + std::to_string(i) + ".layer.";
+      auto attention = [&](const std::string& name, const std::string& role) {
+        const std::string a = p + name + ".";
+        out.push_back({"attention", stack, i, role, {a + "q", a + "k", a + "v", a + "o"}, c.num_heads, c.d_kv, 0});
+      };
+      attention("0.SelfAttention", "self");
+      if (decoder) attention("1.EncDecAttention", "cross");
+      const std::string f = p + (decoder ? "2" : "1") + ".DenseReluDense.";
+      out.push_back({"ffn", stack, i, "",
+                     c.gated_gelu ? std::vector<std::string>{f + "wi_0", f + "wi_1", f + "wo"} : std::vector<std::string>{f + "wi", f + "wo"}, 0, 0, c.d_ff});
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string& device) {
   const auto path = dir + "/config.json";
   const auto j = read_json_file(path, "E_BAD_CONFIG", "config");

@@ -102,6 +102,9 @@ class T5Model : public Seq2SeqImpl {
   T5Model(const T5Config& c, std::string config_json);
   NamedTensors forward(const Seq2SeqBatch& batch, const Seq2SeqFlags& flags) override;
   Seq2SeqInfo info() const override;
+  // Per block: layer.0 SelfAttention, (decoder) layer.1 EncDecAttention, then the DenseReluDense pair (wi, wo; or
+  // gated: wi_0, wi_1 as the gate, wo).
+  std::vector<PrunableBlock> prunable_blocks() const override;
   // Incremental decoding (seq2seq.h): the cache is a T5Cache (t5.cc); step adds block 0's position bias of
   // the one query row `position` against keys 0..position, recomputed per step (a [H, position + 1] lookup).
   std::unique_ptr<DecoderCache> start(const at::Tensor& input_ids, const at::Tensor& attention_mask) override;

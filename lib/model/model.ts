@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { HUB_OPTIONS, resolveModel, type HubOptions } from '../hub/hub';
 import { BlockpruneError, invalidArg } from '../runtime/errors';
 import * as v from '../runtime/validate';
-import { ModelDtype, NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, TensorData, native } from '../runtime/native';
+import { ModelDtype, NativeForwardInputs, NativeForwardOptions, NativeLayerInfo, NativeLoadReport, NativeModel, NativeModelDimensions, NativeModelStructure, NativePrunableBlock, TensorData, native } from '../runtime/native';
 import { TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 
 export type Task = 'bare' | 'text-classification' | 'question-answering';
@@ -129,6 +129,11 @@ export interface ModelGeometry {
   layers: Array<{ heads: number; intermediateSize: number }>;
   /** Where the linears live (the family's names); BERT's when absent. */
   structure?: Pick<ModelStructure, 'layers' | 'linears'>;
+  /**
+   * The units a plan masks, by full module names (encoder-decoder models list theirs, e.g. cross-attention); when
+   * absent, each of `layers` gives an attention block and an FFN pair under `structure`'s names.
+   */
+  blocks?: NativePrunableBlock[];
 }
 
 /** BERT's structure: the names plans use when a geometry gives none. */
@@ -435,8 +440,13 @@ export interface ModelInternals {
  * replace each other's methods, nor the model's own. Internal, as modelInternals.
  */
 export function extendModel<K extends keyof BertModel>(methods: Pick<BertModel, K> & ThisType<BertModel>): void {
+  extendClass(BertModel, methods);
+}
+
+/** extendModel's rule for any model class (Seq2SeqModel's extensions use it too). */
+export function extendClass(cls: { name: string; prototype: object }, methods: object): void {
   for (const name of Object.keys(methods))
-    if (name in BertModel.prototype) throw new Error(`blockprune: BertModel.${name} is defined twice (two extensions, or an extension loaded twice)`);
+    if (name in cls.prototype) throw new Error(`blockprune: ${cls.name}.${name} is defined twice (two extensions, or an extension loaded twice)`);
   for (const [name, value] of Object.entries(methods))
-    Object.defineProperty(BertModel.prototype, name, { value, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(cls.prototype, name, { value, writable: true, configurable: true, enumerable: false });
 }

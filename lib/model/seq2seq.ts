@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { BlockpruneError } from '../runtime/errors';
+import { extendClass, type ModelGeometry } from './model';
 import { native, NativeGenerateOptions, NativeSeq2Seq, NativeSeq2SeqInfo, NativeSeq2SeqInputs, TensorData } from '../runtime/native';
 import * as v from '../runtime/validate';
 
@@ -62,11 +63,30 @@ function checkGenerate(inputs: unknown, options: unknown): GenerateOptions {
   return o as GenerateOptions;
 }
 
+/** What extension folders (lib/pruning/seq2seq-pruning.ts) reach of a Seq2SeqModel; internal, as modelInternals. */
+export interface Seq2SeqInternals {
+  /** The model's native handle now; throws E_DISPOSED (a method called on another object: E_INVALID_ARG). */
+  handle(model: Seq2SeqModel): NativeSeq2Seq;
+}
+export const seq2seqInternals = {} as Seq2SeqInternals;
+
+/** Adds extension methods to Seq2SeqModel.prototype (declared by module augmentation), as extendModel does. */
+export function extendSeq2Seq<K extends keyof Seq2SeqModel>(methods: Pick<Seq2SeqModel, K> & ThisType<Seq2SeqModel>): void {
+  extendClass(Seq2SeqModel, methods);
+}
+
 export class Seq2SeqModel {
   #handle: NativeSeq2Seq | undefined;
 
   private constructor(handle: NativeSeq2Seq) {
     this.#handle = handle;
+  }
+
+  static {
+    seq2seqInternals.handle = (model) => {
+      if (typeof model !== 'object' || model === null || !(#handle in model)) throw v.invalidParameterError('this', 'a Seq2SeqModel', model);
+      return model.#live();
+    };
   }
 
   /** The model of `dir` (config.json with model_type bart or t5, and its weights). */
@@ -85,6 +105,28 @@ export class Seq2SeqModel {
   /** Family, architecture, sizes and special token ids. */
   get info(): Seq2SeqInfo {
     return this.#live().info();
+  }
+
+  /**
+   * What a pruning plan is made for: d_model, the head size, and the prunable blocks (encoder self-attention,
+   * decoder self- and cross-attention, both FFNs) by HF module name.
+   */
+  geometry(): ModelGeometry {
+    const i = this.#live().info();
+    const heads = i.prunableBlocks.find((b) => b.kind === 'attention');
+    return { hiddenSize: i.dModel, headDim: heads?.headDim ?? 0, layers: [], blocks: i.prunableBlocks };
+  }
+
+  /**
+   * Copies the tensors of a safetensors file into the model's parameters of the same names and shapes (mask
+   * scores included once patched); every tensor is checked before any is copied. strict (default true): a
+   * tensor the model does not have is E_UNEXPECTED_TENSOR. Resolves with the names loaded.
+   */
+  async loadState(path: string, options: { strict?: boolean } = {}): Promise<string[]> {
+    v.string('path', path, { nonEmpty: true });
+    const o = v.options('options', options, ['strict']);
+    if (o.strict !== undefined) v.boolean('options.strict', o.strict);
+    return this.#live().loadState(resolve(path), { strict: options.strict ?? true });
   }
 
   /**

@@ -6,6 +6,7 @@
 import { BERT_STRUCTURE } from '../model/model';
 import type { ModelGeometry } from '../model/model';
 import { BlockpruneError } from '../runtime/errors';
+import type { NativePrunableBlock } from '../runtime/native';
 import * as v from '../runtime/validate';
 
 export type PruningMethod = 'disabled' | 'topK' | 'threshold' | 'sigmoied_threshold' | 'magnitude' | 'l0';
@@ -150,6 +151,24 @@ export function parseMethod(spec: string, field: string): { method: PruningMetho
 
 /** What a plan is made for: BertModel.geometry() (its `structure` names the family's linears; BERT's when absent). */
 export type PlanGeometry = ModelGeometry;
+
+/**
+ * The units a plan masks: the geometry's own list (encoder-decoder models), or for an encoder, per layer its
+ * attention block (query, key, value, attention output) and its FFN pair (intermediate, output) under the
+ * structure's names.
+ */
+export function planBlocks(g: PlanGeometry): NativePrunableBlock[] {
+  if (g.blocks) return g.blocks;
+  const s = g.structure ?? BERT_STRUCTURE;
+  const L = s.linears;
+  return g.layers.flatMap((layer, i) => {
+    const p = `${s.layers}.${i}.`;
+    return [
+      { kind: 'attention' as const, linears: [L.query, L.key, L.value, L.attentionOutput].map((n) => p + n), heads: layer.heads, headDim: g.headDim },
+      { kind: 'ffn' as const, linears: [p + L.intermediate, p + L.output], width: layer.intermediateSize },
+    ];
+  });
+}
 
 export interface PlanEntry {
   module: string;
@@ -396,70 +415,78 @@ export class PruningConfig {
     const resolve = (d: BlockDim, full: number, _name: string): number => (d === 'head' ? g.headDim : d === 'full' ? full : d);
     const modules: PlanEntry[] = [];
     const base = { biasMask: o.biasMask, minElements: o.linearMinParameters, init: o.maskInit };
-    const s = g.structure ?? BERT_STRUCTURE;
-    const L = s.linears;
-    g.layers.forEach((layer, i) => {
-      const p = `${s.layers}.${i}.`;
-      const width = layer.heads * g.headDim;
-      if (attn.method !== 'disabled' && layer.heads > 0) {
-        const rows = resolve(o.attentionBlockRows, width, 'attentionBlockRows');
-        const cols = resolve(o.attentionBlockCols, g.hiddenSize, 'attentionBlockCols');
-        for (const m of ['query', 'key', 'value'] as const) {
+    for (const block of planBlocks(g)) {
+      if (block.kind === 'attention') {
+        const [query, key, value, output] = block.linears;
+        const heads = block.heads ?? 0;
+        const headDim = block.headDim ?? g.headDim;
+        const width = heads * headDim;
+        const resolveA = (d: BlockDim, full: number): number => (d === 'head' ? headDim : d === 'full' ? full : d);
+        if (attn.method !== 'disabled' && heads > 0) {
+          const rows = resolveA(o.attentionBlockRows, width);
+          const cols = resolveA(o.attentionBlockCols, g.hiddenSize);
+          for (const module of [query, key, value]) {
+            modules.push({
+              ...base,
+              module,
+              method: attn.method,
+              layout: attn.sub === '1d' ? 'rows_cols' : 'block',
+              blockRows: rows,
+              blockCols: cols,
+              group: 'attention',
+              shareWith: attn.sub === 'joint' && module !== query ? query : undefined,
+            });
+          }
+        }
+        // The attention output: [hidden, heads*headDim].
+        const outWith = o.attentionOutputWithDense ? dense : attn;
+        if (outWith.method !== 'disabled' && heads > 0) {
+          const rows = o.attentionOutputWithDense ? resolveA(o.denseBlockRows, g.hiddenSize) : resolveA(o.attentionBlockCols, g.hiddenSize);
+          const cols = o.attentionOutputWithDense ? resolveA(o.denseBlockCols, width) : resolveA(o.attentionBlockRows, width);
           modules.push({
             ...base,
-            module: `${p}${L[m]}`,
-            method: attn.method,
-            layout: attn.sub === '1d' ? 'rows_cols' : 'block',
-            blockRows: rows,
-            blockCols: cols,
-            group: 'attention',
-            shareWith: attn.sub === 'joint' && m !== 'query' ? `${p}${L.query}` : undefined,
+            module: output,
+            method: outWith.method,
+            layout: outWith.sub === '1d' ? 'rows_cols' : 'block',
+            blockRows: outWith.sub === '1d_alt' ? 1 : rows,
+            blockCols: outWith.sub === '1d_alt' ? 1 : cols,
+            group: o.attentionOutputWithDense ? 'dense' : 'attention',
           });
         }
-      }
-      // The attention output: [hidden, heads*headDim].
-      const outWith = o.attentionOutputWithDense ? dense : attn;
-      if (outWith.method !== 'disabled' && layer.heads > 0) {
-        const rows = o.attentionOutputWithDense
-          ? resolve(o.denseBlockRows, g.hiddenSize, 'denseBlockRows')
-          : resolve(o.attentionBlockCols, g.hiddenSize, 'attentionBlockCols');
-        const cols = o.attentionOutputWithDense ? resolve(o.denseBlockCols, width, 'denseBlockCols') : resolve(o.attentionBlockRows, width, 'attentionBlockRows');
-        modules.push({
-          ...base,
-          module: `${p}${L.attentionOutput}`,
-          method: outWith.method,
-          layout: outWith.sub === '1d' ? 'rows_cols' : 'block',
-          blockRows: outWith.sub === '1d_alt' ? 1 : rows,
-          blockCols: outWith.sub === '1d_alt' ? 1 : cols,
-          group: o.attentionOutputWithDense ? 'dense' : 'attention',
-        });
-      }
-      if (dense.method !== 'disabled' && layer.intermediateSize > 0) {
-        const rows = resolve(o.denseBlockRows, layer.intermediateSize, 'denseBlockRows');
+      } else if (dense.method !== 'disabled' && (block.width ?? 0) > 0) {
+        const width = block.width as number;
+        // [intermediate, (gate,) output]: a gate (T5's gated GELU wi_1) is masked as the intermediate is.
+        const intermediate = block.linears[0];
+        const output = block.linears[block.linears.length - 1];
+        const rows = resolve(o.denseBlockRows, width, 'denseBlockRows');
         const cols = resolve(o.denseBlockCols, g.hiddenSize, 'denseBlockCols');
         const alt = dense.sub === '1d_alt';
+        for (const module of block.linears.slice(0, -1)) {
+          modules.push({
+            ...base,
+            module,
+            method: dense.method,
+            layout: alt ? 'rows' : dense.sub === '1d' ? 'rows_cols' : 'block',
+            blockRows: rows,
+            blockCols: cols,
+            group: 'dense',
+            // 1d_alt: one score per unit, owned by the intermediate; the gate's rows are the same units.
+            shareWith: alt && module !== intermediate ? intermediate : undefined,
+          });
+        }
         modules.push({
           ...base,
-          module: `${p}${L.intermediate}`,
-          method: dense.method,
-          layout: alt ? 'rows' : dense.sub === '1d' ? 'rows_cols' : 'block',
-          blockRows: rows,
-          blockCols: cols,
-          group: 'dense',
-        });
-        modules.push({
-          ...base,
-          module: `${p}${L.output}`,
+          module: output,
           method: dense.method,
           layout: alt ? 'cols' : dense.sub === '1d' ? 'rows_cols' : 'block',
           // [hidden, width]: the same block shape as the reference uses for every dense linear.
           blockRows: resolve(o.denseBlockRows, g.hiddenSize, 'denseBlockRows'),
-          blockCols: resolve(o.denseBlockCols, layer.intermediateSize, 'denseBlockCols'),
+          blockCols: resolve(o.denseBlockCols, width, 'denseBlockCols'),
           group: 'dense',
-          shareWith: alt ? `${p}${L.intermediate}` : undefined,
+          shareWith: alt ? intermediate : undefined,
         });
       }
-    });
+    }
     // magnitude has no scores, so it cannot share them.
     for (const m of modules) if (m.method === 'magnitude') delete m.shareWith;
     return { threshold: o.initialThreshold, modules: modules.map((m) => (m.shareWith === undefined ? (({ shareWith, ...rest }) => rest)(m) : m)) as PlanEntry[] };

@@ -70,15 +70,19 @@ declare module '../model/model' {
 
 const { enqueue, wrap } = modelInternals;
 
+/** A PatchReport from the native patch's answer (BertModel's and Seq2SeqModel's). */
+export function patchReport(config: PruningConfig, r: { modules: string[]; scoreParameters: number }): PatchReport {
+  const warnings = [...config.warnings];
+  if (r.modules.length === 0) warnings.push('no linear layer was patched: every method is disabled');
+  return { modules: r.modules, patched: r.modules.length, scoreParameters: r.scoreParameters, warnings };
+}
+
 extendModel({
   async patch(config: PruningConfig): Promise<PatchReport> {
     if (!(config instanceof PruningConfig)) throw invalidArg('config', 'a PruningConfig', config);
     return enqueue(this, async (h) => {
       const plan = config.plan(this.geometry());
-      const r = await h.patch(JSON.stringify(plan));
-      const warnings = [...config.warnings];
-      if (r.modules.length === 0) warnings.push('no linear layer was patched: every method is disabled');
-      return { modules: r.modules, patched: r.modules.length, scoreParameters: r.scoreParameters, warnings };
+      return patchReport(config, await h.patch(JSON.stringify(plan)));
     });
   },
 

@@ -61,6 +61,27 @@ export interface NativeSeq2SeqInfo {
   eosTokenId: number;
   decoderStartTokenId: number;
   numParameters: number;
+  /** What pruning may mask, in forward order (seq2seq.h PrunableBlock). */
+  prunableBlocks: NativePrunableBlock[];
+}
+
+/**
+ * One unit pruning masks, by HF module names: an attention block (linears q, k, v, out) or an FFN (intermediate,
+ * output; or intermediate, gate, output for T5's gated GELU, the gate sharing the intermediate's unit scores).
+ */
+export interface NativePrunableBlock {
+  kind: 'attention' | 'ffn';
+  stack?: 'encoder' | 'decoder';
+  layer?: number;
+  /** attention: 'self' | 'cross'. */
+  role?: 'self' | 'cross';
+  linears: string[];
+  /** attention only. */
+  heads?: number;
+  /** attention only; the geometry's headDim when absent. */
+  headDim?: number;
+  /** ffn only: intermediate units. */
+  width?: number;
 }
 
 /** generate()'s options (native/generate.h); unset ones come from config.json, then transformers 4.4.2's defaults. */
@@ -98,6 +119,11 @@ export interface NativeSeq2Seq {
     options?: { selects?: { at: number; index: BigInt64Array | Int32Array }[] },
   ): Promise<{ logits: TensorData; rows: TensorData }>;
   info(): NativeSeq2SeqInfo;
+  /** Pruning (native/patch.h patch_seq2seq), as NativeModel's. */
+  patch(planJson: string): Promise<{ modules: string[]; scoreParameters: number }>;
+  setThreshold(t: number): Promise<void>;
+  masks(): Promise<Record<string, TensorData>>;
+  loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
   dispose(): void;
   isDisposed(): boolean;
 }

@@ -81,6 +81,26 @@ Napi::Object budget_to_js(Napi::Env env, const bp::BudgetCost& c) {
   return o;
 }
 
+nlohmann::json read_plan(Napi::Env env, const Napi::Value& text) {
+  const std::string plan_text = get_string(text, "plan");
+  nlohmann::json plan;
+  guarded(env, [&] {
+    try {
+      plan = nlohmann::json::parse(plan_text);
+    } catch (const nlohmann::json::exception& e) {
+      throw bp::Error("E_INVALID_ARG", std::string("pruning plan is not valid JSON (") + e.what() + ")");
+    }
+  });
+  return plan;
+}
+
+Napi::Object patch_report_to_js(Napi::Env env, const bp::PatchReport& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("modules", strings_to_js(env, r.modules));
+  o.Set("scoreParameters", Napi::Number::New(env, static_cast<double>(r.score_parameters)));
+  return o;
+}
+
 Napi::Object regularization_to_js(Napi::Env env, const bp::RegularizationResult& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("loss", Napi::Number::New(env, r.loss.defined() ? r.loss.item<double>() : 0.0));

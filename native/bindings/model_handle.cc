@@ -366,44 +366,11 @@ Napi::Value ModelHandle::LoadState(const Napi::CallbackInfo& info) {
   return Queue(
       info, "blockprune.loadState", After::Keep,
       [m, path, strict, loaded]() {
-        auto file = bp::read_safetensors(path);
-        auto params = m->named_parameters();
         const bool bare = m->kind() == bp::TaskKind::Bare;
         const std::string base = m->family().prefix + ".";
-        at::NoGradGuard no_grad;
-        // Check every tensor before copying any: a bad file leaves the model as it was.
-        std::vector<std::pair<at::Tensor*, const at::Tensor*>> plan;
-        for (auto& [name, t] : file.tensors) {
-          const std::string key = bare && name.rfind(base, 0) != 0 ? base + name : name;
-          auto* p = params.find(key);
-          if (!p) {
-            if (strict) throw bp::Error("E_UNEXPECTED_TENSOR", path + " holds tensor '" + name + "' that this model does not have");
-            continue;
-          }
-          if (p->sizes() != t.sizes())
-            throw bp::Error("E_SHAPE", path + ": tensor '" + name + "' has shape " + bp::shape_str(t.sizes().vec()) +
-                                           " but the model's is " + bp::shape_str(p->sizes().vec()));
-          // A quantized weight or scale takes only its own dtype (converting into it would requantize nothing) and
-          // values quantization allows, as from_pretrained reads them.
-          const bool scale = bp::is_weight_scale(key);
-          if (p->scalar_type() != at::kFloat || scale) {
-            if (t.scalar_type() != p->scalar_type())
-              throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' has dtype " + bp::safetensors_dtype(t.scalar_type()) +
-                                                      " but the model's is " + bp::safetensors_dtype(p->scalar_type()));
-            bp::check_quantized_values(t, p->scalar_type(), scale, path + ": tensor '" + name + "'");
-          }
-          if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
-            throw bp::Error("E_BAD_CHECKPOINT", path + ": tensor '" + name + "' holds NaN or infinite values");
-          plan.emplace_back(p, &t);
-          loaded->push_back(name);
-        }
-        for (auto& [p, t] : plan) p->copy_(t->to(p->scalar_type()));
+        *loaded = bp::load_state(*m.ptr(), path, strict, [&](const std::string& name) { return bare && name.rfind(base, 0) != 0 ? base + name : name; });
       },
-      [loaded](Napi::Env e) -> Napi::Value {
-        Napi::Array a = Napi::Array::New(e, loaded->size());
-        for (size_t i = 0; i < loaded->size(); ++i) a.Set(static_cast<uint32_t>(i), (*loaded)[i]);
-        return a;
-      });
+      [loaded](Napi::Env e) -> Napi::Value { return strings_to_js(e, *loaded); });
 }
 
 Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {

@@ -17,26 +17,11 @@ namespace bpn {
 Napi::Value ModelHandle::Patch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bp::Bert m = cell(env)->model;
-  const std::string plan_text = get_string(info[0], "plan");
-  nlohmann::json plan;
-  guarded(env, [&] {
-    try {
-      plan = nlohmann::json::parse(plan_text);
-    } catch (const nlohmann::json::exception& e) {
-      throw bp::Error("E_INVALID_ARG", std::string("pruning plan is not valid JSON (") + e.what() + ")");
-    }
-  });
+  const nlohmann::json plan = read_plan(env, info[0]);
   auto report = std::make_shared<bp::PatchReport>();
   return Queue(
       info, "blockprune.patch", After::Describe, [m, plan, report]() mutable { *report = bp::patch_model(m, plan); },
-      [report](Napi::Env e) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(e);
-        Napi::Array mods = Napi::Array::New(e, report->modules.size());
-        for (size_t i = 0; i < report->modules.size(); ++i) mods.Set(static_cast<uint32_t>(i), report->modules[i]);
-        o.Set("modules", mods);
-        o.Set("scoreParameters", Napi::Number::New(e, static_cast<double>(report->score_parameters)));
-        return o;
-      });
+      [report](Napi::Env e) -> Napi::Value { return patch_report_to_js(e, *report); });
 }
 
 Napi::Value ModelHandle::SetThreshold(const Napi::CallbackInfo& info) {

@@ -2,8 +2,13 @@
 
 #include <c10/core/GradMode.h>
 
+#include <cmath>
+
+#include "checkpoint.h"
 #include "errors.h"
 #include "generate.h"
+#include "loss_args.h"
+#include "patch.h"
 #include "worker.h"
 
 namespace bpn {
@@ -28,7 +33,9 @@ Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeSeq2Seq",
                                  {InstanceMethod<&Seq2SeqHandle::Forward>("forward"), InstanceMethod<&Seq2SeqHandle::Generate>("generate"),
                                   InstanceMethod<&Seq2SeqHandle::DecodeSteps>("decodeSteps"),
-                                  InstanceMethod<&Seq2SeqHandle::Info>("info"),
+                                  InstanceMethod<&Seq2SeqHandle::Info>("info"), InstanceMethod<&Seq2SeqHandle::Patch>("patch"),
+                                  InstanceMethod<&Seq2SeqHandle::SetThreshold>("setThreshold"), InstanceMethod<&Seq2SeqHandle::Masks>("masks"),
+                                  InstanceMethod<&Seq2SeqHandle::LoadState>("loadState"),
                                   InstanceMethod<&Seq2SeqHandle::Dispose>("dispose"), InstanceMethod<&Seq2SeqHandle::IsDisposed>("isDisposed")});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
@@ -210,9 +217,11 @@ Napi::Value Seq2SeqHandle::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
   bp::Seq2SeqInfo i;
+  std::vector<bp::PrunableBlock> blocks;
   {
     std::lock_guard<std::mutex> lock(c->mutex);
     i = guarded(env, [&] { return c->model->info(); });
+    blocks = c->model->prunable_blocks();
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("modelType", i.model_type);
@@ -223,7 +232,82 @@ Napi::Value Seq2SeqHandle::Info(const Napi::CallbackInfo& info) {
                                                                           {"padTokenId", i.pad_token_id}, {"eosTokenId", i.eos_token_id},
                                                                           {"decoderStartTokenId", i.decoder_start_token_id}, {"numParameters", i.num_parameters}})
     o.Set(k, Napi::Number::New(env, static_cast<double>(v)));
+  Napi::Array bs = Napi::Array::New(env, blocks.size());
+  for (size_t n = 0; n < blocks.size(); ++n) {
+    const auto& b = blocks[n];
+    Napi::Object x = Napi::Object::New(env);
+    x.Set("kind", b.kind);
+    x.Set("stack", b.stack);
+    x.Set("layer", Napi::Number::New(env, static_cast<double>(b.layer)));
+    if (!b.role.empty()) x.Set("role", b.role);
+    Napi::Array lin = Napi::Array::New(env, b.linears.size());
+    for (size_t k = 0; k < b.linears.size(); ++k) lin.Set(static_cast<uint32_t>(k), b.linears[k]);
+    x.Set("linears", lin);
+    for (const auto& [k, v] : std::vector<std::pair<const char*, int64_t>>{{"heads", b.heads}, {"headDim", b.head_dim}, {"width", b.width}})
+      if (v > 0) x.Set(k, Napi::Number::New(env, static_cast<double>(v)));
+    bs.Set(static_cast<uint32_t>(n), x);
+  }
+  o.Set("prunableBlocks", bs);
   return o;
+}
+
+Napi::Value Seq2SeqHandle::Patch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const nlohmann::json plan = read_plan(env, info[0]);
+  auto report = std::make_shared<bp::PatchReport>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqPatch",
+      [c, plan, report]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        *report = bp::patch_seq2seq(*c->model, plan);
+      },
+      [report](Napi::Env e) -> Napi::Value { return patch_report_to_js(e, *report); });
+}
+
+Napi::Value Seq2SeqHandle::SetThreshold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  if (!info[0].IsNumber() || !std::isfinite(info[0].As<Napi::Number>().DoubleValue()))
+    throw_type_error(env, "Expected a finite number for threshold but received " + describe(info[0]));
+  const double t = info[0].As<Napi::Number>().DoubleValue();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqSetThreshold",
+      [c, t]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        bp::set_threshold(*c->model, t);
+      },
+      [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+}
+
+Napi::Value Seq2SeqHandle::Masks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  auto out = std::make_shared<bp::NamedTensors>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqMasks",
+      [c, out]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        *out = bp::current_masks(*c->model);
+        for (auto& [name, t] : *out) t = t.ne(0).to(at::kCPU);  // 0/1 as bytes, as BertModel.masks()
+      },
+      [out](Napi::Env e) -> Napi::Value { return tensors_to_js(e, *out); });
+}
+
+Napi::Value Seq2SeqHandle::LoadState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const std::string path = get_string(info[0], "path");
+  Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
+  const bool strict = get_bool(o, "strict", true);
+  auto loaded = std::make_shared<std::vector<std::string>>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqLoadState",
+      [c, path, strict, loaded]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        *loaded = bp::load_state(*c->model, path, strict);
+      },
+      [loaded](Napi::Env e) -> Napi::Value { return strings_to_js(e, *loaded); });
 }
 
 Napi::Value Seq2SeqHandle::Dispose(const Napi::CallbackInfo& info) {

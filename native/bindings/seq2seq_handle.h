@@ -33,6 +33,13 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   // decoderInputIds position), what tests and the decoding benchmark compare with forward().
   Napi::Value DecodeSteps(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  // Pruning (patch.h), each a job under the model's mutex: patch(planJson) -> {modules, scoreParameters};
+  // setThreshold(t); masks() -> {"mask.<linear>", "bias_mask.<linear>"} as 0/1 bytes; loadState(path, {strict})
+  // -> the stored names copied into parameters (mask scores included).
+  Napi::Value Patch(const Napi::CallbackInfo& info);
+  Napi::Value SetThreshold(const Napi::CallbackInfo& info);
+  Napi::Value Masks(const Napi::CallbackInfo& info);
+  Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
   const std::shared_ptr<Cell>& cell(Napi::Env env) const;

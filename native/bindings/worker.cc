@@ -139,6 +139,12 @@ Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* 
   return queue_worker(new LambdaWorker(env, name, std::move(run), std::move(result)), self, std::move(models));
 }
 
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& strings) {
+  Napi::Array a = Napi::Array::New(env, strings.size());
+  for (size_t i = 0; i < strings.size(); ++i) a.Set(static_cast<uint32_t>(i), strings[i]);
+  return a;
+}
+
 Napi::Object tensors_to_js(Napi::Env env, const bp::NamedTensors& tensors) {
   Napi::Object o = Napi::Object::New(env);
   for (const auto& [name, t] : tensors) o.Set(name, tensor_to_js(env, t));

@@ -130,6 +130,7 @@ Napi::Promise queue_lambda(Napi::Env env, const Napi::Object& self, const char* 
 
 // Named tensors as a JS object {name: {data, shape, dtype}}.
 Napi::Object tensors_to_js(Napi::Env env, const bp::NamedTensors& tensors);
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& strings);
 
 // A JS Error (or TypeError/RangeError) with a `code` property.
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);

@@ -1,0 +1,50 @@
+/**
+ * What pruning adds to Seq2SeqModel (issue 18, step 1): patch with a PruningConfig through the family's prunable
+ * blocks (encoder self-attention, decoder self- and cross-attention, both FFNs: the 32 linears nn_pruning
+ * patches in a 2+2-layer BART or T5), the mask threshold, and the masks. forward() then computes with W * M.
+ * Declared on the class by module augmentation, installed when this module loads (lib/index.ts loads it).
+ */
+import { extendSeq2Seq, seq2seqInternals } from '../model/seq2seq';
+import { invalidArg } from '../runtime/errors';
+import type { TensorData } from '../runtime/native';
+import * as v from '../runtime/validate';
+import { PruningConfig } from './config';
+import { patchReport, type PatchReport } from './model-pruning';
+
+declare module '../model/seq2seq' {
+  interface Seq2SeqModel {
+    /**
+     * Masks every attention block's q, k, v and output linears and every FFN pair as the config says (lm_head,
+     * embeddings, T5's relative bias and a classification head stay dense). Once only: a second patch is
+     * E_INVALID_ARG.
+     */
+    patch(config: PruningConfig): Promise<PatchReport>;
+    /** Sets the mask threshold every masked linear reads. */
+    setThreshold(threshold: number): Promise<void>;
+    /**
+     * As BertModel.masks(): "mask.<linear>" (the weight's shape) and "bias_mask.<linear>" of every prunable
+     * linear, from the scores at the current threshold when patched, else weight != 0.
+     */
+    masks(): Promise<Record<string, TensorData>>;
+  }
+}
+
+const { handle } = seq2seqInternals;
+
+extendSeq2Seq({
+  async patch(config: PruningConfig): Promise<PatchReport> {
+    if (!(config instanceof PruningConfig)) throw invalidArg('config', 'a PruningConfig', config);
+    const h = handle(this);
+    const plan = config.plan(this.geometry());
+    return patchReport(config, await h.patch(JSON.stringify(plan)));
+  },
+
+  async setThreshold(threshold: number): Promise<void> {
+    v.number('threshold', threshold);
+    return handle(this).setThreshold(threshold);
+  },
+
+  async masks(): Promise<Record<string, TensorData>> {
+    return handle(this).masks();
+  },
+});
