@@ -298,6 +298,31 @@ test('distillation: 0 when the teacher is a copy of the student, loss = alphaTea
   }
 });
 
+test('BartForSequenceClassification trains on class labels: tokens = rows, the loss falls, distillation from a copy is 0', async (t) => {
+  const tmp = tempDir();
+  try {
+    const config = { ...BART, architectures: ['BartForSequenceClassification'], num_labels: 3 };
+    const model = await Seq2SeqModel.fromConfig(config, { seed: 12 });
+    const src = batch(6, 6, 5, 2, BART.vocab_size, 21);
+    const ids = src.inputIds as BigInt64Array;
+    for (let r = 0; r < 6; r++) ids[r * 6 + 5] = 2n; // one eos per row, where 4.4.2 pools
+    const inputs: Seq2SeqInputs = { inputIds: ids, batchSize: 6, seqLen: 6, labels: BigInt64Array.from([0n, 1n, 2n, 0n, 1n, 2n]) };
+    await model.save(tmp.path);
+    const copy = await Seq2SeqModel.fromPretrained(tmp.path);
+    const r0 = await model.trainStep(inputs, { lr: 1e-2 }, copy);
+    t.is(r0.tokens, 6);
+    t.is(r0.distilLoss, 0);
+    let last = r0.taskLoss;
+    for (let i = 0; i < 20; i++) last = (await model.trainStep(inputs, { lr: 1e-2 })).taskLoss;
+    t.log(`classification loss ${r0.taskLoss.toFixed(3)} -> ${last.toFixed(3)}`);
+    t.true(last < r0.taskLoss / 2);
+    model.dispose();
+    copy.dispose();
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 test('dropout as configured: train-mode losses vary with dropout > 0 (BART and T5), eval forward stays deterministic', async (t) => {
   for (const [config, eos] of [[{ ...BART, dropout: 0.3 }, 2], [{ ...T5, dropout_rate: 0.3 }, 1]] as const) {
     const m = await Seq2SeqModel.fromConfig(config, { seed: 6 });
