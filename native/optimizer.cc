@@ -25,10 +25,10 @@ bool fusable(const at::Tensor& p, const at::Tensor& g, const at::Tensor& m, cons
 
 }  // namespace
 
-void AdamW::step(Bert& model, const AdamWOptions& o, double lr_scale) {
+void AdamW::step(torch::nn::Module& model, const AdamWOptions& o, double lr_scale) {
   at::NoGradGuard no_grad;
   ++steps_;
-  for (auto& item : model->named_parameters()) {
+  for (auto& item : model.named_parameters()) {
     at::Tensor& p = item.value();
     const at::Tensor& g = p.grad();
     if (!g.defined()) continue;
@@ -74,10 +74,10 @@ NamedTensors AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const NamedTensors& state, const Bert& model, const std::string& source) {
+void AdamW::load_state(const NamedTensors& state, const torch::nn::Module& model, const std::string& source) {
   std::map<std::string, at::Tensor> by_name(state.begin(), state.end());
   std::map<std::string, Slot> slots;
-  auto params = model->named_parameters();
+  auto params = model.named_parameters();
   for (const auto& [key, t] : by_name) {
     if (key == "optimizer_steps") continue;
     const auto dot = key.find('.');
@@ -110,10 +110,10 @@ int64_t AdamW::bytes() const {
   return n;
 }
 
-double clip_grad_norm(Bert& model, double max_norm) {
+double clip_grad_norm(torch::nn::Module& model, double max_norm) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;
-  for (auto& p : model->parameters())
+  for (auto& p : model.parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return 0.0;
   // One pass per gradient, no temporary (g.pow(2).sum() wrote a squared copy of every gradient), and one read

@@ -1,5 +1,7 @@
-// AdamW as HF transformers (4.x) implements it, with the reference's parameter groups: mask scores (own
-// learning rate, no weight decay), no-decay (biases and LayerNorm weights), and the rest (weight decay).
+// AdamW as HF transformers (4.x) implements it, over any module's named_parameters (a Bert's, a Seq2SeqImpl's),
+// with the reference's parameter groups: mask scores (own learning rate, no weight decay), no-decay (biases and
+// LayerNorm weights), and the rest (weight decay). The groups go by name, as 4.4.2's Trainer ("bias",
+// "LayerNorm.weight"): BART's and T5's norms (self_attn_layer_norm, layer_norm) are in the decay group there too.
 // Update per step t: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr sqrt(1-b2^t)/(1-b1^t) m/(sqrt(v)+eps);
 // then, decoupled, p -= lr wd p on the updated p. (eps is added before bias correction: this differs from
 // torch.optim.AdamW, and matches the fixtures and the reference trainer.)
@@ -26,12 +28,14 @@ class AdamW {
  public:
   // One step over every parameter that has a gradient. `lr_scale` multiplies both learning rates (the
   // warm-up/decay schedule).
-  void step(Bert& model, const AdamWOptions& opts, double lr_scale);
+  void step(torch::nn::Module& module, const AdamWOptions& opts, double lr_scale);
+  void step(Bert& model, const AdamWOptions& opts, double lr_scale) { step(*model, opts, lr_scale); }
 
   // State as named tensors ("exp_avg.<param>", "exp_avg_sq.<param>", "step.<param>"), for checkpoints.
   NamedTensors state() const;
   // Restores a state() (params must match names and shapes); throws E_BAD_CHECKPOINT naming what is off.
-  void load_state(const NamedTensors& state, const Bert& model, const std::string& source);
+  void load_state(const NamedTensors& state, const torch::nn::Module& module, const std::string& source);
+  void load_state(const NamedTensors& state, const Bert& model, const std::string& source) { load_state(state, *model, source); }
   int64_t steps() const { return steps_; }
   // Bytes of the moments held (what the binding reports to V8 as external memory).
   int64_t bytes() const;
@@ -51,6 +55,8 @@ class AdamW {
 
 // torch.nn.utils.clip_grad_norm_: scales all gradients so their global L2 norm is at most max_norm.
 // Returns the norm before clipping.
-double clip_grad_norm(Bert& model, double max_norm);
+// Any module (an encoder-decoder's too: seq2seq_training.h); parameters without a gradient are skipped.
+double clip_grad_norm(torch::nn::Module& module, double max_norm);
+inline double clip_grad_norm(Bert& model, double max_norm) { return clip_grad_norm(*model, max_norm); }
 
 }  // namespace bp

@@ -5,6 +5,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "dropout.h"
 #include "errors.h"
 
 namespace bp {
@@ -110,6 +111,10 @@ T5Config T5Config::from_json(const nlohmann::json& j, const std::string& source)
       bad_config(source, "field 'layer_norm_epsilon' must be a number >= 0, got " + j["layer_norm_epsilon"].dump());
     c.layer_norm_epsilon = j["layer_norm_epsilon"].get<double>();
   }
+  const auto rate = j.value("dropout_rate", nlohmann::json(0.1));
+  if (!rate.is_number() || !(rate.get<double>() >= 0 && rate.get<double>() < 1))
+    bad_config(source, "field 'dropout_rate' must be a number in [0, 1), got " + rate.dump());
+  c.dropout_rate = rate.get<double>();
   const auto ff = j.value("feed_forward_proj", nlohmann::json("relu"));
   if (ff != "relu" && ff != "gated-gelu") bad_config(source, "field 'feed_forward_proj' must be \"relu\" or \"gated-gelu\" (as 4.4.2), got " + ff.dump());
   c.gated_gelu = ff == "gated-gelu";
@@ -158,6 +163,7 @@ T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool
   v = register_module("v", Linear(c.d_model, inner, false));
   o = register_module("o", Linear(inner, c.d_model, false));
   if (has_relative_bias) relative_attention_bias = register_module("relative_attention_bias", Embedding(buckets, heads));
+  dropout = c.dropout_rate;
 }
 
 at::Tensor T5AttentionImpl::compute_bias(int64_t q_len, int64_t k_len, int64_t q_from) const {
@@ -175,14 +181,14 @@ at::Tensor T5AttentionImpl::attend(const at::Tensor& q_, const at::Tensor& k_, c
   const auto scores = at::matmul(q_, k_.transpose(-1, -2)).add(bias);
   const auto p = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
   if (probs) *probs = p;
-  return o->forward(at::matmul(p, v_).transpose(1, 2).reshape({q_.size(0), q_.size(2), heads * d_kv}));
+  return o->forward(at::matmul(bp::dropout(p, dropout, is_training()), v_).transpose(1, 2).reshape({q_.size(0), q_.size(2), heads * d_kv}));
 }
 
 at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, at::Tensor* probs) const {
   return attend(heads_of(q, x), heads_of(k, kv), heads_of(v, kv), bias, probs);
 }
 
-T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias) {
+T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias) : dropout(c.dropout_rate) {
   auto& layers = container(*this, "layer");
   auto& l0 = container(layers, "0");
   self_attn = l0.register_module("SelfAttention", T5Attention(c, has_relative_bias, !decoder));
@@ -207,16 +213,18 @@ T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias
 
 at::Tensor T5BlockImpl::ffn(const at::Tensor& x) const {
   // gated-gelu: 4.4.2's T5DenseGatedGeluDense uses gelu_new (the tanh approximation).
-  if (wi_0) return wo->forward(at::gelu(wi_0->forward(x), "tanh").mul(wi_1->forward(x)));
-  return wo->forward(at::relu(wi->forward(x)));
+  const bool train = is_training();
+  if (wi_0) return wo->forward(bp::dropout(at::gelu(wi_0->forward(x), "tanh").mul(wi_1->forward(x)), dropout, train));
+  return wo->forward(bp::dropout(at::relu(wi->forward(x)), dropout, train));
 }
 
 at::Tensor T5BlockImpl::forward(const at::Tensor& x_in, const at::Tensor& self_bias, const at::Tensor& enc, const at::Tensor& cross_bias,
                                 at::Tensor* self_probs, at::Tensor* cross_probs) const {
+  const bool train = is_training();
   auto h = self_norm->forward(x_in);
-  auto x = x_in.add(self_attn->forward(h, h, self_bias, self_probs));
-  if (cross_attn) x = x.add(cross_attn->forward(cross_norm->forward(x), enc, cross_bias, cross_probs));
-  return x.add(ffn(ffn_norm->forward(x)));
+  auto x = x_in.add(bp::dropout(self_attn->forward(h, h, self_bias, self_probs), dropout, train));
+  if (cross_attn) x = x.add(bp::dropout(cross_attn->forward(cross_norm->forward(x), enc, cross_bias, cross_probs), dropout, train));
+  return x.add(bp::dropout(ffn(ffn_norm->forward(x)), dropout, train));
 }
 
 at::Tensor T5BlockImpl::step(const at::Tensor& x_in, const at::Tensor& self_bias, at::Tensor& self_k, at::Tensor& self_v, const at::Tensor& cross_k,
@@ -230,7 +238,7 @@ at::Tensor T5BlockImpl::step(const at::Tensor& x_in, const at::Tensor& self_bias
   return x.add(ffn(ffn_norm->forward(x)));
 }
 
-T5StackImpl::T5StackImpl(const T5Config& c, bool decoder) {
+T5StackImpl::T5StackImpl(const T5Config& c, bool decoder) : dropout(c.dropout_rate) {
   const int64_t L = decoder ? c.num_decoder_layers : c.num_layers;
   auto& list = container(*this, "block");
   for (int64_t i = 0; i < L; ++i) blocks.push_back(list.register_module(std::to_string(i), T5Block(c, decoder, i == 0)));
@@ -240,7 +248,7 @@ T5StackImpl::T5StackImpl(const T5Config& c, bool decoder) {
 T5StackImpl::Out T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor& bias, const at::Tensor& enc, const at::Tensor& cross_bias,
                                       const Seq2SeqFlags& flags) const {
   Out out;
-  auto x = embeds;
+  auto x = bp::dropout(embeds, dropout, is_training());
   for (const auto& block : blocks) {
     if (flags.hidden_states) out.hidden.push_back(x);
     at::Tensor sp, cp;
@@ -251,7 +259,7 @@ T5StackImpl::Out T5StackImpl::forward(const at::Tensor& embeds, const at::Tensor
     }
   }
   // HF's last hidden state is the final norm's output; the last block's raw output is not exposed.
-  out.last = final_layer_norm->forward(x);
+  out.last = bp::dropout(final_layer_norm->forward(x), dropout, is_training());
   if (flags.hidden_states) out.hidden.push_back(out.last);
   return out;
 }

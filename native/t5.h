@@ -21,6 +21,7 @@ struct T5Config {
   int64_t vocab_size = 0, d_model = 0, d_kv = 0, d_ff = 0, num_layers = 0, num_decoder_layers = 0, num_heads = 0;
   int64_t relative_attention_num_buckets = 32;
   double layer_norm_epsilon = 1e-6;
+  double dropout_rate = 0.1;  // T5Config's default; active in train mode only (training: seq2seq_training.h)
   bool gated_gelu = false;  // feed_forward_proj "gated-gelu" (t5 v1.1): wi_0, wi_1; else "relu": wi
   bool tie_word_embeddings = true;
   int64_t pad_token_id = 0, eos_token_id = 1;
@@ -63,6 +64,7 @@ struct T5AttentionImpl : torch::nn::Module {
   Embedding relative_attention_bias{nullptr};
   int64_t heads, d_kv, buckets;
   bool bidirectional;
+  double dropout;  // on the attention probabilities (train mode)
 };
 TORCH_MODULE(T5Attention);
 
@@ -80,6 +82,7 @@ struct T5BlockImpl : torch::nn::Module {
   T5Attention self_attn{nullptr}, cross_attn{nullptr};
   T5LayerNorm self_norm{nullptr}, cross_norm{nullptr}, ffn_norm{nullptr};
   Linear wi{nullptr}, wi_0{nullptr}, wi_1{nullptr}, wo{nullptr};
+  double dropout;  // 4.4.2's places: each sublayer's output, inside the FFN (train mode)
 };
 TORCH_MODULE(T5Block);
 
@@ -94,6 +97,7 @@ struct T5StackImpl : torch::nn::Module {
   Out forward(const at::Tensor& embeds, const at::Tensor& bias, const at::Tensor& enc, const at::Tensor& cross_bias, const Seq2SeqFlags& flags) const;
   std::vector<T5Block> blocks;
   T5LayerNorm final_layer_norm{nullptr};
+  double dropout;  // on the embeddings and after the final norm (train mode)
 };
 TORCH_MODULE(T5Stack);
 

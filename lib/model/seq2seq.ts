@@ -6,8 +6,18 @@
 import { resolve } from 'node:path';
 import { BlockpruneError } from '../runtime/errors';
 import { extendClass, type ModelGeometry } from './model';
-import { native, NativeGenerateOptions, NativeSeq2Seq, NativeSeq2SeqInfo, NativeSeq2SeqInputs, TensorData } from '../runtime/native';
+import {
+  native,
+  NativeGenerateOptions,
+  NativeSeq2Seq,
+  NativeSeq2SeqInfo,
+  NativeSeq2SeqInputs,
+  NativeSeq2SeqTrainStepOptions,
+  NativeSeq2SeqTrainStepResult,
+  TensorData,
+} from '../runtime/native';
 import * as v from '../runtime/validate';
+import { OPTIMIZER_RANGES } from './train-ranges';
 
 export type Seq2SeqInputs = NativeSeq2SeqInputs;
 export type Seq2SeqInfo = NativeSeq2SeqInfo;
@@ -190,4 +200,70 @@ export class Seq2SeqModel {
     this.#handle?.dispose();
     this.#handle = undefined;
   }
+
+  // ---- training (issue 18): random init, save, train step ----
+
+  /**
+   * A model of `config` (config.json's content, as an object or JSON text; model_type bart or t5) with random
+   * weights as transformers 4.4.2's _init_weights draws them (native/seq2seq_init.h states the rules), from a
+   * generator of its own: the same seed gives the same weights. Default seed 42.
+   */
+  static async fromConfig(config: string | Record<string, unknown>, options: { seed?: number; device?: string } = {}): Promise<Seq2SeqModel> {
+    const json = typeof config === 'string' ? config : JSON.stringify(v.object('config', config));
+    v.string('config', json, { nonEmpty: true });
+    const o = v.options('options', options, ['seed', 'device']);
+    const seed = o.seed === undefined ? 42 : v.integer('options.seed', o.seed, { min: 0, max: Number.MAX_SAFE_INTEGER });
+    if (o.device !== undefined) v.string('options.device', o.device, { nonEmpty: true });
+    return new Seq2SeqModel(await native().createSeq2Seq(json, { seed, device: (o.device as string | undefined) ?? 'cpu' }));
+  }
+
+  /**
+   * Writes `dir`/config.json and `dir`/model.safetensors (the tied token table once), replacing `dir` atomically;
+   * fromPretrained(dir) reads it back to the same weights.
+   */
+  async save(dir: string): Promise<void> {
+    const abs = v.writableDirectory('dir', dir);
+    return this.#live().save(abs);
+  }
+
+  /**
+   * One optimisation step on `inputs` (labels required): train-mode forward (dropout as the config says), the
+   * family's cross-entropy, with a `teacher` (a dense model of the same vocabulary) alphaTeacher x KL per target
+   * token at `temperature` + alphaCe x CE; backward, gradient clipping, AdamW. The AdamW moments live with this
+   * model (created by the first step). The model is left in eval mode.
+   */
+  async trainStep(inputs: Seq2SeqInputs, options: Seq2SeqTrainStepOptions = {}, teacher?: Seq2SeqModel): Promise<Seq2SeqTrainStepResult> {
+    const h = this.#live();
+    checkTrainInputs(inputs);
+    const o = v.options('options', options, Object.keys(SEQ2SEQ_TRAIN_RANGES));
+    for (const [k, range] of Object.entries(SEQ2SEQ_TRAIN_RANGES)) if (o[k] !== undefined) v.number(`options.${k}`, o[k], range);
+    let t: NativeSeq2Seq | undefined;
+    if (teacher !== undefined) {
+      if (teacher === this) throw v.invalidParameterError('teacher', 'another model than the student', 'the student itself', 'range');
+      t = v.instance('teacher', teacher, Seq2SeqModel, 'a Seq2SeqModel').#live();
+    }
+    return h.trainStep(inputs, o as Seq2SeqTrainStepOptions, t);
+  }
+
+  /**
+   * The gradient of `inputs`' loss (labels required; train-mode forward, dropout as configured) for every
+   * parameter under its HF name, without a step: what tests compare with finite differences.
+   */
+  async gradients(inputs: Seq2SeqInputs): Promise<{ loss: number; grads: Record<string, TensorData> }> {
+    const h = this.#live();
+    checkTrainInputs(inputs);
+    return h.gradients(inputs);
+  }
+}
+
+export type Seq2SeqTrainStepOptions = NativeSeq2SeqTrainStepOptions;
+export type Seq2SeqTrainStepResult = NativeSeq2SeqTrainStepResult;
+
+/** Each train-step option's range (the binding's, native/bindings/seq2seq_training.cc, so both say the same). */
+const SEQ2SEQ_TRAIN_RANGES: Record<keyof Seq2SeqTrainStepOptions, v.NumberRange> = OPTIMIZER_RANGES;
+
+function checkTrainInputs(inputs: unknown): void {
+  const i = v.object('inputs', inputs);
+  if (i.labels === undefined || i.labels === null)
+    throw v.invalidParameterError('inputs.labels', 'target token ids [batchSize, targetLen] (-100 ignored), or class ids [batchSize]', i.labels);
 }

@@ -637,3 +637,48 @@ export function native(): NativeBinding {
       '  - rebuild the addon from source: npm rebuild blockprune (or npm run build:native in a checkout)',
   );
 }
+
+// ---- encoder-decoder training (issue 18; native/bindings/seq2seq_training.cc) ----
+
+/** An encoder-decoder train step's hyper-parameters (the BERT trainer's names and defaults). */
+export interface NativeSeq2SeqTrainStepOptions {
+  /** AdamW learning rate (default 5e-5), weight decay (0), betas (0.9, 0.999), eps (1e-8). */
+  lr?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Multiplies the learning rate (warm-up / decay); default 1. */
+  lrScale?: number;
+  /** Gradient clipping (global L2 norm); <= 0 disables. Default 1. */
+  maxGradNorm?: number;
+  /** With a teacher: loss = alphaTeacher x KD + alphaCe x CE (defaults 0.5, 0.5), KD at temperature (2). */
+  alphaCe?: number;
+  alphaTeacher?: number;
+  temperature?: number;
+}
+
+export interface NativeSeq2SeqTrainStepResult {
+  /** The optimised loss (with a teacher: alphaTeacher x distilLoss + alphaCe x taskLoss). */
+  loss: number;
+  /** The family's cross-entropy (labels -100 ignored). */
+  taskLoss: number;
+  /** KL per target token (batchmean over tokens not -100) x T^2; 0 without a teacher. */
+  distilLoss: number;
+  /** Global L2 norm of the gradients before clipping. */
+  gradNorm: number;
+  /** Target tokens counted (classification: rows). */
+  tokens: number;
+  /** Optimizer steps taken on this model so far. */
+  steps: number;
+}
+
+export interface NativeSeq2Seq {
+  trainStep(inputs: NativeSeq2SeqInputs, options: NativeSeq2SeqTrainStepOptions, teacher?: NativeSeq2Seq): Promise<NativeSeq2SeqTrainStepResult>;
+  gradients(inputs: NativeSeq2SeqInputs): Promise<{ loss: number; grads: Record<string, TensorData> }>;
+  save(dir: string): Promise<void>;
+}
+
+export interface NativeBinding {
+  createSeq2Seq(configJson: string, options?: { seed?: number; device?: string }): Promise<NativeSeq2Seq>;
+}

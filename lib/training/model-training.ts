@@ -11,6 +11,7 @@
  */
 import { resolve } from 'node:path';
 import { BertModel, ForwardBatch, extendModel, modelInternals } from '../model/model';
+import { OPTIMIZER_RANGES } from '../model/train-ranges';
 import { invalidArg } from '../runtime/errors';
 import { NativeGradients, NativeModel, NativeTrainStepOptions, NativeTrainStepResult, NativeTrainingState, native } from '../runtime/native';
 import * as v from '../runtime/validate';
@@ -72,19 +73,9 @@ export function checkMixedPrecision(name: string, value: unknown): 'bf16' {
 
 /** Each train-step option's range (the binding's), beyond the loss options. */
 export const TRAIN_STEP_RANGES: Record<string, v.NumberRange> = {
-  lr: { min: 0, max: 10 },
+  ...OPTIMIZER_RANGES,
   maskLr: { min: 0, max: 100 },
-  weightDecay: { min: 0, max: 10 },
-  beta1: { min: 0, max: 1 },
-  beta2: { min: 0, max: 1 },
-  eps: { min: 0, max: 1 },
-  lrScale: { min: 0, max: 1e6 },
-  // The native step's own bounds (native/bindings/training_handle.cc), so both say the same.
-  maxGradNorm: { min: -1, max: 1e12 },
   threshold: { min: -1e9, max: 1e9 },
-  alphaCe: { min: 0, max: 1e6 },
-  alphaTeacher: { min: 0, max: 1e6 },
-  temperature: { min: 1e-6, max: 1e6 },
 };
 
 const { enqueue, handle } = modelInternals;

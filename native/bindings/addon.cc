@@ -209,6 +209,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTrainingState", TrainingHandle::Define(env));
   exports.Set("NativeSeq2Seq", Seq2SeqHandle::Define(env));
   exports.Set("loadSeq2Seq", Napi::Function::New(env, LoadSeq2Seq, "loadSeq2Seq"));
+  exports.Set("createSeq2Seq", Napi::Function::New(env, CreateSeq2Seq, "createSeq2Seq"));
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));

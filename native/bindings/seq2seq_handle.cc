@@ -36,12 +36,20 @@ Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
                                   InstanceMethod<&Seq2SeqHandle::Info>("info"), InstanceMethod<&Seq2SeqHandle::Patch>("patch"),
                                   InstanceMethod<&Seq2SeqHandle::SetThreshold>("setThreshold"), InstanceMethod<&Seq2SeqHandle::Masks>("masks"),
                                   InstanceMethod<&Seq2SeqHandle::LoadState>("loadState"),
+                                  InstanceMethod<&Seq2SeqHandle::TrainStep>("trainStep"), InstanceMethod<&Seq2SeqHandle::Gradients>("gradients"),
+                                  InstanceMethod<&Seq2SeqHandle::Save>("save"),
                                   InstanceMethod<&Seq2SeqHandle::Dispose>("dispose"), InstanceMethod<&Seq2SeqHandle::IsDisposed>("isDisposed")});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
 }
 
 Seq2SeqHandle::Seq2SeqHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Seq2SeqHandle>(info) {}
+
+std::shared_ptr<Seq2SeqHandle::Cell> Seq2SeqHandle::CellOf(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(constructor->Value()))
+    throw_type_error(env, "Expected a NativeSeq2Seq for " + name + " but received " + describe(v));
+  return Napi::ObjectWrap<Seq2SeqHandle>::Unwrap(v.As<Napi::Object>())->cell(env);
+}
 
 Napi::Object Seq2SeqHandle::Wrap(Napi::Env env, std::shared_ptr<bp::Seq2SeqImpl> model) {
   Napi::Object o = constructor->New({});
@@ -56,10 +64,8 @@ const std::shared_ptr<Seq2SeqHandle::Cell>& Seq2SeqHandle::cell(Napi::Env env) c
   return cell_;
 }
 
-Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto c = cell(env);
-  Napi::Object in = get_object(info[0], "inputs");
+bp::Seq2SeqBatch Seq2SeqHandle::ReadBatch(Napi::Env env, const Napi::Value& inputs) {
+  Napi::Object in = get_object(inputs, "inputs");
   bp::Seq2SeqBatch b = read_source(env, in);
   const int64_t B = b.input_ids.size(0);
   const int64_t T = get_int(in, "targetLen", 0, 0, 1 << 20);
@@ -72,6 +78,13 @@ Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
   }
   Napi::Value labels = in.Get("labels");
   if (!labels.IsUndefined() && !labels.IsNull()) b.labels = int_tensor(labels, "inputs.labels", T > 0 ? std::vector<int64_t>{B, T} : std::vector<int64_t>{B});
+  return b;
+}
+
+Napi::Value Seq2SeqHandle::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const bp::Seq2SeqBatch b = ReadBatch(env, info[0]);
   Napi::Object o = info.Length() > 1 && !info[1].IsUndefined() ? get_object(info[1], "options") : Napi::Object::New(env);
   bp::Seq2SeqFlags flags;
   flags.hidden_states = get_bool(o, "hiddenStates", false);

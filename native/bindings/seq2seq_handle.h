@@ -11,6 +11,10 @@
 
 #include "seq2seq.h"
 
+namespace bp {
+class AdamW;
+}
+
 namespace bpn {
 
 class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
@@ -22,6 +26,9 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   struct Cell {
     std::shared_ptr<bp::Seq2SeqImpl> model;
     std::mutex mutex;
+    // Training (seq2seq_training.cc): the AdamW moments, created by the first trainStep. They live with the
+    // model under its mutex, since they are keyed by its parameters and change only with them.
+    std::shared_ptr<bp::AdamW> optimizer;
   };
 
  private:
@@ -45,7 +52,25 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   const std::shared_ptr<Cell>& cell(Napi::Env env) const;
 
   std::shared_ptr<Cell> cell_;  // null once disposed
+
+  // ---- training (issue 18; definitions in seq2seq_training.cc) ----
+ public:
+  // inputs as forward() reads them (source, target, labels), copied out of V8.
+  static bp::Seq2SeqBatch ReadBatch(Napi::Env env, const Napi::Value& inputs);
+  // The live cell of another NativeSeq2Seq (a teacher); TypeError naming `name` for anything else.
+  static std::shared_ptr<Cell> CellOf(Napi::Env env, const Napi::Value& v, const std::string& name);
+
+ private:
+  // trainStep(inputs, options, teacher?) -> Promise<{loss, taskLoss, distilLoss, gradNorm, tokens, steps}>.
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  // gradients(inputs) -> Promise<{loss, grads: {name: tensor}}>: train-mode forward and backward, no step.
+  Napi::Value Gradients(const Napi::CallbackInfo& info);
+  // save(dir) -> Promise<void>: config.json + model.safetensors, atomically.
+  Napi::Value Save(const Napi::CallbackInfo& info);
 };
+
+// createSeq2Seq(configJson, {seed, device}) -> Promise<NativeSeq2Seq>: random weights (seq2seq_init.h).
+Napi::Value CreateSeq2Seq(const Napi::CallbackInfo& info);
 
 // loadSeq2Seq(dir, {device}) -> Promise<NativeSeq2Seq>.
 Napi::Value LoadSeq2Seq(const Napi::CallbackInfo& info);
