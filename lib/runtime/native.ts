@@ -640,23 +640,14 @@ export function native(): NativeBinding {
 
 // ---- encoder-decoder training (issue 18; native/bindings/seq2seq_training.cc) ----
 
-/** An encoder-decoder train step's hyper-parameters (the BERT trainer's names and defaults). */
-export interface NativeSeq2SeqTrainStepOptions {
-  /** AdamW learning rate (default 5e-5), weight decay (0), betas (0.9, 0.999), eps (1e-8). */
-  lr?: number;
-  weightDecay?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  /** Multiplies the learning rate (warm-up / decay); default 1. */
-  lrScale?: number;
-  /** Gradient clipping (global L2 norm); <= 0 disables. Default 1. */
-  maxGradNorm?: number;
-  /** With a teacher: loss = alphaTeacher x KD + alphaCe x CE (defaults 0.5, 0.5), KD at temperature (2). */
-  alphaCe?: number;
-  alphaTeacher?: number;
-  temperature?: number;
-}
+/**
+ * An encoder-decoder train step's hyper-parameters: the BERT step's names and defaults (AdamW, lrScale, clipping,
+ * distillation weights and temperature); no mask learning rate or threshold (seq2seq fine-pruning comes later).
+ */
+export type NativeSeq2SeqTrainStepOptions = Pick<
+  NativeTrainStepOptions,
+  'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'lrScale' | 'maxGradNorm' | 'alphaCe' | 'alphaTeacher' | 'temperature'
+>;
 
 export interface NativeSeq2SeqTrainStepResult {
   /** The optimised loss (with a teacher: alphaTeacher x distilLoss + alphaCe x taskLoss). */
