@@ -97,12 +97,14 @@ test.serial('breakpoints run from 1 to all, for heads and FFN units', (t) => {
   t.deepEqual(latencyKnots(1, 1), { heads: [1], units: [1] });
 });
 
-// Tiny models take about a millisecond, so a profile is mostly call overhead and the two cores are shared with
-// other work (other test files run in parallel workers: the full suite measured 52%): a factor of 2 is what
-// these survive on a loaded 2-core VM (the 10% goal is scripts/bench-latency-model.ts's, on a quiet machine),
-// where a run of the same model drifts by 15-25% between minutes. The 10% goal is for bert-base
-// (scripts/bench-latency-model.ts).
-test.serial('the profile of a small model predicts measured non-uniform compact models within a factor of 2 under load', async (t) => {
+// Tiny models take about a millisecond, so a profile is mostly call overhead, and the two cores are shared with
+// other work (test files in parallel workers, a CI build): the machine's speed drifts between the profile and any
+// later measurement (a full suite under two compilers saw absolute errors of 52% and 140%). What the trainer
+// uses is the cost of one compact model relative to another (a speed-up), so the test compares that: each
+// configuration's measured time over the dense model's, timed in the same alternating rounds, against the
+// profile's predicted ratio, within 50%. The 10% goal (absolute, quiet machine, bert-base) is
+// scripts/bench-latency-model.ts's.
+test.serial('the profile of a small model predicts non-uniform compact models relative to the dense one (measured side by side) within 50%', async (t) => {
   const model = await BertModel.fromConfig(SMALL, { task: 'text-classification', seed: 1 });
   const [batch, seq] = [2, 128];
   const profile = await profileLatency(model, { batch, seq });
@@ -115,15 +117,18 @@ test.serial('the profile of a small model predicts measured non-uniform compact 
   t.true(profile.heads.y.every((y, i) => i === 0 || y >= profile.heads.y[i - 1]), 'heads cost never falls');
   const r = lcg(11);
   const configs = [0, 1, 2].map(() => randomLayers(r, 4, 4, 512));
-  const models = [];
+  const models = [await BertModel.fromConfig(SMALL, { task: 'text-classification', seed: 2 })];
   for (const layers of configs) models.push(await BertModel.fromConfig(compactLayersConfig(SMALL, 4, layers), { task: 'text-classification', seed: 2 }));
-  const ms = await timeModels(models, latencyBatch(batch, seq, SMALL.vocab_size), { runs: 3, rounds: 3 });
+  const [denseMs, ...ms] = await timeModels(models, latencyBatch(batch, seq, SMALL.vocab_size), { runs: 3, rounds: 3 });
   for (const m of models) m.dispose();
+  const denseLayers = Array.from({ length: 4 }, () => ({ heads: 4, intermediateSize: 512 }));
+  const densePredicted = predictLatency(profile, denseLayers);
   configs.forEach((layers, k) => {
-    const predicted = predictLatency(profile, layers);
-    const err = (predicted - ms[k]) / ms[k];
-    t.log(`heads ${layers.map((l) => l.heads).join(',')} FFN ${layers.map((l) => l.intermediateSize).join(',')}: measured ${ms[k].toFixed(3)} ms, predicted ${predicted.toFixed(3)} ms (${(100 * err).toFixed(1)}%)`);
-    t.true(Math.abs(err) <= 1.0, `error ${(100 * err).toFixed(1)}%`);
+    const predicted = predictLatency(profile, layers) / densePredicted;
+    const measured = ms[k] / denseMs;
+    const err = predicted / measured - 1;
+    t.log(`heads ${layers.map((l) => l.heads).join(',')} FFN ${layers.map((l) => l.intermediateSize).join(',')}: measured ${ms[k].toFixed(3)} ms (${measured.toFixed(3)} of dense), predicted ${predicted.toFixed(3)} of dense (${(100 * err).toFixed(1)}%)`);
+    t.true(Math.abs(err) <= 0.5, `error ${(100 * err).toFixed(1)}%`);
   });
 });
 
