@@ -121,7 +121,7 @@ withShared('fixtures/bert-tiny-cls', BERT)('pipeline errors: no tokenizer, unkno
   let err: any = await t.throwsAsync(pipeline('text-classification', fixtures));
   t.is(err.code, 'E_FILE_NOT_FOUND');
   t.regex(err.message, /tokenizer\.json/);
-  err = await t.throwsAsync(pipeline('summarization' as any, fixtures));
+  err = await t.throwsAsync(pipeline('translation' as any, fixtures));
   t.is(err.code, 'E_INVALID_ARG');
   // A tokenizer bigger than the model's vocabulary would produce out-of-range ids: refused up front.
   const tok = shared(BERT);

@@ -104,7 +104,7 @@ async function main(): Promise<void> {
 
   // Misuses the types must reject:
   // @ts-expect-error an unknown task
-  await pipeline('summarization', '/models/x');
+  await pipeline('translation', '/models/x');
   // @ts-expect-error the QA pipeline takes { question, context }
   await qa('just a string');
   // @ts-expect-error one input without topK gives one result, not an array
