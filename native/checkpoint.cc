@@ -190,11 +190,13 @@ NamedTensors read_weights(const std::string& dir, std::string* source) {
   throw Error("E_FILE_NOT_FOUND", "no weights in " + dir + ": looked for model.safetensors, model.safetensors.index.json and pytorch_model.bin");
 }
 
-int64_t count_parameters(const Bert& model) {
+int64_t count_parameters(const Bert& model) { return count_parameters(*model); }
+
+int64_t count_parameters(const torch::nn::Module& model) {
   // Mask scores are training state, not part of the model users deploy, and a quantized linear's scales are
   // part of its weight: not counted.
   int64_t n = 0;
-  for (const auto& item : model->named_parameters())
+  for (const auto& item : model.named_parameters())
     if (item.key().find("mask_scores") == std::string::npos && item.key().find("weight_scale") == std::string::npos) n += item.value().numel();
   return n;
 }

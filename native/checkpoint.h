@@ -57,6 +57,9 @@ void save_pretrained(const Bert& model, const std::string& dir, const std::vecto
 
 at::Device parse_device(const std::string& device);
 TaskKind parse_task(const std::string& task);
+// Parameters a deployed model holds: mask scores (training state) and int8 scales (part of their weight) not
+// counted; a tied tensor registered once counts once.
+int64_t count_parameters(const torch::nn::Module& model);
 int64_t count_parameters(const Bert& model);
 
 // Everything a model's getters report, read in one go. The binding takes it while it holds the model's lock

@@ -426,7 +426,7 @@ Seq2SeqInfo T5Model::info() const {
   i.pad_token_id = config.pad_token_id;
   i.eos_token_id = config.eos_token_id;
   i.decoder_start_token_id = config.decoder_start_token_id;
-  for (const auto& p : parameters()) i.num_parameters += p.numel();
+  i.num_parameters = count_parameters(*this);  // mask scores of a patched model not counted, as BERT's
   return i;
 }
 
