@@ -55,6 +55,8 @@ Napi::Object Seq2SeqHandle::Wrap(Napi::Env env, std::shared_ptr<bp::Seq2SeqImpl>
   Napi::Object o = constructor->New({});
   auto* h = Napi::ObjectWrap<Seq2SeqHandle>::Unwrap(o);
   h->cell_ = std::make_shared<Cell>();
+  h->cell_->info = guarded(env, [&] { return model->info(); });
+  h->cell_->blocks = model->prunable_blocks();
   h->cell_->model = std::move(model);
   return o;
 }
@@ -229,13 +231,8 @@ Napi::Value Seq2SeqHandle::DecodeSteps(const Napi::CallbackInfo& info) {
 Napi::Value Seq2SeqHandle::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
-  bp::Seq2SeqInfo i;
-  std::vector<bp::PrunableBlock> blocks;
-  {
-    std::lock_guard<std::mutex> lock(c->mutex);
-    i = guarded(env, [&] { return c->model->info(); });
-    blocks = c->model->prunable_blocks();
-  }
+  const bp::Seq2SeqInfo& i = c->info;
+  const std::vector<bp::PrunableBlock>& blocks = c->blocks;
   Napi::Object o = Napi::Object::New(env);
   o.Set("modelType", i.model_type);
   o.Set("architecture", i.architecture);

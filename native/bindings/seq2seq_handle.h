@@ -26,6 +26,10 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   struct Cell {
     std::shared_ptr<bp::Seq2SeqImpl> model;
     std::mutex mutex;
+    // What info() returns, read once at Wrap (no job runs yet): nothing a job does changes it (patching adds
+    // mask scores, which are not counted), so info() never waits on the mutex behind a long generate.
+    bp::Seq2SeqInfo info;
+    std::vector<bp::PrunableBlock> blocks;
     // Training (seq2seq_training.cc): the AdamW moments, created by the first trainStep. They live with the
     // model under its mutex, since they are keyed by its parameters and change only with them.
     std::shared_ptr<bp::AdamW> optimizer;

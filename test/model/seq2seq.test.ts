@@ -40,3 +40,27 @@ const fixture = shared('fixtures/bart-tiny');
   t.throws(() => model.info, { code: 'E_DISPOSED' });
   await t.throwsAsync(model.forward({ inputIds: new Int32Array([0, 2]), batchSize: 1, seqLen: 2 }), { code: 'E_DISPOSED' });
 });
+
+const t5Fixture = shared('fixtures/t5-tiny');
+(existsSync(join(t5Fixture, 'config.json')) ? test : skipped('../shared/fixtures/t5-tiny is absent'))('info does not wait for a generate in flight (it is read once, at load)', async (t) => {
+  const model = await Seq2SeqModel.fromPretrained(t5Fixture);
+  try {
+    const source = { inputIds: new Int32Array(2 * 16).fill(5), batchSize: 2, seqLen: 16 };
+    const t0 = performance.now();
+    const running = model.generate(source, { maxLength: 400, numBeams: 4 });
+    // Let the job start on the pool before asking.
+    await new Promise((r) => setTimeout(r, 20));
+    const asked = performance.now();
+    const info = model.info;
+    const infoMs = performance.now() - asked;
+    await running;
+    const generateMs = performance.now() - t0;
+    t.is(info.modelType, 't5');
+    t.log(`info ${infoMs.toFixed(2)} ms during a generate of ${generateMs.toFixed(0)} ms`);
+    // Before, info took the model's mutex on the main thread and returned only when the generate ended.
+    t.true(generateMs > 100, `the generate took ${generateMs} ms: too short to show anything`);
+    t.true(infoMs < generateMs / 4, `info took ${infoMs} ms`);
+  } finally {
+    model.dispose();
+  }
+});
