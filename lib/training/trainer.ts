@@ -154,6 +154,8 @@ export class SparseTrainer {
     // "epoch" in logs and checkpoints, as transformers logs it: epochs done, fractional (checkpoint.ts).
     const epochsDone = (s: number) => Math.round((s / stepsPerEpoch) * 1e4) / 1e4;
     let history: Metrics[] = [];
+    /** A resumed run's budget multipliers (its checkpoint's). */
+    let resumedBudget: TrainerState['budget'];
     let lastCheckpoint: string | undefined;
     const m = this.model;
     this.fingerprint = {
@@ -173,6 +175,7 @@ export class SparseTrainer {
     if (o.resume && !resumeDir) throw new BlockpruneError('E_BAD_CHECKPOINT', `no complete checkpoint in ${o.outputDir}`);
     if (resumeDir) {
       const state = readCheckpointState(resumeDir);
+      resumedBudget = state.budget;
       checkResume(resumeDir, state, this.fingerprint, o.allowResumeMismatch ?? false, (note) => this.log({ type: 'stage', step: state.step, epoch: epochsDone(state.step), ...note }));
       // The checkpoint's model replaces the one given (which is left as it was): use result.model.
       const loaded = await BertModel.fromPretrained(resumeDir, { device: this.model.device });
@@ -189,7 +192,7 @@ export class SparseTrainer {
     }
     // The dense cost is the model's before pruning: patching keeps its geometry, and a resumed run's checkpoint
     // is still patched (compaction comes after training).
-    const budget = o.budget ? new Budget(o.budget, this.model, resumeDir ? readCheckpointState(resumeDir).budget : undefined) : undefined;
+    const budget = o.budget ? new Budget(o.budget, this.model, resumedBudget) : undefined;
     if (budget && pruning) await budget.begin(this.model, pruning.options.finalThreshold);
     if (budget && this.rank === 0 && !resumeDir)
       this.log({ type: 'stage', step, epoch: epochsDone(step), budget: { unit: budget.cost.unit, target: budget.target, dense: budget.dense, start: budget.start } });
