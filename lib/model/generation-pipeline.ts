@@ -32,7 +32,7 @@ export interface TextGenerationPipeline {
 }
 
 /** The generation options a config's task_specific_params entry may set (transformers' names). */
-const TASK_PARAMS: Record<string, keyof GenerateOptions> = {
+export const TASK_PARAMS: Record<string, keyof GenerateOptions> = {
   max_length: 'maxLength',
   min_length: 'minLength',
   num_beams: 'numBeams',
@@ -42,7 +42,7 @@ const TASK_PARAMS: Record<string, keyof GenerateOptions> = {
 };
 
 /** The task's prefix and default generation options from config.json's task_specific_params. */
-function taskDefaults(config: Record<string, unknown>, task: GenerationTask): { prefix: string; options: GenerateOptions } {
+export function taskDefaults(config: Record<string, unknown>, task: GenerationTask): { prefix: string; options: GenerateOptions } {
   const all = config.task_specific_params;
   const p = all && typeof all === 'object' ? (all as Record<string, unknown>)[task] : undefined;
   if (!p || typeof p !== 'object') return { prefix: '', options: {} };

@@ -112,6 +112,11 @@ export class Seq2SeqModel {
     return this.#handle;
   }
 
+  /** dispose() was called: every later call throws E_DISPOSED (the server's /health reports it). */
+  get disposed(): boolean {
+    return this.#handle === undefined;
+  }
+
   /** Family, architecture, sizes and special token ids. */
   get info(): Seq2SeqInfo {
     return this.#live().info();

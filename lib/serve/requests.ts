@@ -1,6 +1,7 @@
 /**
  * Reading and checking a request: the body as a JSON object within its byte limit, then the fields of a
- * /classify or /qa body within the text limits. Every mistake is an HttpError (400 or 413) naming the field.
+ * /classify or /qa body within the text limits (/summarize and /generate: generation-requests.ts). Every
+ * mistake is an HttpError (400 or 413) naming the field.
  */
 import type { IncomingMessage } from 'node:http';
 import type { ClassificationBatchItem, QAInput } from '../model/pipelines';
@@ -91,7 +92,7 @@ function optionalTopK(v: unknown, numLabels: number, name = '"topK"'): number {
   return Math.min(v, numLabels);
 }
 
-function describe(v: unknown): string {
+export function describe(v: unknown): string {
   if (v === undefined) return 'missing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
@@ -99,7 +100,7 @@ function describe(v: unknown): string {
   return `a ${typeof v}`;
 }
 
-function objectField(v: unknown, name: string): void {
+export function objectField(v: unknown, name: string): void {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'invalid_request', `${name} must be an object, not ${describe(v)}`);
 }
 
@@ -108,7 +109,7 @@ function objectField(v: unknown, name: string): void {
  * would change the answer without a word (`textpair` would classify the text alone). An "options" field (the
  * Inference API's) must be an object.
  */
-function knownFields(o: Record<string, unknown>, known: readonly string[], what: string): void {
+export function knownFields(o: Record<string, unknown>, known: readonly string[], what: string): void {
   if (o.options !== undefined && known.includes('options')) objectField(o.options, '"options"');
   for (const k of Object.keys(o)) {
     if (known.includes(k)) continue;

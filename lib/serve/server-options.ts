@@ -2,6 +2,7 @@
  * The HTTP service's options (InferenceServerOptions) and their defaults, checked in one place before a
  * server is created: what createInferenceServer runs with.
  */
+import type { TextGenerationPipeline } from '../model/generation-pipeline';
 import type { QuestionAnsweringPipeline, TextClassificationPipeline } from '../model/pipelines';
 import * as v from '../runtime/validate';
 
@@ -19,6 +20,20 @@ export interface InferenceServerOptions {
   classify?: TextClassificationPipeline;
   /** Serves POST /qa. */
   qa?: QuestionAnsweringPipeline;
+  /**
+   * Serves POST /summarize: a 'summarization' pipeline (BART, T5). Give it batchSize >= maxBatch so that each
+   * pipeline call is one generate(). `summarize` and `generate` may share one model (one job at a time).
+   */
+  summarize?: TextGenerationPipeline;
+  /** Serves POST /generate: a 'text2text-generation' pipeline. */
+  generate?: TextGenerationPipeline;
+  /**
+   * Largest "max_length" a /summarize or /generate request may ask (default 256 tokens, the decoder start token
+   * included, as transformers counts); the model's own default must be within it. Larger: 400.
+   */
+  maxGenerateLength?: number;
+  /** Largest "num_beams" (default 8); the model's own default must be within it. Larger: 400. */
+  maxBeams?: number;
   /** Dynamic batching (default { maxBatch: 32, windowMs: 5 }); false: every request runs on its own. */
   batching?: BatchingOptions | false;
   /** Longest text, text pair, question or context in characters (default 20,000); longer: 413 text_too_long. */
@@ -38,7 +53,7 @@ export interface InferenceServerOptions {
   windowsPerForward?: number;
   /** Largest request body in bytes (default 1 MiB); larger: 413 body_too_large. */
   maxBodyBytes?: number;
-  /** Most items in one /classify "inputs" array (default 256); more: 413. */
+  /** Most items in one /classify, /summarize or /generate "inputs" array (default 256); more: 413. */
   maxInputs?: number;
   /**
    * Padding a classification forward may carry, as a fraction of its real tokens (or 16 tokens when that is
@@ -64,12 +79,16 @@ export interface InferenceServerOptions {
   requestTimeoutMs?: number;
 }
 
-const SERVER_OPTIONS = ['classify', 'qa', 'batching', 'maxTextChars', 'maxBodyBytes', 'maxInputs', 'maxPadding', 'disposeOnClose', 'maxContextTokens', 'windowsPerForward', 'closeGraceMs', 'headersTimeoutMs', 'requestTimeoutMs'];
+const SERVER_OPTIONS = ['classify', 'qa', 'summarize', 'generate', 'maxGenerateLength', 'maxBeams', 'batching', 'maxTextChars', 'maxBodyBytes', 'maxInputs', 'maxPadding', 'disposeOnClose', 'maxContextTokens', 'windowsPerForward', 'closeGraceMs', 'headersTimeoutMs', 'requestTimeoutMs'];
 
 /** Every option checked and defaulted; `batching` false when off. */
 export interface ServerSettings {
   classify?: TextClassificationPipeline;
   qa?: QuestionAnsweringPipeline;
+  summarize?: TextGenerationPipeline;
+  generate?: TextGenerationPipeline;
+  maxGenerateLength: number;
+  maxBeams: number;
   batching: { maxBatch: number; windowMs: number; idleStart?: boolean } | false;
   maxTextChars: number;
   maxBodyBytes: number;
@@ -86,12 +105,18 @@ export interface ServerSettings {
 /** Checks `options` (E_INVALID_ARG naming the option) and fills in the defaults. */
 export function serverSettings(options: InferenceServerOptions): ServerSettings {
   v.options('options', v.object('options', options), SERVER_OPTIONS);
-  const { classify, qa } = options;
-  if (!classify && !qa) throw v.invalidParameterError('options.classify or options.qa', 'a pipeline', undefined);
+  const { classify, qa, summarize, generate } = options;
+  if (!classify && !qa && !summarize && !generate) throw v.invalidParameterError('options.classify, qa, summarize or generate', 'a pipeline', undefined);
   if (classify && (typeof classify !== 'function' || classify.task !== 'text-classification'))
     throw v.invalidParameterError('options.classify', "a 'text-classification' pipeline", classify);
   if (qa && (typeof qa !== 'function' || qa.task !== 'question-answering'))
     throw v.invalidParameterError('options.qa', "a 'question-answering' pipeline", qa);
+  if (summarize && (typeof summarize !== 'function' || summarize.task !== 'summarization'))
+    throw v.invalidParameterError('options.summarize', "a 'summarization' pipeline", summarize);
+  if (generate && (typeof generate !== 'function' || generate.task !== 'text2text-generation'))
+    throw v.invalidParameterError('options.generate', "a 'text2text-generation' pipeline", generate);
+  const maxGenerateLength = v.positiveInteger('maxGenerateLength', options.maxGenerateLength ?? 256);
+  const maxBeams = v.positiveInteger('maxBeams', options.maxBeams ?? 8);
   const b = options.batching;
   if (b !== undefined && b !== false && (typeof b !== 'object' || b === null || Array.isArray(b))) throw v.invalidParameterError('options.batching', '{ maxBatch, windowMs, idleStart } or false', b);
   if (b) v.knownKeys('options.batching', b as Record<string, unknown>, ['maxBatch', 'windowMs', 'idleStart']);
@@ -109,5 +134,5 @@ export function serverSettings(options: InferenceServerOptions): ServerSettings 
   const headersTimeoutMs = v.number('headersTimeoutMs', options.headersTimeoutMs ?? 10_000, { min: 1 });
   const requestTimeoutMs = v.number('requestTimeoutMs', options.requestTimeoutMs ?? 30_000, { min: headersTimeoutMs });
   const maxPadding = options.maxPadding === undefined || options.maxPadding === Infinity ? Infinity : v.number('maxPadding', options.maxPadding, { min: 0 });
-  return { classify, qa, batching, maxTextChars, maxBodyBytes, maxInputs, disposeOnClose, maxContextTokens, windowsPerForward, closeGraceMs, headersTimeoutMs, requestTimeoutMs, maxPadding };
+  return { classify, qa, summarize, generate, maxGenerateLength, maxBeams, batching, maxTextChars, maxBodyBytes, maxInputs, disposeOnClose, maxContextTokens, windowsPerForward, closeGraceMs, headersTimeoutMs, requestTimeoutMs, maxPadding };
 }

@@ -8,6 +8,9 @@
  *   // POST /classify {"text": "..."} | {"text": "...", "textPair": "..."} | {"inputs": [...]}  (optional "topK")
  *   //                or the Inference API's {"inputs": "..."} (one result) | {"inputs": [...], "parameters": {"top_k": 2}}
  *   // POST /qa       {"question": "...", "context": "..."} | {"inputs": {"question": "...", "context": "..."}}
+ *   // POST /summarize, /generate (createInferenceServer({ summarize, generate }), BART / T5: generation-routes.ts)
+ *   //                {"inputs": "..." | [...], "parameters": {"max_length": 60, "num_beams": 4, ...}} | {"text": "..."};
+ *   //                "stream": true answers Server-Sent Events
  *   // GET  /health   model info, limits, batching statistics, memory
  *   await service.close();  // running model work gets closeGraceMs, the rest 503; the pipelines are disposed
  *
@@ -25,6 +28,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { TextGenerationPipeline } from '../model/generation-pipeline';
 import type { BertModel } from '../model/model';
 import type { ClassificationBatchItem, ClassificationResult, QAResult, QuestionAnsweringPipeline, TextClassificationPipeline } from '../model/pipelines';
 import { answerWindows } from '../model/pipelines';
@@ -32,6 +36,7 @@ import { type QAOptions, qaWindowOptions } from '../model/qa-options';
 import type { QuestionContextWindow } from '../tokenizer/tokenizer';
 import { BatcherStats, DynamicBatcher, newUnbatched, Unbatched } from './batcher';
 import { ClientGone, HttpError, toHttpError, unavailable } from './http-error';
+import { GenerationRoute, GenerationRouteStats, lane, STREAMED } from './generation-routes';
 import { classifyRequest, qaRequest, readJson } from './requests';
 import { InferenceServerOptions, serverSettings } from './server-options';
 import { approxTokens, splitByLength } from './split-by-length';
@@ -56,6 +61,8 @@ export interface InferenceServerStats {
   inFlight: number;
   classify?: RouteStats;
   qa?: RouteStats;
+  summarize?: GenerationRouteStats;
+  generate?: GenerationRouteStats;
 }
 
 export interface InferenceServer {
@@ -96,7 +103,7 @@ interface ModelInfo {
 
 /** A service over one or both pipelines; every option is checked before a socket is opened (serverSettings). */
 export function createInferenceServer(options: InferenceServerOptions): InferenceServer {
-  const { classify, qa, batching, maxTextChars, maxBodyBytes, maxInputs, disposeOnClose, maxContextTokens, windowsPerForward, closeGraceMs, headersTimeoutMs, requestTimeoutMs, maxPadding } =
+  const { classify, qa, summarize, generate, maxGenerateLength, maxBeams, batching, maxTextChars, maxBodyBytes, maxInputs, disposeOnClose, maxContextTokens, windowsPerForward, closeGraceMs, headersTimeoutMs, requestTimeoutMs, maxPadding } =
     serverSettings(options);
 
   // Read once: a disposed model can no longer answer these.
@@ -146,6 +153,18 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   };
   const classifyBatcher = classify && batching ? new DynamicBatcher(runClassify, batching) : undefined;
   const qaBatcher = qa && batching ? new DynamicBatcher(runQA, batching) : undefined;
+  // Generation routes; two over one model share its lane (one job at a time).
+  const lanes = new Map<unknown, ReturnType<typeof lane>>();
+  const generationRoute = (path: string, pipe: TextGenerationPipeline) => {
+    if (!lanes.has(pipe.model)) lanes.set(pipe.model, lane());
+    const limits = { maxTextChars, maxInputs, maxGenerateLength, maxBeams };
+    const count = (status: number) => (counters.responses[status] = (counters.responses[status] ?? 0) + 1);
+    return new GenerationRoute(path, pipe, { batching, limits, lane: lanes.get(pipe.model)!, count });
+  };
+  const generation = {
+    summarize: summarize ? generationRoute('/summarize', summarize) : undefined,
+    generate: generate ? generationRoute('/generate', generate) : undefined,
+  };
 
   // Tokenizing a long context takes 20-150 ms of this thread: one per turn of the event loop, so that
   // /health and other requests are served between two, never behind all of a burst's.
@@ -192,26 +211,36 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
     );
   });
 
-  const routes: Record<string, { method: string; run(req: IncomingMessage): Promise<unknown> }> = {
+  const routes: Record<string, { method: string; run(req: IncomingMessage, res: ServerResponse): Promise<unknown> }> = {
     '/classify': { method: 'POST', run: (req) => handleClassify(req) },
     '/qa': { method: 'POST', run: (req) => handleQA(req) },
+    '/summarize': { method: 'POST', run: (req, res) => handleGeneration(req, res, generation.summarize, 'summarization') },
+    '/generate': { method: 'POST', run: (req, res) => handleGeneration(req, res, generation.generate, 'text2text-generation') },
     '/health': { method: 'GET', run: async () => health() },
   };
+  // The routes this service answers, for a 404's message.
+  const served = [classify && 'POST /classify', qa && 'POST /qa', summarize && 'POST /summarize', generate && 'POST /generate', 'GET /health'].filter(Boolean);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     const route = Object.prototype.hasOwnProperty.call(routes, path) ? routes[path] : undefined;
-    if (!route) throw new HttpError(404, 'not_found', `no route ${truncate(path, 100)}: the routes are POST /classify, POST /qa and GET /health`);
+    if (!route) throw new HttpError(404, 'not_found', `no route ${truncate(path, 100)}: the routes are ${served.join(', ')}`);
     if (req.method !== route.method && !(route.method === 'GET' && req.method === 'HEAD')) {
       res.setHeader('Allow', route.method === 'GET' ? 'GET, HEAD' : route.method);
       throw new HttpError(405, 'method_not_allowed', `${path} takes ${route.method}, not ${truncate(String(req.method), 20)}`);
     }
     if (closing && path !== '/health') throw unavailable('the service is shutting down');
-    send(res, 200, await route.run(req));
+    const out = await route.run(req, res);
+    if (out !== STREAMED) send(res, 200, out);
+  }
+
+  async function handleGeneration(req: IncomingMessage, res: ServerResponse, route: GenerationRoute | undefined, task: string): Promise<unknown> {
+    if (!route) throw new HttpError(404, 'not_found', `this service has no ${task} model: the routes are ${served.join(', ')}`);
+    return route.handle(await readJson(req, maxBodyBytes, bodies.signal), res);
   }
 
   async function handleClassify(req: IncomingMessage): Promise<unknown> {
-    if (!classify) throw new HttpError(404, 'not_found', 'this service has no text-classification model (POST /qa instead)');
+    if (!classify) throw new HttpError(404, 'not_found', `this service has no text-classification model: the routes are ${served.join(', ')}`);
     const body = await readJson(req, maxBodyBytes, bodies.signal);
     const { items, topK, single } = classifyRequest(body, { maxTextChars, maxInputs }, numLabels);
     const batch = items.map((input) => ({ input, topK }));
@@ -223,7 +252,7 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
   }
 
   async function handleQA(req: IncomingMessage): Promise<unknown> {
-    if (!qa || !qaInfo) throw new HttpError(404, 'not_found', 'this service has no question-answering model (POST /classify instead)');
+    if (!qa || !qaInfo) throw new HttpError(404, 'not_found', `this service has no question-answering model: the routes are ${served.join(', ')}`);
     const body = await readJson(req, maxBodyBytes, bodies.signal);
     const input = qaRequest(body, maxTextChars);
     let windows: QuestionContextWindow[];
@@ -255,9 +284,10 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       models: {
         ...(classify && classifyInfo ? { classify: { ...classifyInfo, disposed: classify.model.disposed } } : {}),
         ...(qa && qaInfo ? { qa: { ...qaInfo, disposed: qa.model.disposed } } : {}),
+        ...Object.fromEntries(Object.entries(generation).flatMap(([k, r]) => (r ? [[k, { route: `POST ${r.path}`, ...r.info, disposed: r.pipe.model.disposed }]] : []))),
       },
       batching: batching ? { maxBatch: batching.maxBatch, windowMs: batching.windowMs } : false,
-      limits: { maxTextChars, maxContextTokens, maxBodyBytes, maxInputs },
+      limits: { maxTextChars, maxContextTokens, maxBodyBytes, maxInputs, ...(summarize || generate ? { maxGenerateLength, maxBeams } : {}) },
       stats: stats(),
       // maxRss: the peak since the process started (getrusage), which a sample of rss can miss.
       memory: { rss: m.rss, maxRss: process.resourceUsage().maxRSS * 1024, heapUsed: m.heapUsed, external: m.external },
@@ -278,6 +308,8 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       inFlight: inFlight.size,
       ...(classify ? { classify: route(classifyBatcher, unbatched.classify, counters.classifyOk, counters.classifyForwards) } : {}),
       ...(qa ? { qa: route(qaBatcher, unbatched.qa, counters.qaOk, counters.qaForwards) } : {}),
+      ...(generation.summarize ? { summarize: generation.summarize.stats() } : {}),
+      ...(generation.generate ? { generate: generation.generate.stats() } : {}),
     };
   }
 
@@ -324,6 +356,8 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       const reason = unavailable();
       classifyBatcher?.close(reason);
       qaBatcher?.close(reason);
+      generation.summarize?.close(reason);
+      generation.generate?.close(reason);
       // Requests still sending their body could not run any more: 503 now, not when (if ever) the body ends.
       bodies.abort();
       // No new connections; idle keep-alive ones close now, the others once their response is sent.
@@ -337,8 +371,14 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
       if (disposeOnClose) {
         classify?.dispose();
         qa?.dispose();
+        // One model behind both routes: disposing it twice is a no-op.
+        summarize?.dispose();
+        generate?.dispose();
       }
       const late = unavailable(`the service shut down before the request finished (close grace ${closeGraceMs} ms)`);
+      // Streams have sent their 200: an error event ends them.
+      generation.summarize?.endStreams(late);
+      generation.generate?.endStreams(late);
       for (const res of inFlight.keys()) sendError(res, late);
       server.closeIdleConnections();
       // A short moment for those answers to leave, then every connection is cut: a client trickling a body or

@@ -1,51 +1,19 @@
 /**
  * pipeline('summarization' | 'text2text-generation') over the bart-tiny and t5-tiny fixtures (issue 18), each
- * with a 1024-token tokenizer made here in its family's format (byte-level BPE for BART, a T5-shaped Unigram
+ * with a 1024-token tokenizer in its family's format (test/seq2seq-dirs.ts) (byte-level BPE for BART, a T5-shaped Unigram
  * tokenizer.json for T5): the pipeline's text is the tokenizer's decoding of the model's generate() ids, a batch
  * gives one result per input, stream() pieces concatenate to the same text, config.json's task_specific_params
  * (prefix, lengths) apply under the call's options, and bad input is a coded error.
  */
-import test from 'ava';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from '../../lib/model/pipelines';
 import { Seq2SeqModel } from '../../lib/model/seq2seq';
 import { loadTokenizer } from '../../lib/model/pipelines';
-import { shared, skipped, t5TokenizerJson, tempDir } from '../helpers';
+import { shared, tempDir } from '../helpers';
+import { bartDir, seq2seqTest, t5Dir } from '../seq2seq-dirs';
 
-const VOCAB = 1024;
-
-/** A BART model directory with a byte-level BPE tokenizer of exactly VOCAB tokens (<s> 0, <pad> 1, </s> 2, <unk> 3). */
-function bartDir(dir: string, config: (c: Record<string, unknown>) => void = () => {}): string {
-  for (const f of ['model.safetensors']) copyFileSync(join(shared('fixtures/bart-tiny'), f), join(dir, f));
-  const c = JSON.parse(readFileSync(join(shared('fixtures/bart-tiny'), 'config.json'), 'utf8'));
-  config(c);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(c));
-  const vocab: Record<string, number> = { '<s>': 0, '<pad>': 1, '</s>': 2, '<unk>': 3 };
-  // Letters and a space marker first (what the test texts need), then filler pieces up to VOCAB.
-  const pieces = ['Ġ', ...'abcdefghijklmnopqrstuvwxyz'.split(''), ...'abcdefghijklmnopqrstuvwxyz'.split('').map((x) => 'Ġ' + x)];
-  for (const p of pieces) vocab[p] = Object.keys(vocab).length;
-  for (let i = Object.keys(vocab).length; i < VOCAB; i++) vocab[`w${i}`] = i;
-  writeFileSync(join(dir, 'vocab.json'), JSON.stringify(vocab));
-  writeFileSync(join(dir, 'merges.txt'), '#version: 0.2\n' + 'abcdefghijklmnopqrstuvwxyz'.split('').map((x) => `Ġ ${x}`).join('\n') + '\n');
-  return dir;
-}
-
-/** A T5 model directory with a T5-shaped Unigram tokenizer.json of VOCAB pieces (<pad> 0, </s> 1, <unk> 2). */
-function t5Dir(dir: string, config: (c: Record<string, unknown>) => void = () => {}): string {
-  copyFileSync(join(shared('fixtures/t5-tiny'), 'model.safetensors'), join(dir, 'model.safetensors'));
-  const c = JSON.parse(readFileSync(join(shared('fixtures/t5-tiny'), 'config.json'), 'utf8'));
-  config(c);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(c));
-  const vocab: Array<[string, number]> = [['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁', -2]];
-  for (const x of 'abcdefghijklmnopqrstuvwxyz') vocab.push([x, -5], ['▁' + x, -4]);
-  for (let i = vocab.length; i < VOCAB; i++) vocab.push([`▁w${i}`, -10]);
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(t5TokenizerJson(vocab)));
-  return dir;
-}
-
-const haveFixtures = existsSync(shared('fixtures/bart-tiny/config.json')) && existsSync(shared('fixtures/t5-tiny/config.json'));
-const fixtureTest = haveFixtures ? test : skipped('../shared/fixtures/bart-tiny or t5-tiny is absent');
+const fixtureTest = seq2seqTest;
 
 for (const [family, make] of [['bart', bartDir], ['t5', t5Dir]] as const) {
   fixtureTest(`${family}: summarization and text2text-generation give the tokenizer's text of generate()'s ids; stream() the same text`, async (t) => {
