@@ -158,6 +158,7 @@ export { exportOnnx } from './model/onnx';
 export type { OnnxExportOptions, OnnxExportReport } from './model/onnx';
 export { createInferenceServer } from './serve/server';
 export type { InferenceServer, InferenceServerStats, RouteStats } from './serve/server';
+export type { GenerationRouteStats } from './serve/generation-routes';
 export type { BatchingOptions, InferenceServerOptions } from './serve/server-options';
 export { DynamicBatcher } from './serve/batcher';
 export type { BatcherStats, DynamicBatcherOptions } from './serve/batcher';
