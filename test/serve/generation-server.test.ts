@@ -139,11 +139,12 @@ for (const [family, path] of [['bart', '/summarize'], ['t5', '/generate']] as co
 }
 
 seq2seqTest('a client that leaves mid-stream: no more is sent, the model is free afterwards and the service answers', async (t) => {
-  await withServer(t, 't5', {}, async (s, port, { generate }) => {
-    // 200 forced steps (min_length = max_length): the client is gone long before the end.
-    const r = await sse(port, '/generate', { inputs: TEXTS[0], parameters: { max_length: 200, min_length: 200 }, stream: true }, (destroy) => destroy());
-    t.true(r.events.length >= 1 && r.events.length < 200, `${r.events.length} events before the client left`);
-    t.log(`the client left after ${r.events.length} of up to 199 pieces`);
+  await withServer(t, 't5', { maxGenerateLength: 1000 }, async (s, port, { generate }) => {
+    // 999 forced steps (min_length = max_length; about 0.9 s here, 200 took 0.14 s and, under load, sometimes
+    // ended before the client read its first piece): the client is gone long before the end.
+    const r = await sse(port, '/generate', { inputs: TEXTS[0], parameters: { max_length: 1000, min_length: 1000 }, stream: true }, (destroy) => destroy());
+    t.true(r.events.length >= 1 && r.events.length < 999, `${r.events.length} events before the client left`);
+    t.log(`the client left after ${r.events.length} of 999 pieces`);
     await until(async () => s.stats().generate!.streamsRunning === 0, 20_000);
     const st = s.stats().generate!;
     t.is(st.streamsAborted, 1);
