@@ -193,7 +193,10 @@ export class Seq2SeqTrainer {
     if (resumeDir) {
       const state = readCheckpointState(resumeDir);
       checkResume(resumeDir, state, fingerprint, false, (note) => this.log({ type: 'stage', step: state.step, epoch: epochsDone(state.step), ...note }));
-      await model.loadState(join(resumeDir, 'model.safetensors'));
+      // Not strict: the file holds BART's final_logits_bias, a buffer (never trained), which loadState does not
+      // take. The fingerprint above has checked the plan and geometry, and the optimizer's state below must match
+      // every trained parameter by name and shape (E_BAD_CHECKPOINT otherwise).
+      await model.loadState(join(resumeDir, 'model.safetensors'), { strict: false });
       await model.loadTrainingState(resumeDir);
       pos = { step: state.step, epochIndex: state.epochIndex, batchInEpoch: state.batchInEpoch, history: state.history };
       lastCheckpoint = resumeDir;
