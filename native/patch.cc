@@ -242,14 +242,36 @@ NamedTensors linear_masks(const torch::nn::Module& root, const std::function<boo
 
 RegularizationResult regularization(const Bert& model, const std::string& kind, double attention_lambda,
                                     double dense_lambda) {
+  return regularization(
+      *model, kind, [](const std::string&, const MaskState& m) { return m.group; },
+      [&](const std::string& group) { return group == "attention" ? attention_lambda : dense_lambda; });
+}
+
+RegularizationResult regularization(const Seq2SeqImpl& model, const std::string& kind, const RegularizationLambdas& lambdas) {
+  std::set<std::string> decoder;
+  for (const auto& b : model.prunable_blocks())
+    if (b.stack == "decoder") decoder.insert(b.linears.begin(), b.linears.end());
+  return regularization(
+      model, kind, [&](const std::string& name, const MaskState& m) { return (decoder.count(name) ? "decoder_" : "") + m.group; },
+      [&](const std::string& group) {
+        if (group == "attention") return lambdas.attention;
+        if (group == "decoder_attention") return lambdas.decoder_attention.value_or(lambdas.attention);
+        if (group == "decoder_dense") return lambdas.decoder_dense.value_or(lambdas.dense);
+        return lambdas.dense;
+      });
+}
+
+RegularizationResult regularization(const torch::nn::Module& root, const std::string& kind,
+                                    const std::function<std::string(const std::string& linear, const MaskState& mask)>& group_of,
+                                    const std::function<double(const std::string& group)>& lambda_of) {
   struct Acc {
     std::vector<at::Tensor> terms;
     double kept = 0, total = 0;
   };
   std::map<std::string, Acc> groups;
-  for (auto& [name, lin] : linears_by_name(model)) {
+  for (auto& [name, lin] : linears_by_name(root)) {
     if (!lin->mask) continue;
-    auto& g = groups[lin->mask->group];
+    auto& g = groups[group_of(name, *lin->mask)];
     {
       at::NoGradGuard no_grad;
       const int64_t out = lin->weight.size(0), in = lin->weight.size(1);
@@ -272,8 +294,7 @@ RegularizationResult regularization(const Bert& model, const std::string& kind, 
     info.tensors = static_cast<int64_t>(g.terms.size());
     info.density = g.total > 0 ? g.kept / g.total : 0;
     if (!g.terms.empty()) {
-      const double lambda = name == "attention" ? attention_lambda : dense_lambda;
-      auto term = at::stack(g.terms).sum() / static_cast<double>(g.terms.size()) * lambda / static_cast<double>(n_groups);
+      auto term = at::stack(g.terms).sum() / static_cast<double>(g.terms.size()) * lambda_of(name) / static_cast<double>(n_groups);
       info.loss = term.item<double>();
       r.loss = r.loss.to(term.device()) + term;
     }

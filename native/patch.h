@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,8 +64,26 @@ struct RegularizationResult {
   std::vector<Group> groups;
 };
 
+// nn_pruning's regularization_loss over any patched module: each owned score tensor's penalty (l1: mean of
+// sigmoid(scores); l0: its hard-concrete keep probability) joins its linear's group (`group_of`), a group's term
+// is its mean penalty x lambda_of(group) / the number of groups with scores. Densities count every masked
+// linear of the group (shared scores included). With gradients (call under NoGradGuard for figures only).
+RegularizationResult regularization(const torch::nn::Module& root, const std::string& kind,
+                                    const std::function<std::string(const std::string& linear, const MaskState& mask)>& group_of,
+                                    const std::function<double(const std::string& group)>& lambda_of);
+
 // kind "l1" | "l0"; lambdas per group ("attention", "dense").
 RegularizationResult regularization(const Bert& model, const std::string& kind, double attention_lambda,
                                     double dense_lambda);
+
+// An encoder-decoder's groups, as nn_pruning's ModelStructure.is_decoder splits them: encoder linears in
+// "attention" / "dense" (by the plan's group), decoder linears (self- and cross-attention, FFN) in
+// "decoder_attention" / "decoder_dense", whose lambdas default to the encoder's (nn_pruning: a null
+// decoder_attention_lambda takes attention_lambda). So four groups, each divided by 4, when both stacks are patched.
+struct RegularizationLambdas {
+  double attention = 1, dense = 1;
+  std::optional<double> decoder_attention, decoder_dense;
+};
+RegularizationResult regularization(const Seq2SeqImpl& model, const std::string& kind, const RegularizationLambdas& lambdas);
 
 }  // namespace bp

@@ -61,6 +61,9 @@ Seq2SeqStepResult seq2seq_train_step(Seq2SeqImpl& model, AdamW& optimizer, const
                                      Seq2SeqImpl* teacher) {
   require_labels(batch);
   if (teacher == &model) throw Error("E_INVALID_ARG", "the teacher must be another model than the student");
+  if ((opts.set_threshold || opts.regularization != "disabled") && !model.is_patched())
+    throw Error("E_INVALID_ARG", "a threshold or a regularization needs a model patched for pruning");
+  if (opts.set_threshold) set_threshold(model, opts.threshold);
   Seq2SeqStepResult out;
   TrainScope scope(model);
   at::AutoGradMode grad(true);
@@ -79,6 +82,16 @@ Seq2SeqStepResult seq2seq_train_step(Seq2SeqImpl& model, AdamW& optimizer, const
     const auto kd = seq2seq_distillation_loss(logits, t_logits, batch.labels, opts.temperature);
     loss = opts.alpha_teacher * kd + opts.alpha_ce * task;
     out.distil_loss = kd.item<double>();
+  }
+  if (opts.regularization != "disabled") {
+    out.regu = regularization(model, opts.regularization, opts.lambdas);
+    out.regu_loss = out.regu.loss.item<double>();
+    loss = loss + opts.lambda * out.regu.loss.to(loss.device());
+  } else if (model.is_patched()) {
+    at::NoGradGuard no_grad;
+    out.regu = regularization(model, "l1", opts.lambdas);
+    for (auto& g : out.regu.groups) g.loss = 0;  // densities only: nothing of it is in the loss
+    out.regu.loss = at::zeros({}, at::kFloat);
   }
   out.loss = loss.item<double>();
   out.task_loss = task.item<double>();

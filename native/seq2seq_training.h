@@ -4,6 +4,7 @@
 #pragma once
 
 #include "optimizer.h"
+#include "patch.h"
 #include "seq2seq.h"
 
 namespace bp {
@@ -14,11 +15,21 @@ struct Seq2SeqTrainOptions {
   double max_grad_norm = 1.0;  // <= 0: no clipping
   // With a teacher: loss = alpha_teacher x KD + alpha_ce x CE (training.h's DistilOptions, the same defaults).
   double alpha_ce = 0.5, alpha_teacher = 0.5, temperature = 2.0;
+  // Fine-pruning (a patched model): the schedule's threshold, set before the forward; and lambda x the scores'
+  // regularization (patch.h, nn_pruning's groups with the decoder's own) added to the loss. adam.mask_lr is
+  // the scores' learning rate.
+  bool set_threshold = false;
+  double threshold = 0;
+  std::string regularization = "disabled";  // "disabled" | "l1" | "l0"
+  double lambda = 0;
+  RegularizationLambdas lambdas;
 };
 
 struct Seq2SeqStepResult {
   double loss = 0, task_loss = 0, distil_loss = 0, grad_norm = 0;  // grad_norm before clipping
   int64_t tokens = 0;  // target tokens the loss counted (labels not -100); classification: rows
+  double regu_loss = 0;     // the regularization before lambda (0 when disabled)
+  RegularizationResult regu;  // a patched model's groups (density at the step's threshold; loss when enabled)
 };
 
 // Knowledge distillation per target token: KL(softmax(teacher/T) || softmax(student/T)) summed over the
@@ -29,7 +40,8 @@ at::Tensor seq2seq_distillation_loss(const at::Tensor& student, const at::Tensor
 
 // One step: train-mode forward with the batch's labels (dropout as the config says), the family's loss (CE,
 // -100 ignored), with a teacher the distillation term (the teacher runs in eval mode without autograd); backward;
-// clip_grad_norm; AdamW (state in `optimizer`). A non-finite loss is E_NUMERIC and takes no step. The model is
+// clip_grad_norm; AdamW (state in `optimizer`). A patched model: the threshold first (when set), and
+// + lambda x regularization in the loss (when enabled); its groups' densities in the result either way. A non-finite loss is E_NUMERIC and takes no step. The model is
 // left in eval mode with no gradients, whatever happens.
 Seq2SeqStepResult seq2seq_train_step(Seq2SeqImpl& model, AdamW& optimizer, const Seq2SeqBatch& batch, const Seq2SeqTrainOptions& opts,
                                      Seq2SeqImpl* teacher);

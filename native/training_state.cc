@@ -16,13 +16,21 @@ at::Tensor cpu_rng_state() {
 }
 
 void save_training_state(const TrainingState& state, const std::string& dir, const NamedTensors& other_ranks) {
-  write_safetensors(dir + "/optimizer.safetensors", state.optimizer.state(), {{"format", "blockprune-adamw"}});
+  save_training_state(state.optimizer, dir, other_ranks);
+}
+
+void load_training_state(TrainingState& state, const Bert& model, const std::string& dir, int64_t rank) {
+  load_training_state(state.optimizer, *model, dir, rank);
+}
+
+void save_training_state(const AdamW& optimizer, const std::string& dir, const NamedTensors& other_ranks) {
+  write_safetensors(dir + "/optimizer.safetensors", optimizer.state(), {{"format", "blockprune-adamw"}});
   NamedTensors all{{"cpu", cpu_rng_state()}};
   all.insert(all.end(), other_ranks.begin(), other_ranks.end());
   write_safetensors(dir + "/rng.safetensors", all, {});
 }
 
-void load_training_state(TrainingState& state, const Bert& model, const std::string& dir, int64_t rank) {
+void load_training_state(AdamW& optimizer, const torch::nn::Module& model, const std::string& dir, int64_t rank) {
   const auto path = dir + "/optimizer.safetensors";
   auto file = read_safetensors(path);
   // Into a fresh optimizer first: a bad file (or a bad generator state below) leaves the moments in place.
@@ -44,7 +52,7 @@ void load_training_state(TrainingState& state, const Bert& model, const std::str
       throw Error("E_BAD_CHECKPOINT", dir + "/rng.safetensors: not a generator state (" + e.what_without_backtrace() + ")");
     }
   }
-  state.optimizer = std::move(next);
+  optimizer = std::move(next);
 }
 
 }  // namespace bp

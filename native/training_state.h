@@ -26,4 +26,8 @@ void save_training_state(const TrainingState& state, const std::string& dir, con
 // read and checked before the state or the generator changes; E_BAD_CHECKPOINT names what is off.
 void load_training_state(TrainingState& state, const Bert& model, const std::string& dir, int64_t rank);
 
+// The same over any module's optimizer (an encoder-decoder's: seq2seq_training.h), rank 0 alone.
+void save_training_state(const AdamW& optimizer, const std::string& dir, const NamedTensors& other_ranks);
+void load_training_state(AdamW& optimizer, const torch::nn::Module& module, const std::string& dir, int64_t rank);
+
 }  // namespace bp

@@ -11,7 +11,9 @@ import {
   NativeGenerateOptions,
   NativeSeq2Seq,
   NativeSeq2SeqInfo,
+  NativeRegularization,
   NativeSeq2SeqInputs,
+  NativeSeq2SeqRegularizationOptions,
   NativeSeq2SeqTrainStepOptions,
   NativeSeq2SeqTrainStepResult,
   TensorData,
@@ -235,19 +237,45 @@ export class Seq2SeqModel {
    * One optimisation step on `inputs` (labels required): train-mode forward (dropout as the config says), the
    * family's cross-entropy, with a `teacher` (a dense model of the same vocabulary) alphaTeacher x KL per target
    * token at `temperature` + alphaCe x CE; backward, gradient clipping, AdamW. The AdamW moments live with this
-   * model (created by the first step). The model is left in eval mode.
+   * model (created by the first step). The model is left in eval mode. A patched model: `threshold` is set
+   * before the forward, `regularization` adds lambda x its penalty (see regularization()), `maskLr` is the
+   * scores' learning rate, and the result has each group's density.
    */
   async trainStep(inputs: Seq2SeqInputs, options: Seq2SeqTrainStepOptions = {}, teacher?: Seq2SeqModel): Promise<Seq2SeqTrainStepResult> {
     const h = this.#live();
     checkTrainInputs(inputs);
-    const o = v.options('options', options, Object.keys(SEQ2SEQ_TRAIN_RANGES));
+    const o = v.options('options', options, [...Object.keys(SEQ2SEQ_TRAIN_RANGES), 'regularization']);
     for (const [k, range] of Object.entries(SEQ2SEQ_TRAIN_RANGES)) if (o[k] !== undefined) v.number(`options.${k}`, o[k], range);
+    if (o.regularization !== undefined) checkRegularization('options.regularization', o.regularization);
     let t: NativeSeq2Seq | undefined;
     if (teacher !== undefined) {
       if (teacher === this) throw v.invalidParameterError('teacher', 'another model than the student', 'the student itself', 'range');
       t = v.instance('teacher', teacher, Seq2SeqModel, 'a Seq2SeqModel').#live();
     }
     return h.trainStep(inputs, o as Seq2SeqTrainStepOptions, t);
+  }
+
+  /**
+   * A patched model's penalty on its scores now (kind default 'l1') and each group's density at the current
+   * threshold: nn_pruning's groups, the decoder's apart ("decoder_attention", "decoder_dense"). Not patched:
+   * E_INVALID_ARG.
+   */
+  async regularization(options: Seq2SeqRegularizationOptions = {}): Promise<NativeRegularization> {
+    const h = this.#live();
+    return h.regularization(checkRegularization('options', options));
+  }
+
+  /**
+   * Writes the training state (the AdamW moments, optimizer.safetensors; the CPU generator that draws dropout,
+   * rng.safetensors) into `dir`, an existing directory: what a checkpoint holds besides the model.
+   */
+  async saveTrainingState(dir: string): Promise<void> {
+    return this.#live().saveTrainingState(resolve(v.string('dir', dir, { nonEmpty: true })));
+  }
+
+  /** Restores what saveTrainingState wrote; a file that does not fit this model is E_BAD_CHECKPOINT and changes nothing. */
+  async loadTrainingState(dir: string): Promise<void> {
+    return this.#live().loadTrainingState(resolve(v.string('dir', dir, { nonEmpty: true })));
   }
 
   /**
@@ -263,9 +291,23 @@ export class Seq2SeqModel {
 
 export type Seq2SeqTrainStepOptions = NativeSeq2SeqTrainStepOptions;
 export type Seq2SeqTrainStepResult = NativeSeq2SeqTrainStepResult;
+export type Seq2SeqRegularizationOptions = NativeSeq2SeqRegularizationOptions;
 
-/** Each train-step option's range (the binding's, native/bindings/seq2seq_training.cc, so both say the same). */
-const SEQ2SEQ_TRAIN_RANGES: Record<keyof Seq2SeqTrainStepOptions, v.NumberRange> = OPTIMIZER_RANGES;
+/** Each numeric train-step option's range (the binding's, native/bindings/seq2seq_training.cc, so both say the same). */
+const SEQ2SEQ_TRAIN_RANGES: Record<Exclude<keyof Seq2SeqTrainStepOptions, 'regularization'>, v.NumberRange> = {
+  ...OPTIMIZER_RANGES,
+  maskLr: { min: 0, max: 100 },
+  threshold: { min: -1e9, max: 1e9 },
+};
+const LAMBDA_KEYS = ['lambda', 'attentionLambda', 'denseLambda', 'decoderAttentionLambda', 'decoderDenseLambda'] as const;
+
+/** The regularization option of trainStep and regularization(): its kind and lambdas (>= 0), unknown keys refused. */
+function checkRegularization(name: string, value: unknown): Seq2SeqRegularizationOptions {
+  const r = v.options(name, value, ['kind', ...LAMBDA_KEYS]);
+  if (r.kind !== undefined) v.oneOf(`${name}.kind`, r.kind, ['disabled', 'l1', 'l0'] as const);
+  for (const k of LAMBDA_KEYS) if (r[k] !== undefined) v.number(`${name}.${k}`, r[k], { min: 0, max: 1e12 });
+  return r as Seq2SeqRegularizationOptions;
+}
 
 function checkTrainInputs(inputs: unknown): void {
   const i = v.object('inputs', inputs);

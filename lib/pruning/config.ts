@@ -62,7 +62,11 @@ export interface PruningOptions {
   linearMinParameters: number;
   /** Initial value of every score (default 0; the reference's mask_init "constant" with mask_scale). */
   maskInit: number;
+  /** Encoder-decoders: weights of the decoder's attention / FFN groups (default attentionLambda / denseLambda). */
+  decoderAttentionLambda?: number;
+  decoderDenseLambda?: number;
 }
+const OPTIONAL_PRUNING = ['decoderAttentionLambda', 'decoderDenseLambda'] as const; // no default: a run without them keeps its fingerprint
 
 export const DEFAULT_PRUNING: Readonly<PruningOptions> = Object.freeze({
   densePruningMethod: 'topK',
@@ -107,13 +111,12 @@ const SNAKE: Record<string, keyof PruningOptions> = {
   mask_scores_learning_rate: 'maskScoresLearningRate',
   linear_min_parameters: 'linearMinParameters',
   mask_scale: 'maskInit',
+  decoder_attention_lambda: 'decoderAttentionLambda', decoder_dense_lambda: 'decoderDenseLambda',
 };
 /** Reference fields we accept and ignore because they select features we do not have (with their inert values). */
 const IGNORED_REFERENCE_FIELDS: Record<string, unknown[]> = {
   ampere_pruning_method: ['disabled'],
   mask_init: ['constant'],
-  decoder_attention_lambda: [null],
-  decoder_dense_lambda: [null],
   distil_teacher_name_or_path: [null],
   distil_alpha_ce: [],
   distil_alpha_teacher: [],
@@ -213,7 +216,9 @@ export function normalizePruningOptions(json: Record<string, unknown>): Partial<
   const out: Record<string, unknown> = {};
   for (const [k, value] of Object.entries(json)) {
     // Own keys only: "constructor" or "toString" in a file is an unknown field, not Object's.
-    const field = Object.hasOwn(DEFAULT_PRUNING, k) ? (k as keyof PruningOptions) : Object.hasOwn(SNAKE, k) ? SNAKE[k] : undefined;
+    const optional = (f: string) => (OPTIONAL_PRUNING as readonly string[]).includes(f);
+    const field = Object.hasOwn(DEFAULT_PRUNING, k) || optional(k) ? (k as keyof PruningOptions) : Object.hasOwn(SNAKE, k) ? SNAKE[k] : undefined;
+    if (field !== undefined && value === null && optional(field)) continue; // the reference's unset decoder lambda
     if (field !== undefined) out[field] = typeof DEFAULT_PRUNING[field] === 'boolean' ? referenceBoolean(value) : value;
     else if (Object.hasOwn(IGNORED_REFERENCE_FIELDS, k)) {
       const inert = IGNORED_REFERENCE_FIELDS[k];
@@ -246,8 +251,9 @@ export class PruningConfig {
 
   constructor(options: Partial<PruningOptions> = {}) {
     // The reference's snake_case names are pointed to their camelCase ones (fromJSON accepts them).
-    v.options('pruning options', options, Object.keys(DEFAULT_PRUNING), SNAKE);
+    v.options('pruning options', options, [...Object.keys(DEFAULT_PRUNING), ...OPTIONAL_PRUNING], SNAKE);
     const o: PruningOptions = { ...DEFAULT_PRUNING, ...options };
+    for (const k of OPTIONAL_PRUNING) (o[k] ?? null) === null ? delete o[k] : v.number(k, o[k], { min: 0 });
     const dense = parseMethod(o.densePruningMethod, 'densePruningMethod');
     const attn = parseMethod(o.attentionPruningMethod, 'attentionPruningMethod');
     for (const k of ['attentionBlockRows', 'attentionBlockCols', 'denseBlockRows', 'denseBlockCols'] as const) {

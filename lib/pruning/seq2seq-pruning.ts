@@ -19,6 +19,8 @@ declare module '../model/seq2seq' {
      * E_INVALID_ARG.
      */
     patch(config: PruningConfig): Promise<PatchReport>;
+    /** True once patch() has succeeded (a model is patched only through it). */
+    isPatched(): boolean;
     /** Sets the mask threshold every masked linear reads. */
     setThreshold(threshold: number): Promise<void>;
     /**
@@ -30,13 +32,20 @@ declare module '../model/seq2seq' {
 }
 
 const { handle } = seq2seqInternals;
+const patchedModels = new WeakSet<object>();
 
 extendSeq2Seq({
   async patch(config: PruningConfig): Promise<PatchReport> {
     if (!(config instanceof PruningConfig)) throw invalidArg('config', 'a PruningConfig', config);
     const h = handle(this);
     const plan = config.plan(this.geometry());
-    return patchReport(config, await h.patch(JSON.stringify(plan)));
+    const report = patchReport(config, await h.patch(JSON.stringify(plan)));
+    patchedModels.add(this);
+    return report;
+  },
+
+  isPatched(): boolean {
+    return patchedModels.has(this);
   },
 
   async setThreshold(threshold: number): Promise<void> {

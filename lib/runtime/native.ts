@@ -642,12 +642,29 @@ export function native(): NativeBinding {
 
 /**
  * An encoder-decoder train step's hyper-parameters: the BERT step's names and defaults (AdamW, lrScale, clipping,
- * distillation weights and temperature); no mask learning rate or threshold (seq2seq fine-pruning comes later).
+ * distillation weights and temperature, the scores' maskLr and the step's threshold), and the regularization
+ * as one object (its decoder groups have lambdas of their own).
  */
 export type NativeSeq2SeqTrainStepOptions = Pick<
   NativeTrainStepOptions,
-  'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'lrScale' | 'maxGradNorm' | 'alphaCe' | 'alphaTeacher' | 'temperature'
->;
+  'lr' | 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'lrScale' | 'maxGradNorm' | 'alphaCe' | 'alphaTeacher' | 'temperature' | 'maskLr' | 'threshold'
+> & { regularization?: NativeSeq2SeqRegularizationOptions };
+
+/** nn_pruning's penalty on an encoder-decoder's scores: lambda x sum over groups of mean penalty x group lambda / groups. */
+export interface NativeSeq2SeqRegularizationOptions {
+  /** 'l1' (mean sigmoid of the scores), 'l0' or 'disabled' (default). */
+  kind?: 'disabled' | 'l1' | 'l0';
+  /** The schedule's lambda at this step (default 0). */
+  lambda?: number;
+  /** Encoder attention (default 1). */
+  attentionLambda?: number;
+  /** Encoder FFN (default 1). */
+  denseLambda?: number;
+  /** Decoder self- and cross-attention (default attentionLambda). */
+  decoderAttentionLambda?: number;
+  /** Decoder FFN (default denseLambda). */
+  decoderDenseLambda?: number;
+}
 
 export interface NativeSeq2SeqTrainStepResult {
   /** The optimised loss (with a teacher: alphaTeacher x distilLoss + alphaCe x taskLoss). */
@@ -662,9 +679,21 @@ export interface NativeSeq2SeqTrainStepResult {
   tokens: number;
   /** Optimizer steps taken on this model so far. */
   steps: number;
+  /** The regularization before lambda (0 when disabled). */
+  reguLoss: number;
+  /**
+   * A patched model's groups ("attention", "dense", "decoder_attention", "decoder_dense"): each one's term in
+   * reguLoss and its density at this step's threshold (before the update). Empty when not patched.
+   */
+  groups: NativeRegularization['groups'];
 }
 
 export interface NativeSeq2Seq {
+  regularization(options?: NativeSeq2SeqRegularizationOptions): Promise<NativeRegularization>;
+  /** optimizer.safetensors (the AdamW moments) and rng.safetensors (the CPU generator) into `dir`. */
+  saveTrainingState(dir: string): Promise<void>;
+  /** Restores what saveTrainingState wrote (E_BAD_CHECKPOINT naming what does not fit). */
+  loadTrainingState(dir: string): Promise<void>;
   trainStep(inputs: NativeSeq2SeqInputs, options: NativeSeq2SeqTrainStepOptions, teacher?: NativeSeq2Seq): Promise<NativeSeq2SeqTrainStepResult>;
   gradients(inputs: NativeSeq2SeqInputs): Promise<{ loss: number; grads: Record<string, TensorData> }>;
   save(dir: string): Promise<void>;

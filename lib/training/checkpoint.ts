@@ -6,9 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, removeStaleTemps, removeTreeSync, renameDirectorySync, tempSibling, writeFileAtomicSync } from '../runtime/atomic';
 import { BlockpruneError } from '../runtime/errors';
-import type { BertModel } from '../model/model';
 import type { BudgetState } from '../pruning/budget';
-import './model-training'; // model.saveTrainingState()
 import type { RunFingerprint } from './run-fingerprint';
 import type { Metrics } from './trainer-options';
 
@@ -99,7 +97,13 @@ export function latestCheckpoint(outputDir: string): string | undefined {
  * removal: the `keep` newest stay, the one just written always (a resume from an earlier step may leave later
  * ones from before). `rngStates`: every rank's generator state (data-parallel).
  */
-export async function writeCheckpoint(outputDir: string, model: BertModel, state: TrainerState, rngStates: Uint8Array[] | undefined, keep: number): Promise<string> {
+/** What a checkpoint needs of a model (a BertModel, a Seq2SeqModel): its weights, and its training state beside them. */
+export interface CheckpointModel {
+  save(dir: string): Promise<void>;
+  saveTrainingState(dir: string, rngStates?: Uint8Array[]): Promise<void>;
+}
+
+export async function writeCheckpoint(outputDir: string, model: CheckpointModel, state: TrainerState, rngStates: Uint8Array[] | undefined, keep: number): Promise<string> {
   const final = join(outputDir, `checkpoint-${state.step}`);
   ensureDir(outputDir);
   removeStaleTemps(outputDir);

@@ -165,7 +165,7 @@ export interface LogEntry {
 }
 
 /** Hugging Face TrainingArguments names users bring along, pointed to ours in the unknown-option message. */
-const HF_TRAINER_NAMES: Record<string, string> = {
+export const HF_TRAINER_NAMES: Record<string, string> = {
   num_train_epochs: 'epochs',
   max_steps: 'maxSteps',
   per_device_train_batch_size: 'batchSize',
@@ -207,39 +207,17 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
   v.integer('options.train.length', train.length, { min: 0 });
   if (train.fingerprint !== undefined) v.func('options.train.fingerprint', train.fingerprint);
   if (o.pruning !== undefined) v.instance('options.pruning', o.pruning, PruningConfig, 'a PruningConfig');
-  if (o.evaluate !== undefined) v.func('options.evaluate', o.evaluate);
-  if (o.onLog !== undefined) v.func('options.onLog', o.onLog);
-  if (o.onProgress !== undefined) v.func('options.onProgress', o.onProgress);
-  const int = (name: keyof SparseTrainerOptions, min: number) => o[name] !== undefined && v.integer(`options.${name}`, o[name], { min });
-  int('epochs', 0);
-  int('maxSteps', 1);
-  int('batchSize', 1);
-  int('warmupSteps', 0);
-  int('seed', 0);
-  int('saveSteps', 1);
-  int('checkpointEvery', 1);
-  int('evalSteps', 1);
+  checkLoopOptions(o as Record<string, unknown>);
+  if (o.checkpointEvery !== undefined) v.integer('options.checkpointEvery', o.checkpointEvery, { min: 1 });
+  if (o.evalSteps !== undefined) v.integer('options.evalSteps', o.evalSteps, { min: 1 });
   if (o.saveSteps !== undefined && o.checkpointEvery !== undefined && o.saveSteps !== o.checkpointEvery)
     throw v.invalidParameterError('options.checkpointEvery', `the same as options.saveSteps (${o.saveSteps}), its new name, or left out`, o.checkpointEvery, 'range');
   if (o.evalSteps !== undefined && o.evaluate === undefined) throw v.invalidParameterError('options.evaluate', 'a function (options.evalSteps evaluates with it)', undefined);
-  int('keepCheckpoints', 1);
-  int('logEvery', 1);
-  if (o.learningRate !== undefined) v.number('options.learningRate', o.learningRate, { min: 0, max: 10 });
-  if (o.weightDecay !== undefined) v.number('options.weightDecay', o.weightDecay, { min: 0, max: 10 });
-  if (o.maxGradNorm !== undefined) v.number('options.maxGradNorm', o.maxGradNorm, { min: 0 });
   if (o.mixedPrecision !== undefined) checkMixedPrecision('options.mixedPrecision', o.mixedPrecision);
   if (o.evaluationTimeoutMs !== undefined) v.number('options.evaluationTimeoutMs', o.evaluationTimeoutMs, { min: 0, exclusiveMin: true });
   if (o.progress !== undefined) v.boolean('options.progress', o.progress);
-  if (o.handleSigint !== undefined) v.boolean('options.handleSigint', o.handleSigint);
   if (o.distributed !== undefined) v.instance('options.distributed', o.distributed, ProcessGroup, 'a ProcessGroup');
-  if (o.distillation !== undefined) {
-    const d = v.options('options.distillation', o.distillation, ['teacher', 'alphaCe', 'alphaTeacher', 'temperature']);
-    v.instance('options.distillation.teacher', d.teacher, BertModel, 'a BertModel');
-    if (d.teacher === o.model) throw v.invalidParameterError('options.distillation.teacher', 'another model than options.model', 'the student itself');
-    if (d.alphaCe !== undefined) v.number('options.distillation.alphaCe', d.alphaCe, TRAIN_STEP_RANGES.alphaCe);
-    if (d.alphaTeacher !== undefined) v.number('options.distillation.alphaTeacher', d.alphaTeacher, TRAIN_STEP_RANGES.alphaTeacher);
-    if (d.temperature !== undefined) v.number('options.distillation.temperature', d.temperature, TRAIN_STEP_RANGES.temperature);
-  }
+  if (o.distillation !== undefined) checkDistillation(o.distillation, o.model, BertModel, 'a BertModel');
   if (o.budget !== undefined) {
     checkBudgetOptions('options.budget', o.budget);
     if (o.pruning === undefined) throw v.invalidParameterError('options.pruning', 'a PruningConfig (options.budget prunes to its target)', undefined);
@@ -254,14 +232,37 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
     v.positiveInteger('options.filled.epochs', f.epochs);
     if (f.learningRate !== undefined) v.number('options.filled.learningRate', f.learningRate, { min: 0, max: 10 });
   }
-  if (o.resume !== undefined && typeof o.resume !== 'boolean') v.string('options.resume', o.resume, { nonEmpty: true });
   if (o.allowResumeMismatch !== undefined) checkAllowResumeMismatch('options.allowResumeMismatch', o.allowResumeMismatch);
-  if (o.resume === true && o.outputDir === undefined)
-    throw v.invalidParameterError('options.resume', 'a checkpoint directory (resume: true needs outputDir)', true);
-  if (o.epochs === 0 && o.maxSteps === undefined) throw v.invalidParameterError('options.epochs', 'at least 1 when maxSteps is not set (nothing to train)', 0, 'range');
   if (train.length === 0) throw new BlockpruneError('E_INVALID_ARG', 'the training set is empty');
   // Only rank 0 writes logs and checkpoints: the others need not see those folders.
   const writes = !o.distributed || o.distributed.isMain;
+  checkOutputs(o as Record<string, unknown>, writes);
+  if (o.tensorboardDir !== undefined) {
+    if (writes) v.writableDirectory('options.tensorboardDir', o.tensorboardDir);
+    else v.string('options.tensorboardDir', o.tensorboardDir, { nonEmpty: true });
+  }
+}
+
+/**
+ * The options every trainer (SparseTrainer, Seq2SeqTrainer) shares, with the same names and ranges: hooks, the
+ * loop's integers, the optimizer's numbers, resume, SIGINT handling.
+ */
+export function checkLoopOptions(o: Record<string, unknown>): void {
+  for (const k of ['evaluate', 'onLog', 'onProgress']) if (o[k] !== undefined) v.func(`options.${k}`, o[k]);
+  const mins: Array<[string, number]> = [['epochs', 0], ['maxSteps', 1], ['batchSize', 1], ['warmupSteps', 0], ['seed', 0], ['saveSteps', 1], ['keepCheckpoints', 1], ['logEvery', 1]];
+  for (const [k, min] of mins) if (o[k] !== undefined) v.integer(`options.${k}`, o[k], { min });
+  if (o.learningRate !== undefined) v.number('options.learningRate', o.learningRate, { min: 0, max: 10 });
+  if (o.weightDecay !== undefined) v.number('options.weightDecay', o.weightDecay, { min: 0, max: 10 });
+  if (o.maxGradNorm !== undefined) v.number('options.maxGradNorm', o.maxGradNorm, { min: 0 });
+  if (o.handleSigint !== undefined) v.boolean('options.handleSigint', o.handleSigint);
+  if (o.resume !== undefined && typeof o.resume !== 'boolean') v.string('options.resume', o.resume, { nonEmpty: true });
+  if (o.resume === true && o.outputDir === undefined)
+    throw v.invalidParameterError('options.resume', 'a checkpoint directory (resume: true needs outputDir)', true);
+  if (o.epochs === 0 && o.maxSteps === undefined) throw v.invalidParameterError('options.epochs', 'at least 1 when maxSteps is not set (nothing to train)', 0, 'range');
+}
+
+/** outputDir and logFile probed (created if need be) where this process writes them, else only typed. */
+export function checkOutputs(o: Record<string, unknown>, writes: boolean): void {
   if (o.outputDir !== undefined) {
     if (writes) v.writableDirectory('options.outputDir', o.outputDir);
     else v.string('options.outputDir', o.outputDir, { nonEmpty: true });
@@ -270,8 +271,12 @@ export function checkTrainerOptions(options: SparseTrainerOptions): void {
     if (writes) v.writableFile('options.logFile', o.logFile);
     else v.string('options.logFile', o.logFile, { nonEmpty: true });
   }
-  if (o.tensorboardDir !== undefined) {
-    if (writes) v.writableDirectory('options.tensorboardDir', o.tensorboardDir);
-    else v.string('options.tensorboardDir', o.tensorboardDir, { nonEmpty: true });
-  }
+}
+
+/** options.distillation: a teacher of `cls` other than the student, and the native step's ranges for the rest. */
+export function checkDistillation(value: unknown, student: unknown, cls: { prototype: unknown }, expected: string): void {
+  const d = v.options('options.distillation', value, ['teacher', 'alphaCe', 'alphaTeacher', 'temperature']);
+  v.instance('options.distillation.teacher', d.teacher, cls, expected);
+  if (d.teacher === student) throw v.invalidParameterError('options.distillation.teacher', 'another model than options.model', 'the student itself');
+  for (const k of ['alphaCe', 'alphaTeacher', 'temperature'] as const) if (d[k] !== undefined) v.number(`options.distillation.${k}`, d[k], TRAIN_STEP_RANGES[k]);
 }

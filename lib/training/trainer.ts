@@ -27,6 +27,7 @@ import { ProgressDisplay } from '../runtime/progress';
 import '../pruning/model-pruning'; // model.patch(), setThreshold(), compact(), fillZeros(), regularization(), budgetCost()
 import { Budget } from '../pruning/budget';
 import { shardBatch } from './distributed';
+import { stopOnSigint } from './sigint';
 import './model-training'; // model.trainStep(), loadTrainingState()
 import type { TrainStepResult } from './model-training';
 import { TrainerState, writeCheckpoint, latestCheckpoint, readCheckpointState } from './checkpoint';
@@ -94,6 +95,13 @@ export class SparseTrainer {
   /** Asks the loop to write a checkpoint and stop after the current step (what Ctrl-C does). */
   stop(): void {
     this.stopRequested = true;
+  }
+
+  /** stop(), saying whether it had been asked already (a second Ctrl-C quits). */
+  private requestStop(): boolean {
+    const again = this.stopRequested;
+    this.stopRequested = true;
+    return again;
   }
 
   private get rank(): number {
@@ -202,13 +210,7 @@ export class SparseTrainer {
       if (o.distillation) await group.syncModel(o.distillation.teacher);
     }
 
-    const onSigint = () => {
-      if (this.stopRequested) process.exit(130);
-      this.stopRequested = true;
-      process.stderr.write('\nblockprune: stopping after this step, writing a checkpoint (Ctrl-C again to quit now)\n');
-    };
-    const handleSigint = o.handleSigint ?? true;
-    if (handleSigint) process.on('SIGINT', onSigint);
+    const removeSigint = (o.handleSigint ?? true) ? stopOnSigint(() => this.requestStop()) : undefined;
     const started = Date.now();
     const firstStep = step;
     // The bar is rank 0's (the others' would draw the same steps over it).
@@ -297,7 +299,7 @@ export class SparseTrainer {
       if (interrupted && o.outputDir) lastCheckpoint = await this.checkpoint({ step, epoch: epochsDone(step), epochIndex: epoch, batchInEpoch, totalSteps, seed, history, budget: budget?.state }, keep);
     } finally {
       bar?.stop();
-      if (handleSigint) process.removeListener('SIGINT', onSigint);
+      removeSigint?.();
     }
     if (pruning && !interrupted) await this.model.setThreshold(pruning.options.finalThreshold);
     let budgetResult: BudgetResult | undefined;

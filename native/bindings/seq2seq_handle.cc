@@ -38,6 +38,9 @@ Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
                                   InstanceMethod<&Seq2SeqHandle::LoadState>("loadState"),
                                   InstanceMethod<&Seq2SeqHandle::TrainStep>("trainStep"), InstanceMethod<&Seq2SeqHandle::Gradients>("gradients"),
                                   InstanceMethod<&Seq2SeqHandle::Save>("save"),
+                                  InstanceMethod<&Seq2SeqHandle::Regularization>("regularization"),
+                                  InstanceMethod<&Seq2SeqHandle::SaveTrainingState>("saveTrainingState"),
+                                  InstanceMethod<&Seq2SeqHandle::LoadTrainingState>("loadTrainingState"),
                                   InstanceMethod<&Seq2SeqHandle::Dispose>("dispose"), InstanceMethod<&Seq2SeqHandle::IsDisposed>("isDisposed")});
   constructor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;

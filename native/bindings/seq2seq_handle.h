@@ -71,6 +71,11 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   // save(dir) -> Promise<void>: config.json + model.safetensors, atomically.
   Napi::Value Save(const Napi::CallbackInfo& info);
+  // regularization({regularization, attentionLambda, ...}) -> {loss, groups}: the penalty and densities now.
+  Napi::Value Regularization(const Napi::CallbackInfo& info);
+  // saveTrainingState(dir) / loadTrainingState(dir): optimizer.safetensors and rng.safetensors (training_state.h).
+  Napi::Value SaveTrainingState(const Napi::CallbackInfo& info);
+  Napi::Value LoadTrainingState(const Napi::CallbackInfo& info);
 };
 
 // createSeq2Seq(configJson, {seed, device}) -> Promise<NativeSeq2Seq>: random weights (seq2seq_init.h).

@@ -1,13 +1,17 @@
 // Seq2SeqHandle's training methods (issue 18): trainStep, gradients, save, and createSeq2Seq (a model from a
 // config with random weights). The arithmetic is native/seq2seq_training.h and seq2seq_init.h; here are the
 // argument checks, the copies out of V8 before queueing, and the locks.
+#include <c10/core/GradMode.h>
+
 #include <mutex>
 
 #include "errors.h"
+#include "loss_args.h"
 #include "optimizer.h"
 #include "seq2seq_handle.h"
 #include "seq2seq_init.h"
 #include "seq2seq_training.h"
+#include "training_state.h"
 #include "worker.h"
 
 namespace bpn {
@@ -26,6 +30,20 @@ double number_option(const Napi::Object& o, const char* key, double def, double 
   return d;
 }
 
+// {kind, lambda, attentionLambda, denseLambda, decoderAttentionLambda?, decoderDenseLambda?}.
+void read_regularization(const Napi::Object& o, bp::Seq2SeqTrainOptions& so) {
+  so.regularization = get_string_opt(o, "kind", "disabled");
+  if (so.regularization != "disabled" && so.regularization != "l1" && so.regularization != "l0")
+    throw_range_error(o.Env(), "Expected 'disabled', 'l1' or 'l0' for options.regularization.kind but received '" + so.regularization + "'");
+  so.lambda = number_option(o, "lambda", 0, 0, 1e12);
+  so.lambdas.attention = number_option(o, "attentionLambda", 1, 0, 1e12);
+  so.lambdas.dense = number_option(o, "denseLambda", 1, 0, 1e12);
+  for (auto [key, into] : {std::pair{"decoderAttentionLambda", &so.lambdas.decoder_attention}, std::pair{"decoderDenseLambda", &so.lambdas.decoder_dense}}) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsUndefined() && !v.IsNull()) *into = number_option(o, key, 1, 0, 1e12);
+  }
+}
+
 bp::Seq2SeqTrainOptions read_train_options(const Napi::Object& o) {
   bp::Seq2SeqTrainOptions so;
   so.adam.lr = number_option(o, "lr", 5e-5, 0, 10);
@@ -38,6 +56,14 @@ bp::Seq2SeqTrainOptions read_train_options(const Napi::Object& o) {
   so.alpha_ce = number_option(o, "alphaCe", 0.5, 0, 1e6);
   so.alpha_teacher = number_option(o, "alphaTeacher", 0.5, 0, 1e6);
   so.temperature = number_option(o, "temperature", 2.0, 1e-6, 1e6);
+  so.adam.mask_lr = number_option(o, "maskLr", 1e-2, 0, 100);
+  Napi::Value t = o.Get("threshold");
+  if (!t.IsUndefined() && !t.IsNull()) {
+    so.set_threshold = true;
+    so.threshold = number_option(o, "threshold", 0, -1e9, 1e9);
+  }
+  Napi::Value r = o.Get("regularization");
+  if (!r.IsUndefined() && !r.IsNull()) read_regularization(get_object(r, "options.regularization"), so);
   return so;
 }
 
@@ -79,6 +105,8 @@ Napi::Value Seq2SeqHandle::TrainStep(const Napi::CallbackInfo& info) {
         r.Set("gradNorm", out->grad_norm);
         r.Set("tokens", Napi::Number::New(e, static_cast<double>(out->tokens)));
         r.Set("steps", Napi::Number::New(e, static_cast<double>(*steps)));
+        r.Set("reguLoss", out->regu_loss);
+        r.Set("groups", regularization_to_js(e, out->regu).Get("groups"));
         return r;
       });
 }
@@ -112,6 +140,53 @@ Napi::Value Seq2SeqHandle::Save(const Napi::CallbackInfo& info) {
       [c, dir]() {
         std::lock_guard<std::mutex> lock(c->mutex);
         bp::save_seq2seq(*c->model, dir);
+      },
+      [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+}
+
+Napi::Value Seq2SeqHandle::Regularization(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  bp::Seq2SeqTrainOptions so;
+  read_regularization(info.Length() > 0 && !info[0].IsUndefined() ? get_object(info[0], "options") : Napi::Object::New(env), so);
+  if (so.regularization == "disabled") so.regularization = "l1";
+  auto out = std::make_shared<bp::RegularizationResult>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqRegularization",
+      [c, so, out]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        if (!c->model->is_patched()) throw bp::Error("E_INVALID_ARG", "the model is not patched for pruning: no scores to regularize");
+        at::NoGradGuard no_grad;
+        *out = bp::regularization(*c->model, so.regularization, so.lambdas);
+      },
+      [out](Napi::Env e) -> Napi::Value { return regularization_to_js(e, *out); });
+}
+
+Napi::Value Seq2SeqHandle::SaveTrainingState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const std::string dir = get_string(info[0], "dir");
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqSaveTraining",
+      [c, dir]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        // No step yet: an empty optimizer (a resume from it starts the moments afresh, as the run would).
+        bp::save_training_state(c->optimizer ? *c->optimizer : bp::AdamW(), dir, {});
+      },
+      [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+}
+
+Napi::Value Seq2SeqHandle::LoadTrainingState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const std::string dir = get_string(info[0], "dir");
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqLoadTraining",
+      [c, dir]() {
+        std::lock_guard<std::mutex> lock(c->mutex);
+        auto next = std::make_shared<bp::AdamW>();
+        bp::load_training_state(*next, *c->model, dir, 0);
+        c->optimizer = next;
       },
       [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
 }

@@ -10,47 +10,7 @@ import { join } from 'node:path';
 import { Seq2SeqInputs, Seq2SeqModel } from '../../lib/model/seq2seq';
 import { TensorData } from '../../lib/runtime/native';
 import { maxAbsDiff, readTensors, tempDir, writeSafetensorsFile } from '../helpers';
-
-const BART = {
-  model_type: 'bart',
-  architectures: ['BartForConditionalGeneration'],
-  vocab_size: 24,
-  d_model: 32,
-  encoder_layers: 2,
-  decoder_layers: 2,
-  encoder_attention_heads: 4,
-  decoder_attention_heads: 4,
-  encoder_ffn_dim: 64,
-  decoder_ffn_dim: 64,
-  max_position_embeddings: 32,
-  pad_token_id: 1,
-  bos_token_id: 0,
-  eos_token_id: 2,
-  decoder_start_token_id: 2,
-  dropout: 0,
-  attention_dropout: 0,
-  activation_dropout: 0,
-  init_std: 0.02,
-};
-
-const T5 = {
-  model_type: 't5',
-  architectures: ['T5ForConditionalGeneration'],
-  vocab_size: 24,
-  d_model: 32,
-  d_kv: 8,
-  d_ff: 64,
-  num_layers: 2,
-  num_decoder_layers: 2,
-  num_heads: 4,
-  relative_attention_num_buckets: 8,
-  feed_forward_proj: 'relu',
-  dropout_rate: 0,
-  pad_token_id: 0,
-  eos_token_id: 1,
-  decoder_start_token_id: 0,
-  initializer_factor: 1.0,
-};
+import { TINY_BART as BART, TINY_T5 as T5 } from '../toy';
 
 /** A deterministic batch: [rows, len] source tokens in [3, vocab), target = the source's first `tgt` tokens + eos. */
 function batch(rows: number, len: number, tgt: number, eos: number, vocab: number, seed = 1): Seq2SeqInputs {
