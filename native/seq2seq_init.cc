@@ -118,15 +118,7 @@ void save_seq2seq(const Seq2SeqImpl& model, const std::string& dir, const std::v
   // named_parameters holds each tied table once (the modules that share it do not register it again).
   for (const auto& item : model.named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU).contiguous());
   for (const auto& item : model.named_buffers()) tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU).contiguous());
-  const std::string config = model.info().config_json;
-  write_directory_atomic(dir, [&](const std::string& staging) {
-    write_safetensors(join_path(staging, "model.safetensors"), tensors, {{"format", "pt"}});
-    write_file_atomic(join_path(staging, "config.json"), config);
-    for (const auto& src : copy_files) {
-      const auto slash = src.find_last_of('/');
-      copy_file_atomic(src, join_path(staging, slash == std::string::npos ? src : src.substr(slash + 1)));
-    }
-  });
+  write_model_directory(dir, tensors, model.info().config_json, copy_files);
 }
 
 }  // namespace bp

@@ -5,7 +5,8 @@
  * heads kept and removed per attention block, its FFN widths and its parameter count (if_heads_also_removed);
  * the quirk_dead_matrix_head case; mode 'heads'; save + fromPretrained round trip; greedy and beam generate()
  * of the compact model equal to the masked model's; a compact config that contradicts itself or its weights is
- * a coded error.
+ * a coded error. A gated-gelu T5 (t5-tiny's weights with units and heads zeroed by hand) loses exactly those units
+ * and heads, and its compact copy saves the source's tokenizer files.
  *
  * Tolerances: the fixture's heads_removed_logits come from a float32 run of HF's code with head masks; its fp64
  * sliced forward differs by 1.6e-5 (BART) / 2.9e-6 (T5) (meta.json tolerance.heads_removed_vs_sliced_fp64), and
@@ -14,13 +15,13 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ExecutionContext } from 'ava';
 import '../../lib/index';
 import { Seq2SeqModel } from '../../lib/model/seq2seq';
 import { PruningConfig } from '../../lib/pruning/config';
 import type { Seq2SeqCompactReport } from '../../lib/pruning/seq2seq-pruning';
 import type { TensorData } from '../../lib/runtime/native';
-import { expectClose, readTensors, shared, tempDir, withShared, writeSafetensorsFile } from '../helpers';
+import { expectClose, readTensors, rejects, shared, t5TokenizerJson, tempDir, withShared, writeSafetensorsFile } from '../helpers';
+import { fixture, FIX, gatedGelu, modelCopy } from './t5-fixture';
 
 const FAMILIES = [
   { name: 'bart', logitsAtol: 5e-5 },
@@ -66,13 +67,6 @@ function attentionOf(report: Seq2SeqCompactReport) {
 function widthsOf(report: Seq2SeqCompactReport, which: 'widthBefore' | 'widthAfter') {
   const ffn = report.blocks.filter((b) => b.kind === 'ffn');
   return { encoder: ffn.filter((b) => b.stack === 'encoder').map((b) => b[which]), decoder: ffn.filter((b) => b.stack === 'decoder').map((b) => b[which]) };
-}
-
-/** The call fails with `code` and a message matching `message`. */
-async function rejects(t: ExecutionContext, call: () => Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  const e: any = await t.throwsAsync(call);
-  t.is(e?.code, code, String(e?.message));
-  t.regex(String(e?.message), message);
 }
 
 for (const f of FAMILIES) {
@@ -199,3 +193,55 @@ for (const f of FAMILIES) {
     }
   });
 }
+
+withShared(FIX)('t5 gated-gelu: a unit dead in wi_0, wi_1 or wo goes; heads go with their bias columns; tokenizer files travel', async (t) => {
+  const { dir, io, weights } = await fixture();
+  const w = gatedGelu(weights, 7);
+  const zero = (name: string, rows: [number, number] | null, col?: number) => {
+    const [r, c] = w[name].shape;
+    const data = Float32Array.from(w[name].data as Float32Array);
+    for (let i = 0; i < r; i++)
+      for (let j = 0; j < c; j++) if ((rows && i >= rows[0] && i < rows[1]) || j === col) data[i * c + j] = 0;
+    w[name] = { ...w[name], data };
+  };
+  const ffn = (stack: string, block: number) => `${stack}.block.${block}.layer.${stack === 'encoder' ? 1 : 2}.DenseReluDense.`;
+  zero(`${ffn('encoder', 0)}wi_0.weight`, [3, 4]);
+  zero(`${ffn('encoder', 0)}wi_1.weight`, [5, 6]);
+  zero(`${ffn('encoder', 0)}wo.weight`, null, 9);
+  zero(`${ffn('decoder', 1)}wi_1.weight`, [0, 1]);
+  // Heads with zero q, k and v rows contribute nothing; the others keep their own columns of block 0's bias.
+  for (const m of ['q', 'k', 'v']) {
+    zero(`encoder.block.1.layer.0.SelfAttention.${m}.weight`, [16, 32]);
+    zero(`decoder.block.1.layer.0.SelfAttention.${m}.weight`, [48, 64]);
+  }
+  const src = modelCopy(dir, w, (c) => (c.feed_forward_proj = 'gated-gelu'));
+  const out = tempDir();
+  const models: Seq2SeqModel[] = [];
+  try {
+    const tokenizer = JSON.stringify(t5TokenizerJson([['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁a', -1]]));
+    writeFileSync(join(src.path, 'tokenizer.json'), tokenizer);
+    const model = await Seq2SeqModel.fromPretrained(src.path);
+    models.push(model);
+    const { model: small, report } = await model.compact();
+    models.push(small);
+    t.deepEqual(widthsOf(report, 'widthAfter'), { encoder: [125, 128], decoder: [128, 127] });
+    t.deepEqual(
+      report.blocks.filter((b) => b.kind === 'attention').map((b) => b.removedHeads),
+      [[], [1], [], [], [3], []],
+    );
+    expectClose(t, 'gated compact vs full', await logits(small, io), await logits(model, io), 1e-5);
+    for (const numBeams of [1, 3]) {
+      const a = await model.generate(inputs(io), { maxLength: 10, numBeams });
+      t.deepEqual((await small.generate(inputs(io), { maxLength: 10, numBeams })).sequences, a.sequences, `numBeams ${numBeams}`);
+    }
+    await small.save(out.path);
+    t.is(readFileSync(join(out.path, 'tokenizer.json'), 'utf8'), tokenizer);
+    const back = await Seq2SeqModel.fromPretrained(out.path);
+    models.push(back);
+    t.deepEqual(await logits(back, io), await logits(small, io));
+  } finally {
+    for (const m of models) m.dispose();
+    src.cleanup();
+    out.cleanup();
+  }
+});
