@@ -111,6 +111,7 @@ import './pruning/model-pruning';
 import './pruning/seq2seq-pruning';
 import './training/model-training';
 export type { CompactReport, LossOptions, PatchReport, RegularizationInfo } from './pruning/model-pruning';
+export type { Seq2SeqCompactReport } from './pruning/seq2seq-pruning';
 export { evalPiecewise, parameterCostModel, predictCost } from './pruning/cost-model';
 export type { CostModel, PiecewiseLinear } from './pruning/cost-model';
 export { Budget, checkBudgetOptions } from './pruning/budget';

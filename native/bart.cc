@@ -77,6 +77,8 @@ BartConfig BartConfig::from_json(const nlohmann::json& j, const std::string& sou
     c.num_labels = static_cast<int64_t>(j["id2label"].size());
   else if (j.contains("num_labels"))
     c.num_labels = required_int(j, "num_labels", 1, source);
+  c.structure = Seq2SeqStructure::from_json(j, source, c.encoder_layers, c.decoder_layers, c.encoder_attention_heads, c.decoder_attention_heads,
+                                            c.encoder_ffn_dim, c.decoder_ffn_dim);
   const auto archs = optional_field<std::vector<std::string>>(j, "architectures", {}, source);
   for (const auto& a : archs) {
     if (a == "BartForSequenceClassification") c.classification = true;
@@ -95,13 +97,14 @@ at::Tensor bart_shift_tokens_right(const at::Tensor& ids, int64_t pad_token_id, 
   return shifted.masked_fill_(shifted.eq(-100), pad_token_id);
 }
 
-BartAttentionImpl::BartAttentionImpl(int64_t d_model, int64_t heads_, double dropout_)
-    : heads(heads_), head_dim(d_model / heads_), dropout(dropout_) {
+BartAttentionImpl::BartAttentionImpl(int64_t d_model, int64_t heads_, int64_t head_dim_, double dropout_)
+    : heads(heads_), head_dim(head_dim_), dropout(dropout_) {
   // 4.4.2's registration order (k, v, q, out): the order named_parameters and a random init follow.
-  k_proj = register_module("k_proj", Linear(d_model, d_model));
-  v_proj = register_module("v_proj", Linear(d_model, d_model));
-  q_proj = register_module("q_proj", Linear(d_model, d_model));
-  out_proj = register_module("out_proj", Linear(d_model, d_model));
+  const int64_t inner = heads * head_dim;
+  k_proj = register_module("k_proj", Linear(d_model, inner));
+  v_proj = register_module("v_proj", Linear(d_model, inner));
+  q_proj = register_module("q_proj", Linear(d_model, inner));
+  out_proj = register_module("out_proj", Linear(inner, d_model));
 }
 
 std::pair<at::Tensor, at::Tensor> BartAttentionImpl::keys_values(const at::Tensor& kv) const {
@@ -125,14 +128,18 @@ at::Tensor BartAttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv,
   return attend(x, k, v, mask, probs);
 }
 
-BartLayerImpl::BartLayerImpl(const BartConfig& c, bool decoder)
+BartLayerImpl::BartLayerImpl(const BartConfig& c, bool decoder, int64_t layer)
     : act(c.activation_function), dropout(c.dropout), activation_dropout(c.activation_dropout) {
+  const std::string stack = decoder ? "decoder" : "encoder";
   const int64_t heads = decoder ? c.decoder_attention_heads : c.encoder_attention_heads;
-  const int64_t ffn = decoder ? c.decoder_ffn_dim : c.encoder_ffn_dim;
-  self_attn = register_module("self_attn", BartAttention(c.d_model, heads, c.attention_dropout));
+  const int64_t head_dim = c.d_model / heads;
+  // A compact model's blocks keep fewer heads, its FFNs fewer units (c.structure).
+  const auto kept = [&](const char* role) { return static_cast<int64_t>(c.structure.kept_heads(stack, role, layer, heads).size()); };
+  const int64_t ffn = c.structure.ffn_width(stack, layer, decoder ? c.decoder_ffn_dim : c.encoder_ffn_dim);
+  self_attn = register_module("self_attn", BartAttention(c.d_model, kept("self"), head_dim, c.attention_dropout));
   self_attn_layer_norm = register_module("self_attn_layer_norm", LayerNorm(c.d_model, 1e-5));
   if (decoder) {
-    encoder_attn = register_module("encoder_attn", BartAttention(c.d_model, heads, c.attention_dropout));
+    encoder_attn = register_module("encoder_attn", BartAttention(c.d_model, kept("cross"), head_dim, c.attention_dropout));
     encoder_attn_layer_norm = register_module("encoder_attn_layer_norm", LayerNorm(c.d_model, 1e-5));
   }
   fc1 = register_module("fc1", Linear(c.d_model, ffn));
@@ -169,7 +176,7 @@ BartStackImpl::BartStackImpl(const BartConfig& c, bool decoder)
   layernorm_embedding = register_module("layernorm_embedding", LayerNorm(c.d_model, 1e-5));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0, n = decoder ? c.decoder_layers : c.encoder_layers; i < n; ++i) {
-    layer_list.push_back(BartLayer(c, decoder));
+    layer_list.push_back(BartLayer(c, decoder, i));
     layers->push_back(layer_list.back());
   }
 }
@@ -444,10 +451,12 @@ std::vector<PrunableBlock> BartImpl::prunable_blocks() const {
     const int64_t heads = decoder ? c.decoder_attention_heads : c.encoder_attention_heads;
     for (int64_t i = 0; i < layers; ++i) {
       const std::string p = "model." + stack + ".layers." + std::to_string(i) + ".";
-      for (const std::string attn : decoder ? std::vector<std::string>{"self_attn", "encoder_attn"} : std::vector<std::string>{"self_attn"})
-        out.push_back({"attention", stack, i, attn == "self_attn" ? "self" : "cross",
-                       {p + attn + ".q_proj", p + attn + ".k_proj", p + attn + ".v_proj", p + attn + ".out_proj"}, heads, c.d_model / heads, 0});
-      out.push_back({"ffn", stack, i, "", {p + "fc1", p + "fc2"}, 0, 0, decoder ? c.decoder_ffn_dim : c.encoder_ffn_dim});
+      for (const std::string attn : decoder ? std::vector<std::string>{"self_attn", "encoder_attn"} : std::vector<std::string>{"self_attn"}) {
+        const std::string role = attn == "self_attn" ? "self" : "cross";
+        out.push_back({"attention", stack, i, role, {p + attn + ".q_proj", p + attn + ".k_proj", p + attn + ".v_proj", p + attn + ".out_proj"},
+                       static_cast<int64_t>(c.structure.kept_heads(stack, role, i, heads).size()), c.d_model / heads, 0});
+      }
+      out.push_back({"ffn", stack, i, "", {p + "fc1", p + "fc2"}, 0, 0, c.structure.ffn_width(stack, i, decoder ? c.decoder_ffn_dim : c.encoder_ffn_dim)});
     }
   }
   return out;

@@ -27,6 +27,7 @@ struct BartConfig {
   bool scale_embedding = false;
   double dropout = 0.1, attention_dropout = 0.0, activation_dropout = 0.0, classifier_dropout = 0.0;
   bool classification = false;  // BartForSequenceClassification (else BartForConditionalGeneration)
+  Seq2SeqStructure structure;    // a compact model's heads and FFN widths (seq2seq.h)
   std::string config_json;
 
   static BartConfig from_json(const nlohmann::json& j, const std::string& source);
@@ -35,7 +36,8 @@ struct BartConfig {
 // BartAttention: q = q_proj(x) * head_dim^-0.5 (after the bias), softmax(q k^T + mask) v, out_proj. Keys and
 // values come from `kv` (x itself for self-attention, the encoder output for cross-attention).
 struct BartAttentionImpl : torch::nn::Module {
-  BartAttentionImpl(int64_t d_model, int64_t heads, double dropout);
+  // `heads` of `head_dim` each (a compact block has fewer than d_model / head_dim).
+  BartAttentionImpl(int64_t d_model, int64_t heads, int64_t head_dim, double dropout);
   // mask: additive, broadcastable to [B, heads, T, S]; `probs` receives the softmax when non-null.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& mask, at::Tensor* probs) const;
   // The two halves of forward, for incremental decoding: `kv`'s keys and values split by head ([B, heads, S,
@@ -51,7 +53,7 @@ TORCH_MODULE(BartAttention);
 // BartEncoderLayer / BartDecoderLayer (post-LN): x = LN(x + SelfAttn(x)); decoder only x = LN(x + CrossAttn(x,
 // enc)); x = LN(x + fc2(act(fc1(x)))).
 struct BartLayerImpl : torch::nn::Module {
-  BartLayerImpl(const BartConfig& c, bool decoder);
+  BartLayerImpl(const BartConfig& c, bool decoder, int64_t layer);
   // `enc`/`cross_mask` only in the decoder; `self_probs`/`cross_probs` receive the attention maps when non-null.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& self_mask, const at::Tensor& enc, const at::Tensor& cross_mask,
                      at::Tensor* self_probs, at::Tensor* cross_probs) const;

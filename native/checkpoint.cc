@@ -422,7 +422,10 @@ void save_pretrained(const Bert& model, const std::string& dir, const std::vecto
     j["pruning_plan"] = model->pruning_plan;
     j["pruning_plan"]["threshold"] = model->pruning_state->threshold;
   }
-  const std::string config = j.dump(2) + "\n";
+  write_model_directory(dir, tensors, j.dump(2) + "\n", copy_files);
+}
+
+void write_model_directory(const std::string& dir, const NamedTensors& tensors, const std::string& config, const std::vector<std::string>& copy_files) {
   // Staged whole, then swapped in: weights and config of one save are never paired with another's.
   write_directory_atomic(dir, [&](const std::string& staging) {
     write_safetensors(join_path(staging, "model.safetensors"), tensors, {{"format", "pt"}});

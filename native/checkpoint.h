@@ -54,6 +54,9 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_shapes(cons
 // (tokenizer files) under their base names. The directory is replaced atomically (write_directory_atomic in
 // native/atomic_file.h): a failure (E_NO_SPACE, E_WRITE_FAILED) or a kill leaves the previous model whole.
 void save_pretrained(const Bert& model, const std::string& dir, const std::vector<std::string>& copy_files = {});
+// What save_pretrained and save_seq2seq write: model.safetensors (`tensors`), config.json (`config`) and the copies,
+// in one atomic replacement of `dir`.
+void write_model_directory(const std::string& dir, const NamedTensors& tensors, const std::string& config, const std::vector<std::string>& copy_files);
 
 at::Device parse_device(const std::string& device);
 TaskKind parse_task(const std::string& task);

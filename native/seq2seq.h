@@ -17,7 +17,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,44 @@ struct Seq2SeqBatch {
 struct Seq2SeqFlags {
   bool hidden_states = false;
   bool attentions = false;
+};
+
+// The structure of a compact model (compact_seq2seq), as its config.json carries it; BERT's conventions
+// (config.h: pruned_heads, intermediate_sizes) per stack. Absent fields: the full model. Both families read them.
+//   "encoder_pruned_heads": {"layer": [heads]}  encoder self-attention heads removed (original indices)
+//   "decoder_pruned_heads": {"layer": [heads]}  decoder self-attention
+//   "cross_pruned_heads":   {"layer": [heads]}  decoder cross-attention
+//   "encoder_intermediate_sizes": [width per layer]  FFN widths (BART encoder_ffn_dim, T5 d_ff when absent)
+//   "decoder_intermediate_sizes": [width per layer]
+// A config that names a layer or head the model lacks, removes every head of a block, or lists the wrong number
+// of widths is E_BAD_CONFIG naming the field; weights of another shape are E_BAD_CHECKPOINT naming the tensor.
+// T5: block 0's relative_attention_bias stays [buckets, num_heads] (every block adds it); a block with removed
+// heads adds the columns of its kept heads.
+struct Seq2SeqStructure {
+  std::map<int64_t, std::set<int64_t>> encoder_pruned_heads, decoder_pruned_heads, cross_pruned_heads;
+  std::vector<int64_t> encoder_intermediate_sizes, decoder_intermediate_sizes;  // empty: the config's one width
+
+  // Reads (and checks) the fields above of `j` for a model of these sizes.
+  static Seq2SeqStructure from_json(const nlohmann::json& j, const std::string& source, int64_t encoder_layers, int64_t decoder_layers,
+                                    int64_t encoder_heads, int64_t decoder_heads, int64_t encoder_ffn, int64_t decoder_ffn);
+  // Writes them into `j` (removing those that are empty).
+  void to_json(nlohmann::json& j) const;
+  // The original indices of the heads a block keeps (stack "encoder" | "decoder", role "self" | "cross").
+  std::vector<int64_t> kept_heads(const std::string& stack, const std::string& role, int64_t layer, int64_t heads) const;
+  // A layer's FFN width (`full` unless given).
+  int64_t ffn_width(const std::string& stack, int64_t layer, int64_t full) const;
+};
+
+// What compact_seq2seq did.
+struct Seq2SeqCompactReport {
+  int64_t parameters_before = 0, parameters_after = 0;
+  struct Block {  // prunable_blocks() order
+    std::string kind, stack, role;
+    int64_t layer = 0;
+    std::vector<int64_t> kept, removed;         // attention: original head indices
+    int64_t width_before = 0, width_after = 0;  // ffn
+  };
+  std::vector<Block> blocks;
 };
 
 // What a model says of itself (the binding's info()).
@@ -97,6 +137,16 @@ class Seq2SeqImpl : public torch::nn::Module {
   nlohmann::json pruning_plan;
   bool is_patched() const { return pruning_state != nullptr; }
 };
+
+// Compaction of an encoder-decoder model (seq2seq_compact.cc), compact.h's rules for every attention block
+// (encoder self, decoder self, cross) and both stacks' FFNs. Works on the baked weights of the model (patched:
+// W * M and BART's bias masks at the current threshold); `model` is untouched (the caller holds its lock).
+//   FFN cross-zeroing: an intermediate unit is dead when its row in wi (BART fc1; T5 gated: wi_0 or wi_1) or its
+//   column in wo (fc2) is all zero; a dead unit's rows and column are zeroed everywhere.
+//   Heads: a head survives if its slice has a non-zero weight in q, k AND v; if none would, head 0 stays.
+//   mode "dense": dead FFN units go (at least one stays); "heads": FFN widths unchanged.
+// The result is unpatched, eval mode, on the model's device, with the structure in its config (above).
+std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std::string& mode, Seq2SeqCompactReport* report);
 
 // The families' loaders (bart.cc, t5.cc): the model of `dir` (config.json + model.safetensors) on `device`;
 // E_BAD_CONFIG / E_BAD_CHECKPOINT naming the file and the field or tensor. (Called by name, not registered

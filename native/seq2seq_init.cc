@@ -85,6 +85,19 @@ void init_seq2seq_weights(Seq2SeqImpl& model, uint64_t seed) {
   model.to(device);
 }
 
+std::shared_ptr<Seq2SeqImpl> build_seq2seq(const nlohmann::json& j, const std::string& source) {
+  if (!j.is_object()) throw Error("E_BAD_CONFIG", "invalid config " + source + ": not a JSON object");
+  const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
+  if (type == "bart") return std::make_shared<BartImpl>(BartConfig::from_json(j, source));
+  if (type == "t5") {
+    const auto arch = j.value("architectures", nlohmann::json::array());
+    if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
+      throw Error("E_BAD_CONFIG", source + ": architecture " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
+    return std::make_shared<T5Model>(T5Config::from_json(j, source), j.dump());
+  }
+  throw Error("E_BAD_CONFIG", source + ": model_type '" + type + "' is not an encoder-decoder family blockprune knows (bart, t5)");
+}
+
 std::shared_ptr<Seq2SeqImpl> create_seq2seq(const std::string& config_json, uint64_t seed, const std::string& device) {
   const std::string source = "configJson";
   nlohmann::json j;
@@ -93,35 +106,19 @@ std::shared_ptr<Seq2SeqImpl> create_seq2seq(const std::string& config_json, uint
   } catch (const nlohmann::json::exception& e) {
     throw Error("E_BAD_CONFIG", "invalid config " + source + ": not JSON (" + e.what() + ")");
   }
-  if (!j.is_object()) throw Error("E_BAD_CONFIG", "invalid config " + source + ": not a JSON object");
-  const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
-  std::shared_ptr<Seq2SeqImpl> model;
-  if (type == "bart") {
-    model = std::make_shared<BartImpl>(BartConfig::from_json(j, source));
-  } else if (type == "t5") {
-    const auto arch = j.value("architectures", nlohmann::json::array());
-    if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
-      throw Error("E_BAD_CONFIG", source + ": architecture " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
-    model = std::make_shared<T5Model>(T5Config::from_json(j, source), j.dump());
-  } else {
-    throw Error("E_BAD_CONFIG", source + ": model_type '" + type + "' is not an encoder-decoder family blockprune knows (bart, t5)");
-  }
+  auto model = build_seq2seq(j, source);
   init_seq2seq_weights(*model, seed);
   model->to(parse_device(device));
   model->eval();
   return model;
 }
 
-void save_seq2seq(const Seq2SeqImpl& model, const std::string& dir) {
+void save_seq2seq(const Seq2SeqImpl& model, const std::string& dir, const std::vector<std::string>& copy_files) {
   NamedTensors tensors;
   // named_parameters holds each tied table once (the modules that share it do not register it again).
   for (const auto& item : model.named_parameters()) tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU).contiguous());
   for (const auto& item : model.named_buffers()) tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU).contiguous());
-  const std::string config = model.info().config_json;
-  write_directory_atomic(dir, [&](const std::string& staging) {
-    write_safetensors(join_path(staging, "model.safetensors"), tensors, {{"format", "pt"}});
-    write_file_atomic(join_path(staging, "config.json"), config);
-  });
+  write_model_directory(dir, tensors, model.info().config_json, copy_files);
 }
 
 }  // namespace bp

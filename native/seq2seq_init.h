@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "seq2seq.h"
 
@@ -14,6 +15,10 @@ namespace bp {
 // The model `config_json` describes (model_type bart or t5, as load_seq2seq reads it; E_BAD_CONFIG naming the
 // field otherwise), with init_seq2seq_weights(seed), on `device`, in eval mode.
 std::shared_ptr<Seq2SeqImpl> create_seq2seq(const std::string& config_json, uint64_t seed, const std::string& device);
+
+// The model of config.json's content `j` (model_type bart or t5; E_BAD_CONFIG naming `source` and the field
+// otherwise), uninitialised, on the CPU: what create_seq2seq and compaction (seq2seq_compact.cc) build.
+std::shared_ptr<Seq2SeqImpl> build_seq2seq(const nlohmann::json& j, const std::string& source);
 
 // Random weights from a generator of its own seeded with `seed` (the process's generator is untouched; the same
 // seed gives the same weights), drawn in named_modules order, as transformers 4.4.2's _init_weights sets them:
@@ -27,7 +32,8 @@ void init_seq2seq_weights(Seq2SeqImpl& model, uint64_t seed);
 
 // Writes `dir`/config.json (the model's config as loaded) and `dir`/model.safetensors (every parameter and
 // persistent buffer under its HF name; the tied token table once, as "model.shared.weight" / "shared.weight"),
-// replacing `dir` atomically (write_directory_atomic: a failure or a kill leaves the previous content whole).
-void save_seq2seq(const Seq2SeqImpl& model, const std::string& dir);
+// replacing `dir` atomically (write_directory_atomic: a failure or a kill leaves the previous content whole), with
+// copies of `copy_files` (the tokenizer's) under their base names, as BERT's save_pretrained.
+void save_seq2seq(const Seq2SeqImpl& model, const std::string& dir, const std::vector<std::string>& copy_files = {});
 
 }  // namespace bp

@@ -79,14 +79,16 @@ void check_sizes(const T5Config& c, const NamedTensors& weights, const std::stri
     }
     throw Error("E_BAD_CHECKPOINT", source + " has no tensor '" + name + "' (" + fields + ")");
   };
-  const int64_t inner = c.num_heads * c.d_kv;
   expect("shared.weight", {c.vocab_size, c.d_model}, "vocab_size, d_model");
   for (const auto& [stack, layers] : {std::pair<std::string, int64_t>{"encoder", c.num_layers}, {"decoder", c.num_decoder_layers}}) {
     const auto last = stack + ".block." + std::to_string(layers - 1) + ".layer.0.SelfAttention.q.weight";
-    expect(last, {inner, c.d_model}, stack == "encoder" ? "num_layers, num_heads, d_kv" : "num_decoder_layers, num_heads, d_kv");
+    const int64_t inner = static_cast<int64_t>(c.structure.kept_heads(stack, "self", layers - 1, c.num_heads).size()) * c.d_kv;
+    expect(last, {inner, c.d_model},
+           (stack == "encoder" ? "num_layers, num_heads, d_kv" : "num_decoder_layers, num_heads, d_kv") + std::string(", ") + stack + "_pruned_heads");
     expect(stack + ".block.0.layer.0.SelfAttention.relative_attention_bias.weight", {c.relative_attention_num_buckets, c.num_heads},
            "relative_attention_num_buckets, num_heads");
-    expect(stack + ".block.0.layer." + (stack == "encoder" ? "1" : "2") + ".DenseReluDense.wo.weight", {c.d_model, c.d_ff}, "d_model, d_ff");
+    expect(stack + ".block.0.layer." + (stack == "encoder" ? "1" : "2") + ".DenseReluDense.wo.weight", {c.d_model, c.structure.ffn_width(stack, 0, c.d_ff)},
+           "d_model, d_ff, " + stack + "_intermediate_sizes");
   }
 }
 
@@ -127,6 +129,7 @@ T5Config T5Config::from_json(const nlohmann::json& j, const std::string& source)
   for (const auto& [key, id] : {std::pair<const char*, int64_t>{"pad_token_id", c.pad_token_id}, {"eos_token_id", c.eos_token_id},
                                 {"decoder_start_token_id", c.decoder_start_token_id}})
     if (id >= c.vocab_size) bad_config(source, std::string("field '") + key + "' is " + std::to_string(id) + ", outside the vocabulary");
+  c.structure = Seq2SeqStructure::from_json(j, source, c.num_layers, c.num_decoder_layers, c.num_heads, c.num_heads, c.d_ff, c.d_ff);
   return c;
 }
 
@@ -155,14 +158,15 @@ at::Tensor T5LayerNormImpl::forward(const at::Tensor& x) const {
   return weight.mul(x.mul(variance.add(eps).rsqrt()));
 }
 
-T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool bidirectional_)
-    : heads(c.num_heads), d_kv(c.d_kv), buckets(c.relative_attention_num_buckets), bidirectional(bidirectional_) {
-  const int64_t inner = c.num_heads * c.d_kv;
+T5AttentionImpl::T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool bidirectional_, const std::vector<int64_t>& kept)
+    : heads(static_cast<int64_t>(kept.size())), d_kv(c.d_kv), buckets(c.relative_attention_num_buckets), bidirectional(bidirectional_) {
+  if (heads < c.num_heads) kept_heads = kept;
+  const int64_t inner = heads * c.d_kv;
   q = register_module("q", Linear(c.d_model, inner, false));
   k = register_module("k", Linear(c.d_model, inner, false));
   v = register_module("v", Linear(c.d_model, inner, false));
   o = register_module("o", Linear(inner, c.d_model, false));
-  if (has_relative_bias) relative_attention_bias = register_module("relative_attention_bias", Embedding(buckets, heads));
+  if (has_relative_bias) relative_attention_bias = register_module("relative_attention_bias", Embedding(buckets, c.num_heads));
   dropout = c.dropout_rate;
 }
 
@@ -178,7 +182,11 @@ at::Tensor T5AttentionImpl::heads_of(const Linear& proj, const at::Tensor& x) co
 }
 
 at::Tensor T5AttentionImpl::attend(const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_, const at::Tensor& bias, at::Tensor* probs) const {
-  const auto scores = at::matmul(q_, k_.transpose(-1, -2)).add(bias);
+  // The stack's bias has a column per original head (block 0's table): this block adds its kept heads' columns.
+  // A bias of one head column (the cross-attention's mask) broadcasts as it is.
+  const bool cut = !kept_heads.empty() && bias.size(1) > 1;
+  const auto own = cut ? bias.index_select(1, at::tensor(kept_heads, at::kLong).to(bias.device())) : bias;
+  const auto scores = at::matmul(q_, k_.transpose(-1, -2)).add(own);
   const auto p = at::softmax(scores.to(at::kFloat), -1).to(scores.scalar_type());
   if (probs) *probs = p;
   return o->forward(at::matmul(bp::dropout(p, dropout, is_training()), v_).transpose(1, 2).reshape({q_.size(0), q_.size(2), heads * d_kv}));
@@ -188,26 +196,29 @@ at::Tensor T5AttentionImpl::forward(const at::Tensor& x, const at::Tensor& kv, c
   return attend(heads_of(q, x), heads_of(k, kv), heads_of(v, kv), bias, probs);
 }
 
-T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias) : dropout(c.dropout_rate) {
+T5BlockImpl::T5BlockImpl(const T5Config& c, bool decoder, int64_t layer) : dropout(c.dropout_rate) {
+  const std::string stack = decoder ? "decoder" : "encoder";
+  const bool has_relative_bias = layer == 0;
+  const int64_t d_ff = c.structure.ffn_width(stack, layer, c.d_ff);
   auto& layers = container(*this, "layer");
   auto& l0 = container(layers, "0");
-  self_attn = l0.register_module("SelfAttention", T5Attention(c, has_relative_bias, !decoder));
+  self_attn = l0.register_module("SelfAttention", T5Attention(c, has_relative_bias, !decoder, c.structure.kept_heads(stack, "self", layer, c.num_heads)));
   self_norm = l0.register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
   if (decoder) {
     auto& l1 = container(layers, "1");
-    cross_attn = l1.register_module("EncDecAttention", T5Attention(c, false, true));
+    cross_attn = l1.register_module("EncDecAttention", T5Attention(c, false, true, c.structure.kept_heads(stack, "cross", layer, c.num_heads)));
     cross_norm = l1.register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
   }
   auto& lf = container(layers, decoder ? "2" : "1");
   // 4.4.2 names the FFN DenseReluDense whichever activation it has.
   auto& dense = container(lf, "DenseReluDense");
   if (c.gated_gelu) {
-    wi_0 = dense.register_module("wi_0", Linear(c.d_model, c.d_ff, false));
-    wi_1 = dense.register_module("wi_1", Linear(c.d_model, c.d_ff, false));
+    wi_0 = dense.register_module("wi_0", Linear(c.d_model, d_ff, false));
+    wi_1 = dense.register_module("wi_1", Linear(c.d_model, d_ff, false));
   } else {
-    wi = dense.register_module("wi", Linear(c.d_model, c.d_ff, false));
+    wi = dense.register_module("wi", Linear(c.d_model, d_ff, false));
   }
-  wo = dense.register_module("wo", Linear(c.d_ff, c.d_model, false));
+  wo = dense.register_module("wo", Linear(d_ff, c.d_model, false));
   ffn_norm = lf.register_module("layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
 }
 
@@ -241,7 +252,7 @@ at::Tensor T5BlockImpl::step(const at::Tensor& x_in, const at::Tensor& self_bias
 T5StackImpl::T5StackImpl(const T5Config& c, bool decoder) : dropout(c.dropout_rate) {
   const int64_t L = decoder ? c.num_decoder_layers : c.num_layers;
   auto& list = container(*this, "block");
-  for (int64_t i = 0; i < L; ++i) blocks.push_back(list.register_module(std::to_string(i), T5Block(c, decoder, i == 0)));
+  for (int64_t i = 0; i < L; ++i) blocks.push_back(list.register_module(std::to_string(i), T5Block(c, decoder, i)));
   final_layer_norm = register_module("final_layer_norm", T5LayerNorm(c.d_model, c.layer_norm_epsilon));
 }
 
@@ -368,11 +379,11 @@ std::unique_ptr<DecoderCache> T5Model::start(const at::Tensor& input_ids, const 
   const auto enc = encoder->forward(shared->forward(ids), enc_bias, at::Tensor(), at::Tensor(), Seq2SeqFlags{}).last;
   auto cache = std::make_unique<T5Cache>();
   cache->cross_bias = mask_bias(mask, -1e9);
-  const auto empty = at::empty({N, config.num_heads, 0, config.d_kv}, enc.options());
   for (const auto& block : decoder->blocks) {
     const auto& ca = *block->cross_attn;
     cache->cross_k.push_back(ca.heads_of(ca.k, enc));
     cache->cross_v.push_back(ca.heads_of(ca.v, enc));
+    const auto empty = at::empty({N, block->self_attn->heads, 0, config.d_kv}, enc.options());  // a compact block's own heads
     cache->self_k.push_back(empty);
     cache->self_v.push_back(empty);
   }
@@ -439,13 +450,15 @@ std::vector<PrunableBlock> T5Model::prunable_blocks() const {
       const std::string p = stack + ".block." + std::to_string(i) + ".layer.";
       auto attention = [&](const std::string& name, const std::string& role) {
         const std::string a = p + name + ".";
-        out.push_back({"attention", stack, i, role, {a + "q", a + "k", a + "v", a + "o"}, c.num_heads, c.d_kv, 0});
+        const auto heads = static_cast<int64_t>(c.structure.kept_heads(stack, role, i, c.num_heads).size());
+        out.push_back({"attention", stack, i, role, {a + "q", a + "k", a + "v", a + "o"}, heads, c.d_kv, 0});
       };
       attention("0.SelfAttention", "self");
       if (decoder) attention("1.EncDecAttention", "cross");
       const std::string f = p + (decoder ? "2" : "1") + ".DenseReluDense.";
       out.push_back({"ffn", stack, i, "",
-                     c.gated_gelu ? std::vector<std::string>{f + "wi_0", f + "wi_1", f + "wo"} : std::vector<std::string>{f + "wi", f + "wo"}, 0, 0, c.d_ff});
+                     c.gated_gelu ? std::vector<std::string>{f + "wi_0", f + "wi_1", f + "wo"} : std::vector<std::string>{f + "wi", f + "wo"}, 0, 0,
+                     c.structure.ffn_width(stack, i, c.d_ff)});
     }
   }
   return out;

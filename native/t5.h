@@ -27,6 +27,7 @@ struct T5Config {
   int64_t pad_token_id = 0, eos_token_id = 1;
   int64_t decoder_start_token_id = -1;  // -1: not in config.json (4.4.2 then refuses to shift labels)
   nlohmann::json raw;
+  Seq2SeqStructure structure;  // a compact model's heads and FFN widths (seq2seq.h)
 
   // E_BAD_CONFIG naming `source` and the field. The sizes are required (they must match the weights); the
   // other fields take T5Config's defaults.
@@ -49,7 +50,9 @@ TORCH_MODULE(T5LayerNorm);
 // T5Attention: q, k, v, o without bias, no 1/sqrt(d_kv) scaling; block 0 of a self-attention stack owns
 // relative_attention_bias [buckets, heads].
 struct T5AttentionImpl : torch::nn::Module {
-  T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool bidirectional);
+  // `kept`: the original indices of the heads this block has (a compact block has fewer than num_heads); the
+  // relative bias table (block 0) keeps all num_heads columns, since every block of the stack adds it.
+  T5AttentionImpl(const T5Config& c, bool has_relative_bias, bool bidirectional, const std::vector<int64_t>& kept);
   // [1, H, q_len, k_len]: the bias every block of the stack adds (block 0's table), for query positions
   // q_from .. q_from + q_len - 1 (incremental decoding asks for one row) against keys 0 .. k_len - 1.
   at::Tensor compute_bias(int64_t q_len, int64_t k_len, int64_t q_from = 0) const;
@@ -58,11 +61,13 @@ struct T5AttentionImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, at::Tensor* probs) const;
   // [B, T, D] through `proj` (q, k or v) -> [B, H, T, d_kv]: what incremental decoding caches.
   at::Tensor heads_of(const Linear& proj, const at::Tensor& x) const;
-  // The attention of projected q [B, H, Tq, d_kv] on k, v [B, H, Tk, d_kv], through o: [B, Tq, D].
+  // The attention of projected q [B, H, Tq, d_kv] on k, v [B, H, Tk, d_kv], through o: [B, Tq, D]. A bias of
+  // all num_heads (block 0's) is cut to this block's kept heads.
   at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias, at::Tensor* probs) const;
   Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr};
   Embedding relative_attention_bias{nullptr};
   int64_t heads, d_kv, buckets;
+  std::vector<int64_t> kept_heads;  // empty: all num_heads
   bool bidirectional;
   double dropout;  // on the attention probabilities (train mode)
 };
@@ -71,7 +76,7 @@ TORCH_MODULE(T5Attention);
 // One block: layer.0 self-attention, (decoder) layer.1 cross-attention, then the FFN layer, each pre-normed
 // and residual.
 struct T5BlockImpl : torch::nn::Module {
-  T5BlockImpl(const T5Config& c, bool decoder, bool has_relative_bias);
+  T5BlockImpl(const T5Config& c, bool decoder, int64_t layer);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& self_bias, const at::Tensor& enc, const at::Tensor& cross_bias,
                      at::Tensor* self_probs, at::Tensor* cross_probs) const;
   at::Tensor ffn(const at::Tensor& x) const;

@@ -83,6 +83,13 @@ export function expectClose(t: ExecutionContext, name: string, actual: TensorDat
   t.true(d <= atol, `${name}: max |diff| ${d} > ${atol}`);
 }
 
+/** The call fails with `code` and a message matching `message`, whether it throws or rejects. */
+export async function rejects(t: ExecutionContext, call: () => Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  const e: any = await t.throwsAsync(async () => call());
+  t.is(e?.code, code, String(e?.message));
+  t.regex(String(e?.message), message);
+}
+
 /** Every tensor of a safetensors file (fixtures). */
 export async function readTensors(path: string): Promise<Record<string, TensorData>> {
   return (await native().readSafetensors(path)).tensors;

@@ -158,6 +158,11 @@ function checkLoadOptions(options: FromPretrainedOptions | FromConfigOptions, kn
   if (o.seed !== undefined) v.integer('options.seed', o.seed, { min: 0 });
 }
 
+/** The tokenizer files of `sourceDir` that a save into `dir` copies along (none when saving over the source). */
+export function tokenizerCopies(sourceDir: string | undefined, dir: string): string[] {
+  return sourceDir && sourceDir !== dir ? TOKENIZER_FILES.map((f) => join(sourceDir, f)).filter((p) => existsSync(p)) : [];
+}
+
 /** See ModelInternals (below): filled in by BertModel's static block, the one place that can reach its private fields. */
 export const modelInternals = {} as ModelInternals;
 
@@ -358,8 +363,7 @@ export class BertModel {
     const abs = resolve(dir);
     return this.#enqueue(async (h) => {
       // The copies go into the same staged directory as the weights, so they are swapped in together.
-      const copies = this.sourceDir && this.sourceDir !== abs ? TOKENIZER_FILES.map((f) => join(this.sourceDir!, f)).filter((p) => existsSync(p)) : [];
-      await h.save(abs, copies);
+      await h.save(abs, tokenizerCopies(this.sourceDir, abs));
     });
   }
 

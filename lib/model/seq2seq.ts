@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { BlockpruneError } from '../runtime/errors';
-import { extendClass, type ModelGeometry } from './model';
+import { extendClass, tokenizerCopies, type ModelGeometry } from './model';
 import {
   native,
   NativeGenerateOptions,
@@ -79,6 +79,8 @@ function checkGenerate(inputs: unknown, options: unknown): GenerateOptions {
 export interface Seq2SeqInternals {
   /** The model's native handle now; throws E_DISPOSED (a method called on another object: E_INVALID_ARG). */
   handle(model: Seq2SeqModel): NativeSeq2Seq;
+  /** A new Seq2SeqModel over a native model a job created (compact); tokenizer files are looked for in `sourceDir`. */
+  wrap(handle: NativeSeq2Seq, sourceDir?: string): Seq2SeqModel;
 }
 export const seq2seqInternals = {} as Seq2SeqInternals;
 
@@ -88,10 +90,13 @@ export function extendSeq2Seq<K extends keyof Seq2SeqModel>(methods: Pick<Seq2Se
 }
 
 export class Seq2SeqModel {
+  /** The directory the model was loaded from, if any (save() copies the tokenizer files found there). */
+  readonly sourceDir: string | undefined;
   #handle: NativeSeq2Seq | undefined;
 
-  private constructor(handle: NativeSeq2Seq) {
+  private constructor(handle: NativeSeq2Seq, sourceDir?: string) {
     this.#handle = handle;
+    this.sourceDir = sourceDir;
   }
 
   static {
@@ -99,6 +104,7 @@ export class Seq2SeqModel {
       if (typeof model !== 'object' || model === null || !(#handle in model)) throw v.invalidParameterError('this', 'a Seq2SeqModel', model);
       return model.#live();
     };
+    seq2seqInternals.wrap = (handle, sourceDir) => new Seq2SeqModel(handle, sourceDir);
   }
 
   /** The model of `dir` (config.json with model_type bart or t5, and its weights). */
@@ -106,7 +112,7 @@ export class Seq2SeqModel {
     v.string('dir', dir, { nonEmpty: true });
     const o = v.options('options', options, ['device']);
     if (o.device !== undefined) v.string('options.device', o.device, { nonEmpty: true });
-    return new Seq2SeqModel(await native().loadSeq2Seq(resolve(dir), { device: options.device ?? 'cpu' }));
+    return new Seq2SeqModel(await native().loadSeq2Seq(resolve(dir), { device: options.device ?? 'cpu' }), resolve(dir));
   }
 
   #live(): NativeSeq2Seq {
@@ -225,12 +231,12 @@ export class Seq2SeqModel {
   }
 
   /**
-   * Writes `dir`/config.json and `dir`/model.safetensors (the tied token table once), replacing `dir` atomically;
-   * fromPretrained(dir) reads it back to the same weights.
+   * Writes `dir`/config.json and `dir`/model.safetensors (the tied token table once), and copies the tokenizer
+   * files of the source directory, replacing `dir` atomically; fromPretrained(dir) reads it back to the same weights.
    */
   async save(dir: string): Promise<void> {
     const abs = v.writableDirectory('dir', dir);
-    return this.#live().save(abs);
+    return this.#live().save(abs, tokenizerCopies(this.sourceDir, abs));
   }
 
   /**

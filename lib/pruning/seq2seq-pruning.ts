@@ -4,9 +4,9 @@
  * patches in a 2+2-layer BART or T5), the mask threshold, and the masks. forward() then computes with W * M.
  * Declared on the class by module augmentation, installed when this module loads (lib/index.ts loads it).
  */
-import { extendSeq2Seq, seq2seqInternals } from '../model/seq2seq';
+import { extendSeq2Seq, seq2seqInternals, type Seq2SeqModel } from '../model/seq2seq';
 import { invalidArg } from '../runtime/errors';
-import type { TensorData } from '../runtime/native';
+import type { Seq2SeqCompactReport, TensorData } from '../runtime/native';
 import * as v from '../runtime/validate';
 import { PruningConfig } from './config';
 import { patchReport, type PatchReport } from './model-pruning';
@@ -28,8 +28,19 @@ declare module '../model/seq2seq' {
      * linear, from the scores at the current threshold when patched, else weight != 0.
      */
     masks(): Promise<Record<string, TensorData>>;
+    /**
+     * A smaller dense copy (this model is unchanged; a patched one is compiled on the copy at its threshold):
+     * in every attention block (encoder self, decoder self, cross) the heads with no non-zero weight in q, k or v
+     * go (one stays), and with mode 'dense' (default) the FFN units with an all-zero row or column go (one stays).
+     * The outputs equal the masked model's (nn_pruning's rules; compact.h). The copy's config.json records the
+     * structure (encoder/decoder/cross_pruned_heads, encoder/decoder_intermediate_sizes), so save() and
+     * fromPretrained() round-trip it; it keeps this model's tokenizer files for save().
+     */
+    compact(mode?: 'dense' | 'heads'): Promise<{ model: Seq2SeqModel; report: Seq2SeqCompactReport }>;
   }
 }
+
+export type { Seq2SeqCompactReport };
 
 const { handle } = seq2seqInternals;
 const patchedModels = new WeakSet<object>();
@@ -55,5 +66,11 @@ extendSeq2Seq({
 
   async masks(): Promise<Record<string, TensorData>> {
     return handle(this).masks();
+  },
+
+  async compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: Seq2SeqModel; report: Seq2SeqCompactReport }> {
+    v.oneOf('mode', mode, ['dense', 'heads'] as const);
+    const { model, report } = await handle(this).compact(mode);
+    return { model: seq2seqInternals.wrap(model, this.sourceDir), report };
   },
 });

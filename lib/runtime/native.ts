@@ -124,8 +124,29 @@ export interface NativeSeq2Seq {
   setThreshold(t: number): Promise<void>;
   masks(): Promise<Record<string, TensorData>>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
+  /** Compaction (native/seq2seq.h compact_seq2seq): a new model; this one is unchanged. */
+  compact(mode: 'dense' | 'heads'): Promise<{ model: NativeSeq2Seq; report: Seq2SeqCompactReport }>;
   dispose(): void;
   isDisposed(): boolean;
+}
+
+/** What Seq2SeqModel.compact() did, per prunable block (the source's prunable_blocks order). */
+export interface Seq2SeqCompactReport {
+  parametersBefore: number;
+  parametersAfter: number;
+  blocks: {
+    kind: 'attention' | 'ffn';
+    stack: 'encoder' | 'decoder';
+    layer: number;
+    /** attention: 'self' | 'cross'. */
+    role?: 'self' | 'cross';
+    /** attention: original head indices kept and removed (a compact source's own removals not repeated). */
+    keptHeads?: number[];
+    removedHeads?: number[];
+    /** ffn: intermediate units before and after. */
+    widthBefore?: number;
+    widthAfter?: number;
+  }[];
 }
 
 export interface NativeForwardOptions {
@@ -696,7 +717,8 @@ export interface NativeSeq2Seq {
   loadTrainingState(dir: string): Promise<void>;
   trainStep(inputs: NativeSeq2SeqInputs, options: NativeSeq2SeqTrainStepOptions, teacher?: NativeSeq2Seq): Promise<NativeSeq2SeqTrainStepResult>;
   gradients(inputs: NativeSeq2SeqInputs): Promise<{ loss: number; grads: Record<string, TensorData> }>;
-  save(dir: string): Promise<void>;
+  /** config.json and model.safetensors, plus copies of `copyFiles` (the tokenizer's) in the same atomic replacement. */
+  save(dir: string, copyFiles?: string[]): Promise<void>;
 }
 
 export interface NativeBinding {

@@ -35,7 +35,7 @@ Napi::Function Seq2SeqHandle::Define(Napi::Env env) {
                                   InstanceMethod<&Seq2SeqHandle::DecodeSteps>("decodeSteps"),
                                   InstanceMethod<&Seq2SeqHandle::Info>("info"), InstanceMethod<&Seq2SeqHandle::Patch>("patch"),
                                   InstanceMethod<&Seq2SeqHandle::SetThreshold>("setThreshold"), InstanceMethod<&Seq2SeqHandle::Masks>("masks"),
-                                  InstanceMethod<&Seq2SeqHandle::LoadState>("loadState"),
+                                  InstanceMethod<&Seq2SeqHandle::LoadState>("loadState"), InstanceMethod<&Seq2SeqHandle::Compact>("compact"),
                                   InstanceMethod<&Seq2SeqHandle::TrainStep>("trainStep"), InstanceMethod<&Seq2SeqHandle::Gradients>("gradients"),
                                   InstanceMethod<&Seq2SeqHandle::Save>("save"),
                                   InstanceMethod<&Seq2SeqHandle::Regularization>("regularization"),
@@ -321,6 +321,54 @@ Napi::Value Seq2SeqHandle::LoadState(const Napi::CallbackInfo& info) {
         *loaded = bp::load_state(*c->model, path, strict);
       },
       [loaded](Napi::Env e) -> Napi::Value { return strings_to_js(e, *loaded); });
+}
+
+Napi::Value Seq2SeqHandle::Compact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto c = cell(env);
+  const std::string mode = info[0].IsUndefined() ? "dense" : get_string(info[0], "mode");
+  if (mode != "dense" && mode != "heads") throw_range_error(env, "Expected 'dense' or 'heads' for mode but received '" + mode + "'");
+  auto result = std::make_shared<std::pair<std::shared_ptr<bp::Seq2SeqImpl>, bp::Seq2SeqCompactReport>>();
+  return queue_lambda(
+      env, info.This().As<Napi::Object>(), "blockprune.seq2seqCompact",
+      [c, mode, result]() {
+        std::lock_guard<std::mutex> lock(c->mutex);  // the weights and masks are read while nothing changes them
+        result->first = bp::compact_seq2seq(*c->model, mode, &result->second);
+      },
+      [result](Napi::Env e) -> Napi::Value {
+        const auto& r = result->second;
+        const auto number = [&](int64_t v) { return Napi::Number::New(e, static_cast<double>(v)); };
+        const auto list = [&](const std::vector<int64_t>& v) {
+          Napi::Array a = Napi::Array::New(e, v.size());
+          for (size_t k = 0; k < v.size(); ++k) a.Set(static_cast<uint32_t>(k), number(v[k]));
+          return a;
+        };
+        Napi::Object rep = Napi::Object::New(e);
+        rep.Set("parametersBefore", number(r.parameters_before));
+        rep.Set("parametersAfter", number(r.parameters_after));
+        Napi::Array blocks = Napi::Array::New(e, r.blocks.size());
+        for (size_t n = 0; n < r.blocks.size(); ++n) {
+          const auto& b = r.blocks[n];
+          Napi::Object x = Napi::Object::New(e);
+          x.Set("kind", b.kind);
+          x.Set("stack", b.stack);
+          x.Set("layer", number(b.layer));
+          if (!b.role.empty()) x.Set("role", b.role);
+          if (b.kind == "attention") {
+            x.Set("keptHeads", list(b.kept));
+            x.Set("removedHeads", list(b.removed));
+          } else {
+            x.Set("widthBefore", number(b.width_before));
+            x.Set("widthAfter", number(b.width_after));
+          }
+          blocks.Set(static_cast<uint32_t>(n), x);
+        }
+        rep.Set("blocks", blocks);
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("model", Seq2SeqHandle::Wrap(e, result->first));
+        o.Set("report", rep);
+        return o;
+      });
 }
 
 Napi::Value Seq2SeqHandle::Dispose(const Napi::CallbackInfo& info) {

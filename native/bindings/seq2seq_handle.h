@@ -51,6 +51,8 @@ class Seq2SeqHandle : public Napi::ObjectWrap<Seq2SeqHandle> {
   Napi::Value SetThreshold(const Napi::CallbackInfo& info);
   Napi::Value Masks(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
+  // compact(mode) -> Promise<{model: NativeSeq2Seq, report}> (seq2seq.h compact_seq2seq; this model unchanged).
+  Napi::Value Compact(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
   const std::shared_ptr<Cell>& cell(Napi::Env env) const;

@@ -135,11 +135,17 @@ Napi::Value Seq2SeqHandle::Save(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto c = cell(env);
   const std::string dir = get_string(info[0], "dir");
+  // info[1]: the tokenizer's files, copied inside the same atomic replacement (as NativeModel.save).
+  std::vector<std::string> copies;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsArray()) throw_type_error(env, "Expected an array of paths for copyFiles but received " + describe(info[1]));
+    for (uint32_t i = 0; i < info[1].As<Napi::Array>().Length(); ++i) copies.push_back(get_string(info[1].As<Napi::Array>().Get(i), "copyFiles[" + std::to_string(i) + "]"));
+  }
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.seq2seqSave",
-      [c, dir]() {
+      [c, dir, copies]() {
         std::lock_guard<std::mutex> lock(c->mutex);
-        bp::save_seq2seq(*c->model, dir);
+        bp::save_seq2seq(*c->model, dir, copies);
       },
       [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
 }

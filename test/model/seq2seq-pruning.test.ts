@@ -9,12 +9,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import '../../lib/index';
 import { Seq2SeqModel, seq2seqInternals } from '../../lib/model/seq2seq';
 import { PruningConfig } from '../../lib/pruning/config';
 import type { TensorData } from '../../lib/runtime/native';
-import { expectClose, readTensors, shared, withShared } from '../helpers';
+import { expectClose, readTensors, rejects, shared, withShared } from '../helpers';
 
 // The forward tolerances of the family tests (bart.test.ts, t5.test.ts): BART logits reach |32| with the random
 // tied embedding, so 5e-5; every other output 1e-5. The fixture's fp64 masked run differs by 1.3e-5 / 2.3e-6.
@@ -42,13 +42,6 @@ function prunedHeads(masks: Record<string, TensorData>, linears: string[], heads
   const alive = [...Array(heads).keys()].filter((h) => rowAlive(q, h) && rowAlive(k, h) && rowAlive(v, h));
   const kept = alive.length ? alive : [0];
   return [...Array(heads).keys()].filter((h) => !kept.includes(h));
-}
-
-/** The call fails with `code` and a message matching `message`, whether it throws or rejects. */
-async function rejects(t: ExecutionContext, call: () => Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  const e: any = await t.throwsAsync(async () => call());
-  t.is(e?.code, code, String(e?.message));
-  t.regex(String(e?.message), message);
 }
 
 for (const f of FAMILIES) {
