@@ -176,6 +176,11 @@ export function maxPositions(o: Pick<FinePruneJobOptions, 'model' | 'modelConfig
 export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: string) => string = (k) => `options.${k}`): PruningConfig {
   v.options('options', v.object('options', o), JOB_OPTIONS, JOB_ALIASES);
   v.oneOf(nameOf('task'), o.task, JOB_TASKS);
+  return checkJobOptions(o, nameOf);
+}
+
+/** checkFinePruneJobOptions but the task: the checks the summarize variant (summarize-job.ts) shares. */
+export function checkJobOptions(o: Omit<FinePruneJobOptions, 'task'>, nameOf: (key: string) => string): PruningConfig {
   if (o.distributed !== undefined) v.instance(nameOf('distributed'), o.distributed, ProcessGroup, 'a ProcessGroup');
   const main = !o.distributed || o.distributed.isMain;
   if (main) v.writableDirectory(nameOf('output'), o.output);
@@ -200,7 +205,7 @@ export function checkFinePruneJobOptions(o: FinePruneJobOptions, nameOf: (key: s
   }
   // The sequence length indexes the position table: longer would read past it (4: [CLS] a [SEP] b [SEP] needs room).
   if (o.maxLength !== undefined) v.integer(nameOf('maxLength'), o.maxLength, { min: 4, max: maxPositions(o) });
-  const int = (k: keyof FinePruneJobOptions, min: number) => o[k] !== undefined && v.integer(nameOf(k), o[k], { min });
+  const int = (k: Exclude<keyof FinePruneJobOptions, 'task'>, min: number) => o[k] !== undefined && v.integer(nameOf(k), o[k], { min });
   int('batchSize', 1);
   int('denseEpochs', 0);
   int('pruneEpochs', 1);

