@@ -25,6 +25,8 @@ export interface GreedyRules {
   maxLength: number;
   /** 4.4.2's ForcedEOS: at the step that writes position maxLength - 1 only this token (BART's config). */
   forcedEos?: number;
+  /** 4.4.2's MinLength: eos is not chosen while a row is shorter (benchmarks decode a fixed count). */
+  minLength?: number;
 }
 
 export interface GreedyOut {
@@ -59,7 +61,11 @@ export async function onnxGreedy(m: OnnxSeq2Seq, source: { inputIds: BigInt64Arr
     for (let b = 0; b < rows; b++) {
       let best = 0;
       if (r.forcedEos !== undefined && seqs[b].length === r.maxLength - 1) best = r.forcedEos;
-      else for (let j = 1; j < V; j++) if (l[b * V + j] > l[b * V + best]) best = j;
+      else {
+        const banned = seqs[b].length < (r.minLength ?? 0) ? r.eos : -1;
+        if (banned === 0) best = 1;
+        for (let j = best + 1; j < V; j++) if (j !== banned && l[b * V + j] > l[b * V + best]) best = j;
+      }
       const token = finished[b] ? r.pad : best;
       seqs[b].push(token);
       if (token === r.eos) finished[b] = true;
