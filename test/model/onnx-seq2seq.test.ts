@@ -9,8 +9,8 @@ import test, { ExecutionContext } from 'ava';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Seq2SeqModel } from '../../lib/model/seq2seq';
-import { native, TensorData } from '../../lib/runtime/native';
-import { maxAbsDiff, readTensors, shared, tempDir, withShared } from '../helpers';
+import { native } from '../../lib/runtime/native';
+import { maxAbsDiff, readTensors, rows, shared, tempDir, withShared } from '../helpers';
 import { loadOnnxSeq2Seq, onnxGreedy } from './onnx-seq2seq-run';
 
 // Two float32 implementations of the same operations in other orders (fused q|k|v, Div vs rsqrt in T5's norm):
@@ -18,12 +18,6 @@ import { loadOnnxSeq2Seq, onnxGreedy } from './onnx-seq2seq-run';
 const ATOL = 1e-4;
 const MAX_LENGTH = 12;
 native().setNumThreads(1);
-
-function rows(t: TensorData): number[][] {
-  const [n, width] = t.shape;
-  const d = t.data as BigInt64Array;
-  return [...Array(n).keys()].map((r) => [...d.subarray(r * width, (r + 1) * width)].map(Number));
-}
 
 async function roundTrip(t: ExecutionContext, fixture: string, forcedEos?: number) {
   const dir = shared(fixture);
