@@ -76,7 +76,7 @@ at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
       (b.defined() && b.scalar_type() != at::kFloat))
     return at::linear(x, w, b);
   const auto v = x.reshape({-1});
-  auto y = b.defined() ? at::addmv(b.reshape({-1}), w, v) : at::mv(w, v);
+  auto y = matvec(w, v, b.defined() ? b.reshape({-1}) : b);
   auto shape = x.sizes().vec();
   shape.back() = w.size(0);
   return y.view(shape);
