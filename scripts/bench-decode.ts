@@ -3,7 +3,7 @@
  * Batch-1 greedy decoding speed (issue 18): ours (Seq2SeqModel.generate: encoder once, then one cached step per
  * token) vs onnxruntime on the same model exported by Seq2SeqModel.exportOnnx (encoder, decoder_model for the
  * first step, decoder_with_past per later one: HF's ORT loop, test/model/onnx-seq2seq-run.ts), same threads.
- * Random models of t5-small's and bart-base's geometry (Seq2SeqModel.fromConfig, seed 1), source 128 tokens,
+ * Random models of t5-small's and bart-base's geometry (Seq2SeqModel.fromConfig, seed 1, saved and loaded back), source 128 tokens,
  * 32 new tokens (eos banned: both decode the same count), in one run with alternating rounds.
  *
  *   node dist/scripts/bench-decode.js [--models t5-small,bart-base] [--steps 32] [--source 128] [--rounds 3] [--warmup 1] [--threads 1]
@@ -26,12 +26,17 @@ const GEOMETRIES = { 't5-small': T5_SMALL, 'bart-base': BART_BASE } as const;
 type Geometry = keyof typeof GEOMETRIES;
 
 async function benchOne(name: Geometry, o: { steps: number; source: number; rounds: number; warmup: number; threads: number }): Promise<void> {
-  const config = GEOMETRIES[name];
-  const model = await Seq2SeqModel.fromConfig(config, { seed: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'blockprune-bench-decode-'));
+  // Both sides read the same weights from files, as deployed: ours from save()'s directory, onnxruntime from
+  // exportOnnx's. (A fromConfig model timed 10-30% slower per token than the same weights loaded, in every
+  // order tried; not explained yet.)
+  const random = await Seq2SeqModel.fromConfig(GEOMETRIES[name], { seed: 1 });
+  await random.save(join(dir, 'model'));
+  random.dispose();
+  const model = await Seq2SeqModel.fromPretrained(join(dir, 'model'));
   try {
-    const report = await model.exportOnnx(dir);
-    const sessions = await loadOnnxSeq2Seq(dir, { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+    const report = await model.exportOnnx(join(dir, 'onnx'));
+    const sessions = await loadOnnxSeq2Seq(join(dir, 'onnx'), { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
     const info = model.info;
     const V = info.vocabSize;
     const inputIds = BigInt64Array.from({ length: o.source }, (_, i) => BigInt(i === o.source - 1 ? info.eosTokenId : 100 + ((i * 7919) % (V - 100))));
