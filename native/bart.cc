@@ -9,6 +9,8 @@
 #include "config.h"
 #include "dropout.h"
 #include "errors.h"
+#include "kv_append.h"
+#include "mixed_precision.h"
 
 namespace bp {
 
@@ -164,8 +166,8 @@ at::Tensor BartLayerImpl::feed_forward(const at::Tensor& h) const {
 at::Tensor BartLayerImpl::step(const at::Tensor& x, std::pair<at::Tensor, at::Tensor>& self, const std::pair<at::Tensor, at::Tensor>& cross,
                                const at::Tensor& cross_mask) const {
   auto [k, v] = self_attn->keys_values(x);
-  self.first = self.first.defined() ? at::cat({self.first, k}, 2) : k;
-  self.second = self.second.defined() ? at::cat({self.second, v}, 2) : v;
+  self.first = append_positions(self.first, k);
+  self.second = append_positions(self.second, v);
   const auto h = self_attn_layer_norm->forward(x + self_attn->attend(x, self.first, self.second, {}, nullptr));
   return feed_forward(encoder_attn_layer_norm->forward(h + encoder_attn->attend(h, cross.first, cross.second, cross_mask, nullptr)));
 }
@@ -404,7 +406,7 @@ at::Tensor BartImpl::step(DecoderCache& base, const at::Tensor& tokens, int64_t 
   for (size_t i = 0; i < model->decoder->layer_list.size(); ++i)
     h = model->decoder->layer_list[i]->step(h, cache.self[i], cache.cross[i], cache.src_mask);
   ++cache.next_position;
-  return (at::linear(h, model->shared->weight) + final_logits_bias).squeeze(1);
+  return rows_linear(h, model->shared->weight, final_logits_bias).squeeze(1);  // one row: one matrix-vector product
 }
 
 void BartImpl::select(DecoderCache& base, const at::Tensor& index) {

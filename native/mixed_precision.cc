@@ -66,8 +66,20 @@ Bf16Training::~Bf16Training() { t_bf16 = previous_; }
 bool bf16_training_supported() { return fast::quant_supported(fast::QuantFormat::kBf16); }
 
 at::Tensor train_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  if (!t_bf16 || !bf16_training_supported() || !fits(x, w, b)) return at::linear(x, w, b);
+  if (!t_bf16 || !bf16_training_supported() || !fits(x, w, b)) return rows_linear(x, w, b);
   return Bf16Linear::apply(x, w, b);
+}
+
+at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const bool one_row = x.dim() >= 1 && x.numel() > 0 && x.numel() == x.size(-1) && w.dim() == 2 && x.size(-1) == w.size(1);
+  if (!one_row || at::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
+      (b.defined() && b.scalar_type() != at::kFloat))
+    return at::linear(x, w, b);
+  const auto v = x.reshape({-1});
+  auto y = matvec(w, v, b.defined() ? b.reshape({-1}) : b);
+  auto shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return y.view(shape);
 }
 
 }  // namespace bp

@@ -31,4 +31,14 @@ bool bf16_training_supported();
 // grad_w = g^T x also on the bf16 kernels, grad_b = the sum of g over rows in fp32.
 at::Tensor train_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 
+// y = x w^T + b (b may be undefined) as at::linear, except for one fp32 row without autograd (a batch-1 decoding
+// step): a matrix-vector product (matvec), which streams w once. libtorch sends a single row through GEMM, whose packing
+// of w costs 2-10x with OpenBLAS (one thread: 2048x512 1.8 ms vs 0.35 ms, 512x2048 2.7 vs 0.13 ms, the 32128x512
+// LM head 31 vs 14 ms). The sums come in another order than GEMM's: float rounding, not another result.
+at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+
+// W [N, K] x [K] (+ b [N]), fp32: the product rows_linear uses, on SIMD kernels when the fast kernels are on
+// (matvec.cc), else at::addmv / at::mv.
+at::Tensor matvec(const at::Tensor& w, const at::Tensor& x, const at::Tensor& b);
+
 }  // namespace bp

@@ -7,6 +7,8 @@
 #include "config.h"
 #include "dropout.h"
 #include "errors.h"
+#include "kv_append.h"
+#include "mixed_precision.h"
 
 namespace bp {
 
@@ -242,8 +244,8 @@ at::Tensor T5BlockImpl::step(const at::Tensor& x_in, const at::Tensor& self_bias
                              const at::Tensor& cross_v, const at::Tensor& cross_bias) const {
   const auto& sa = *self_attn;
   const auto h = self_norm->forward(x_in);
-  self_k = at::cat({self_k, sa.heads_of(sa.k, h)}, 2);
-  self_v = at::cat({self_v, sa.heads_of(sa.v, h)}, 2);
+  self_k = append_positions(self_k, sa.heads_of(sa.k, h));
+  self_v = append_positions(self_v, sa.heads_of(sa.v, h));
   auto x = x_in.add(sa.attend(sa.heads_of(sa.q, h), self_k, self_v, self_bias, nullptr));
   x = x.add(cross_attn->attend(cross_attn->heads_of(cross_attn->q, cross_norm->forward(x)), cross_k, cross_v, cross_bias, nullptr));
   return x.add(ffn(ffn_norm->forward(x)));
@@ -343,7 +345,7 @@ NamedTensors T5Model::forward(const Seq2SeqBatch& in, const Seq2SeqFlags& flags)
 
 at::Tensor T5Model::head(const at::Tensor& h) const {
   // Tied head: 4.4.2 scales the decoder output by d_model^-0.5 first (only when tied).
-  return lm_head ? lm_head->forward(h) : at::linear(h.mul(std::pow(static_cast<double>(config.d_model), -0.5)), shared->weight);
+  return lm_head ? lm_head->forward(h) : rows_linear(h.mul(std::pow(static_cast<double>(config.d_model), -0.5)), shared->weight, {});
 }
 
 namespace {

@@ -18,27 +18,9 @@ import { join } from 'node:path';
 import { getNumThreads } from '../lib/index';
 import { native } from '../lib/runtime/native';
 import { intFlag, str } from '../lib/cli/flags';
-import { runScript, scriptFlags } from './common';
+import { runScript, scriptFlags, T5_SMALL } from './common';
 
 const USAGE = 'usage: node dist/scripts/bench-generate.js [--steps 32] [--source 128] [--rounds 3] [--warmup 1]';
-
-/** t5-small's geometry (its config.json as 4.4.2 saves it, the fields our loader reads). */
-const T5_SMALL = {
-  model_type: 't5',
-  architectures: ['T5ForConditionalGeneration'],
-  vocab_size: 32128,
-  d_model: 512,
-  d_kv: 64,
-  d_ff: 2048,
-  num_layers: 6,
-  num_decoder_layers: 6,
-  num_heads: 8,
-  relative_attention_num_buckets: 32,
-  feed_forward_proj: 'relu',
-  pad_token_id: 0,
-  eos_token_id: 1,
-  decoder_start_token_id: 0,
-};
 
 /** Every tensor name and shape of a T5ForConditionalGeneration of `c` (tied: shared once). */
 function t5Shapes(c: typeof T5_SMALL): [string, number[]][] {

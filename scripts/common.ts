@@ -52,3 +52,41 @@ export function scriptFlags<T>(script: string, usage: string, spec: FlagSpec, re
 export function runScript(script: string, main: () => Promise<void>): void {
   main().catch((e) => exitWithError(script, e, () => ''));
 }
+
+/** t5-small's geometry (its config.json as 4.4.2 saves it, the fields our loader reads). */
+export const T5_SMALL = {
+  model_type: 't5',
+  architectures: ['T5ForConditionalGeneration'],
+  vocab_size: 32128,
+  d_model: 512,
+  d_kv: 64,
+  d_ff: 2048,
+  num_layers: 6,
+  num_decoder_layers: 6,
+  num_heads: 8,
+  relative_attention_num_buckets: 32,
+  feed_forward_proj: 'relu',
+  pad_token_id: 0,
+  eos_token_id: 1,
+  decoder_start_token_id: 0,
+};
+
+/** bart-base's geometry (BartConfig as facebook/bart-base has it, without forced tokens: benchmarks decode a fixed count). */
+export const BART_BASE = {
+  model_type: 'bart',
+  architectures: ['BartForConditionalGeneration'],
+  vocab_size: 50265,
+  d_model: 768,
+  encoder_layers: 6,
+  decoder_layers: 6,
+  encoder_attention_heads: 12,
+  decoder_attention_heads: 12,
+  encoder_ffn_dim: 3072,
+  decoder_ffn_dim: 3072,
+  max_position_embeddings: 1024,
+  activation_function: 'gelu',
+  pad_token_id: 1,
+  bos_token_id: 0,
+  eos_token_id: 2,
+  decoder_start_token_id: 2,
+};

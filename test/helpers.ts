@@ -65,6 +65,13 @@ export function tempDir(prefix = 'blockprune-test-'): { path: string; cleanup():
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** The rows of a [rows, width] int64 tensor (generated ids) as numbers. */
+export function rows(t: TensorData): number[][] {
+  const [n, width] = t.shape;
+  const d = t.data as BigInt64Array;
+  return [...Array(n).keys()].map((r) => [...d.subarray(r * width, (r + 1) * width)].map(Number));
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
   let m = 0;

@@ -109,7 +109,7 @@ function encoderLinear(b: BertGraph, x: string, name: string, outF: number, inF:
 }
 
 /** torch.nn.LayerNorm over the hidden size: one LayerNormalization node from opset 17, decomposed below it. */
-function layerNorm(b: BertGraph, x: string, name: string, output?: string): string {
+export function layerNorm(b: Pick<BertGraph, 'g' | 'w' | 'hidden' | 'eps' | 'opset'>, x: string, name: string, output?: string): string {
   const { g, w, hidden: H } = b;
   const scale = g.init(`${name}.weight`, [H], w.get(`${name}.weight`, [H]));
   const bias = g.init(`${name}.bias`, [H], w.get(`${name}.bias`, [H]));
@@ -123,7 +123,7 @@ function layerNorm(b: BertGraph, x: string, name: string, output?: string): stri
 }
 
 /** config.hidden_act, as transformers' ACT2FN (activations.py) computes it. */
-function activation(b: BertGraph, x: string, name: string): string {
+export function activation(b: Pick<BertGraph, 'g' | 'act'>, x: string, name: string): string {
   const g = b.g;
   switch (b.act) {
     case 'gelu': {

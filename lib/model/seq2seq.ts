@@ -3,7 +3,9 @@
  * (T5ForConditionalGeneration), as transformers 4.4.2 computes them (native/seq2seq.h; bart.cc, t5.cc). Loaded
  * from a local HF-layout directory; each call runs on the worker pool, one at a time per model.
  */
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { BlockpruneError } from '../runtime/errors';
 import { extendClass, tokenizerCopies, type ModelGeometry } from './model';
 import {
@@ -20,6 +22,9 @@ import {
 } from '../runtime/native';
 import * as v from '../runtime/validate';
 import { OPTIMIZER_RANGES } from './train-ranges';
+import { writeSeq2SeqOnnx, type Seq2SeqOnnxReport } from './onnx-seq2seq';
+
+export type { Seq2SeqOnnxReport } from './onnx-seq2seq';
 
 export type Seq2SeqInputs = NativeSeq2SeqInputs;
 export type Seq2SeqInfo = NativeSeq2SeqInfo;
@@ -206,6 +211,34 @@ export class Seq2SeqModel {
       await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
     }
+  }
+
+  /**
+   * Writes `dir`/encoder_model.onnx, decoder_model.onnx (the first step) and decoder_with_past_model.onnx (each
+   * later step, on the past keys and values), the layout of HF's ONNX exports (lib/model/onnx-seq2seq.ts has
+   * every input and output); T5's position bias is computed in the decoder graphs. Opset 15 to 17 (default 17).
+   * A classification model, or a patched one (masks not baked in), is refused (E_INVALID_ARG).
+   */
+  async exportOnnx(dir: string, options: { opset?: number } = {}): Promise<Seq2SeqOnnxReport> {
+    const abs = v.writableDirectory('dir', dir);
+    const o = v.options('options', options, ['opset']);
+    const opset = v.integer('options.opset', o.opset ?? 17, { min: 15, max: 17 });
+    const h = this.#live();
+    const info = h.info();
+    if (info.numLabels > 0) throw new BlockpruneError('E_INVALID_ARG', `ONNX export: a ${info.architecture} does not generate; only generation models are exported`);
+    // The weights as save() writes them (the tied table once), read back: the one state-dict reader seq2seq
+    // models have, and it runs after the calls queued before this one.
+    const tmp = mkdtempSync(join(tmpdir(), 'blockprune-onnx-'));
+    let tensors: Record<string, TensorData>;
+    try {
+      await h.save(join(tmp, 'model'));
+      tensors = (await native().readSafetensors(join(tmp, 'model', 'model.safetensors'))).tensors;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    if (Object.keys(tensors).some((k) => k.endsWith('mask_scores')))
+      throw new BlockpruneError('E_INVALID_ARG', 'cannot export a patched model to ONNX: its linears still hold mask scores; compact or compile it first');
+    return writeSeq2SeqOnnx(abs, { modelType: info.modelType, config: JSON.parse(info.config) as Record<string, unknown>, tensors }, opset);
   }
 
   /** Frees the native model now (a call in flight finishes first). */

@@ -10,19 +10,13 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { Seq2SeqModel, GenerateInputs } from '../../lib/model/seq2seq';
 import { native, TensorData } from '../../lib/runtime/native';
-import { expectClose, maxAbsDiff, readTensors, shared, tempDir, withShared } from '../helpers';
+import { expectClose, maxAbsDiff, readTensors, rows, shared, tempDir, withShared } from '../helpers';
 
 // Fixture README: BART logits 5e-5 (they reach |32|; forward parity is 1.7e-5), beam scores 1e-5 (fp32 vs fp64
 // 2.4e-7), ids exact (the smallest greedy top-2 gap is 0.041, far above fp32 noise).
 const LOGITS_ATOL = 5e-5;
 const SCORE_ATOL = 1e-5;
 const MAX_LENGTH = 12;
-
-function rows(t: TensorData): number[][] {
-  const [n, width] = t.shape;
-  const d = t.data as BigInt64Array;
-  return [...Array(n).keys()].map((r) => [...d.subarray(r * width, (r + 1) * width)].map(Number));
-}
 
 async function fixture(): Promise<{ io: Record<string, TensorData>; source: GenerateInputs }> {
   const io = await readTensors(join(shared('fixtures/bart-tiny'), 'io.safetensors'));

@@ -1,0 +1,83 @@
+/**
+ * The batch-1 decoding path (issue 18): one row per step goes through native/matvec.cc's matrix-vector product
+ * (rows_linear) and the self-attention keys/values grow in place (native/kv_append.h, past its first 64-position
+ * buffer here). On random BART and T5 models with widths that are not multiples of 16 (the kernels' SIMD tails:
+ * d_model 36, head size 9, FFN 50), batch-1 steps give the full forward's logits at every position, and
+ * onnxruntime's greedy ids on the exported graphs equal generate()'s.
+ */
+import test from 'ava';
+import { Seq2SeqModel } from '../../lib/model/seq2seq';
+import { native } from '../../lib/runtime/native';
+import { maxAbsDiff, rows, tempDir } from '../helpers';
+import { loadOnnxSeq2Seq, onnxGreedy } from './onnx-seq2seq-run';
+
+// forward (GEMM over all positions) and steps (matrix-vector products, one query row) sum in other orders;
+// logits of these random models are O(1): float32 rounding ~1e-6.
+const ATOL = 1e-5;
+const TARGET = 70; // past the kv buffer's first capacity (64 positions): one regrowth
+
+const ODD = {
+  bart: {
+    model_type: 'bart',
+    architectures: ['BartForConditionalGeneration'],
+    vocab_size: 203,
+    d_model: 36,
+    encoder_layers: 2,
+    decoder_layers: 2,
+    encoder_attention_heads: 4,
+    decoder_attention_heads: 4,
+    encoder_ffn_dim: 50,
+    decoder_ffn_dim: 50,
+    max_position_embeddings: 96,
+    pad_token_id: 1,
+    eos_token_id: 2,
+    decoder_start_token_id: 2,
+  },
+  t5: {
+    model_type: 't5',
+    architectures: ['T5ForConditionalGeneration'],
+    vocab_size: 203,
+    d_model: 36,
+    d_kv: 9,
+    d_ff: 50,
+    num_layers: 2,
+    num_decoder_layers: 2,
+    num_heads: 4,
+    relative_attention_num_buckets: 8,
+    pad_token_id: 0,
+    eos_token_id: 1,
+    decoder_start_token_id: 0,
+  },
+};
+
+for (const [family, config] of Object.entries(ODD)) {
+  test(`${family}, odd widths: batch-1 steps equal forward at ${TARGET} positions; onnxruntime greedy = generate`, async (t) => {
+    native().setNumThreads(1);
+    const model = await Seq2SeqModel.fromConfig(config, { seed: 5 });
+    const dir = tempDir('blockprune-s2s-decode-');
+    try {
+      await model.save(dir.path + '/model');
+      const handle = await native().loadSeq2Seq(dir.path + '/model');
+      const S = 11;
+      const source = { inputIds: BigInt64Array.from({ length: S }, (_, i) => BigInt(i === S - 1 ? config.eos_token_id : 3 + ((i * 37) % 190))), batchSize: 1, seqLen: S };
+      const decoderInputIds = BigInt64Array.from({ length: TARGET }, (_, i) => BigInt(i === 0 ? config.decoder_start_token_id : 3 + ((i * 53) % 190)));
+      const inputs = { ...source, targetLen: TARGET, decoderInputIds };
+      const steps = (await handle.decodeSteps(inputs)).logits;
+      const full = (await handle.forward(inputs)).logits;
+      const d = maxAbsDiff(steps.data as Float32Array, full.data as Float32Array);
+      t.log(`${family}: ${TARGET} batch-1 steps vs forward, max |diff| = ${d.toExponential(3)} (atol ${ATOL})`);
+      t.true(d <= ATOL, `${d} > ${ATOL}`);
+      handle.dispose();
+
+      await model.exportOnnx(dir.path + '/onnx');
+      const sessions = await loadOnnxSeq2Seq(dir.path + '/onnx', { intraOpNumThreads: 1, interOpNumThreads: 1 });
+      const maxLength = 24;
+      const ours = await model.generate({ ...source, attentionMask: new BigInt64Array(S).fill(1n) }, { maxLength, minLength: maxLength, numBeams: 1 });
+      const ort = await onnxGreedy(sessions, { ...source, attentionMask: new BigInt64Array(S).fill(1n) }, { start: config.decoder_start_token_id, eos: config.eos_token_id, pad: config.pad_token_id, maxLength, minLength: maxLength });
+      t.deepEqual(ort.sequences, rows(ours.sequences));
+    } finally {
+      model.dispose();
+      dir.cleanup();
+    }
+  });
+}
