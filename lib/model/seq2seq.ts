@@ -180,7 +180,8 @@ export class Seq2SeqModel {
 
   /**
    * Greedy generation, one step at a time: yields each step's tokens (one per row; rows that have finished get
-   * pad), the same ids generate() returns after the decoder start token. numBeams must be 1 (or unset).
+   * pad), the same ids generate() returns after the decoder start token. numBeams must be 1 (or unset). Leaving
+   * the loop early stops the generation within a step or two; the iterator's return() resolves once it has stopped.
    */
   async *stream(inputs: GenerateInputs, options: GenerateOptions = {}): AsyncGenerator<BigInt64Array> {
     const o = checkGenerate(inputs, options);
@@ -190,26 +191,34 @@ export class Seq2SeqModel {
     let settled = false;
     let failure: { error: unknown } | undefined;
     let steps = Infinity;
+    let stopped = false;
     // Steps arrive through a thread-safe function, possibly after the Promise settles: the stream ends once it
-    // has yielded as many steps as the result has tokens after the start token.
-    this.#live()
-      .generate(inputs, { ...o, numBeams: 1, onStep: (tokens) => (queue.push(tokens), wake?.()) })
+    // has yielded as many steps as the result has tokens after the start token. A reader that stops early (a
+    // `break`, a closed connection) makes the listener answer false: the native loop stops within a step or two.
+    const done = this.#live()
+      .generate(inputs, { ...o, numBeams: 1, onStep: (tokens) => !stopped && (queue.push(tokens), wake?.(), true) })
       .then(
-        (r) => (steps = r.sequences.shape[1] - 1),
-        (error: unknown) => (failure = { error }),
+        (r) => void (steps = r.sequences.shape[1] - 1),
+        (error: unknown) => void (failure = { error }),
       )
       .finally(() => ((settled = true), wake?.()));
-    for (let yielded = 0; ; ) {
-      const next = queue.shift();
-      if (next) {
-        yielded++;
-        yield next;
-        continue;
+    try {
+      for (let yielded = 0; ; ) {
+        const next = queue.shift();
+        if (next) {
+          yielded++;
+          yield next;
+          continue;
+        }
+        if (failure) throw failure.error;
+        if (settled && yielded >= steps) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
       }
-      if (failure) throw failure.error;
-      if (settled && yielded >= steps) return;
-      await new Promise<void>((resolve) => (wake = resolve));
-      wake = undefined;
+    } finally {
+      // Left early: the model is free again once the native loop has seen the answer (its E_ABORTED is ours).
+      stopped = true;
+      await done;
     }
   }
 

@@ -31,6 +31,8 @@
  *                       placed in the cache); the message names the id, the file and the URL
  * - `E_BAD_PROFILE`     a latency profile file (latency-profile-BxS.json in a model directory) is not one
  *                       blockprune wrote; the message names it (delete it, or measure again with force)
+ * - `E_ABORTED`         a generation was stopped by its caller (its onStep listener returned false: a stream
+ *                       left early); what it had produced was already delivered step by step
  */
 export type ErrorCode =
   | 'E_FILE_NOT_FOUND'
@@ -55,7 +57,8 @@ export type ErrorCode =
   | 'E_RESUME_MISMATCH'
   | 'E_NOT_CACHED'
   | 'E_DOWNLOAD'
-  | 'E_BAD_PROFILE';
+  | 'E_BAD_PROFILE'
+  | 'E_ABORTED';
 
 export class BlockpruneError extends Error {
   readonly code: ErrorCode;

@@ -96,8 +96,11 @@ export interface NativeGenerateOptions {
   /** undefined: config.json's; null: none. */
   forcedBosTokenId?: number | null;
   forcedEosTokenId?: number | null;
-  /** Called on the main thread with each step's tokens (one per row, or per beam), before the Promise settles. */
-  onStep?: (tokens: BigInt64Array) => void;
+  /**
+   * Called on the main thread with each step's tokens (one per row, or per beam), before the Promise settles.
+   * Returning false stops the generation at its next step or the one after: the Promise rejects with E_ABORTED.
+   */
+  onStep?: (tokens: BigInt64Array) => boolean | void;
 }
 
 /** The native encoder-decoder model (native/bindings/seq2seq_handle.h). */

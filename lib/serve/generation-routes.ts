@@ -152,8 +152,8 @@ export class GenerationRoute {
   /**
    * Server-Sent Events: the 200 and its headers once the first piece is ready (an error before it is a plain
    * coded response), then `data: {"token"}` a piece and `data: {"done": true, summary_text | generated_text}`.
-   * A client that leaves gets nothing more; its generation runs out on the lane, since the native generate()
-   * cannot be interrupted (at most max_length steps), so that the next job finds the model free.
+   * A client that leaves gets nothing more and its generation stops (leaving the pieces' loop stops the native
+   * loop within a step or two); the lane is held until it has, so that the next job finds the model free.
    */
   async #stream(input: string, options: GenerateOptions, res: ServerResponse): Promise<typeof STREAMED> {
     this.#counts.streams++;
@@ -172,6 +172,7 @@ export class GenerationRoute {
         let started = false;
         try {
           for await (const piece of pieces) {
+            if (gone || res.writableEnded) break;
             text += piece;
             if (!started && !gone && !res.writableEnded) {
               started = true;

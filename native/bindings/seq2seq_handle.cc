@@ -2,6 +2,7 @@
 
 #include <c10/core/GradMode.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "checkpoint.h"
@@ -143,7 +144,7 @@ Napi::Value Seq2SeqHandle::Generate(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<bp::GenerateResult>();
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.seq2seqGenerate",
-      [c, ids, mask, g, tsfn, out]() {
+      [c, ids, mask, g, tsfn, out, stop = std::make_shared<std::atomic<bool>>(false)]() {
         // Released however the job ends, so the thread-safe function never keeps the event loop alive.
         struct Release {
           std::shared_ptr<Napi::ThreadSafeFunction> f;
@@ -153,14 +154,19 @@ Napi::Value Seq2SeqHandle::Generate(const Napi::CallbackInfo& info) {
         } release{tsfn};
         std::function<void(const at::Tensor&)> on_step;
         if (tsfn)
-          on_step = [tsfn](const at::Tensor& tokens) {
+          on_step = [tsfn, stop](const at::Tensor& tokens) {
+            // The listener answered `false` to an earlier step (its reader went away: a closed stream, a client
+            // that disconnected): stop here rather than decode to max_length for no one. The flag is set on the
+            // main thread as it runs the listener, so generation ends within a step or two of the answer.
+            if (stop->load()) throw bp::Error("E_ABORTED", "generation stopped: its onStep listener returned false");
             auto* copy = new std::vector<int64_t>(tokens.data_ptr<int64_t>(), tokens.data_ptr<int64_t>() + tokens.numel());
-            const auto status = tsfn->BlockingCall(copy, [](Napi::Env e, Napi::Function fn, std::vector<int64_t>* data) {
+            const auto status = tsfn->BlockingCall(copy, [stop](Napi::Env e, Napi::Function fn, std::vector<int64_t>* data) {
               auto arr = Napi::BigInt64Array::New(e, data->size());
               std::copy(data->begin(), data->end(), arr.Data());
               delete data;
               try {
-                fn.Call({arr});
+                Napi::Value r = fn.Call({arr});
+                if (r.IsBoolean() && !r.As<Napi::Boolean>().Value()) stop->store(true);
               } catch (const Napi::Error&) {
                 // A listener's exception is the listener's: generation goes on.
               }
