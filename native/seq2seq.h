@@ -143,10 +143,17 @@ class Seq2SeqImpl : public torch::nn::Module {
 // W * M and BART's bias masks at the current threshold); `model` is untouched (the caller holds its lock).
 //   FFN cross-zeroing: an intermediate unit is dead when its row in wi (BART fc1; T5 gated: wi_0 or wi_1) or its
 //   column in wo (fc2) is all zero; a dead unit's rows and column are zeroed everywhere.
-//   Heads: a head survives if its slice has a non-zero weight in q, k AND v; if none would, head 0 stays.
+//   Heads, rule "exact" (the default): a head goes when its output is zero whatever it attends to: its value
+//   rows (and their bias) or its output projection's columns all zero; the outputs are then exactly the masked
+//   model's. Rule "reference" (nn_pruning's, BERT's compact.h): a head survives only if its slice has a non-zero
+//   weight in q, k AND v, so a head with zero queries or keys also goes, although it still attended (uniformly,
+//   or by T5's position bias) and added its values' mean: the outputs change (the fixtures' quirk_dead_matrix_head).
+//   Either way, if no head of a block would survive, head 0 stays.
+//   FFN units: "exact" counts an input row as zero only when its bias is zero too (act(bias) need not be 0).
 //   mode "dense": dead FFN units go (at least one stays); "heads": FFN widths unchanged.
 // The result is unpatched, eval mode, on the model's device, with the structure in its config (above).
-std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std::string& mode, Seq2SeqCompactReport* report);
+std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std::string& mode, Seq2SeqCompactReport* report,
+                                             const std::string& rule = "exact");
 
 // The families' loaders (bart.cc, t5.cc): the model of `dir` (config.json + model.safetensors) on `device`;
 // E_BAD_CONFIG / E_BAD_CHECKPOINT naming the file and the field or tensor. (Called by name, not registered

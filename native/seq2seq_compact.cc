@@ -37,8 +37,10 @@ at::Tensor index_of(const std::vector<int64_t>& v, const at::Device& device) { r
 
 }  // namespace
 
-std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std::string& mode, Seq2SeqCompactReport* report) {
+std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std::string& mode, Seq2SeqCompactReport* report, const std::string& rule) {
   if (mode != "dense" && mode != "heads") throw Error("E_INVALID_ARG", "Expected compaction mode 'dense' or 'heads' but received '" + mode + "'");
+  if (rule != "exact" && rule != "reference") throw Error("E_INVALID_ARG", "Expected dead-head rule 'exact' or 'reference' but received '" + rule + "'");
+  const bool exact = rule == "exact";
   at::NoGradGuard no_grad;
   const Seq2SeqInfo info = model.info();
   nlohmann::json config = nlohmann::json::parse(info.config_json);
@@ -56,6 +58,13 @@ std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std
                                  config.value(t5 ? "num_heads" : "decoder_attention_heads", int64_t{1})};
   const int64_t full_width[2] = {config.value(t5 ? "d_ff" : "encoder_ffn_dim", int64_t{1}), config.value(t5 ? "d_ff" : "decoder_ffn_dim", int64_t{1})};
   const auto blocks = model.prunable_blocks();
+  // The rows of a linear that are all zero (exact: their bias too).
+  const auto zero_rows = [&](const std::string& lin, bool with_bias) {
+    auto z = P(lin + ".weight").ne(0).any(1).logical_not();
+    const auto bias = w.find(lin + ".bias");
+    if (with_bias && bias != w.end()) z = z.logical_and(bias->second.eq(0));
+    return z;
+  };
   const Seq2SeqStructure before = Seq2SeqStructure::from_json(config, source, info.encoder_layers, info.decoder_layers, full_heads[0], full_heads[1],
                                                               full_width[0], full_width[1]);
   Seq2SeqStructure structure = before;
@@ -72,9 +81,10 @@ std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std
     if (b.kind == "ffn") {
       // FFN cross-zeroing: a unit is dead when its row in any input linear (wi; gated: wi_0 or wi_1) or its
       // column in the output linear is all zero; it then contributes nothing, so all of it is zeroed.
+      // (exact: an input row counts as zero only with its bias: act(bias) need not be 0.)
       auto& wo = P(b.linears.back() + ".weight");
       auto dead = wo.abs().sum(0).eq(0);
-      for (size_t k = 0; k + 1 < b.linears.size(); ++k) dead = dead.logical_or(P(b.linears[k] + ".weight").abs().sum(1).eq(0));
+      for (size_t k = 0; k + 1 < b.linears.size(); ++k) dead = dead.logical_or(zero_rows(b.linears[k], exact));
       for (size_t k = 0; k + 1 < b.linears.size(); ++k) P(b.linears[k] + ".weight").index_put_({dead}, 0.0);
       wo.index_put_({at::indexing::Slice(), dead}, 0.0);
       at::Tensor units = mode == "dense" ? dead.logical_not().nonzero().flatten() : at::arange(wo.size(1), at::TensorOptions().dtype(at::kLong).device(wo.device()));
@@ -84,10 +94,14 @@ std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std
       r.width_before = b.width, r.width_after = units.numel();
       (b.stack == "decoder" ? structure.decoder_intermediate_sizes : structure.encoder_intermediate_sizes)[b.layer] = r.width_after;
     } else {
-      // Heads alive in q, k AND v (the reference's rule: a head dead in one of them goes); none alive: head 0.
+      // reference: heads alive in q, k AND v (a head dead in one of them goes); exact: a head goes only when its
+      // output is zero whatever it attends to (its values, bias included, or its output columns all zero): a head
+      // with zero queries or keys still attends (uniformly, or by T5's position bias) and adds its values' mean.
+      // None alive: head 0 stays.
       const int64_t h = b.heads, hd = b.head_dim;
-      const auto any = [&](const std::string& lin) { return P(lin + ".weight").view({h, hd, -1}).ne(0).flatten(1).any(1); };
-      const auto alive = (any(b.linears[0]) & any(b.linears[1]) & any(b.linears[2])).to(at::kCPU);
+      const auto any = [&](const std::string& lin) { return zero_rows(lin, exact).view({h, hd}).logical_not().any(1); };
+      const auto out_cols = P(b.linears[3] + ".weight").view({-1, h, hd}).ne(0).any(2).any(0);
+      const auto alive = (exact ? any(b.linears[2]) & out_cols : any(b.linears[0]) & any(b.linears[1]) & any(b.linears[2])).to(at::kCPU);
       const auto original = before.kept_heads(b.stack, b.role, b.layer, full_heads[b.stack == "decoder"]);  // by original index
       std::vector<int64_t> keep;
       for (int64_t k = 0; k < h; ++k)

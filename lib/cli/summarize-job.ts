@@ -24,7 +24,7 @@ import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
 import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { rouge, type RougeScores } from '../training/metrics';
-import { Seq2SeqTrainer, type Seq2SeqTrainExample } from '../training/seq2seq-trainer';
+import { Seq2SeqTrainer, seq2seqBatch, type Seq2SeqTrainExample } from '../training/seq2seq-trainer';
 import type { FinePruneJobOptions } from './job-options';
 import { trainingProgress } from './progress';
 import { copyFileSync, existsSync } from 'node:fs';
@@ -89,6 +89,8 @@ export interface SummarizeJobResult {
   rouge: { dense: RougeScores; pruned: RougeScores; compact: RougeScores };
   parameters: { dense: number; compact: number; reduction: number };
   blocks: Seq2SeqCompactReport['blocks'];
+  /** Largest |logit| difference between the compact and the masked model on 32 held-out pairs (teacher-forced). */
+  logitsDiff: number;
   /** Batch-1 greedy generation of `tokens` tokens per source, alternating rounds, medians. */
   latency: { tokens: number; sources: number; denseMsPerToken: number; compactMsPerToken: number; speedup: number };
   outputDir: string;
@@ -283,7 +285,11 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
   await compact.save(compactDir);
   withTokenizer(compactDir);
   const compactRouge = await evaluateRouge(compact, tok, evalPairs, evalOpts);
-  log(`[${elapsed()}] compact: ${fmt(compactRouge)} (saved to ${compactDir})`);
+  // Compaction keeps what the masks compute: the two models' logits on held-out pairs (teacher-forced), side by side.
+  const probe = seq2seqBatch(encodePairs(tok, evalPairs.slice(0, 32), maxLength, targetLength), dense.info.padTokenId);
+  const [pl, cl] = [(await pruned.forward(probe)).logits.data as Float32Array, (await compact.forward(probe)).logits.data as Float32Array];
+  const logitsDiff = pl.reduce((m, x, i) => Math.max(m, Math.abs(x - cl[i])), 0);
+  log(`[${elapsed()}] compact: ${fmt(compactRouge)} (saved to ${compactDir}); logits vs the masked model's: max difference ${logitsDiff.toExponential(1)}`);
   log(`  parameters ${report.parametersBefore.toLocaleString('en-US')} -> ${report.parametersAfter.toLocaleString('en-US')} (${(100 * (1 - report.parametersAfter / report.parametersBefore)).toFixed(1)}% fewer)`);
   for (const b of report.blocks)
     log(`  ${b.stack} ${b.layer} ${b.kind === 'attention' ? `${b.role}-attention: heads ${b.keptHeads!.length} kept${b.removedHeads!.length ? ` (${b.removedHeads!.join(', ')} removed)` : ''}` : `FFN: ${b.widthBefore} -> ${b.widthAfter} units`}`);
@@ -301,6 +307,7 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
     rouge: { dense: denseRouge, pruned: prunedRouge, compact: compactRouge },
     parameters: { dense: report.parametersBefore, compact: report.parametersAfter, reduction: 1 - report.parametersAfter / report.parametersBefore },
     blocks: report.blocks,
+    logitsDiff,
     latency: { tokens: targetLength, sources: sources.length, denseMsPerToken: denseMs, compactMsPerToken: compactMs, speedup: denseMs / compactMs },
     outputDir: out,
   };

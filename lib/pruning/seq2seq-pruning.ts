@@ -29,14 +29,18 @@ declare module '../model/seq2seq' {
      */
     masks(): Promise<Record<string, TensorData>>;
     /**
-     * A smaller dense copy (this model is unchanged; a patched one is compiled on the copy at its threshold):
-     * in every attention block (encoder self, decoder self, cross) the heads with no non-zero weight in q, k or v
-     * go (one stays), and with mode 'dense' (default) the FFN units with an all-zero row or column go (one stays).
-     * The outputs equal the masked model's (nn_pruning's rules; compact.h). The copy's config.json records the
-     * structure (encoder/decoder/cross_pruned_heads, encoder/decoder_intermediate_sizes), so save() and
-     * fromPretrained() round-trip it; it keeps this model's tokenizer files for save().
+     * A smaller dense copy (this model is unchanged; a patched one is compiled on the copy at its threshold): in
+     * every attention block (encoder self, decoder self, cross) the dead heads go (one stays), and with mode
+     * 'dense' (default) the FFN units with an all-zero row or column go (one stays). Which heads are dead:
+     * `deadHeads` 'exact' (default) those whose output is zero whatever they attend to (value rows, bias included,
+     * or output columns all zero): the outputs equal the masked model's; 'reference' nn_pruning's rule (BERT's
+     * compact()): a head with no non-zero weight in q, k or v, so also one that still attends with zero queries
+     * or keys (uniformly, or by T5's position bias): smaller, and the outputs change by what those heads added.
+     * The copy's config.json records the structure (encoder/decoder/cross_pruned_heads,
+     * encoder/decoder_intermediate_sizes), so save() and fromPretrained() round-trip it; it keeps this model's
+     * tokenizer files for save().
      */
-    compact(mode?: 'dense' | 'heads'): Promise<{ model: Seq2SeqModel; report: Seq2SeqCompactReport }>;
+    compact(mode?: 'dense' | 'heads', options?: { deadHeads?: 'exact' | 'reference' }): Promise<{ model: Seq2SeqModel; report: Seq2SeqCompactReport }>;
   }
 }
 
@@ -68,9 +72,11 @@ extendSeq2Seq({
     return handle(this).masks();
   },
 
-  async compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: Seq2SeqModel; report: Seq2SeqCompactReport }> {
+  async compact(mode: 'dense' | 'heads' = 'dense', options: { deadHeads?: 'exact' | 'reference' } = {}): Promise<{ model: Seq2SeqModel; report: Seq2SeqCompactReport }> {
     v.oneOf('mode', mode, ['dense', 'heads'] as const);
-    const { model, report } = await handle(this).compact(mode);
+    const o = v.options('options', options, ['deadHeads']);
+    const rule = o.deadHeads === undefined ? 'exact' : v.oneOf('options.deadHeads', o.deadHeads, ['exact', 'reference'] as const);
+    const { model, report } = await handle(this).compact(mode, rule);
     return { model: seq2seqInternals.wrap(model, this.sourceDir), report };
   },
 });

@@ -128,7 +128,7 @@ export interface NativeSeq2Seq {
   masks(): Promise<Record<string, TensorData>>;
   loadState(path: string, options?: { strict?: boolean }): Promise<string[]>;
   /** Compaction (native/seq2seq.h compact_seq2seq): a new model; this one is unchanged. */
-  compact(mode: 'dense' | 'heads'): Promise<{ model: NativeSeq2Seq; report: Seq2SeqCompactReport }>;
+  compact(mode: 'dense' | 'heads', deadHeads?: 'exact' | 'reference'): Promise<{ model: NativeSeq2Seq; report: Seq2SeqCompactReport }>;
   dispose(): void;
   isDisposed(): boolean;
 }

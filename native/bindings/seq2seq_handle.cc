@@ -334,12 +334,14 @@ Napi::Value Seq2SeqHandle::Compact(const Napi::CallbackInfo& info) {
   auto c = cell(env);
   const std::string mode = info[0].IsUndefined() ? "dense" : get_string(info[0], "mode");
   if (mode != "dense" && mode != "heads") throw_range_error(env, "Expected 'dense' or 'heads' for mode but received '" + mode + "'");
+  const std::string rule = info.Length() < 2 || info[1].IsUndefined() ? "exact" : get_string(info[1], "deadHeads");
+  if (rule != "exact" && rule != "reference") throw_range_error(env, "Expected 'exact' or 'reference' for deadHeads but received '" + rule + "'");
   auto result = std::make_shared<std::pair<std::shared_ptr<bp::Seq2SeqImpl>, bp::Seq2SeqCompactReport>>();
   return queue_lambda(
       env, info.This().As<Napi::Object>(), "blockprune.seq2seqCompact",
-      [c, mode, result]() {
+      [c, mode, rule, result]() {
         std::lock_guard<std::mutex> lock(c->mutex);  // the weights and masks are read while nothing changes them
-        result->first = bp::compact_seq2seq(*c->model, mode, &result->second);
+        result->first = bp::compact_seq2seq(*c->model, mode, &result->second, rule);
       },
       [result](Napi::Env e) -> Napi::Value {
         const auto& r = result->second;

@@ -39,6 +39,7 @@ for (const [task, family] of [['summarize', 'bart'], ['reconstruct', 't5']]) {
         for (const m of ['rouge1', 'rouge2', 'rougeL']) t.true(report.rouge[k][m] >= 0 && report.rouge[k][m] <= 1, `${k} ${m}`);
       // The compact model computes what the masked one does: the same generated subjects, the same ROUGE.
       t.deepEqual(report.rouge.compact, report.rouge.pruned);
+      t.true(report.logitsDiff < 1e-4, `compact vs masked logits: ${report.logitsDiff}`);
       t.true(report.parameters.compact < report.parameters.dense, JSON.stringify(report.parameters));
       // 1+1 layers: encoder self, decoder self, cross attention and two FFNs.
       t.deepEqual(

@@ -84,8 +84,16 @@ for (const f of FAMILIES) {
       expectClose(t, `${f.name} masked`, masked, outputs.masked_logits, f.logitsAtol);
       await rejects(t, () => model.compact('both' as 'dense'), 'E_INVALID_ARG', /mode/);
 
-      const { model: small, report } = await model.compact();
+      // The default rule removes only heads whose output is zero: the masked model's logits.
+      const exact = await model.compact();
+      models.push(exact.model);
+      expectClose(t, `${f.name} exact compact vs masked`, await logits(exact.model, io), masked, f.logitsAtol);
+      t.log(`exact rule: ${exact.report.parametersAfter} parameters, heads removed ${JSON.stringify(attentionOf(exact.report).map((b) => b.heads_pruned))}`);
+
+      // nn_pruning's rule (a head dead in q, k or v goes): the fixture's heads_removed_logits and compact.json.
+      const { model: small, report } = await model.compact('dense', { deadHeads: 'reference' });
       models.push(small);
+      await rejects(t, () => model.compact('dense', { deadHeads: 'some' as 'exact' }), 'E_INVALID_ARG', /deadHeads/);
       expectClose(t, `${f.name} compact vs heads_removed_logits`, await logits(small, io), outputs.heads_removed_logits, f.logitsAtol);
       t.deepEqual(attentionOf(report), compact.attention_blocks.map(({ stack, layer, attention, heads_kept, heads_pruned }) => ({ stack, layer, attention, heads_kept, heads_pruned })));
       t.deepEqual(widthsOf(report, 'widthAfter'), compact.ffn_widths);
@@ -121,14 +129,14 @@ for (const f of FAMILIES) {
       t.is(back.info.numParameters, report.parametersAfter);
 
       // Compacting the compact model again removes nothing more and keeps the original head indices.
-      const again = await back.compact();
+      const again = await back.compact('dense', { deadHeads: 'reference' });
       models.push(again.model);
       t.deepEqual(attentionOf(again.report).map((b) => b.heads_pruned), compact.attention_blocks.map(() => []));
       t.deepEqual(attentionOf(again.report).map((b) => b.heads_kept), compact.attention_blocks.map((b) => b.heads_kept));
       t.is(again.report.parametersAfter, report.parametersAfter);
 
       // mode 'heads': the FFN stays as it is, the heads go.
-      const heads = await model.compact('heads');
+      const heads = await model.compact('heads', { deadHeads: 'reference' });
       models.push(heads.model);
       t.deepEqual(widthsOf(heads.report, 'widthAfter'), widthsOf(heads.report, 'widthBefore'));
       t.deepEqual(attentionOf(heads.report), attentionOf(report));
@@ -179,8 +187,12 @@ for (const f of FAMILIES) {
       models.push(model);
       const io = await readTensors(join(root, 'io.safetensors'));
       expectClose(t, `${f.name} quirk masked`, await logits(model, io), expected.masked_logits, f.logitsAtol);
-      const { model: small, report } = await model.compact();
+      const { model: small, report } = await model.compact('dense', { deadHeads: 'reference' });
       models.push(small);
+      // The default rule keeps the head dead in one matrix (it still attends and adds its values): masked logits.
+      const exact = await model.compact();
+      models.push(exact.model);
+      expectClose(t, `${f.name} quirk exact compact vs masked`, await logits(exact.model, io), expected.masked_logits, f.logitsAtol);
       const marked = new Map(quirk.heads_marked_dead.map((b) => [`${b.stack}.${b.layer}.${b.attention}`, b]));
       for (const b of report.blocks.filter((x) => x.kind === 'attention')) {
         const m = marked.get(`${b.stack}.${b.layer}.${b.role}`);
