@@ -145,6 +145,8 @@ export type { Seq2SeqExample } from './data/spam-assassin';
 export type { SpamAssassinOptions } from './data/spam-assassin';
 export { emailParts, emailToText } from './data/mail';
 export { epochSeed, permutation, rng, shuffle } from './data/rng';
+export { textInfilling } from './data/noise';
+export type { InfillingOptions } from './data/noise';
 export type { BatchOptions, ClassificationBatch, QABatch } from './data/batches';
 export { ClassificationDataset } from './data/classification-dataset';
 export type { ClassificationDatasetOptions } from './data/classification-dataset';

@@ -25,7 +25,7 @@ import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json'
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { rouge, type RougeScores } from '../training/metrics';
 import { Seq2SeqTrainer, seq2seqBatch, type Seq2SeqTrainExample } from '../training/seq2seq-trainer';
-import type { FinePruneJobOptions } from './job-options';
+import { maxPositions, type FinePruneJobOptions } from './job-options';
 import { trainingProgress } from './progress';
 import { copyFileSync, existsSync } from 'node:fs';
 
@@ -77,8 +77,10 @@ export function summarizeOptions(job: FinePruneJobOptions, extra: { targetLength
   if (job.model !== undefined) v.modelDirectory(nameOf('model'), job.model, 'BART or T5 model directory');
   const shared = Object.fromEntries(SHARED.filter((k) => job[k] !== undefined).map((k) => [k, job[k]])) as SharedOptions;
   const o: SummarizeJobOptions = { ...shared, task: v.oneOf(nameOf('task'), job.task as string, TEXT_TASKS), family: job.family as 'bart' | 't5' | undefined, modelConfig: job.modelConfig, maxLength: job.maxLength, ...extra };
-  if (o.maxLength !== undefined) v.integer(nameOf('maxLength'), o.maxLength, { min: 4, max: 1024 });
-  if (o.targetLength !== undefined) v.integer(nameOf('targetLength'), o.targetLength, { min: 3, max: 512 });
+  // A checkpoint's position table bounds both lengths (BART's learned positions; T5 has none: 512 here).
+  const positions = o.model !== undefined ? maxPositions(o) : 1024;
+  v.integer(nameOf('maxLength'), o.maxLength ?? 128, { min: 4, max: positions });
+  v.integer(nameOf('targetLength'), o.targetLength ?? 24, { min: 3, max: Math.min(512, positions) });
   if (o.numBeams !== undefined) v.integer(nameOf('numBeams'), o.numBeams, { min: 1, max: 64 });
   v.writableDirectory(nameOf('output'), o.output);
   return o;

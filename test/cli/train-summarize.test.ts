@@ -5,10 +5,11 @@
  * saved compact model reloads and summarizes through the pipeline; flags it cannot use are refused before any work.
  */
 import test from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from '../../lib/index';
-import { runCli, tempDir } from '../helpers';
+import { runCli, tempDir, withShared } from '../helpers';
+import { bartDir } from '../seq2seq-dirs';
 
 let haveSpam = true;
 try {
@@ -67,6 +68,29 @@ for (const [task, family] of [['summarize', 'bart'], ['reconstruct', 't5']]) {
     }
   });
 }
+
+withShared('fixtures/bart-tiny')('train --task summarize --model DIR: a checkpoint with its own tokenizer (byte-level BPE), its positions bounding the lengths', (t) => {
+  const tmp = tempDir();
+  try {
+    const model = bartDir(mkdirSync(join(tmp.path, 'bart'), { recursive: true })!);
+    const out = join(tmp.path, 'job');
+    const base = ['train', '--task', 'summarize', '--model', model, '--output', out];
+    // bart-tiny has 64 positions: the default source length (128) is refused before any work.
+    const bad = runCli(base, 60_000);
+    t.is(bad.code, 2, bad.err);
+    t.regex(bad.err, /<= 64 for --max-length but received the number 128/);
+    t.false(existsSync(out));
+    const r = runCli([...base, '--max-length', '48', '--target-length', '8', '--limit', '24', '--eval-limit', '8', '--max-steps', '4', '--batch-size', '8', '--latency-runs', '3'], 120_000);
+    t.is(r.code, 0, r.err + r.out.slice(-3000));
+    t.regex(r.out, /loaded .*bart.* BartForConditionalGeneration: d_model 64, 2\+2 layers/);
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    t.deepEqual(report.examples, { train: 24, eval: 8 });
+    t.true(report.logitsDiff < 1e-4, String(report.logitsDiff));
+    t.true(existsSync(join(out, 'compact', 'vocab.json')), 'the checkpoint tokenizer travels with the compact model');
+  } finally {
+    tmp.cleanup();
+  }
+});
 
 test('train --task summarize refuses what it cannot use, before any work', (t) => {
   const tmp = tempDir();
