@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "errors.h"
+#include "huge_pages.h"
 
 namespace bp {
 
@@ -113,9 +114,10 @@ std::shared_ptr<Seq2SeqImpl> load_seq2seq(const std::string& dir, const std::str
   const auto path = dir + "/config.json";
   const nlohmann::json j = read_json_file(path, "E_BAD_CONFIG", "config");
   const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
-  if (type == "bart") return load_bart(dir, device);
-  if (type == "t5") return load_t5(dir, device);
-  throw Error("E_BAD_CONFIG", path + ": model_type '" + type + "' is not an encoder-decoder family blockprune knows (bart, t5)");
+  if (type != "bart" && type != "t5") throw Error("E_BAD_CONFIG", path + ": model_type '" + type + "' is not an encoder-decoder family blockprune knows (bart, t5)");
+  auto model = type == "bart" ? load_bart(dir, device) : load_t5(dir, device);
+  place_weights_on_huge_pages(*model);
+  return model;
 }
 
 void load_named(torch::nn::Module& module, const NamedTensors& weights, const std::vector<std::pair<std::string, std::string>>& aliases,

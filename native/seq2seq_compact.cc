@@ -8,6 +8,7 @@
 
 #include "checkpoint.h"
 #include "errors.h"
+#include "huge_pages.h"
 #include "masks.h"
 #include "patch.h"
 #include "seq2seq.h"
@@ -151,6 +152,7 @@ std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std
   const auto device = model.named_parameters().front().value().device();
   out->to(device);
   out->eval();
+  place_weights_on_huge_pages(*out);
   rep.parameters_after = out->info().num_parameters;
   if (report) *report = std::move(rep);
   return out;

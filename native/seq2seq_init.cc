@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "errors.h"
+#include "huge_pages.h"
 #include "safetensors.h"
 #include "t5.h"
 
@@ -110,6 +111,7 @@ std::shared_ptr<Seq2SeqImpl> create_seq2seq(const std::string& config_json, uint
   init_seq2seq_weights(*model, seed);
   model->to(parse_device(device));
   model->eval();
+  place_weights_on_huge_pages(*model);
   return model;
 }
 

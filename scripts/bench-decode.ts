@@ -28,8 +28,7 @@ type Geometry = keyof typeof GEOMETRIES;
 async function benchOne(name: Geometry, o: { steps: number; source: number; rounds: number; warmup: number; threads: number }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'blockprune-bench-decode-'));
   // Both sides read the same weights from files, as deployed: ours from save()'s directory, onnxruntime from
-  // exportOnnx's. (A fromConfig model timed 10-30% slower per token than the same weights loaded, in every
-  // order tried; not explained yet.)
+  // exportOnnx's. (Where the weights land mattered by 10-30% before they went on 2 MiB pages: native/huge_pages.h.)
   const random = await Seq2SeqModel.fromConfig(GEOMETRIES[name], { seed: 1 });
   await random.save(join(dir, 'model'));
   random.dispose();
@@ -51,7 +50,7 @@ async function benchOne(name: Geometry, o: { steps: number; source: number; roun
     ];
     for (let i = 0; i < o.warmup; i++) for (const r of runs) r.ids = await r.run();
     for (let i = 0; i < o.rounds; i++)
-      for (const r of runs) {
+      for (const r of i % 2 ? [...runs].reverse() : runs) {
         const t0 = performance.now();
         r.ids = await r.run();
         r.ms.push((performance.now() - t0) / o.steps);

@@ -6,6 +6,8 @@
  * onnxruntime's greedy ids on the exported graphs equal generate()'s.
  */
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Seq2SeqModel } from '../../lib/model/seq2seq';
 import { native } from '../../lib/runtime/native';
 import { maxAbsDiff, rows, tempDir } from '../helpers';
@@ -81,3 +83,35 @@ for (const [family, config] of Object.entries(ODD)) {
     }
   });
 }
+
+/** AnonHugePages (kB) of a child process before and after it builds a model with a 4 MiB token table. */
+function hugePagesDelta(env: Record<string, string>): number {
+  const script = `
+    const { Seq2SeqModel } = require(${JSON.stringify(require.resolve('../../lib/model/seq2seq'))});
+    const huge = () => Number(/AnonHugePages:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/smaps_rollup', 'utf8'))[1]);
+    (async () => {
+      const before = huge();
+      const m = await Seq2SeqModel.fromConfig(${JSON.stringify({ ...ODD.t5, vocab_size: 8192, d_model: 128, d_kv: 32 })});
+      console.log(huge() - before);
+      m.dispose();
+    })();`;
+  const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return Number(r.stdout.trim());
+}
+
+const thp = (() => {
+  try {
+    return /\[(always|madvise)\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'));
+  } catch {
+    return false;
+  }
+})();
+
+(thp ? test : test.skip)(`a model's large weights land on 2 MiB pages (native/huge_pages.h), and not with BLOCKPRUNE_HUGE_PAGES=0${thp ? '' : ' (skipped: no transparent huge pages on this machine)'}`, (t) => {
+  const on = hugePagesDelta({});
+  const off = hugePagesDelta({ BLOCKPRUNE_HUGE_PAGES: '0' });
+  t.log(`AnonHugePages: +${on} kB placed, +${off} kB with BLOCKPRUNE_HUGE_PAGES=0`);
+  t.true(on >= 4096, `${on} kB on huge pages`);
+  t.true(off < on, `${off} kB with the placement off`);
+});
