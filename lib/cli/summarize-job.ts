@@ -24,7 +24,7 @@ import { AutoTokenizer } from '../tokenizer/auto-tokenizer';
 import { hasTokenizerFiles, TOKENIZER_FILES } from '../tokenizer/tokenizer-json';
 import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { rouge, type RougeScores } from '../training/metrics';
-import { Seq2SeqTrainer, seq2seqBatch, type Seq2SeqTrainExample } from '../training/seq2seq-trainer';
+import { Seq2SeqTrainer, seq2seqBatch, type Seq2SeqTrainerOptions, type Seq2SeqTrainExample } from '../training/seq2seq-trainer';
 import { maxPositions, type FinePruneJobOptions } from './job-options';
 import { trainingProgress } from './progress';
 import { copyFileSync, existsSync } from 'node:fs';
@@ -224,25 +224,23 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
   const di = dense.info;
   log(`[${elapsed()}] ${o.model ? `loaded ${o.model}` : 'a random'} ${di.architecture}: d_model ${di.dModel}, ${di.encoderLayers}+${di.decoderLayers} layers, ${di.heads} heads (${di.numParameters.toLocaleString('en-US')} parameters)`);
 
+  // A training stage: its progress on stderr, the job's seed and log.
   const logFile = join(out, 'log.jsonl');
+  const stage = (label: string, options: Omit<Seq2SeqTrainerOptions, 'seed' | 'logFile' | 'logEvery' | 'onProgress' | 'train' | 'batchSize'>) => {
+    const progress = trainingProgress(label);
+    return new Seq2SeqTrainer({ ...options, train, batchSize, seed, logFile, logEvery: o.logEvery, onProgress: progress.onProgress })
+      .train()
+      .finally(() => progress.stop());
+  };
   const denseEpochs = o.denseEpochs ?? (o.model ? 0 : 6);
   if (denseEpochs > 0) {
     log(`[${elapsed()}] dense training: ${denseEpochs} epochs, batch ${batchSize}, lr ${o.denseLearningRate ?? 1e-3}`);
-    const progress = trainingProgress('dense');
-    const r = await new Seq2SeqTrainer({
+    const r = await stage('dense', {
       model: dense,
-      train,
       epochs: denseEpochs,
-      batchSize,
       learningRate: o.denseLearningRate ?? 1e-3,
       warmupSteps: o.warmupSteps ?? Math.ceil(0.06 * denseEpochs * Math.ceil(train.length / batchSize)),
-      seed,
-      logFile,
-      logEvery: o.logEvery,
-      onProgress: progress.onProgress,
-    })
-      .train()
-      .finally(() => progress.stop());
+    });
     dense = r.model;
   }
   const denseDir = join(out, 'dense');
@@ -259,24 +257,15 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
   const pruneEpochs = o.pruneEpochs ?? 4;
   const pruneSteps = o.maxSteps ?? pruneEpochs * Math.ceil(train.length / batchSize);
   log(`[${elapsed()}] fine-pruning (${o.preset ?? 'hybrid'}, lambda ${pruning.options.regularizationFinalLambda}, threshold ${pruning.options.initialThreshold} -> ${pruning.options.finalThreshold}${teacher ? `, distilling from ${teacherDir}` : ''}): ${pruneSteps} steps, lr ${o.learningRate ?? 5e-4}`);
-  const progress = trainingProgress('prune');
-  const pr = await new Seq2SeqTrainer({
+  const pr = await stage('prune', {
     model: student,
     pruning,
-    train,
     epochs: pruneEpochs,
     maxSteps: o.maxSteps,
-    batchSize,
     learningRate: o.learningRate ?? 5e-4,
     warmupSteps: o.warmupSteps ?? Math.max(1, Math.round((0.1 * pruneSteps) / 3)),
     distillation: teacher ? { teacher, alphaCe: o.alphaCe, alphaTeacher: o.alphaTeacher, temperature: o.temperature } : undefined,
-    seed,
-    logFile,
-    logEvery: o.logEvery,
-    onProgress: progress.onProgress,
-  })
-    .train()
-    .finally(() => progress.stop());
+  });
   teacher?.dispose();
   const pruned = pr.model;
   const prunedRouge = await evaluateRouge(pruned, tok, evalPairs, evalOpts);

@@ -27,7 +27,7 @@ import { latestCheckpoint, readCheckpointState, TrainerState, writeCheckpoint } 
 import { checkResume, RunFingerprint } from './run-fingerprint';
 import { stopOnSigint } from './sigint';
 import { linearSchedule } from './trainer';
-import { checkDistillation, checkLoopOptions, checkOutputs, HF_TRAINER_NAMES, LogEntry, Metrics, TrainProgress } from './trainer-options';
+import { checkDistillation, checkLoopOptions, checkOutputs, HF_TRAINER_NAMES, LogEntry, Metrics, type SparseTrainerOptions } from './trainer-options';
 
 /** One training pair: unpadded source ids and target ids (ending with eos, as the caller tokenized them). */
 export interface Seq2SeqTrainExample {
@@ -46,8 +46,14 @@ export interface Seq2SeqDistillationOptions {
   temperature?: number;
 }
 
+/** The loop's options SparseTrainer has too, with the same meaning (documented there). */
+type LoopOptions = Pick<
+  SparseTrainerOptions,
+  'epochs' | 'maxSteps' | 'batchSize' | 'learningRate' | 'weightDecay' | 'warmupSteps' | 'maxGradNorm' | 'outputDir' | 'saveSteps' | 'keepCheckpoints' | 'resume' | 'logFile' | 'logEvery' | 'onLog' | 'onProgress' | 'handleSigint'
+>;
+
 /** SparseTrainerOptions' names where they mean the same (see trainer-options.ts for each one's meaning). */
-export interface Seq2SeqTrainerOptions {
+export interface Seq2SeqTrainerOptions extends LoopOptions {
   /** The model to train: patched (its plan stays), or not (patched here from `pruning`, or trained dense). */
   model: Seq2SeqModel;
   /** Fine-pruning: schedule, regularization and its lambdas (decoderAttentionLambda, decoderDenseLambda too). */
@@ -56,25 +62,9 @@ export interface Seq2SeqTrainerOptions {
   train: Seq2SeqTrainExample[];
   /** After each epoch, at the final threshold. */
   evaluate?: (model: Seq2SeqModel) => Promise<Metrics>;
-  epochs?: number;
-  maxSteps?: number;
-  batchSize?: number;
-  learningRate?: number;
-  weightDecay?: number;
-  warmupSteps?: number;
-  maxGradNorm?: number;
   distillation?: Seq2SeqDistillationOptions;
   /** Data order and dropout (default 42). */
   seed?: number;
-  outputDir?: string;
-  saveSteps?: number;
-  keepCheckpoints?: number;
-  resume?: string | boolean;
-  logFile?: string;
-  logEvery?: number;
-  onLog?: (entry: LogEntry) => void;
-  onProgress?: (progress: TrainProgress) => void;
-  handleSigint?: boolean;
 }
 
 export interface Seq2SeqTrainResult {
