@@ -6,7 +6,9 @@
  * the quirk_dead_matrix_head case; mode 'heads'; save + fromPretrained round trip; greedy and beam generate()
  * of the compact model equal to the masked model's; a compact config that contradicts itself or its weights is
  * a coded error. A gated-gelu T5 (t5-tiny's weights with units and heads zeroed by hand) loses exactly those units
- * and heads, and its compact copy saves the source's tokenizer files.
+ * and heads, and its compact copy saves the source's tokenizer files. A BART classifier with values, output columns
+ * and FFN rows zeroed by hand keeps its EOS-pooled logits; a head with zero queries stays there (exact rule) and
+ * goes by nn_pruning's.
  *
  * Tolerances: the fixture's heads_removed_logits come from a float32 run of HF's code with head masks; its fp64
  * sliced forward differs by 1.6e-5 (BART) / 2.9e-6 (T5) (meta.json tolerance.heads_removed_vs_sliced_fp64), and
@@ -255,5 +257,54 @@ withShared(FIX)('t5 gated-gelu: a unit dead in wi_0, wi_1 or wo goes; heads go w
     for (const m of models) m.dispose();
     src.cleanup();
     out.cleanup();
+  }
+});
+
+withShared('fixtures/bart-tiny-cls')('bart classification: heads with zero values or zero output columns and units with zero rows go; the EOS-pooled logits stay', async (t) => {
+  const src = shared('fixtures/bart-tiny-cls');
+  const w = await readTensors(join(src, 'model.safetensors'));
+  const zero = (name: string, rows: [number, number] | null, cols?: [number, number]) => {
+    const [r, c] = w[name].shape.length === 2 ? w[name].shape : [w[name].shape[0], 1];
+    const data = Float32Array.from(w[name].data as Float32Array);
+    for (let i = 0; i < r; i++)
+      for (let j = 0; j < c; j++) if ((rows && i >= rows[0] && i < rows[1]) || (cols && j >= cols[0] && j < cols[1])) data[i * c + j] = 0;
+    w[name] = { ...w[name], data };
+  };
+  // d_model 64, 4 heads of 16. Encoder layer 0: head 1's values (and their bias); decoder layer 1 cross-attention:
+  // head 2's output columns; encoder layer 1's FFN: units 3..5 (fc1 rows and bias); decoder layer 0 self-attention:
+  // head 3's queries only, a head that still attends (uniformly) and stays by the exact rule.
+  zero('model.encoder.layers.0.self_attn.v_proj.weight', [16, 32]);
+  zero('model.encoder.layers.0.self_attn.v_proj.bias', [16, 32]);
+  zero('model.decoder.layers.1.encoder_attn.out_proj.weight', null, [32, 48]);
+  zero('model.encoder.layers.1.fc1.weight', [3, 6]);
+  zero('model.encoder.layers.1.fc1.bias', [3, 6]);
+  zero('model.decoder.layers.0.self_attn.q_proj.weight', [48, 64]);
+  zero('model.decoder.layers.0.self_attn.q_proj.bias', [48, 64]);
+  const dir = tempDir();
+  const models: Seq2SeqModel[] = [];
+  try {
+    writeFileSync(join(dir.path, 'config.json'), readFileSync(join(src, 'config.json')));
+    writeSafetensorsFile(join(dir.path, 'model.safetensors'), Object.fromEntries(Object.entries(w).map(([k, x]) => [k, { dtype: 'F32', shape: x.shape, data: x.data as Float32Array }])));
+    const model = await Seq2SeqModel.fromPretrained(dir.path);
+    models.push(model);
+    const io = await readTensors(join(src, 'io.safetensors'));
+    const batch = { ...inputs(io) };
+    const full = (await model.forward(batch)).logits;
+    const { model: small, report } = await model.compact();
+    models.push(small);
+    t.deepEqual(
+      report.blocks.filter((b) => b.kind === 'attention').map((b) => b.removedHeads),
+      [[1], [], [], [], [], [2]],
+    );
+    t.deepEqual(widthsOf(report, 'widthAfter'), { encoder: [128, 125], decoder: [128, 128] });
+    t.is(small.info.architecture, 'BartForSequenceClassification');
+    expectClose(t, 'bart-cls compact vs full', (await small.forward(batch)).logits, full, 1e-5);
+    // nn_pruning's rule also drops decoder layer 0's head 3 (no queries left): the logits move.
+    const reference = await model.compact('dense', { deadHeads: 'reference' });
+    models.push(reference.model);
+    t.deepEqual(reference.report.blocks.filter((b) => b.kind === 'attention').map((b) => b.removedHeads)[2], [3]);
+  } finally {
+    for (const m of models) m.dispose();
+    dir.cleanup();
   }
 });
