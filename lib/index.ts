@@ -119,6 +119,7 @@ export type { BudgetOptions, BudgetState, BudgetTarget } from './pruning/budget'
 export type { JobBudgetResult } from './cli/job-budget';
 export type { NativeBudget, NativeBudgetCost, NativeGenerateOptions, NativePrunableBlock, NativeSeq2SeqInfo, NativeSeq2SeqInputs, NativeSeq2SeqRegularizationOptions, NativeSeq2SeqTrainStepOptions, NativeSeq2SeqTrainStepResult } from './runtime/native';
 export { Seq2SeqModel } from './model/seq2seq';
+export type { Seq2SeqOnnxReport } from './model/onnx-seq2seq';
 export type { GenerateInputs, GenerateOptions, GenerateResult, Seq2SeqForwardOptions, Seq2SeqInfo, Seq2SeqInputs, Seq2SeqRegularizationOptions, Seq2SeqTrainStepOptions } from './model/seq2seq';
 export { Seq2SeqTrainer, seq2seqBatch } from './training/seq2seq-trainer';
 export type { Seq2SeqDistillationOptions, Seq2SeqTrainExample, Seq2SeqTrainerOptions, Seq2SeqTrainResult } from './training/seq2seq-trainer';

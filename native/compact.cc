@@ -29,9 +29,11 @@ Bert clone_model(const Bert& model) {
 
 }  // namespace
 
-Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport* report) {
+Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport* report, const std::string& rule) {
   if (mode != "dense" && mode != "heads")
     throw Error("E_INVALID_ARG", "Expected compaction mode 'dense' or 'heads' but received '" + mode + "'");
+  if (rule != "exact" && rule != "reference") throw Error("E_INVALID_ARG", "Expected dead-head rule 'exact' or 'reference' but received '" + rule + "'");
+  const bool exact = rule == "exact";
   refuse_quantized(model_in, "compaction");
   at::NoGradGuard no_grad;
   Bert model = clone_model(model_in);
@@ -56,7 +58,9 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
     // FFN cross-zeroing.
     auto& wi = P(p + f.inter + ".weight");
     auto& wo = P(p + f.out + ".weight");
+    // (exact: a row counts as zero only with its bias: gelu(bias) need not be 0.)
     auto dead_rows = wi.abs().sum(1).eq(0);
+    if (exact) dead_rows = dead_rows.logical_and(P(p + f.inter + ".bias").eq(0));
     auto dead_cols = wo.abs().sum(0).eq(0);
     wi.index_put_({dead_cols}, 0.0);
     wo.index_put_({at::indexing::Slice(), dead_rows}, 0.0);
@@ -67,7 +71,11 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
     std::vector<int64_t> alive;
     if (h > 0) {
       auto any = [&](const std::string& n) { return P(p + n + ".weight").view({h, hd, -1}).ne(0).flatten(1).any(1); };
-      auto alive_mask = (any(f.query) & any(f.key) & any(f.value)).to(at::kCPU);
+      // exact: a head goes only when its output is zero whatever it attends to (value rows with their bias, or
+      // output columns); reference: alive in q, k AND v.
+      const auto values = any(f.value).logical_or(P(p + f.value + ".bias").view({h, hd}).ne(0).any(1));
+      const auto out_cols = P(p + f.attn_out + ".weight").view({-1, h, hd}).ne(0).any(2).any(0);
+      auto alive_mask = (exact ? values & out_cols : any(f.query) & any(f.key) & any(f.value)).to(at::kCPU);
       for (int64_t k = 0; k < h; ++k)
         if (alive_mask[k].item<bool>()) alive.push_back(k);
       if (alive.empty()) alive.push_back(0);
@@ -91,7 +99,7 @@ Bert compact_model(const Bert& model_in, const std::string& mode, CompactReport*
     // FFN units kept.
     at::Tensor units;
     if (mode == "dense") {
-      units = wi.abs().sum(1).ne(0).nonzero().flatten();
+      units = dead_rows.logical_or(dead_cols).logical_not().nonzero().flatten();
       if (units.numel() == 0) units = at::zeros({1}, at::TensorOptions().dtype(at::kLong).device(wi.device()));
     } else {
       units = at::arange(wi.size(0), at::TensorOptions().dtype(at::kLong).device(wi.device()));

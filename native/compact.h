@@ -2,8 +2,11 @@
 // *dense* one. Works on a copy; the input model is untouched.
 //   1. a patched model is compiled first (masks baked into the weights);
 //   2. FFN cross-zeroing: an all-zero intermediate row zeroes the matching output column, and back;
-//   3. heads: a head survives if any weight of its slice is non-zero in q, k AND v (so a head dead only in
-//      its key rows goes, as in the reference); if all would go, head 0 of the layer stays;
+//   3. heads, rule "reference" (the default, nn_pruning's): a head survives if any weight of its slice is
+//      non-zero in q, k AND v (so a head dead only in its key rows goes, although it still attended uniformly
+//      and added its values' mean: the outputs change); rule "exact": a head goes only when its output is zero
+//      whatever it attends to (value rows with their bias, or output columns, all zero), and an FFN row counts
+//      as zero only with its bias; if all would go, head 0 of the layer stays;
 //   4. ("dense") FFN: all-zero intermediate rows (and their bias) and the matching output columns go;
 //      at least one unit stays.
 // Deadness looks at weights only, as the reference does: with bias_mask (the default) a dead row's bias is
@@ -25,7 +28,7 @@ struct CompactReport {
 };
 
 // mode: "dense" (heads and FFN) or "heads".
-Bert compact_model(const Bert& model, const std::string& mode, CompactReport* report);
+Bert compact_model(const Bert& model, const std::string& mode, CompactReport* report, const std::string& rule = "reference");
 
 // An HF-loadable copy: FFN widths padded back to config.intermediate_size with zero rows/columns (exactly
 // the same outputs), heads via config.pruned_heads.

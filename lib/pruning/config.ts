@@ -62,8 +62,9 @@ export interface PruningOptions {
   linearMinParameters: number;
   /** Initial value of every score (default 0; the reference's mask_init "constant" with mask_scale). */
   maskInit: number;
-  /** Encoder-decoders: weights of the decoder's attention / FFN groups (default attentionLambda / denseLambda). */
+  /** Encoder-decoders: the decoder's attention group's weight (default attentionLambda; `decoder_attention_lambda`). */
   decoderAttentionLambda?: number;
+  /** Encoder-decoders: the decoder's FFN group's weight (default denseLambda; `decoder_dense_lambda`). */
   decoderDenseLambda?: number;
 }
 const OPTIONAL_PRUNING = ['decoderAttentionLambda', 'decoderDenseLambda'] as const; // no default: a run without them keeps its fingerprint
@@ -309,9 +310,8 @@ export class PruningConfig {
 
   /**
    * hybrid(lambda): the paper's "hybrid" setting. Attention: sigmoied_threshold with 32x32 blocks (the
-   * attention output with the attention method, block transposed); FFN: sigmoied_threshold:1d_alt (whole
-   * units, one score per unit shared by the intermediate row and the output column); threshold 0 -> 0.1;
-   * L1 at lambda.
+   * attention output with the attention method, block transposed); FFN: sigmoied_threshold:1d_alt (whole units,
+   * one score per unit shared by the intermediate row and the output column); threshold 0 -> 0.1; L1 at lambda.
    */
   static hybrid(lambda = 20, overrides: Partial<PruningOptions> = {}): PruningConfig {
     checkPreset(lambda, overrides);

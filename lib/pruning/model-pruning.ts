@@ -39,10 +39,13 @@ declare module '../model/model' {
     /** Bakes the masks (at the current threshold) into the weights and removes the scores. */
     compile(): Promise<void>;
     /**
-     * A new, smaller dense model ('dense': heads and empty FFN units removed; 'heads': heads only) that gives
-     * the same outputs as this (masked) model. This model is left as it is.
+     * A new, smaller dense model ('dense': heads and empty FFN units removed; 'heads': heads only). This model is
+     * left as it is. Which heads are dead: `deadHeads` 'reference' (default, nn_pruning's rule: no weight left in
+     * q, k or v; a head with zero queries or keys still attended uniformly and added its values' mean, so the
+     * outputs move by that) or 'exact' (its output is zero whatever it attends to: value rows with their bias,
+     * or output columns; the outputs are the masked model's).
      */
-    compact(mode?: 'dense' | 'heads'): Promise<{ model: BertModel; report: CompactReport }>;
+    compact(mode?: 'dense' | 'heads', options?: { deadHeads?: 'exact' | 'reference' }): Promise<{ model: BertModel; report: CompactReport }>;
     /**
      * Writes a checkpoint plain HF tools load with identical outputs: FFN widths zero-padded back to
      * intermediate_size (per-layer widths are not expressible in HF's config), heads via pruned_heads.
@@ -95,9 +98,11 @@ extendModel({
     return enqueue(this, (h) => h.compile());
   },
 
-  async compact(mode: 'dense' | 'heads' = 'dense'): Promise<{ model: BertModel; report: CompactReport }> {
+  async compact(mode: 'dense' | 'heads' = 'dense', options: { deadHeads?: 'exact' | 'reference' } = {}): Promise<{ model: BertModel; report: CompactReport }> {
+    const o = v.options('options', options, ['deadHeads']);
+    const rule = o.deadHeads === undefined ? 'reference' : v.oneOf('options.deadHeads', o.deadHeads, ['exact', 'reference'] as const);
     return enqueue(this, async (h) => {
-      const { model, report } = await h.compact(mode);
+      const { model, report } = await h.compact(mode, rule);
       return { model: wrap(model, this.sourceDir), report };
     });
   },

@@ -392,7 +392,7 @@ export interface NativeModel {
   patch(planJson: string): Promise<{ modules: string[]; scoreParameters: number }>;
   setThreshold(t: number): Promise<void>;
   compile(): Promise<void>;
-  compact(mode?: 'dense' | 'heads'): Promise<{ model: NativeModel; report: NativeCompactReport }>;
+  compact(mode?: 'dense' | 'heads', deadHeads?: 'exact' | 'reference'): Promise<{ model: NativeModel; report: NativeCompactReport }>;
   padFfn(): Promise<NativeModel>;
   /** A quantized copy (native/quantize.h); this model is unchanged. */
   quantize(dtype: 'int8' | 'bf16', perChannel: boolean): Promise<NativeModel>;

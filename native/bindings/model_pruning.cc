@@ -47,10 +47,12 @@ Napi::Value ModelHandle::Compact(const Napi::CallbackInfo& info) {
   const std::string mode = info[0].IsUndefined() ? "dense" : get_string(info[0], "mode");
   if (mode != "dense" && mode != "heads")
     throw_range_error(env, "Expected 'dense' or 'heads' for mode but received '" + mode + "'");
+  const std::string rule = info.Length() < 2 || info[1].IsUndefined() ? "reference" : get_string(info[1], "deadHeads");
+  if (rule != "exact" && rule != "reference") throw_range_error(env, "Expected 'exact' or 'reference' for deadHeads but received '" + rule + "'");
   auto result = std::make_shared<std::pair<bp::Bert, bp::CompactReport>>(bp::Bert(nullptr), bp::CompactReport());
   return Queue(
       info, "blockprune.compact", After::Keep,
-      [m, mode, result]() { result->first = bp::compact_model(m, mode, &result->second); },
+      [m, mode, rule, result]() { result->first = bp::compact_model(m, mode, &result->second, rule); },
       [result](Napi::Env e) -> Napi::Value {
         const auto& r = result->second;
         Napi::Object o = Napi::Object::New(e);

@@ -11,7 +11,7 @@ import { BertConfigJson, BertModel } from '../../lib/model/model';
 import type { ModelConfigJson } from '../../lib/model/model';
 import { PruningConfig } from '../../lib/pruning/config';
 import '../../lib/pruning/model-pruning';
-import { maxAbsDiff, tempDir, writeSafetensorsFile } from '../helpers';
+import { maxAbsDiff, readTensors, tempDir, writeSafetensorsFile } from '../helpers';
 
 const TINY: BertConfigJson = {
   vocab_size: 512,
@@ -166,6 +166,43 @@ for (const [family, tiny] of Object.entries(TINY_BY_FAMILY)) {
     }
   });
 }
+
+test("deadHeads: 'reference' (default) drops a head with zero queries, which still attended and changes the outputs; 'exact' drops only heads with zero values", async (t) => {
+  const tmp = tempDir();
+  try {
+    const m = await BertModel.fromConfig(TINY, { seed: 4 });
+    await m.save(join(tmp.path, 'src'));
+    const w = await readTensors(join(tmp.path, 'src', 'model.safetensors'));
+    // hidden 64, 4 heads of 16: layer 0 head 1 loses its queries (weights and bias), layer 1 head 2 its values.
+    const zero = (name: string, from: number, to: number) => {
+      const data = Float32Array.from(w[name].data as Float32Array);
+      const cols = w[name].shape.length === 2 ? w[name].shape[1] : 1;
+      data.fill(0, from * cols, to * cols);
+      w[name] = { ...w[name], data };
+    };
+    for (const x of ['weight', 'bias']) {
+      zero(`bert.encoder.layer.0.attention.self.query.${x}`, 16, 32);
+      zero(`bert.encoder.layer.1.attention.self.value.${x}`, 32, 48);
+    }
+    writeSafetensorsFile(join(tmp.path, 'src', 'model.safetensors'), Object.fromEntries(Object.entries(w).map(([k, x]) => [k, { dtype: 'F32', shape: x.shape, data: x.data as Float32Array }])));
+    const full = await BertModel.fromPretrained(join(tmp.path, 'src'));
+    const ref = (await full.forward(batch())).logits.data as Float32Array;
+    const reference = await full.compact('dense');
+    const exact = await full.compact('dense', { deadHeads: 'exact' });
+    t.deepEqual(reference.report.removedHeads, [[1], [2]]);
+    t.deepEqual(exact.report.removedHeads, [[], [2]]);
+    const dRef = maxAbsDiff((await reference.model.forward(batch())).logits.data as Float32Array, ref);
+    const dExact = maxAbsDiff((await exact.model.forward(batch())).logits.data as Float32Array, ref);
+    t.log(`logits vs the full model: reference rule ${dRef.toExponential(2)}, exact rule ${dExact.toExponential(2)}`);
+    t.true(dExact < 1e-5);
+    t.true(dRef > 1e-4, 'the query-dead head did contribute (well above float32 noise: the exact rule gives 0 here)');
+    const err: any = await t.throwsAsync(full.compact('dense', { deadHeads: 'q' as 'exact' }));
+    t.is(err.code, 'E_INVALID_ARG');
+    for (const x of [m, full, reference.model, exact.model]) x.dispose();
+  } finally {
+    tmp.cleanup();
+  }
+});
 
 test('errors: blocks that do not divide, patching twice, compiling an unpatched model, bad compaction mode', async (t) => {
   const m = await BertModel.fromConfig(TINY, { seed: 1 });

@@ -1,4 +1,4 @@
-/** `blockprune compact <model-dir> <out-dir>`: drop pruned heads and empty FFN units, same outputs. */
+/** `blockprune compact <model-dir> <out-dir>`: drop dead heads and empty FFN units (nn_pruning's rule, or the exact one). */
 import { BertModel, QUANT_DTYPES } from '../../model/model';
 import * as v from '../../runtime/validate';
 import type { HubOptions } from '../../hub/hub';
@@ -10,6 +10,7 @@ interface CompactArgs {
   outArg: string;
   out: string;
   mode: 'dense' | 'heads';
+  deadHeads: 'exact' | 'reference';
   device: string;
   filled?: string;
   quantize?: 'int8' | 'bf16';
@@ -19,23 +20,26 @@ interface CompactArgs {
 export const compactCommand: Command<CompactArgs> = {
   name: 'compact',
   synopsis: 'compact <dir> <out>',
-  summary: 'drop pruned heads and empty FFN units: a smaller dense model with the same outputs',
-  help: `Usage: blockprune compact <model-dir|org/name> <out-dir> [--mode dense|heads] [--quantize int8|bf16]
-       [--export-filled DIR] [--device cpu] [--revision REV] [--offline]
+  summary: 'drop dead heads and empty FFN units: a smaller dense model',
+  help: `Usage: blockprune compact <model-dir|org/name> <out-dir> [--mode dense|heads] [--dead-heads reference|exact]
+       [--quantize int8|bf16] [--export-filled DIR] [--device cpu] [--revision REV] [--offline]
 
-Compacts a pruned model (patched checkpoints are compiled first): heads dead in q, k and v are removed, empty
-FFN units dropped (--mode dense, the default) or only heads (--mode heads). Saves the smaller dense model to
+Compacts a pruned model (patched checkpoints are compiled first): dead heads are removed, empty FFN units
+dropped (--mode dense, the default) or only heads (--mode heads). Dead heads: --dead-heads reference (the
+default, nn_pruning's rule: no weight left in q, k or v; a head with zero queries or keys still attended, so the
+outputs move by what it added) or exact (only heads whose values or output columns are all zero: the same outputs). Saves the smaller dense model to
 <out-dir> (per-layer sizes in config.json; loads with blockprune) and prints parameters before/after and the
 largest output difference on a random batch. --export-filled DIR also writes an HF-compatible copy (FFN
 zero-padded back to intermediate_size, heads via pruned_heads). --quantize int8|bf16 saves the compact model
 quantized (as 'blockprune quantize' does, int8 per channel; the --export-filled copy stays fp32).
 
 ${HUB_HELP}`,
-  flags: { mode: str, 'export-filled': str, quantize: str, device: str, ...HUB_FLAGS },
+  flags: { mode: str, 'dead-heads': str, 'export-filled': str, quantize: str, device: str, ...HUB_FLAGS },
   args({ values, positionals }) {
     return {
       dir: modelDirArg(positionals, 2, 'compact needs <model-dir> <out-dir>'),
       mode: v.oneOf('--mode', values.mode ?? 'dense', ['dense', 'heads'] as const),
+      deadHeads: v.oneOf('--dead-heads', values['dead-heads'] ?? 'reference', ['reference', 'exact'] as const),
       device: deviceFlag(values),
       outArg: positionals[1],
       out: v.writableDirectory('<out-dir>', positionals[1]),
@@ -46,7 +50,7 @@ ${HUB_HELP}`,
   },
   async run(a) {
     const model = await BertModel.fromPretrained(a.dir, { device: a.device, ...a.hub });
-    const { model: small, report } = await model.compact(a.mode);
+    const { model: small, report } = await model.compact(a.mode, { deadHeads: a.deadHeads });
     const diff = await outputDifference(model, small);
     const quantized = a.quantize ? await small.quantize({ dtype: a.quantize }) : undefined;
     const quantDiff = quantized ? await outputDifference(small, quantized) : 0;
