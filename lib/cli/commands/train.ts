@@ -65,7 +65,7 @@ Pruning:
   --attention-output-with-dense 0|1  --bias-mask 0|1  --initial-threshold X  --final-threshold X
   --initial-warmup N  --final-warmup N (in multiples of --warmup-steps)  --regularization l1|l0|disabled
   --regularization-final-lambda X  --attention-lambda X  --dense-lambda X  --mask-scores-learning-rate X
-  --linear-min-parameters X  --mask-scale X
+  --linear-min-parameters X  --mask-scale X  --decoder-attention-lambda X  --decoder-dense-lambda X (BART, T5)
   The log's "pruning arguments" line shows every one in force.
 Budget (instead of a lambda: the L1 lambda defaults to 0, a Lagrangian term on the masks' cost drives them):
   --target-speedup X | --target-latency Nms | --target-params N[K|M]   what the compact model must reach: a
