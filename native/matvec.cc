@@ -1,4 +1,4 @@
-// rows_linear's matrix-vector product (mixed_precision.h): y = W x + b for one fp32 row, W [N, K] row-major as
+// rows_linear's matrix-vector products (mixed_precision.h): y = W x + b for one fp32 row (or up to 8), W [N, K] row-major as
 // nn.Linear stores it. Memory-bound: a decoding step streams every weight once, so what matters is reading W
 // at full bandwidth. OpenBLAS's sgemv reached 6.2 GB/s on the 32128x512 LM head (one thread), a plain sum of
 // the same tensor 9.2-9.9; rows_avx512 below 14.4 (10.5 ms -> 4.6 ms).
@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <utility>
 
 #include "fast/fast_cpu.h"
 #include "mixed_precision.h"
@@ -73,7 +74,76 @@ __attribute__((target("avx2,fma"))) void rows_avx2(const float* w, const float* 
   }
 }
 
+// Rows [r0, r1) of Y = X W^T (+ b) for M rows of X at once (beams, a small batch): each weight row is read once
+// for all M, so the step stays one pass over W instead of M (or GEMM's packing of all of W per call).
+template <int M>
+__attribute__((target("avx512f,fma"))) void rows_m_avx512(const float* w, const float* x, const float* b, float* y, int64_t n, int64_t r0, int64_t r1, int64_t k) {
+  constexpr int64_t kAhead = 1024;
+  const int64_t full = k / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (k - full)) - 1u);
+  for (int64_t i = r0; i < r1; ++i) {
+    const float* r = w + i * k;
+    __m512 a[M];
+    for (int q = 0; q < M; ++q) a[q] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j < full; j += 16) {
+      _mm_prefetch(reinterpret_cast<const char*>(r + j + kAhead), _MM_HINT_T0);
+      const __m512 wv = _mm512_loadu_ps(r + j);
+      for (int q = 0; q < M; ++q) a[q] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + q * k + j), a[q]);
+    }
+    if (tail) {
+      const __m512 wv = _mm512_maskz_loadu_ps(tail, r + full);
+      for (int q = 0; q < M; ++q) a[q] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x + q * k + full), a[q]);
+    }
+    for (int q = 0; q < M; ++q) y[q * n + i] = _mm512_reduce_add_ps(a[q]) + (b ? b[i] : 0.0f);
+  }
+}
+
+template <int M>
+__attribute__((target("avx2,fma"))) void rows_m_avx2(const float* w, const float* x, const float* b, float* y, int64_t n, int64_t r0, int64_t r1, int64_t k) {
+  const int64_t full = k / 8 * 8;
+  for (int64_t i = r0; i < r1; ++i) {
+    const float* r = w + i * k;
+    __m256 a[M];
+    for (int q = 0; q < M; ++q) a[q] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < full; j += 8) {
+      const __m256 wv = _mm256_loadu_ps(r + j);
+      for (int q = 0; q < M; ++q) a[q] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + q * k + j), a[q]);
+    }
+    for (int q = 0; q < M; ++q) {
+      float s = hsum256(a[q]);
+      for (int64_t j = full; j < k; ++j) s += r[j] * x[q * k + j];
+      y[q * n + i] = s + (b ? b[i] : 0.0f);
+    }
+  }
+}
+
+using RowsM = void (*)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+
+template <int... Ms>
+RowsM pick_rows(int m, bool avx512, std::integer_sequence<int, Ms...>) {
+  RowsM out = nullptr;
+  ((m == Ms + 2 ? (out = avx512 ? &rows_m_avx512<Ms + 2> : &rows_m_avx2<Ms + 2>, 0) : 0), ...);
+  return out;
+}
+
 }  // namespace
+
+at::Tensor matvec_rows(const at::Tensor& w_in, const at::Tensor& x_in, const at::Tensor& b_in) {
+  const int64_t m = x_in.size(0);
+  if (m == 1) return matvec(w_in, x_in.reshape({-1}), b_in).unsqueeze(0);
+  const bool avx512 = std::strcmp(fast::isa(), "avx512") == 0, avx2 = std::strcmp(fast::isa(), "avx2") == 0;
+  if (!fast::enabled() || !(avx512 || avx2) || m > kMatvecRows) return at::linear(x_in, w_in, b_in);
+  const auto w = w_in.contiguous(), x = x_in.contiguous();
+  const auto b = b_in.defined() ? b_in.contiguous() : b_in;
+  const int64_t n = w.size(0), k = w.size(1);
+  auto y = at::empty({m, n}, x.options());
+  const float *wp = w.data_ptr<float>(), *xp = x.data_ptr<float>(), *bp_ = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const RowsM rows = pick_rows(static_cast<int>(m), avx512, std::make_integer_sequence<int, kMatvecRows - 1>{});
+  fast::parallel_for(n, [&](int64_t r0, int64_t r1) { rows(wp, xp, bp_, yp, n, r0, r1, k); });
+  return y;
+}
 
 at::Tensor matvec(const at::Tensor& w_in, const at::Tensor& x_in, const at::Tensor& b_in) {
   const bool avx512 = std::strcmp(fast::isa(), "avx512") == 0, avx2 = std::strcmp(fast::isa(), "avx2") == 0;

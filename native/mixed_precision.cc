@@ -71,12 +71,12 @@ at::Tensor train_linear(const at::Tensor& x, const at::Tensor& w, const at::Tens
 }
 
 at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  const bool one_row = x.dim() >= 1 && x.numel() > 0 && x.numel() == x.size(-1) && w.dim() == 2 && x.size(-1) == w.size(1);
-  if (!one_row || at::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
+  const int64_t rows = x.dim() >= 1 && x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+  const bool few_rows = rows >= 1 && rows <= kMatvecRows && w.dim() == 2 && x.size(-1) == w.size(1);
+  if (!few_rows || at::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
       (b.defined() && b.scalar_type() != at::kFloat))
     return at::linear(x, w, b);
-  const auto v = x.reshape({-1});
-  auto y = matvec(w, v, b.defined() ? b.reshape({-1}) : b);
+  auto y = matvec_rows(w, x.reshape({rows, x.size(-1)}), b.defined() ? b.reshape({-1}) : b);
   auto shape = x.sizes().vec();
   shape.back() = w.size(0);
   return y.view(shape);

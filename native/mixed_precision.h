@@ -41,4 +41,9 @@ at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 // (matvec.cc), else at::addmv / at::mv.
 at::Tensor matvec(const at::Tensor& w, const at::Tensor& x, const at::Tensor& b);
 
+// X [M, K] W^T (+ b) for 1 <= M <= kMatvecRows rows (beams, a small batch of decoding rows): every weight row is
+// read once for all M rows (GEMM would pack all of W per call); else at::linear.
+constexpr int kMatvecRows = 8;
+at::Tensor matvec_rows(const at::Tensor& w, const at::Tensor& x, const at::Tensor& b);
+
 }  // namespace bp

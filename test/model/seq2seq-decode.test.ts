@@ -3,7 +3,8 @@
  * (rows_linear) and the self-attention keys/values grow in place (native/kv_append.h, past its first 64-position
  * buffer here). On random BART and T5 models with widths that are not multiples of 16 (the kernels' SIMD tails:
  * d_model 36, head size 9, FFN 50), batch-1 steps give the full forward's logits at every position, and
- * onnxruntime's greedy ids on the exported graphs equal generate()'s.
+ * onnxruntime's greedy ids on the exported graphs equal generate()'s; so do steps of 3 and 8 rows at once (beams, a
+ * batch: matvec_rows). A model's large weights land on 2 MiB pages.
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
@@ -69,6 +70,25 @@ for (const [family, config] of Object.entries(ODD)) {
       const d = maxAbsDiff(steps.data as Float32Array, full.data as Float32Array);
       t.log(`${family}: ${TARGET} batch-1 steps vs forward, max |diff| = ${d.toExponential(3)} (atol ${ATOL})`);
       t.true(d <= ATOL, `${d} > ${ATOL}`);
+      // Several rows per step (beams, a batch: matvec_rows reads each weight row once for all of them), 3 and the
+      // most (8), each row its own source and target.
+      for (const M of [3, 8]) {
+        const ids = (len: number, salt: number, first: (r: number) => number, last?: number) =>
+          BigInt64Array.from({ length: M * len }, (_, i) => {
+            const [r, j] = [Math.floor(i / len), i % len];
+            return BigInt(j === 0 ? first(r) : j === len - 1 && last !== undefined ? last : 3 + ((j * salt + r * 17) % 190));
+          });
+        const many = {
+          inputIds: ids(S, 37, (r) => 3 + r, config.eos_token_id),
+          batchSize: M,
+          seqLen: S,
+          targetLen: TARGET,
+          decoderInputIds: ids(TARGET, 53, () => config.decoder_start_token_id),
+        };
+        const dm = maxAbsDiff((await handle.decodeSteps(many)).logits.data as Float32Array, (await handle.forward(many)).logits.data as Float32Array);
+        t.log(`${family}: ${M} rows x ${TARGET} steps vs forward, max |diff| = ${dm.toExponential(3)}`);
+        t.true(dm <= ATOL, `${M} rows: ${dm} > ${ATOL}`);
+      }
       handle.dispose();
 
       await model.exportOnnx(dir.path + '/onnx');
