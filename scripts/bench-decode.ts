@@ -6,7 +6,9 @@
  * Random models of t5-small's and bart-base's geometry (Seq2SeqModel.fromConfig, seed 1, saved and loaded back), source 128 tokens,
  * 32 new tokens (eos banned: both decode the same count), in one run with alternating rounds.
  *
- *   node dist/scripts/bench-decode.js [--models t5-small,bart-base] [--steps 32] [--source 128] [--rounds 3] [--warmup 1] [--threads 1]
+ *   node dist/scripts/bench-decode.js [--models t5-small,bart-base] [--steps 32] [--source 128] [--rounds 3] [--warmup 1] [--threads 1] [--beams N]
+ *
+ * --beams N (2 to 8) also times our beam search of N beams (onnxruntime's loop here is greedy).
  *
  * Figures: ms per generated token of the whole generate (encoder included), the median round, and ours / onnxruntime. Whether
  * both chose the same ids is printed too (random weights: a near tie may split them; the tests check parity).
@@ -21,11 +23,11 @@ import { intFlag, listFlag, str } from '../lib/cli/flags';
 import { loadOnnxSeq2Seq, onnxGreedy } from '../test/model/onnx-seq2seq-run';
 import { BART_BASE, runScript, scriptFlags, T5_SMALL } from './common';
 
-const USAGE = 'usage: node dist/scripts/bench-decode.js [--models t5-small,bart-base] [--steps 32] [--source 128] [--rounds 3] [--warmup 1] [--threads 1]';
+const USAGE = 'usage: node dist/scripts/bench-decode.js [--models t5-small,bart-base] [--steps 32] [--source 128] [--rounds 3] [--warmup 1] [--threads 1] [--beams N]';
 const GEOMETRIES = { 't5-small': T5_SMALL, 'bart-base': BART_BASE } as const;
 type Geometry = keyof typeof GEOMETRIES;
 
-async function benchOne(name: Geometry, o: { steps: number; source: number; rounds: number; warmup: number; threads: number }): Promise<void> {
+async function benchOne(name: Geometry, o: { steps: number; source: number; rounds: number; warmup: number; threads: number; beams: number }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'blockprune-bench-decode-'));
   // Both sides read the same weights from files, as deployed: ours from save()'s directory, onnxruntime from
   // exportOnnx's. (Where the weights land mattered by 10-30% before they went on 2 MiB pages: native/huge_pages.h.)
@@ -48,6 +50,9 @@ async function benchOne(name: Geometry, o: { steps: number; source: number; roun
       { name: 'ours', run: ours, ms: [], ids: [] },
       { name: 'onnxruntime', run: theirs, ms: [], ids: [] },
     ];
+    // --beams N: ours with beam search too (this onnxruntime loop is greedy), eos banned as well.
+    const beams = async () => (await model.generate(source, { maxLength, minLength: maxLength, numBeams: o.beams })).sequences.data as BigInt64Array;
+    if (o.beams > 1) runs.push({ name: `ours, ${o.beams} beams`, run: beams, ms: [], ids: [] });
     for (let i = 0; i < o.warmup; i++) for (const r of runs) r.ids = await r.run();
     for (let i = 0; i < o.rounds; i++)
       for (const r of i % 2 ? [...runs].reverse() : runs) {
@@ -62,7 +67,8 @@ async function benchOne(name: Geometry, o: { steps: number; source: number; roun
     console.log(
       `${name} (random, ${info.numParameters} parameters; ONNX ${(report.files.reduce((s, f) => s + f.bytes, 0) / 2 ** 20).toFixed(0)} MiB), batch 1, source ${o.source}, ${o.steps} tokens, threads ${o.threads}:` +
         ` ms per token (median) ours ${a.toFixed(2)} (rounds ${runs[0].ms.map((x) => x.toFixed(2)).join(', ')}), onnxruntime ${b.toFixed(2)} (rounds ${runs[1].ms.map((x) => x.toFixed(2)).join(', ')});` +
-        ` ours / onnxruntime ${(a / b).toFixed(2)}; same ids: ${same ? 'yes' : 'no'}`,
+        ` ours / onnxruntime ${(a / b).toFixed(2)}; same ids: ${same ? 'yes' : 'no'}` +
+        (runs[2] ? `; ours with ${o.beams} beams ${median(runs[2].ms).toFixed(2)} ms per token (${(median(runs[2].ms) / a).toFixed(2)}x greedy)` : ''),
     );
     for (const s of Object.values(sessions)) await s.release();
   } finally {
@@ -72,13 +78,14 @@ async function benchOne(name: Geometry, o: { steps: number; source: number; roun
 }
 
 async function main(): Promise<void> {
-  const o = scriptFlags('bench-decode', USAGE, { models: str, steps: str, source: str, rounds: str, warmup: str, threads: str }, (f) => ({
+  const o = scriptFlags('bench-decode', USAGE, { models: str, steps: str, source: str, rounds: str, warmup: str, threads: str, beams: str }, (f) => ({
     models: listFlag(f, 'models', Object.keys(GEOMETRIES) as Geometry[]) ?? (Object.keys(GEOMETRIES) as Geometry[]),
     steps: intFlag(f, 'steps', 1, 512) ?? 32,
     source: intFlag(f, 'source', 1, 1024) ?? 128,
     rounds: intFlag(f, 'rounds', 1) ?? 3,
     warmup: intFlag(f, 'warmup', 0) ?? 1,
     threads: intFlag(f, 'threads', 1, 256) ?? 1,
+    beams: intFlag(f, 'beams', 1, 8) ?? 1,
   }));
   setNumThreads(o.threads);
   console.log(`${o.warmup} warm-up and ${o.rounds} alternating rounds per model`);
