@@ -464,9 +464,8 @@ std::vector<PrunableBlock> BartImpl::prunable_blocks() const {
   return out;
 }
 
-std::shared_ptr<Seq2SeqImpl> load_bart(const std::string& dir, const std::string& device) {
-  const auto config_path = dir + "/config.json";
-  auto model = std::make_shared<BartImpl>(BartConfig::from_json(read_json_file(config_path, "E_BAD_CONFIG", "config"), config_path));
+std::shared_ptr<Seq2SeqImpl> load_bart(const nlohmann::json& config, const std::string& config_path, const std::string& dir, const std::string& device) {
+  auto model = std::make_shared<BartImpl>(BartConfig::from_json(config, config_path));
   std::string source;
   const NamedTensors weights = read_weights(dir, &source);
   // The token table is stored once (model.shared.weight); older checkpoints also keep the tied copies.

@@ -115,7 +115,7 @@ std::shared_ptr<Seq2SeqImpl> load_seq2seq(const std::string& dir, const std::str
   const nlohmann::json j = read_json_file(path, "E_BAD_CONFIG", "config");
   const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
   if (type != "bart" && type != "t5") throw Error("E_BAD_CONFIG", path + ": model_type '" + type + "' is not an encoder-decoder family blockprune knows (bart, t5)");
-  auto model = type == "bart" ? load_bart(dir, device) : load_t5(dir, device);
+  auto model = type == "bart" ? load_bart(j, path, dir, device) : load_t5(j, path, dir, device);
   place_weights_on_huge_pages(*model);
   return model;
 }

@@ -155,11 +155,12 @@ class Seq2SeqImpl : public torch::nn::Module {
 std::shared_ptr<Seq2SeqImpl> compact_seq2seq(const Seq2SeqImpl& model, const std::string& mode, Seq2SeqCompactReport* report,
                                              const std::string& rule = "exact");
 
-// The families' loaders (bart.cc, t5.cc): the model of `dir` (config.json + model.safetensors) on `device`;
-// E_BAD_CONFIG / E_BAD_CHECKPOINT naming the file and the field or tensor. (Called by name, not registered
-// from static initialisers: the core is a static library, whose linker drops objects nothing references.)
-std::shared_ptr<Seq2SeqImpl> load_bart(const std::string& dir, const std::string& device);
-std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string& device);
+// The families' loaders (bart.cc, t5.cc): the model of `dir` on `device`, from its config.json (`config`, read
+// once by load_seq2seq from `config_path`) and its weights; E_BAD_CONFIG / E_BAD_CHECKPOINT naming the file and
+// the field or tensor. (Called by name, not registered from static initialisers: the core is a static library,
+// whose linker drops objects nothing references.)
+std::shared_ptr<Seq2SeqImpl> load_bart(const nlohmann::json& config, const std::string& config_path, const std::string& dir, const std::string& device);
+std::shared_ptr<Seq2SeqImpl> load_t5(const nlohmann::json& config, const std::string& config_path, const std::string& dir, const std::string& device);
 
 // The model of `dir` by its config.json model_type; E_BAD_CONFIG naming the types known for another.
 std::shared_ptr<Seq2SeqImpl> load_seq2seq(const std::string& dir, const std::string& device = "cpu");

@@ -90,12 +90,7 @@ std::shared_ptr<Seq2SeqImpl> build_seq2seq(const nlohmann::json& j, const std::s
   if (!j.is_object()) throw Error("E_BAD_CONFIG", "invalid config " + source + ": not a JSON object");
   const std::string type = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
   if (type == "bart") return std::make_shared<BartImpl>(BartConfig::from_json(j, source));
-  if (type == "t5") {
-    const auto arch = j.value("architectures", nlohmann::json::array());
-    if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
-      throw Error("E_BAD_CONFIG", source + ": architecture " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
-    return std::make_shared<T5Model>(T5Config::from_json(j, source), j.dump());
-  }
+  if (type == "t5") return std::make_shared<T5Model>(T5Config::from_json(j, source), j.dump());
   throw Error("E_BAD_CONFIG", source + ": model_type '" + type + "' is not an encoder-decoder family blockprune knows (bart, t5)");
 }
 

@@ -98,6 +98,9 @@ void check_sizes(const T5Config& c, const NamedTensors& weights, const std::stri
 
 T5Config T5Config::from_json(const nlohmann::json& j, const std::string& source) {
   if (!j.is_object()) bad_config(source, "not a JSON object");
+  const auto arch = j.value("architectures", nlohmann::json::array());
+  if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
+    throw Error("E_BAD_CONFIG", source + ": architectures[0] " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
   T5Config c;
   c.raw = j;
   c.vocab_size = size_field(j, "vocab_size", source);
@@ -466,12 +469,7 @@ std::vector<PrunableBlock> T5Model::prunable_blocks() const {
   return out;
 }
 
-std::shared_ptr<Seq2SeqImpl> load_t5(const std::string& dir, const std::string& device) {
-  const auto path = dir + "/config.json";
-  const auto j = read_json_file(path, "E_BAD_CONFIG", "config");
-  const auto arch = j.value("architectures", nlohmann::json::array());
-  if (arch.is_array() && !arch.empty() && arch[0] != "T5ForConditionalGeneration")
-    throw Error("E_BAD_CONFIG", path + ": architecture " + arch[0].dump() + " is not supported for t5 (T5ForConditionalGeneration)");
+std::shared_ptr<Seq2SeqImpl> load_t5(const nlohmann::json& j, const std::string& path, const std::string& dir, const std::string& device) {
   const auto config = T5Config::from_json(j, path);
   std::string source;
   const auto weights = read_weights(dir, &source);

@@ -317,6 +317,7 @@ test('bad options, inputs and teachers are coded errors before any work; the mod
     await t.throwsAsync(Seq2SeqModel.fromConfig({ ...BART, model_type: 'bert' }), { code: 'E_BAD_CONFIG', message: /model_type 'bert'/ });
     await t.throwsAsync(Seq2SeqModel.fromConfig({ ...BART, d_model: undefined }), { code: 'E_BAD_CONFIG', message: /d_model/ });
     await t.throwsAsync(Seq2SeqModel.fromConfig('{ nope'), { code: 'E_BAD_CONFIG' });
+    await t.throwsAsync(Seq2SeqModel.fromConfig({ ...T5, architectures: ['T5EncoderModel'] }), { code: 'E_BAD_CONFIG', message: /architectures\[0\] "T5EncoderModel"/ });
     await t.throwsAsync(Seq2SeqModel.fromConfig(BART, { seed: -1 }), { code: 'E_INVALID_ARG', message: /options\.seed/ });
     await t.throwsAsync(Seq2SeqModel.fromConfig(BART, { sed: 1 } as never), { code: 'E_INVALID_ARG', message: /sed/ });
     writeFileSync(join(tmp.path, 'file'), 'x');

@@ -234,6 +234,7 @@ t5Test('t5: a bad config, or one that disagrees with the weights, is refused nam
     ['vocab_size', (c) => (c.vocab_size = 1e10), 'E_BAD_CONFIG'],
     ['d_ff', (c) => (c.d_ff = 1e9), 'E_BAD_CONFIG'],
     ['num_layers', (c) => (c.num_layers = 1e8), 'E_BAD_CHECKPOINT'],
+    ['architectures', (c) => (c.architectures = ['T5EncoderModel']), 'E_BAD_CONFIG'],
   ];
   for (const [field, edit, code] of cases) {
     const tmp = modelCopy(dir, weights, edit);
