@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { setNumThreads } from '../lib/index';
 import { Seq2SeqModel } from '../lib/model/seq2seq';
 import { intFlag, listFlag, str } from '../lib/cli/flags';
+import { latencyStats } from '../lib/cli/latency-stats';
 import { loadOnnxSeq2Seq, onnxGreedy } from '../test/model/onnx-seq2seq-run';
 import { BART_BASE, runScript, scriptFlags, T5_SMALL } from './common';
 
@@ -61,7 +62,7 @@ async function benchOne(name: Geometry, o: { steps: number; source: number; roun
         r.ms.push((performance.now() - t0) / o.steps);
       }
     // The median round: one round slowed by another process's burst on a shared VM does not move it.
-    const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
+    const median = (xs: number[]) => latencyStats(xs).p50;
     const [a, b] = runs.map((r) => median(r.ms));
     const same = runs[0].ids.length === runs[1].ids.length && Array.from(runs[0].ids).every((x, i) => x === runs[1].ids[i]);
     console.log(
