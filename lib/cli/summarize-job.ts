@@ -26,6 +26,7 @@ import { buildWordPieceVocab, writeVocab } from '../tokenizer/vocab';
 import { rouge, type RougeScores } from '../training/metrics';
 import { Seq2SeqTrainer, seq2seqBatch, type Seq2SeqTrainerOptions, type Seq2SeqTrainExample } from '../training/seq2seq-trainer';
 import { maxPositions, type FinePruneJobOptions } from './job-options';
+import { latencyStats } from './latency-stats';
 import { trainingProgress } from './progress';
 import { copyFileSync, existsSync } from 'node:fs';
 
@@ -163,7 +164,7 @@ export async function timeGeneration(models: readonly Seq2SeqModel[], sources: R
       times[k].push(Number(process.hrtime.bigint() - t0) / 1e6 / (inputs.length * tokens));
     }
   }
-  return times.map((t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)]);
+  return times.map((t) => latencyStats(t).p50);
 }
 
 const fmt = (r: RougeScores) => `ROUGE-1 ${(100 * r.rouge1).toFixed(2)}, ROUGE-2 ${(100 * r.rouge2).toFixed(2)}, ROUGE-L ${(100 * r.rougeL).toFixed(2)}`;
@@ -286,11 +287,9 @@ export async function runSummarizeJob(o: SummarizeJobOptions, pruning: PruningCo
     log(`  ${b.stack} ${b.layer} ${b.kind === 'attention' ? `${b.role}-attention: heads ${b.keptHeads!.length} kept${b.removedHeads!.length ? ` (${b.removedHeads!.join(', ')} removed)` : ''}` : `FFN: ${b.widthBefore} -> ${b.widthAfter} units`}`);
 
   const sources = encodePairs(tok, evalPairs.slice(0, 8), maxLength, targetLength);
-  // Both timed as loaded from their directories: the same load path for each (a model built in memory by
-  // fromConfig decodes measurably slower than its saved copy read back: README, decoding speed).
-  const timed = [await Seq2SeqModel.fromPretrained(denseDir, { device: o.device }), await Seq2SeqModel.fromPretrained(compactDir, { device: o.device })];
-  const [denseMs, compactMs] = await timeGeneration(timed, sources, targetLength, Math.max(3, Math.min(9, o.latencyRuns ?? 5)));
-  for (const m of timed) m.dispose();
+  // The models in memory as they are: every BART / T5 (random, loaded or compacted) has its weights on 2 MiB
+  // pages, so where they were built does not move the figures (native/huge_pages.h).
+  const [denseMs, compactMs] = await timeGeneration([dense, compact], sources, targetLength, Math.max(3, Math.min(9, o.latencyRuns ?? 5)));
   log(`  generation (batch 1, greedy, ${targetLength} tokens, ${sources.length} sources): dense ${denseMs.toFixed(2)} ms/token, compact ${compactMs.toFixed(2)} ms/token: ${(denseMs / compactMs).toFixed(2)}x`);
 
   const result: SummarizeJobResult = {
